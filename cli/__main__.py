@@ -1,0 +1,3 @@
+from kvheal.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""The `kvheal` command line: one click group whose subcommands load lazily.
+
+Each subcommand lives in its own module beside this one (``kvheal.<module>``) and is
+imported only when it runs, so `kvheal check` never pays for Starlette or z3.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click.Command; the order is the order of `--help`.
+COMMANDS: dict[str, str] = {
+    "check": "kvheal.check_cmd:check",
+    "bench": "kvheal.check_cmd:bench",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kvheal")
+def main() -> None:
+    """kvheal: does a poll-and-heal cache on a last-write-wins KV store really heal itself?"""

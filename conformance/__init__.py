@@ -1,0 +1,1 @@
+"""kvheal.conformance"""
