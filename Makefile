@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine (README's quick start):
+#   make demo   check the seed design at 2 tabs: verdicts and a counterexample
+#   make test   the whole test suite (installs redis-server from Debian if missing)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kvheal-installed
+
+.PHONY: demo test bench redis
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# `kvheal check` exits 1 when a property is violated, which is the point of the demo.
+demo: $(STAMP)
+	$(BIN)/kvheal check --tabs 2 --per-tab 1; test $$? -le 1
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server from Debian's packages" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(STAMP) redis
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
