@@ -1,0 +1,313 @@
+"""The KV interface the worker talks to, the in-memory backend, and two wrappers.
+
+Every method is one awaitable call, and the worker makes exactly one call per step of
+SPEC §4, so a wrapper (an operation log here, a gate in the conformance tests) sees every step.
+Through `get`/`put` a backend behaves like Workers KV: last write wins, no transactions.
+Backends that can offer an atomic compare-and-swap set `supports_cas` and implement
+`get_versioned`/`cas`; only the `atomic_cache` design uses them. A version is an integer
+bumped by every write to the key (plain `put` included, so a racing `put` makes a CAS fail);
+0 means "absent".
+
+Errors::
+
+    KVError             anything a backend could not do (connection lost, disk full...)
+    └── CASUnsupported  `get_versioned`/`cas` on a backend without compare-and-swap
+
+Wrappers: `StaleReadKV` emulates a Workers KV location that serves cached reads for up to
+`max_staleness_ms`; `LoggedKV` reports every call (request id, op, key, what was read or
+written, result) to a sink such as `JsonlOpLog`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from .context import current_request
+from .messages import CACHE_KEY, COMMENT_PREFIX
+
+__all__ = ["KV", "KVError", "CASUnsupported", "MemoryKV", "StaleReadKV", "LoggedKV",
+           "JsonlOpLog", "summarize_value"]
+
+
+class KVError(Exception):
+    """A KV backend could not carry out a call."""
+
+
+class CASUnsupported(KVError):
+    """The backend has no atomic compare-and-swap (needed by the `atomic_cache` design)."""
+
+
+class KV(ABC):
+    """An async key-value store with Workers KV semantics; values are text (JSON here)."""
+
+    #: whether `get_versioned` and `cas` are available
+    supports_cas: bool = False
+    #: a short name for messages and reports
+    name: str = "kv"
+
+    @abstractmethod
+    async def get(self, key: str) -> str | None:
+        """The value of `key`, or None if it is absent."""
+
+    @abstractmethod
+    async def put(self, key: str, value: str) -> None:
+        """Set `key` to `value` (last write wins)."""
+
+    @abstractmethod
+    async def list(self, prefix: str) -> list[str]:
+        """The keys that start with `prefix`, sorted."""
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        """The value of `key` and its version (0 when absent), for a later `cas`."""
+        raise CASUnsupported(f"the {self.name} backend has no compare-and-swap")
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        """Set `key` to `value` if its version is still `expected_version`; whether it did."""
+        raise CASUnsupported(f"the {self.name} backend has no compare-and-swap")
+
+    async def clear(self) -> None:
+        """Delete every key (administration: tests and the stress runner, never the worker)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections and threads; the object is unusable afterwards."""
+
+
+class MemoryKV(KV):
+    """A dict in this process: for tests and single-process runs.
+
+    Each call yields to the event loop once (like a real backend's round trip), so
+    concurrent requests in one process really interleave between KV calls.
+    """
+
+    supports_cas = True
+    name = "memory"
+
+    def __init__(self, *, cas: bool = True) -> None:
+        self._data: dict[str, tuple[str, int]] = {}
+        self.supports_cas = cas
+
+    async def get(self, key: str) -> str | None:
+        await asyncio.sleep(0)
+        item = self._data.get(key)
+        return None if item is None else item[0]
+
+    async def put(self, key: str, value: str) -> None:
+        await asyncio.sleep(0)
+        _check_value(value)
+        old = self._data.get(key)
+        self._data[key] = (value, (old[1] if old else 0) + 1)
+
+    async def list(self, prefix: str) -> list[str]:
+        await asyncio.sleep(0)
+        return sorted(key for key in self._data if key.startswith(prefix))
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        if not self.supports_cas:
+            return await super().get_versioned(key)
+        await asyncio.sleep(0)
+        return self._data.get(key, (None, 0))
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        if not self.supports_cas:
+            return await super().cas(key, expected_version, value)
+        await asyncio.sleep(0)
+        _check_value(value)
+        version = self._data.get(key, (None, 0))[1]
+        if version != expected_version:
+            return False
+        self._data[key] = (value, version + 1)
+        return True
+
+    async def clear(self) -> None:
+        self._data.clear()
+
+    def snapshot(self) -> dict[str, str]:
+        """A copy of every key and value, taken without yielding (for tests and the abstraction)."""
+        return {key: value for key, (value, _) in self._data.items()}
+
+
+def _check_value(value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"KV values are str, not {type(value).__name__}")
+
+
+class StaleReadKV(KV):
+    """Emulate one Workers KV location: reads may be served from a local cache for a while.
+
+    A key read (or written) here is remembered with the time it was fetched; later reads of the
+    same key within `max_staleness_ms` return the remembered value (or "absent") without asking
+    the backend, as a Cloudflare location does with its cacheTtl. A write made here is visible
+    here at once. `list` is cached the same way. Compare-and-swap passes straight through.
+    Give each worker process its own wrapper: each is one location.
+    """
+
+    def __init__(self, inner: KV, max_staleness_ms: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.max_staleness = max_staleness_ms / 1000.0
+        self.supports_cas = inner.supports_cas
+        self.name = f"{inner.name}+stale"
+        self._clock = clock
+        self._values: dict[str, tuple[float, str | None]] = {}
+        self._lists: dict[str, tuple[float, list[str]]] = {}
+
+    def _fresh(self, fetched_at: float) -> bool:
+        return self._clock() - fetched_at < self.max_staleness
+
+    async def get(self, key: str) -> str | None:
+        hit = self._values.get(key)
+        if hit is not None and self._fresh(hit[0]):
+            await asyncio.sleep(0)
+            return hit[1]
+        value = await self.inner.get(key)
+        self._values[key] = (self._clock(), value)
+        return value
+
+    async def put(self, key: str, value: str) -> None:
+        await self.inner.put(key, value)
+        self._values[key] = (self._clock(), value)
+
+    async def list(self, prefix: str) -> list[str]:
+        hit = self._lists.get(prefix)
+        if hit is not None and self._fresh(hit[0]):
+            await asyncio.sleep(0)
+            return list(hit[1])
+        keys = await self.inner.list(prefix)
+        self._lists[prefix] = (self._clock(), keys)
+        return list(keys)
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        return await self.inner.get_versioned(key)
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        ok = await self.inner.cas(key, expected_version, value)
+        if ok:
+            self._values[key] = (self._clock(), value)
+        return ok
+
+    async def clear(self) -> None:
+        self._values.clear()
+        self._lists.clear()
+        await self.inner.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def summarize_value(key: str, value: str | None) -> Any:
+    """What an operation log records of a value: the ids for the cache and messages, else a digest."""
+    if value is None:
+        return None
+    if key == CACHE_KEY or key.startswith(COMMENT_PREFIX):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            decoded = None
+        if key == CACHE_KEY and isinstance(decoded, list):
+            return [entry.get("id") for entry in decoded if isinstance(entry, dict)]
+        if isinstance(decoded, dict):
+            return decoded.get("id")
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+class LoggedKV(KV):
+    """Report every KV call to `sink(record)` after it completes.
+
+    A record is a dict: `op`, `key` (or `prefix`), `value` (what was read or written, see
+    `summarize_value`), `version`/`expected`/`ok` for compare-and-swap, `keys` for list, the
+    request context (`rid`, `endpoint`, `mid`), `pid`, and `t0`/`t1` (wall-clock ns at the start
+    and end of the call: across processes only the intervals are meaningful, not the order of
+    the lines). Exceptions are recorded with `error` and re-raised.
+    """
+
+    def __init__(self, inner: KV, sink: Callable[[dict], None]) -> None:
+        self.inner = inner
+        self.sink = sink
+        self.supports_cas = inner.supports_cas
+        self.name = inner.name
+        self._pid = os.getpid()
+
+    def _emit(self, t0: int, record: dict) -> None:
+        ctx = current_request()
+        record.update(
+            rid=ctx.request_id if ctx else None,
+            endpoint=ctx.endpoint if ctx else None,
+            mid=ctx.message_id if ctx else None,
+            pid=self._pid, t0=t0, t1=time.time_ns())
+        self.sink(record)
+
+    async def _call(self, record: dict, call):
+        t0 = time.time_ns()
+        try:
+            result = await call
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            self._emit(t0, record)
+            raise
+        return t0, result
+
+    async def get(self, key: str) -> str | None:
+        record = {"op": "get", "key": key}
+        t0, value = await self._call(record, self.inner.get(key))
+        record["value"] = summarize_value(key, value)
+        self._emit(t0, record)
+        return value
+
+    async def put(self, key: str, value: str) -> None:
+        record = {"op": "put", "key": key, "value": summarize_value(key, value)}
+        t0, _ = await self._call(record, self.inner.put(key, value))
+        self._emit(t0, record)
+
+    async def list(self, prefix: str) -> list[str]:
+        record = {"op": "list", "prefix": prefix}
+        t0, keys = await self._call(record, self.inner.list(prefix))
+        record["keys"] = keys
+        self._emit(t0, record)
+        return keys
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        record = {"op": "get_versioned", "key": key}
+        t0, (value, version) = await self._call(record, self.inner.get_versioned(key))
+        record.update(value=summarize_value(key, value), version=version)
+        self._emit(t0, record)
+        return value, version
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        record = {"op": "cas", "key": key, "expected": expected_version,
+                  "value": summarize_value(key, value)}
+        t0, ok = await self._call(record, self.inner.cas(key, expected_version, value))
+        record["ok"] = ok
+        self._emit(t0, record)
+        return ok
+
+    async def clear(self) -> None:
+        await self.inner.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class JsonlOpLog:
+    """A sink for `LoggedKV` that appends one JSON line per record to a file.
+
+    Each line is written with a single `write` on a file opened with O_APPEND, so several
+    worker processes can share one log without tearing lines.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def __call__(self, record: dict) -> None:
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,204 @@
+"""One suite for every KV backend: Workers KV semantics through get/put, plus compare-and-swap."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from kvheal.impl.kv import CASUnsupported, JsonlOpLog, LoggedKV, MemoryKV, StaleReadKV, summarize_value
+from kvheal.impl.context import RequestContext, reset_request, set_request
+from kvheal.impl.sqlite_kv import SqliteKV
+
+
+async def test_get_absent_is_none(kv):
+    assert await kv.get("nope") is None
+    assert await kv.list("") == []
+
+
+async def test_put_then_get_last_write_wins(kv):
+    await kv.put("a", "1")
+    await kv.put("a", "2")
+    assert await kv.get("a") == "2"
+
+
+async def test_values_are_text(kv):
+    await kv.put("k", "é\n{\"x\": [1]}")
+    assert await kv.get("k") == "é\n{\"x\": [1]}"
+    with pytest.raises(TypeError):
+        await kv.put("k", b"bytes")
+
+
+async def test_list_by_prefix_sorted(kv):
+    for key in ["comment:b", "comment:a", "recent:comments", "commentary", "comment:*["]:
+        await kv.put(key, "x")
+    assert await kv.list("comment:") == ["comment:*[", "comment:a", "comment:b"]
+    assert await kv.list("comment") == ["comment:*[", "comment:a", "comment:b", "commentary"]
+    assert await kv.list("zzz") == []
+
+
+async def test_cas_versions(kv):
+    assert kv.supports_cas
+    assert await kv.get_versioned("c") == (None, 0)
+    assert await kv.cas("c", 1, "no") is False
+    assert await kv.cas("c", 0, "v1") is True
+    assert await kv.cas("c", 0, "again") is False
+    assert await kv.get_versioned("c") == ("v1", 1)
+    assert await kv.cas("c", 1, "v2") is True
+    assert await kv.get_versioned("c") == ("v2", 2)
+    # a plain put bumps the version, so a CAS based on an older read fails
+    await kv.put("c", "v3")
+    assert await kv.get_versioned("c") == ("v3", 3)
+    assert await kv.cas("c", 2, "lost") is False
+    assert await kv.get("c") == "v3"
+
+
+async def test_concurrent_cas_exactly_one_wins(kv):
+    await kv.put("c", "0")
+    _, version = await kv.get_versioned("c")
+    results = await asyncio.gather(*(kv.cas("c", version, str(i)) for i in range(10)))
+    assert sum(results) == 1
+    winner = results.index(True)
+    assert await kv.get("c") == str(winner)
+
+
+async def test_racy_read_modify_write_loses_updates_but_cas_loop_does_not(kv):
+    """The seed's bug in miniature, and the atomic_cache fix, on every backend."""
+    await kv.put("n", "[]")
+    both_read = asyncio.Barrier(2)
+
+    async def racy(i):
+        value = json.loads(await kv.get("n"))
+        await both_read.wait()
+        await kv.put("n", json.dumps(value + [i]))
+    await asyncio.gather(racy(1), racy(2))
+    assert len(json.loads(await kv.get("n"))) == 1
+
+    await kv.put("n", "[]")
+
+    async def atomic(i):
+        while True:
+            raw, version = await kv.get_versioned("n")
+            if await kv.cas("n", version, json.dumps(json.loads(raw) + [i])):
+                return
+    await asyncio.gather(*(atomic(i) for i in range(8)))
+    assert sorted(json.loads(await kv.get("n"))) == list(range(8))
+
+
+async def test_clear(kv):
+    await kv.put("a", "1")
+    await kv.put("comment:x", "2")
+    await kv.clear()
+    assert await kv.list("") == []
+    assert await kv.get("a") is None
+
+
+async def test_memory_without_cas_refuses_cas():
+    kv = MemoryKV(cas=False)
+    assert not kv.supports_cas
+    with pytest.raises(CASUnsupported, match="memory backend has no compare-and-swap"):
+        await kv.get_versioned("x")
+    with pytest.raises(CASUnsupported):
+        await kv.cas("x", 0, "v")
+
+
+async def test_sqlite_file_shared_between_connections(tmp_path):
+    """Two SqliteKV objects on one file (as two worker processes would be) see each other's writes."""
+    path = tmp_path / "shared.sqlite3"
+    a, b = SqliteKV(path), SqliteKV(path)
+    try:
+        await a.put("k", "from a")
+        assert await b.get("k") == "from a"
+        _, version = await b.get_versioned("k")
+        assert await a.cas("k", version, "a wins") is True
+        assert await b.cas("k", version, "b loses") is False
+        assert await b.get("k") == "a wins"
+        mode = await a._run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        assert mode == "wal"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_sqlite_several_processes(tmp_path):
+    """Real OS processes hammering one file with CAS increments: none lost, none failed."""
+    path = tmp_path / "procs.sqlite3"
+    script = (
+        "import asyncio, sys\n"
+        "from kvheal.impl.sqlite_kv import SqliteKV\n"
+        "async def main():\n"
+        "    kv = SqliteKV(sys.argv[1])\n"
+        "    for _ in range(50):\n"
+        "        while True:\n"
+        "            raw, v = await kv.get_versioned('n')\n"
+        "            if await kv.cas('n', v, str(int(raw or '0') + 1)): break\n"
+        "    await kv.aclose()\n"
+        "asyncio.run(main())\n")
+    import sys
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(path))
+             for _ in range(4)]
+    codes = [await p.wait() for p in procs]
+    assert codes == [0, 0, 0, 0]
+    kv = SqliteKV(path)
+    assert await kv.get("n") == "200"
+    await kv.aclose()
+
+
+async def test_stale_reads_bounded():
+    now = [0.0]
+    inner = MemoryKV()
+    stale = StaleReadKV(inner, max_staleness_ms=1000, clock=lambda: now[0])
+    await inner.put("k", "old")
+    assert await stale.get("k") == "old"
+    await inner.put("k", "new")           # written at another location
+    now[0] = 0.5
+    assert await stale.get("k") == "old"  # still served from this location's cache
+    now[0] = 1.0
+    assert await stale.get("k") == "new"  # expired: fetched again
+    await stale.put("k", "mine")          # a write here is visible here at once
+    assert await stale.get("k") == "mine"
+    assert await stale.get("absent") is None
+    await inner.put("absent", "now here")
+    assert await stale.get("absent") is None  # a cached "not found", as Workers KV does
+    assert await stale.list("") == ["absent", "k"]
+
+
+async def test_logged_kv_records_every_call(tmp_path):
+    records = []
+    kv = LoggedKV(MemoryKV(), records.append)
+    token = set_request(RequestContext("r1", "post", "m1"))
+    try:
+        await kv.put("comment:m1", json.dumps({"id": "m1", "text": "t", "timestamp": 1}))
+        await kv.get("recent:comments")
+        await kv.put("recent:comments", json.dumps([{"id": "m1", "text": "t", "timestamp": 1}]))
+        _, version = await kv.get_versioned("recent:comments")
+        await kv.cas("recent:comments", version, "[]")
+        await kv.list("comment:")
+    finally:
+        reset_request(token)
+    shape = [(r["op"], r.get("key", r.get("prefix")), r.get("value"), r.get("ok")) for r in records]
+    assert shape == [
+        ("put", "comment:m1", "m1", None),
+        ("get", "recent:comments", None, None),
+        ("put", "recent:comments", ["m1"], None),
+        ("get_versioned", "recent:comments", ["m1"], None),
+        ("cas", "recent:comments", [], True),
+        ("list", "comment:", None, None),
+    ]
+    assert records[-1]["keys"] == ["comment:m1"]
+    assert {(r["rid"], r["endpoint"], r["mid"]) for r in records} == {("r1", "post", "m1")}
+    assert all(r["t0"] <= r["t1"] for r in records)
+
+    log = JsonlOpLog(tmp_path / "ops.jsonl")
+    logged = LoggedKV(MemoryKV(), log)
+    await logged.put("x", "y")
+    log.close()
+    lines = (tmp_path / "ops.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["value"].startswith("sha256:")
+
+
+def test_summarize_value():
+    assert summarize_value("recent:comments", "not json").startswith("sha256:")
+    assert summarize_value("recent:comments", '[{"id":"a"},{"id":"b"}]') == ["a", "b"]
+    assert summarize_value("comment:a", '{"id":"a"}') == "a"
+    assert summarize_value("x", None) is None
