@@ -1,1 +1,18 @@
-"""kvheal.model"""
+"""kvheal.model: the formal model of SPEC §2-7 and the engines that check it.
+
+    >>> from kvheal.model import Config, KVHealModel, check
+    >>> result = check(KVHealModel(Config.make(tabs=2, variants="atomic_cache,dedupe")))
+    >>> result.properties["Converges"].status
+    'holds'
+
+The model is pure: no I/O, and no imports of kvheal.impl.
+"""
+from .config import VARIANTS, Config, ConfigError, parse_variants
+from .core import Action, KVHealModel, Property, State
+from .engine import HOLDS, UNKNOWN, VIOLATED, CheckResult, Progress, PropertyResult, check, replay
+
+__all__ = [
+    "VARIANTS", "Config", "ConfigError", "parse_variants",
+    "Action", "KVHealModel", "Property", "State",
+    "HOLDS", "UNKNOWN", "VIOLATED", "CheckResult", "Progress", "PropertyResult", "check", "replay",
+]

@@ -1,0 +1,130 @@
+"""Model configuration: SPEC §2 parameters and §5 design flags, validated at construction.
+
+A configuration that the model cannot honour (tabs < 1, an unknown flag, a size whose
+encoding would not fit in memory) raises :class:`ConfigError` at once, with a one-line
+reason that names the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+#: The design flags of SPEC §5, in the order traces and reports list them.
+VARIANTS: tuple[str, ...] = (
+    "dedupe",
+    "keep_verifying",
+    "atomic_cache",
+    "sweeper",
+    "tab_crash",
+    "shared_pending",
+)
+
+#: Largest number of distinct cache values the explicit encoding interns (each is a
+#: small int in a state); past this the state space is far beyond exhaustive reach anyway.
+MAX_CACHE_VALUES = 200_000
+#: Messages are bits of an int bitmask in the encoding; keep traces and tables readable.
+MAX_MESSAGES = 24
+
+
+class ConfigError(ValueError):
+    """An invalid model configuration; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The parameters of one model instance (SPEC §2) and its design flags (SPEC §5).
+
+    ``cap`` is the effective cache capacity (T·K when not given). Build one with
+    :meth:`make`, which validates; the constructor validates too.
+    """
+
+    tabs: int = 2
+    per_tab: int = 1
+    cap: int | None = None
+    variants: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name in ("tabs", "per_tab"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if self.tabs < 1:
+            raise ConfigError(f"tabs must be at least 1, got {self.tabs}")
+        if self.per_tab < 1:
+            raise ConfigError(f"per_tab must be at least 1, got {self.per_tab}")
+        if self.cap is None:
+            object.__setattr__(self, "cap", self.tabs * self.per_tab)
+        elif isinstance(self.cap, bool) or not isinstance(self.cap, int):
+            raise ConfigError(f"cap must be an integer, got {self.cap!r}")
+        elif self.cap < 1:
+            raise ConfigError(f"cap must be at least 1, got {self.cap}")
+        variants = frozenset(self.variants)
+        unknown = sorted(variants - set(VARIANTS))
+        if unknown:
+            raise ConfigError(
+                f"unknown variant {unknown[0]!r}; known variants: {', '.join(VARIANTS)}"
+            )
+        object.__setattr__(self, "variants", variants)
+        if self.messages > MAX_MESSAGES:
+            raise ConfigError(
+                f"tabs*per_tab = {self.messages} messages is beyond the encoding's limit of "
+                f"{MAX_MESSAGES}"
+            )
+        if self.cache_value_bound() > MAX_CACHE_VALUES:
+            raise ConfigError(
+                f"{self.messages} messages with cap {self.cap} give up to "
+                f"{self.cache_value_bound():,} cache values, beyond the encoding's limit of "
+                f"{MAX_CACHE_VALUES:,}; lower --cap, --tabs or --per-tab"
+            )
+
+    @classmethod
+    def make(
+        cls,
+        tabs: int = 2,
+        per_tab: int = 1,
+        cap: int | None = None,
+        variants: str | frozenset[str] | set[str] | tuple[str, ...] | list[str] | None = None,
+    ) -> "Config":
+        """A validated configuration; ``variants`` may be a comma-separated string."""
+        return cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants))
+
+    @property
+    def messages(self) -> int:
+        """M = T·K, the number of messages; message ids are ``0..M-1``."""
+        return self.tabs * self.per_tab
+
+    def owner(self, m: int) -> int:
+        """The tab that posts message ``m`` (SPEC §2: ``m mod T``)."""
+        return m % self.tabs
+
+    def has(self, flag: str) -> bool:
+        """Whether design flag ``flag`` is on."""
+        return flag in self.variants
+
+    def variant_label(self) -> str:
+        """The flags in SPEC order joined by commas, or ``seed`` for none."""
+        return ",".join(v for v in VARIANTS if v in self.variants) or "seed"
+
+    def cache_value_bound(self) -> int:
+        """An upper bound on distinct cache values: sorted tuples of length ≤ cap over M ids
+        (sets only with dedupe)."""
+        m, c = self.messages, self.cap or self.messages
+        if "dedupe" in self.variants:
+            return sum(comb(m, k) for k in range(min(c, m) + 1))
+        return sum(comb(m + k - 1, k) for k in range(c + 1))
+
+
+def parse_variants(
+    variants: str | frozenset[str] | set[str] | tuple[str, ...] | list[str] | None,
+) -> frozenset[str]:
+    """Flags from a comma-separated string (empty or None is the seed design) or an iterable."""
+    if variants is None:
+        return frozenset()
+    if isinstance(variants, str):
+        parts = [p.strip() for p in variants.split(",")]
+        if any(p == "" for p in parts) and variants.strip() not in ("", "seed"):
+            raise ConfigError(f"empty flag in variant list {variants!r}")
+        if variants.strip() in ("", "seed"):
+            return frozenset()
+        return frozenset(parts)
+    return frozenset(variants)

@@ -1,0 +1,418 @@
+"""A generic explicit-state checker: breadth-first search, invariants, and liveness under
+weak fairness.
+
+Any model with ``init_states()``, ``successors(state) -> [(label, next)]``, ``instances``
+(label -> action), ``is_fair(label)`` and ``properties()`` can be checked; kvheal's model is
+one instance. Properties are ``invariant`` (every reachable state) or ``eventually_always``
+(``<>[] goal``).
+
+How it works, and why:
+
+* BFS numbers states in discovery order, so a smaller number is never deeper: the first
+  state found violating an invariant ends a shortest counterexample, and the smallest bad
+  state of a fair component gives the shortest stem we can offer for a lasso.
+* Only ``state -> number`` and, per number, the parent's number and the label of the step
+  are kept; a trace is rebuilt by replaying labels from the initial state (so states need
+  not be stored twice). Edges are stored compactly (CSR: ``int32`` targets, ``int32``
+  labels) because liveness needs the whole graph.
+* ``<>[] goal`` fails iff some reachable fair cycle passes through a state where ``goal``
+  is false. Under weak fairness a strongly connected component contains a fair cycle iff it
+  is *fair*: it has a cycle (an internal edge, or a single state with no enabled action,
+  which stutters) and every fair action instance enabled in all its states is taken on an
+  edge inside it (the cycle through all its states and edges is then fair; otherwise no
+  cycle in it is). SCCs come from ``scipy.sparse.csgraph`` (C code, linear time); the
+  per-component bookkeeping is vectorised with numpy.
+* A lasso's cycle starts at the bad state and makes detours, each a shortest path inside
+  the component, until every fair action instance enabled throughout the cycle is either
+  taken on it or disabled at one of its states; then it returns to the start.
+"""
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+HOLDS, VIOLATED, UNKNOWN = "holds", "violated", "unknown"
+
+
+@dataclass
+class PropertyResult:
+    """The verdict on one property, with its counterexample trace when violated."""
+
+    name: str
+    kind: str
+    status: str
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "trace": self.trace}
+
+
+@dataclass
+class CheckResult:
+    """What a check found: statistics and a verdict per property."""
+
+    states: int
+    transitions: int
+    seconds: float
+    explore_seconds: float
+    complete: bool
+    properties: dict[str, PropertyResult]
+    peak_queue: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no property is violated."""
+        return all(p.status != VIOLATED for p in self.properties.values())
+
+    def as_json(self) -> dict[str, Any]:
+        """SPEC §9's JSON object."""
+        return {
+            "states": self.states,
+            "transitions": self.transitions,
+            "seconds": round(self.seconds, 3),
+            "complete": self.complete,
+            "properties": {n: p.as_json() for n, p in self.properties.items()},
+        }
+
+
+@dataclass
+class Progress:
+    """A progress report during exploration (the engine never prints; callers do)."""
+
+    states: int
+    transitions: int
+    queue: int
+    seconds: float
+
+
+class StateGraph:
+    """The explored graph: states numbered in BFS order, parents, and CSR edges."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.parent = array("i")
+        self.parent_label = array("i")
+        self.rowptr = array("q", [0])
+        self.dst = array("i")
+        self.label = array("i")
+
+    @property
+    def n(self) -> int:
+        return len(self.rowptr) - 1
+
+
+def _failing_fn(model: Any, props: list[Any]) -> Callable[[Any], int]:
+    """A function from a state to the bitmask of ``props`` that are false in it.
+
+    Uses the model's own ``failing`` (bits in the order of ``model.properties()``) when it
+    has one, remapped to ``props``' order; otherwise evaluates each property.
+    """
+    fast = getattr(model, "failing", None)
+    if fast is not None:
+        order = [p.name for p in model.properties()]
+        remap = [(1 << order.index(p.name)) for p in props]
+        if remap == [1 << i for i in range(len(props))] and len(order) == len(props):
+            return fast
+        def pick(state: Any) -> int:
+            bits = fast(state)
+            return sum(1 << i for i, b in enumerate(remap) if bits & b)
+        return pick
+    checks = [p.holds for p in props]
+    def slow(state: Any) -> int:
+        return sum(1 << i for i, holds in enumerate(checks) if not holds(state))
+    return slow
+
+
+def explore(
+    model: Any,
+    props: list[Any],
+    max_states: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    progress_every: float = 1.0,
+) -> tuple[StateGraph, array, bool, int]:
+    """Breadth-first search from the initial states.
+
+    Returns the graph, per state the bitmask of ``props`` false in it, whether the search
+    completed, and the peak queue length.
+    """
+    g = StateGraph()
+    index = g.index
+    parent, parent_label = g.parent, g.parent_label
+    rowptr, dst, label = g.rowptr, g.dst, g.label
+    failing = _failing_fn(model, props)
+    fails = array("Q")
+    successors = model.successors
+    states: list[Any] = []  # the BFS queue: states[i] is state number i until expanded
+
+    for s in model.init_states():
+        if s not in index:
+            index[s] = len(states)
+            states.append(s)
+            parent.append(-1)
+            parent_label.append(-1)
+            fails.append(failing(s))
+    head = 0
+    peak_queue = 0
+    complete = True
+    start = last = time.perf_counter()
+    get = index.get
+    while head < len(states):
+        s = states[head]
+        states[head] = None  # the queue keeps only unexpanded states alive
+        for lab, t in successors(s):
+            num = get(t)
+            if num is None:
+                num = len(states)
+                if max_states is not None and num >= max_states:
+                    complete = False
+                    break
+                index[t] = num
+                states.append(t)
+                parent.append(head)
+                parent_label.append(lab)
+                fails.append(failing(t))
+            dst.append(num)
+            label.append(lab)
+        if not complete:
+            # Drop the partly expanded state's edges: a truncated row would be misread.
+            del dst[rowptr[-1]:], label[rowptr[-1]:]
+            break
+        rowptr.append(len(dst))
+        head += 1
+        if progress is not None and (head & 0x3FFF) == 0:
+            now = time.perf_counter()
+            if now - last >= progress_every:
+                last = now
+                peak_queue = max(peak_queue, len(states) - head)
+                progress(Progress(len(states), len(dst), len(states) - head, now - start))
+    peak_queue = max(peak_queue, len(states) - head)
+    return g, fails, complete, peak_queue
+
+
+def replay(model: Any, labels: list[int]) -> list[Any]:
+    """The states visited by taking ``labels`` from the (first) initial state."""
+    s = model.init_states()[0]
+    out = [s]
+    for lab in labels:
+        for l2, t in model.successors(s):
+            if l2 == lab:
+                s = t
+                break
+        else:
+            raise ValueError(f"label {lab} not enabled while replaying")
+        out.append(s)
+    return out
+
+
+def path_labels(g: StateGraph, num: int) -> list[int]:
+    """The labels of the BFS-tree path from an initial state to state ``num``."""
+    labels = []
+    while g.parent[num] >= 0:
+        labels.append(g.parent_label[num])
+        num = g.parent[num]
+    labels.reverse()
+    return labels
+
+
+def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[dict[str, Any]]:
+    steps = []
+    for i, lab in enumerate(labels):
+        step = model.instances[lab].as_json()
+        if loop_from is not None and i >= loop_from:
+            step["loop"] = True
+        steps.append(step)
+    return steps
+
+
+class LivenessAnalysis:
+    """Strongly connected components of a complete graph and which of them are fair."""
+
+    def __init__(self, model: Any, g: StateGraph) -> None:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        n = g.n
+        self.g = g
+        rowptr = np.frombuffer(g.rowptr, dtype=np.int64)
+        dst = np.frombuffer(g.dst, dtype=np.int32) if len(g.dst) else np.zeros(0, np.int32)
+        lab = np.frombuffer(g.label, dtype=np.int32) if len(g.label) else np.zeros(0, np.int32)
+        self.rowptr, self.dst, self.lab = rowptr, dst, lab
+        self.matrix = csr_matrix((np.ones(len(dst), dtype=np.int8), dst, rowptr), shape=(n, n))
+        _, comp = connected_components(self.matrix, directed=True, connection="strong")
+        self.comp = comp.astype(np.int64)
+        n_comp = int(comp.max()) + 1 if n else 0
+        src = np.repeat(np.arange(n, dtype=np.int64), np.diff(rowptr))
+        c_src = self.comp[src]
+        internal = c_src == self.comp[dst]
+        out_degree = np.diff(rowptr)
+        size = np.bincount(self.comp, minlength=n_comp)
+        n_labels = len(model.instances)
+        fair_label = np.array([model.is_fair(i) for i in range(n_labels)], dtype=bool)
+
+        # A component has a cycle if an edge stays inside it, or it is one state with no
+        # enabled action (that state stutters for ever).
+        cyclic = np.zeros(n_comp, dtype=bool)
+        cyclic[c_src[internal]] = True
+        dead = out_degree == 0
+        cyclic[self.comp[dead]] = True
+
+        # Fair action instances enabled in every state of the component...
+        key = c_src * n_labels + lab
+        keys, counts = np.unique(key[fair_label[lab]], return_counts=True)
+        everywhere = keys[counts == size[keys // n_labels]]
+        # ...must each be taken on an edge inside it.
+        taken = np.unique(key[internal])
+        missed = everywhere[~np.isin(everywhere, taken)]
+        fair = cyclic.copy()
+        fair[missed // n_labels] = False
+        self.fair = fair
+        self.n_labels = n_labels
+        self.fair_label = fair_label
+
+    def first_bad_state(self, flags: np.ndarray) -> int | None:
+        """The smallest-numbered state where ``flags`` (the goal is false) is set inside a
+        fair component."""
+        hits = np.flatnonzero(flags & self.fair[self.comp])
+        return int(hits[0]) if len(hits) else None
+
+    def lasso_cycle(self, model: Any, start: int) -> list[int] | None:
+        """Labels of a fair cycle from ``start`` back to it, inside its component.
+
+        ``None`` when ``start`` has no enabled action (the lasso's loop is a stutter).
+        """
+        from scipy.sparse.csgraph import breadth_first_order
+
+        rowptr, dst, lab = self.rowptr, self.dst, self.lab
+        if rowptr[start + 1] == rowptr[start]:
+            return None
+        members = np.flatnonzero(self.comp == self.comp[start])
+        local = {int(v): i for i, v in enumerate(members)}
+        sub = self.matrix[members][:, members]
+
+        def enabled(v: int) -> set[int]:
+            return {int(x) for x in lab[rowptr[v]:rowptr[v + 1]]}
+
+        def edges(v: int) -> list[tuple[int, int]]:
+            return [
+                (int(l), int(d))
+                for l, d in zip(lab[rowptr[v]:rowptr[v + 1]], dst[rowptr[v]:rowptr[v + 1]])
+                if int(d) in local
+            ]
+
+        def path_to(src: int, goal: Callable[[int], bool]) -> list[tuple[int, int]] | None:
+            """A shortest path inside the component from ``src`` to a state meeting ``goal``
+            (as (label, state) steps); [] when ``src`` meets it."""
+            if goal(src):
+                return []
+            order, pred = breadth_first_order(sub, local[src], directed=True,
+                                              return_predecessors=True)
+            for v_local in order[1:]:
+                v = int(members[v_local])
+                if goal(v):
+                    hops = []
+                    cur = int(v_local)
+                    while cur != local[src]:
+                        prev = int(pred[cur])
+                        hops.append((int(members[prev]), int(members[cur])))
+                        cur = prev
+                    hops.reverse()
+                    return [(min(l for l, d in edges(a) if d == b), b) for a, b in hops]
+            return None
+
+        cycle: list[tuple[int, int]] = []  # (label, state reached)
+        visited = [start]
+        taken: set[int] = set()
+        cur = start
+        while True:
+            common = set.intersection(*(enabled(v) for v in visited))
+            need = sorted(l for l in common if self.fair_label[l] and l not in taken)
+            if not need:
+                break
+            want = need[0]
+            internal = lambda v, want=want: any(l == want for l, _ in edges(v))
+            hops = path_to(cur, internal)
+            if hops is not None:
+                nxt = next(d for l, d in edges(hops[-1][1] if hops else cur) if l == want)
+                hops = hops + [(want, nxt)]
+            else:
+                hops = path_to(cur, lambda v, want=want: want not in enabled(v))
+                assert hops is not None, "a fair component offers a way to disable or take it"
+            for l, v in hops:
+                cycle.append((l, v))
+                visited.append(v)
+                taken.add(l)
+            cur = cycle[-1][1] if cycle else cur
+        if not cycle or cur != start:
+            back = path_to(cur, lambda v: v == start) if cur != start else None
+            if not cycle and cur == start:
+                # Nothing was required: any cycle through start will do.
+                first_l, first_v = edges(start)[0]
+                back = [(first_l, first_v)] + (path_to(first_v, lambda v: v == start) or [])
+            assert back is not None
+            cycle.extend(back)
+        return [l for l, _ in cycle]
+
+
+def check(
+    model: Any,
+    max_states: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    only: set[str] | None = None,
+) -> CheckResult:
+    """Explore every reachable state of ``model`` and decide each of its properties.
+
+    ``max_states`` bounds the search: past it, properties not yet violated are ``unknown``.
+    ``only`` restricts the verdicts to the named properties.
+    """
+    t0 = time.perf_counter()
+    props = [p for p in model.properties() if only is None or p.name in only]
+    invariants = [p for p in props if p.kind == "invariant"]
+    goals = [p for p in props if p.kind == "eventually_always"]
+    props = invariants + goals
+    g, fails, complete, peak_queue = explore(model, props, max_states=max_states,
+                                             progress=progress)
+    explore_seconds = time.perf_counter() - t0
+    masks = np.frombuffer(fails, dtype=np.uint64) if len(fails) else np.zeros(0, np.uint64)
+    results: dict[str, PropertyResult] = {}
+    for bit, p in enumerate(invariants):
+        hits = np.flatnonzero(masks & np.uint64(1 << bit))
+        if len(hits):
+            num = int(hits[0])
+            results[p.name] = PropertyResult(p.name, p.kind, VIOLATED,
+                                             _steps(model, path_labels(g, num)))
+        else:
+            results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
+    if goals:
+        if not complete:
+            for p in goals:
+                results[p.name] = PropertyResult(p.name, p.kind, UNKNOWN)
+        else:
+            live = LivenessAnalysis(model, g)
+            for bit, p in enumerate(goals, start=len(invariants)):
+                num = live.first_bad_state((masks & np.uint64(1 << bit)) != 0)
+                if num is None:
+                    results[p.name] = PropertyResult(p.name, p.kind, HOLDS)
+                    continue
+                stem = path_labels(g, num)
+                cycle = live.lasso_cycle(model, num)
+                steps = _steps(model, stem)
+                if cycle is None:
+                    steps.append({"action": "Stutter", "args": {}, "loop": True})
+                else:
+                    steps += _steps(model, cycle, loop_from=0)
+                results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, steps)
+    ordered = {p.name: results[p.name] for p in props}
+    return CheckResult(
+        states=g.n if complete else len(g.index),
+        transitions=len(g.dst),
+        seconds=time.perf_counter() - t0,
+        explore_seconds=explore_seconds,
+        complete=complete,
+        properties=ordered,
+        peak_queue=peak_queue,
+    )
