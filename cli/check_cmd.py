@@ -1,0 +1,170 @@
+"""`kvheal check` (SPEC §9) and `kvheal bench`: the explicit-state checker on the command line."""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kvheal.model import HOLDS, VIOLATED, CheckResult, KVHealModel, Progress, check as run_check
+from kvheal.model.trace import changes, fmt_phase, loop_start, replay_trace
+
+from .options import config_options, make_config
+
+STYLE = {"holds": "green", "violated": "bold red", "unknown": "yellow"}
+
+
+class ProgressPrinter:
+    """Progress lines on stderr (states, states/s, queue), only once a run passes a second."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.printed = False
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        rate = p.states / p.seconds if p.seconds else 0.0
+        line = (f"explored {p.states:,} states, {p.transitions:,} transitions "
+                f"({rate:,.0f} states/s), queue {p.queue:,}, {p.seconds:.0f}s")
+        end = "\r" if self.tty else "\n"
+        sys.stderr.write(line + end)
+        sys.stderr.flush()
+        self.printed = True
+
+    def close(self) -> None:
+        if self.printed and self.tty:
+            sys.stderr.write("\n")
+
+
+def render_trace(console: Console, model: KVHealModel, name: str, trace: list[dict[str, Any]]) -> None:
+    """A counterexample as a table: step, action and arguments, what changed."""
+    states = replay_trace(model, trace)
+    loop = loop_start(trace)
+    kind = "lasso" if loop is not None else "path"
+    table = Table(title=f"{name}: counterexample ({kind} of {len(trace)} steps)",
+                  title_justify="left", show_lines=False)
+    table.add_column("step", justify="right")
+    table.add_column("action")
+    table.add_column("what changed")
+    for i, step in enumerate(trace):
+        args = ", ".join(f"{k}={v}" for k, v in step["args"].items())
+        action = f"{step['action']}({args})"
+        what = "; ".join(changes(model, states[i], states[i + 1])) or "(nothing: stutters for ever)"
+        marker = ""
+        if loop is not None and i == loop:
+            marker = "loop starts ↻ "
+        table.add_row(str(i + 1), marker + action, what)
+    console.print(table)
+    last = model.view(states[-1])
+    if loop is None:
+        console.print(f"  violated in the last state: cache {list(last['cache'])}, "
+                      f"posts {', '.join(fmt_phase(p) for p in last['post'])}")
+    else:
+        console.print("  the loop returns to the state where it starts, for ever, and the goal "
+                      "fails on every pass.")
+
+
+def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
+    """The verdict table and every counterexample, for people."""
+    cfg = model.config
+    table = Table(title=f"kvheal check: tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
+                        f"variant={cfg.variant_label()}", title_justify="left")
+    table.add_column("property")
+    table.add_column("kind")
+    table.add_column("verdict")
+    table.add_column("counterexample")
+    for name, p in result.properties.items():
+        cex = ""
+        if p.status == VIOLATED:
+            loop = loop_start(p.trace)
+            cex = f"{len(p.trace)} steps" + (f", loop from step {loop + 1}" if loop is not None else "")
+        table.add_row(name, p.kind.replace("_", " "), f"[{STYLE[p.status]}]{p.status}[/]", cex)
+    console.print(table)
+    rate = result.states / result.explore_seconds if result.explore_seconds else 0
+    done = "" if result.complete else " (stopped at --max-states: search incomplete)"
+    console.print(f"{result.states:,} states, {result.transitions:,} transitions, "
+                  f"{result.seconds:.2f}s ({rate:,.0f} states/s){done}")
+    for name, p in result.properties.items():
+        if p.status == VIOLATED:
+            console.print()
+            render_trace(console, model, name, p.trace)
+
+
+@click.command()
+@config_options
+@click.option("--no-reduction", is_flag=True,
+              help="Explore the exact state space of SPEC §3-4 (no reduction is applied today "
+                   "either way; the flag is part of the contract).")
+@click.option("--max-states", type=click.IntRange(min=1), default=None,
+              help="Stop after this many distinct states; unfinished verdicts are 'unknown'.")
+@click.option("--property", "only", multiple=True, metavar="NAME",
+              help="Decide only this property (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (SPEC §9).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: bool,
+          max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool) -> int:
+    """Explore every reachable state and decide each SPEC §7 property.
+
+    Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
+    configuration error.
+    """
+    cfg = make_config(tabs, per_tab, cap, variant)
+    model = KVHealModel(cfg)
+    names = [p.name for p in model.properties()]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise click.UsageError(
+            f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
+    printer = ProgressPrinter(enabled=not quiet)
+    result = run_check(model, max_states=max_states, progress=printer,
+                       only=set(only) if only else None)
+    printer.close()
+    if as_json:
+        out = result.as_json()
+        out["config"] = {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap,
+                         "variant": sorted(cfg.variants)}
+        out["reduction"] = "none"
+        click.echo(json.dumps(out))
+    else:
+        render(Console(), model, result)
+    return 0 if result.ok else 1
+
+
+@click.command()
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool) -> int:
+    """Time a full verdict (defaults: the issue's target, tabs 3 with dedupe) and print
+    time, distinct states/s, transitions/s and peak memory."""
+    if tabs == 2 and per_tab == 1 and cap is None and variant == "":
+        tabs, variant = 3, "dedupe"
+    cfg = make_config(tabs, per_tab, cap, variant)
+    model = KVHealModel(cfg)
+    t0 = time.perf_counter()
+    result = run_check(model)
+    wall = time.perf_counter() - t0
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {
+        "config": f"tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} variant={cfg.variant_label()}",
+        "states": result.states,
+        "transitions": result.transitions,
+        "seconds": round(wall, 2),
+        "explore_seconds": round(result.explore_seconds, 2),
+        "states_per_s_exploring": round(result.states / result.explore_seconds),
+        "transitions_per_s_exploring": round(result.transitions / result.explore_seconds),
+        "peak_rss_mib": round(peak_mib),
+        "verdicts": {n: p.status for n, p in result.properties.items()},
+    }
+    if as_json:
+        click.echo(json.dumps(figures))
+    else:
+        for k, v in figures.items():
+            click.echo(f"{k:28s} {v}")
+    return 0

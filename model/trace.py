@@ -1,0 +1,99 @@
+"""Traces: replaying SPEC §9 trace steps through the model and saying what each step changed.
+
+A trace is a list of steps ``{"action": name, "args": {...}}``; a lasso's steps from the start
+of its cycle carry ``"loop": true``, and a loop that is a stutter (no action enabled) is the
+single pseudo-step ``{"action": "Stutter", "args": {}, "loop": true}``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .core import KVHealModel, State
+
+STUTTER = "Stutter"
+
+
+class TraceError(ValueError):
+    """A trace that does not replay: a step names no action, or one that is not enabled."""
+
+
+def replay_trace(model: KVHealModel, trace: Iterable[Mapping[str, Any]]) -> list[State]:
+    """The states a trace visits, from the initial state; raises :class:`TraceError` at the
+    first step that is unknown or not enabled. A stutter step repeats the last state."""
+    s = model.init_states()[0]
+    states = [s]
+    for i, step in enumerate(trace):
+        name = step.get("action")
+        args = step.get("args", {})
+        if name == STUTTER:
+            if model.successors(s):
+                raise TraceError(f"step {i + 1}: Stutter while actions are enabled")
+            states.append(s)
+            continue
+        if not isinstance(name, str) or not isinstance(args, Mapping):
+            raise TraceError(f"step {i + 1}: expected {{'action': str, 'args': {{...}}}}")
+        try:
+            action = model.action(name, {str(k): int(v) for k, v in args.items()})
+        except (KeyError, ValueError, TypeError):
+            raise TraceError(f"step {i + 1}: no action {name}{dict(args)} in this model") from None
+        try:
+            s = model.step(s, action)
+        except ValueError:
+            raise TraceError(f"step {i + 1}: {action} is not enabled") from None
+        states.append(s)
+    return states
+
+
+def loop_start(trace: list[Mapping[str, Any]]) -> int | None:
+    """Index of the first step of a lasso's cycle, or None for a finite trace."""
+    for i, step in enumerate(trace):
+        if step.get("loop"):
+            return i
+    return None
+
+
+def fmt_ids(ids: Iterable[int]) -> str:
+    """``(0, 2)`` as ``[0,2]``."""
+    return "[" + ",".join(str(i) for i in ids) + "]"
+
+
+def fmt_phase(phase: tuple) -> str:
+    """A phase tuple as text: ``("CacheRead", (0,))`` as ``CacheRead([0])``."""
+    name, *rest = phase
+    if not rest:
+        return name
+    return f"{name}({', '.join(fmt_ids(r) for r in rest)})"
+
+
+def _flat(view: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {"cache": fmt_ids(view["cache"]), "stored": fmt_ids(view["stored"])}
+    for m, p in enumerate(view["post"]):
+        out[f"post[{m}]"] = fmt_phase(p)
+    if isinstance(view["pending"], tuple) and view["pending"] and isinstance(view["pending"][0], tuple):
+        for t, ids in enumerate(view["pending"]):
+            out[f"pending[{t}]"] = fmt_ids(ids)
+    else:
+        out["pending"] = fmt_ids(view["pending"])
+    for t, p in enumerate(view["poll"]):
+        out[f"poll[{t}]"] = fmt_phase(p)
+    for key, p in view["heal"].items():
+        name = f"heal[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heal[{key}]"
+        out[name] = fmt_phase(p)
+    for t, a in enumerate(view["alive"]):
+        out[f"alive[{t}]"] = str(a).lower()
+    out["sweep"] = fmt_phase(view["sweep"])
+    for t, p in enumerate(view.get("lists", ())):
+        out[f"lists[{t}]"] = fmt_phase(p)
+    return out
+
+
+def changes(model: KVHealModel, before: State, after: State) -> list[str]:
+    """What a step changed, as ``field: old → new`` strings in state-layout order."""
+    a, b = _flat(model.view(before)), _flat(model.view(after))
+    return [f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b[k]]
+
+
+def describe(model: KVHealModel, state: State) -> dict[str, str]:
+    """Every field of a state as text, keyed ``cache``, ``post[0]``, ``heal[1]`` ..."""
+    return _flat(model.view(state))
