@@ -1,0 +1,378 @@
+"""The browser tab, as an async client: post, poll, check pending ids, heal.
+
+The steps are separate methods so a test can drive them one at a time, and `run` loops over
+them with the original's schedule:
+
+    post(text)          POST /api/comments; on 200 records (id, heal token) in the pending store
+    poll_read()         GET /api/comments; returns the cache snapshot it saw       PollRead
+    poll_done(snap)     for each pending id: found -> leaves the list (unless
+                        keep_verifying); missing -> a heal, at most one in flight   PollDone
+                        per id per client
+    heal(id)            POST /api/admin/add-to-cache with the id's heal token
+
+The pending store plays localStorage: it survives restarts (SQLite or JSON file), and several
+clients may share one (`shared_pending`). Reading the list and writing it back are two
+separate awaitable calls, so clients sharing a store can overwrite each other's updates, as
+browser tabs do. A client never interleaves its own read-modify-writes (a tab's script is
+single-threaded): each client holds its own lock around them, which is no lock between clients.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Awaitable, Callable
+
+import httpx2
+
+__all__ = ["PendingEntry", "PendingStore", "MemoryPendingStore", "SqlitePendingStore",
+           "JsonFilePendingStore", "PollSchedule", "Ack", "Snapshot", "PollResult", "Client",
+           "ClientError"]
+
+
+class ClientError(Exception):
+    """The worker refused a request or could not be reached; `status` is the HTTP status (or None)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One acknowledged message a tab is still checking: its id, heal token and posting tab."""
+
+    id: str
+    token: str
+    tab: str
+
+
+class PendingStore(ABC):
+    """A persistent pending list, like `localStorage.pendingMessages`: read it, write it back."""
+
+    @abstractmethod
+    async def read(self) -> list[PendingEntry]:
+        """The list as stored now."""
+
+    @abstractmethod
+    async def write(self, entries: list[PendingEntry]) -> None:
+        """Replace the stored list."""
+
+    async def aclose(self) -> None:
+        """Release the store's resources."""
+
+
+def _encode(entries: list[PendingEntry]) -> str:
+    return json.dumps([asdict(entry) for entry in entries], separators=(",", ":"))
+
+
+def _decode(raw: str | None) -> list[PendingEntry]:
+    if not raw:
+        return []
+    try:
+        return [PendingEntry(str(e["id"]), str(e["token"]), str(e["tab"])) for e in json.loads(raw)]
+    except (ValueError, KeyError, TypeError):
+        return []  # a corrupt list starts again empty, as a browser's JSON.parse fallback would
+
+
+class MemoryPendingStore(PendingStore):
+    """A pending list in this process (tests); share one object between clients for shared_pending."""
+
+    def __init__(self) -> None:
+        self._raw: str | None = None
+
+    async def read(self) -> list[PendingEntry]:
+        await asyncio.sleep(0)
+        return _decode(self._raw)
+
+    async def write(self, entries: list[PendingEntry]) -> None:
+        await asyncio.sleep(0)
+        self._raw = _encode(entries)
+
+    def peek(self) -> list[PendingEntry]:
+        """The stored list, read without yielding (tests, abstraction)."""
+        return _decode(self._raw)
+
+
+class SqlitePendingStore(PendingStore):
+    """A pending list under one name in a SQLite file; several names (tabs) may share the file."""
+
+    def __init__(self, path: str | os.PathLike, name: str = "pendingMessages") -> None:
+        self.path = os.fspath(path)
+        self.name = name
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS storage (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._conn = conn
+        return self._conn
+
+    # Reads and writes of a few hundred bytes take microseconds; running them inline keeps each
+    # one a single step with no thread hop.
+    async def read(self) -> list[PendingEntry]:
+        await asyncio.sleep(0)
+        row = self._connection().execute("SELECT value FROM storage WHERE name = ?", (self.name,)).fetchone()
+        return _decode(row[0] if row else None)
+
+    async def write(self, entries: list[PendingEntry]) -> None:
+        await asyncio.sleep(0)
+        self._connection().execute(
+            "INSERT INTO storage (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (self.name, _encode(entries)))
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class JsonFilePendingStore(PendingStore):
+    """A pending list in a JSON file, replaced atomically (write to a temporary file, rename)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+
+    async def read(self) -> list[PendingEntry]:
+        await asyncio.sleep(0)
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return _decode(f.read())
+        except FileNotFoundError:
+            return []
+
+    async def write(self, entries: list[PendingEntry]) -> None:
+        await asyncio.sleep(0)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pending-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(_encode(entries))
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Delay before each poll: `first`, growing by `step` per poll, at most `maximum` (seconds)."""
+
+    first: float = 5.0
+    step: float = 2.0
+    maximum: float = 300.0
+
+    def delay(self, polls_done: int) -> float:
+        """The wait before the next poll after `polls_done` polls."""
+        return min(self.first + self.step * polls_done, self.maximum)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The worker's acknowledgement of a post: the stored message, its heal token, whether it was cached."""
+
+    id: str
+    token: str
+    comment: dict
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one poll saw: the cache's ids oldest first (repeats kept) and the messages."""
+
+    ids: tuple[str, ...]
+    comments: tuple[dict, ...]
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self.ids
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What `poll_done` did: ids found (and dropped unless keep_verifying), ids missing, heals started."""
+
+    found: tuple[str, ...]
+    missing: tuple[str, ...]
+    heals: tuple[str, ...]
+
+
+@dataclass
+class Client:
+    """One browser tab talking to one worker.
+
+    `transport` may be any httpx2 async transport (e.g. `httpx2.ASGITransport(app=app)` to run
+    the worker in-process); `http` may be a ready `httpx2.AsyncClient` instead.
+    """
+
+    base_url: str
+    tab: str
+    store: PendingStore
+    transport: httpx2.AsyncBaseTransport | None = None
+    http: httpx2.AsyncClient | None = None
+    keep_verifying: bool = False
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    poll_limit: int = 1000
+    timeout: float = 30.0
+    #: ids this tab has displayed (its own posts at once, others when a poll returns them)
+    shown: set[str] = field(default_factory=set)
+    #: ids with a heal in flight from this tab
+    healing: set[str] = field(default_factory=set)
+    heals_sent: int = 0
+    polls: int = 0
+    alive: bool = True
+
+    def __post_init__(self) -> None:
+        self.tab = str(self.tab)
+        self._owns_http = self.http is None
+        if self.http is None:
+            self.http = httpx2.AsyncClient(base_url=self.base_url, transport=self.transport,
+                                           timeout=self.timeout)
+        self._lock = asyncio.Lock()
+        self._heal_tasks: dict[str, asyncio.Task] = {}
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for heals in flight, then close the HTTP client if this object made it."""
+        await self.wait_heals()
+        if self._owns_http:
+            await self.http.aclose()
+
+    @staticmethod
+    def _headers(request_id: str | None) -> dict[str, str]:
+        return {"x-request-id": request_id} if request_id else {}
+
+    async def _send(self, method: str, path: str, request_id: str | None, **kwargs) -> httpx2.Response:
+        try:
+            return await self.http.request(method, path, headers=self._headers(request_id), **kwargs)
+        except httpx2.HTTPError as exc:
+            raise ClientError(f"{method} {path}: {exc}") from exc
+
+    # -- the steps -------------------------------------------------------------------------------
+    async def post(self, text: str, *, id: str | None = None, timestamp: int | None = None,
+                   request_id: str | None = None) -> Ack:
+        """POST a message; after the 200, record it as pending (one read and one write of the store)."""
+        if not self.alive:
+            raise ClientError(f"tab {self.tab} has crashed")
+        body: dict = {"text": text}
+        if id is not None:
+            body["id"] = id
+            self.shown.add(id)  # optimistic display, as the original
+        if timestamp is not None:
+            body["timestamp"] = timestamp
+        response = await self._send("POST", "/api/comments", request_id, json=body)
+        if response.status_code != 200:
+            self.shown.discard(id)
+            raise ClientError(f"post refused: {response.status_code} {response.text}", response.status_code)
+        data = response.json()
+        ack = Ack(data["comment"]["id"], data["healToken"], data["comment"], bool(data.get("cached")))
+        await self.record_ack(ack)
+        return ack
+
+    async def record_ack(self, ack: Ack) -> None:
+        """Add an acknowledged message to the pending list (PostAck, on the tab's side)."""
+        if not self.alive:
+            return
+        self.shown.add(ack.id)
+        async with self._lock:
+            entries = await self.store.read()
+            if all(entry.id != ack.id for entry in entries):
+                entries.append(PendingEntry(ack.id, ack.token, self.tab))
+            await self.store.write(entries)
+
+    async def poll_read(self, *, request_id: str | None = None) -> Snapshot:
+        """GET the cache (PollRead); returns the snapshot, oldest first, and marks its ids shown."""
+        response = await self._send("GET", "/api/comments", request_id, params={"limit": self.poll_limit})
+        if response.status_code != 200:
+            raise ClientError(f"poll failed: {response.status_code} {response.text}", response.status_code)
+        comments = tuple(response.json()["comments"][::-1])
+        snapshot = Snapshot(tuple(comment["id"] for comment in comments), comments)
+        self.polls += 1
+        if self.alive:
+            self.shown.update(snapshot.ids)
+        return snapshot
+
+    async def poll_done(self, snapshot: Snapshot, *, start_heals: bool = True) -> PollResult:
+        """Check the pending list against `snapshot` (PollDone) and write the rest back.
+
+        Found ids leave the list (unless keep_verifying); each missing id without a heal in
+        flight from this client is marked `healing` and, with `start_heals`, healed in the
+        background (else the caller calls `heal`).
+        """
+        if not self.alive:
+            return PollResult((), (), ())
+        async with self._lock:
+            entries = await self.store.read()
+            present = set(snapshot.ids)
+            found = tuple(entry.id for entry in entries if entry.id in present)
+            missing = [entry for entry in entries if entry.id not in present]
+            keep = entries if self.keep_verifying else missing
+            heals = [entry for entry in missing if entry.id not in self.healing]
+            self.healing.update(entry.id for entry in heals)
+            await self.store.write(keep)
+        if start_heals:
+            for entry in heals:
+                self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
+                    self.heal(entry.id, entry.token))
+        return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
+
+    async def heal(self, message_id: str, token: str | None = None, *, request_id: str | None = None) -> int:
+        """Ask the worker to add `message_id` to the cache; returns the HTTP status (200, 403, 404...)."""
+        try:
+            if token is None:
+                token = next((e.token for e in await self.store.read() if e.id == message_id), None)
+                if token is None:
+                    raise ClientError(f"no heal token for {message_id} in the pending store")
+            self.heals_sent += 1
+            response = await self._send("POST", "/api/admin/add-to-cache", request_id,
+                                        json={"messageId": message_id, "healToken": token})
+            return response.status_code
+        finally:
+            self.healing.discard(message_id)
+            self._heal_tasks.pop(message_id, None)
+
+    async def wait_heals(self) -> None:
+        """Wait until every heal this client started in the background has finished."""
+        while self._heal_tasks:
+            await asyncio.gather(*list(self._heal_tasks.values()), return_exceptions=True)
+
+    async def poll_once(self) -> PollResult:
+        """One poll: `poll_read`, then `poll_done` with background heals."""
+        return await self.poll_done(await self.poll_read())
+
+    async def pending_ids(self) -> list[str]:
+        """The ids in the pending store now (all tabs' when the store is shared)."""
+        return [entry.id for entry in await self.store.read()]
+
+    def crash(self) -> None:
+        """The tab dies: it never acts again; its pending list stays in the store, unused."""
+        self.alive = False
+
+    async def run(self, *, max_polls: int | None = None, until_drained: bool = False,
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> int:
+        """Poll on the schedule until crashed, `max_polls` polls, or (with `until_drained`) an empty list."""
+        done = 0
+        while self.alive and (max_polls is None or done < max_polls):
+            await sleep(self.schedule.delay(done))
+            if not self.alive:
+                break
+            try:
+                await self.poll_once()
+            except ClientError:
+                pass  # the next poll tries again, as the original's poll loop does
+            done += 1
+            if until_drained and not await self.pending_ids():
+                break
+        return done

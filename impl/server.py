@@ -1,0 +1,303 @@
+"""Running the worker: backends by name, uvicorn in a thread or in worker processes.
+
+`ServeConfig` is everything `kvheal serve` needs; it travels to uvicorn's worker processes as
+JSON in the `KVHEAL_SERVE_CONFIG` environment variable, and `app_from_env` (a uvicorn app
+factory) rebuilds the app in each process with its own KV connection. With several processes
+the sweeper runs once, in the supervising process, not once per worker.
+
+`UvicornThread` serves an app object in a background thread on a free loopback port (tests);
+`ServerProcess` runs `serve` in a child process and stops it (stress, bench).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import uvicorn
+
+from .config import ConfigError, WorkerConfig, parse_variants
+from .kv import KV, JsonlOpLog, LoggedKV, MemoryKV, StaleReadKV
+from .redis_server import free_port
+from .sqlite_kv import DEFAULT_SQLITE_PATH, SqliteKV
+from .worker import Sweeper, create_app
+
+__all__ = ["BACKENDS", "ServeConfig", "build_kv", "build_app", "app_from_env", "serve",
+           "UvicornThread", "ServerProcess", "ENV_CONFIG"]
+
+BACKENDS = ("sqlite", "redis", "memory")
+ENV_CONFIG = "KVHEAL_SERVE_CONFIG"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """A served worker: backend and where its data is, design flags, processes, address."""
+
+    backend: str = "sqlite"
+    variants: frozenset[str] = frozenset()
+    workers: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8787
+    db: str = DEFAULT_SQLITE_PATH
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = "kvheal:"
+    cap: int = 200
+    #: hex; empty means: SQLite keeps one in `<db>.secret`, other backends draw a fresh one
+    secret: str = field(default="", repr=False)
+    sweep_interval: float = 5.0
+    #: emulate a Workers KV location per process: reads may be this many ms stale (0 = off)
+    stale_ms: float = 0.0
+    #: append every KV call to this JSONL file (empty = off)
+    op_log: str = ""
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variants", parse_variants(self.variants))
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.backend == "memory" and self.workers > 1:
+            raise ConfigError("the memory backend lives in one process: use --workers 1, or sqlite/redis")
+        if self.cap < 1:
+            raise ConfigError(f"--cap must be at least 1, got {self.cap}")
+
+    def to_json(self) -> str:
+        """This configuration as JSON (for the environment of worker processes)."""
+        data = asdict(self)
+        data["variants"] = sorted(self.variants)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServeConfig":
+        """The configuration `to_json` wrote."""
+        data = json.loads(text)
+        data["variants"] = frozenset(data["variants"])
+        return cls(**data)
+
+    def with_secret(self) -> "ServeConfig":
+        """This configuration with a definite secret, shared by all its worker processes."""
+        if self.secret:
+            return self
+        if self.backend == "sqlite":
+            return replace(self, secret=_sqlite_secret(self.db))
+        return replace(self, secret=secrets.token_hex(32))
+
+    def worker_config(self, *, sweeper_in_app: bool) -> WorkerConfig:
+        """The `WorkerConfig` of each worker process."""
+        return WorkerConfig(variants=self.variants, cap=self.cap, secret=bytes.fromhex(self.secret),
+                            sweep_interval=self.sweep_interval, sweeper_in_app=sweeper_in_app)
+
+
+def _sqlite_secret(db: str) -> str:
+    # Heal tokens must outlive a restart, like the pending lists that hold them.
+    path = db + ".secret"
+    try:
+        with open(path, encoding="ascii") as f:
+            value = f.read().strip()
+        bytes.fromhex(value)
+        if value:
+            return value
+    except (FileNotFoundError, ValueError):
+        pass
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(value)
+    return value
+
+
+def build_kv(config: ServeConfig, *, op_log: bool = True) -> KV:
+    """The KV a process of this configuration uses (its own connection), wrapped as configured."""
+    if config.backend == "sqlite":
+        kv: KV = SqliteKV(config.db)
+    elif config.backend == "redis":
+        from .redis_kv import RedisKV
+        kv = RedisKV(config.redis_url, namespace=config.redis_namespace)
+    else:
+        kv = MemoryKV()
+    if config.stale_ms > 0:
+        kv = StaleReadKV(kv, config.stale_ms)
+    if op_log and config.op_log:
+        kv = LoggedKV(kv, JsonlOpLog(config.op_log))
+    return kv
+
+
+def build_app(config: ServeConfig, *, sweeper_in_app: bool):
+    """The app of one worker process of this configuration."""
+    config = config.with_secret()
+    kv = build_kv(config)
+    return create_app(kv, config.worker_config(sweeper_in_app=sweeper_in_app), close_kv=True)
+
+
+def app_from_env():
+    """uvicorn app factory for worker processes: the app of the configuration in KVHEAL_SERVE_CONFIG."""
+    config = ServeConfig.from_json(os.environ[ENV_CONFIG])
+    return build_app(config, sweeper_in_app=config.workers == 1)
+
+
+def _sweeper_thread(config: ServeConfig, stop: threading.Event) -> threading.Thread:
+    async def loop():
+        kv = build_kv(config)
+        sweeper = Sweeper(kv, config.worker_config(sweeper_in_app=False))
+        try:
+            while not stop.is_set():
+                try:
+                    await sweeper.run_once()
+                except Exception:  # noqa: BLE001 - a failed pass is retried at the next interval
+                    pass
+                await asyncio.to_thread(stop.wait, config.sweep_interval)
+        finally:
+            await kv.aclose()
+    thread = threading.Thread(target=lambda: asyncio.run(loop()), name="kvheal-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+class _TcpConfig(uvicorn.Config):
+    """uvicorn's config, with a listening socket that says it is TCP.
+
+    uvicorn binds the shared socket of its worker processes with protocol 0; asyncio only sets
+    TCP_NODELAY on connections of sockets whose protocol is IPPROTO_TCP, so every response
+    waited ~40 ms for a delayed ACK (Nagle). Re-wrapping the descriptor lets the kernel report
+    the real protocol.
+    """
+
+    def bind_socket(self):
+        sock = super().bind_socket()
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
+            sock = socket.socket(fileno=sock.detach())
+        return sock
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve the worker with uvicorn until interrupted (blocking)."""
+    config = config.with_secret()
+    if config.workers == 1:
+        app = build_app(config, sweeper_in_app=True)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+        return
+    os.environ[ENV_CONFIG] = config.to_json()
+    stop = threading.Event()
+    sweeper = _sweeper_thread(config, stop) if "sweeper" in config.variants else None
+    try:
+        from uvicorn.supervisors import Multiprocess
+        uv_config = _TcpConfig("kvheal.impl.server:app_from_env", factory=True, host=config.host,
+                               port=config.port, workers=config.workers, log_level=config.log_level)
+        Multiprocess(uv_config, sockets=[uv_config.bind_socket()]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if sweeper is not None:
+            sweeper.join(timeout=config.sweep_interval + 5)
+
+
+class UvicornThread:
+    """Serve an ASGI app with uvicorn in a background thread on a free loopback port.
+
+    `with UvicornThread(app) as base_url: ...`; the app runs on the thread's own event loop, so
+    a KV bound to a loop (Redis) must be used only by the app while it runs.
+    """
+
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="kvheal-uvicorn", daemon=True)
+        self.base_url = ""
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start serving; returns the base URL once uvicorn accepts connections."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.005)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.base_url = f"http://{host}:{port}"
+        return self.base_url
+
+    def stop(self) -> None:
+        """Ask uvicorn to shut down (lifespan included) and wait for the thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ServerProcess:
+    """`serve(config)` in a child process on a free loopback port; stopped by `stop()`/context exit."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        if config.port == 0 or config.port == ServeConfig.port:
+            config = replace(config, port=free_port())
+        self.config = config.with_secret()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The server's http:// address."""
+        return f"http://{self.config.host}:{self.config.port}"
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the process and wait until /api/health answers; returns the base URL."""
+        import httpx2
+        env = dict(os.environ, **{ENV_CONFIG: self.config.to_json()})
+        self.process = subprocess.Popen([sys.executable, "-m", "kvheal.impl.server"], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with httpx2.Client(timeout=1.0) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    err = self.process.stderr.read().decode(errors="replace").strip()
+                    raise RuntimeError(f"the served worker exited at start: {err[-2000:]}")
+                try:
+                    if http.get(self.base_url + "/api/health").status_code == 200:
+                        return self.base_url
+                except httpx2.HTTPError:
+                    pass
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the served worker did not answer on {self.base_url} within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGINT to its process group, then SIGKILL) and wait."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+                self.process.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # the child of ServerProcess
+    serve(ServeConfig.from_json(os.environ[ENV_CONFIG]))

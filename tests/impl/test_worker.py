@@ -1,0 +1,280 @@
+"""The worker's KV calls, step by step, in every design (in-process, memory KV)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from kvheal.impl.config import ConfigError, WorkerConfig
+from kvheal.impl.kv import MemoryKV
+from kvheal.impl.messages import cache_add
+from kvheal.impl.worker import Sweeper, Worker, create_app
+
+from impl_helpers import asgi_client, calls, logged
+
+C, K = "recent:comments", "comment:"
+
+
+def msg(i: int) -> dict:
+    return {"id": f"m{i}", "text": f"message {i}", "timestamp": i}
+
+
+async def post(http, i):
+    r = await http.post("/api/comments", json=msg(i))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def cache_ids(kv) -> list[str]:
+    return [e["id"] for e in json.loads(await kv.get(C) or "[]")]
+
+
+@pytest.mark.parametrize("variants, expected", [
+    ("", [("put", K + "m1"), ("get", C), ("put", C)]),
+    ("dedupe", [("put", K + "m1"), ("get", C), ("put", C)]),
+    ("atomic_cache", [("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+])
+async def test_post_calls(variants, expected):
+    kv, records = logged(MemoryKV())
+    app = create_app(kv, WorkerConfig(variants=variants))
+    async with asgi_client(app) as http:
+        body = await post(http, 1)
+    assert calls(records) == expected
+    assert body["comment"] == msg(1) and body["cached"] is True
+    assert body["healToken"] == app.state.worker.heal_token("m1")
+    assert {r["endpoint"] for r in records} == {"post"} and {r["mid"] for r in records} == {"m1"}
+    assert len({r["rid"] for r in records}) == 1
+
+
+async def test_get_is_one_read_newest_first():
+    kv, records = logged(MemoryKV())
+    app = create_app(kv, WorkerConfig())
+    async with asgi_client(app) as http:
+        for i in (3, 1, 2):
+            await post(http, i)
+        records.clear()
+        r = await http.get("/api/comments")
+        assert [c["id"] for c in r.json()["comments"]] == ["m3", "m2", "m1"]
+        assert calls(records) == [("get", C)]
+        r = await http.get("/api/comments", params={"after": 1, "limit": 1})
+        assert [c["id"] for c in r.json()["comments"]] == ["m3"]
+        r = await http.get("/api/comments", params={"after": 3})
+        assert r.json() == {"comments": []}
+
+
+async def test_request_id_header_is_used_and_echoed():
+    kv, records = logged(MemoryKV())
+    async with asgi_client(create_app(kv)) as http:
+        r = await http.post("/api/comments", json=msg(1), headers={"x-request-id": "post-1"})
+        assert r.headers["x-request-id"] == "post-1"
+        r = await http.get("/api/comments", headers={"x-request-id": "bad id with spaces"})
+        assert r.headers["x-request-id"] != "bad id with spaces"
+    assert [r["rid"] for r in records] == ["post-1"] * 3 + [records[-1]["rid"]]
+
+
+@pytest.mark.parametrize("variants, expected", [
+    ("", [("get", K + "m1"), ("get", C), ("put", C)]),
+    ("atomic_cache", [("get", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+])
+async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
+    kv, records = logged(MemoryKV())
+    app = create_app(kv, WorkerConfig(variants=variants))
+    async with asgi_client(app) as http:
+        token = (await post(http, 1))["healToken"]
+        records.clear()
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": token})
+        assert r.json() == {"success": True, "added": True}
+    assert calls(records) == expected
+    assert await cache_ids(kv) == ["m1", "m1"]  # the seed's heal does not look: a duplicate
+
+
+@pytest.mark.parametrize("variants, expected", [
+    ("dedupe", [("get", K + "m1"), ("get", C)]),
+    ("dedupe,atomic_cache", [("get", K + "m1"), ("get_versioned", C)]),
+])
+async def test_heal_of_cached_id_writes_nothing_with_dedupe(variants, expected):
+    kv, records = logged(MemoryKV())
+    async with asgi_client(create_app(kv, WorkerConfig(variants=variants))) as http:
+        token = (await post(http, 1))["healToken"]
+        before = await kv.get(C)
+        records.clear()
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": token})
+        assert r.json() == {"success": True, "added": False}
+    assert calls(records) == expected
+    assert await kv.get(C) == before
+
+
+async def test_heal_authorization_and_unknown_id():
+    kv, records = logged(MemoryKV())
+    app = create_app(kv)
+    worker = app.state.worker
+    async with asgi_client(app) as http:
+        await post(http, 1)
+        records.clear()
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": "0" * 32})
+        assert (r.status_code, r.json()) == (403, {"error": "heal token does not match this message"})
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": worker.heal_token("m2")})
+        assert r.status_code == 403
+        assert records == []  # refused before touching the store
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "nope", "healToken": worker.heal_token("nope")})
+        assert (r.status_code, r.json()) == (404, {"error": "no such message"})
+        assert calls(records) == [("get", K + "nope")]
+
+
+async def test_secret_decides_tokens():
+    a = Worker(MemoryKV(), WorkerConfig(secret=b"one"))
+    b = Worker(MemoryKV(), WorkerConfig(secret=b"one"))
+    c = Worker(MemoryKV(), WorkerConfig(secret=b"two"))
+    assert a.heal_token("x") == b.heal_token("x") != c.heal_token("x")
+    assert a.check_heal_token("x", b.heal_token("x")) and not a.check_heal_token("x", c.heal_token("x"))
+
+
+async def test_dedupe_post_of_cached_id_skips_the_put():
+    kv, records = logged(MemoryKV())
+    async with asgi_client(create_app(kv, WorkerConfig(variants="dedupe"))) as http:
+        await post(http, 1)
+        records.clear()
+        await post(http, 1)
+    assert calls(records) == [("put", K + "m1"), ("get", C)]
+    assert await cache_ids(kv) == ["m1"]
+
+
+async def test_seed_race_loses_a_message_and_atomic_does_not():
+    """Two posts whose cache reads both happen before either write: the seed loses one."""
+    for variants, expected in [("", 1), ("atomic_cache", 2), ("dedupe", 1)]:
+        kv = MemoryKV()
+        worker = Worker(kv, WorkerConfig(variants=variants))
+        gate = asyncio.Barrier(2)
+        real_get, real_gv = kv.get, kv.get_versioned
+
+        async def get(key, _real=real_get):
+            value = await _real(key)
+            if key == C:
+                await gate.wait()
+            return value
+        kv.get = get
+        if variants == "atomic_cache":
+            first = {"n": 0}
+
+            async def gv(key, _real=real_gv):
+                value = await _real(key)
+                first["n"] += 1
+                if first["n"] <= 2:
+                    await gate.wait()
+                return value
+            kv.get_versioned = gv
+        await asyncio.gather(worker.post(msg(1)), worker.post(msg(2)))
+        kv.get, kv.get_versioned = real_get, real_gv
+        assert len(await cache_ids(kv)) == expected, variants
+        assert sorted(await kv.list(K)) == [K + "m1", K + "m2"]
+
+
+async def test_cache_capacity_and_order():
+    kv = MemoryKV()
+    worker = Worker(kv, WorkerConfig(cap=3))
+    for i in (5, 1, 4, 2, 3):
+        await worker.post(msg(i))
+    assert await cache_ids(kv) == ["m3", "m4", "m5"]
+    assert cache_add([msg(1), msg(3)], {"id": "x", "timestamp": 1}, 10) == [msg(1), {"id": "x", "timestamp": 1}, msg(3)]
+
+
+async def test_atomic_cache_needs_cas():
+    with pytest.raises(ConfigError, match="atomic_cache design needs compare-and-swap"):
+        create_app(MemoryKV(cas=False), WorkerConfig(variants="atomic_cache"))
+    with pytest.raises(ConfigError, match="unknown variant nope"):
+        WorkerConfig(variants="dedupe,nope")
+
+
+async def test_cas_conflict_retries():
+    kv, records = logged(MemoryKV())
+    worker = Worker(kv, WorkerConfig(variants="atomic_cache"))
+    inner = kv.inner
+    real = inner.get_versioned
+    sneaked = {"done": False}
+
+    async def get_versioned(key):
+        value = await real(key)
+        if not sneaked["done"]:
+            sneaked["done"] = True
+            await inner.put(C, json.dumps([msg(9)]))  # another writer between read and cas
+        return value
+    inner.get_versioned = get_versioned
+    update = await worker.update_cache(msg(1))
+    assert update.attempts == 2 and update.written
+    assert calls(records) == [("get_versioned", C), ("cas", C, False), ("get_versioned", C), ("cas", C, True)]
+    assert await cache_ids(kv) == ["m1", "m9"]
+
+
+@pytest.mark.parametrize("variants", ["sweeper", "sweeper,atomic_cache"])
+async def test_sweeper_pass(variants):
+    kv, records = logged(MemoryKV())
+    config = WorkerConfig(variants=variants, cap=3)
+    sweeper = Sweeper(kv, config)
+    atomic = "atomic_cache" in variants
+    read = ("get_versioned", C) if atomic else ("get", C)
+    write = ("cas", C, True) if atomic else ("put", C)
+    # m1, m2 stored, cache has only m2
+    await kv.inner.put(K + "m1", json.dumps(msg(1)))
+    await kv.inner.put(K + "m2", json.dumps(msg(2)))
+    await kv.inner.put(C, json.dumps([msg(2)]))
+    result = await sweeper.run_once()
+    assert (result.listed, result.missing, result.written) == (2, ("m1",), True)
+    assert calls(records) == [("list", K), read, ("get", K + "m1"), write]
+    assert {r["endpoint"] for r in records} == {"sweep"}
+    assert await cache_ids(kv.inner) == ["m1", "m2"]
+    records.clear()
+    result = await sweeper.run_once()
+    assert (result.missing, result.written) == ((), False)
+    assert calls(records) == [("list", K), read]
+    # a missing id that the trim would drop at once: no write (a documented model difference)
+    for i in (3, 4, 5):
+        await kv.inner.put(K + f"m{i}", json.dumps(msg(i)))
+    await kv.inner.put(C, json.dumps([msg(3), msg(4), msg(5)]))
+    records.clear()
+    result = await sweeper.run_once()
+    assert (result.missing, result.written) == (("m1", "m2"), False)
+    assert calls(records) == [("list", K), read, ("get", K + "m2")]  # m1's body remembered
+
+
+async def test_sweeper_writes_back_when_configured_like_the_model():
+    kv, records = logged(MemoryKV())
+    sweeper = Sweeper(kv, WorkerConfig(variants="sweeper", cap=1, sweeper_skip_noop_write=False))
+    await kv.inner.put(K + "m1", json.dumps(msg(1)))
+    await kv.inner.put(K + "m2", json.dumps(msg(2)))
+    await kv.inner.put(C, json.dumps([msg(2)]))
+    result = await sweeper.run_once()
+    assert result.written and calls(records) == [("list", K), ("get", C), ("get", K + "m1"), ("put", C)]
+    assert await cache_ids(kv) == ["m2"]
+
+
+async def test_sweeper_background_loop_in_lifespan():
+    from kvheal.impl.server import UvicornThread
+    import httpx2
+    kv = MemoryKV()
+    await kv.put(K + "m1", json.dumps(msg(1)))
+    app = create_app(kv, WorkerConfig(variants="sweeper", sweep_interval=0.01))
+    with UvicornThread(app) as url:
+        async with httpx2.AsyncClient(base_url=url) as http:
+            for _ in range(200):
+                if (await http.get("/api/comments")).json()["comments"]:
+                    break
+                await asyncio.sleep(0.01)
+            assert [c["id"] for c in (await http.get("/api/comments")).json()["comments"]] == ["m1"]
+    assert app.state.sweeper.passes >= 1
+
+
+async def test_cache_write_failure_still_acknowledges():
+    from kvheal.impl.kv import KVError
+    kv = MemoryKV()
+    real_put = kv.put
+
+    async def put(key, value):
+        if key == C:
+            raise KVError("disk full")
+        await real_put(key, value)
+    kv.put = put
+    async with asgi_client(create_app(kv)) as http:
+        body = await post(http, 1)
+    assert body["cached"] is False
+    assert await kv.get(K + "m1") is not None and await kv.get(C) is None
