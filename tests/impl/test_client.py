@@ -1,0 +1,162 @@
+"""The client (browser tab): pending store, poll steps, heals, schedule, crash, shared list."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx2
+import pytest
+
+from kvheal.impl.client import (Client, ClientError, JsonFilePendingStore, MemoryPendingStore,
+                                PendingEntry, PollSchedule, Snapshot, SqlitePendingStore)
+from kvheal.impl.config import WorkerConfig
+from kvheal.impl.kv import MemoryKV
+from kvheal.impl.worker import create_app
+
+
+def make(app, tab, store, **kw) -> Client:
+    return Client("http://worker", tab=tab, store=store, transport=httpx2.ASGITransport(app=app), **kw)
+
+
+async def drop_from_cache(kv, message_id):
+    entries = [e for e in json.loads(await kv.get("recent:comments")) if e["id"] != message_id]
+    await kv.put("recent:comments", json.dumps(entries))
+
+
+async def test_post_poll_heal_cycle(tmp_path):
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    store = SqlitePendingStore(tmp_path / "local.sqlite3", "pending:0")
+    async with make(app, 0, store) as tab:
+        ack = await tab.post("hi", id="m1", timestamp=1)
+        assert ack.id == "m1" and ack.token == app.state.worker.heal_token("m1") and ack.cached
+        assert await tab.pending_ids() == ["m1"]
+        await drop_from_cache(kv, "m1")
+        snap = await tab.poll_read()
+        assert snap.ids == ()
+        result = await tab.poll_done(snap)
+        assert (result.found, result.missing, result.heals) == ((), ("m1",), ("m1",))
+        await tab.wait_heals()
+        assert tab.heals_sent == 1 and tab.healing == set()
+        assert await tab.pending_ids() == ["m1"]
+        result = await tab.poll_once()
+        assert (result.found, result.missing, result.heals) == (("m1",), (), ())
+        assert await tab.pending_ids() == []
+        assert tab.shown == {"m1"} and tab.polls == 2
+    await store.aclose()
+
+
+async def test_pending_store_survives_restart(tmp_path):
+    app = create_app(MemoryKV(), WorkerConfig())
+    path = tmp_path / "local.sqlite3"
+    store = SqlitePendingStore(path, "pending:0")
+    async with make(app, 0, store) as tab:
+        await tab.post("one", id="m1", timestamp=1)
+    await store.aclose()
+    again = SqlitePendingStore(path, "pending:0")
+    assert await again.read() == [PendingEntry("m1", app.state.worker.heal_token("m1"), "0")]
+    assert await SqlitePendingStore(path, "pending:1").read() == []
+    await again.aclose()
+
+    json_store = JsonFilePendingStore(tmp_path / "pending.json")
+    assert await json_store.read() == []
+    await json_store.write([PendingEntry("a", "t", "0")])
+    assert await JsonFilePendingStore(tmp_path / "pending.json").read() == [PendingEntry("a", "t", "0")]
+    (tmp_path / "pending.json").write_text("{corrupt")
+    assert await json_store.read() == []
+
+
+async def test_one_heal_in_flight_per_id_per_client():
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    async with make(app, 0, MemoryPendingStore()) as tab:
+        await tab.post("hi", id="m1", timestamp=1)
+        empty = Snapshot((), ())
+        assert (await tab.poll_done(empty, start_heals=False)).heals == ("m1",)
+        assert (await tab.poll_done(empty, start_heals=False)).heals == ()
+        assert tab.healing == {"m1"}
+        assert await tab.heal("m1") == 200
+        assert tab.healing == set()
+        assert (await tab.poll_done(empty, start_heals=False)).heals == ("m1",)
+        assert await tab.heal("m1", "forged") == 403
+
+
+async def test_keep_verifying_never_drops():
+    app = create_app(MemoryKV(), WorkerConfig(variants="dedupe"))
+    async with make(app, 0, MemoryPendingStore(), keep_verifying=True) as tab:
+        await tab.post("hi", id="m1", timestamp=1)
+        for _ in range(3):
+            result = await tab.poll_once()
+            assert result.found == ("m1",)
+        assert await tab.pending_ids() == ["m1"]
+
+
+async def test_shared_pending_race_loses_an_entry():
+    """Two tabs add to one shared list at once: both read [], both write back; one entry is lost."""
+    app = create_app(MemoryKV(), WorkerConfig())
+    shared = MemoryPendingStore()
+    both_read = asyncio.Barrier(2)
+    real_read = shared.read
+
+    async def read():
+        value = await real_read()
+        await both_read.wait()
+        return value
+    shared.read = read
+    async with make(app, 0, shared) as a, make(app, 1, shared) as b:
+        await asyncio.gather(a.post("from a", id="a1", timestamp=1), b.post("from b", id="b1", timestamp=2))
+    assert len(shared.peek()) == 1
+
+
+async def test_shared_pending_every_tab_heals_every_id():
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig(variants="dedupe"))
+    shared = MemoryPendingStore()
+    async with make(app, 0, shared) as a, make(app, 1, shared) as b:
+        await a.post("from a", id="a1", timestamp=1)
+        await drop_from_cache(kv, "a1")
+        result = await b.poll_done(await b.poll_read(), start_heals=False)
+        assert result.heals == ("a1",)  # b heals a's message with the token from the shared list
+        assert await b.heal("a1") == 200
+        assert (await a.poll_once()).found == ("a1",)
+        assert shared.peek() == []
+
+
+async def test_crashed_tab_stops_but_its_list_stays():
+    app = create_app(MemoryKV(), WorkerConfig())
+    store = MemoryPendingStore()
+    async with make(app, 0, store) as tab:
+        await tab.post("hi", id="m1", timestamp=1)
+        tab.crash()
+        with pytest.raises(ClientError, match="tab 0 has crashed"):
+            await tab.post("again", id="m2", timestamp=2)
+        assert (await tab.poll_done(Snapshot((), ()))).heals == ()
+        assert await tab.run(max_polls=3) == 0
+    assert [e.id for e in store.peek()] == ["m1"]
+
+
+async def test_schedule_and_run_loop():
+    schedule = PollSchedule()
+    assert [schedule.delay(n) for n in (0, 1, 2, 147, 148, 1000)] == [5.0, 7.0, 9.0, 299.0, 300.0, 300.0]
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    delays = []
+
+    async with make(app, 0, MemoryPendingStore(), schedule=PollSchedule(0.01, 0.005, 0.02)) as tab:
+        async def sleep(seconds):  # a fake clock that lets background heals finish
+            delays.append(seconds)
+            await tab.wait_heals()
+
+        await tab.post("hi", id="m1", timestamp=1)
+        await drop_from_cache(kv, "m1")
+        polls = await tab.run(until_drained=True, sleep=sleep)
+    assert polls == 2 and delays == [0.01, 0.015]
+
+
+async def test_post_refused_raises_with_status():
+    app = create_app(MemoryKV(), WorkerConfig(max_text=3))
+    async with make(app, 0, MemoryPendingStore()) as tab:
+        with pytest.raises(ClientError) as info:
+            await tab.post("too long", id="m1")
+        assert info.value.status == 400
+        assert await tab.pending_ids() == [] and tab.shown == set()
