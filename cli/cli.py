@@ -15,6 +15,8 @@ import click
 COMMANDS: dict[str, str] = {
     "check": "kvheal.check_cmd:check",
     "bench": "kvheal.check_cmd:bench",
+    "serve": "kvheal.serve_cmd:serve",
+    "stress": "kvheal.serve_cmd:stress",
 }
 
 

@@ -1,0 +1,143 @@
+"""`kvheal serve` and `kvheal stress`: run the real worker, and hammer it with racing tabs.
+
+Both build on `kvheal.impl`; configuration mistakes become one-line usage errors (exit 2).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from kvheal.impl.config import VARIANTS, ConfigError
+
+_VARIANT_HELP = ("Comma-separated design flags of SPEC §5: " + ", ".join(VARIANTS) + ". "
+                 "dedupe, atomic_cache and sweeper change the worker; keep_verifying, "
+                 "shared_pending and tab_crash change the clients (stress and tests), so the "
+                 "server accepts but ignores them. Empty is the seed design.")
+
+
+def _usage(exc: Exception) -> click.UsageError:
+    return click.UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.command()
+@click.option("--backend", default="sqlite", show_default=True, metavar="sqlite|redis|memory",
+              help="Where the KV lives: SQLite (one file, no setup), a Redis server, or this process's memory.")
+@click.option("--variant", default="", metavar="FLAGS", help=_VARIANT_HELP)
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="uvicorn worker processes (memory needs 1).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option("--db", default="kvheal.sqlite3", show_default=True,
+              help="SQLite file (its heal-token secret is kept in DB.secret).")
+@click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True)
+@click.option("--cap", type=int, default=200, show_default=True, help="Cache capacity.")
+@click.option("--sweep-interval", type=float, default=5.0, show_default=True,
+              help="Seconds between sweeper passes (with --variant sweeper).")
+@click.option("--stale-ms", type=float, default=0.0, show_default=True,
+              help="Emulate Workers KV locations: each process may serve reads this many ms old.")
+@click.option("--op-log", default="", metavar="PATH", help="Append every KV call to this JSONL file.")
+@click.option("--log-level", default="warning", show_default=True)
+def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_interval, stale_ms,
+          op_log, log_level):
+    """Serve the worker (SPEC §8) with uvicorn until interrupted."""
+    from kvheal.impl.server import ServeConfig, serve as run_server
+    try:
+        config = ServeConfig(backend=backend, variants=variant, workers=workers, host=host, port=port,
+                             db=db, redis_url=redis_url, cap=cap, sweep_interval=sweep_interval,
+                             stale_ms=stale_ms, op_log=op_log, log_level=log_level)
+        config = config.with_secret()
+    except (ConfigError, OSError) as exc:
+        raise _usage(exc) from None
+    click.echo(f"kvheal: serving {backend} ({', '.join(sorted(config.variants)) or 'seed design'}) "
+               f"on http://{host}:{port} with {workers} process(es)", err=True)
+    try:
+        run_server(config)
+    except ConfigError as exc:
+        raise _usage(exc) from None
+
+
+@click.command()
+@click.option("--tabs", type=int, default=8, show_default=True, help="Clients posting at the same instant.")
+@click.option("--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts.")
+@click.option("--variant", default="", metavar="FLAGS", help=_VARIANT_HELP)
+@click.option("--backend", default="sqlite", show_default=True, metavar="sqlite|redis|memory",
+              help="redis starts a throwaway redis-server unless --redis-url is given.")
+@click.option("--workers", type=int, default=4, show_default=True, help="uvicorn worker processes.")
+@click.option("--runs", type=int, default=10, show_default=True, help="Independent runs (fresh store each).")
+@click.option("--cap", type=int, default=200, show_default=True, help="Cache capacity.")
+@click.option("--max-rounds", type=int, default=30, show_default=True, help="Poll rounds per run at most.")
+@click.option("--poll-ms", default="20,10,200", show_default=True, metavar="FIRST,STEP,MAX",
+              help="Poll schedule in milliseconds (the original: 5000,2000,300000).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Start no run after this many seconds.")
+@click.option("--db", default="", help="SQLite file (default: a temporary one).")
+@click.option("--redis-url", default="", help="Use this Redis server instead of starting one.")
+@click.option("--op-log", default="", metavar="PATH", help="Append every KV call of the worker to this JSONL file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll_ms, timeout, db,
+           redis_url, op_log, as_json):
+    """Race tabs against a served worker (127.0.0.1 only) and report what the cache lost and how it healed."""
+    from kvheal.impl.server import BACKENDS
+    from kvheal.impl.stress import StressConfig, run_stress
+    try:
+        first, step, maximum = (float(x) for x in poll_ms.split(","))
+    except ValueError:
+        raise click.UsageError(f"--poll-ms wants FIRST,STEP,MAX in milliseconds, got {poll_ms!r}") from None
+    if backend not in BACKENDS:
+        raise click.UsageError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if workers < 1:
+        raise click.UsageError(f"--workers must be at least 1, got {workers}")
+    try:
+        config = StressConfig(tabs=tabs, per_tab=per_tab, variants=variant, backend=backend,
+                              workers=workers, runs=runs, cap=cap, max_rounds=max_rounds,
+                              poll_first_ms=first, poll_step_ms=step, poll_max_ms=maximum,
+                              timeout_s=timeout, db=db, redis_url=redis_url, op_log=op_log)
+    except ConfigError as exc:
+        raise _usage(exc) from None
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    err = Console(stderr=True)
+    with Progress(TextColumn("[bold]stress[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(f"{tabs}x{per_tab} {','.join(sorted(config.variants)) or 'seed'}", total=runs)
+        try:
+            report = run_stress(config, on_run=lambda _: bar.advance(task))
+        except ConfigError as exc:
+            raise _usage(exc) from None
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    _print_report(report)
+
+
+def _print_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    s = report.summary
+    c = report.config
+    design = ",".join(c["variants"]) or "seed design"
+    table = Table(title=f"kvheal stress: {c['tabs']} tabs x {c['per_tab']}, {design}, "
+                        f"{c['backend']} with {c['workers']} process(es), {s['runs']} runs")
+    table.add_column("measure")
+    table.add_column("total", justify="right")
+    total = s["acked"] + s["failed_posts"]
+    rows = [
+        ("posts acknowledged", f"{s['acked']} / {total}"),
+        ("in the cache right after posting", str(s["in_cache_after_post"])),
+        ("missing right after posting", f"{s['missing_after_post']} (in {s['runs_with_missing_after_post']} runs)"),
+        ("in the cache after healing", str(s["in_cache_after_heal"])),
+        ("missing after healing", str(s["missing_after_heal"])),
+        ("duplicates in the final cache", str(s["duplicates"])),
+        ("runs converged", f"{s['converged_runs']} / {s['runs']}"),
+        ("poll cycles to converge (max / mean)", f"{s['converge_polls_max']} / {s['converge_polls_mean']}"),
+        ("heals sent", str(s["heals_sent"])),
+        ("seconds", str(s["seconds"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console(file=sys.stdout).print(table)
