@@ -113,7 +113,7 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     """Explore every reachable state and decide each SPEC §7 property.
 
     Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
-    configuration error.
+    configuration error, 3 when none is violated but some are unknown (--max-states).
     """
     cfg = make_config(tabs, per_tab, cap, variant)
     model = KVHealModel(cfg)
@@ -134,7 +134,15 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
         click.echo(json.dumps(out))
     else:
         render(Console(), model, result)
-    return 0 if result.ok else 1
+    return exit_status(result.properties.values())
+
+
+def exit_status(verdicts: Any) -> int:
+    """0 all hold, 1 one is violated, 3 none violated but some unknown (never claim 'holds')."""
+    statuses = {getattr(v, "status", v) for v in verdicts}
+    if VIOLATED in statuses:
+        return 1
+    return 0 if statuses <= {HOLDS} else 3
 
 
 @click.command()

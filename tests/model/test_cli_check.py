@@ -1,0 +1,86 @@
+"""`kvheal check` as a user runs it: SPEC §9's JSON, exit codes, readable output, errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kvheal.model import Config, KVHealModel
+from kvheal.model.trace import replay_trace
+
+
+def kvheal(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_json_seed_tabs_2():
+    proc = kvheal("check", "--tabs", "2", "--json")
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert (out["states"], out["transitions"]) == (7070, 23756)
+    assert isinstance(out["seconds"], float)
+    assert {n: p["status"] for n, p in out["properties"].items()} == {
+        "AckedIsStored": "holds", "CacheFromStore": "holds", "NoDuplicates": "violated",
+        "Converges": "violated", "PendingDrains": "violated"}
+    conv = out["properties"]["Converges"]["trace"]
+    assert all(set(step) >= {"action", "args"} for step in conv)
+    loop = [i for i, s in enumerate(conv) if s.get("loop")]
+    assert loop and loop == list(range(loop[0], len(conv)))
+    # the JSON trace replays through the model
+    replay_trace(KVHealModel(Config.make(tabs=2)), conv)
+
+
+def test_json_holds_exit_0():
+    proc = kvheal("check", "--tabs", "2", "--variant", "atomic_cache,dedupe", "--json",
+                  "--no-reduction")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["states"], out["transitions"]) == (780, 2692)
+    assert all(p["status"] == "holds" and p["trace"] == [] for p in out["properties"].values())
+
+
+def test_human_output_has_verdicts_and_a_step_table():
+    proc = kvheal("check", "--tabs", "2", "--variant", "dedupe")
+    assert proc.returncode == 1
+    assert "Converges" in proc.stdout and "violated" in proc.stdout
+    assert "counterexample (lasso of 16 steps)" in proc.stdout
+    assert "loop starts" in proc.stdout
+    assert "PostWrite(m=1)" in proc.stdout and "cache: [0] → [1]" in proc.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--tabs", "0"], "tabs must be at least 1"),
+    (["--variant", "dedupe,bogus"], "unknown variant 'bogus'"),
+    (["--tabs", "x"], "'x' is not a valid integer"),
+    (["--cap", "0"], "cap must be at least 1"),
+    (["--property", "Nope"], "property 'Nope' does not apply"),
+    (["--variant", "keep_verifying", "--property", "PendingDrains"], "does not apply"),
+    (["--max-states", "0"], "--max-states"),
+    (["--frobnicate"], "No such option"),
+])
+def test_usage_errors_exit_2_with_one_line(args, fragment):
+    proc = kvheal("check", *args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_max_states_unknown_exit_3():
+    proc = kvheal("check", "--tabs", "3", "--variant", "dedupe", "--max-states", "1000", "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 3  # inconclusive: neither "all hold" (0) nor "violated" (1)
+    assert out["states"] == 1000 and out["complete"] is False
+    assert {p["status"] for p in out["properties"].values()} == {"unknown"}
+
+
+def test_bench_prints_figures():
+    proc = kvheal("bench", "--tabs", "2", "--variant", "dedupe", "--json")
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["states"] == 3329 and figures["peak_rss_mib"] > 0
+    assert figures["verdicts"]["Converges"] == "violated"
