@@ -1,0 +1,133 @@
+"""`kvheal serve` and `kvheal stress` end to end: real processes on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx2
+import pytest
+from click.testing import CliRunner
+
+from kvheal.cli import main
+from kvheal.impl.redis_server import free_port
+from kvheal.impl.server import ServeConfig, ServerProcess
+from kvheal.impl.stress import StressConfig, run_stress
+
+
+def kvheal(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["serve", "--backend", "foo"], "kvheal: error: unknown backend 'foo' (known: sqlite, redis, memory)"),
+    (["serve", "--variant", "dedupe,nope"], "kvheal: error: unknown variant nope (known: dedupe, "
+                                            "keep_verifying, atomic_cache, sweeper, tab_crash, shared_pending)"),
+    (["serve", "--backend", "memory", "--workers", "2"],
+     "kvheal: error: the memory backend lives in one process: use --workers 1, or sqlite/redis"),
+    (["serve", "--cap", "0"], "kvheal: error: --cap must be at least 1, got 0"),
+    (["stress", "--backend", "nope"], "kvheal: error: unknown backend 'nope' (known: sqlite, redis, memory)"),
+    (["stress", "--tabs", "0"], "kvheal: error: --tabs must be between 1 and 1024, got 0"),
+    (["stress", "--poll-ms", "1,2"], "kvheal: error: --poll-ms wants FIRST,STEP,MAX in milliseconds, got '1,2'"),
+])
+def test_usage_errors_exit_2_with_one_line(args, reason):
+    result = kvheal(*args)
+    assert result.exit_code == 2
+    assert result.output.strip() == reason  # CliRunner mixes stderr into output
+
+
+def test_serve_command_with_two_processes_and_restart(tmp_path):
+    port = free_port()
+    db = str(tmp_path / "kv.sqlite3")
+    cmd = [sys.executable, "-m", "kvheal", "serve", "--db", db, "--port", str(port), "--workers", "2",
+           "--variant", "dedupe"]
+
+    def start():
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        for _ in range(300):
+            try:
+                if httpx2.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                    return proc
+            except httpx2.HTTPError:
+                time.sleep(0.05)
+        proc.kill()
+        raise AssertionError(proc.stderr.read().decode())
+
+    def stop(proc):
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        proc.stderr.close()
+
+    proc = start()
+    try:
+        r = httpx2.post(f"http://127.0.0.1:{port}/api/comments", json={"id": "a", "text": "x", "timestamp": 1})
+        token = r.json()["healToken"]
+    finally:
+        stop(proc)
+    assert os.path.exists(db + ".secret")
+    proc = start()  # the heal token of a message posted before a restart still works
+    try:
+        r = httpx2.post(f"http://127.0.0.1:{port}/api/admin/add-to-cache", json={"messageId": "a", "healToken": token})
+        assert r.json() == {"success": True, "added": False}
+        r = httpx2.get(f"http://127.0.0.1:{port}/api/comments")
+        assert [c["id"] for c in r.json()["comments"]] == ["a"]
+    finally:
+        stop(proc)
+
+
+def test_sweeper_runs_once_for_several_processes(tmp_path):
+    from kvheal.impl.sqlite_kv import SqliteKV
+    import asyncio
+    config = ServeConfig(backend="sqlite", variants="sweeper", workers=2, db=str(tmp_path / "kv.sqlite3"),
+                         sweep_interval=0.02, op_log=str(tmp_path / "ops.jsonl"))
+    with ServerProcess(config) as url:
+        async def plant():  # a message whose post never reached the cache
+            kv = SqliteKV(config.db)
+            await kv.put("comment:lost", json.dumps({"id": "lost", "text": "x", "timestamp": 5}))
+            await kv.aclose()
+        asyncio.run(plant())
+        for _ in range(200):
+            ids = [c["id"] for c in httpx2.get(url + "/api/comments").json()["comments"]]
+            if ids:
+                break
+            time.sleep(0.02)
+        assert ids == ["lost"]
+    records = [json.loads(line) for line in open(config.op_log)]
+    sweep_pids = {r["pid"] for r in records if r["endpoint"] == "sweep"}
+    assert len(sweep_pids) == 1
+    assert {r["endpoint"] for r in records} == {"sweep", "read"}
+
+
+def test_stress_seed_heals_and_atomic_never_misses(tmp_path):
+    seed = run_stress(StressConfig(tabs=6, runs=3, workers=2, max_rounds=40))
+    s = seed.summary
+    assert (s["runs"], s["acked"], s["failed_posts"]) == (3, 18, 0)
+    assert s["in_cache_after_heal"] == 18 and s["converged_runs"] == 3
+    assert s["in_cache_after_post"] + s["missing_after_post"] == 18
+    atomic = run_stress(StressConfig(tabs=6, runs=3, workers=2, variants="atomic_cache,dedupe"))
+    s = atomic.summary
+    assert (s["acked"], s["in_cache_after_post"], s["missing_after_post"], s["duplicates"], s["heals_sent"],
+            s["converge_polls_max"]) == (18, 18, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("variants", ["keep_verifying,dedupe", "shared_pending", "tab_crash", "sweeper"])
+def test_stress_client_variants_on_memory(variants):
+    report = run_stress(StressConfig(tabs=4, per_tab=2, runs=2, backend="memory", variants=variants,
+                                     max_rounds=10))
+    s = report.summary
+    assert (s["runs"], s["acked"]) == (2, 16)
+    if variants in ("keep_verifying,dedupe", "sweeper"):
+        assert s["in_cache_after_heal"] == 16
+    # shared_pending and tab_crash may end with messages nobody heals: the tabs' writes of the
+    # shared list overwrite each other, and a dead tab's list is never read. That is their point.
+
+
+def test_stress_command_json():
+    result = kvheal("stress", "--tabs", "3", "--runs", "1", "--backend", "memory", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["summary"]["acked"] == 3 and report["config"]["workers"] == 1
+    assert len(report["runs"]) == 1
