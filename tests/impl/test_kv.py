@@ -202,3 +202,23 @@ def test_summarize_value():
     assert summarize_value("recent:comments", '[{"id":"a"},{"id":"b"}]') == ["a", "b"]
     assert summarize_value("comment:a", '{"id":"a"}') == "a"
     assert summarize_value("x", None) is None
+
+
+def test_public_api_and_docstring_example():
+    import kvheal.impl as impl
+    for name in impl.__all__:
+        assert getattr(impl, name) is not None
+    # the example in the package docstring runs
+    example = impl.__doc__.split("Example: a worker in-process, one tab posting and polling::", 1)[1]
+    code = "\n".join(line[4:] for line in example.splitlines())
+    exec(compile(code, "kvheal.impl docstring", "exec"), {})
+
+
+def test_impl_never_imports_model_or_conformance():
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parents[2] / "impl"
+    for path in root.glob("*.py"):
+        imports = [line for line in path.read_text().splitlines()
+                   if re.match(r"\s*(from|import)\s", line)]
+        assert not [line for line in imports if re.search(r"model|conformance", line)], path
