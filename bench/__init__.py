@@ -1,0 +1,1 @@
+"""kvheal's benchmarks: each module prints its figures (run from the repository root)."""
