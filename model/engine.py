@@ -329,31 +329,33 @@ class LivenessAnalysis:
         taken: set[int] = set()
         cur = start
         while True:
+            # A fair action instance enabled at every state of the cycle so far must be
+            # taken on it, or the cycle must pass a state where it is disabled.
             common = set.intersection(*(enabled(v) for v in visited))
             need = sorted(l for l in common if self.fair_label[l] and l not in taken)
             if not need:
                 break
             want = need[0]
-            internal = lambda v, want=want: any(l == want for l, _ in edges(v))
-            hops = path_to(cur, internal)
+            hops = path_to(cur, lambda v, want=want: any(l == want for l, _ in edges(v)))
             if hops is not None:
-                nxt = next(d for l, d in edges(hops[-1][1] if hops else cur) if l == want)
-                hops = hops + [(want, nxt)]
+                at = hops[-1][1] if hops else cur
+                hops.append((want, next(d for l, d in edges(at) if l == want)))
             else:
                 hops = path_to(cur, lambda v, want=want: want not in enabled(v))
-                assert hops is not None, "a fair component offers a way to disable or take it"
+                assert hops is not None, "a fair component lets every such action be taken or disabled"
             for l, v in hops:
                 cycle.append((l, v))
                 visited.append(v)
                 taken.add(l)
-            cur = cycle[-1][1] if cycle else cur
-        if not cycle or cur != start:
-            back = path_to(cur, lambda v: v == start) if cur != start else None
-            if not cycle and cur == start:
-                # Nothing was required: any cycle through start will do.
-                first_l, first_v = edges(start)[0]
-                back = [(first_l, first_v)] + (path_to(first_v, lambda v: v == start) or [])
-            assert back is not None
+                cur = v
+        if not cycle:
+            # Nothing was required: leave start by any edge that stays in the component.
+            cycle.append(edges(start)[0])
+            cur = cycle[0][1]
+        if cur != start:
+            # Returning adds states, which can only shrink what is enabled throughout.
+            back = path_to(cur, lambda v: v == start)
+            assert back is not None, "start and cur share a strongly connected component"
             cycle.extend(back)
         return [l for l, _ in cycle]
 
