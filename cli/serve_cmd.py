@@ -72,12 +72,14 @@ def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_inter
               help="Poll schedule in milliseconds (the original: 5000,2000,300000).")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Start no run after this many seconds.")
+@click.option("--sweep-interval", type=float, default=0.5, show_default=True,
+              help="Seconds between sweeper passes (with --variant sweeper).")
 @click.option("--db", default="", help="SQLite file (default: a temporary one).")
 @click.option("--redis-url", default="", help="Use this Redis server instead of starting one.")
 @click.option("--op-log", default="", metavar="PATH", help="Append every KV call of the worker to this JSONL file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll_ms, timeout, db,
-           redis_url, op_log, as_json):
+def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll_ms, timeout,
+           sweep_interval, db, redis_url, op_log, as_json):
     """Race tabs against a served worker (127.0.0.1 only) and report what the cache lost and how it healed."""
     from kvheal.impl.server import BACKENDS
     from kvheal.impl.stress import StressConfig, run_stress
@@ -93,7 +95,8 @@ def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll
         config = StressConfig(tabs=tabs, per_tab=per_tab, variants=variant, backend=backend,
                               workers=workers, runs=runs, cap=cap, max_rounds=max_rounds,
                               poll_first_ms=first, poll_step_ms=step, poll_max_ms=maximum,
-                              timeout_s=timeout, db=db, redis_url=redis_url, op_log=op_log)
+                              timeout_s=timeout, sweep_interval=sweep_interval, db=db,
+                              redis_url=redis_url, op_log=op_log)
     except ConfigError as exc:
         raise _usage(exc) from None
 

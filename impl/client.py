@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Awaitable, Callable
@@ -209,7 +210,9 @@ class Client:
     """One browser tab talking to one worker.
 
     `transport` may be any httpx2 async transport (e.g. `httpx2.ASGITransport(app=app)` to run
-    the worker in-process); `http` may be a ready `httpx2.AsyncClient` instead.
+    the worker in-process); `http` may be a ready `httpx2.AsyncClient` instead. Every request
+    carries an X-Request-Id (`t<tab>-<post|poll|heal>-<n>-<session>` unless the caller passes
+    `request_id=`), which the worker's operation log records.
     """
 
     base_url: str
@@ -237,6 +240,8 @@ class Client:
                                            timeout=self.timeout)
         self._lock = asyncio.Lock()
         self._heal_tasks: dict[str, asyncio.Task] = {}
+        self._requests = 0
+        self._session = uuid.uuid4().hex[:6]
 
     async def __aenter__(self) -> "Client":
         return self
@@ -250,13 +255,17 @@ class Client:
         if self._owns_http:
             await self.http.aclose()
 
-    @staticmethod
-    def _headers(request_id: str | None) -> dict[str, str]:
-        return {"x-request-id": request_id} if request_id else {}
+    def _request_id(self, kind: str) -> str:
+        # Names the tab in the worker's operation log: t<tab>-<kind>-<n>-<client session>.
+        self._requests += 1
+        return f"t{self.tab}-{kind}-{self._requests}-{self._session}"
 
     async def _send(self, method: str, path: str, request_id: str | None, **kwargs) -> httpx2.Response:
+        kind = {"/api/comments": "post" if method == "POST" else "poll",
+                "/api/admin/add-to-cache": "heal"}.get(path, "req")
+        headers = {"x-request-id": request_id or self._request_id(kind)}
         try:
-            return await self.http.request(method, path, headers=self._headers(request_id), **kwargs)
+            return await self.http.request(method, path, headers=headers, **kwargs)
         except httpx2.HTTPError as exc:
             raise ClientError(f"{method} {path}: {exc}") from exc
 
@@ -318,7 +327,7 @@ class Client:
             present = set(snapshot.ids)
             found = tuple(entry.id for entry in entries if entry.id in present)
             missing = [entry for entry in entries if entry.id not in present]
-            keep = entries if self.keep_verifying else missing
+            keep = self.still_pending(entries, present)
             heals = [entry for entry in missing if entry.id not in self.healing]
             self.healing.update(entry.id for entry in heals)
             await self.store.write(keep)
@@ -327,6 +336,15 @@ class Client:
                 self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
                     self.heal(entry.id, entry.token))
         return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
+
+    def still_pending(self, entries: list[PendingEntry], present: set[str]) -> list[PendingEntry]:
+        """The entries `poll_done` writes back: those not in the snapshot (all, with keep_verifying).
+
+        The hook for a client-side planted fault in tests (override it in a subclass).
+        """
+        if self.keep_verifying:
+            return list(entries)
+        return [entry for entry in entries if entry.id not in present]
 
     async def heal(self, message_id: str, token: str | None = None, *, request_id: str | None = None) -> int:
         """Ask the worker to add `message_id` to the cache; returns the HTTP status (200, 403, 404...)."""

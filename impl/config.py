@@ -48,6 +48,9 @@ class WorkerConfig:
     max_text: int = 2000
     #: compare-and-swap attempts per cache update before giving up (the post still answers 200)
     max_cas_attempts: int = 100
+    #: after the n-th lost compare-and-swap, wait a random time up to min(base * 2**(n-1), 8) ms
+    #: before reading again, so racing writers spread out (0 = retry at once). No KV call.
+    cas_backoff_ms: float = 1.0
     #: seconds between sweeper passes
     sweep_interval: float = 5.0
     #: run the sweeper loop inside the app (lifespan); off when one process runs it for many

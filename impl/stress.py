@@ -58,7 +58,8 @@ class StressConfig:
     max_rounds: int = 30
     #: the whole experiment stops starting runs after this many seconds
     timeout_s: float = 300.0
-    sweep_interval: float = 0.05
+    #: seconds between sweeper passes (with `sweeper`); long enough that the race still shows
+    sweep_interval: float = 0.5
     #: with tab_crash: this many tabs die right after their posts are acknowledged
     crash_tabs: int = 1
     #: append every KV call of the worker to this JSONL file

@@ -15,7 +15,8 @@ KV calls per request, in order (each one step of SPEC §4; nothing else touches 
                                  and the id is in what was read)           *Write
     cache update, atomic_cache:  repeat: get_versioned recent:comments;
                                  (stop if `dedupe` and the id is there);
-                                 cas  -> done if it succeeded              the successful cas (or, with dedupe,
+                                 cas  -> done if it succeeded, else a short
+                                 random backoff (no KV call) and again     the successful cas (or, with dedupe,
                                                                            the read that found the id) is
                                                                            PostCache/HealCache; the other calls
                                                                            change nothing: stutter steps
@@ -38,6 +39,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -77,6 +79,13 @@ class SweepResult:
     listed: int
     missing: tuple[str, ...]
     written: bool
+
+
+async def cas_backoff(config: WorkerConfig, attempt: int) -> None:
+    """Wait after the `attempt`-th lost compare-and-swap: random, exponential, capped (no KV call)."""
+    if config.cas_backoff_ms > 0:
+        ceiling = min(config.cas_backoff_ms * 2 ** (attempt - 1), 8.0)
+        await asyncio.sleep(random.uniform(0, ceiling) / 1000)
 
 
 class Worker:
@@ -144,6 +153,7 @@ class Worker:
                 return CacheUpdate(written=False, attempts=attempt)
             if await self.kv.cas(CACHE_KEY, version, encode_cache(self.cache_add(entries, message))):
                 return CacheUpdate(written=True, attempts=attempt)
+            await cas_backoff(self.config, attempt)
         raise KVError(f"cache update for {message['id']} lost {self.config.max_cas_attempts} "
                       "compare-and-swap races in a row")
 
@@ -208,7 +218,7 @@ class Sweeper:
             reset_request(token)
 
     async def _pass_cas(self, ids: list[str]) -> SweepResult:
-        for _ in range(self.config.max_cas_attempts):
+        for attempt in range(1, self.config.max_cas_attempts + 1):
             raw, version = await self.kv.get_versioned(CACHE_KEY)
             entries = decode_cache(raw)
             missing = self._missing(ids, entries)
@@ -219,6 +229,7 @@ class Sweeper:
                 return SweepResult(len(ids), tuple(missing), False)
             if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
                 return SweepResult(len(ids), tuple(missing), True)
+            await cas_backoff(self.config, attempt)
         raise KVError(f"sweeper lost {self.config.max_cas_attempts} compare-and-swap races in a row")
 
     @staticmethod

@@ -160,3 +160,25 @@ async def test_post_refused_raises_with_status():
             await tab.post("too long", id="m1")
         assert info.value.status == 400
         assert await tab.pending_ids() == [] and tab.shown == set()
+
+
+async def test_request_ids_name_the_tab_and_still_pending_is_a_hook():
+    from impl_helpers import logged
+    kv, records = logged(MemoryKV())
+    app = create_app(kv, WorkerConfig())
+
+    class Forgetful(Client):  # a planted client fault: drops every pending id unchecked
+        def still_pending(self, entries, present):
+            return []
+    async with make(app, 3, MemoryPendingStore()) as tab:
+        await tab.post("hi", id="m1", timestamp=1)
+        await tab.poll_read()
+        await tab.post("named", id="m2", timestamp=2, request_id="custom-1")
+    rids = [r["rid"] for r in records]
+    assert rids[0].startswith("t3-post-1-") and rids[3].startswith("t3-poll-2-") and rids[4] == "custom-1"
+    store = MemoryPendingStore()
+    async with Forgetful("http://worker", tab=0, store=store, transport=httpx2.ASGITransport(app=app)) as tab:
+        await tab.post("x", id="m3", timestamp=3)
+        await drop_from_cache(kv, "m3")
+        await tab.poll_done(Snapshot((), ()), start_heals=False)
+        assert store.peek() == []
