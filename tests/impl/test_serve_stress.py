@@ -131,3 +131,21 @@ def test_stress_command_json():
     report = json.loads(result.output)
     assert report["summary"]["acked"] == 3 and report["config"]["workers"] == 1
     assert len(report["runs"]) == 1
+
+
+def test_serve_help_says_which_variants_are_client_side():
+    result = kvheal("serve", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "keep_verifying, shared_pending and tab_crash change the clients" in text
+
+
+def test_build_kv_wrappers(tmp_path):
+    from kvheal.impl.kv import LoggedKV, StaleReadKV
+    from kvheal.impl.server import build_kv
+    kv = build_kv(ServeConfig(backend="memory", stale_ms=50, op_log=str(tmp_path / "ops.jsonl")))
+    assert isinstance(kv, LoggedKV) and isinstance(kv.inner, StaleReadKV) and kv.inner.max_staleness == 0.05
+    kv.sink.close()
+    secret_a = ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret
+    assert ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret == secret_a  # kept in a.sqlite3.secret
+    assert ServeConfig(backend="memory").with_secret().secret != ServeConfig(backend="memory").with_secret().secret
