@@ -1,0 +1,621 @@
+"""z3 proofs about the kvheal model: bounded model checking, inductive invariants, and
+eventual convergence (inductive invariant + ranking premises, each a one-step query).
+
+    >>> from kvheal.model import Config
+    >>> result = prove(Config.make(tabs=2, variants="atomic_cache,dedupe"))
+    >>> result.properties["Converges"].status
+    'proved'
+
+Everything here returns values (:class:`ProveResult`, :class:`PropertyProof`, :class:`Query`);
+nothing prints. A query is recorded with its purpose, its formula in words, and z3's answer,
+so a report can show the whole argument.
+
+Methods, by property kind:
+
+* invariants: BMC with one incremental solver (one ``push``/``pop`` per depth) for the
+  shortest counterexample; when none is found to the depth, a proof by induction: the
+  invariant alone (1-induction, with its counterexample to induction decoded when it is
+  not inductive), else the invariant plus the largest inductive subset of the named
+  strengthenings of :mod:`kvheal.model.strengthen` (Houdini).
+* ``Converges`` / ``PendingDrains``: first a search for a fair lasso by BMC (loop closure
+  and weak fairness as constraints on the unrolling); when there is none to the depth and
+  a ranking argument applies to the variant, the premises of :func:`convergence_argument`.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from .config import Config
+from .strengthen import Strengthening, candidates_for
+from .symbolic import ACKED, HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, State, \
+    SymbolicModel
+
+PROVED, COUNTEREXAMPLE, UNKNOWN = "proved", "counterexample", "unknown"
+
+#: What every convergence proof assumes, in the words reports use.
+ASSUMPTIONS = (
+    "Weak fairness on every action instance except Crash(t): an instance that stays enabled "
+    "is eventually taken (SPEC §7); a state with no enabled action stutters for ever.",
+    "Finitely many posts: each tab posts per_tab messages, once each (SPEC §2).",
+    "The configuration's parameters are fixed (tabs, per_tab, cap); see the parameterized "
+    "proofs of kvheal.model.param for all numbers of tabs.",
+)
+
+
+@dataclass
+class Query:
+    """One question put to z3: ``holds`` when the answer is the one the argument needs."""
+
+    name: str
+    purpose: str
+    formula: str
+    expect: str  # "unsat" (a premise) or "sat" (a counterexample was looked for)
+    answer: str
+    seconds: float
+    witness: Any = None
+
+    @property
+    def holds(self) -> bool:
+        return self.answer == self.expect
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "purpose": self.purpose, "formula": self.formula,
+               "expect": self.expect, "answer": self.answer, "seconds": round(self.seconds, 4)}
+        if self.witness is not None:
+            out["witness"] = self.witness
+        return out
+
+
+@dataclass
+class PropertyProof:
+    """The verdict on one SPEC §7 property and how it was reached."""
+
+    name: str
+    kind: str
+    status: str = UNKNOWN
+    method: str = ""
+    depth: int | None = None
+    k: int | None = None
+    seconds: float = 0.0
+    queries: list[Query] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    cti: dict[str, Any] | None = None
+    invariants: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "method": self.method, "depth": self.depth, "k": self.k,
+                "queries": len(self.queries), "seconds": round(self.seconds, 3), "trace": self.trace,
+                "cti": self.cti, "invariants": self.invariants, "note": self.note,
+                "query_log": [q.as_json() for q in self.queries]}
+
+
+@dataclass
+class ProveResult:
+    """Every property's proof for one configuration."""
+
+    config: Config
+    properties: dict[str, PropertyProof]
+    seconds: float
+    invariant: list[str] = field(default_factory=list)
+    assumptions: tuple[str, ...] = ASSUMPTIONS
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status == PROVED for p in self.properties.values())
+
+    @property
+    def violated(self) -> bool:
+        return any(p.status == COUNTEREXAMPLE for p in self.properties.values())
+
+    def as_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": cfg.variant_label(),
+                "seconds": round(self.seconds, 3), "invariant": self.invariant,
+                "assumptions": list(self.assumptions),
+                "properties": {n: p.as_json() for n, p in self.properties.items()}}
+
+
+def _ask(solver: z3.Solver, *assumptions: z3.BoolRef) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    r = solver.check(*assumptions)
+    return str(r), time.perf_counter() - t0
+
+
+def _trace(sym: SymbolicModel, model: z3.ModelRef, sels: list[z3.ArithRef], loop: int | None = None) -> list[dict]:
+    steps = []
+    for i, sel in enumerate(sels):
+        inst = sym.instance_at(model, sel)
+        step = {"action": "Stutter", "args": {}} if inst is None else inst.as_json()
+        if loop is not None and i >= loop:
+            step["loop"] = True
+        steps.append(step)
+    return steps
+
+
+# ---------------------------------------------------------------------- bounded model checking
+class Unrolling:
+    """One incremental solver holding ``Init(s0) ∧ T(s0,s1,a0) ∧ … ∧ T(sk-1,sk,ak-1)``."""
+
+    def __init__(self, sym: SymbolicModel, stutter: bool = False, tag: str = "") -> None:
+        self.sym, self.stutter, self.tag = sym, stutter, tag
+        self.solver = z3.Solver()
+        self.states: list[State] = [sym.fresh(f"{tag}0")]
+        self.sels: list[z3.ArithRef] = []
+        self.solver.add(sym.init(self.states[0]))
+
+    @property
+    def depth(self) -> int:
+        return len(self.sels)
+
+    def extend(self) -> None:
+        k = self.depth
+        s2 = self.sym.fresh(f"{self.tag}{k + 1}")
+        sel = z3.Int(f"a{self.tag}{k}")
+        self.solver.add(self.sym.trans(self.states[k], s2, sel, stutter=self.stutter))
+        self.states.append(s2)
+        self.sels.append(sel)
+
+
+def bmc(sym: SymbolicModel, props: dict[str, Callable[[State], z3.BoolRef]], depth: int
+        ) -> dict[str, tuple[int | None, list[dict], list[Query]]]:
+    """For each invariant, the length and trace of a shortest counterexample within ``depth``
+    steps (``None`` and ``[]`` when there is none), with the queries asked."""
+    un = Unrolling(sym)
+    out: dict[str, tuple[int | None, list[dict], list[Query]]] = {n: (None, [], []) for n in props}
+    open_ = set(props)
+    for k in range(depth + 1):
+        if k:
+            un.extend()
+        for name in sorted(open_):
+            un.solver.push()
+            un.solver.add(z3.Not(props[name](un.states[k])))
+            ans, secs = _ask(un.solver)
+            q = Query(f"bmc-{name}-{k}", f"is {name} false after exactly {k} steps?",
+                      f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ ¬{name}(s{k})" if k else f"Init(s0) ∧ ¬{name}(s0)",
+                      "sat", ans, secs)
+            out[name][2].append(q)
+            if ans == "sat":
+                tr = _trace(sym, un.solver.model(), un.sels)
+                out[name] = (k, tr, out[name][2])
+                open_.discard(name)
+            un.solver.pop()
+        if not open_:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------- induction
+def _names(invs: list[Strengthening]) -> str:
+    return " ∧ ".join(c.name for c in invs) or "true"
+
+
+def houdini(sym: SymbolicModel, cands: list[Strengthening] | None = None
+            ) -> tuple[list[Strengthening], list[Query]]:
+    """The largest subset of the candidates that holds initially and is inductive, with the
+    queries of the final round (each a premise the proof rests on)."""
+    cands = list(candidates_for(sym) if cands is None else cands)
+    s0, s, s2, sel = sym.fresh("h0"), sym.fresh("h"), sym.fresh("h'"), z3.Int("a_h")
+    init = z3.Solver()
+    init.add(sym.init(s0))
+    queries: list[Query] = []
+    kept = []
+    for c in cands:
+        init.push()
+        init.add(z3.Not(c.formula(sym, s0)))
+        ans, secs = _ask(init)
+        init.pop()
+        if ans == "unsat":
+            kept.append(c)
+            queries.append(Query(f"init-{c.name}", f"does every initial state satisfy {c.name}?",
+                                 f"Init(s) ∧ ¬{c.name}(s)", "unsat", ans, secs))
+    step = z3.Solver()
+    step.add(sym.dom(s), sym.trans(s, s2, sel))
+    lits = {c.name: z3.Bool(f"assume_{c.name}") for c in kept}
+    for c in kept:
+        step.add(z3.Implies(lits[c.name], c.formula(sym, s)))
+    while True:
+        dropped = False
+        round_queries = []
+        for c in list(kept):
+            step.push()
+            step.add(z3.Not(c.formula(sym, s2)))
+            ans, secs = _ask(step, *[lits[d.name] for d in kept])
+            step.pop()
+            round_queries.append(Query(
+                f"step-{c.name}", f"does every step from a state satisfying the invariant keep {c.name}?",
+                f"{_names(kept)} (s) ∧ T(s,s') ∧ ¬{c.name}(s')", "unsat", ans, secs))
+            if ans != "unsat":
+                kept.remove(c)
+                dropped = True
+                break
+        if not dropped:
+            return kept, [q for q in queries if q.name[5:] in {c.name for c in kept}] + round_queries
+
+
+def induction(sym: SymbolicModel, name: str, prop: Callable[[State], z3.BoolRef],
+              strengthening: list[Strengthening]) -> PropertyProof:
+    """Prove invariant ``prop``: 1-induction alone, else with ``strengthening``."""
+    pf = PropertyProof(name, "invariant")
+    s0, s, s2, sel = sym.fresh("i0"), sym.fresh("i"), sym.fresh("i'"), z3.Int("a_i")
+    slv = z3.Solver()
+    slv.add(sym.init(s0), z3.Not(prop(s0)))
+    ans, secs = _ask(slv)
+    pf.queries.append(Query(f"init-{name}", f"does every initial state satisfy {name}?",
+                            f"Init(s) ∧ ¬{name}(s)", "unsat", ans, secs))
+    slv = z3.Solver()
+    slv.add(sym.dom(s), prop(s), sym.trans(s, s2, sel), z3.Not(prop(s2)))
+    ans, secs = _ask(slv)
+    pf.queries.append(Query(f"step-{name}", f"is {name} inductive on its own?",
+                            f"{name}(s) ∧ T(s,s') ∧ ¬{name}(s')", "unsat", ans, secs))
+    if ans == "unsat":
+        pf.status, pf.method, pf.k = PROVED, "1-induction", 1
+        return pf
+    if ans == "sat":
+        m = slv.model()
+        inst = sym.instance_at(m, sel)
+        pf.cti = {"state": _jsonable(sym.decode(m, s)), "step": inst.as_json() if inst else None,
+                  "next": _jsonable(sym.decode(m, s2))}
+    # Strengthened: Inv ∧ prop is inductive because Inv is (Houdini) and Inv ∧ prop keeps prop.
+    inv = [c.formula(sym, s) for c in strengthening]
+    slv = z3.Solver()
+    slv.add(sym.dom(s), *inv, prop(s), sym.trans(s, s2, sel), z3.Not(prop(s2)))
+    ans, secs = _ask(slv)
+    pf.queries.append(Query(f"step-{name}-strengthened",
+                            f"is {name} inductive relative to the strengthening invariant?",
+                            f"{_names(strengthening)} (s) ∧ {name}(s) ∧ T(s,s') ∧ ¬{name}(s')", "unsat", ans, secs))
+    pf.invariants = [c.name for c in strengthening]
+    if ans == "unsat":
+        pf.status, pf.method, pf.k = PROVED, "induction with strengthening", 1
+        pf.note = "not inductive alone; counterexample to induction recorded in cti"
+    else:
+        pf.note = "not inductive even with the strengthening invariant"
+    return pf
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {(",".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------------- lassos
+def find_lasso(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], depth: int
+               ) -> tuple[list[dict], list[Query]]:
+    """A shortest fair lasso (at most ``depth`` steps) on which ``goal`` fails somewhere in
+    every pass of the cycle, as a SPEC §9 trace; ``[]`` when there is none to that depth."""
+    un = Unrolling(sym, stutter=True, tag="L")
+    n = len(sym.instances)
+    fair = [i for i in range(n) if sym.instances[i].fair]
+    queries: list[Query] = []
+    enabled_at: list[dict[int, z3.BoolRef]] = []
+    for k in range(1, depth + 1):
+        enabled_at.append({i: sym.enabled(i, un.states[k - 1]) for i in fair})
+        un.extend()
+        sk = un.states[k]
+        loop = z3.Int(f"loop{k}")
+        cond = [loop >= 0, loop < k]
+        for l in range(k):
+            same = z3.And([sk[v] == un.states[l][v] for v in sym.var_names])
+            cond.append(z3.Implies(loop == l, same))
+        for i in fair:
+            cond.append(z3.Or([z3.And(loop <= j, z3.Or(un.sels[j] == i, z3.Not(enabled_at[j][i])))
+                               for j in range(k)]))
+        cond.append(z3.Or([z3.And(loop <= j, z3.Not(goal(un.states[j]))) for j in range(k)]))
+        un.solver.push()
+        un.solver.add(cond)
+        ans, secs = _ask(un.solver)
+        queries.append(Query(f"lasso-{k}", f"is there a fair lasso of {k} steps on which the goal keeps failing?",
+                             f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ s{k} = s_l ∧ fair(l..{k}) ∧ ∃j≥l ¬goal(s_j)",
+                             "sat", ans, secs))
+        if ans == "sat":
+            m = un.solver.model()
+            tr = _trace(sym, m, un.sels, loop=m.eval(loop).as_long())
+            un.solver.pop()
+            return tr, queries
+        un.solver.pop()
+    return [], queries
+
+
+# ---------------------------------------------------------------------- convergence
+@dataclass
+class Argument:
+    """A ranking argument for ``eventually always goal`` under weak fairness.
+
+    ``stable`` is a set of states closed under every step in which the goal holds; ``rank``
+    is a tuple of natural numbers compared lexicographically. The premises, each a one-step
+    query under the invariant ``Inv``, are
+
+    1. ``Inv ∧ stable ⇒ goal``, and ``Inv ∧ stable ∧ T ⇒ stable'``;
+    2. ``Inv ∧ ¬stable ∧ T ∧ ¬stable' ⇒ rank' ≤ rank`` (no step raises the rank);
+    3. ``Inv ∧ ¬stable ⇒ ∨_h help_h`` where ``help_h`` says: fair instance ``h`` is enabled
+       and its step reaches ``stable`` or lowers the rank;
+    4. for each fair ``h``: ``Inv ∧ ¬stable ∧ help_h ∧ T ∧ ¬stable' ∧ rank' = rank ⇒ help_h'``.
+
+    Why this proves it: on a fair run that stays outside ``stable``, the rank never rises
+    (2) and so is eventually constant; from then on some ``h`` is helpful (3) and stays so
+    (4), so ``h`` is enabled for ever and weak fairness takes it, lowering the rank or
+    entering ``stable``: a contradiction. Once in ``stable`` the run stays there (1) and the
+    goal holds for ever.
+    """
+
+    name: str
+    stable: Callable[[State], z3.BoolRef]
+    rank: Callable[[State], list[z3.ArithRef]]
+    stable_text: str
+    rank_text: list[str]
+
+
+def _lex_lt(a: list[z3.ArithRef], b: list[z3.ArithRef]) -> z3.BoolRef:
+    if not a:
+        return z3.BoolVal(False)
+    return z3.Or(a[0] < b[0], z3.And(a[0] == b[0], _lex_lt(a[1:], b[1:])))
+
+
+def _eq(a: list[z3.ArithRef], b: list[z3.ArithRef]) -> z3.BoolRef:
+    return z3.And([x == y for x, y in zip(a, b)])
+
+
+def heal_argument(sym: SymbolicModel) -> Argument | None:
+    """The ranking argument for designs whose cache is repaired by the tabs' heals.
+
+    It applies with ``dedupe``, a cap of at least M, no sweeper, no shared list, no crashes,
+    and either ``atomic_cache`` or ``keep_verifying``. The rank is
+
+    * ``posts``: post steps still to come (each post step lowers it);
+    * ``Φ`` (non-atomic): the writers in flight form a tree, which bounds the writes to come.
+      Let ``X`` be the ids missing from the cache. A writer whose snapshot lacks its own id is
+      *effective*; its write will make the missing set ``token = ids ∖ (snapshot + id)``.
+      ``Φ = Σ_effective F(|token|) + Σ_{heal slots not effective, id in X} F(|X| - 1)`` with
+      ``F(0) = 1``, ``F(k) = 1 + B·k·F(k-1)`` (B heal slots per id). An effective read turns a
+      potential into a token of the same size; an effective write removes a token of size k
+      and creates at most ``B·k`` potentials of size ``k-1``: ``Φ`` falls by at least one.
+    * ``chain``: for each missing acknowledged id, how far its heal is from an effective
+      read (Idle with the owner's poll Read-missing 3, Idle 4, Read-present 5, Requested 2,
+      KeyRead 1, a no-op CacheRead 6, an effective CacheRead 0).
+    """
+    if not (sym.dedupe and sym.C >= sym.M and not sym.sweeper and not sym.shared and not sym.tab_crash
+            and (sym.atomic or sym.keep_verifying)):
+        return None
+    M = sym.M
+    B = 1
+    F = [1]
+    for k in range(1, M + 1):
+        F.append(1 + B * k * F[-1])
+
+    def table(n: z3.ArithRef) -> z3.ArithRef:
+        out: z3.ArithRef = z3.IntVal(F[0])
+        for k in range(1, M + 1):
+            out = z3.If(n == k, F[k], out)
+        return out
+
+    def missing(s: State, j: int) -> z3.BoolRef:
+        return s[f"cache[{j}]"] == 0
+
+    def effective(s: State, h: Any) -> z3.BoolRef:
+        if sym.atomic:
+            return z3.BoolVal(False)
+        k = sym.hk(h)
+        return z3.And(s[f"heal[{k}]"] == HEAL_CACHE_READ, s[f"healsnap[{k}][{sym.heal_msg(h)}]"] == 0)
+
+    def post_effective(s: State, m: int) -> z3.BoolRef:
+        return z3.And(s[f"post[{m}]"] == POST_CACHE_READ, s[f"postsnap[{m}][{m}]"] == 0)
+
+    def token_size(s: State, prefix: str) -> z3.ArithRef:
+        return M - 1 - z3.Sum(sym.snap(s, prefix))
+
+    def n_missing(s: State) -> z3.ArithRef:
+        return z3.Sum([z3.If(missing(s, j), 1, 0) for j in range(M)])
+
+    def phi(s: State) -> z3.ArithRef:
+        if sym.atomic:
+            return z3.IntVal(0)
+        terms = []
+        for h in sym.heal_keys:
+            k = sym.hk(h)
+            terms.append(z3.If(effective(s, h), table(token_size(s, f"healsnap[{k}]")),
+                               z3.If(missing(s, sym.heal_msg(h)), table(n_missing(s) - 1), 0)))
+        for m in range(M):
+            terms.append(z3.If(post_effective(s, m), table(token_size(s, f"postsnap[{m}]")), 0))
+        return z3.Sum(terms)
+
+    def dist(s: State, m: int) -> z3.ArithRef:
+        hv = s[f"heal[{m}]"]
+        o = sym.owner[m]
+        poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
+        idle = z3.If(poll, z3.If(seen, 5, 3), 4)
+        noop = z3.IntVal(6) if not sym.atomic else z3.IntVal(0)
+        eff = effective(s, m)
+        return z3.If(hv == IDLE, idle, z3.If(hv == REQUESTED, 2, z3.If(hv == KEY_READ, 1,
+                     z3.If(eff, 0, noop))))
+
+    def rank(s: State) -> list[z3.ArithRef]:
+        posts = z3.Sum([4 - s[f"post[{m}]"] for m in range(M)])
+        chain = z3.Sum([z3.If(z3.And(missing(s, m), sym.acked(s, m)), dist(s, m), 0) for m in range(M)])
+        return [posts, phi(s), chain]
+
+    def stable(s: State) -> z3.BoolRef:
+        parts = [sym.acked(s, m) for m in range(M)] + [z3.Not(missing(s, j)) for j in range(M)]
+        if not sym.atomic:
+            parts += [z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
+                      for h in sym.heal_keys]
+        return z3.And(parts)
+
+    return Argument(
+        "heal-ranking", stable, rank,
+        "every message is acknowledged, every id is in the cache, and every effective heal in "
+        "flight writes a value holding every id",
+        ["posts: post steps still to come", "Φ: the tree bound on effective cache writes to come"
+         + (" (0: the cache update is atomic)" if sym.atomic else ""),
+         "chain: steps until each missing acknowledged id's heal reads the cache"])
+
+
+def pending_argument(sym: SymbolicModel) -> Argument | None:
+    """``PendingDrains`` for atomic_cache,dedupe (no crash, no shared list): every acked id
+    is in the cache for good, so each poll removes its tab's ids. Rank: post steps to come,
+    then for each pending id the steps until its tab's PollDone sees it (Read-present 1,
+    Idle 2, Read-missing 3)."""
+    if not (sym.atomic and sym.dedupe and sym.C >= sym.M and not sym.shared and not sym.tab_crash
+            and not sym.keep_verifying):
+        return None
+    M = sym.M
+
+    def rank(s: State) -> list[z3.ArithRef]:
+        posts = z3.Sum([4 - s[f"post[{m}]"] for m in range(M)])
+        terms = []
+        for m in range(M):
+            o = sym.owner[m]
+            poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
+            terms.append(z3.If(s[f"pending[{o}][{m}]"], z3.If(poll, z3.If(seen, 1, 3), 2), 0))
+        return [posts, z3.Sum(terms)]
+
+    def stable(s: State) -> z3.BoolRef:
+        return z3.And([sym.acked(s, m) for m in range(M)]
+                      + [z3.Not(s[f"pending[{sym.owner[m]}][{m}]"]) for m in range(M)])
+
+    return Argument("pending-ranking", stable, rank,
+                    "every message is acknowledged and every pending list is empty",
+                    ["posts: post steps still to come", "polls: steps until each pending id is seen"])
+
+
+def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument,
+                     invariant: list[Strengthening]) -> tuple[bool, list[Query]]:
+    """Check the premises of ``arg`` (see :class:`Argument`); all hold iff the result is True."""
+    s, s2, sel = sym.fresh("c"), sym.fresh("c'"), z3.Int("a_c")
+    inv = z3.And([sym.dom(s)] + [c.formula(sym, s) for c in invariant])
+    I = _names(invariant)
+    queries: list[Query] = []
+
+    def ask(name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
+        slv = z3.Solver()
+        slv.add(*facts)
+        ans, secs = _ask(slv)
+        q = Query(name, purpose, formula, "unsat", ans, secs)
+        if ans == "sat":
+            m = slv.model()
+            q.witness = {"state": _jsonable(sym.decode(m, s))}
+        queries.append(q)
+        return ans == "unsat"
+
+    r, r2 = arg.rank(s), arg.rank(s2)
+    n = len(sym.instances)
+    fair = [i for i in range(n) if sym.instances[i].fair]
+
+    def helpful(i: int, st: State) -> z3.BoolRef:
+        nxt = sym.successor(i, st)
+        return z3.And(sym.enabled(i, st), z3.Or(arg.stable(nxt), _lex_lt(arg.rank(nxt), arg.rank(st))))
+
+    ok = ask("stable-goal", "does the stable set imply the goal?", f"Inv(s) ∧ Stable(s) ∧ ¬goal(s)",
+             inv, arg.stable(s), z3.Not(goal(s)))
+    ok &= ask("stable-closed", "is the stable set closed under every step?",
+              "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')",
+              inv, arg.stable(s), sym.trans(s, s2, sel), z3.Not(arg.stable(s2)))
+    ok &= ask("rank-natural", "is every rank component a natural number?", "Inv(s) ∧ ∨_i rank_i(s) < 0",
+              inv, z3.Or([x < 0 for x in r]))
+    ok &= ask("rank-no-increase", "does any step outside the stable set raise the rank?",
+              "Inv(s) ∧ ¬Stable(s) ∧ T(s,s') ∧ ¬Stable(s') ∧ rank(s) <lex rank(s')",
+              inv, z3.Not(arg.stable(s)), sym.trans(s, s2, sel), z3.Not(arg.stable(s2)), _lex_lt(r, r2))
+    ok &= ask("helpful-exists", "does every state outside the stable set have a helpful fair step?",
+              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬help_h(s)",
+              inv, z3.Not(arg.stable(s)), *[z3.Not(helpful(i, s)) for i in fair])
+    base = z3.Solver()
+    base.add(inv, z3.Not(arg.stable(s)), sym.trans(s, s2, sel), z3.Not(arg.stable(s2)), _eq(r, r2))
+    for i in fair:
+        base.push()
+        base.add(helpful(i, s), z3.Not(helpful(i, s2)))
+        ans, secs = _ask(base)
+        q = Query(f"helpful-stays-{sym.instances[i]}",
+                  f"can a step that keeps the rank stop {sym.instances[i]} being helpful?",
+                  f"Inv(s) ∧ ¬Stable(s) ∧ help_h(s) ∧ T(s,s') ∧ ¬Stable(s') ∧ rank(s') = rank(s) ∧ ¬help_h(s')"
+                  f"  [h = {sym.instances[i]}]", "unsat", ans, secs)
+        if ans == "sat":
+            m = base.model()
+            q.witness = {"state": _jsonable(sym.decode(m, s)), "next": _jsonable(sym.decode(m, s2))}
+        queries.append(q)
+        ok &= ans == "unsat"
+        base.pop()
+    return ok, queries
+
+
+# ---------------------------------------------------------------------- the whole verdict
+def prove(config: Config, properties: set[str] | None = None, depth: int | None = None,
+          lasso_depth: int | None = None) -> ProveResult:
+    """Decide each SPEC §7 property of ``config`` with z3 (see the module docstring).
+
+    ``depth`` bounds BMC for invariants (default 12, the longest shortest counterexample at
+    tabs 2 is 10); ``lasso_depth`` bounds the lasso search (default 26 at tabs 2, 0 beyond:
+    lassos are looked for only where the search is cheap)."""
+    t0 = time.perf_counter()
+    sym = SymbolicModel(config)
+    depth = 12 if depth is None else depth
+    if lasso_depth is None:
+        lasso_depth = 26 if config.messages <= 2 else 0
+    invs = sym.invariants()
+    goals = sym.goals()
+    wanted = [n for n in [*invs, *goals] if properties is None or n in properties]
+    out: dict[str, PropertyProof] = {}
+
+    strengthening, h_queries = houdini(sym)
+    inv_names = [c.name for c in strengthening]
+
+    inv_wanted = {n: invs[n] for n in wanted if n in invs}
+    refuted: dict[str, PropertyProof] = {}
+    for name in inv_wanted:
+        t1 = time.perf_counter()
+        pf = induction(sym, name, invs[name], strengthening)
+        if pf.status == PROVED and pf.invariants:
+            pf.queries = h_queries + pf.queries
+        pf.seconds = time.perf_counter() - t1
+        out[name] = pf
+        if pf.status != PROVED:
+            refuted[name] = pf
+    if refuted:
+        # Not provable by induction: look for a shortest counterexample.
+        t1 = time.perf_counter()
+        found = bmc(sym, {n: invs[n] for n in refuted}, depth)
+        for name, pf in refuted.items():
+            length, tr, qs = found[name]
+            pf.queries += qs
+            pf.depth = length if length is not None else depth
+            if length is not None:
+                pf.status, pf.method, pf.trace, pf.note = COUNTEREXAMPLE, "bmc", tr, ""
+            else:
+                pf.method = "bmc"
+                pf.note = f"not inductive with the strengthening, and no counterexample within {depth} steps"
+            pf.seconds += (time.perf_counter() - t1) / len(refuted)
+
+    for name in [n for n in wanted if n in goals]:
+        t1 = time.perf_counter()
+        pf = PropertyProof(name, "eventually_always")
+        arg = heal_argument(sym) if name == "Converges" else pending_argument(sym)
+        if arg is not None:
+            ok, qs = prove_eventually(sym, goals[name], arg, strengthening)
+            pf.queries = h_queries + qs
+            pf.invariants = inv_names
+            if ok:
+                pf.status, pf.method = PROVED, f"inductive invariant + {arg.name} (WF premises)"
+                pf.note = f"stable set: {arg.stable_text}; rank: " + "; ".join(arg.rank_text)
+            else:
+                pf.note = "a premise of the ranking argument failed (see its query)"
+        if pf.status != PROVED and lasso_depth:
+            tr, qs = find_lasso(sym, goals[name], lasso_depth)
+            pf.queries += qs
+            if tr:
+                pf.status, pf.method, pf.trace, pf.depth = COUNTEREXAMPLE, "lasso bmc", tr, len(tr)
+                pf.note = ""
+            else:
+                pf.method = pf.method or "lasso bmc"
+                pf.depth = lasso_depth
+                pf.note = pf.note or f"no fair lasso within {lasso_depth} steps and no ranking argument for this variant"
+        elif pf.status != PROVED and not pf.note:
+            pf.note = "no ranking argument for this variant; lasso search is run at tabs*per_tab <= 2"
+        pf.seconds = time.perf_counter() - t1
+        out[name] = pf
+    return ProveResult(config, out, time.perf_counter() - t0, inv_names)
