@@ -1,10 +1,20 @@
 """Shared helpers for the model tests: checking a counterexample really is one."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from kvheal.model import KVHealModel
+from kvheal.model import CheckResult, Config, KVHealModel, check
 from kvheal.model.trace import loop_start, replay_trace
+
+
+@functools.lru_cache(maxsize=None)
+def checked(tabs: int, per_tab: int = 1, cap: int | None = None,
+            variants: str = "") -> tuple[KVHealModel, CheckResult]:
+    """One full check per configuration for the whole session (counts and verdicts share it)."""
+    model = KVHealModel(Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variants))
+    return model, check(model)
 
 
 def assert_counterexample(model: KVHealModel, name: str, trace: list[dict]) -> None:

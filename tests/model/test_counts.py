@@ -6,6 +6,7 @@ import pytest
 
 from kvheal.model import Config, KVHealModel, check
 
+from .conftest import checked
 from .spec_reference import Reference
 
 # (tabs, per_tab, cap, variants, states, transitions)
@@ -35,8 +36,7 @@ PINNED = [
 
 @pytest.mark.parametrize("tabs,per_tab,cap,variants,states,transitions", PINNED)
 def test_pinned_counts(tabs, per_tab, cap, variants, states, transitions):
-    model = KVHealModel(Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variants))
-    result = check(model)
+    _, result = checked(tabs, per_tab, cap, variants)
     assert (result.states, result.transitions) == (states, transitions)
     assert result.complete
 

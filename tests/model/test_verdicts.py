@@ -6,6 +6,8 @@ import pytest
 
 from kvheal.model import Config, KVHealModel, check
 
+from .conftest import checked
+
 # variants -> {property: None (holds) | length of the counterexample}
 TABLE = {
     "": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 16, "PendingDrains": 22},
@@ -26,8 +28,7 @@ TABLE = {
 
 @pytest.mark.parametrize("variants", list(TABLE), ids=lambda v: v or "seed")
 def test_verdict_table_tabs_2(variants, check_counterexample):
-    model = KVHealModel(Config.make(tabs=2, variants=variants))
-    result = check(model)
+    model, result = checked(2, 1, None, variants)
     got = {name: (len(p.trace) if p.status == "violated" else None)
            for name, p in result.properties.items()}
     assert got == TABLE[variants]
