@@ -15,6 +15,7 @@ import click
 COMMANDS: dict[str, str] = {
     "check": "kvheal.check_cmd:check",
     "bench": "kvheal.check_cmd:bench",
+    "prove": "kvheal.prove_cmd:prove",
     "serve": "kvheal.serve_cmd:serve",
     "stress": "kvheal.serve_cmd:stress",
 }

@@ -1,0 +1,160 @@
+"""`kvheal prove`: z3's verdict on every SPEC §7 property (proved / counterexample / unknown),
+as a table, as JSON, or as a Markdown report a reader can check without running anything."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kvheal.model import Config, ConfigError
+
+STYLE = {"proved": "green", "counterexample": "bold red", "unknown": "yellow"}
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"kvheal prove: {msg}", err=True)
+    sys.exit(2)
+
+
+def render(console: Console, result: Any) -> None:
+    cfg = result.config
+    table = Table(title=f"kvheal prove: tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
+                        f"variant={cfg.variant_label()}", title_justify="left")
+    for col in ("property", "status", "method", "depth/k", "queries", "seconds"):
+        table.add_column(col)
+    for name, p in result.properties.items():
+        dk = "" if p.depth is None and p.k is None else f"{p.depth if p.depth is not None else ''}" + (
+            f" k={p.k}" if p.k else "")
+        table.add_row(name, f"[{STYLE[p.status]}]{p.status}[/]", p.method, dk.strip(), str(len(p.queries)),
+                      f"{p.seconds:.2f}")
+    console.print(table)
+    for name, p in result.properties.items():
+        if p.trace:
+            steps = " → ".join(("↻ " if s.get("loop") and (i == 0 or not p.trace[i - 1].get("loop")) else "")
+                               + s["action"] + "(" + ", ".join(f"{k}={v}" for k, v in s["args"].items()) + ")"
+                               for i, s in enumerate(p.trace))
+            console.print(f"[bold]{name}[/] counterexample ({len(p.trace)} steps): {steps}")
+        elif p.note and p.status != "proved":
+            console.print(f"[bold]{name}[/]: {p.note}")
+
+
+def _view_text(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def report_markdown(result: Any) -> str:
+    """The whole argument in Markdown: model, assumptions, invariants, every query and answer."""
+    from kvheal.model.strengthen import CANDIDATES
+
+    cfg = result.config
+    lines = [f"# kvheal prove: tabs={cfg.tabs}, per_tab={cfg.per_tab}, cap={cfg.cap}, "
+             f"variant={cfg.variant_label()}", ""]
+    lines += ["## Model", "",
+              "SPEC.md §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
+              "count per id (a sorted tuple is determined by its counts), each phase that holds a "
+              "snapshot has its own counts, cleared when the phase ends; `T(s,s')` is the "
+              "disjunction of the action instances of SPEC §4 with this variant's changes (§5), "
+              "a selector naming the instance taken. A test checks it against the explicit model "
+              "transition for transition.", ""]
+    if hasattr(result, "assumptions"):
+        lines += ["## Assumptions", ""] + [f"- {a}" for a in result.assumptions] + [""]
+    if result.invariant:
+        lines += ["## Strengthening invariant `Inv`", "",
+                  "The largest inductive subset of the named candidates (Houdini); each holds "
+                  "initially and is kept by every step from a state satisfying all of them.", ""]
+        why = {c.name: c.why for c in CANDIDATES}
+        lines += [f"- **{n}**: {why.get(n, '')}" for n in result.invariant] + [""]
+    lines += ["## Verdicts", "", "| property | status | method | depth | queries | seconds |",
+              "|---|---|---|---|---|---|"]
+    for name, p in result.properties.items():
+        lines.append(f"| {name} | {p.status} | {p.method} | {'' if p.depth is None else p.depth} | "
+                     f"{len(p.queries)} | {p.seconds:.2f} |")
+    lines.append("")
+    for name, p in result.properties.items():
+        lines += [f"## {name}: {p.status}", ""]
+        if p.note:
+            lines += [p.note, ""]
+        if p.status == "proved" and p.kind == "eventually_always":
+            lines += ["The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
+                      "set implies the goal and is closed; no step outside it raises the rank; every "
+                      "state outside it has a helpful fair step (enabled, and lowering the rank or "
+                      "entering the stable set) that stays helpful under every step keeping the "
+                      "rank. Under weak fairness a run outside the stable set would keep a helpful "
+                      "step enabled for ever without taking it, so every fair run enters the stable "
+                      "set and the goal holds from then on.", ""]
+        if p.cti:
+            lines += ["Counterexample to induction of the property alone (a state satisfying it, "
+                      "a step, a state violating it; the first state is unreachable, which the "
+                      "strengthening shows):", "",
+                      f"- state: `{_view_text(p.cti['state'])}`", f"- step: `{_view_text(p.cti['step'])}`",
+                      f"- next: `{_view_text(p.cti['next'])}`", ""]
+        if p.trace:
+            lines += ["Counterexample trace (SPEC §9 format; `loop` marks the cycle):", ""]
+            lines += [f"{i + 1}. {s['action']}({', '.join(f'{k}={v}' for k, v in s['args'].items())})"
+                      + ("  ↻" if s.get("loop") else "") for i, s in enumerate(p.trace)]
+            lines.append("")
+        if p.queries:
+            lines += ["| # | query | formula | needs | z3 | seconds |", "|---|---|---|---|---|---|"]
+            for i, q in enumerate(p.queries):
+                lines.append(f"| {i + 1} | {q.purpose} | `{q.formula}` | {q.expect} | {q.answer} | {q.seconds:.3f} |")
+            lines.append("")
+    ok = all(p.status == "proved" for p in result.properties.values())
+    bad = [n for n, p in result.properties.items() if p.status == "counterexample"]
+    lines += ["## Conclusion", ""]
+    if ok:
+        lines.append("Every property is proved: each premise query above is unsatisfiable, as the argument needs.")
+    elif bad:
+        lines.append(f"Violated: {', '.join(bad)} (counterexamples above).")
+    else:
+        lines.append("Not every property is decided; see the notes of those marked unknown.")
+    return "\n".join(lines) + "\n"
+
+
+@click.command("prove")
+@click.option("--tabs", type=int, default=2, show_default=True, help="Number of tabs (T).")
+@click.option("--all-tabs", is_flag=True, help="Parameterized proof for every number of tabs.")
+@click.option("--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts (K).")
+@click.option("--cap", type=int, default=None, help="Cache capacity C (default T*K).")
+@click.option("--variant", default="", metavar="FLAGS", help="Comma-separated SPEC §5 flags; empty is the seed design.")
+@click.option("--property", "prop", default=None, metavar="P", help="Only this property (a SPEC §7 name).")
+@click.option("--depth", type=int, default=None, help="BMC depth for invariants (default 12).")
+@click.option("--lasso-depth", type=int, default=None, help="Lasso search depth (default 26 at 2 messages, else 0).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report to FILE.md.")
+def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str, prop: str | None,
+          depth: int | None, lasso_depth: int | None, as_json: bool, report: str | None) -> None:
+    """Prove or refute SPEC §7's properties with z3 (exit 0 all proved, 1 a counterexample, 2 usage)."""
+    from kvheal.model.prove import prove as run_prove
+
+    try:
+        cfg = Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variant)
+    except ConfigError as e:
+        _fail(str(e))
+    if depth is not None and depth < 0:
+        _fail("--depth must be at least 0")
+    if all_tabs:
+        from kvheal.model.param import prove_all_tabs
+
+        try:
+            result = prove_all_tabs(cfg.variants, properties={prop} if prop else None)
+        except ConfigError as e:
+            _fail(str(e))
+    else:
+        from kvheal.model.symbolic import SymbolicModel
+
+        names = set(SymbolicModel(cfg).invariants()) | set(SymbolicModel(cfg).goals())
+        if prop is not None and prop not in names:
+            _fail(f"unknown property {prop!r} for this variant; one of: {', '.join(sorted(names))}")
+        result = run_prove(cfg, properties={prop} if prop else None, depth=depth, lasso_depth=lasso_depth)
+    if report:
+        Path(report).write_text(report_markdown(result), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    else:
+        render(Console(), result)
+    sys.exit(1 if result.violated else 0)

@@ -1,0 +1,97 @@
+"""z3 verdicts: BMC lengths equal BFS's, induction proofs, convergence proofs, and `kvheal prove`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kvheal.cli import main
+from kvheal.model import Config, KVHealModel, check
+from kvheal.model.prove import COUNTEREXAMPLE, PROVED, bmc, find_lasso, prove
+from kvheal.model.symbolic import SymbolicModel
+from kvheal.model.trace import replay_trace
+
+# Shortest NoDuplicates counterexamples at tabs 2 (BFS, `kvheal check`); None: it holds.
+NO_DUP = {"": 9, "keep_verifying": 9, "atomic_cache": 7, "sweeper": 6, "tab_crash": 9,
+          "atomic_cache,sweeper": 4, "dedupe": None, "dedupe,atomic_cache": None}
+
+
+@pytest.mark.parametrize("variant,length", sorted(NO_DUP.items()))
+def test_bmc_finds_the_bfs_shortest_counterexample(variant: str, length: int | None) -> None:
+    cfg = Config.make(tabs=2, variants=variant)
+    sym = SymbolicModel(cfg)
+    depth = 10 if length is None else length
+    found = bmc(sym, {"NoDuplicates": sym.no_duplicates}, depth)["NoDuplicates"]
+    assert found[0] == length
+    if length is not None:
+        bfs = check(KVHealModel(cfg), only={"NoDuplicates"}).properties["NoDuplicates"]
+        assert len(bfs.trace) == length
+        model = KVHealModel(cfg)
+        last = replay_trace(model, found[1])[-1]
+        assert not next(p for p in model.properties() if p.name == "NoDuplicates").holds(last)
+
+
+def test_bmc_at_tabs_3() -> None:
+    sym = SymbolicModel(Config.make(tabs=3, variants="atomic_cache"))
+    assert bmc(sym, {"NoDuplicates": sym.no_duplicates}, 7)["NoDuplicates"][0] == 7
+
+
+@pytest.mark.parametrize("variant", ["atomic_cache,dedupe", "dedupe,keep_verifying"])
+def test_converging_designs_are_proved(variant: str) -> None:
+    result = prove(Config.make(tabs=2, variants=variant), lasso_depth=0)
+    assert {n: p.status for n, p in result.properties.items()} == {n: PROVED for n in result.properties}
+    conv = result.properties["Converges"]
+    assert conv.method.startswith("inductive invariant + heal-ranking")
+    assert all(q.holds for q in conv.queries)
+    assert result.ok and not result.violated
+
+
+def test_convergence_at_tabs_3_is_proved() -> None:
+    result = prove(Config.make(tabs=3, variants="dedupe,keep_verifying"), properties={"Converges"})
+    assert result.properties["Converges"].status == PROVED
+
+
+def test_invariant_not_inductive_alone_reports_its_cti() -> None:
+    result = prove(Config.make(tabs=2, variants="dedupe"), properties={"CacheFromStore"})
+    pf = result.properties["CacheFromStore"]
+    assert pf.status == PROVED and pf.method == "induction with strengthening"
+    assert pf.cti is not None and set(pf.cti) == {"state", "step", "next"}
+    assert "ValuesFromStore" in pf.invariants
+
+
+def test_seed_invariants() -> None:
+    result = prove(Config.make(tabs=2), properties={"AckedIsStored", "CacheFromStore", "NoDuplicates"})
+    got = {n: (p.status, p.depth if p.status == COUNTEREXAMPLE else None) for n, p in result.properties.items()}
+    assert got == {"AckedIsStored": (PROVED, None), "CacheFromStore": (PROVED, None),
+                   "NoDuplicates": (COUNTEREXAMPLE, 9)}
+
+
+def test_no_ranking_argument_means_unknown_not_proved() -> None:
+    result = prove(Config.make(tabs=2, variants="dedupe,sweeper"), properties={"Converges"}, lasso_depth=0)
+    assert result.properties["Converges"].status == "unknown"
+
+
+@pytest.mark.slow
+def test_seed_convergence_lasso() -> None:
+    sym = SymbolicModel(Config.make(tabs=2))
+    trace, _ = find_lasso(sym, sym.converges_goal, 16)
+    assert len(trace) == 16 and any(s.get("loop") for s in trace)
+    replay_trace(KVHealModel(Config.make(tabs=2)), trace)
+
+
+def test_cli_exit_codes_and_json(tmp_path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["prove", "--tabs", "2", "--variant", "atomic_cache,dedupe", "--json",
+                             "--report", str(tmp_path / "r.md")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["properties"]["Converges"]["status"] == "proved"
+    text = (tmp_path / "r.md").read_text()
+    assert "## Assumptions" in text and "Weak fairness" in text and "| unsat |" in text
+    r = runner.invoke(main, ["prove", "--tabs", "2", "--property", "NoDuplicates", "--depth", "9"])
+    assert r.exit_code == 1
+    r = runner.invoke(main, ["prove", "--tabs", "0"])
+    assert r.exit_code == 2 and "tabs must be at least 1" in r.output
+    r = runner.invoke(main, ["prove", "--variant", "bogus"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
