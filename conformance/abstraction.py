@@ -1,0 +1,247 @@
+"""The abstraction function: a snapshot of the real system → a model state of SPEC §3.
+
+`SystemSnapshot` is what can be observed of the running system between two steps: the KV's
+contents, each actor's calls so far (with the values it read or wrote), whether the worker has
+answered it, the parked store writes, the clients' pending stores, heal marks and liveness.
+`abstract(snapshot)` maps it to the dict `KVHealModel.view(state)` returns, field for field, so
+the two compare with `==` and print side by side.
+
+Real ids map to model messages by `snapshot.ids` (message m is `ids[m]`, posted by tab m mod T,
+timestamps in id order); an id the test never posted maps to the string ``"?<id>"``, which no
+model state contains, so it shows up as a difference instead of being dropped.
+
+How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'s docstring):
+
+* ``stored``: the ids with a ``comment:<id>`` key; ``cache``: the ids of ``recent:comments`` in
+  stored order (repeats kept; an unsorted cache differs from every model value).
+* ``post[m]``: Unsent until its ``put comment:<id>``; then CacheWritten once its cache put (or a
+  successful compare-and-swap) ran or the worker answered; CacheRead(s) while it holds a cache
+  read s (not with atomic_cache: there the read and the swap are one model step, and a read
+  before the swap changes nothing); else KeyWritten. Acked once the tab has handled the answer:
+  the post's task is over, or (shared_pending) the tab has read the pending list for it.
+* ``poll[t]``: Read(s) from the poll's cache read until the tab has finished with it (the task
+  is over, or with shared_pending the tab has read the list).
+* ``heal``: per message (per (tab, message) with shared_pending): Requested from the moment
+  the tab marks the id `healing` until the heal's ``get comment:<id>``; then KeyRead, CacheRead(s)
+  (not with atomic_cache), and Idle when the worker answers. Two heals of one slot in flight at
+  once are the phase ``("Overlap", n)``, which the model never has.
+* ``lists[t]`` (shared_pending): Write(P) while tab t has a store write of P parked.
+* ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
+  atomic_cache), Idle when the pass is over.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+
+from .gates import ActorRecord, Call
+
+__all__ = ["SystemSnapshot", "abstract", "flatten", "first_difference"]
+
+
+@dataclass(frozen=True)
+class SystemSnapshot:
+    """The observable state of the system under test between two steps."""
+
+    tabs: int
+    #: real id of message m, for m in 0..M-1
+    ids: tuple[str, ...]
+    variants: frozenset[str]
+    #: the KV's keys and raw values
+    kv: dict[str, str]
+    #: every actor record the gates know, oldest first
+    actors: tuple[ActorRecord, ...]
+    #: parked store writes: (tab, ids being written)
+    parked_writes: tuple[tuple[int, tuple[str, ...]], ...]
+    #: the pending store of each tab (one entry when shared_pending), as ids
+    stores: tuple[tuple[str, ...], ...]
+    #: ids each tab has marked `healing` (a heal requested and not yet answered)
+    healing: tuple[frozenset[str], ...]
+    alive: tuple[bool, ...]
+
+
+def _cache_ids(raw: str | None) -> list[str]:
+    if raw is None:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ["?<unparsable cache>"]
+    if not isinstance(value, list):
+        return ["?<cache not a list>"]
+    return [e.get("id") if isinstance(e, dict) else "?<entry>" for e in value]
+
+
+def abstract(snap: SystemSnapshot) -> dict[str, Any]:
+    """The model view (`KVHealModel.view`'s shape) of a snapshot of the real system."""
+    index = {real: m for m, real in enumerate(snap.ids)}
+    T, M = snap.tabs, len(snap.ids)
+    atomic = "atomic_cache" in snap.variants
+    shared = "shared_pending" in snap.variants
+
+    def mid(real: str) -> Any:
+        return index.get(real, f"?{real}")
+
+    def ids(reals) -> tuple:
+        return tuple(mid(r) for r in reals)
+
+    def sorted_ids(reals) -> tuple:
+        return tuple(sorted(ids(reals), key=lambda x: (isinstance(x, str), x)))
+
+    def cache_of(raw: str | None) -> tuple:
+        return ids(_cache_ids(raw))
+
+    stored = sorted_ids(k[len(COMMENT_PREFIX):] for k in snap.kv if k.startswith(COMMENT_PREFIX))
+    view: dict[str, Any] = {"stored": stored, "cache": cache_of(snap.kv.get(CACHE_KEY))}
+
+    current: dict[tuple, ActorRecord] = {}
+    heals: dict[Any, list[ActorRecord]] = {}
+    for record in snap.actors:
+        if record.key[0] == "heal":
+            if not record.done:
+                slot = (record.key[1], record.key[2]) if shared else record.key[2]
+                heals.setdefault(slot, []).append(record)
+        else:
+            current[record.key] = record
+
+    def cache_phase(kv: list[Call], after: int) -> tuple | None:
+        """CacheWritten / CacheRead(s) from the cache calls after index `after`, else None."""
+        phase = None
+        for call in kv[after:]:
+            if call.key != CACHE_KEY:
+                continue
+            if call.op == "put" or (call.op == "cas" and call.ok):
+                return ("CacheWritten",)
+            if call.op == "get" and not atomic:
+                phase = ("CacheRead", cache_of(call.value))
+        return phase
+
+    posts = []
+    for m in range(M):
+        record = current.get(("post", m))
+        kv = record.kv_calls() if record else []
+        key_at = next((i for i, c in enumerate(kv)
+                       if c.op == "put" and c.key == COMMENT_PREFIX + snap.ids[m]), None)
+        if record is None or key_at is None:
+            posts.append(("Unsent",))
+        elif record.responded and (record.done or (shared and record.store_calls())):
+            posts.append(("Acked",))
+        elif record.responded:
+            posts.append(("CacheWritten",))
+        else:
+            posts.append(cache_phase(kv, key_at + 1) or ("KeyWritten",))
+    view["post"] = tuple(posts)
+
+    if shared:
+        view["pending"] = sorted_ids(snap.stores[0])
+    else:
+        view["pending"] = tuple(sorted_ids(snap.stores[t]) for t in range(T))
+
+    polls = []
+    for t in range(T):
+        record = current.get(("poll", t))
+        phase: tuple = ("Idle",)
+        if record is not None and not record.done and not (shared and record.store_calls()):
+            reads = [c for c in record.kv_calls() if c.op == "get" and c.key == CACHE_KEY]
+            if reads:
+                phase = ("Read", cache_of(reads[-1].value))
+        polls.append(phase)
+    view["poll"] = tuple(polls)
+
+    def heal_phase(slot: Any, message: int, marked: bool) -> tuple:
+        live = heals.get(slot, [])
+        if len(live) > 1:
+            return ("Overlap", len(live))
+        if not live:
+            return ("Requested",) if marked else ("Idle",)
+        kv = live[0].kv_calls()
+        key_at = next((i for i, c in enumerate(kv) if c.key == COMMENT_PREFIX + snap.ids[message]), None)
+        if key_at is None:
+            return ("Requested",)
+        if kv[key_at].value is None:
+            return ("Idle",)  # 404: the answer is on its way
+        phase = cache_phase(kv, key_at + 1)
+        if phase == ("CacheWritten",):
+            return ("Idle",)
+        return phase or ("KeyRead",)
+
+    if shared:
+        view["heal"] = {(t, m): heal_phase((t, m), m, snap.ids[m] in snap.healing[t])
+                        for t in range(T) for m in range(M)}
+    else:
+        view["heal"] = {m: heal_phase(m, m, any(snap.ids[m] in h for h in snap.healing))
+                        for m in range(M)}
+    view["alive"] = tuple(snap.alive)
+
+    sweep: tuple = ("Idle",)
+    record = current.get(("sweep",))
+    if record is not None and not record.done:
+        kv = record.kv_calls()
+        listed = next((i for i, c in enumerate(kv) if c.op == "list"), None)
+        if listed is not None:
+            k = sorted_ids(key[len(COMMENT_PREFIX):] for key in kv[listed].value)
+            sweep = ("Listed", k)
+            if not atomic:
+                for call in kv[listed + 1:]:
+                    if call.op == "get" and call.key == CACHE_KEY:
+                        sweep = ("Read", k, cache_of(call.value))
+    view["sweep"] = sweep
+
+    if shared:
+        lists = []
+        for t in range(T):
+            writes = [w for tab, w in snap.parked_writes if tab == t]
+            lists.append(("Write", sorted_ids(writes[0])) if writes else ("Idle",))
+        view["lists"] = tuple(lists)
+    return view
+
+
+# -- printing ---------------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        if value and isinstance(value[0], str) and value[0][:1].isupper() and not value[0].startswith("?"):
+            name, *rest = value
+            return name if not rest else f"{name}({', '.join(_fmt(r) for r in rest)})"
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def flatten(view: dict[str, Any]) -> dict[str, str]:
+    """A view as ``field -> text`` in state-layout order (``cache``, ``post[0]``, ``heal[1]`` ...)."""
+    out = {"stored": _fmt(view["stored"]), "cache": _fmt(view["cache"])}
+    for m, p in enumerate(view["post"]):
+        out[f"post[{m}]"] = _fmt(p)
+    pending = view["pending"]
+    if pending and isinstance(pending[0], tuple):
+        for t, p in enumerate(pending):
+            out[f"pending[{t}]"] = _fmt(p)
+    elif "lists" in view:
+        out["pending"] = _fmt(pending)
+    else:
+        for t in range(len(view["poll"])):
+            out[f"pending[{t}]"] = "[]"
+    for t, p in enumerate(view["poll"]):
+        out[f"poll[{t}]"] = _fmt(p)
+    for key, p in view["heal"].items():
+        name = f"heal[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heal[{key}]"
+        out[name] = _fmt(p)
+    for t, a in enumerate(view["alive"]):
+        out[f"alive[{t}]"] = _fmt(a)
+    out["sweep"] = _fmt(view["sweep"])
+    for t, p in enumerate(view.get("lists", ())):
+        out[f"lists[{t}]"] = _fmt(p)
+    return out
+
+
+def first_difference(model_view: dict[str, Any], impl_view: dict[str, Any]) -> str | None:
+    """The first field (in layout order) where the two views differ, or None."""
+    a, b = flatten(model_view), flatten(impl_view)
+    for key in list(a) + [k for k in b if k not in a]:
+        if a.get(key) != b.get(key):
+            return key
+    return None

@@ -1,0 +1,239 @@
+"""Gates: every KV call and every pending-store call of the system under test parks until the
+test lets it through, so the test owns the interleaving.
+
+A call parks *before* it reaches the real backend; `Gatekeeper.release(gate)` lets it run, and
+the call records what it did (`Call`) on the actor that made it the moment it returns, before
+its caller resumes. An *actor* is whoever makes calls: a post of message m (`("post", m)`), a
+poll of tab t (`("poll", t)`), a heal of message m sent by tab t (`("heal", t, m)`), the sweeper
+(`("sweep",)`). The actor is a context variable: the driver sets it when it starts a post,
+poll or sweep task, and `TabTransport` sets it for each heal request it carries, so a call is
+attributed without the worker's help (any ASGI worker can be put under the gates).
+
+The worker runs in-process: `TabTransport` hands requests to `httpx2.ASGITransport`, which
+awaits the app in the caller's task, so the KV calls of a request run in the task that sent it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from kvheal.impl.client import MemoryPendingStore, PendingEntry, PendingStore
+from kvheal.impl.kv import KV
+
+__all__ = ["ACTOR", "Call", "Gate", "Gatekeeper", "GatedKV", "GatedPendingStore", "TabTransport",
+           "ActorRecord"]
+
+#: the actor making the current call: ("post", m) | ("poll", t) | ("heal", t, m) | ("sweep",)
+ACTOR: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("kvheal_actor", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call through a gate: `target` "kv" or "store", the operation, the key, and the
+    value: for a read what it returned, for a write what it wrote (raw text for the KV, a
+    list of ids for the store); `ok` is a compare-and-swap's outcome."""
+
+    target: str
+    op: str
+    key: str = ""
+    value: Any = None
+    ok: bool | None = None
+    tab: int | None = None
+
+    def __str__(self) -> str:
+        where = f" {self.key}" if self.key else ""
+        return f"{self.target} {self.op}{where}"
+
+
+@dataclass(eq=False)
+class Gate:
+    """A parked call: what it is, who made it, and the event that lets it through."""
+
+    seq: int
+    actor: tuple | None
+    call: Call
+    event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    """What the test knows of one actor: the calls it made (in order), whether the worker has
+    answered it (`responded`), whether its task is over (`done`, also when cancelled)."""
+
+    key: tuple
+    calls: list[Call] = field(default_factory=list)
+    responded: bool = False
+    status: int | None = None
+    done: bool = False
+    task: asyncio.Task | None = None
+
+    def kv_calls(self) -> list[Call]:
+        """The KV calls, in order."""
+        return [c for c in self.calls if c.target == "kv"]
+
+    def store_calls(self) -> list[Call]:
+        """The pending-store calls, in order."""
+        return [c for c in self.calls if c.target == "store"]
+
+
+class Gatekeeper:
+    """The parked calls, and the actors they belong to.
+
+    `actors[key]` is the current record of each actor key (a finished heal's record is
+    replaced when the same tab heals the same message again); `history` keeps every record.
+    """
+
+    def __init__(self) -> None:
+        self.parked: list[Gate] = []
+        self.actors: dict[tuple, ActorRecord] = {}
+        self.history: list[ActorRecord] = []
+        self.executing = 0
+        self._seq = 0
+
+    def actor(self, key: tuple, *, fresh: bool = False) -> ActorRecord:
+        """The record of actor `key` (a new one if there is none, or if `fresh`)."""
+        record = self.actors.get(key)
+        if record is None or fresh:
+            record = self.actors[key] = ActorRecord(key)
+            self.history.append(record)
+        return record
+
+    async def through(self, call: Call, run: Callable[[], Awaitable[Any]],
+                      finish: Callable[[Any], Call] | None = None) -> Any:
+        """Park `call`, wait for its release, run it, record it (as `finish(result)` when
+        given), return its result."""
+        self._seq += 1
+        gate = Gate(self._seq, ACTOR.get(), call)
+        self.parked.append(gate)
+        try:
+            await gate.event.wait()
+        finally:
+            if gate in self.parked:
+                self.parked.remove(gate)
+        self.executing += 1
+        try:
+            result = await run()
+        finally:
+            self.executing -= 1
+        if gate.actor is not None:
+            self.actor(gate.actor).calls.append(finish(result) if finish else call)
+        return result
+
+    def release(self, gate: Gate) -> None:
+        """Let `gate`'s call run (the caller then waits for the system to settle)."""
+        if gate not in self.parked:
+            raise ValueError(f"call {gate.call} is not parked")
+        self.parked.remove(gate)
+        gate.event.set()
+
+    def parked_of(self, key: tuple) -> Gate | None:
+        """The call actor `key` has parked, if any (an actor parks one call at a time)."""
+        for gate in self.parked:
+            if gate.actor == key:
+                return gate
+        return None
+
+
+class GatedKV(KV):
+    """A KV whose every call parks at the gatekeeper first; the inner backend does the work."""
+
+    def __init__(self, inner: KV, keeper: Gatekeeper) -> None:
+        self.inner = inner
+        self.keeper = keeper
+        self.supports_cas = inner.supports_cas
+        self.name = inner.name
+
+    async def get(self, key: str) -> str | None:
+        return await self.keeper.through(
+            Call("kv", "get", key), lambda: self.inner.get(key),
+            lambda v: Call("kv", "get", key, v))
+
+    async def put(self, key: str, value: str) -> None:
+        return await self.keeper.through(Call("kv", "put", key, value), lambda: self.inner.put(key, value))
+
+    async def list(self, prefix: str) -> list[str]:
+        return await self.keeper.through(
+            Call("kv", "list", prefix), lambda: self.inner.list(prefix),
+            lambda keys: Call("kv", "list", prefix, tuple(keys)))
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        return await self.keeper.through(
+            Call("kv", "get_versioned", key), lambda: self.inner.get_versioned(key),
+            lambda r: Call("kv", "get_versioned", key, r[0]))
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        return await self.keeper.through(
+            Call("kv", "cas", key, value), lambda: self.inner.cas(key, expected_version, value),
+            lambda ok: Call("kv", "cas", key, value, ok=bool(ok)))
+
+    async def clear(self) -> None:
+        await self.inner.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class GatedPendingStore(PendingStore):
+    """Tab `tab`'s view of a pending store (shared between tabs or not): reads and writes park."""
+
+    def __init__(self, inner: MemoryPendingStore, tab: int, keeper: Gatekeeper) -> None:
+        self.inner = inner
+        self.tab = tab
+        self.keeper = keeper
+
+    async def read(self) -> list[PendingEntry]:
+        return await self.keeper.through(
+            Call("store", "read", tab=self.tab), self.inner.read,
+            lambda entries: Call("store", "read", value=tuple(e.id for e in entries), tab=self.tab))
+
+    async def write(self, entries: list[PendingEntry]) -> None:
+        ids = tuple(e.id for e in entries)
+        return await self.keeper.through(Call("store", "write", value=ids, tab=self.tab),
+                                         lambda: self.inner.write(entries))
+
+
+class TabTransport(httpx2.AsyncBaseTransport):
+    """Tab `tab`'s connection to the in-process worker: names heal requests as actors and
+    marks each actor `responded` when the worker's answer arrives."""
+
+    HEAL_PATH = "/api/admin/add-to-cache"
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, tab: int, keeper: Gatekeeper,
+                 message_of: Callable[[str], int | None]) -> None:
+        self.inner = inner
+        self.tab = tab
+        self.keeper = keeper
+        self.message_of = message_of
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        token = None
+        key = ACTOR.get()
+        if request.url.path == self.HEAL_PATH:
+            try:
+                m = self.message_of(json.loads(request.content)["messageId"])
+            except (ValueError, KeyError, TypeError):
+                m = None
+            key = ("heal", self.tab, m)
+            self.keeper.actor(key, fresh=True).task = asyncio.current_task()
+            token = ACTOR.set(key)
+        try:
+            response = await self.inner.handle_async_request(request)
+        finally:
+            if token is not None:
+                ACTOR.reset(token)
+        if key is not None:
+            record = self.keeper.actor(key)
+            record.responded = True
+            record.status = response.status_code
+            if key[0] == "heal":
+                record.done = True
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

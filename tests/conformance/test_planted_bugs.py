@@ -1,0 +1,50 @@
+"""Does the lockstep machine really find bugs? Each planted fault must be caught under the
+default (CI) profile, and the report must be the side-by-side table."""
+from __future__ import annotations
+
+import pytest
+from hypothesis.stateful import run_state_machine_as_test
+
+from kvheal.conformance.faults import FAULTS
+from kvheal.conformance.lockstep import Divergence, lockstep_machine
+from kvheal.model import Config
+
+
+def counting(cls):
+    """`cls` with a count of the runs (examples) started before the first divergence."""
+    class Counting(cls):
+        runs = 0
+        first_failure = None
+
+        def __init__(self):
+            type(self).runs += 1
+            super().__init__()
+
+        def _compare(self, step, reason):
+            try:
+                super()._compare(step, reason)
+            except Divergence:
+                if type(self).first_failure is None:
+                    type(self).first_failure = type(self).runs
+                raise
+    Counting.__name__ = cls.__name__
+    return Counting
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_planted_bug_is_found(name):
+    fault = FAULTS[name]
+    machine = counting(lockstep_machine(Config.make(tabs=2, variants=fault.variants),
+                                        name=f"Planted_{name}", **fault.hooks))
+    with pytest.raises(Divergence) as info:
+        run_state_machine_as_test(machine)
+    text = str(info.value)
+    assert text.startswith("lockstep divergence (tabs=2")
+    assert "◀ first difference" in text
+    print(f"{name}: found in example {machine.first_failure} of {machine.runs} runs (with shrinking)")
+    print(text)
+
+
+def test_correct_system_passes_the_same_designs():
+    for fault in FAULTS.values():
+        run_state_machine_as_test(lockstep_machine(Config.make(tabs=2, variants=fault.variants)))
