@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "prove": "kvheal.prove_cmd:prove",
     "serve": "kvheal.serve_cmd:serve",
     "stress": "kvheal.serve_cmd:stress",
+    "replay": "kvheal.replay_cmd:replay",
 }
 
 

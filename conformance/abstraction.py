@@ -75,6 +75,10 @@ def _cache_ids(raw: str | None) -> list[str]:
     return [e.get("id") if isinstance(e, dict) else "?<entry>" for e in value]
 
 
+def _read_list(record: ActorRecord) -> bool:
+    return any(c.op == "read" for c in record.store_calls())
+
+
 def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     """The model view (`KVHealModel.view`'s shape) of a snapshot of the real system."""
     index = {real: m for m, real in enumerate(snap.ids)}
@@ -127,7 +131,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
                        if c.op == "put" and c.key == COMMENT_PREFIX + snap.ids[m]), None)
         if record is None or key_at is None:
             posts.append(("Unsent",))
-        elif record.responded and (record.done or (shared and record.store_calls())):
+        elif record.responded and (record.done or (shared and _read_list(record))):
             posts.append(("Acked",))
         elif record.responded:
             posts.append(("CacheWritten",))
@@ -144,7 +148,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     for t in range(T):
         record = current.get(("poll", t))
         phase: tuple = ("Idle",)
-        if record is not None and not record.done and not (shared and record.store_calls()):
+        if record is not None and not record.done and not (shared and _read_list(record)):
             reads = [c for c in record.kv_calls() if c.op == "get" and c.key == CACHE_KEY]
             if reads:
                 phase = ("Read", cache_of(reads[-1].value))

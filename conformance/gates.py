@@ -26,7 +26,7 @@ import httpx2
 from kvheal.impl.client import MemoryPendingStore, PendingEntry, PendingStore
 from kvheal.impl.kv import KV
 
-__all__ = ["ACTOR", "Call", "Gate", "Gatekeeper", "GatedKV", "GatedPendingStore", "TabTransport",
+__all__ = ["ACTOR", "Call", "Gate", "Gatekeeper", "GatedKV", "GatedPendingStore", "GatedLock", "TabTransport",
            "ActorRecord"]
 
 #: the actor making the current call: ("post", m) | ("poll", t) | ("heal", t, m) | ("sweep",)
@@ -196,6 +196,30 @@ class GatedPendingStore(PendingStore):
         ids = tuple(e.id for e in entries)
         return await self.keeper.through(Call("store", "write", value=ids, tab=self.tab),
                                          lambda: self.inner.write(entries))
+
+
+class GatedLock:
+    """A tab's lock around its pending-list updates, whose acquisition parks at the gates.
+
+    The client takes its lock before reading the list; with a plain lock, whichever task
+    reached it first would hold it while parked at the read, fixing the order of the tab's next
+    two list tasks. Parking *before* the acquisition leaves the order to the test, as the model
+    does (a tab runs one list task at a time, in any order).
+    """
+
+    def __init__(self, tab: int, keeper: Gatekeeper) -> None:
+        self.tab = tab
+        self.keeper = keeper
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        await self.keeper.through(Call("store", "lock", tab=self.tab), self._lock.acquire)
+
+    async def __aexit__(self, *exc) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
 
 
 class TabTransport(httpx2.AsyncBaseTransport):

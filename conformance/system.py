@@ -31,7 +31,7 @@ from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
 
 from .abstraction import SystemSnapshot, abstract
-from .gates import ACTOR, Gate, Gatekeeper, GatedKV, GatedPendingStore, TabTransport
+from .gates import ACTOR, Gate, Gatekeeper, GatedKV, GatedLock, GatedPendingStore, TabTransport
 
 __all__ = ["InProcessSystem", "Blocked", "message_ids", "BASE_TIMESTAMP"]
 
@@ -115,8 +115,11 @@ class InProcessSystem:
         for t in range(self.T):
             store = GatedPendingStore(inners[0 if shared else t], t, self.keeper)
             transport = TabTransport(asgi, t, self.keeper, self.index.get)
-            self.clients.append(self.loop.run_until_complete(self._client(
-                make_client or _make_client, t, store, transport, "keep_verifying" in self.variants)))
+            client = self.loop.run_until_complete(self._client(
+                make_client or _make_client, t, store, transport, "keep_verifying" in self.variants))
+            if isinstance(getattr(client, "_lock", None), asyncio.Lock):
+                client._lock = GatedLock(t, self.keeper)  # see GatedLock: the test picks the order
+            self.clients.append(client)
         self.steps = 0
 
     @staticmethod
@@ -200,7 +203,7 @@ class InProcessSystem:
         """A call as short text, real ids shown as model ids (``put comment:#1``)."""
         text = f"{call.op} {call.key}" if call.key else f"{call.op}"
         if call.target == "store":
-            text = f"list {call.op}"
+            text = f"pending {call.op}"
         for m, real in enumerate(self.ids):
             text = text.replace(real, f"#{m}")
         return text
@@ -266,7 +269,8 @@ class InProcessSystem:
 
     def tab_busy(self, t: int) -> bool:
         """Whether tab t is in the middle of a pending-list task (its one thread is busy)."""
-        return any(g.call.target == "store" and g.call.tab == t for g in self.keeper.parked)
+        return any(g.call.target == "store" and g.call.op != "lock" and g.call.tab == t
+                   for g in self.keeper.parked)
 
     def kv_gates(self) -> list[Gate]:
         """Parked worker-side calls (KV), in a stable order: by actor, then arrival."""

@@ -1,0 +1,172 @@
+"""`kvheal replay`: drive the real implementation through a counterexample of `kvheal check`.
+
+    kvheal check --tabs 2 --json > check.json
+    kvheal replay check.json                   # every violated property in the file
+    kvheal replay check.json --property NoDuplicates --backend memory --json
+
+TRACE.json (or `-` for stdin) is `kvheal check --json`'s output, an object
+``{"property": NAME, "trace": [...], "config": {...}}``, or a bare list of steps (then give
+``--property``). The design comes from the file's ``config`` when it has one; ``--tabs``,
+``--per-tab``, ``--cap`` and ``--variant`` override it. Exit status: 1 when the real system shows
+a violation, 0 when none is reproduced, 2 for a usage error.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from kvheal.model import Config, ConfigError
+
+
+def _load(path: str) -> Any:
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.UsageError(f"{path} is not JSON: {exc}") from None
+
+
+def _config(data: Any, tabs, per_tab, cap, variant) -> Config:
+    found = data.get("config", {}) if isinstance(data, dict) else {}
+    if not isinstance(found, dict):
+        found = {}
+    fv = found.get("variant", found.get("variants", ""))
+    if isinstance(fv, list):
+        fv = ",".join(str(v) for v in fv)
+    try:
+        return Config.make(
+            tabs=tabs if tabs is not None else int(found.get("tabs", 2)),
+            per_tab=per_tab if per_tab is not None else int(found.get("per_tab", 1)),
+            cap=cap if cap is not None else (int(found["cap"]) if found.get("cap") is not None else None),
+            variants=variant if variant is not None else (fv or ""))
+    except (ConfigError, ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc).splitlines()[0]) from None
+
+
+def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
+    if isinstance(data, list):
+        if not only:
+            raise click.UsageError("a bare list of steps needs --property NAME")
+        return [(only, data)]
+    if not isinstance(data, dict):
+        raise click.UsageError("TRACE.json must be kvheal check's JSON, {\"property\", \"trace\"} or a list of steps")
+    if "trace" in data:
+        name = only or data.get("property")
+        if not isinstance(name, str):
+            raise click.UsageError("the trace names no property: give --property NAME")
+        return [(name, data["trace"])]
+    props = data.get("properties")
+    if not isinstance(props, dict):
+        raise click.UsageError("TRACE.json has neither \"trace\" nor \"properties\"")
+    out = [(name, p.get("trace", [])) for name, p in props.items()
+           if isinstance(p, dict) and p.get("status") == "violated" and (not only or name == only)]
+    if only and not out:
+        raise click.UsageError(f"no violated property {only!r} in the file")
+    return out
+
+
+@click.command()
+@click.argument("trace_file", metavar="TRACE.json")
+@click.option("--property", "only", default=None, metavar="NAME", help="Replay only this property's trace.")
+@click.option("--backend", default="sqlite", show_default=True, metavar="sqlite|memory|redis",
+              help="The real KV: a SQLite file, this process's memory, or a Redis server.")
+@click.option("--db", default=None, help="SQLite file (default: a temporary one; an existing file is replaced).")
+@click.option("--redis-url", default=None, help="Redis server (default: start a throwaway redis-server).")
+@click.option("--passes", type=click.IntRange(1, 100), default=2, show_default=True,
+              help="Times around a lasso's loop.")
+@click.option("--tabs", type=int, default=None, help="Override the file's number of tabs.")
+@click.option("--per-tab", "per_tab", type=int, default=None, help="Override the file's messages per tab.")
+@click.option("--cap", type=int, default=None, help="Override the file's cache capacity.")
+@click.option("--variant", default=None, metavar="FLAGS", help="Override the file's design flags.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap, variant, as_json) -> int:
+    """Replay a counterexample through the real worker and clients and show the violation there."""
+    from kvheal.conformance.replay import replay as run_replay
+    from kvheal.model.trace import TraceError
+
+    if backend not in ("sqlite", "memory", "redis"):
+        raise click.UsageError(f"unknown backend {backend!r} (known: sqlite, memory, redis)")
+    data = _load(trace_file)
+    config = _config(data, tabs, per_tab, cap, variant)
+    traces = _traces(data, only)
+    if not traces:
+        if as_json:
+            click.echo(json.dumps({"config": _config_json(config), "results": []}))
+        else:
+            click.echo("nothing to replay: no property is violated in the file")
+        return 0
+    for name, trace in traces:
+        if not isinstance(trace, list) or not all(isinstance(s, dict) for s in trace):
+            raise click.UsageError(f"{name}: a trace is a list of {{\"action\", \"args\"}} steps")
+    server = None
+    path = db
+    try:
+        if backend == "redis":
+            path = redis_url
+            if path is None:
+                from kvheal.impl.redis_server import RedisServer, redis_server_binary
+                if redis_server_binary() is None:
+                    raise click.UsageError("the redis backend needs --redis-url or an installed redis-server")
+                server = RedisServer().start()
+                path = server.url
+        results = []
+        for name, trace in traces:
+            try:
+                results.append(run_replay(config, name, trace, backend=backend, path=path, passes=passes))
+            except TraceError as exc:
+                raise click.UsageError(f"{name}: the trace does not replay through the model: {exc}") from None
+            except ValueError as exc:
+                raise click.UsageError(f"{name}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if server is not None:
+            server.stop()
+    if as_json:
+        click.echo(json.dumps({"config": _config_json(config),
+                               "results": [r.as_json() for r in results]}))
+    else:
+        _render(config, results)
+    return 1 if any(r.reproduced for r in results) else 0
+
+
+def _config_json(config: Config) -> dict:
+    return {"tabs": config.tabs, "per_tab": config.per_tab, "cap": config.cap,
+            "variant": sorted(config.variants)}
+
+
+def _render(config: Config, results) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    console = Console()
+    for r in results:
+        short = {real: f"#{m}" for m, real in enumerate(r.ids)}
+        table = Table(title=f"kvheal replay: {r.property} on the real worker ({r.backend}), tabs={config.tabs} "
+                            f"per_tab={config.per_tab} cap={config.cap} variant={config.variant_label()}",
+                      title_justify="left")
+        table.add_column("step", justify="right")
+        table.add_column("action")
+        table.add_column("real KV / store calls")
+        table.add_column("real cache")
+        table.add_column("violated here")
+        for s in r.steps:
+            action = (f"↻{s.pass_no} " if s.loop else "") + s.action
+            cache = "[" + ",".join(short.get(i, i) for i in s.cache) + "]"
+            table.add_row(str(s.number), escape(action), escape(", ".join(s.calls)), escape(cache),
+                          "yes" if s.violation else "")
+        console.print(table)
+        console.print("  ids: " + ", ".join(f"#{m} = {real}" for m, real in enumerate(r.ids)))
+        if r.reproduced:
+            console.print(f"  [bold red]reproduced[/]: {escape(r.evidence)}")
+        else:
+            why = r.diverged or r.evidence or "the real system does not show it"
+            console.print(f"  [yellow]not reproduced[/]: {escape(why)}")

@@ -1,0 +1,232 @@
+"""Replay a counterexample of `kvheal check` through the real system, call by call, and show the
+same violation there.
+
+The trace's actions are carried out with `InProcessSystem.perform` in its exact order (real
+SQLite by default); after each step the abstraction of the real system must be the model's
+state (where the implementation does two model steps in one call, the second is taken at once
+and skipped when the trace reaches it: such a step changes only its own actor, so the order
+does not matter). Then the violation is read off the real system, not the model:
+
+* an invariant: in the last state (``NoDuplicates``: the id twice in the real cache's JSON;
+  ``CacheFromStore``: an id in the cache with no ``comment:`` key; ``AckedIsStored``);
+* a liveness lasso: the cycle is run `passes` times; on every pass the goal fails in some real
+  state (``Converges``: an acknowledged message, among the C newest, absent from the real cache;
+  ``PendingDrains``: a live tab's pending store not empty), and the cycle returns to the state
+  where it started. A stutter loop (no action enabled) is the last state, for ever.
+
+    >>> from kvheal.model import Config, KVHealModel, check
+    >>> from kvheal.conformance.replay import replay
+    >>> config = Config.make(tabs=2)
+    >>> result = check(KVHealModel(config))
+    >>> replay(config, "NoDuplicates", result.properties["NoDuplicates"].trace, backend="memory").reproduced
+    True
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvheal.model import Config, KVHealModel
+from kvheal.model.trace import STUTTER, TraceError, loop_start, replay_trace
+
+from .abstraction import first_difference, flatten
+from .lockstep import _actor_labels, _explain
+from .system import Blocked, InProcessSystem
+
+__all__ = ["ReplayStep", "ReplayResult", "replay", "real_violation"]
+
+
+@dataclass
+class ReplayStep:
+    """One step of a replay: the trace's action, the real calls it made, the real cache after."""
+
+    number: int
+    action: str
+    calls: list[str]
+    cache: list[str]
+    loop: bool = False
+    pass_no: int = 0
+    violation: str = ""
+
+
+@dataclass
+class ReplayResult:
+    """What the replay showed: whether the real system has the violation, and the evidence."""
+
+    property: str
+    kind: str
+    reproduced: bool
+    evidence: str
+    steps: list[ReplayStep] = field(default_factory=list)
+    #: set when the real system left the model's path (the step, and the first field that differs)
+    diverged: str = ""
+    backend: str = "sqlite"
+    ids: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "property": self.property, "kind": self.kind, "reproduced": self.reproduced,
+            "evidence": self.evidence, "diverged": self.diverged or None, "backend": self.backend,
+            "ids": list(self.ids),
+            "steps": [{"step": s.number, "action": s.action, "calls": s.calls, "cache": s.cache,
+                       "loop": s.loop, "pass": s.pass_no, "violation": s.violation or None}
+                      for s in self.steps],
+        }
+
+
+def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> str:
+    """Why property `name` fails in the real system's current state ('' when it holds there).
+
+    Read from the real KV and stores (through the abstraction's view of them); real ids shown."""
+    ids = system.ids
+    cache = system.cache_ids()
+    stored = set(view["stored"])
+    acked = [m for m, p in enumerate(view["post"]) if p == ("Acked",)]
+    if name == "NoDuplicates":
+        twice = sorted({i for i in cache if cache.count(i) > 1})
+        return f"id {twice[0]} occurs {cache.count(twice[0])} times in the real cache" if twice else ""
+    if name == "CacheFromStore":
+        bad = [i for i in cache if i not in ids or ids.index(i) not in stored]
+        return f"id {bad[0]} is in the real cache but comment:{bad[0]} does not exist" if bad else ""
+    if name == "AckedIsStored":
+        bad = [m for m in acked if m not in stored]
+        return f"message {ids[bad[0]]} was acknowledged but its key is absent" if bad else ""
+    if name == "Converges":
+        newest = sorted(acked)[-system.config.cap:]
+        missing = [ids[m] for m in newest if ids[m] not in cache]
+        return (f"acknowledged {', '.join(missing)} absent from the real cache "
+                f"{cache}") if missing else ""
+    if name == "PendingDrains":
+        alive = view["alive"]
+        if "shared_pending" in system.variants:
+            left = view["pending"] if any(alive) else ()
+            return f"the shared pending store still holds {[ids[m] for m in left]}" if left else ""
+        for t, pend in enumerate(view["pending"]):
+            if alive[t] and pend:
+                return f"live tab {t}'s pending store still holds {[ids[m] for m in pend]}"
+        return ""
+    raise ValueError(f"no real-system check for property {name!r}")
+
+
+class _Driver:
+    def __init__(self, model: KVHealModel, system: InProcessSystem) -> None:
+        self.model = model
+        self.system = system
+        self.state = model.init_states()[0]
+        self.ahead: list[str] = []
+
+    def step(self, action_json: Mapping[str, Any]) -> list[str]:
+        model = self.model
+        action = model.action(action_json["action"], {k: int(v) for k, v in action_json["args"].items()})
+        if str(action) in self.ahead:
+            self.ahead.remove(str(action))
+            return ["(already done by the previous call)"]
+        ran = self.system.perform(action)
+        expected = model.step(self.state, action)
+        impl = self.system.view()
+        if model.view(expected) != impl:
+            key = self.system.actor_of(action)
+            found = _explain(model, expected, _actor_labels(model, key, action.args.get("t")), impl)
+            if found:
+                path, expected = found[0]
+                self.ahead += [str(model.instances[lab]) for lab in path]
+        self.state = expected
+        return ran
+
+    def difference(self) -> str | None:
+        impl = self.system.view()
+        want = self.model.view(self.state)
+        if impl == want:
+            return None
+        key = first_difference(want, impl)
+        return f"{key}: model {flatten(want)[key]}, real {flatten(impl).get(key)}"
+
+
+def replay(config: Config, name: str, trace: Sequence[Mapping[str, Any]], *, backend: str = "sqlite",
+           path: str | None = None, passes: int = 2) -> ReplayResult:
+    """Drive the real system through `trace` (a counterexample to property `name`) and say
+    whether the real system shows the violation. Raises `TraceError` if the trace does not
+    replay through the model, ValueError for an unknown property."""
+    model = KVHealModel(config)
+    props = {p.name: p for p in model.properties()}
+    if name not in props:
+        raise ValueError(f"property {name!r} does not apply to this design (it has: {', '.join(props)})")
+    trace = list(trace)
+    replay_trace(model, trace)  # TraceError at the first step that does not replay
+    kind = props[name].kind
+    loop = loop_start(trace)
+    if kind == "invariant" and loop is not None:
+        raise TraceError(f"{name} is an invariant; its counterexample is a path, not a lasso")
+    if kind != "invariant" and loop is None:
+        raise TraceError(f"{name} is a liveness property; its counterexample must be a lasso (steps with \"loop\": true)")
+    tmp = None
+    if backend == "sqlite" and path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="kvheal-replay-")
+        path = os.path.join(tmp.name, "kv.sqlite3")
+    system = InProcessSystem(config, backend=backend, path=path)
+    driver = _Driver(model, system)
+    result = ReplayResult(name, kind, False, "", backend=backend, ids=system.ids)
+    try:
+        stem = trace if loop is None else trace[:loop]
+        cycle = [] if loop is None else trace[loop:]
+        number = 0
+
+        def run(step_json, in_loop: bool, pass_no: int) -> bool:
+            nonlocal number
+            number += 1
+            if step_json["action"] == STUTTER:
+                calls = ["(nothing can move: stutters for ever)"]
+                action = STUTTER
+            else:
+                args = ", ".join(f"{k}={v}" for k, v in step_json.get("args", {}).items())
+                action = f"{step_json['action']}({args})"
+                try:
+                    calls = driver.step(step_json)
+                except Blocked as exc:
+                    result.diverged = f"step {number}: {exc}"
+                    return False
+            view = system.view()
+            result.steps.append(ReplayStep(number, action, calls, system.cache_ids(), in_loop, pass_no,
+                                           real_violation(name, system, view)))
+            diff = driver.difference()
+            if diff is not None:
+                result.diverged = f"step {number} ({action}): the real system left the model's path: {diff}"
+                return False
+            return True
+
+        for step_json in stem:
+            if not run(step_json, False, 0):
+                result.evidence = "the replay could not follow the trace"
+                return result
+        if loop is None:
+            result.evidence = result.steps[-1].violation if result.steps else ""
+            result.reproduced = bool(result.evidence)
+            return result
+        start_view = system.view()
+        failing_passes = 0
+        for p in range(1, passes + 1 if cycle[0]["action"] != STUTTER else 2):
+            bad_here = bool(real_violation(name, system, system.view()))
+            for step_json in cycle:
+                if not run(step_json, True, p):
+                    result.evidence = "the replay could not follow the trace"
+                    return result
+                bad_here = bad_here or bool(result.steps[-1].violation)
+            back = system.view() == start_view
+            if bad_here and back:
+                failing_passes += 1
+        total = passes if cycle[0]["action"] != STUTTER else 1
+        last = next((s.violation for s in reversed(result.steps) if s.violation), "")
+        result.reproduced = failing_passes == total
+        if cycle[0]["action"] == STUTTER:
+            result.evidence = f"nothing can move any more, and for ever: {last}" if last else ""
+        else:
+            result.evidence = (f"on each of {total} passes around the loop, which returns to where "
+                               f"it started: {last}") if result.reproduced else ""
+        return result
+    finally:
+        system.close()
+        if tmp is not None:
+            tmp.cleanup()
