@@ -13,6 +13,8 @@ from rich.table import Table
 
 from kvheal.model import Config, ConfigError
 
+from .check_cmd import exit_status
+
 STYLE = {"proved": "green", "counterexample": "bold red", "unknown": "yellow"}
 
 
@@ -128,7 +130,12 @@ def report_markdown(result: Any) -> str:
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report to FILE.md.")
 def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str, prop: str | None,
           depth: int | None, lasso_depth: int | None, as_json: bool, report: str | None) -> None:
-    """Prove or refute SPEC §7's properties with z3 (exit 0 all proved, 1 a counterexample, 2 usage)."""
+    """Prove or refute SPEC §7's properties with z3.
+
+    Exit status, as `kvheal check`: 0 when every property asked is proved, 1 when one has a
+    counterexample, 2 for a usage or configuration error (one line on stderr), 3 when none
+    has a counterexample but some are unknown.
+    """
     from kvheal.model.prove import prove as run_prove
 
     try:
@@ -157,4 +164,13 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
         click.echo(json.dumps(result.as_json()))
     else:
         render(Console(), result)
-    sys.exit(1 if result.violated else 0)
+    sys.exit(prove_status(result))
+
+
+#: prove's verdicts in check's words, for the shared exit status.
+_AS_CHECK = {"proved": "holds", "counterexample": "violated", "unknown": "unknown"}
+
+
+def prove_status(result: Any) -> int:
+    """The exit status of a proof result: `kvheal check`'s :func:`exit_status` of its verdicts."""
+    return exit_status(_AS_CHECK[p.status] for p in result.properties.values())

@@ -95,3 +95,31 @@ def test_cli_exit_codes_and_json(tmp_path) -> None:
     assert r.exit_code == 2 and "tabs must be at least 1" in r.output
     r = runner.invoke(main, ["prove", "--variant", "bogus"])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args,status", [
+    (["--variant", "atomic_cache,dedupe"], 0),                              # all proved
+    (["--property", "NoDuplicates", "--depth", "9"], 1),                   # a counterexample
+    (["--variant", "dedupe,tab_crash", "--property", "Converges", "--lasso-depth", "0"], 3),  # unknown
+    (["--property", "Bogus"], 2),                                           # usage
+    (["--all-tabs", "--property", "PendingDrains"], 2),                     # no such all-tabs proof
+])
+def test_cli_exit_status_is_checks(args: list[str], status: int) -> None:
+    """`kvheal prove` exits as `kvheal check` does (SPEC §9): 0, 1, 2 (one line), 3 unknown."""
+    r = CliRunner().invoke(main, ["prove", "--tabs", "2", *args])
+    assert r.exit_code == status, r.output
+    if status == 2:
+        assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+def test_prove_status_maps_onto_check_exit_status() -> None:
+    from kvheal.prove_cmd import prove_status
+    from kvheal.model.prove import PropertyProof, ProveResult, UNKNOWN
+
+    def result(*statuses: str) -> ProveResult:
+        return ProveResult(Config.make(tabs=2), {f"p{i}": PropertyProof(f"p{i}", "invariant", s)
+                                                  for i, s in enumerate(statuses)}, 0.0)
+
+    assert prove_status(result(PROVED, PROVED)) == 0
+    assert prove_status(result(PROVED, UNKNOWN, COUNTEREXAMPLE)) == 1
+    assert prove_status(result(PROVED, UNKNOWN)) == 3
