@@ -83,12 +83,14 @@ def report_markdown(result: Any) -> str:
             lines += [p.note, ""]
         if p.status == "proved" and p.kind == "eventually_always":
             lines += ["The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
-                      "set implies the goal and is closed; no step outside it raises the rank; every "
-                      "state outside it has a helpful fair step (enabled, and lowering the rank or "
-                      "entering the stable set) that stays helpful under every step keeping the "
-                      "rank. Under weak fairness a run outside the stable set would keep a helpful "
-                      "step enabled for ever without taking it, so every fair run enters the stable "
-                      "set and the goal holds from then on.", ""]
+                      "set implies the goal and is closed; no step outside it raises the rank "
+                      "(a tuple of naturals, compared lexicographically); every state outside it "
+                      "designates a fair step (`D_h`); a designated step is enabled and lowers the "
+                      "rank or enters the stable set; and a step that keeps the rank keeps every "
+                      "designation. Under weak fairness a run outside the stable set would, once "
+                      "its rank stops falling, keep one step designated and enabled for ever "
+                      "without taking it, so every fair run enters the stable set and the goal "
+                      "holds from then on.", ""]
         if p.cti:
             lines += ["Counterexample to induction of the property alone (a state satisfying it, "
                       "a step, a state violating it; the first state is unreachable, which the "

@@ -330,20 +330,32 @@ class Argument:
     """A ranking argument for ``eventually always goal`` under weak fairness.
 
     ``stable`` is a set of states closed under every step in which the goal holds; ``rank``
-    is a tuple of natural numbers compared lexicographically. The premises, each a one-step
-    query under the invariant ``Inv``, are
+    is a tuple of natural numbers compared lexicographically; ``helper(h, s)`` (optional)
+    names, for fair instance ``h``, a simple condition ``D_h`` under which ``h`` is the step
+    that helps. The premises, each a one-step query under the invariant ``Inv``, are
 
-    1. ``Inv ∧ stable ⇒ goal``, and ``Inv ∧ stable ∧ T ⇒ stable'``;
-    2. ``Inv ∧ ¬stable ∧ T ∧ ¬stable' ⇒ rank' ≤ rank`` (no step raises the rank);
-    3. ``Inv ∧ ¬stable ⇒ ∨_h help_h`` where ``help_h`` says: fair instance ``h`` is enabled
-       and its step reaches ``stable`` or lowers the rank;
-    4. for each fair ``h``: ``Inv ∧ ¬stable ∧ help_h ∧ T ∧ ¬stable' ∧ rank' = rank ⇒ help_h'``.
+    1. ``Inv ∧ stable ⇒ goal``, and ``Inv ∧ stable ∧ T ⇒ stable'``; every rank component
+       is a natural number under ``Inv``;
+    2. for each instance ``i``: ``Inv ∧ ¬stable ∧ s' = i(s) ∧ ¬stable' ⇒ rank' ≤lex rank``
+       (no step raises the rank);
+    3. ``Inv ∧ ¬stable ⇒ ∨_h D_h`` (some fair instance is designated);
+    4. for each fair ``h``: ``Inv ∧ ¬stable ∧ D_h ⇒ enabled_h ∧ (stable(h(s)) ∨
+       rank(h(s)) <lex rank(s))`` (a designated step is enabled and helps);
+    5. for each instance ``i``: ``Inv ∧ ¬stable ∧ s' = i(s) ∧ ¬stable' ∧ rank' = rank ⇒
+       ∧_h (D_h ⇒ D_h')`` (a step that keeps the rank keeps every designation). Only the
+       ``h`` whose ``D_h`` reads a variable ``i`` writes are asked about: for the others
+       ``D_h' = D_h`` by the frame.
+
+    Without ``helper``, ``D_h`` is "``h`` is enabled and its step lowers the rank or enters
+    ``stable``" and premise 5 is asked per ``(h, i)``.
 
     Why this proves it: on a fair run that stays outside ``stable``, the rank never rises
-    (2) and so is eventually constant; from then on some ``h`` is helpful (3) and stays so
-    (4), so ``h`` is enabled for ever and weak fairness takes it, lowering the rank or
-    entering ``stable``: a contradiction. Once in ``stable`` the run stays there (1) and the
-    goal holds for ever.
+    (2) and, the lexicographic order on tuples of naturals being well-founded, is
+    eventually constant; from then on some ``D_h`` holds (3) and keeps holding (5), so
+    ``h`` is enabled for ever (4) and weak fairness takes it, which lowers the rank or
+    enters ``stable`` (4): a contradiction. (Premises 3 and 4 also rule out a deadlock
+    outside ``stable``.) Once in ``stable`` the run stays there (1) and the goal holds for
+    ever. The run reaches a state satisfying ``Inv`` because ``Inv`` is inductive.
     """
 
     name: str
@@ -351,6 +363,8 @@ class Argument:
     rank: Callable[[State], list[z3.ArithRef]]
     stable_text: str
     rank_text: list[str]
+    helper: Callable[[int, State], z3.BoolRef | None] | None = None
+    helper_text: str = ""
 
 
 def _lex_lt(a: list[z3.ArithRef], b: list[z3.ArithRef]) -> z3.BoolRef:
@@ -363,13 +377,31 @@ def _eq(a: list[z3.ArithRef], b: list[z3.ArithRef]) -> z3.BoolRef:
     return z3.And([x == y for x, y in zip(a, b)])
 
 
+def _free_vars(e: z3.ExprRef, names: dict[int, str]) -> frozenset[str]:
+    """The state variables (by name) a term reads."""
+    out: set[str] = set()
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        k = x.get_id()
+        if k in seen:
+            continue
+        seen.add(k)
+        if k in names:
+            out.add(names[k])
+        else:
+            todo.extend(x.children())
+    return frozenset(out)
+
+
 def heal_argument(sym: SymbolicModel) -> Argument | None:
     """The ranking argument for designs whose cache is repaired by the tabs' heals.
 
     It applies with ``dedupe``, a cap of at least M, no sweeper, no shared list, no crashes,
     and either ``atomic_cache`` or ``keep_verifying``. The rank is
 
-    * ``posts``: post steps still to come (each post step lowers it);
+    * ``posts``: post steps still to come (each post step lowers it; posts are finite);
     * ``Φ`` (non-atomic): the writers in flight form a tree, which bounds the writes to come.
       Let ``X`` be the ids missing from the cache. A writer whose snapshot lacks its own id is
       *effective*; its write will make the missing set ``token = ids ∖ (snapshot + id)``.
@@ -377,9 +409,17 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
       ``F(0) = 1``, ``F(k) = 1 + B·k·F(k-1)`` (B heal slots per id). An effective read turns a
       potential into a token of the same size; an effective write removes a token of size k
       and creates at most ``B·k`` potentials of size ``k-1``: ``Φ`` falls by at least one.
+      Nothing else writes the cache (a write whose snapshot holds its id writes nothing).
     * ``chain``: for each missing acknowledged id, how far its heal is from an effective
       read (Idle with the owner's poll Read-missing 3, Idle 4, Read-present 5, Requested 2,
       KeyRead 1, a no-op CacheRead 6, an effective CacheRead 0).
+
+    The designated helpers ``D_h`` (premise 3 of :class:`Argument`): a post step of a
+    message whose post is in that step's phase; ``HealWrite(m)`` of an effective heal (Φ
+    falls) or of a no-op one for a missing id (chain falls); for a missing id ``m``, the next
+    step of its chain (``PollRead``/``PollDone`` of its owner while its heal is Idle,
+    ``HealKey``, ``HealRead`` or ``HealCache``). A step that keeps the rank writes no cache
+    value, so it keeps every missing id missing and every designation.
     """
     if not (sym.dedupe and sym.C >= sym.M and not sym.sweeper and not sym.shared and not sym.tab_crash
             and (sym.atomic or sym.keep_verifying)):
@@ -418,10 +458,11 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         if sym.atomic:
             return z3.IntVal(0)
         terms = []
+        pot = table(n_missing(s) - 1)
         for h in sym.heal_keys:
             k = sym.hk(h)
             terms.append(z3.If(effective(s, h), table(token_size(s, f"healsnap[{k}]")),
-                               z3.If(missing(s, sym.heal_msg(h)), table(n_missing(s) - 1), 0)))
+                               z3.If(missing(s, sym.heal_msg(h)), pot, 0)))
         for m in range(M):
             terms.append(z3.If(post_effective(s, m), table(token_size(s, f"postsnap[{m}]")), 0))
         return z3.Sum(terms)
@@ -448,13 +489,38 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
                       for h in sym.heal_keys]
         return z3.And(parts)
 
+    def waiting(s: State, t: int) -> z3.BoolRef:
+        # some id of tab t is acknowledged, missing, and its heal is Idle: t's poll is its next step
+        return z3.Or([z3.And(sym.acked(s, m), missing(s, m), s[f"heal[{m}]"] == IDLE) for m in sym.own[t]])
+
+    def helper(i: int, s: State) -> z3.BoolRef | None:
+        inst = sym.instances[i]
+        a = inst.args
+        if inst.name.startswith("Post"):
+            return sym.enabled(i, s)
+        if inst.name == "PollRead":
+            return z3.And(z3.Not(s[f"poll[{a['t']}]"]), waiting(s, a["t"]))
+        if inst.name == "PollDone":
+            return z3.And(s[f"poll[{a['t']}]"], waiting(s, a["t"]))
+        m = a.get("m")
+        if inst.name == "HealKey":
+            return z3.And(s[f"heal[{m}]"] == REQUESTED, missing(s, m))
+        if inst.name in ("HealRead", "HealCache"):
+            return z3.And(s[f"heal[{m}]"] == KEY_READ, missing(s, m))
+        if inst.name == "HealWrite":
+            return z3.And(s[f"heal[{m}]"] == HEAL_CACHE_READ, z3.Or(effective(s, m), missing(s, m)))
+        return None
+
     return Argument(
         "heal-ranking", stable, rank,
         "every message is acknowledged, every id is in the cache, and every effective heal in "
         "flight writes a value holding every id",
         ["posts: post steps still to come", "Φ: the tree bound on effective cache writes to come"
          + (" (0: the cache update is atomic)" if sym.atomic else ""),
-         "chain: steps until each missing acknowledged id's heal reads the cache"])
+         "chain: steps until each missing acknowledged id's heal reads the cache"],
+        helper,
+        "a post step in its phase; an effective HealWrite; for a missing acknowledged id, the "
+        "next step of its poll/heal chain")
 
 
 def pending_argument(sym: SymbolicModel) -> Argument | None:
@@ -487,73 +553,125 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
 
 def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument,
                      invariant: list[Strengthening]) -> tuple[bool, list[Query]]:
-    """Check the premises of ``arg`` (see :class:`Argument`); all hold iff the result is True."""
+    """Check the premises of ``arg`` (see :class:`Argument`); all hold iff the result is True.
+
+    Every query is about one state ``s`` and, where a step is involved, one instance's
+    successor written as terms over ``s`` (built once per instance): z3 answers the many
+    small queries far faster than one over the whole disjunction ``T``."""
     s, s2, sel = sym.fresh("c"), sym.fresh("c'"), z3.Int("a_c")
     inv = z3.And([sym.dom(s)] + [c.formula(sym, s) for c in invariant])
-    I = _names(invariant)
     queries: list[Query] = []
+    n = len(sym.instances)
+    fair = [i for i in range(n) if sym.instances[i].fair]
+    r = arg.rank(s)
+    st = arg.stable(s)
+    nxt = [sym.successor(i, s) for i in range(n)]
+    r_nxt = [arg.rank(x) for x in nxt]
+    st_nxt = [arg.stable(x) for x in nxt]
+
+    def record(name: str, purpose: str, formula: str, slv: z3.Solver, ans: str, secs: float,
+               step: int | None = None) -> bool:
+        q = Query(name, purpose, formula, "unsat", ans, secs)
+        if ans == "sat":
+            m = slv.model()
+            q.witness = {"state": _jsonable(sym.decode(m, s))}
+            if step is not None:
+                q.witness["step"] = sym.instances[step].as_json()
+        queries.append(q)
+        return ans == "unsat"
 
     def ask(name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
         slv = z3.Solver()
         slv.add(*facts)
         ans, secs = _ask(slv)
-        q = Query(name, purpose, formula, "unsat", ans, secs)
-        if ans == "sat":
-            m = slv.model()
-            q.witness = {"state": _jsonable(sym.decode(m, s))}
-        queries.append(q)
-        return ans == "unsat"
+        return record(name, purpose, formula, slv, ans, secs)
 
-    r, r2 = arg.rank(s), arg.rank(s2)
-    n = len(sym.instances)
-    fair = [i for i in range(n) if sym.instances[i].fair]
-
-    def helpful(i: int, st: State) -> z3.BoolRef:
-        nxt = sym.successor(i, st)
-        return z3.And(sym.enabled(i, st), z3.Or(arg.stable(nxt), _lex_lt(arg.rank(nxt), arg.rank(st))))
-
-    ok = ask("stable-goal", "does the stable set imply the goal?", f"Inv(s) ∧ Stable(s) ∧ ¬goal(s)",
-             inv, arg.stable(s), z3.Not(goal(s)))
+    ok = ask("stable-goal", "does the stable set imply the goal?", "Inv(s) ∧ Stable(s) ∧ ¬goal(s)",
+             inv, st, z3.Not(goal(s)))
     ok &= ask("stable-closed", "is the stable set closed under every step?",
               "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')",
-              inv, arg.stable(s), sym.trans(s, s2, sel), z3.Not(arg.stable(s2)))
+              inv, st, sym.trans(s, s2, sel), z3.Not(arg.stable(s2)))
     ok &= ask("rank-natural", "is every rank component a natural number?", "Inv(s) ∧ ∨_i rank_i(s) < 0",
               inv, z3.Or([x < 0 for x in r]))
-    # One query per action instance, its effect substituted: far smaller than one query
-    # over the whole disjunction, and together they say the same.
     base = z3.Solver()
-    base.add(inv, z3.Not(arg.stable(s)))
+    base.add(inv, z3.Not(st))
     for i in range(n):
-        nxt = sym.successor(i, s)
         base.push()
-        base.add(sym.enabled(i, s), z3.Not(arg.stable(nxt)), _lex_lt(r, arg.rank(nxt)))
+        base.add(sym.enabled(i, s), z3.Not(st_nxt[i]), _lex_lt(r, r_nxt[i]))
         ans, secs = _ask(base)
-        q = Query(f"rank-no-increase-{sym.instances[i]}",
-                  f"can {sym.instances[i]} outside the stable set raise the rank?",
-                  f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s) <lex rank(s')",
-                  "unsat", ans, secs)
-        if ans == "sat":
-            q.witness = {"state": _jsonable(sym.decode(base.model(), s))}
-        queries.append(q)
-        ok &= ans == "unsat"
+        ok &= record(f"rank-no-increase-{sym.instances[i]}",
+                     f"can {sym.instances[i]} outside the stable set raise the rank?",
+                     f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s) <lex rank(s')",
+                     base, ans, secs, i)
         base.pop()
-    ok &= ask("helpful-exists", "does every state outside the stable set have a helpful fair step?",
-              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬help_h(s)",
-              inv, z3.Not(arg.stable(s)), *[z3.Not(helpful(i, s)) for i in fair])
-    # Premise 4, one query per (helpful h, step i): each is small, and z3 answers the many
-    # small ones far faster than one query over the whole disjunction. The step is chosen by
-    # an assumption literal, so every term is built once.
+    if arg.helper is None:
+        return _helpful_premises(sym, arg, s, s2, inv, st, r, nxt, r_nxt, st_nxt, fair, queries, ok)
+
+    names = {v.get_id(): k for k, v in s.items()}
+    D = {h: arg.helper(h, s) for h in fair}
+    D = {h: d for h, d in D.items() if d is not None}
+    ok &= ask("helper-exists", "is some fair step designated in every state outside the stable set?",
+              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬D_h(s)", inv, z3.Not(st), *[z3.Not(d) for d in D.values()])
+    for h, d in D.items():
+        base.push()
+        base.add(d, z3.Not(z3.And(sym.enabled(h, s), z3.Or(st_nxt[h], _lex_lt(r_nxt[h], r)))))
+        ans, secs = _ask(base)
+        ok &= record(f"helper-helps-{sym.instances[h]}",
+                     f"is {sym.instances[h]}, where designated, enabled and does it lower the rank "
+                     f"or reach the stable set?",
+                     f"Inv(s) ∧ ¬Stable(s) ∧ D_h(s) ∧ ¬(enabled_h(s) ∧ (Stable(h(s)) ∨ rank(h(s)) <lex rank(s)))"
+                     f"  [h = {sym.instances[h]}]", base, ans, secs, h)
+        base.pop()
+    reads = {h: _free_vars(d, names) for h, d in D.items()}
+    for i in range(n):
+        writes = {k for k, v in nxt[i].items() if not v.eq(s[k])}
+        touched = [h for h in D if reads[h] & writes]
+        if not touched:
+            continue
+        base.push()
+        base.add(sym.enabled(i, s), z3.Not(st_nxt[i]), _eq(r_nxt[i], r),
+                 z3.Or([z3.And(D[h], z3.Not(z3.substitute(D[h], *[(s[k], nxt[i][k]) for k in writes])))
+                        for h in touched]))
+        ans, secs = _ask(base)
+        ok &= record(f"helper-stays-{sym.instances[i]}",
+                     f"can {sym.instances[i]}, keeping the rank, end a designation? "
+                     f"({len(touched)} designations read what it writes; the others keep by the frame)",
+                     f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s)"
+                     f" ∧ ∨_h (D_h(s) ∧ ¬D_h(s'))", base, ans, secs, i)
+        base.pop()
+    return ok, queries
+
+
+def _helpful_premises(sym: SymbolicModel, arg: Argument, s: State, s2: State, inv: z3.BoolRef,
+                      st: z3.BoolRef, r: list, nxt: list, r_nxt: list, st_nxt: list, fair: list[int],
+                      queries: list[Query], ok: bool) -> tuple[bool, list[Query]]:
+    """Premises 3-5 with ``D_h`` = "``h`` is helpful" (enabled, and its step lowers the rank
+    or enters the stable set), premise 5 one query per ``(h, i)``."""
+    n = len(sym.instances)
+
+    def helpful(i: int, st_: State, r_: list, r_next: list, st_next: z3.BoolRef) -> z3.BoolRef:
+        return z3.And(sym.enabled(i, st_), z3.Or(st_next, _lex_lt(r_next, r_)))
+
+    help_s = {h: helpful(h, s, r, r_nxt[h], st_nxt[h]) for h in fair}
+    slv = z3.Solver()
+    slv.add(inv, z3.Not(st), *[z3.Not(x) for x in help_s.values()])
+    ans, secs = _ask(slv)
+    q = Query("helpful-exists", "does every state outside the stable set have a helpful fair step?",
+              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬help_h(s)", "unsat", ans, secs)
+    queries.append(q)
+    ok &= ans == "unsat"
+    r2 = arg.rank(s2)
     base = z3.Solver()
-    base.add(inv, z3.Not(arg.stable(s)), z3.Not(arg.stable(s2)), _eq(r, r2))
+    base.add(inv, z3.Not(st), z3.Not(arg.stable(s2)), _eq(r, r2))
     lits = []
     for i in range(n):
         lit = z3.Bool(f"step_{i}")
-        nxt = sym.successor(i, s)
-        base.add(z3.Implies(lit, z3.And([sym.enabled(i, s)] + [s2[v] == nxt[v] for v in sym.var_names])))
+        base.add(z3.Implies(lit, z3.And([sym.enabled(i, s)] + [s2[v] == nxt[i][v] for v in sym.var_names])))
         lits.append(lit)
     for h in fair:
+        x = sym.successor(h, s2)
         base.push()
-        base.add(helpful(h, s), z3.Not(helpful(h, s2)))
+        base.add(help_s[h], z3.Not(helpful(h, s2, r2, arg.rank(x), arg.stable(x))))
         secs_h, answers, witness = 0.0, set(), None
         for i in range(n):
             ans, secs = _ask(base, lits[i])
@@ -564,12 +682,11 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
                 witness = {"state": _jsonable(sym.decode(m, s)), "step": sym.instances[i].as_json()}
         base.pop()
         ans = "unsat" if answers == {"unsat"} else ("sat" if "sat" in answers else "unknown")
-        q = Query(f"helpful-stays-{sym.instances[h]}",
-                  f"can a step that keeps the rank stop {sym.instances[h]} being helpful? "
-                  f"({n} queries, one per step)",
-                  f"Inv(s) ∧ ¬Stable(s) ∧ help_h(s) ∧ s' = i(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s) ∧ ¬help_h(s')"
-                  f"  [h = {sym.instances[h]}, every instance i]", "unsat", ans, secs_h, witness)
-        queries.append(q)
+        queries.append(Query(
+            f"helpful-stays-{sym.instances[h]}",
+            f"can a step that keeps the rank stop {sym.instances[h]} being helpful? ({n} queries, one per step)",
+            f"Inv(s) ∧ ¬Stable(s) ∧ help_h(s) ∧ s' = i(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s) ∧ ¬help_h(s')"
+            f"  [h = {sym.instances[h]}, every instance i]", "unsat", ans, secs_h, witness))
         ok &= ans == "unsat"
     return ok, queries
 
@@ -632,6 +749,8 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
             if ok:
                 pf.status, pf.method = PROVED, f"inductive invariant + {arg.name} (WF premises)"
                 pf.note = f"stable set: {arg.stable_text}; rank: " + "; ".join(arg.rank_text)
+                if arg.helper_text:
+                    pf.note += f"; designated steps: {arg.helper_text}"
             else:
                 pf.note = "a premise of the ranking argument failed (see its query)"
         if pf.status != PROVED and lasso_depth:

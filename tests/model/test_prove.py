@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
@@ -50,6 +51,36 @@ def test_converging_designs_are_proved(variant: str) -> None:
 def test_convergence_at_tabs_3_is_proved() -> None:
     result = prove(Config.make(tabs=3, variants="dedupe,keep_verifying"), properties={"Converges"})
     assert result.properties["Converges"].status == PROVED
+
+
+def test_convergence_beyond_the_explicit_checker() -> None:
+    """tabs 5 (bench: ~3 s): the designated-helper premises, one query per instance each."""
+    result = prove(Config.make(tabs=5, variants="dedupe,keep_verifying"), properties={"Converges"},
+                   lasso_depth=0)
+    conv = result.properties["Converges"]
+    assert conv.status == PROVED and all(q.holds for q in conv.queries)
+    kinds = Counter(q.name[:q.name.rindex("-", 0, q.name.index("("))] if "(" in q.name else q.name
+                    for q in conv.queries)
+    # 45 instances, one query of each premise per instance (every step here writes a variable
+    # some designation reads, so none of premise 5's queries is skipped by the frame).
+    assert (kinds["rank-no-increase"], kinds["helper-helps"], kinds["helper-stays"], kinds["helper-exists"]) \
+        == (45, 45, 45, 1)
+
+
+def test_the_heal_argument_is_not_vacuous() -> None:
+    """Forced onto plain dedupe (tabs drop acknowledged ids, Converges fails), premises fail."""
+    from kvheal.model.prove import heal_argument, houdini, prove_eventually
+
+    sym = SymbolicModel(Config.make(tabs=2, variants="dedupe"))
+    sym.keep_verifying = True
+    arg = heal_argument(sym)
+    sym.keep_verifying = False
+    inv, _ = houdini(sym)
+    ok, qs = prove_eventually(sym, sym.converges_goal, arg, inv)
+    assert not ok
+    assert sorted(q.name for q in qs if not q.holds) == [
+        "helper-helps-PollDone(t=0)", "helper-helps-PollDone(t=1)",
+        "rank-no-increase-PollDone(t=0)", "rank-no-increase-PollDone(t=1)"]
 
 
 def test_invariant_not_inductive_alone_reports_its_cti() -> None:
