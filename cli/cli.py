@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "serve": "kvheal.serve_cmd:serve",
     "stress": "kvheal.serve_cmd:stress",
     "replay": "kvheal.replay_cmd:replay",
+    "validate": "kvheal.replay_cmd:validate",
 }
 
 

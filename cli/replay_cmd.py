@@ -170,3 +170,65 @@ def _render(config: Config, results) -> None:
         else:
             why = r.diverged or r.evidence or "the real system does not show it"
             console.print(f"  [yellow]not reproduced[/]: {escape(why)}")
+
+
+@click.command()
+@click.argument("log", metavar="LOG.jsonl")
+@click.option("--tabs", type=click.IntRange(1, 10_000), default=None,
+              help="Tabs of the run (default: from kvheal stress's ids r<run>-t<tab>-m<m>).")
+@click.option("--cap", type=click.IntRange(1), default=None, help="Cache capacity (default: the messages of a run; kvheal stress uses 200).")
+@click.option("--variant", default="", metavar="FLAGS", help="The design the run used (SPEC §5 flags).")
+@click.option("--ids", "ids_file", default=None, metavar="IDS.json",
+              help="The message ids in timestamp order (default: inferred from the ids).")
+@click.option("--budget", type=click.IntRange(1), default=200_000, show_default=True,
+              help="Search states before giving up (verdict unknown, exit 3).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
+    """Check that a log of KV operations (kvheal serve/stress --op-log) is a behaviour of the model.
+
+    Exit status: 0 ok, 1 an operation no order explains, 2 usage error, 3 unknown (budget)."""
+    import re
+
+    from kvheal.conformance.validate import load_log, validate_records
+    from kvheal.model import parse_variants
+    try:
+        variants = parse_variants(variant)
+        Config.make(tabs=tabs or 1, variants=variants)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc).splitlines()[0]) from None
+    try:
+        records = load_log(log)
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {log}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    ids = None
+    if ids_file is not None:
+        ids = _load(ids_file)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise click.UsageError(f"{ids_file} must be a JSON list of message ids")
+    if tabs is None:
+        found = [int(m.group(1)) for r in records
+                 if (m := re.match(r"^r\d+-t(\d+)-m\d+$", str(r.get("mid") or "")))]
+        if not found:
+            raise click.UsageError("cannot tell the number of tabs from the ids: give --tabs")
+        tabs = max(found) + 1
+    try:
+        result = validate_records(records, tabs=tabs, cap=cap, variants=variants, ids=ids, budget=budget)
+    except ValueError as exc:
+        raise click.UsageError(str(exc).splitlines()[0]) from None
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    elif result.status == "ok":
+        click.echo(f"ok: {result.operations} operations in {result.runs} run(s) are a behaviour of the "
+                   f"model (tabs={tabs}, variant={','.join(sorted(variants)) or 'seed'})")
+        if result.invariant_violations:
+            click.echo(f"  the states reached violate {', '.join(result.invariant_violations)} "
+                       "(which this design allows)")
+    elif result.status == "illegal":
+        click.echo(f"illegal: line {result.line}: {json.dumps(result.record)}")
+        click.echo(f"  {result.reason}")
+        click.echo(f"  state there: {json.dumps(result.state)}")
+    else:
+        click.echo(f"unknown: {result.reason}")
+    return {"ok": 0, "illegal": 1}.get(result.status, 3)

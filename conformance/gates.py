@@ -198,6 +198,10 @@ class GatedPendingStore(PendingStore):
                                          lambda: self.inner.write(entries))
 
 
+async def _nothing() -> None:
+    return None
+
+
 class GatedLock:
     """A tab's lock around its pending-list updates, whose acquisition parks at the gates.
 
@@ -213,7 +217,8 @@ class GatedLock:
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> None:
-        await self.keeper.through(Call("store", "lock", tab=self.tab), self._lock.acquire)
+        await self.keeper.through(Call("store", "lock", tab=self.tab), _nothing)
+        await self._lock.acquire()  # outside the gate: a held lock blocks the task, not the test
 
     async def __aexit__(self, *exc) -> None:
         self._lock.release()

@@ -142,7 +142,8 @@ class InProcessSystem:
         # loop without it falls back to many idle turns.
         loop = asyncio.get_running_loop()
         idle = 0
-        for _ in range(100_000):
+        deadline = loop.time() + 30.0
+        while loop.time() < deadline:
             await asyncio.sleep(0)
             ready = getattr(loop, "_ready", None)
             if self.keeper.executing:
@@ -159,7 +160,7 @@ class InProcessSystem:
                     return
             else:
                 idle = 0
-        raise RuntimeError("the system under test did not settle")
+        raise RuntimeError("the system under test did not settle within 30 s (a released call never returned)")
 
     def settle(self) -> None:
         """Run the loop until nothing can run."""

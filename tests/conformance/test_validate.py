@@ -1,0 +1,127 @@
+"""Trace validation: logs of KV operations checked against the model, from in-process runs
+(with and without planted bugs) and from free runs of the served worker on SQLite and Redis."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from kvheal.cli import main
+from kvheal.conformance.faults import FAULTS
+from kvheal.conformance.freerun import free_run
+from kvheal.conformance.system import InProcessSystem
+from kvheal.conformance.validate import ILLEGAL, OK, infer_ids, validate_records
+from kvheal.impl.kv import LoggedKV
+from kvheal.impl.redis_server import redis_server_binary
+from kvheal.model import Config, KVHealModel
+
+
+def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 50):
+    """A random in-process run (model actions and free KV releases) whose KV calls are logged."""
+    config = Config.make(tabs=2, variants=variants)
+    model = KVHealModel(config)
+    records: list[dict] = []
+    hooks = FAULTS[fault].hooks if fault else {}
+    inner_wrap = hooks.get("wrap_kv")
+
+    def wrap(kv):
+        return LoggedKV(inner_wrap(None, kv) if inner_wrap else kv, records.append)
+    make_app = hooks.get("make_app")
+    system = InProcessSystem(config, wrap_kv=wrap,
+                             make_app=(lambda kv, wc: make_app(None, kv, wc)) if make_app else None)
+    rnd = random.Random(seed)
+    try:
+        for _ in range(steps):
+            gates = system.kv_gates()
+            if gates and rnd.random() < 0.3:
+                system.release(rnd.choice(gates))
+                continue
+            options = [a for a in model.instances if system.can_perform(a) and a.name in
+                       ("PostKey", "PollRead", "SweepList", "PostAck", "PollDone")] + \
+                      [a for a in model.instances if a.name.startswith(("Post", "Heal", "Sweep"))
+                       and a.name not in ("PostKey", "SweepList") and system.can_perform(a)]
+            if not options:
+                break
+            try:
+                system.perform(rnd.choice(options))
+            except Exception:  # noqa: BLE001 - an action this random walk could not take
+                pass
+    finally:
+        system.close()
+    return records, system.ids, config
+
+
+@pytest.mark.parametrize("variants", ["", "dedupe", "atomic_cache", "sweeper", "dedupe,atomic_cache,sweeper",
+                                      "shared_pending"])
+def test_in_process_runs_are_behaviours_of_the_model(variants):
+    for seed in range(15):
+        records, ids, config = logged_run(variants, seed)
+        v = validate_records(records, tabs=2, variants=config.variants, ids=ids)
+        assert v.status == OK, (seed, v.reason, v.record)
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("cache_before_key", "touches the cache before writing its key"),
+    ("cas_ignores_version", "the swap succeeded but the version moved since its read"),
+])
+def test_planted_bugs_make_illegal_logs(fault, reason):
+    found = []
+    for seed in range(30):
+        records, ids, config = logged_run(FAULTS[fault].variants, seed, fault)
+        v = validate_records(records, tabs=2, variants=config.variants, ids=ids)
+        if v.status == ILLEGAL:
+            found.append(v)
+    assert found, f"{fault} never caught"
+    assert reason in found[0].reason
+    assert found[0].line is None or found[0].line >= 1
+    assert found[0].record["op"] in ("get", "cas", "put")
+
+
+def test_first_bad_operation_is_reported(tmp_path):
+    records, ids, config = logged_run("", 3)
+    puts = [i for i, r in enumerate(records) if r["op"] == "put" and r["key"] == "recent:comments"]
+    assert puts
+    bad = [dict(r) for r in records]
+    bad[puts[0]]["value"] = list(reversed(bad[puts[0]]["value"])) + [ids[0]]
+    log = tmp_path / "ops.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    from kvheal.conformance.validate import validate_log
+    v = validate_log(str(log), tabs=2, ids=ids)
+    assert v.status == ILLEGAL
+    assert v.line == puts[0] + 1
+    assert "wrote" in v.reason and v.state["cache"] is not None
+
+
+def test_infer_ids():
+    recs = [{"op": "put", "key": f"comment:r0-t{m % 8}-m{m}"} for m in (10, 2, 1)]
+    assert infer_ids(recs) == ["r0-t1-m1", "r0-t2-m2", "r0-t2-m10"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("variants", ["", "dedupe", "atomic_cache", "sweeper"], ids=lambda v: v or "seed")
+def test_free_run_is_a_behaviour_of_the_model(tmp_path, backend, variants):
+    """Served worker: 3 uvicorn processes, 8 tabs posting at once, real SQLite / Redis, no gates."""
+    if backend == "redis" and redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    run = free_run(str(tmp_path / "ops.jsonl"), tabs=8, per_tab=1, variants=variants, backend=backend,
+                   workers=3)
+    assert run.report.summary["acked"] == 8
+    assert run.validation.status == OK, (run.validation.reason, run.validation.record)
+    assert run.validation.operations >= 8 * 3
+
+
+def test_cli_validate(tmp_path):
+    records, ids, config = logged_run("", 1)
+    log = tmp_path / "ops.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps(list(ids)))
+    result = CliRunner().invoke(main, ["validate", str(log), "--tabs", "2", "--ids", str(ids_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["status"] == "ok"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    result = CliRunner().invoke(main, ["validate", str(bad), "--tabs", "2"])
+    assert result.exit_code == 2 and "not a JSON line" in result.output
