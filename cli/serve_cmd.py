@@ -77,9 +77,12 @@ def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_inter
 @click.option("--db", default="", help="SQLite file (default: a temporary one).")
 @click.option("--redis-url", default="", help="Use this Redis server instead of starting one.")
 @click.option("--op-log", default="", metavar="PATH", help="Append every KV call of the worker to this JSONL file.")
+@click.option("--record", default="", metavar="LOG",
+              help="Log every KV call to LOG (a new file) and check the log is a behaviour of the model "
+                   "(trace validation); exit 1 if it is not.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll_ms, timeout,
-           sweep_interval, db, redis_url, op_log, as_json):
+           sweep_interval, db, redis_url, op_log, record, as_json):
     """Race tabs against a served worker (127.0.0.1 only) and report what the cache lost and how it healed."""
     from kvheal.impl.server import BACKENDS
     from kvheal.impl.stress import StressConfig, run_stress
@@ -91,6 +94,14 @@ def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll
         raise click.UsageError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
     if workers < 1:
         raise click.UsageError(f"--workers must be at least 1, got {workers}")
+    if record:
+        if op_log and op_log != record:
+            raise click.UsageError("--record LOG is the operation log: give --op-log or --record, not both")
+        try:
+            open(record, "w").close()  # a fresh log: validation reads every line of it
+        except OSError as exc:
+            raise click.UsageError(f"cannot write {record}: {exc.strerror or exc}") from None
+        op_log = record
     try:
         config = StressConfig(tabs=tabs, per_tab=per_tab, variants=variant, backend=backend,
                               workers=workers, runs=runs, cap=cap, max_rounds=max_rounds,
@@ -112,10 +123,31 @@ def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll
             raise _usage(exc) from None
         except RuntimeError as exc:
             raise click.ClickException(str(exc).splitlines()[0]) from None
+    validation = None
+    if record:
+        from kvheal.conformance.validate import validate_log
+        validation = validate_log(record, tabs=tabs, cap=cap, variants=config.variants)
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
-        return
-    _print_report(report)
+        out = report.to_dict()
+        if validation is not None:
+            out["validation"] = validation.as_json()
+        click.echo(json.dumps(out))
+    else:
+        _print_report(report)
+        if validation is not None:
+            _print_validation(validation, record)
+    return 1 if validation is not None and validation.status == "illegal" else 0
+
+
+def _print_validation(validation, path) -> None:
+    if validation.status == "ok":
+        click.echo(f"trace validation: ok, the {validation.operations} KV calls of {validation.runs} run(s) "
+                   f"in {path} are a behaviour of the model")
+    elif validation.status == "illegal":
+        click.echo(f"trace validation: ILLEGAL at {path}:{validation.line}: {validation.reason}")
+        click.echo(f"  {json.dumps(validation.record)}")
+    else:
+        click.echo(f"trace validation: unknown ({validation.reason})")
 
 
 def _print_report(report) -> None:

@@ -30,7 +30,7 @@ import httpx2
 
 from .client import Client, ClientError, PollSchedule, SqlitePendingStore
 from .config import ConfigError, parse_variants
-from .kv import KV, MemoryKV
+from .kv import KV, JsonlOpLog, MemoryKV
 from .redis_server import RedisServer, redis_server_binary
 from .server import ServeConfig, ServerProcess, UvicornThread
 
@@ -181,6 +181,8 @@ async def _runs(config: StressConfig, base_url: str, admin_kv: Callable[[], KV],
             if time.monotonic() - started > config.timeout_s:
                 break
             await kv.clear()
+            if config.op_log:
+                _mark_clear(config.op_log, run)
             result = await _one_run(config, base_url, run, os.path.join(workdir, f"pending-{run}.sqlite3"))
             report.runs.append(result)
             if on_run is not None:
@@ -188,6 +190,16 @@ async def _runs(config: StressConfig, base_url: str, admin_kv: Callable[[], KV],
     finally:
         if not isinstance(kv, MemoryKV):
             await kv.aclose()
+
+
+def _mark_clear(path: str, run: int) -> None:
+    # The operation log's readers (trace validation) start a fresh store at this line.
+    now = time.time_ns()
+    log = JsonlOpLog(path)
+    try:
+        log({"op": "clear", "run": run, "t0": now, "t1": now})
+    finally:
+        log.close()
 
 
 async def _cache_ids(http: httpx2.AsyncClient) -> list[str]:
