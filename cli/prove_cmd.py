@@ -56,13 +56,14 @@ def report_markdown(result: Any) -> str:
     cfg = result.config
     lines = [f"# kvheal prove: tabs={cfg.tabs}, per_tab={cfg.per_tab}, cap={cfg.cap}, "
              f"variant={cfg.variant_label()}", ""]
-    lines += ["## Model", "",
-              "SPEC.md §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
-              "count per id (a sorted tuple is determined by its counts), each phase that holds a "
-              "snapshot has its own counts, cleared when the phase ends; `T(s,s')` is the "
-              "disjunction of the action instances of SPEC §4 with this variant's changes (§5), "
-              "a selector naming the instance taken. A test checks it against the explicit model "
-              "transition for transition.", ""]
+    model_text = getattr(result, "model_text", None) or (
+        "SPEC.md §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
+        "count per id (a sorted tuple is determined by its counts), each phase that holds a "
+        "snapshot has its own counts, cleared when the phase ends; `T(s,s')` is the "
+        "disjunction of the action instances of SPEC §4 with this variant's changes (§5), "
+        "a selector naming the instance taken. A test checks it against the explicit model "
+        "transition for transition.")
+    lines += ["## Model", "", model_text, ""]
     if hasattr(result, "assumptions"):
         lines += ["## Assumptions", ""] + [f"- {a}" for a in result.assumptions] + [""]
     if result.invariant:
@@ -81,7 +82,7 @@ def report_markdown(result: Any) -> str:
         lines += [f"## {name}: {p.status}", ""]
         if p.note:
             lines += [p.note, ""]
-        if p.status == "proved" and p.kind == "eventually_always":
+        if p.status == "proved" and p.method.startswith("inductive invariant +"):
             lines += ["The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
                       "set implies the goal and is closed; no step outside it raises the rank "
                       "(a tuple of naturals, compared lexicographically); every state outside it "
