@@ -53,7 +53,9 @@ MODEL_TEXT = (
     "as enumerations, the cache and every snapshot a set: a relation snap(holder, id)); each "
     "action is a schema with a parameter (m1 or t1) whose frame is stated with ∀. A query is "
     "about one state s and one step of one schema, for every size at once. The invariants' "
-    "names are those of kvheal.model.strengthen, stated for the sets."
+    "names are those of kvheal.model.strengthen, stated for the sets. For dedupe,keep_verifying a "
+    "test closes the sorts to the ids of small configurations and checks that each schema admits "
+    "exactly the explicit model's successors."
 )
 
 

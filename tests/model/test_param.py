@@ -75,3 +75,66 @@ def test_other_variants_are_unknown_not_proved() -> None:
     for variants in ({"dedupe"}, set(), {"dedupe", "sweeper"}):
         result = prove_all_tabs(variants)
         assert result.properties["Converges"].status == UNKNOWN and not result.ok
+
+
+@pytest.mark.parametrize("tabs,per_tab,stride", [(2, 1, 7), (1, 2, 3)])
+def test_keep_verifying_encoding_agrees_with_the_explicit_model(tabs: int, per_tab: int, stride: int) -> None:
+    """With Msg and Tab closed to the config's ids, each schema at each parameter admits exactly
+    the explicit model's successor (and nothing where the explicit instance is disabled)."""
+    import z3
+
+    from kvheal.model import Config, KVHealModel
+    from kvheal.model.symbolic import SymbolicModel
+
+    cfg = Config.make(tabs=tabs, per_tab=per_tab, variants="dedupe,keep_verifying")
+    model, sym, kv = KVHealModel(cfg), SymbolicModel(cfg), param._KeepVerifying()
+    M, T = cfg.messages, cfg.tabs
+    E = [z3.Const(f"e{i}", kv.Msg) for i in range(M)]
+    A = [z3.Const(f"a{i}", kv.Tab) for i in range(T)]
+    x, y = z3.Const("x", kv.Msg), z3.Const("y", kv.Tab)
+    closed = [z3.Distinct(*E), z3.ForAll([x], z3.Or([x == e for e in E])),
+              z3.Distinct(*A) if T > 1 else z3.BoolVal(True), z3.ForAll([y], z3.Or([y == a for a in A]))]
+    closed += [kv.owner(E[m]) == A[cfg.owner(m)] for m in range(M)]
+    post = [kv.UNSENT, kv.KEYW, kv.PREAD, kv.CW, kv.ACKED]
+    heal = [kv.IDLE, kv.REQ, kv.KEYR, kv.HREAD]
+
+    def enc(st: dict, v: dict) -> list:
+        out = []
+        for m in range(M):
+            out += [st["post"](E[m]) == post[v[f"post[{m}]"]], st["stored"](E[m]) == v[f"stored[{m}]"],
+                    st["cache"](E[m]) == (v[f"cache[{m}]"] >= 1), st["heal"](E[m]) == heal[v[f"heal[{m}]"]],
+                    st["pending"](E[m]) == v[f"pending[{cfg.owner(m)}][{m}]"]]
+            out += [st["psnap"](E[m], E[j]) == (v[f"postsnap[{m}][{j}]"] >= 1) for j in range(M)]
+            out += [st["hsnap"](E[m], E[j]) == (v[f"healsnap[{m}][{j}]"] >= 1) for j in range(M)]
+        for t in range(T):
+            out.append(st["poll"](A[t]) == v[f"poll[{t}]"])
+            out += [st["snap"](A[t], E[j]) == (v[f"pollsnap[{t}][{j}]"] >= 1) for j in range(M)]
+        return out
+
+    (s0,) = model.init_states()
+    states, seen = [s0], {s0}
+    for s in states:
+        for _, t in model.successors(s):
+            if t not in seen:
+                seen.add(t)
+                states.append(t)
+    checked = 0
+    for s in states[::stride]:
+        want = {(model.instances[lab].name, model.instances[lab].pairs): sym.values_of(model.view(t))
+                for lab, t in model.successors(s)}
+        slv = z3.Solver()
+        slv.add(*closed, *enc(kv.s, sym.values_of(model.view(s))))
+        for name, (_, rel, _) in kv.actions().items():
+            params = ([(kv.m1, E[m], (("m", m),)) for m in range(M)] if "m1" in name
+                      else [(kv.t1, A[t], (("t", t),)) for t in range(T)])
+            for var, val, pairs in params:
+                key = (name.split("(")[0], pairs)
+                slv.push()
+                slv.add(var == val, rel)
+                if key in want:
+                    assert slv.check() == z3.sat, (key, model.view(s))
+                    slv.add(z3.Not(z3.And(enc(kv.s2, want[key]))))
+                assert slv.check() == z3.unsat, (key, model.view(s))
+                slv.pop()
+                checked += 1
+    assert checked > 500
