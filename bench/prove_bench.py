@@ -49,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--limit", type=float, default=120.0)
     ap.add_argument("--tabs", default="2-8")
-    ap.add_argument("--variants", default="atomic_cache,dedupe;dedupe,keep_verifying")
+    ap.add_argument("--variants", default="atomic_cache,dedupe;dedupe,keep_verifying;dedupe,sweeper")
     ap.add_argument("--no-lasso", action="store_true")
     a = ap.parse_args()
     lo, _, hi = a.tabs.partition("-")

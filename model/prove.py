@@ -32,8 +32,8 @@ import z3
 
 from .config import Config
 from .strengthen import Strengthening, candidates_for
-from .symbolic import ACKED, HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, State, \
-    SymbolicModel
+from .symbolic import ACKED, HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
+    SWEEP_LISTED, SWEEP_READ, State, SymbolicModel
 
 PROVED, COUNTEREXAMPLE, UNKNOWN = "proved", "counterexample", "unknown"
 
@@ -398,37 +398,49 @@ def _free_vars(e: z3.ExprRef, names: dict[int, str]) -> frozenset[str]:
 def heal_argument(sym: SymbolicModel) -> Argument | None:
     """The ranking argument for designs whose cache is repaired by the tabs' heals.
 
-    It applies with ``dedupe``, a cap of at least M, no sweeper, no shared list, no crashes,
-    and either ``atomic_cache`` or ``keep_verifying``. The rank is
+    It applies with ``dedupe``, a cap of at least M, no shared list, no crashes, and
+    ``atomic_cache``, ``keep_verifying`` or ``sweeper``. The rank is
 
     * ``posts``: post steps still to come (each post step lowers it; posts are finite);
     * ``Φ`` (non-atomic): the writers in flight form a tree, which bounds the writes to come.
       Let ``X`` be the ids missing from the cache. A writer whose snapshot lacks its own id is
       *effective*; its write will make the missing set ``token = ids ∖ (snapshot + id)``.
       ``Φ = Σ_effective F(|token|) + Σ_{heal slots not effective, id in X} F(|X| - 1)`` with
-      ``F(0) = 1``, ``F(k) = 1 + B·k·F(k-1)`` (B heal slots per id). An effective read turns a
-      potential into a token of the same size; an effective write removes a token of size k
-      and creates at most ``B·k`` potentials of size ``k-1``: ``Φ`` falls by at least one.
-      Nothing else writes the cache (a write whose snapshot holds its id writes nothing).
-    * ``chain``: for each missing acknowledged id, how far its heal is from an effective
-      read (Idle with the owner's poll Read-missing 3, Idle 4, Read-present 5, Requested 2,
-      KeyRead 1, a no-op CacheRead 6, an effective CacheRead 0).
+      ``F(0) = 1``, ``F(k) = 1 + (B·k + S)·F(k-1)`` (B heal slots per id; S = 1 with the
+      sweeper, one more slot: effective when its listing holds an id its snapshot lacks, its
+      token the ids in neither, its potential ``F(|X| - 1)`` while X is not empty). An
+      effective read turns a potential into a token of at most the same size; an effective
+      write removes a token of size k and creates at most ``B·k + S`` potentials of size
+      ``k-1``: ``Φ`` falls by at least one. Nothing else writes the cache (a write whose
+      snapshot holds its id, or a sweep finding nothing missing, writes nothing). With
+      ``atomic_cache`` the cache only grows: Φ is 0, or the number of missing ids with the
+      sweeper.
+    * ``chain``: with ``keep_verifying`` and no sweeper, for each missing acknowledged id, how
+      far its heal is from an effective read (Idle with the owner's poll Read-missing 3, Idle
+      4, Read-present 5, Requested 2, KeyRead 1, a no-op CacheRead 6, an effective CacheRead
+      0). With the sweeper (tabs may have dropped an id they once saw), while an acknowledged
+      id is missing: how far the sweeper's loop is from an effective read (Idle 3, Listed with
+      a missing id 1, Listed without 5, a no-op Read 4, an effective Read 0); the listing
+      holds every acknowledged id because it is stored.
 
     The designated helpers ``D_h`` (premise 3 of :class:`Argument`): a post step of a
     message whose post is in that step's phase; ``HealWrite(m)`` of an effective heal (Φ
     falls) or of a no-op one for a missing id (chain falls); for a missing id ``m``, the next
     step of its chain (``PollRead``/``PollDone`` of its owner while its heal is Idle,
-    ``HealKey``, ``HealRead`` or ``HealCache``). A step that keeps the rank writes no cache
-    value, so it keeps every missing id missing and every designation.
+    ``HealKey``, ``HealRead`` or ``HealCache``). With the sweeper: post steps, effective
+    heal writes, and the sweeper's next step while an acknowledged id is missing or its write
+    is effective. A step that keeps the rank writes no cache value, so it keeps every missing
+    id missing and every designation.
     """
-    if not (sym.dedupe and sym.C >= sym.M and not sym.sweeper and not sym.shared and not sym.tab_crash
-            and (sym.atomic or sym.keep_verifying)):
+    if not (sym.dedupe and sym.C >= sym.M and not sym.shared and not sym.tab_crash
+            and (sym.atomic or sym.keep_verifying or sym.sweeper)):
         return None
     M = sym.M
     B = 1
+    S = 1 if sym.sweeper else 0  # the sweeper is one more writer slot
     F = [1]
     for k in range(1, M + 1):
-        F.append(1 + B * k * F[-1])
+        F.append(1 + (B * k + S) * F[-1])
 
     def table(n: z3.ArithRef) -> z3.ArithRef:
         out: z3.ArithRef = z3.IntVal(F[0])
@@ -454,11 +466,27 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     def n_missing(s: State) -> z3.ArithRef:
         return z3.Sum([z3.If(missing(s, j), 1, 0) for j in range(M)])
 
+    def sweep_effective(s: State) -> z3.BoolRef:
+        if not sym.sweeper or sym.atomic:
+            return z3.BoolVal(False)
+        return z3.And(s["sweep"] == SWEEP_READ,
+                      z3.Or([z3.And(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] == 0) for j in range(M)]))
+
+    def sweep_token(s: State) -> z3.ArithRef:
+        return M - z3.Sum([z3.If(z3.Or(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] >= 1), 1, 0) for j in range(M)])
+
+    def acked_missing(s: State) -> z3.BoolRef:
+        return z3.Or([z3.And(sym.acked(s, m), missing(s, m)) for m in range(M)])
+
     def phi(s: State) -> z3.ArithRef:
         if sym.atomic:
-            return z3.IntVal(0)
+            # the cache only grows: each effective write removes a missing id for good
+            return n_missing(s) if sym.sweeper else z3.IntVal(0)
         terms = []
         pot = table(n_missing(s) - 1)
+        if sym.sweeper:
+            terms.append(z3.If(sweep_effective(s), table(sweep_token(s)),
+                               z3.If(n_missing(s) >= 1, pot, 0)))
         for h in sym.heal_keys:
             k = sym.hk(h)
             terms.append(z3.If(effective(s, h), table(token_size(s, f"healsnap[{k}]")),
@@ -477,9 +505,20 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         return z3.If(hv == IDLE, idle, z3.If(hv == REQUESTED, 2, z3.If(hv == KEY_READ, 1,
                      z3.If(eff, 0, noop))))
 
+    def sweep_dist(s: State) -> z3.ArithRef:
+        # Idle 3 -> Listed (an acknowledged missing id is stored, so listed) 1 -> an effective
+        # Read 0; a listing without a missing id 5 -> a no-op Read 4 -> Idle 3.
+        listed_missing = z3.Or([z3.And(s[f"sweeplist[{j}]"], missing(s, j)) for j in range(M)])
+        ph = s["sweep"]
+        read = z3.IntVal(4) if sym.atomic else z3.If(sweep_effective(s), 0, 4)
+        return z3.If(ph == SWEEP_IDLE, 3, z3.If(ph == SWEEP_LISTED, z3.If(listed_missing, 1, 5), read))
+
     def rank(s: State) -> list[z3.ArithRef]:
         posts = z3.Sum([4 - s[f"post[{m}]"] for m in range(M)])
-        chain = z3.Sum([z3.If(z3.And(missing(s, m), sym.acked(s, m)), dist(s, m), 0) for m in range(M)])
+        if sym.sweeper:  # the sweeper repairs: its loop is the chain
+            chain = z3.If(acked_missing(s), sweep_dist(s), 0)
+        else:
+            chain = z3.Sum([z3.If(z3.And(missing(s, m), sym.acked(s, m)), dist(s, m), 0) for m in range(M)])
         return [posts, phi(s), chain]
 
     def stable(s: State) -> z3.BoolRef:
@@ -487,6 +526,8 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         if not sym.atomic:
             parts += [z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
                       for h in sym.heal_keys]
+        if sym.sweeper and not sym.atomic:
+            parts.append(z3.Implies(sweep_effective(s), sweep_token(s) == 0))
         return z3.And(parts)
 
     def waiting(s: State, t: int) -> z3.BoolRef:
@@ -498,6 +539,13 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         a = inst.args
         if inst.name.startswith("Post"):
             return sym.enabled(i, s)
+        if inst.name.startswith("Sweep"):
+            phase = {"SweepList": SWEEP_IDLE, "SweepRead": SWEEP_LISTED, "SweepCache": SWEEP_LISTED,
+                     "SweepWrite": SWEEP_READ}[inst.name]
+            return z3.And(s["sweep"] == phase, z3.Or(acked_missing(s), sweep_effective(s)))
+        if sym.sweeper:  # the tabs' heals only matter as writers: an effective one is designated
+            return z3.And(s[f"heal[{a['m']}]"] == HEAL_CACHE_READ, effective(s, a["m"])) \
+                if inst.name == "HealWrite" else None
         if inst.name == "PollRead":
             return z3.And(z3.Not(s[f"poll[{a['t']}]"]), waiting(s, a["t"]))
         if inst.name == "PollDone":
@@ -517,10 +565,12 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         "flight writes a value holding every id",
         ["posts: post steps still to come", "Φ: the tree bound on effective cache writes to come"
          + (" (0: the cache update is atomic)" if sym.atomic else ""),
-         "chain: steps until each missing acknowledged id's heal reads the cache"],
+         "chain: steps until the sweeper reads the cache while an acknowledged id is missing" if sym.sweeper
+         else "chain: steps until each missing acknowledged id's heal reads the cache"],
         helper,
-        "a post step in its phase; an effective HealWrite; for a missing acknowledged id, the "
-        "next step of its poll/heal chain")
+        "a post step in its phase; an effective HealWrite; " + (
+            "the sweeper's next step while an acknowledged id is missing" if sym.sweeper else
+            "for a missing acknowledged id, the next step of its poll/heal chain"))
 
 
 def pending_argument(sym: SymbolicModel) -> Argument | None:

@@ -99,8 +99,18 @@ def test_seed_invariants() -> None:
 
 
 def test_no_ranking_argument_means_unknown_not_proved() -> None:
-    result = prove(Config.make(tabs=2, variants="dedupe,sweeper"), properties={"Converges"}, lasso_depth=0)
+    result = prove(Config.make(tabs=2, variants="dedupe,tab_crash"), properties={"Converges"}, lasso_depth=0)
     assert result.properties["Converges"].status == "unknown"
+
+
+@pytest.mark.parametrize("tabs,per_tab", [(2, 1), (1, 2), (3, 1)])
+def test_sweeper_converges_by_its_own_loop(tabs: int, per_tab: int) -> None:
+    """dedupe,sweeper (`kvheal check`: Converges holds at tabs 2): the sweeper is one more
+    writer slot in Φ and its loop is the chain."""
+    result = prove(Config.make(tabs=tabs, per_tab=per_tab, variants="dedupe,sweeper"), properties={"Converges"},
+                   lasso_depth=0)
+    conv = result.properties["Converges"]
+    assert conv.status == PROVED and "sweeper" in conv.note
 
 
 @pytest.mark.slow
