@@ -77,7 +77,7 @@ def test_other_variants_are_unknown_not_proved() -> None:
         assert result.properties["Converges"].status == UNKNOWN and not result.ok
 
 
-@pytest.mark.parametrize("tabs,per_tab,stride", [(2, 1, 7), (1, 2, 3)])
+@pytest.mark.parametrize("tabs,per_tab,stride", [(2, 1, 10), (1, 2, 4)])
 def test_keep_verifying_encoding_agrees_with_the_explicit_model(tabs: int, per_tab: int, stride: int) -> None:
     """With Msg and Tab closed to the config's ids, each schema at each parameter admits exactly
     the explicit model's successor (and nothing where the explicit instance is disabled)."""
