@@ -40,6 +40,11 @@ every KV call must go through ``kv``), ``wrap_kv(kv)`` (wrap the backend, e.g. t
 ``make_client(tab, store, transport, keep_verifying)`` (a :class:`kvheal.impl.client.Client`
 or subclass), ``sweep_once(app)`` (one sweeper pass). ``backend`` is "memory" or "sqlite".
 Run it with the profiles of :mod:`kvheal.conformance.profiles`.
+
+A machine can also be driven by hand, for a scripted scenario or a regression test:
+``machine = MyWorkerMachine(); machine.start(); machine.do("PostKey", m=0);
+machine.release_call(0); ...; machine.teardown()``; each call raises `Divergence` with the
+table as soon as the two sides disagree.
 """
 from __future__ import annotations
 
@@ -134,29 +139,40 @@ def _explain(model: KVHealModel, start: State, labels: set[int], target: dict[st
 
 
 def divergence_table(config: Config, steps: list[Step], failed: Step, reason: str) -> str:
-    """The trace so far and the failing step, side by side, with the first differing field marked."""
-    lines = [f"lockstep divergence (tabs={config.tabs} per_tab={config.per_tab} cap={config.cap} "
-             f"variant={config.variant_label()}): {reason}", ""]
-    lines.append(f"{'step':>4}  {'action':<44}  {'model state (changed fields)':<40}  implementation state")
+    """The trace so far and the failing step, side by side, with the first differing field marked.
+
+    One row per step: what was done (the action, or the KV call released, and the real calls
+    it made) and the model actions that explain it; the fields the step changed in the model;
+    the implementation's, or ``(same)`` when its state is the model's. Then the failing state,
+    field by field."""
+    rows = []
     prev_m: dict[str, str] = {}
     prev_i: dict[str, str] = {}
     for step in steps + [failed]:
         fm, fi = flatten(step.model), flatten(step.impl)
         changed_m = [f"{k}={v}" for k, v in fm.items() if prev_m.get(k) != v] if prev_m else ["initial"]
         changed_i = [f"{k}={v}" for k, v in fi.items() if prev_i.get(k) != v] if prev_i else ["initial"]
-        impl_text = "(same)" if fm == fi else " ".join(changed_i)
         action = " + ".join(step.actions) or "(stutter)"
         label = f"{step.did} → {action}" if step.did and step.did != action else action
-        mark = " ◀" if step is failed else ""
-        lines.append(f"{step.number:>4}  {label:<44}  {' '.join(changed_m):<40}  {impl_text}{mark}")
+        impl_text = "(same)" if fm == fi else " ".join(changed_i) + " ◀"
+        rows.append((str(step.number), label, " ".join(changed_m), impl_text))
         prev_m, prev_i = fm, fi
+    widths = [max(len(r[i]) for r in rows + [("step", "action", "model state (changed fields)", "")])
+              for i in range(3)]
+    lines = [f"lockstep divergence (tabs={config.tabs} per_tab={config.per_tab} cap={config.cap} "
+             f"variant={config.variant_label()}): {reason}", ""]
+    head = ("step", "action", "model state (changed fields)", "implementation state")
+    lines.append(f"{head[0]:>{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]:<{widths[2]}}  {head[3]}")
+    for r in rows:
+        lines.append(f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
     fm, fi = flatten(failed.model), flatten(failed.impl)
     first = first_difference(failed.model, failed.impl)
-    lines += ["", f"state after step {failed.number}:", f"  {'field':<12}  {'model':<28}  implementation"]
+    w = max(len(v) for v in list(fm.values()) + ["model"])
+    lines += ["", f"state after step {failed.number}:", f"  {'field':<12}  {'model':<{w}}  implementation"]
     for key in list(fm) + [k for k in fi if k not in fm]:
         a, b = fm.get(key, "-"), fi.get(key, "-")
         mark = "  ◀ first difference" if key == first else ("  ◀" if a != b else "")
-        lines.append(f"  {key:<12}  {a:<28}  {b}{mark}")
+        lines.append(f"  {key:<12}  {a:<{w}}  {b}{mark}")
     return "\n".join(lines)
 
 
@@ -320,19 +336,30 @@ class LockstepMachine(RuleBasedStateMachine):
     def release_one(self, data) -> None:
         """One parked KV call proceeds, in any order: the model must explain it."""
         gates = self.system.kv_gates()
-        gate = gates[data.draw(st.integers(0, len(gates) - 1), label="release_one")]
+        self.release_call(data.draw(st.integers(0, len(gates) - 1), label="release_one"))
+
+    # -- scripted use ----------------------------------------------------------------------
+    def do(self, name: str, **args: int) -> None:
+        """Take SPEC §4 action `name(args)` in lockstep (for scripted tests); Divergence if the
+        two sides disagree afterwards."""
+        self._do(self.model.action(name, args))
+
+    def release_call(self, index: int = 0) -> None:
+        """Let the `index`-th parked KV call through (in `kv_gates` order) and check that the
+        model explains it as a stutter or as steps of the call's actor."""
+        gate = self.system.kv_gates()[index]
         number = len(self.steps)
-        did = f"release {gate.actor[0]} {','.join(map(str, gate.actor[1:]))}: {self.system.describe(gate.call)}"
+        who = " ".join(map(str, gate.actor))
+        call = self.system.describe(gate.call)
         self.system.release(gate)
         impl = self.system.view()
-        labels = _actor_labels(self.model, gate.actor)
-        found = _explain(self.model, self.state, labels, impl)
+        found = _explain(self.model, self.state, _actor_labels(self.model, gate.actor), impl)
         actions: list[str] = []
         if found:
             path, self.state = found[0]
             actions = [str(self.model.instances[lab]) for lab in path]
-        self._compare(Step(number, did, actions, self.model.view(self.state), impl),
-                      f"no step of {gate.actor} in the model explains {gate.call}")
+        self._compare(Step(number, f"release {who}: {call}", actions, self.model.view(self.state), impl),
+                      f"no model step of {who} explains its {call}")
         self._check_complete()
 
     @precondition(lambda self: not any(self.system.can_perform(a)

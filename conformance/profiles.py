@@ -20,7 +20,7 @@ ENV_PROFILE = "KVHEAL_HYPOTHESIS_PROFILE"
 #: name -> settings keyword arguments
 PROFILES: dict[str, dict] = {
     # CI: a fixed seed (derandomize) so a run is repeatable and its time predictable.
-    "ci": dict(max_examples=25, stateful_step_count=40, deadline=None, derandomize=True,
+    "ci": dict(max_examples=50, stateful_step_count=30, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]),
     # Long runs: many more and longer examples, a fresh seed each time, the example database on.

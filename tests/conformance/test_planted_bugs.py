@@ -1,5 +1,6 @@
 """Does the lockstep machine really find bugs? Each planted fault must be caught under the
-default (CI) profile, and the report must be the side-by-side table."""
+default (CI) profile, and the report must be the side-by-side table. (The same designs without
+the faults pass in test_lockstep.)"""
 from __future__ import annotations
 
 import pytest
@@ -43,8 +44,3 @@ def test_planted_bug_is_found(name):
     assert "◀ first difference" in text
     print(f"{name}: found in example {machine.first_failure} of {machine.runs} runs (with shrinking)")
     print(text)
-
-
-def test_correct_system_passes_the_same_designs():
-    for fault in FAULTS.values():
-        run_state_machine_as_test(lockstep_machine(Config.make(tabs=2, variants=fault.variants)))
