@@ -1,5 +1,6 @@
 """Benchmark: z3 convergence proof time per number of tabs (issue 3's target: ≤ 60 s each for
-tabs ≤ 6), plus one lasso search at tabs 2. Run: ``.venv/bin/python -m bench.prove_bench``.
+tabs ≤ 6) for tabs 2 to 8, the all-tabs (parameterized) proof of each design, and one lasso
+search at tabs 2. Run: ``.venv/bin/python -m bench.prove_bench``.
 
 Each proof runs in a child process with a time limit (``--limit``, default 120 s): a row that
 exceeds it prints "timeout" instead of hanging the table. The time is the whole ``prove`` call
@@ -18,6 +19,14 @@ def _one(tabs: int, variant: str, queue: "mp.Queue") -> None:
     t0 = time.perf_counter()
     r = prove(Config.make(tabs=tabs, variants=variant), properties={"Converges"}, lasso_depth=0)
     p = r.properties["Converges"]
+    queue.put((p.status, len(p.queries), time.perf_counter() - t0))
+
+
+def _all_tabs(variant: str, queue: "mp.Queue") -> None:
+    from kvheal.model.param import prove_all_tabs
+
+    t0 = time.perf_counter()
+    p = prove_all_tabs(variant.split(","), properties={"Converges"}).properties["Converges"]
     queue.put((p.status, len(p.queries), time.perf_counter() - t0))
 
 
@@ -58,6 +67,9 @@ def main() -> None:
         for tabs in range(int(lo), int(hi or lo) + 1):
             status, n, secs = run(_one, (tabs, variant), a.limit)
             print(f"{variant:<24} {tabs:>4} {status:<10} {n:>7} {secs:>8.2f}", flush=True)
+    for variant in a.variants.split(";"):
+        status, n, secs = run(_all_tabs, (variant,), a.limit)
+        print(f"{variant:<24} {'all':>4} {status:<10} {n:>7} {secs:>8.2f}", flush=True)
     if not a.no_lasso:
         status, n, secs = run(_lasso, (), a.limit)
         print(f"{'seed (Converges lasso)':<24} {2:>4} {status:<10} {n:>7} {secs:>8.2f}", flush=True)

@@ -150,6 +150,9 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
     if all_tabs:
         from kvheal.model.param import prove_all_tabs
 
+        if cap is not None:
+            _fail("--all-tabs proves every size with a capacity of at least the number of messages; drop --cap")
+
         try:
             result = prove_all_tabs(cfg.variants, properties={prop} if prop else None)
         except ConfigError as e:

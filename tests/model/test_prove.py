@@ -144,6 +144,9 @@ def test_cli_exit_codes_and_json(tmp_path) -> None:
     (["--variant", "dedupe,tab_crash", "--property", "Converges", "--lasso-depth", "0"], 3),  # unknown
     (["--property", "Bogus"], 2),                                           # usage
     (["--all-tabs", "--property", "PendingDrains"], 2),                     # no such all-tabs proof
+    (["--all-tabs", "--cap", "1"], 2),                                      # all-tabs assumes cap >= messages
+    (["--all-tabs", "--variant", "dedupe,keep_verifying"], 0),             # proved for every size
+    (["--all-tabs", "--variant", "dedupe"], 3),                             # no all-tabs argument
 ])
 def test_cli_exit_status_is_checks(args: list[str], status: int) -> None:
     """`kvheal prove` exits as `kvheal check` does (SPEC §9): 0, 1, 2 (one line), 3 unknown."""
