@@ -32,7 +32,7 @@ import z3
 
 from .config import Config
 from .strengthen import Strengthening, candidates_for
-from .symbolic import ACKED, HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
+from .symbolic import HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
     SWEEP_LISTED, SWEEP_READ, State, SymbolicModel
 
 PROVED, COUNTEREXAMPLE, UNKNOWN = "proved", "counterexample", "unknown"
@@ -351,7 +351,8 @@ class Argument:
 
     Why this proves it: on a fair run that stays outside ``stable``, the rank never rises
     (2) and, the lexicographic order on tuples of naturals being well-founded, is
-    eventually constant; from then on some ``D_h`` holds (3) and keeps holding (5), so
+    eventually constant (the arguments below put the post steps still to come first: they
+    are finitely many because each message is posted once); from then on some ``D_h`` holds (3) and keeps holding (5), so
     ``h`` is enabled for ever (4) and weak fairness takes it, which lowers the rank or
     enters ``stable`` (4): a contradiction. (Premises 3 and 4 also rule out a deadlock
     outside ``stable``.) Once in ``stable`` the run stays there (1) and the goal holds for
