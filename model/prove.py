@@ -602,6 +602,53 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
                     ["posts: post steps still to come", "polls: steps until each pending id is seen"])
 
 
+def drain_argument(sym: SymbolicModel) -> Argument | None:
+    """``PendingDrains`` where :func:`heal_argument` proves ``Converges`` and the tabs drop the
+    ids they see (no keep_verifying): first the cache converges, then each poll clears its
+    tab's ids.
+
+    The stable set is the one of ``Converges`` (closed, every id in the cache for good) with
+    every pending list empty; the rank is the one of ``Converges`` followed by ``polls``: in
+    that stable set, for each pending id the steps until its tab's PollDone sees it
+    (Read-present 1, Idle 2, Read-missing 3), else 0. Entering the stable set of
+    ``Converges`` takes a post step or an effective write, which lowers the rank before
+    ``polls``, so ``polls`` may start at any value. The designated steps are those of
+    ``Converges``, and, in its stable set, the polls of a tab with a pending id."""
+    conv = heal_argument(sym)
+    if conv is None or sym.keep_verifying or conv.helper is None:
+        return None
+    M = sym.M
+
+    def pending(s: State, m: int) -> z3.BoolRef:
+        return s[f"pending[{sym.owner[m]}][{m}]"]
+
+    def polls(s: State) -> z3.ArithRef:
+        terms = []
+        for m in range(M):
+            o = sym.owner[m]
+            poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
+            terms.append(z3.If(pending(s, m), z3.If(poll, z3.If(seen, 1, 3), 2), 0))
+        return z3.If(conv.stable(s), z3.Sum(terms), 0)
+
+    def stable(s: State) -> z3.BoolRef:
+        return z3.And(conv.stable(s), *[z3.Not(pending(s, m)) for m in range(M)])
+
+    def helper(i: int, s: State) -> z3.BoolRef | None:
+        inst = sym.instances[i]
+        d = conv.helper(i, s)
+        if inst.name in ("PollRead", "PollDone"):
+            t = inst.args["t"]
+            want = s[f"poll[{t}]"] if inst.name == "PollDone" else z3.Not(s[f"poll[{t}]"])
+            mine = z3.And(want, conv.stable(s), z3.Or([pending(s, m) for m in sym.own[t]]))
+            return mine if d is None else z3.Or(d, mine)
+        return d
+
+    return Argument("drain-ranking", stable, lambda s: conv.rank(s) + [polls(s)],
+                    conv.stable_text + ", and every pending list is empty",
+                    conv.rank_text + ["polls: once the cache has converged, steps until each pending id is seen"],
+                    helper, conv.helper_text + "; once the cache has converged, the polls of a tab with a pending id")
+
+
 def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument,
                      invariant: list[Strengthening]) -> tuple[bool, list[Query]]:
     """Check the premises of ``arg`` (see :class:`Argument`); all hold iff the result is True.
@@ -792,7 +839,7 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     for name in [n for n in wanted if n in goals]:
         t1 = time.perf_counter()
         pf = PropertyProof(name, "eventually_always")
-        arg = heal_argument(sym) if name == "Converges" else pending_argument(sym)
+        arg = heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym))
         if arg is not None:
             ok, qs = prove_eventually(sym, goals[name], arg, strengthening)
             pf.queries = h_queries + qs

@@ -107,10 +107,12 @@ def test_no_ranking_argument_means_unknown_not_proved() -> None:
 def test_sweeper_converges_by_its_own_loop(tabs: int, per_tab: int) -> None:
     """dedupe,sweeper (`kvheal check`: Converges holds at tabs 2): the sweeper is one more
     writer slot in Φ and its loop is the chain."""
-    result = prove(Config.make(tabs=tabs, per_tab=per_tab, variants="dedupe,sweeper"), properties={"Converges"},
-                   lasso_depth=0)
+    result = prove(Config.make(tabs=tabs, per_tab=per_tab, variants="dedupe,sweeper"),
+                   properties={"Converges", "PendingDrains"}, lasso_depth=0)
     conv = result.properties["Converges"]
     assert conv.status == PROVED and "sweeper" in conv.note
+    drains = result.properties["PendingDrains"]  # the cache converges, then polls clear the lists
+    assert drains.status == PROVED and drains.method.startswith("inductive invariant + drain-ranking")
 
 
 @pytest.mark.slow
