@@ -169,3 +169,22 @@ def test_prove_status_maps_onto_check_exit_status() -> None:
     assert prove_status(result(PROVED, PROVED)) == 0
     assert prove_status(result(PROVED, UNKNOWN, COUNTEREXAMPLE)) == 1
     assert prove_status(result(PROVED, UNKNOWN)) == 3
+
+
+def test_z3_verdicts_never_contradict_the_explicit_table() -> None:
+    """Every design of the explicit verdict table at tabs 2 (no lasso search): z3 proves only
+    what BFS finds to hold, refutes only what it finds violated; the rest is unknown."""
+    from .test_verdicts import TABLE
+
+    proved_liveness = {"dedupe,keep_verifying": {"Converges"}, "dedupe,atomic_cache": {"Converges", "PendingDrains"},
+                       "dedupe,sweeper": {"Converges", "PendingDrains"}}
+    for variants, expected in TABLE.items():
+        result = prove(Config.make(tabs=2, variants=variants), lasso_depth=0)
+        for name, pf in result.properties.items():
+            if expected[name] is None:  # holds: never refuted; invariants and the argued goals proved
+                want = PROVED if pf.kind == "invariant" or name in proved_liveness.get(variants, ()) else "unknown"
+            else:  # violated: invariants by a BFS-length counterexample, goals unknown without lassos
+                want = COUNTEREXAMPLE if pf.kind == "invariant" else "unknown"
+            assert pf.status == want, (variants, name, pf.status)
+            if pf.status == COUNTEREXAMPLE:
+                assert len(pf.trace) == expected[name]
