@@ -399,8 +399,10 @@ def _free_vars(e: z3.ExprRef, names: dict[int, str]) -> frozenset[str]:
 def heal_argument(sym: SymbolicModel) -> Argument | None:
     """The ranking argument for designs whose cache is repaired by the tabs' heals.
 
-    It applies with ``dedupe``, a cap of at least M, no shared list, no crashes, and
-    ``atomic_cache``, ``keep_verifying`` or ``sweeper``. The rank is
+    It applies with ``dedupe``, a cap of at least M, no shared list, no crashes unless the
+    sweeper repairs, and ``atomic_cache``, ``keep_verifying`` or ``sweeper``. With crashes, a
+    message still Unsent whose tab is dead is never posted: it is left out of ``posts`` and of
+    the stable set (it is never acknowledged, so the goal does not ask for it). The rank is
 
     * ``posts``: post steps still to come (each post step lowers it; posts are finite);
     * ``Φ`` (non-atomic): the writers in flight form a tree, which bounds the writes to come.
@@ -433,7 +435,7 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     is effective. A step that keeps the rank writes no cache value, so it keeps every missing
     id missing and every designation.
     """
-    if not (sym.dedupe and sym.C >= sym.M and not sym.shared and not sym.tab_crash
+    if not (sym.dedupe and sym.C >= sym.M and not sym.shared and (sym.sweeper or not sym.tab_crash)
             and (sym.atomic or sym.keep_verifying or sym.sweeper)):
         return None
     M = sym.M
@@ -466,6 +468,10 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
 
     def n_missing(s: State) -> z3.ArithRef:
         return z3.Sum([z3.If(missing(s, j), 1, 0) for j in range(M)])
+
+    def never_posted(s: State, m: int) -> z3.BoolRef:
+        # with tab_crash: unsent, and its tab is dead, so it never will be (and is never acked)
+        return z3.And(s[f"post[{m}]"] == 0, z3.Not(sym.alive(s, sym.owner[m])))
 
     def sweep_effective(s: State) -> z3.BoolRef:
         if not sym.sweeper or sym.atomic:
@@ -515,7 +521,7 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         return z3.If(ph == SWEEP_IDLE, 3, z3.If(ph == SWEEP_LISTED, z3.If(listed_missing, 1, 5), read))
 
     def rank(s: State) -> list[z3.ArithRef]:
-        posts = z3.Sum([4 - s[f"post[{m}]"] for m in range(M)])
+        posts = z3.Sum([z3.If(never_posted(s, m), 0, 4 - s[f"post[{m}]"]) for m in range(M)])
         if sym.sweeper:  # the sweeper repairs: its loop is the chain
             chain = z3.If(acked_missing(s), sweep_dist(s), 0)
         else:
@@ -523,7 +529,8 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         return [posts, phi(s), chain]
 
     def stable(s: State) -> z3.BoolRef:
-        parts = [sym.acked(s, m) for m in range(M)] + [z3.Not(missing(s, j)) for j in range(M)]
+        parts = [z3.Or(sym.acked(s, m), never_posted(s, m)) for m in range(M)]
+        parts += [z3.Implies(z3.Not(never_posted(s, j)), z3.Not(missing(s, j))) for j in range(M)]
         if not sym.atomic:
             parts += [z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
                       for h in sym.heal_keys]
@@ -615,7 +622,7 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
     ``polls``, so ``polls`` may start at any value. The designated steps are those of
     ``Converges``, and, in its stable set, the polls of a tab with a pending id."""
     conv = heal_argument(sym)
-    if conv is None or sym.keep_verifying or conv.helper is None:
+    if conv is None or sym.keep_verifying or sym.tab_crash or conv.helper is None:
         return None
     M = sym.M
 

@@ -103,6 +103,14 @@ def test_no_ranking_argument_means_unknown_not_proved() -> None:
     assert result.properties["Converges"].status == "unknown"
 
 
+def test_sweeper_repairs_even_when_tabs_crash() -> None:
+    """With the sweeper, a dead tab's heals are not needed (`kvheal check`: Converges holds
+    for dedupe,sweeper,tab_crash); a message whose tab died before posting it is never owed."""
+    result = prove(Config.make(tabs=2, variants="dedupe,sweeper,tab_crash"), properties={"Converges"},
+                   lasso_depth=0)
+    assert result.properties["Converges"].status == PROVED
+
+
 @pytest.mark.parametrize("tabs,per_tab", [(2, 1), (1, 2), (3, 1)])
 def test_sweeper_converges_by_its_own_loop(tabs: int, per_tab: int) -> None:
     """dedupe,sweeper (`kvheal check`: Converges holds at tabs 2): the sweeper is one more
@@ -177,7 +185,8 @@ def test_z3_verdicts_never_contradict_the_explicit_table() -> None:
     from .test_verdicts import TABLE
 
     proved_liveness = {"dedupe,keep_verifying": {"Converges"}, "dedupe,atomic_cache": {"Converges", "PendingDrains"},
-                       "dedupe,sweeper": {"Converges", "PendingDrains"}}
+                       "dedupe,sweeper": {"Converges", "PendingDrains"},
+                       "dedupe,atomic_cache,sweeper,tab_crash": {"Converges"}}
     for variants, expected in TABLE.items():
         result = prove(Config.make(tabs=2, variants=variants), lasso_depth=0)
         for name, pf in result.properties.items():
