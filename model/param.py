@@ -1,9 +1,10 @@
 """Parameterized proofs: properties for every number of tabs (and messages), with tabs and
 messages as uninterpreted sorts and the state as functions over them.
 
-The queries stay in EPR (effectively propositional logic: only universal quantifiers under
-the invariant, phases as finite enumerations, the one function ``owner : Msg → Tab``
-pointing from messages to tabs), so z3 decides them.
+The invariant and per-message queries stay in EPR (effectively propositional logic: only
+universal quantifiers under the invariant, phases as finite enumerations, the one function
+``owner : Msg → Tab`` pointing from messages to tabs), so z3 decides them; the bound on
+cache writes adds integer ghosts (below).
 
 Done for ``atomic_cache,dedupe`` (with a cache capacity of at least the number of messages):
 the invariant ``Inv`` below is inductive for every size, and it implies the goal of
