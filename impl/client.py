@@ -318,7 +318,7 @@ class Client:
 
         Found ids leave the list (unless keep_verifying); each missing id without a heal in
         flight from this client is marked `healing` and, with `start_heals`, healed in the
-        background (else the caller calls `heal`).
+        background (else the caller calls `heal`); the heals start before the write-back.
         """
         if not self.alive:
             return PollResult((), (), ())
@@ -330,11 +330,14 @@ class Client:
             keep = self.still_pending(entries, present)
             heals = [entry for entry in missing if entry.id not in self.healing]
             self.healing.update(entry.id for entry in heals)
+            # Heals go out before the list is written back, as the original sent them (and as
+            # the model's PollDone requests them): a tab that dies before its write-back has
+            # still sent its heals.
+            if start_heals:
+                for entry in heals:
+                    self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
+                        self.heal(entry.id, entry.token))
             await self.store.write(keep)
-        if start_heals:
-            for entry in heals:
-                self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
-                    self.heal(entry.id, entry.token))
         return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
 
     def still_pending(self, entries: list[PendingEntry], present: set[str]) -> list[PendingEntry]:
