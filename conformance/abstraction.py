@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.model.trace import flatten
 
 from .gates import ActorRecord, Call
 
@@ -203,43 +204,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     return view
 
 
-# -- printing ---------------------------------------------------------------------------------
-def _fmt(value: Any) -> str:
-    if isinstance(value, tuple):
-        if value and isinstance(value[0], str) and value[0][:1].isupper() and not value[0].startswith("?"):
-            name, *rest = value
-            return name if not rest else f"{name}({', '.join(_fmt(r) for r in rest)})"
-        return "[" + ",".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def flatten(view: dict[str, Any]) -> dict[str, str]:
-    """A view as ``field -> text`` in state-layout order (``cache``, ``post[0]``, ``heal[1]`` ...)."""
-    out = {"stored": _fmt(view["stored"]), "cache": _fmt(view["cache"])}
-    for m, p in enumerate(view["post"]):
-        out[f"post[{m}]"] = _fmt(p)
-    pending = view["pending"]
-    if pending and isinstance(pending[0], tuple):
-        for t, p in enumerate(pending):
-            out[f"pending[{t}]"] = _fmt(p)
-    elif "lists" in view:
-        out["pending"] = _fmt(pending)
-    else:
-        for t in range(len(view["poll"])):
-            out[f"pending[{t}]"] = "[]"
-    for t, p in enumerate(view["poll"]):
-        out[f"poll[{t}]"] = _fmt(p)
-    for key, p in view["heal"].items():
-        name = f"heal[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heal[{key}]"
-        out[name] = _fmt(p)
-    for t, a in enumerate(view["alive"]):
-        out[f"alive[{t}]"] = _fmt(a)
-    out["sweep"] = _fmt(view["sweep"])
-    for t, p in enumerate(view.get("lists", ())):
-        out[f"lists[{t}]"] = _fmt(p)
-    return out
+# -- printing: `flatten` is the model's own (kvheal.model.trace), so both sides print alike --
 
 
 def first_difference(model_view: dict[str, Any], impl_view: dict[str, Any]) -> str | None:

@@ -66,34 +66,54 @@ def fmt_phase(phase: tuple) -> str:
     return f"{name}({', '.join(fmt_ids(r) for r in rest)})"
 
 
-def _flat(view: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {"cache": fmt_ids(view["cache"]), "stored": fmt_ids(view["stored"])}
+def fmt_value(value: Any) -> str:
+    """Any value of a view as text: a phase ``("CacheRead", (0,))`` as ``CacheRead([0])``, ids
+    ``(0, 2)`` as ``[0,2]``, booleans as ``true``/``false``. Values that are not phases (such
+    as an abstraction's ``"?…"`` markers) print as they are."""
+    if isinstance(value, tuple):
+        if value and isinstance(value[0], str) and value[0][:1].isupper():
+            name, *rest = value
+            return name if not rest else f"{name}({', '.join(fmt_value(r) for r in rest)})"
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def flatten(view: dict[str, Any]) -> dict[str, str]:
+    """A view (``KVHealModel.view`` or an abstraction of the real system) as ``field -> text``
+    in state-layout order: ``cache``, ``post[0]``, ``pending[1]``, ``heal[0,1]`` ..."""
+    out = {"stored": fmt_value(view["stored"]), "cache": fmt_value(view["cache"])}
     for m, p in enumerate(view["post"]):
-        out[f"post[{m}]"] = fmt_phase(p)
-    if isinstance(view["pending"], tuple) and view["pending"] and isinstance(view["pending"][0], tuple):
-        for t, ids in enumerate(view["pending"]):
-            out[f"pending[{t}]"] = fmt_ids(ids)
+        out[f"post[{m}]"] = fmt_value(p)
+    pending = view["pending"]
+    if pending and isinstance(pending[0], tuple):
+        for t, p in enumerate(pending):
+            out[f"pending[{t}]"] = fmt_value(p)
+    elif "lists" in view:
+        out["pending"] = fmt_value(pending)
     else:
-        out["pending"] = fmt_ids(view["pending"])
+        for t in range(len(view["poll"])):
+            out[f"pending[{t}]"] = "[]"
     for t, p in enumerate(view["poll"]):
-        out[f"poll[{t}]"] = fmt_phase(p)
+        out[f"poll[{t}]"] = fmt_value(p)
     for key, p in view["heal"].items():
         name = f"heal[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heal[{key}]"
-        out[name] = fmt_phase(p)
+        out[name] = fmt_value(p)
     for t, a in enumerate(view["alive"]):
-        out[f"alive[{t}]"] = str(a).lower()
-    out["sweep"] = fmt_phase(view["sweep"])
+        out[f"alive[{t}]"] = fmt_value(a)
+    out["sweep"] = fmt_value(view["sweep"])
     for t, p in enumerate(view.get("lists", ())):
-        out[f"lists[{t}]"] = fmt_phase(p)
+        out[f"lists[{t}]"] = fmt_value(p)
     return out
 
 
 def changes(model: KVHealModel, before: State, after: State) -> list[str]:
     """What a step changed, as ``field: old → new`` strings in state-layout order."""
-    a, b = _flat(model.view(before)), _flat(model.view(after))
+    a, b = flatten(model.view(before)), flatten(model.view(after))
     return [f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b[k]]
 
 
 def describe(model: KVHealModel, state: State) -> dict[str, str]:
     """Every field of a state as text, keyed ``cache``, ``post[0]``, ``heal[1]`` ..."""
-    return _flat(model.view(state))
+    return flatten(model.view(state))
