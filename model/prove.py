@@ -293,7 +293,7 @@ def find_lasso(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], depth: i
     every pass of the cycle, as a SPEC §9 trace; ``[]`` when there is none to that depth."""
     un = Unrolling(sym, stutter=True, tag="L")
     n = len(sym.instances)
-    fair = [i for i in range(n) if sym.instances[i].fair]
+    fair = [i for i in range(n) if sym.is_fair(i)]
     queries: list[Query] = []
     enabled_at: list[dict[int, z3.BoolRef]] = []
     for k in range(1, depth + 1):
@@ -667,7 +667,7 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
     inv = z3.And([sym.dom(s)] + [c.formula(sym, s) for c in invariant])
     queries: list[Query] = []
     n = len(sym.instances)
-    fair = [i for i in range(n) if sym.instances[i].fair]
+    fair = [i for i in range(n) if sym.is_fair(i)]
     r = arg.rank(s)
     st = arg.stable(s)
     nxt = [sym.successor(i, s) for i in range(n)]

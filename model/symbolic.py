@@ -35,6 +35,7 @@ from typing import Any
 import z3
 
 from .config import Config
+from .core import Action
 
 State = dict[str, z3.ExprRef]
 
@@ -45,26 +46,6 @@ SWEEP_IDLE, SWEEP_LISTED, SWEEP_READ = range(3)
 
 POST_NAMES = ("Unsent", "KeyWritten", "CacheRead", "CacheWritten", "Acked")
 HEAL_NAMES = ("Idle", "Requested", "KeyRead", "CacheRead")
-
-
-@dataclass(frozen=True, slots=True)
-class Instance:
-    """One action instance: SPEC §4 name, its arguments, and whether weak fairness covers it."""
-
-    name: str
-    pairs: tuple[tuple[str, int], ...]
-    fair: bool = True
-
-    @property
-    def args(self) -> dict[str, int]:
-        return dict(self.pairs)
-
-    def as_json(self) -> dict[str, Any]:
-        """The SPEC §9 trace step."""
-        return {"action": self.name, "args": dict(self.pairs)}
-
-    def __str__(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.pairs)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +89,8 @@ class SymbolicModel:
         )
         self.vars = self._declare()
         self.var_names = [v.name for v in self.vars]
-        self.instances: list[Instance] = []
+        self.instances: list[Action] = []
+        self._unfair: set[int] = set()
         self._guards: list[Callable[[State], z3.BoolRef]] = []
         self._effects: list[Callable[[State], dict[str, z3.ExprRef]]] = []
         self._build()
@@ -210,6 +192,10 @@ class SymbolicModel:
             new = [z3.If(snap[m] >= 1, c, n) for c, n in zip(self.cache(s), new)]
         return {f"cache[{j}]": new[j] for j in range(self.M)}
 
+    def is_fair(self, i: int) -> bool:
+        """Weak fairness covers instance ``i`` (every instance but ``Crash``, SPEC §7)."""
+        return i not in self._unfair
+
     def clear(self, prefix: str) -> dict[str, z3.ExprRef]:
         return {f"{prefix}[{j}]": z3.IntVal(0) for j in range(self.M)}
 
@@ -219,7 +205,9 @@ class SymbolicModel:
     # ------------------------------------------------------------------ actions
     def _act(self, name: str, guard, effect, fair: bool = True, **args: int) -> None:
         pairs = tuple(sorted(args.items(), key=lambda kv: "tm".index(kv[0])))
-        self.instances.append(Instance(name, pairs, fair))
+        if not fair:
+            self._unfair.add(len(self.instances))
+        self.instances.append(Action(name, pairs, len(self.instances)))
         self._guards.append(guard)
         self._effects.append(effect)
 
@@ -503,7 +491,7 @@ class SymbolicModel:
         """The SPEC-level view of state ``s`` in a z3 model."""
         return self.view(self.values(model, s))
 
-    def instance_at(self, model: z3.ModelRef, sel: z3.ArithRef) -> Instance | None:
+    def instance_at(self, model: z3.ModelRef, sel: z3.ArithRef) -> Action | None:
         """The instance a selector names in a model (None for a stutter)."""
         n = model.eval(sel, model_completion=True).as_long()
         return None if n < 0 else self.instances[n]
@@ -637,7 +625,7 @@ class Evaluator:
             terms = {"__guard__": sym.enabled(i, s), **sym._effects[i](s)}
             self._fns.append(compile_terms(terms, s))
 
-    def successors(self, vals: dict[str, int | bool]) -> list[tuple[Instance, dict[str, int | bool]]]:
+    def successors(self, vals: dict[str, int | bool]) -> list[tuple[Action, dict[str, int | bool]]]:
         out = []
         for inst, fn in zip(self.sym.instances, self._fns):
             got = fn(vals)
