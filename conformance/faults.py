@@ -96,12 +96,14 @@ def _client(client_cls):
 
 @dataclass(frozen=True)
 class Fault:
-    """A planted bug: its name, what it does, the design it shows in, the machine hooks."""
+    """A planted bug: its name, what it does, the design it shows in, the machine hooks, and
+    the number of tabs its test runs (a lost update needs requests in flight together)."""
 
     name: str
     doc: str
     variants: str
     hooks: dict[str, Any] = field(default_factory=dict)
+    tabs: int = 2
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in [
@@ -112,7 +114,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("pending_dropped", "the tab drops its oldest pending id before checking it", "",
           {"make_client": _client(_PendingDropped)}),
     Fault("cas_ignores_version", "compare-and-swap writes whatever the version", "atomic_cache",
-          {"wrap_kv": lambda self, kv: VersionBlindCAS(kv)}),
+          {"wrap_kv": lambda self, kv: VersionBlindCAS(kv)}, tabs=3),
     Fault("ack_before_cache", "the worker answers the post before updating the cache", "",
           {"make_app": _worker_app(_AckBeforeCache)}),
 ]}

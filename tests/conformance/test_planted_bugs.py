@@ -35,12 +35,12 @@ def counting(cls):
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_planted_bug_is_found(name):
     fault = FAULTS[name]
-    machine = counting(lockstep_machine(Config.make(tabs=2, variants=fault.variants),
+    machine = counting(lockstep_machine(Config.make(tabs=fault.tabs, variants=fault.variants),
                                         name=f"Planted_{name}", **fault.hooks))
     with pytest.raises(Divergence) as info:
         run_state_machine_as_test(machine)
     text = str(info.value)
-    assert text.startswith("lockstep divergence (tabs=2")
+    assert text.startswith(f"lockstep divergence (tabs={fault.tabs}")
     assert "◀ first difference" in text
     print(f"{name}: found in example {machine.first_failure} of {machine.runs} runs (with shrinking)")
     print(text)
