@@ -46,6 +46,7 @@ def test_verdicts_seed_shared_pending(check_counterexample):
     assert {n: p.status for n, p in result.properties.items()} == {
         "AckedIsStored": "holds", "CacheFromStore": "holds", "NoDuplicates": "violated",
         "Converges": "violated", "PendingDrains": "violated"}
+    assert len(result.properties["NoDuplicates"].trace) == 10  # = BMC's, test_prove.py
     for name, p in result.properties.items():
         if p.status == "violated":
             check_counterexample(model, name, p.trace)
