@@ -42,6 +42,16 @@ ASSUMPTIONS = (
 _ENUMS: dict[str, tuple[z3.DatatypeSortRef, list[z3.ExprRef]]] = {}
 
 
+def _ask_unsat(log: list[Query], name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
+    """Ask z3 whether ``facts`` are unsatisfiable (what every query here needs), on a fresh
+    solver, and record the query with its answer in ``log``."""
+    slv = z3.Solver()
+    slv.add(*facts)
+    t0 = time.perf_counter()
+    ans = str(slv.check())
+    log.append(Query(name, purpose, formula, "unsat", ans, time.perf_counter() - t0))
+    return ans == "unsat"
+
 def _enum(name: str, values: list[str]) -> tuple[z3.DatatypeSortRef, list[z3.ExprRef]]:
     """z3's enumeration sort ``name``, declared once per process (z3 refuses a second one)."""
     if name not in _ENUMS:
@@ -159,12 +169,7 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
     queries: list[Query] = []
 
     def ask(name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
-        slv = z3.Solver()
-        slv.add(*facts)
-        t1 = time.perf_counter()
-        ans = str(slv.check())
-        queries.append(Query(name, purpose, formula, "unsat", ans, time.perf_counter() - t1))
-        return ans == "unsat"
+        return _ask_unsat(queries, name, purpose, formula, *facts)
 
     ok = ask("init", "does every initial state, for any number of tabs and messages, satisfy Inv?",
              "Init(s) ∧ ¬Inv(s)", init, z3.Not(inv))
@@ -543,13 +548,7 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
     safety: list[Query] = []
     live: list[Query] = []
 
-    def ask(log: list[Query], name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
-        slv = z3.Solver()
-        slv.add(*facts)
-        t1_ = time.perf_counter()
-        ans = str(slv.check())
-        log.append(Query(name, purpose, formula, "unsat", ans, time.perf_counter() - t1_))
-        return ans == "unsat"
+    ask = _ask_unsat
 
     # Inv is inductive for every size.
     ok = ask(safety, "init", "does every initial state, for any number of tabs and messages, satisfy Inv?",
@@ -631,7 +630,7 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
         note="the cache is modelled as a set, which is exact here: with dedupe a writer adds its id only "
              "when its snapshot (a copy of the cache) lacks it, so no value repeats an id")
     writes: list[Query] = []
-    fw = ok and _finite_writes(kv, inv, lambda log, *a: ask(log, *a), writes)
+    fw = ok and _finite_writes(kv, inv, ask, writes)
     conv = PropertyProof(
         "Converges", "eventually_always", PROVED if (lv and fw) else UNKNOWN,
         "parameterized per-message WF premises (EPR) + finite effective writes (ghost levels)",
