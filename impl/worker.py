@@ -206,26 +206,30 @@ class Sweeper:
             if self.config.atomic_cache:
                 return await self._pass_cas(ids)
             entries = decode_cache(await self.kv.get(CACHE_KEY))
-            missing = self._missing(ids, entries)
-            if not missing:
-                return SweepResult(len(ids), (), False)
-            updated = cache_add_all(entries, await self._bodies_of(missing), self.config.cap)
-            if self.config.sweeper_skip_noop_write and updated == entries:
+            missing, updated = await self._repair(ids, entries)
+            if updated is None:
                 return SweepResult(len(ids), tuple(missing), False)
             await self.kv.put(CACHE_KEY, encode_cache(updated))
             return SweepResult(len(ids), tuple(missing), True)
         finally:
             reset_request(token)
 
+    async def _repair(self, ids: list[str], entries: list[dict]) -> tuple[list[str], list[dict] | None]:
+        """The listed ids missing from `entries`, and the cache value that adds them (None when
+        nothing is to be written: nothing missing, or a no-op write that the config skips)."""
+        missing = self._missing(ids, entries)
+        if not missing:
+            return missing, None
+        updated = cache_add_all(entries, await self._bodies_of(missing), self.config.cap)
+        if self.config.sweeper_skip_noop_write and updated == entries:
+            return missing, None
+        return missing, updated
+
     async def _pass_cas(self, ids: list[str]) -> SweepResult:
         for attempt in range(1, self.config.max_cas_attempts + 1):
             raw, version = await self.kv.get_versioned(CACHE_KEY)
-            entries = decode_cache(raw)
-            missing = self._missing(ids, entries)
-            if not missing:
-                return SweepResult(len(ids), (), False)
-            updated = cache_add_all(entries, await self._bodies_of(missing), self.config.cap)
-            if self.config.sweeper_skip_noop_write and updated == entries:
+            missing, updated = await self._repair(ids, decode_cache(raw))
+            if updated is None:
                 return SweepResult(len(ids), tuple(missing), False)
             if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
                 return SweepResult(len(ids), tuple(missing), True)
