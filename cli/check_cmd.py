@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kvheal.model import HOLDS, VIOLATED, CheckResult, KVHealModel, Progress, check as run_check
-from kvheal.model.trace import changes, fmt_phase, loop_start, replay_trace
+from kvheal.model.trace import changes, fmt_value, loop_start, replay_trace
 
 from .options import config_options, make_config
 
@@ -65,7 +65,7 @@ def render_trace(console: Console, model: KVHealModel, name: str, trace: list[di
     last = model.view(states[-1])
     if loop is None:
         console.print(f"  violated in the last state: cache {list(last['cache'])}, "
-                      f"posts {', '.join(fmt_phase(p) for p in last['post'])}")
+                      f"posts {', '.join(fmt_value(p) for p in last['post'])}")
     else:
         console.print("  the loop returns to the state where it starts, for ever, and the goal "
                       "fails on every pass.")

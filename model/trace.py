@@ -53,19 +53,6 @@ def loop_start(trace: list[Mapping[str, Any]]) -> int | None:
     return None
 
 
-def fmt_ids(ids: Iterable[int]) -> str:
-    """``(0, 2)`` as ``[0,2]``."""
-    return "[" + ",".join(str(i) for i in ids) + "]"
-
-
-def fmt_phase(phase: tuple) -> str:
-    """A phase tuple as text: ``("CacheRead", (0,))`` as ``CacheRead([0])``."""
-    name, *rest = phase
-    if not rest:
-        return name
-    return f"{name}({', '.join(fmt_ids(r) for r in rest)})"
-
-
 def fmt_value(value: Any) -> str:
     """Any value of a view as text: a phase ``("CacheRead", (0,))`` as ``CacheRead([0])``, ids
     ``(0, 2)`` as ``[0,2]``, booleans as ``true``/``false``. Values that are not phases (such
@@ -112,8 +99,3 @@ def changes(model: KVHealModel, before: State, after: State) -> list[str]:
     """What a step changed, as ``field: old → new`` strings in state-layout order."""
     a, b = flatten(model.view(before)), flatten(model.view(after))
     return [f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b[k]]
-
-
-def describe(model: KVHealModel, state: State) -> dict[str, str]:
-    """Every field of a state as text, keyed ``cache``, ``post[0]``, ``heal[1]`` ..."""
-    return flatten(model.view(state))
