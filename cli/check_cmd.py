@@ -146,13 +146,11 @@ def exit_status(verdicts: Any) -> int:
 
 
 @click.command()
-@config_options
+@config_options(tabs=3, variant="dedupe")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool) -> int:
-    """Time a full verdict (defaults: the issue's target, tabs 3 with dedupe) and print
+    """Time a full verdict (defaults: the target configuration, tabs 3 with dedupe) and print
     time, distinct states/s, transitions/s and peak memory."""
-    if tabs == 2 and per_tab == 1 and cap is None and variant == "":
-        tabs, variant = 3, "dedupe"
     cfg = make_config(tabs, per_tab, cap, variant)
     model = KVHealModel(cfg)
     t0 = time.perf_counter()
