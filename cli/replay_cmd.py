@@ -110,6 +110,8 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
             raise click.UsageError(f"{name}: a trace is a list of {{\"action\", \"args\"}} steps")
     server = None
     path = db
+    if backend == "sqlite" and db is not None or backend == "redis" and redis_url is not None:
+        _preflight(backend, db, redis_url)  # before any replay: one line and exit 2
     try:
         if backend == "redis":
             path = redis_url
@@ -136,6 +138,16 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
     else:
         _render(config, results)
     return 1 if any(r.reproduced for r in results) else 0
+
+
+def _preflight(backend: str, db: str | None, redis_url: str | None) -> None:
+    from kvheal.impl.config import ConfigError as ImplConfigError
+    from kvheal.impl.server import ServeConfig, preflight
+    try:
+        preflight(ServeConfig(backend=backend, db=db or "x", redis_url=redis_url or "", allow_volatile=True,
+                              port=0), bind=False)
+    except ImplConfigError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _config_json(config: Config) -> dict:
@@ -177,7 +189,8 @@ def _render(config: Config, results) -> None:
 @click.option("--tabs", type=click.IntRange(1, 10_000), default=None,
               help="Tabs of the run (default: from kvheal stress's ids r<run>-t<tab>-m<m>).")
 @click.option("--cap", type=click.IntRange(1), default=None, help="Cache capacity (default: the messages of a run; kvheal stress uses 200).")
-@click.option("--variant", default="", metavar="FLAGS", help="The design the run used (SPEC §5 flags).")
+@click.option("--variant", default=None, metavar="FLAGS",
+              help="The design the run used (SPEC §5 flags; default: the log's design header, else the seed).")
 @click.option("--ids", "ids_file", default=None, metavar="IDS.json",
               help="The message ids in timestamp order (default: inferred from the ids).")
 @click.option("--budget", type=click.IntRange(1), default=200_000, show_default=True,
@@ -192,16 +205,22 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
     from kvheal.conformance.validate import load_log, validate_records
     from kvheal.model import parse_variants
     try:
-        variants = parse_variants(variant)
-        Config.make(tabs=tabs or 1, variants=variants)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc).splitlines()[0]) from None
-    try:
         records = load_log(log)
     except OSError as exc:
         raise click.UsageError(f"cannot read {log}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    header = next((r for r in records if r.get("op") == "design"), None)  # written by kvheal serve
+    try:
+        variants = parse_variants(variant if variant is not None else ",".join(header["variants"]) if header else "")
+        if header is not None and variant is not None and set(variants) != set(header["variants"]):
+            raise ConfigError(f"{log} was recorded with the design {','.join(header['variants']) or 'seed'}, "
+                              f"not {','.join(sorted(variants)) or 'seed'}: omit --variant to use the log's")
+        if cap is None and header is not None and isinstance(header.get("cap"), int):
+            cap = header["cap"]
+        Config.make(tabs=tabs or 1, variants=variants)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc).splitlines()[0]) from None
     ids = None
     if ids_file is not None:
         ids = _load(ids_file)

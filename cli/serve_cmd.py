@@ -39,14 +39,21 @@ def _usage(exc: Exception) -> click.UsageError:
               help="Emulate Workers KV locations: each process may serve reads this many ms old.")
 @click.option("--op-log", default="", metavar="PATH", help="Append every KV call to this JSONL file.")
 @click.option("--log-level", default="warning", show_default=True)
+@click.option("--sqlite-sync", default="full", show_default=True, metavar="full|normal",
+              help="SQLite synchronous mode: full survives power loss, normal only process crashes.")
+@click.option("--allow-volatile", is_flag=True,
+              help="Serve a Redis without AOF (acknowledged posts are lost when it restarts).")
 def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_interval, stale_ms,
-          op_log, log_level):
+          op_log, log_level, sqlite_sync, allow_volatile):
     """Serve the worker (SPEC §8) with uvicorn until interrupted."""
-    from kvheal.impl.server import ServeConfig, serve as run_server
+    from kvheal.impl.server import ServeConfig, preflight, serve as run_server
     try:
         config = ServeConfig(backend=backend, variants=variant, workers=workers, host=host, port=port,
                              db=db, redis_url=redis_url, cap=cap, sweep_interval=sweep_interval,
-                             stale_ms=stale_ms, op_log=op_log, log_level=log_level)
+                             stale_ms=stale_ms, op_log=op_log, log_level=log_level,
+                             sqlite_sync=sqlite_sync, allow_volatile=allow_volatile)
+        for warning in preflight(config):
+            click.echo(f"kvheal: warning: {warning}", err=True)
         config = config.with_secret()
     except (ConfigError, OSError) as exc:
         raise _usage(exc) from None
@@ -80,10 +87,15 @@ def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_inter
 @click.option("--record", default="", metavar="LOG",
               help="Log every KV call to LOG (a new file) and check the log is a behaviour of the model "
                    "(trace validation); exit 1 if it is not.")
+@click.option("--force", is_flag=True, help="Let --record overwrite an existing LOG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll_ms, timeout,
-           sweep_interval, db, redis_url, op_log, record, as_json):
-    """Race tabs against a served worker (127.0.0.1 only) and report what the cache lost and how it healed."""
+           sweep_interval, db, redis_url, op_log, record, force, as_json):
+    """Race tabs against a served worker (127.0.0.1 only) and report what the cache lost and how it healed.
+
+    Exit status: 0 done; 1 a converging design (atomic_cache,dedupe; dedupe,keep_verifying;
+    dedupe,sweeper) lost an acknowledged message or did not converge, or --record's log is not
+    a behaviour of the model; 2 usage error."""
     from kvheal.impl.server import BACKENDS
     from kvheal.impl.stress import StressConfig, run_stress
     try:
@@ -97,8 +109,12 @@ def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll
     if record:
         if op_log and op_log != record:
             raise click.UsageError("--record LOG is the operation log: give --op-log or --record, not both")
+        from kvheal.impl.procs import check_new_file
         try:
+            check_new_file(record, "--record", force=force)
             open(record, "w").close()  # a fresh log: validation reads every line of it
+        except ConfigError as exc:
+            raise _usage(exc) from None
         except OSError as exc:
             raise click.UsageError(f"cannot write {record}: {exc.strerror or exc}") from None
         op_log = record
@@ -136,6 +152,11 @@ def stress(tabs, per_tab, variant, backend, workers, runs, cap, max_rounds, poll
         _print_report(report)
         if validation is not None:
             _print_validation(validation, record)
+    for warning in report.config.get("warnings", []):
+        click.echo(f"kvheal: warning: {warning}", err=True)
+    if report.failure:
+        click.echo(f"kvheal: {','.join(sorted(config.variants))} should converge, but {report.failure}", err=True)
+        return 1
     return 1 if validation is not None and validation.status == "illegal" else 0
 
 
@@ -167,6 +188,8 @@ def _print_report(report) -> None:
         ("missing right after posting", f"{s['missing_after_post']} (in {s['runs_with_missing_after_post']} runs)"),
         ("in the cache after healing", str(s["in_cache_after_heal"])),
         ("missing after healing", str(s["missing_after_heal"])),
+        ("  of which evicted (older than the full cache)", str(s["evicted"])),
+        ("  of which lost", str(s["lost"])),
         ("duplicates in the final cache", str(s["duplicates"])),
         ("runs converged", f"{s['converged_runs']} / {s['runs']}"),
         ("poll cycles to converge (max / mean)", f"{s['converge_polls_max']} / {s['converge_polls_mean']}"),

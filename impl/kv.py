@@ -4,7 +4,11 @@ Every method is one awaitable call, and the worker makes exactly one call per st
 SPEC §4, so a wrapper (an operation log here, a gate in the conformance tests) sees every step.
 Through `get`/`put` a backend behaves like Workers KV: last write wins, no transactions.
 Backends that can offer an atomic compare-and-swap set `supports_cas` and implement
-`get_versioned`/`cas`; only the `atomic_cache` design uses them. A version is an integer
+`get_versioned`/`cas`; only the `atomic_cache` design uses them. Backends that can serialise a
+read-modify-write of one key themselves (SQLite: a `BEGIN IMMEDIATE` transaction; Redis: a lock
+fenced by compare-and-swap; memory: no await inside) set `supports_update` and implement
+`update(key, fn)`: an optional, faster primitive for the atomic cache under contention, outside
+SPEC §8's call list (the lockstep tests gate only get/put/list/get_versioned/cas). A version is an integer
 bumped by every write to the key (plain `put` included, so a racing `put` makes a CAS fail);
 0 means "absent".
 
@@ -31,7 +35,7 @@ from .context import current_request
 from .messages import CACHE_KEY, COMMENT_PREFIX
 
 __all__ = ["KV", "KVError", "CASUnsupported", "MemoryKV", "StaleReadKV", "LoggedKV",
-           "JsonlOpLog", "summarize_value"]
+           "JsonlOpLog", "summarize_value", "read_design"]
 
 
 class KVError(Exception):
@@ -47,6 +51,8 @@ class KV(ABC):
 
     #: whether `get_versioned` and `cas` are available
     supports_cas: bool = False
+    #: whether `update` is available
+    supports_update: bool = False
     #: a short name for messages and reports
     name: str = "kv"
 
@@ -70,6 +76,14 @@ class KV(ABC):
         """Set `key` to `value` if its version is still `expected_version`; whether it did."""
         raise CASUnsupported(f"the {self.name} backend has no compare-and-swap")
 
+    async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
+        """Atomically read `key`, compute `fn(value)` and write the result unless it is None.
+
+        Returns (the value read, the value written or None). No other write to `key` (from any
+        process) falls between the read and the write. `fn` must be quick and pure.
+        """
+        raise CASUnsupported(f"the {self.name} backend has no atomic update")
+
     async def clear(self) -> None:
         """Delete every key (administration: tests and the stress runner, never the worker)."""
         raise NotImplementedError
@@ -86,11 +100,13 @@ class MemoryKV(KV):
     """
 
     supports_cas = True
+    supports_update = True
     name = "memory"
 
     def __init__(self, *, cas: bool = True) -> None:
         self._data: dict[str, tuple[str, int]] = {}
         self.supports_cas = cas
+        self.supports_update = cas
 
     async def get(self, key: str) -> str | None:
         await asyncio.sleep(0)
@@ -124,6 +140,17 @@ class MemoryKV(KV):
         self._data[key] = (value, version + 1)
         return True
 
+    async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
+        if not self.supports_update:
+            return await super().update(key, fn)
+        await asyncio.sleep(0)
+        old, version = self._data.get(key, (None, 0))
+        new = fn(old)  # no await between the read and the write: atomic in this process
+        if new is not None:
+            _check_value(new)
+            self._data[key] = (new, version + 1)
+        return old, new
+
     async def clear(self) -> None:
         self._data.clear()
 
@@ -151,6 +178,7 @@ class StaleReadKV(KV):
         self.inner = inner
         self.max_staleness = max_staleness_ms / 1000.0
         self.supports_cas = inner.supports_cas
+        self.supports_update = inner.supports_update
         self.name = f"{inner.name}+stale"
         self._clock = clock
         self._values: dict[str, tuple[float, str | None]] = {}
@@ -189,6 +217,11 @@ class StaleReadKV(KV):
         if ok:
             self._values[key] = (self._clock(), value)
         return ok
+
+    async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
+        old, new = await self.inner.update(key, fn)
+        self._values[key] = (self._clock(), new if new is not None else old)
+        return old, new
 
     async def clear(self) -> None:
         self._values.clear()
@@ -229,6 +262,7 @@ class LoggedKV(KV):
         self.inner = inner
         self.sink = sink
         self.supports_cas = inner.supports_cas
+        self.supports_update = inner.supports_update
         self.name = inner.name
         self._pid = os.getpid()
 
@@ -285,6 +319,13 @@ class LoggedKV(KV):
         self._emit(t0, record)
         return ok
 
+    async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
+        record = {"op": "update", "key": key}
+        t0, (old, new) = await self._call(record, self.inner.update(key, fn))
+        record.update(read=summarize_value(key, old), value=summarize_value(key, new), ok=new is not None)
+        self._emit(t0, record)
+        return old, new
+
     async def clear(self) -> None:
         await self.inner.clear()
 
@@ -297,11 +338,20 @@ class JsonlOpLog:
 
     Each line is written with a single `write` on a file opened with O_APPEND, so several
     worker processes can share one log without tearing lines.
+
+    `design` (a dict such as `{"variants": ["dedupe"], "cap": 200}`) makes the log record what
+    produced it: a header record `{"op": "design", "variants": [...], "cap": ..., ...}` is written
+    first when the file is new or empty (readers such as `kvheal validate` use it; trace
+    validation ignores it since it is no KV call). Only one process should pass `design`: `serve`
+    writes the header in its main process before starting the workers.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, design: dict | None = None) -> None:
         self.path = os.fspath(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if design is not None and os.fstat(self._fd).st_size == 0:
+            now = time.time_ns()
+            self({"op": "design", **design, "pid": os.getpid(), "t0": now, "t1": now})
 
     def __call__(self, record: dict) -> None:
         os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
@@ -311,3 +361,18 @@ class JsonlOpLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def read_design(path: str | os.PathLike) -> dict | None:
+    """The design header of an operation log (its first `{"op": "design"}` record), or None."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return None
+            return record if isinstance(record, dict) and record.get("op") == "design" else None
+    return None

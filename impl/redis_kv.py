@@ -4,17 +4,44 @@ Each KV key is a Redis hash `{v: value, n: version}` under a namespace prefix, s
 can hold several independent stores and `clear` deletes only its own keys. `put` and `cas` are
 Lua scripts, which Redis runs atomically: `put` sets the value and bumps the version (last write
 wins), `cas` does so only if the version is still the expected one.
+
+Faults. Every call is bounded: the socket has a read/connect timeout (`timeout`, 5 s) and the
+whole call a deadline of twice that, and the connection pool is a `BlockingConnectionPool`
+(`max_connections` per process, 64): a request that finds every connection busy waits up to
+`pool_timeout` seconds for one instead of failing with "Too many connections". Whatever goes
+wrong (timeout, refused connection, a server error) is a `KVError`, which the worker answers
+with 503. redis-py's automatic retries are off: a retried `cas` whose first attempt did succeed
+would report failure, and the caller owns the retry policy.
+
+Durability. What an acknowledgement promises depends on the server's persistence, which
+`persistence()` reports (`CONFIG GET appendonly appendfsync save`, or `INFO persistence` where
+CONFIG is refused). `kvheal serve` refuses a server without AOF unless `--allow-volatile`.
+With `appendfsync everysec` (stress's own servers, and Redis's recommendation) a write that
+Redis acknowledged survives a kill -9 of redis-server (the AOF is in the kernel's page cache as
+soon as the command returns) and loses at most about one second on a power loss or kernel
+crash; with `always` it survives those too, at the cost of one fsync per write.
+
+`update(key, fn)` (optional, beside the gated calls) serialises read-modify-writes of one key
+across processes: a short lock (`SET NX PX`) admits one writer at a time, and the write itself is
+a compare-and-swap on the version read, so a holder whose lock expired while it was paused can
+never overwrite a newer value: the lock is for speed under contention, the CAS for safety.
 """
 from __future__ import annotations
 
+import asyncio
+import random
 import re
+import secrets
+from typing import Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 from .kv import KV, KVError
 
-__all__ = ["RedisKV", "DEFAULT_REDIS_URL"]
+__all__ = ["RedisKV", "DEFAULT_REDIS_URL", "redis_persistence", "describe_persistence"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -31,6 +58,11 @@ redis.call('HINCRBY', KEYS[1], 'n', 1)
 return 1
 """
 
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -38,22 +70,35 @@ class RedisKV(KV):
     """A KV on a Redis server; compare-and-swap by Lua script. One instance per event loop."""
 
     supports_cas = True
+    supports_update = True
     name = "redis"
 
-    def __init__(self, url: str = DEFAULT_REDIS_URL, *, namespace: str = "kvheal:") -> None:
+    def __init__(self, url: str = DEFAULT_REDIS_URL, *, namespace: str = "kvheal:", timeout: float = 5.0,
+                 max_connections: int = 64, pool_timeout: float = 10.0) -> None:
         self.url = url
         self.namespace = namespace
-        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self.timeout = timeout
+        self.pool_timeout = pool_timeout
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=max_connections, timeout=pool_timeout,
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        self._redis = aioredis.Redis.from_pool(pool)
         self._put = self._redis.register_script(_PUT)
         self._cas = self._redis.register_script(_CAS)
+        self._unlock = self._redis.register_script(_UNLOCK)
 
     def _key(self, key: str) -> str:
         return self.namespace + key
 
-    async def _guard(self, call):
+    async def _guard(self, call, *, deadline: float | None = None):
         try:
-            return await call
+            async with asyncio.timeout(deadline or (2 * self.timeout + self.pool_timeout)):
+                return await call
+        except TimeoutError as exc:
+            raise KVError(f"redis {self.url}: no answer within the deadline") from exc
         except RedisError as exc:
+            raise KVError(f"redis {self.url}: {exc}") from exc
+        except OSError as exc:
             raise KVError(f"redis {self.url}: {exc}") from exc
 
     async def get(self, key: str) -> str | None:
@@ -69,9 +114,9 @@ class RedisKV(KV):
 
         async def scan():
             return [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
-        keys = await self._guard(scan())
+        keys = await self._guard(scan(), deadline=60 * self.timeout)
         cut = len(self.namespace)
-        return sorted({key[cut:] for key in keys})
+        return sorted({key[cut:] for key in keys if not key.startswith(self.namespace + "lock:")})
 
     async def get_versioned(self, key: str) -> tuple[str | None, int]:
         value, version = await self._guard(self._redis.hmget(self._key(key), "v", "n"))
@@ -83,6 +128,46 @@ class RedisKV(KV):
         ok = await self._guard(self._cas(keys=[self._key(key)], args=[expected_version, value]))
         return ok == 1
 
+    async def update(self, key: str, fn: Callable[[str | None], str | None], *,
+                     lock_ms: int = 2000, wait_s: float = 30.0) -> tuple[str | None, str | None]:
+        """Atomically: read `key`, compute `fn(value)`, write it unless it is None.
+
+        Returns (the value read, the value written or None). Raises KVError when no write got
+        through within `wait_s` seconds (the store is down, or the lock was never free).
+        """
+        lock_key = self.namespace + "lock:" + key
+        token = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait_s
+        pause = 0.0005
+        while True:
+            got = await self._guard(self._redis.set(lock_key, token, nx=True, px=lock_ms))
+            if got:
+                try:
+                    value, version = await self.get_versioned(key)
+                    new = fn(value)
+                    if new is None:
+                        return value, None
+                    if await self.cas(key, version, new):
+                        return value, new
+                finally:
+                    try:
+                        await self._guard(self._unlock(keys=[lock_key], args=[token]))
+                    except KVError:
+                        pass  # it expires by itself
+            if loop.time() > give_up:
+                raise KVError(f"redis {self.url}: update of {key} found no free turn within {wait_s} s")
+            await asyncio.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.02)
+
+    async def persistence(self) -> dict:
+        """What the server promises about acknowledged writes: see `redis_persistence`."""
+        return await redis_persistence(self._redis, self.url)
+
+    async def ping(self) -> None:
+        """Raise KVError unless the server answers."""
+        await self._guard(self._redis.ping())
+
     async def clear(self) -> None:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.namespace) + "*"
 
@@ -90,7 +175,37 @@ class RedisKV(KV):
             batch = [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
             for i in range(0, len(batch), 500):
                 await self._redis.delete(*batch[i:i + 500])
-        await self._guard(wipe())
+        await self._guard(wipe(), deadline=60 * self.timeout)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+async def redis_persistence(client, url: str = "") -> dict:
+    """`{"appendonly": bool, "appendfsync": str|None, "save": str|None, "source": "config"|"info"}`.
+
+    CONFIG GET first; managed servers often refuse CONFIG, then INFO persistence's
+    `aof_enabled` tells whether AOF is on (the fsync policy is then unknown: None).
+    """
+    try:
+        try:
+            conf = await client.config_get("appendonly")
+            conf.update(await client.config_get("appendfsync"))
+            conf.update(await client.config_get("save"))
+            return {"appendonly": str(conf.get("appendonly", "no")).lower() == "yes",
+                    "appendfsync": conf.get("appendfsync"), "save": conf.get("save"), "source": "config"}
+        except ResponseError:
+            info = await client.info("persistence")
+            return {"appendonly": int(info.get("aof_enabled", 0)) == 1, "appendfsync": None,
+                    "save": None, "source": "info"}
+    except (RedisError, OSError) as exc:
+        raise KVError(f"redis {url}: {exc}") from exc
+
+
+def describe_persistence(p: dict) -> str:
+    """One phrase: 'AOF, appendfsync everysec' / 'no AOF (snapshots: 3600 1 ...)' / 'no persistence'."""
+    if p["appendonly"]:
+        return f"AOF, appendfsync {p['appendfsync'] or 'unknown'}"
+    if p.get("save"):
+        return f"no AOF (RDB snapshots only: save {p['save']!r})"
+    return "no persistence (neither AOF nor snapshots)"

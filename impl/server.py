@@ -6,7 +6,18 @@ factory) rebuilds the app in each process with its own KV connection. With sever
 the sweeper runs once, in the supervising process, not once per worker.
 
 `UvicornThread` serves an app object in a background thread on a free loopback port (tests);
-`ServerProcess` runs `serve` in a child process and stops it (stress, bench).
+`ServerProcess` runs `serve` in a child process and stops it (stress, bench, chaos).
+
+Processes. The uvicorn worker processes and the sweeper die with the main process: each worker
+asks the kernel for SIGTERM when its parent dies (`procs.die_with_parent`, PR_SET_PDEATHSIG plus
+a getppid watch), so a kill -9 of the main process leaves no worker serving and no orphan
+holding the port (uvicorn binds with SO_REUSEADDR, so a restart on the same port works at once).
+The sweeper is a thread of the main process, supervised: a pass that fails is retried at the
+next interval, and a sweeper loop that dies is restarted after a second.
+
+`preflight(config)` finds what would make serving fail, before anything starts: a port out of
+range or taken, a `--db`/`--op-log` in a missing folder, an unreachable Redis, and a Redis
+without AOF (refused unless `allow_volatile`).
 """
 from __future__ import annotations
 
@@ -22,16 +33,21 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+import logging
+
 import uvicorn
 
 from .config import ConfigError, WorkerConfig, parse_variants
-from .kv import KV, JsonlOpLog, LoggedKV, MemoryKV, StaleReadKV
+from .kv import KV, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV
+from .procs import PARENT_PID_ENV, PipeDrain, check_parent_dir, check_port, child_preexec, die_with_parent
 from .redis_server import free_port
-from .sqlite_kv import DEFAULT_SQLITE_PATH, SqliteKV
+from .sqlite_kv import DEFAULT_SQLITE_PATH, SYNC_MODES, SqliteKV
 from .worker import Sweeper, create_app
 
-__all__ = ["BACKENDS", "ServeConfig", "build_kv", "build_app", "app_from_env", "serve",
-           "UvicornThread", "ServerProcess", "ENV_CONFIG"]
+__all__ = ["BACKENDS", "ServeConfig", "build_kv", "build_app", "app_from_env", "serve", "preflight",
+           "UvicornThread", "ServerProcess", "ENV_CONFIG", "child_pids"]
+
+log = logging.getLogger("kvheal.serve")
 
 BACKENDS = ("sqlite", "redis", "memory")
 ENV_CONFIG = "KVHEAL_SERVE_CONFIG"
@@ -58,6 +74,13 @@ class ServeConfig:
     #: append every KV call to this JSONL file (empty = off)
     op_log: str = ""
     log_level: str = "warning"
+    #: SQLite's `synchronous` (FULL: an acknowledged post survives power loss; NORMAL: process crash)
+    sqlite_sync: str = "FULL"
+    #: serve a Redis without AOF (acknowledged posts are lost when redis-server dies)
+    allow_volatile: bool = False
+    #: seconds a Redis call may take (socket timeouts); connections per process (the pool waits)
+    redis_timeout: float = 5.0
+    redis_max_connections: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", parse_variants(self.variants))
@@ -69,6 +92,11 @@ class ServeConfig:
             raise ConfigError("the memory backend lives in one process: use --workers 1, or sqlite/redis")
         if self.cap < 1:
             raise ConfigError(f"--cap must be at least 1, got {self.cap}")
+        if self.sqlite_sync.upper() not in SYNC_MODES:
+            raise ConfigError(f"--sqlite-sync must be one of {', '.join(m.lower() for m in SYNC_MODES)}, "
+                              f"got {self.sqlite_sync!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
 
     def to_json(self) -> str:
         """This configuration as JSON (for the environment of worker processes)."""
@@ -118,10 +146,11 @@ def _sqlite_secret(db: str) -> str:
 def build_kv(config: ServeConfig, *, op_log: bool = True) -> KV:
     """The KV a process of this configuration uses (its own connection), wrapped as configured."""
     if config.backend == "sqlite":
-        kv: KV = SqliteKV(config.db)
+        kv: KV = SqliteKV(config.db, synchronous=config.sqlite_sync)
     elif config.backend == "redis":
         from .redis_kv import RedisKV
-        kv = RedisKV(config.redis_url, namespace=config.redis_namespace)
+        kv = RedisKV(config.redis_url, namespace=config.redis_namespace, timeout=config.redis_timeout,
+                     max_connections=config.redis_max_connections)
     else:
         kv = MemoryKV()
     if config.stale_ms > 0:
@@ -141,7 +170,62 @@ def build_app(config: ServeConfig, *, sweeper_in_app: bool):
 def app_from_env():
     """uvicorn app factory for worker processes: the app of the configuration in KVHEAL_SERVE_CONFIG."""
     config = ServeConfig.from_json(os.environ[ENV_CONFIG])
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent:  # a worker process of `serve`: it must not outlive the main process
+        die_with_parent(int(parent))
     return build_app(config, sweeper_in_app=config.workers == 1)
+
+
+def _design(config: ServeConfig) -> dict:
+    """The op log's design header."""
+    return {"variants": sorted(config.variants), "cap": config.cap, "backend": config.backend,
+            "workers": config.workers}
+
+
+async def check_redis(config: ServeConfig) -> dict:
+    """Connect to the configured Redis; its persistence (see `redis_kv.redis_persistence`)."""
+    from .redis_kv import RedisKV
+    kv = RedisKV(config.redis_url, namespace=config.redis_namespace, timeout=2.0, max_connections=2,
+                 pool_timeout=2.0)
+    try:
+        await kv.ping()
+        return await kv.persistence()
+    finally:
+        await kv.aclose()
+
+
+def preflight(config: ServeConfig, *, bind: bool = True) -> list[str]:
+    """Raise ConfigError (one line) for what would make serving fail; return warnings to show.
+
+    Checks the port (range, and that it can be bound now), the folders of `--db` and
+    `--op-log`, and for Redis that the server answers and persists with AOF (without AOF a
+    ConfigError unless `allow_volatile`, then a warning).
+    """
+    warnings: list[str] = []
+    check_port(config.port, config.host, allow_zero=True, bind=bind)
+    if config.backend == "sqlite":
+        check_parent_dir(config.db, "--db")
+    if config.op_log:
+        check_parent_dir(config.op_log, "--op-log")
+    if config.backend == "redis":
+        from .redis_kv import describe_persistence
+        try:
+            persistence = asyncio.run(check_redis(config))
+        except KVError as exc:
+            raise ConfigError(f"cannot reach Redis at {config.redis_url}: {str(exc).split(': ', 1)[-1]}") from None
+        except ValueError as exc:  # a malformed URL
+            raise ConfigError(f"--redis-url {config.redis_url!r}: {exc}") from None
+        if not persistence["appendonly"]:
+            what = describe_persistence(persistence)
+            if not config.allow_volatile:
+                raise ConfigError(f"Redis at {config.redis_url} has {what}: acknowledged posts would be lost "
+                                  "when it restarts; enable AOF (appendonly yes) or pass --allow-volatile")
+            warnings.append(f"Redis at {config.redis_url} has {what}: acknowledged posts are lost when it "
+                            "restarts (--allow-volatile)")
+        elif persistence["appendfsync"] == "no":
+            warnings.append(f"Redis at {config.redis_url} has AOF with appendfsync no: a power loss can lose "
+                            "an unbounded number of acknowledged posts (everysec or always are safer)")
+    return warnings
 
 
 def _sweeper_thread(config: ServeConfig, stop: threading.Event) -> threading.Thread:
@@ -152,12 +236,20 @@ def _sweeper_thread(config: ServeConfig, stop: threading.Event) -> threading.Thr
             while not stop.is_set():
                 try:
                     await sweeper.run_once()
-                except Exception:  # noqa: BLE001 - a failed pass is retried at the next interval
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a failed pass is retried at the next interval
+                    log.warning("sweeper pass failed: %s", exc)
                 await asyncio.to_thread(stop.wait, config.sweep_interval)
         finally:
             await kv.aclose()
-    thread = threading.Thread(target=lambda: asyncio.run(loop()), name="kvheal-sweeper", daemon=True)
+
+    def supervise():
+        while not stop.is_set():
+            try:
+                asyncio.run(loop())
+            except BaseException as exc:  # noqa: BLE001 - the supervisor restarts a dead sweeper
+                log.error("sweeper died (%s: %s); restarting it in 1 s", type(exc).__name__, exc)
+                stop.wait(1.0)
+    thread = threading.Thread(target=supervise, name="kvheal-sweeper", daemon=True)
     thread.start()
     return thread
 
@@ -181,11 +273,14 @@ class _TcpConfig(uvicorn.Config):
 def serve(config: ServeConfig) -> None:
     """Serve the worker with uvicorn until interrupted (blocking)."""
     config = config.with_secret()
+    if config.op_log:
+        JsonlOpLog(config.op_log, design=_design(config)).close()
     if config.workers == 1:
         app = build_app(config, sweeper_in_app=True)
         uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
         return
     os.environ[ENV_CONFIG] = config.to_json()
+    os.environ[PARENT_PID_ENV] = str(os.getpid())
     stop = threading.Event()
     sweeper = _sweeper_thread(config, stop) if "sweeper" in config.variants else None
     try:
@@ -238,35 +333,83 @@ class UvicornThread:
         self.stop()
 
 
-class ServerProcess:
-    """`serve(config)` in a child process on a free loopback port; stopped by `stop()`/context exit."""
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc; empty elsewhere)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid and fields[0] != b"Z":
+            found.append(int(entry))
+    return sorted(found)
 
-    def __init__(self, config: ServeConfig) -> None:
+
+class ServerProcess:
+    """`serve(config)` in a child process on a free loopback port; stopped by `stop()`/context exit.
+
+    The child is killed by the kernel if this process dies (PR_SET_PDEATHSIG), its workers die
+    with it, and its stderr is drained on a thread (`stderr_tail()`), so warnings never fill
+    the pipe. `kill()`, `pause()`/`resume()` and `worker_pids()` serve the fault suite.
+    """
+
+    def __init__(self, config: ServeConfig, *, echo_stderr: bool = False) -> None:
         if config.port == 0 or config.port == ServeConfig.port:
             config = replace(config, port=free_port())
         self.config = config.with_secret()
         self.process: subprocess.Popen | None = None
+        self._stderr: PipeDrain | None = None
+        self._echo = (lambda chunk: sys.stderr.buffer.write(chunk)) if echo_stderr else None
 
     @property
     def base_url(self) -> str:
         """The server's http:// address."""
         return f"http://{self.config.host}:{self.config.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The main process's id while it runs."""
+        return self.process.pid if self.process is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes of the main process (empty with one process)."""
+        if self.process is None:
+            return []
+        return [pid for pid in child_pids(self.process.pid) if b"spawn_main" in _cmdline(pid)]
+
+    def stderr_tail(self) -> str:
+        """The last 16 KB the server wrote to stderr."""
+        return self._stderr.tail() if self._stderr is not None else ""
+
     def start(self, timeout: float = 30.0) -> str:
         """Start the process and wait until /api/health answers; returns the base URL."""
         import httpx2
         env = dict(os.environ, **{ENV_CONFIG: self.config.to_json()})
+        env.pop(PARENT_PID_ENV, None)
         self.process = subprocess.Popen([sys.executable, "-m", "kvheal.impl.server"], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=child_preexec)
+        self._stderr = PipeDrain(self.process.stderr, echo=self._echo)
         deadline = time.monotonic() + timeout
         with httpx2.Client(timeout=1.0) as http:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    err = self.process.stderr.read().decode(errors="replace").strip()
+                    err = self._stderr.tail(2.0).strip()
+                    self.process = None
                     raise RuntimeError(f"the served worker exited at start: {err[-2000:]}")
                 try:
                     if http.get(self.base_url + "/api/health").status_code == 200:
+                        if self.config.workers > 1 and len(self.worker_pids()) < self.config.workers:
+                            raise httpx2.HTTPError("workers still starting")
                         return self.base_url
                 except httpx2.HTTPError:
                     pass
@@ -274,20 +417,66 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"the served worker did not answer on {self.base_url} within {timeout} s")
 
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def pause(self) -> None:
+        """SIGSTOP the main process and its workers."""
+        if self.process is not None and self.process.poll() is None:
+            self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the main process and its workers."""
+        if self.process is not None:
+            self._signal_group(signal.SIGCONT)
+
+    def kill(self, *, wait_workers: float = 15.0) -> list[int]:
+        """kill -9 the main process only (as a crash would); wait until its workers are gone.
+
+        Returns the worker pids still alive after `wait_workers` seconds (none, if they die with
+        their parent as they should).
+        """
+        if self.process is None:
+            return []
+        workers = self.worker_pids()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        deadline = time.monotonic() + wait_workers
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [pid for pid in alive if _alive(pid)]
+        if self._stderr is not None:
+            self._stderr.join(2.0)
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+        for pid in alive:  # do not leave them behind, whatever the check says
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return alive
+
     def stop(self) -> None:
         """Stop the server (SIGINT to its process group, then SIGKILL) and wait."""
         if self.process is None:
             return
         if self.process.poll() is None:
             try:
+                self._signal_group(signal.SIGCONT)
                 os.killpg(self.process.pid, signal.SIGINT)
                 self.process.wait(timeout=10)
             except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self._signal_group(signal.SIGKILL)
                 self.process.wait()
+        self._signal_group(signal.SIGKILL)  # a worker that outlived its main process
+        if self._stderr is not None:
+            self._stderr.join(2.0)
         if self.process.stderr:
             self.process.stderr.close()
         self.process = None
@@ -297,6 +486,23 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":  # the child of ServerProcess

@@ -6,6 +6,21 @@ use it at once. Each statement runs in autocommit, so `put` is last-write-wins l
 KV; compare-and-swap is `UPDATE ... WHERE version = ?` (or an insert that fails if the key
 exists, for version 0). Blocking sqlite3 calls run on one dedicated thread per `SqliteKV`, which
 also owns the connection, so the event loop never waits on the disk.
+
+Durability. `synchronous=FULL` by default: in WAL mode SQLite then fsyncs the WAL at every
+commit, so a write the worker acknowledged survives a kill -9 of any process *and* a power loss
+or kernel crash. `NORMAL` (`kvheal serve --sqlite-sync normal`) fsyncs only at checkpoints: an
+acknowledged write still survives a kill -9 of the worker (it is in the OS's page cache), but the
+last commits before a power loss may roll back. Measured in `bench/chaos_bench.py`.
+
+Faults. Every call is bounded: SQLite waits at most `busy_timeout_ms` for a lock held by
+another process, and the caller at most `timeout` seconds for the call (a disk that stalls):
+both become `KVError` (503 from the worker). A timed-out call may still complete on the
+connection's thread afterwards: its outcome is unknown to the caller, as with any network store.
+
+`update(key, fn)` (optional, beside the gated calls) runs a read-modify-write of one key in a
+`BEGIN IMMEDIATE` transaction: SQLite's write lock serialises it against every other writer of
+every process, so the update is atomic without a retry loop.
 """
 from __future__ import annotations
 
@@ -17,7 +32,10 @@ from typing import Any, Callable
 
 from .kv import KV, KVError
 
-__all__ = ["SqliteKV", "DEFAULT_SQLITE_PATH"]
+__all__ = ["SqliteKV", "DEFAULT_SQLITE_PATH", "SYNC_MODES"]
+
+#: the `synchronous` settings offered (FULL: durable on power loss; NORMAL: on process crash)
+SYNC_MODES = ("FULL", "NORMAL")
 
 #: where `kvheal serve --backend sqlite` keeps its data when no --db is given
 DEFAULT_SQLITE_PATH = "kvheal.sqlite3"
@@ -33,13 +51,17 @@ class SqliteKV(KV):
     """A KV in one SQLite file (WAL, busy timeout); safe across processes, with compare-and-swap."""
 
     supports_cas = True
+    supports_update = True
     name = "sqlite"
 
     def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000,
-                 synchronous: str = "NORMAL") -> None:
+                 synchronous: str = "FULL", timeout: float = 15.0) -> None:
         self.path = os.fspath(path)
         self.busy_timeout_ms = busy_timeout_ms
-        self.synchronous = synchronous
+        if synchronous.upper() not in SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNC_MODES)}, got {synchronous!r}")
+        self.synchronous = synchronous.upper()
+        self.timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvheal-sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -59,7 +81,11 @@ class SqliteKV(KV):
         def job():
             return fn(self._connection())
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, job)
+            async with asyncio.timeout(self.timeout):
+                return await future
+        except TimeoutError as exc:
+            raise KVError(f"sqlite {self.path}: no answer within {self.timeout} s") from exc
         except sqlite3.Error as exc:
             raise KVError(f"sqlite {self.path}: {exc}") from exc
 
@@ -99,6 +125,30 @@ class SqliteKV(KV):
                 "UPDATE kv SET value = ?, version = version + 1 WHERE key = ? AND version = ?",
                 (value, key, expected_version)))
         return cursor.rowcount == 1
+
+    async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
+        """Atomically: read `key`, compute `fn(value)`, write it unless it is None.
+
+        Returns (the value read, the value written or None). `fn` runs on the connection's
+        thread inside the transaction, so it must be quick and must not touch the event loop.
+        """
+        def job(c: sqlite3.Connection):
+            c.execute("BEGIN IMMEDIATE")  # waits (busy_timeout) for the write lock
+            try:
+                row = c.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+                old = None if row is None else row[0]
+                new = fn(old)
+                if new is not None:
+                    if not isinstance(new, str):
+                        raise TypeError(f"KV values are str, not {type(new).__name__}")
+                    c.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, 1) ON CONFLICT(key) "
+                              "DO UPDATE SET value = excluded.value, version = kv.version + 1", (key, new))
+                c.execute("COMMIT")
+                return old, new
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return await self._run(job)
 
     async def clear(self) -> None:
         await self._run(lambda c: c.execute("DELETE FROM kv"))

@@ -12,18 +12,31 @@ posts at once through a barrier, and measures:
   the cache first held every acknowledged message ("time to converge in poll cycles"; 0 when
   nothing was missing), and the heals sent.
 
+An acknowledged message absent from the final cache is *evicted* when the cache is full and
+the message is older than everything in it (the cache's window moved past it: what a capacity
+means, not a fault), and *lost* otherwise. A run has converged when every acknowledged message
+is cached or evicted. `converging_design(variants)` says which designs the model proves
+converge; `kvheal stress` exits 1 when one of them did not converge or lost a message.
+
+Processes: the served worker and a throwaway redis-server (started with AOF, everysec) are
+children that the kernel kills if this process dies; SIGTERM is turned into the same clean
+shutdown as Ctrl-C (SIGINT), and the server's stderr is drained on a thread.
+
 `run_stress` returns a `StressReport` (nothing is printed); `kvheal stress` renders it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import statistics
+import threading
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import httpx2
@@ -32,9 +45,39 @@ from .client import Client, ClientError, PollSchedule, SqlitePendingStore
 from .config import ConfigError, parse_variants
 from .kv import KV, JsonlOpLog, MemoryKV
 from .redis_server import RedisServer, redis_server_binary
-from .server import ServeConfig, ServerProcess, UvicornThread
+from .server import ServeConfig, ServerProcess, UvicornThread, preflight
 
-__all__ = ["StressConfig", "RunResult", "StressReport", "run_stress"]
+__all__ = ["StressConfig", "RunResult", "StressReport", "run_stress", "converging_design",
+           "CONVERGING_DESIGNS", "terminate_as_interrupt"]
+
+#: the designs whose convergence the model proves (README: `kvheal check`, `kvheal prove`)
+CONVERGING_DESIGNS = (frozenset({"atomic_cache", "dedupe"}), frozenset({"dedupe", "keep_verifying"}),
+                      frozenset({"dedupe", "sweeper"}))
+
+
+def converging_design(variants) -> bool:
+    """Whether a design contains a proven-converging one and none of the client faults."""
+    variants = frozenset(variants)
+    if variants & {"tab_crash", "shared_pending"}:
+        return False
+    return any(design <= variants for design in CONVERGING_DESIGNS)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """While inside, SIGTERM raises KeyboardInterrupt (as SIGINT does), so `finally` blocks stop
+    the children; outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,8 @@ class StressConfig:
     crash_tabs: int = 1
     #: append every KV call of the worker to this JSONL file
     op_log: str = ""
+    #: persistence of the throwaway redis-server (see `RedisServer`): aof, aof-always, rdb, none
+    redis_persistence: str = "aof"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", parse_variants(self.variants))
@@ -92,6 +137,10 @@ class RunResult:
     in_cache_after_post: int
     in_cache_after_heal: int
     missing_after_post: list[str]
+    #: acknowledged, absent from the final cache, older than the full cache's window
+    evicted: int
+    #: acknowledged, absent from the final cache, not evicted
+    lost: list[str]
     duplicates: int
     #: poll round after which the cache first held every acknowledged message; None if never
     converged_after_polls: int | None
@@ -120,6 +169,8 @@ class StressReport:
             "runs_with_missing_after_post": sum(1 for r in self.runs if r.missing_after_post),
             "in_cache_after_heal": sum(r.in_cache_after_heal for r in self.runs),
             "missing_after_heal": sum(r.acked - r.in_cache_after_heal for r in self.runs),
+            "evicted": sum(r.evicted for r in self.runs),
+            "lost": sum(len(r.lost) for r in self.runs),
             "duplicates": sum(r.duplicates for r in self.runs),
             "converged_runs": len(converge),
             "converge_polls_max": max(converge, default=None),
@@ -127,6 +178,18 @@ class StressReport:
             "heals_sent": sum(r.heals_sent for r in self.runs),
             "seconds": round(self.seconds, 3),
         }
+
+    @property
+    def failure(self) -> str | None:
+        """Why a converging design failed here (None: it converged, or the design need not)."""
+        if not converging_design(self.config.get("variants", ())):
+            return None
+        s = self.summary
+        if s["lost"]:
+            return f"{s['lost']} acknowledged message(s) lost (neither cached nor evicted)"
+        if s["converged_runs"] < s["runs"]:
+            return f"{s['runs'] - s['converged_runs']} of {s['runs']} run(s) did not converge"
+        return None
 
     def to_dict(self) -> dict:
         """The report as plain JSON-able data."""
@@ -137,21 +200,31 @@ def run_stress(config: StressConfig, *, on_run: Callable[[RunResult], None] | No
     """Start a served worker, do `config.runs` runs against it, stop it; returns the report."""
     started = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="kvheal-stress-")
+    with terminate_as_interrupt():
+        try:
+            return _run_stress(config, on_run, started, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_stress(config: StressConfig, on_run, started: float, workdir: str) -> StressReport:
     redis: RedisServer | None = None
     try:
         db = config.db or os.path.join(workdir, "kv.sqlite3")
-        redis_url = config.redis_url
-        if config.backend == "redis" and not redis_url:
+        serve = ServeConfig(backend=config.backend, variants=config.variants, workers=config.workers,
+                            port=0, db=db, redis_url=config.redis_url or ServeConfig.redis_url,
+                            redis_namespace=f"kvheal-stress-{uuid.uuid4().hex[:8]}:", cap=config.cap,
+                            sweep_interval=config.sweep_interval, op_log=config.op_log, allow_volatile=True)
+        # Bad paths and an unreachable Redis are found before anything starts (ConfigError).
+        warnings = preflight(replace(serve, backend="sqlite" if config.backend == "redis" and not config.redis_url
+                                     else config.backend), bind=False)
+        if config.backend == "redis" and not config.redis_url:
             if redis_server_binary() is None:
                 raise ConfigError("the redis backend needs --redis-url or an installed redis-server")
-            redis = RedisServer().start()
-            redis_url = redis.url
-        serve = ServeConfig(backend=config.backend, variants=config.variants, workers=config.workers,
-                            port=0, db=db, redis_url=redis_url or ServeConfig.redis_url,
-                            redis_namespace=f"kvheal-stress-{uuid.uuid4().hex[:8]}:", cap=config.cap,
-                            sweep_interval=config.sweep_interval, op_log=config.op_log)
+            redis = RedisServer(persistence=config.redis_persistence).start()
+            serve = replace(serve, redis_url=redis.url)
         report = StressReport(config={**asdict(config), "variants": sorted(config.variants),
-                                      "workers": serve.workers})
+                                      "workers": serve.workers, "warnings": warnings})
         if config.backend == "memory":
             from .server import build_kv
             from .worker import create_app
@@ -170,7 +243,6 @@ def run_stress(config: StressConfig, *, on_run: Callable[[RunResult], None] | No
     finally:
         if redis is not None:
             redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _runs(config: StressConfig, base_url: str, admin_kv: Callable[[], KV], workdir: str,
@@ -202,10 +274,23 @@ def _mark_clear(path: str, run: int) -> None:
         log.close()
 
 
-async def _cache_ids(http: httpx2.AsyncClient) -> list[str]:
+async def _cache(http: httpx2.AsyncClient) -> list[dict]:
     response = await http.get("/api/comments", params={"limit": 1000})
     response.raise_for_status()
-    return [c["id"] for c in response.json()["comments"]][::-1]
+    return response.json()["comments"][::-1]
+
+
+async def _cache_ids(http: httpx2.AsyncClient) -> list[str]:
+    return [c["id"] for c in await _cache(http)]
+
+
+def evicted_ids(acked: dict[str, int], cache: list[dict], cap: int) -> set[str]:
+    """The acknowledged ids (id -> timestamp) that a full cache's window has moved past."""
+    if len(cache) < cap or not cache:
+        return set()
+    cached = {c["id"] for c in cache}
+    oldest = min(c["timestamp"] for c in cache)
+    return {mid for mid, ts in acked.items() if mid not in cached and ts <= oldest}
 
 
 async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: str) -> RunResult:
@@ -232,12 +317,14 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
                 try:
                     ack = await clients[t].post(f"message {m} from tab {t}", id=f"r{run}-t{t}-m{m}",
                                                 timestamp=base_ts + m)
-                    return ack.id
+                    return ack.id, base_ts + m
                 except ClientError:
                     return None
             return [a for a in await asyncio.gather(*(one(k) for k in range(config.per_tab))) if a]
 
-        acked = [mid for ids in await asyncio.gather(*(tab(t) for t in range(config.tabs))) for mid in ids]
+        stamps = dict(pair for pairs in await asyncio.gather(*(tab(t) for t in range(config.tabs)))
+                      for pair in pairs)
+        acked = list(stamps)
         after_post = await _cache_ids(checker)
         missing = sorted(set(acked) - set(after_post))
         if "tab_crash" in config.variants:
@@ -246,10 +333,11 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
         live = [c for c in clients if c.alive]
 
         async def converged() -> tuple[bool, list[str]]:
-            ids = await _cache_ids(checker)
-            return set(acked) <= set(ids), ids
+            cache = await _cache(checker)
+            ids = [c["id"] for c in cache]
+            return set(acked) <= set(ids) | evicted_ids(stamps, cache, config.cap), ids
 
-        done, final = (not missing), after_post
+        done, final = await converged()
         converged_at = 0 if done else None
         rounds = 0
         while rounds < config.max_rounds:
@@ -267,10 +355,14 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
         if converged_at is None:
             done, final = await converged()
         acked_set = set(acked)
+        final_cache = await _cache(checker)
+        final = [c["id"] for c in final_cache]
+        evicted = evicted_ids(stamps, final_cache, config.cap)
         return RunResult(
             run=run, acked=len(acked), failed_posts=config.tabs * config.per_tab - len(acked),
             in_cache_after_post=len(acked_set & set(after_post)),
             in_cache_after_heal=len(acked_set & set(final)), missing_after_post=missing,
+            evicted=len(evicted), lost=sorted(acked_set - set(final) - evicted),
             duplicates=len(final) - len(set(final)), converged_after_polls=converged_at,
             heals_sent=sum(c.heals_sent for c in clients), seconds=round(time.monotonic() - t0, 4))
     finally:

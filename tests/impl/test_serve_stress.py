@@ -96,6 +96,10 @@ def test_sweeper_runs_once_for_several_processes(tmp_path):
             time.sleep(0.02)
         assert ids == ["lost"]
     records = [json.loads(line) for line in open(config.op_log)]
+    header = records.pop(0)  # the design header, written once by the main process
+    assert {k: header[k] for k in ("op", "variants", "cap", "backend", "workers")} == {
+        "op": "design", "variants": ["sweeper"], "cap": 200, "backend": "sqlite", "workers": 2}
+    assert all(r["op"] != "design" for r in records)
     sweep_pids = {r["pid"] for r in records if r["endpoint"] == "sweep"}
     assert len(sweep_pids) == 1
     assert {r["endpoint"] for r in records} == {"sweep", "read"}
