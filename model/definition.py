@@ -1,0 +1,304 @@
+"""kvheal's model, written once: SPEC §3's state, §4's actions, §5's flags, §7's properties.
+
+Every engine reads this module: the explicit checker compiles it (:mod:`kvheal.model.kernel`),
+the z3 engines translate it (:mod:`kvheal.model.symbolic`), conformance maps the real
+system's KV calls to its actions. Each action is a few lines: a guard and the variables it
+writes; ``x`` is the engine's value algebra (:mod:`kvheal.model.dsl` lists what it offers).
+
+Readings of SPEC where it leaves a choice are in SPEC §3-5 (docs/spec.md); in short:
+``stored`` is derived from ``post``; the atomic steps are ``PostCache``, ``HealCache``,
+``SweepCache``; a sweeper write with nothing missing writes nothing; ``shared_pending`` has
+one list and a per-tab list slot ``lists[t]`` written back by ``PendingWrite(t)``.
+"""
+from __future__ import annotations
+
+from .dsl import (ActionDef, CacheType, Definition, Derived, Enum, FlagDef, IdsType, Phase,
+                  PropertyDef, Var)
+
+CACHE = CacheType()
+MSGS = IdsType("m")
+
+POST = Enum("Post", Phase("Unsent"), Phase("KeyWritten"), Phase("CacheRead", (("snap", CACHE),)),
+            Phase("CacheWritten"), Phase("Acked"))
+HEAL = Enum("Heal", Phase("Idle"), Phase("Requested"), Phase("KeyRead"),
+            Phase("CacheRead", (("snap", CACHE),)))
+POLL = Enum("Poll", Phase("Idle"), Phase("Read", (("snap", CACHE),)))
+SWEEP = Enum("Sweep", Phase("Idle"), Phase("Listed", (("list", MSGS),)),
+             Phase("Read", (("list", MSGS), ("snap", CACHE))))
+LIST = Enum("List", Phase("Idle"), Phase("Write", (("set", MSGS),)))
+
+
+def _has(flag: str):
+    return lambda cfg: cfg.has(flag)
+
+
+def _lacks(flag: str):
+    return lambda cfg: not cfg.has(flag)
+
+
+def _both(a, b):
+    return lambda cfg: a(cfg) and b(cfg)
+
+
+def _own(cfg, t):
+    return [m for m in range(cfg.messages) if cfg.owner(m) == t]
+
+
+def _heal_slots(cfg):
+    M = cfg.messages
+    if cfg.has("shared_pending"):
+        return [(t, m) for t in range(cfg.tabs) for m in range(M)]
+    return list(range(M))
+
+
+def _msg(h):
+    """The message a heal slot is for (slots are ``m``, or ``(t, m)`` with shared_pending)."""
+    return h[1] if isinstance(h, tuple) else h
+
+
+# ---------------------------------------------------------------------------- state (SPEC §3)
+VARIABLES = [
+    Var("cache", CACHE, doc="the value of recent:comments"),
+    Var("post", POST, "m", "the worker's handling of the POST of m",
+        unused=lambda cfg: ("CacheRead",) if cfg.has("atomic_cache") else ()),
+    Var("pending", IdsType("m", universe=_own), "t", "tab t's pending list",
+        when=_lacks("shared_pending")),
+    Var("pending", MSGS, doc="the one pending list all tabs share", when=_has("shared_pending")),
+    Var("poll", POLL, "t", "tab t's poll: the cache value its GET returned, not yet processed"),
+    Var("heal", HEAL, "heal", "the heal request for m (per (t, m) with shared_pending)",
+        unused=lambda cfg: ("CacheRead",) if cfg.has("atomic_cache") else ()),
+    Var("alive", IdsType("t", view="bools"), doc="the live tabs", when=_has("tab_crash"),
+        absent=lambda cfg: frozenset(range(cfg.tabs)), init=lambda cfg, _: frozenset(range(cfg.tabs))),
+    Var("sweep", SWEEP, doc="the sweeper's pass", when=_has("sweeper"), absent=lambda cfg: "Idle",
+        unused=lambda cfg: ("Read",) if cfg.has("atomic_cache") else ()),
+    Var("lists", LIST, "t", "the list value tab t has read-modified and will write back",
+        when=_has("shared_pending")),
+]
+
+
+def _stored(cfg, s, x):
+    return x.ids("m", {m: ~s.post[m].is_("Unsent") for m in range(cfg.messages)})
+
+
+def _acked(cfg, s, x):
+    return x.ids("m", {m: s.post[m].is_("Acked") for m in range(cfg.messages)})
+
+
+DERIVED = [
+    Derived("stored", MSGS, _stored, "ids whose comment:<id> key exists: only PostKey adds to it"),
+    Derived("acked", MSGS, _acked, "the acknowledged ids", view=False),
+]
+
+
+# ---------------------------------------------------------------------------- actions (SPEC §4)
+def cache_write(cfg, s, x, snap, m):
+    """What a writer that read ``snap`` puts: ``add(snap, m)``; with ``dedupe``, nothing new
+    (the cache keeps its current value) when ``m`` is already in ``snap``."""
+    if cfg.has("dedupe"):
+        return x.ite(snap.has(m), s.cache, snap.add(m))
+    return snap.add(m)
+
+
+def PostKey(cfg, s, x, m):
+    return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), {s.post[m]: POST.KeyWritten()}
+
+
+def PostRead(cfg, s, x, m):
+    return s.post[m].is_("KeyWritten"), {s.post[m]: POST.CacheRead(snap=s.cache)}
+
+
+def PostWrite(cfg, s, x, m):
+    snap = s.post[m].of("CacheRead").snap
+    return s.post[m].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, m),
+                                        s.post[m]: POST.CacheWritten()}
+
+
+def PostCache(cfg, s, x, m):
+    return s.post[m].is_("KeyWritten"), {s.cache: cache_write(cfg, s, x, s.cache, m),
+                                         s.post[m]: POST.CacheWritten()}
+
+
+def PostAck(cfg, s, x, m):
+    owner = cfg.owner(m)
+    live = s.alive.has(owner)
+    if cfg.has("shared_pending"):  # the owner reads the shared list, to write it back with m
+        slot = s.lists[owner]
+        return (s.post[m].is_("CacheWritten") & (~live | slot.is_("Idle")),
+                {s.post[m]: POST.Acked(), slot: x.ite(live, LIST.Write(set=s.pending.with_(m)), slot)})
+    mine = s.pending[owner]
+    return s.post[m].is_("CacheWritten"), {s.post[m]: POST.Acked(),
+                                           mine: x.ite(live, mine.with_(m), mine)}
+
+
+def PollRead(cfg, s, x, t):
+    return s.poll[t].is_("Idle") & s.alive.has(t), {s.poll[t]: POLL.Read(snap=s.cache)}
+
+
+def PollDone(cfg, s, x, t):
+    shared = cfg.has("shared_pending")
+    guard = s.poll[t].is_("Read") & s.alive.has(t)
+    if shared:
+        guard = guard & s.lists[t].is_("Idle")
+    seen = x.let(s.poll[t].of("Read").snap.ids())
+    pend = s.pending if shared else s.pending[t]
+    missing = x.let(pend.minus(seen))
+    kept = pend if cfg.has("keep_verifying") else missing
+    effects = {s.poll[t]: POLL.Idle()}
+    if shared:
+        effects[s.lists[t]] = LIST.Write(set=kept)
+        slots = [(t, m) for m in range(cfg.messages)]
+    else:
+        effects[s.pending[t]] = kept
+        slots = _own(cfg, t)
+    for h in slots:  # request a heal for each missing id whose heal is not already busy
+        heal = s.heal[h]
+        effects[heal] = x.ite(missing.has(_msg(h)) & heal.is_("Idle"), HEAL.Requested(), heal)
+    return guard, effects
+
+
+def PendingWrite(cfg, s, x, t):
+    slot = s.lists[t]
+    return slot.is_("Write") & s.alive.has(t), {s.pending: slot.of("Write").set, slot: LIST.Idle()}
+
+
+def HealKey(cfg, s, x, h):
+    heal = s.heal[h]
+    return heal.is_("Requested"), {heal: x.ite(s.stored.has(_msg(h)), HEAL.KeyRead(), HEAL.Idle())}
+
+
+def HealRead(cfg, s, x, h):
+    return s.heal[h].is_("KeyRead"), {s.heal[h]: HEAL.CacheRead(snap=s.cache)}
+
+
+def HealWrite(cfg, s, x, h):
+    snap = s.heal[h].of("CacheRead").snap
+    return s.heal[h].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, _msg(h)),
+                                        s.heal[h]: HEAL.Idle()}
+
+
+def HealCache(cfg, s, x, h):
+    return s.heal[h].is_("KeyRead"), {s.cache: cache_write(cfg, s, x, s.cache, _msg(h)),
+                                      s.heal[h]: HEAL.Idle()}
+
+
+def SweepList(cfg, s, x):
+    return s.sweep.is_("Idle"), {s.sweep: SWEEP.Listed(list=s.stored)}
+
+
+def SweepRead(cfg, s, x):
+    listed = s.sweep.of("Listed").list
+    return s.sweep.is_("Listed"), {s.sweep: SWEEP.Read(list=listed, snap=s.cache)}
+
+
+def _sweep_write(s, x, listed, snap):
+    missing = x.let(listed.minus(snap.ids()))
+    return x.ite(missing.is_empty(), s.cache, snap.add_all(missing))
+
+
+def SweepWrite(cfg, s, x):
+    read = s.sweep.of("Read")
+    return s.sweep.is_("Read"), {s.cache: _sweep_write(s, x, read.list, read.snap), s.sweep: SWEEP.Idle()}
+
+
+def SweepCache(cfg, s, x):
+    listed = s.sweep.of("Listed").list
+    return s.sweep.is_("Listed"), {s.cache: _sweep_write(s, x, listed, s.cache), s.sweep: SWEEP.Idle()}
+
+
+def Crash(cfg, s, x, t):
+    effects = {s.alive: s.alive.without(t), s.poll[t]: POLL.Idle()}
+    if cfg.has("shared_pending"):
+        effects[s.lists[t]] = LIST.Idle()
+    return s.alive.has(t), effects
+
+
+_atomic, _plain = _has("atomic_cache"), _lacks("atomic_cache")
+_sweeper = _has("sweeper")
+
+ACTIONS = [
+    ActionDef("PostKey", "m", "request", PostKey, "put comment:<id>: the message is stored", kv="put comment"),
+    ActionDef("PostRead", "m", "request", PostRead, "get recent:comments", when=_plain, kv="get cache"),
+    ActionDef("PostWrite", "m", "request", PostWrite, "put recent:comments: add(snapshot, m)",
+              when=_plain, kv="put cache"),
+    ActionDef("PostCache", "m", "request", PostCache, "the atomic cache update (a successful CAS)",
+              when=_atomic, kv="cas cache"),
+    ActionDef("PostAck", "m", "request", PostAck, "the 200; the owner, if alive, records m as pending",
+              kv=""),
+    ActionDef("PollRead", "t", "tab", PollRead, "the tab's GET of the cache", group=1, kv="get cache"),
+    ActionDef("PollDone", "t", "tab", PollDone,
+              "drop found ids (unless keep_verifying), request heals for missing ones", group=1),
+    ActionDef("PendingWrite", "t", "tab", PendingWrite, "the tab writes the shared list back",
+              when=_has("shared_pending"), group=2),
+    ActionDef("HealKey", "heal", "heal", HealKey, "get comment:<id> (404: the heal ends)", group=3,
+              kv="get comment"),
+    ActionDef("HealRead", "heal", "heal", HealRead, "get recent:comments", when=_plain, group=3,
+              kv="get cache"),
+    ActionDef("HealWrite", "heal", "heal", HealWrite, "put recent:comments: add(snapshot, m)",
+              when=_plain, group=3, kv="put cache"),
+    ActionDef("HealCache", "heal", "heal", HealCache, "the atomic cache update of a heal",
+              when=_atomic, group=3, kv="cas cache"),
+    ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
+              kv="list comment"),
+    ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments",
+              when=_both(_sweeper, _plain), group=4, kv="get cache"),
+    ActionDef("SweepWrite", "", "sweeper", SweepWrite, "put the cache plus the listed ids it lacks",
+              when=_both(_sweeper, _plain), group=4, kv="put cache"),
+    ActionDef("SweepCache", "", "sweeper", SweepCache, "the atomic sweeper write",
+              when=_both(_sweeper, _atomic), group=4, kv="cas cache"),
+    ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
+              when=_has("tab_crash"), group=5),
+]
+
+
+# ---------------------------------------------------------------------------- flags (SPEC §5)
+FLAGS = [
+    FlagDef("dedupe", "every cache writer skips an id already in its snapshot", "worker",
+            changes=("PostWrite", "PostCache", "HealWrite", "HealCache")),
+    FlagDef("keep_verifying", "PollDone never drops an id: the tab keeps checking", "client",
+            changes=("PollDone",)),
+    FlagDef("atomic_cache", "the cache update is one atomic step", "worker",
+            adds=("PostCache", "HealCache", "SweepCache"),
+            removes=("PostRead", "PostWrite", "HealRead", "HealWrite", "SweepRead", "SweepWrite")),
+    FlagDef("sweeper", "a server-side reconciler re-adds stored ids the cache lacks", "worker",
+            adds=("SweepList", "SweepRead", "SweepWrite", "SweepCache")),
+    FlagDef("tab_crash", "fault: a tab may die at any time", "fault", adds=("Crash",)),
+    FlagDef("shared_pending", "one pending list for all tabs, read-modify-written by each", "client",
+            adds=("PendingWrite",), changes=("PostAck", "PollDone", "Crash")),
+]
+
+
+# ---------------------------------------------------------------------------- properties (SPEC §7)
+def _acked_is_stored(cfg, s, x):
+    return s.acked.subset(s.stored)
+
+
+def _cache_from_store(cfg, s, x):
+    return s.cache.ids().subset(s.stored)
+
+
+def _no_duplicates(cfg, s, x):
+    return s.cache.no_dup()
+
+
+def _converges(cfg, s, x):
+    return s.acked.newest(cfg.cap).subset(s.cache.ids())
+
+
+def _pending_drains(cfg, s, x):
+    if cfg.has("shared_pending"):
+        return s.alive.is_empty() | s.pending.is_empty()
+    return x.all(~s.alive.has(t) | s.pending[t].is_empty() for t in range(cfg.tabs))
+
+
+PROPERTIES = [
+    PropertyDef("AckedIsStored", "invariant", _acked_is_stored, "an acknowledged message's key is stored"),
+    PropertyDef("CacheFromStore", "invariant", _cache_from_store, "every id in the cache has its key stored"),
+    PropertyDef("NoDuplicates", "invariant", _no_duplicates, "no id occurs twice in the cache"),
+    PropertyDef("Converges", "eventually_always", _converges,
+                "eventually always: the C newest acknowledged messages are in the cache"),
+    PropertyDef("PendingDrains", "eventually_always", _pending_drains,
+                "eventually always: every live tab's pending list is empty", when=_lacks("keep_verifying")),
+]
+
+KVHEAL = Definition("kvheal", VARIABLES, DERIVED, ACTIONS, PROPERTIES, FLAGS, heal_slots=_heal_slots,
+                    doc=__doc__ or "")

@@ -1,0 +1,539 @@
+"""The explicit checker's kernel, compiled from a :class:`~kvheal.model.dsl.Definition`.
+
+Every action body of the definition is run once per action instance with values that are
+Python source code; the result is one generated function, ``successors(s)``, whose code is
+a straight run of ``if guard: out.append((label, new_state))`` blocks over a state unpacked
+into locals. The state is a flat tuple of small ints:
+
+* a phase variable is one int: its phases numbered in declaration order, each payload phase
+  taking a block of codes (``offset + payload``), so ``CacheRead(c)`` is ``offset + c``;
+* an id set is a bitmask; the cache (and every cache snapshot) is an interned int:
+  :class:`CacheValues` enumerates the values ``add`` can make, with tables for ``add``,
+  the ids a value holds, and duplicates.
+
+Two states that differ only in a value no phase holds are one state by construction
+(SPEC §3). ``python -c "from kvheal.model.kernel import Kernel; ..."`` and
+``Kernel.source`` show the generated code.
+
+    >>> from kvheal.model import Config
+    >>> from kvheal.model.definition import KVHEAL
+    >>> k = Kernel(KVHEAL, Config.make(tabs=1, variants="atomic_cache,dedupe"))
+    >>> [k.instances[lab].name for lab, _ in k.successors(k.init_state)]
+    ['PostKey', 'PollRead']
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, PhaseValue, args_of
+from .reader import StateReader
+
+
+def bits(mask: int) -> Iterator[int]:
+    """The positions of the set bits of ``mask``, ascending."""
+    m = 0
+    while mask:
+        if mask & 1:
+            yield m
+        mask >>= 1
+        m += 1
+
+
+class CacheValues:
+    """Interned cache values: sorted tuples of ids, length ≤ cap, closed under ``add``.
+
+    Enumerated once, breadth-first from ``()``: ``add[c][m]`` is the code of ``add(c, m)``,
+    ``ids[c]`` the bitmask of ids in ``c``, ``dup[c]`` whether an id occurs twice. With
+    ``dedupe`` no writer adds an id its snapshot holds, so those entries are never used
+    (and not enumerated: they keep ``c``).
+    """
+
+    def __init__(self, messages: int, cap: int, dedupe: bool) -> None:
+        self.cap = cap
+        self.values: list[tuple[int, ...]] = [()]
+        self.code: dict[tuple[int, ...], int] = {(): 0}
+        self.add: list[list[int]] = []
+        i = 0
+        while i < len(self.values):
+            value = self.values[i]
+            row = []
+            for m in range(messages):
+                if dedupe and m in value:
+                    row.append(i)
+                    continue
+                row.append(self._intern(self.trim(value + (m,))))
+            self.add.append(row)
+            i += 1
+        self.ids = [sum(1 << m for m in set(v)) for v in self.values]
+        self.dup = [len(set(v)) != len(v) for v in self.values]
+        self._union: dict[tuple[int, int], int] = {}
+
+    def trim(self, value: tuple[int, ...]) -> tuple[int, ...]:
+        """SPEC's ``add`` without the append: sort (stable) and keep the last ``cap``."""
+        return tuple(sorted(value))[-self.cap:]
+
+    def _intern(self, value: tuple[int, ...]) -> int:
+        c = self.code.get(value)
+        if c is None:
+            c = self.code[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+    def union(self, c: int, missing: int) -> int:
+        """``c`` plus each id of bitmask ``missing`` once, sorted, trimmed (the sweeper's
+        write): equal to adding them one by one, since trimming keeps the largest entries."""
+        key = (c, missing)
+        got = self._union.get(key)
+        if got is None:
+            got = c
+            for m in bits(missing):
+                got = self.add[got][m]
+            self._union[key] = got
+        return got
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+# ---------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # "cache" | "ids"
+    of: str
+    size: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class PhaseCode:
+    name: str
+    offset: int
+    size: int
+    fields: tuple[Field, ...]
+
+
+class EnumLayout:
+    """The codes of one phase variable: each used phase's offset and payload packing."""
+
+    def __init__(self, enum: Enum, unused: set[str], sizes: dict[str, int]) -> None:
+        self.enum = enum
+        self.phases: dict[str, PhaseCode] = {}
+        offset = 0
+        for p in enum.phases:
+            if p.name in unused:
+                continue
+            kinds = [(f, "cache" if isinstance(t, CacheType) else "ids", getattr(t, "of", "m"))
+                     for f, t in p.payload]
+            field_sizes = [sizes[k if k == "cache" else f"ids_{of}"] for _, k, of in kinds]
+            fields, stride = [], 1
+            for (f, k, of), size in reversed(list(zip(kinds, field_sizes))):
+                fields.append(Field(f, k, of, size, stride))
+                stride *= size
+            self.phases[p.name] = PhaseCode(p.name, offset, stride, tuple(reversed(fields)))
+            offset += stride
+        self.limit = offset
+        self.last = max(self.phases.values(), key=lambda pc: pc.offset)
+
+    def code(self, phase: str) -> PhaseCode:
+        try:
+            return self.phases[phase]
+        except KeyError:
+            raise DefinitionError(f"phase {self.enum.name}.{phase} is not used in this configuration") from None
+
+    def decode(self, code: int) -> tuple[str, list[int]]:
+        """The phase name and payload field values of ``code``."""
+        for pc in self.phases.values():
+            if pc.offset <= code < pc.offset + pc.size:
+                rest = code - pc.offset
+                return pc.name, [rest // f.stride % f.size for f in pc.fields]
+        raise ValueError(f"{code} is no code of {self.enum.name}")
+
+
+# ---------------------------------------------------------------------------- code values
+class Val:
+    """A value as Python source: ``kind`` is bool, ids, cache or phase."""
+
+    __slots__ = ("kind", "code", "const", "ref", "elt", "elems", "lay", "k")
+
+    def __init__(self, k: "_Compiler", kind: str, code: str, *, const: Any = None, ref: Any = None,
+                 of: str = "m", elems: dict[int, "Val"] | None = None, lay: EnumLayout | None = None):
+        self.k, self.kind, self.code, self.const, self.ref = k, kind, code, const, ref
+        self.elt, self.elems, self.lay = of, elems, lay
+
+    def __hash__(self) -> int:
+        if self.ref is None:
+            raise DefinitionError("only a state variable read from s can be written")
+        return hash(self.ref)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Val) and self.ref is not None and self.ref == other.ref
+
+    # -- bool
+    def __and__(self, other: "Val") -> "Val":
+        return self.k.all([self, other])
+
+    def __or__(self, other: "Val") -> "Val":
+        return self.k.any([self, other])
+
+    def __invert__(self) -> "Val":
+        if self.const is not None:
+            return self.k.boolc(not self.const)
+        return Val(self.k, "bool", f"(not {self.code})")
+
+    # -- ids
+    def has(self, i: int) -> "Val":
+        if self.kind == "cache":
+            return Val(self.k, "bool", f"(IDS[{self.code}] >> {i} & 1)")
+        if self.elems is not None:
+            return self.elems.get(i, self.k.boolc(False))
+        if self.const is not None:
+            return self.k.boolc(bool(self.const >> i & 1))
+        return Val(self.k, "bool", f"({self.code} >> {i} & 1)")
+
+    def _ids(self, code: str) -> "Val":
+        return Val(self.k, "ids", code, of=self.elt)
+
+    def with_(self, i: int) -> "Val":
+        return self._ids(f"({self.code} | {1 << i})")
+
+    def without(self, i: int) -> "Val":
+        return self._ids(f"({self.code} & {~(1 << i)})")
+
+    def minus(self, other: "Val") -> "Val":
+        return self._ids(f"({self.code} & ~{other.code})")
+
+    def union(self, other: "Val") -> "Val":
+        return self._ids(f"({self.code} | {other.code})")
+
+    def is_empty(self) -> "Val":
+        if self.const is not None:
+            return self.k.boolc(self.const == 0)
+        return Val(self.k, "bool", f"({self.code} == 0)")
+
+    def subset(self, other: "Val") -> "Val":
+        return Val(self.k, "bool", f"({self.code} & ~{other.code} == 0)")
+
+    def newest(self, count: int) -> "Val":
+        self.k.env["NEWEST"] = self.k.newest
+        return self._ids(f"NEWEST({self.code}, {count})")
+
+    # -- cache
+    def add(self, m: int) -> "Val":
+        return Val(self.k, "cache", f"ADD[{self.code}][{m}]")
+
+    def add_all(self, ids: "Val") -> "Val":
+        return Val(self.k, "cache", f"UNION({self.code}, {ids.code})")
+
+    def ids(self) -> "Val":
+        return Val(self.k, "ids", f"IDS[{self.code}]")
+
+    def no_dup(self) -> "Val":
+        return Val(self.k, "bool", f"(not DUP[{self.code}])")
+
+    # -- phase
+    def is_(self, phase: str) -> "Val":
+        pc = self.lay.code(phase)
+        if pc.size == 1:
+            return Val(self.k, "bool", f"({self.code} == {pc.offset})")
+        if pc is self.lay.last:
+            return Val(self.k, "bool", f"({self.code} >= {pc.offset})")
+        return Val(self.k, "bool", f"({pc.offset} <= {self.code} < {pc.offset + pc.size})")
+
+    def of(self, phase: str) -> Any:
+        pc = self.lay.code(phase)
+        rest = f"({self.code} - {pc.offset})" if pc.offset else self.code
+        out = {}
+        for f in pc.fields:
+            code = rest
+            if f.stride != 1:
+                code = f"({code} // {f.stride})"
+            if f.stride * f.size != pc.size:
+                code = f"({code} % {f.size})"
+            out[f.name] = Val(self.k, f.kind, code, of=f.of)
+        return _Payload(out)
+
+
+class _Payload:
+    def __init__(self, fields: dict[str, Val]) -> None:
+        self.__dict__.update(fields)
+
+
+@dataclass(frozen=True)
+class _Ite:
+    cond: Val
+    a: Any
+    b: Any
+
+
+class _Compiler:
+    """The value algebra ``x`` of the explicit kernel, and the reader's backend."""
+
+    def __init__(self, definition: Definition, cfg: Any, layout: "Kernel") -> None:
+        self.d, self.cfg, self.lay = definition, cfg, layout
+        self.ops = self
+        self.env: dict[str, Any] = {}
+        self.lets: list[tuple[str, str]] = []
+        self.reads: set[int] = set()
+        self.n_let = 0
+        self._newest: dict[tuple[int, int], int] = {}
+
+    # -- reader backend
+    def read(self, var, index) -> Val:
+        slot = self.lay.slot[(var.name, index)]
+        self.reads.add(slot)
+        return self._typed(var, f"v{slot}", ref=slot, index=index)
+
+    def const(self, var, value) -> Val:
+        return self._typed(var, self.lay.encode_const(var, value), const_value=value)
+
+    def _typed(self, var, code: str, *, ref=None, index=None, const_value=None) -> Val:
+        t = var.type
+        if isinstance(t, Enum):
+            return Val(self, "phase", code, ref=ref, lay=self.lay.enums[var.name])
+        if isinstance(t, CacheType):
+            return Val(self, "cache", code, ref=ref)
+        if isinstance(t, IdsType):
+            const = int(code) if const_value is not None else None
+            return Val(self, "ids", code, ref=ref, of=t.of, const=const)
+        return Val(self, "bool", code, ref=ref, const=const_value)
+
+    # -- algebra
+    def boolc(self, value: bool) -> Val:
+        return Val(self, "bool", "True" if value else "False", const=bool(value))
+
+    def all(self, items) -> Val:
+        parts = []
+        for v in items:
+            if v.const is False:
+                return self.boolc(False)
+            if v.const is not True:
+                parts.append(v.code)
+        if not parts:
+            return self.boolc(True)
+        return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")")
+
+    def any(self, items) -> Val:
+        parts = []
+        for v in items:
+            if v.const is True:
+                return self.boolc(True)
+            if v.const is not False:
+                parts.append(v.code)
+        if not parts:
+            return self.boolc(False)
+        return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")")
+
+    def ite(self, cond: Val, a: Any, b: Any) -> Any:
+        if cond.const is not None:
+            return a if cond.const else b
+        if isinstance(a, Val) and isinstance(b, Val):
+            return Val(self, a.kind, f"({a.code} if {cond.code} else {b.code})", of=a.elt, lay=a.lay)
+        return _Ite(cond, a, b)
+
+    def let(self, v: Val) -> Val:
+        name = f"_t{self.n_let}"
+        self.n_let += 1
+        self.lets.append((name, v.code))
+        return Val(self, v.kind, name, of=v.elt, lay=v.lay)
+
+    def ids(self, of: str, elems: dict[int, Val]) -> Val:
+        code = " | ".join(f"({b.code}) << {i}" for i, b in elems.items() if b.const is not False)
+        return Val(self, "ids", f"({code or '0'})", of=of, elems=dict(elems))
+
+    def newest(self, mask: int, count: int) -> int:
+        got = self._newest.get((mask, count))
+        if got is None:
+            keep, m = 0, mask.bit_length() - 1
+            while m >= 0 and keep.bit_count() < count:
+                if mask >> m & 1:
+                    keep |= 1 << m
+                m -= 1
+            self._newest[(mask, count)] = got = keep
+        return got
+
+    # -- effects
+    def code_for(self, value: Any, slot: int) -> str:
+        """Source code of ``value`` written to ``slot``."""
+        if isinstance(value, Val):
+            return value.code
+        if isinstance(value, _Ite):
+            a, b = self.code_for(value.a, slot), self.code_for(value.b, slot)
+            return f"({a} if {value.cond.code} else {b})"
+        if isinstance(value, PhaseValue):
+            lay = self.lay.slot_enum[slot]
+            pc = lay.code(value.phase)
+            parts = [str(pc.offset)] if pc.offset or not pc.fields else []
+            fields = dict(value.fields)
+            for f in pc.fields:
+                code = self.code_for(fields[f.name], -1)
+                parts.append(code if f.stride == 1 else f"{code} * {f.stride}")
+            return "(" + " + ".join(parts) + ")" if len(parts) > 1 else parts[0]
+        if isinstance(value, (set, frozenset)):
+            return str(sum(1 << i for i in value))
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        raise DefinitionError(f"cannot write {value!r}")
+
+
+class Kernel:
+    """A definition compiled for one configuration: layout, instances, successors, properties."""
+
+    def __init__(self, definition: Definition, cfg: Any) -> None:
+        from .core import Action  # the trace step type; core imports this module lazily
+
+        self.definition, self.config = definition, cfg
+        self.cv = CacheValues(cfg.messages, cfg.cap, cfg.has("dedupe"))
+        sizes = {"cache": len(self.cv), "ids_m": 1 << cfg.messages, "ids_t": 1 << cfg.tabs}
+        self.vars = definition.variables_of(cfg)
+        self.slot: dict[tuple[str, Any], int] = {}
+        self.slot_var: list[tuple[Any, Any]] = []
+        self.enums: dict[str, EnumLayout] = {}
+        self.slot_enum: dict[int, EnumLayout] = {}
+        for v in self.vars:
+            if isinstance(v.type, Enum):
+                self.enums[v.name] = EnumLayout(v.type, set(v.unused(cfg)), sizes)
+            for idx in definition.indices(cfg, v.scope):
+                self.slot[(v.name, idx)] = len(self.slot_var)
+                if v.name in self.enums:
+                    self.slot_enum[len(self.slot_var)] = self.enums[v.name]
+                self.slot_var.append((v, idx))
+        self.width = len(self.slot_var)
+
+        self.instances: list[Any] = []
+        self.defs: list[tuple[Any, dict[str, int]]] = definition.instances(cfg)
+        self.label: dict[tuple[str, tuple[tuple[str, int], ...]], int] = {}
+        for label, (a, args) in enumerate(self.defs):
+            pairs = tuple(sorted(args.items(), key=lambda kv: "tm".index(kv[0])))
+            self.instances.append(Action(a.name, pairs, label))
+            self.label[(a.name, pairs)] = label
+        self.unfair = frozenset(i for i, (a, _) in enumerate(self.defs) if not a.fair)
+        self.props = definition.properties_of(cfg)
+        self.init_state = self._init()
+        self.source = self._generate()
+        env: dict[str, Any] = {"ADD": self.cv.add, "IDS": self.cv.ids, "DUP": self.cv.dup,
+                               "UNION": self.cv.union, **self._env}
+        exec(compile(self.source, f"<kernel {cfg.variant_label()}>", "exec"), env)  # noqa: S102
+        self.successors = env["successors"]
+        self.failing = env["failing"]
+        self.prop_fns = [env[f"prop_{i}"] for i in range(len(self.props))]
+        self.derived_fns = {d.name: env[f"derived_{d.name}"] for d in definition.derived}
+
+    # -- encoding
+    def encode_const(self, var, value) -> str:
+        if isinstance(var.type, Enum):
+            return str(self.enums[var.name].code(value).offset)
+        if isinstance(var.type, IdsType):
+            return str(sum(1 << i for i in value))
+        if isinstance(var.type, CacheType):
+            return str(self.cv.code[tuple(value)])
+        return "1" if value else "0"
+
+    def _init(self) -> tuple[int, ...]:
+        out = []
+        for v, idx in self.slot_var:
+            value = v.init(self.config, idx) if v.init else None
+            out.append(0 if value is None else int(self.encode_const(v, value)))
+        return tuple(out)
+
+    # -- code generation
+    def _generate(self) -> str:
+        cfg, d = self.config, self.definition
+        unpack = ", ".join(f"v{i}" for i in range(self.width)) + ("," if self.width == 1 else "")
+        lines = ["def successors(s):", f"    {unpack} = s", "    out = []", "    app = out.append"]
+        self._env: dict[str, Any] = {}
+        order = sorted(range(len(self.defs)), key=lambda lab: (
+            self.defs[lab][0].group, _index_key(self.defs[lab][1]), d.actions.index(self.defs[lab][0])))
+        for label in order:
+            a, args = self.defs[label]
+            comp = _Compiler(d, cfg, self)
+            guard, effects = d.apply(a, cfg, StateReader(d, cfg, comp), comp, args)
+            self._env.update(comp.env)
+            if guard.const is False:
+                continue
+            new = [f"v{i}" for i in range(self.width)]
+            for target, value in effects.items():
+                if not isinstance(target, Val) or target.ref is None:
+                    raise DefinitionError(f"{a.name} writes something that is not a state variable")
+                new[target.ref] = comp.code_for(value, target.ref)
+            if any(name in guard.code for name, _ in comp.lets):
+                raise DefinitionError(f"{a.name}'s guard uses a value named with x.let")
+            lines.append(f"    # {self.instances[label]}")
+            lines.append(f"    if {guard.code}:" if guard.const is not True else "    if True:")
+            lines += [f"        {name} = {code}" for name, code in comp.lets]
+            tup = ", ".join(new) + ("," if self.width == 1 else "")
+            lines.append(f"        app(({label}, ({tup})))")
+        lines.append("    return out")
+        lines.append("")
+        fail = ["def failing(s):", f"    {unpack} = s", "    bad = 0"]
+        for i, p in enumerate(self.props):
+            comp = _Compiler(d, cfg, self)
+            holds = p.holds(cfg, StateReader(d, cfg, comp), comp)
+            self._env.update(comp.env)
+            body = [f"    {name} = {code}" for name, code in comp.lets]
+            lines += [f"def prop_{i}(s):", f"    {unpack} = s", *body, f"    return bool({holds.code})", ""]
+            fail += body + [f"    if not ({holds.code}):", f"        bad |= {1 << i}"]
+        fail.append("    return bad")
+        for der in d.derived:
+            comp = _Compiler(d, cfg, self)
+            value = der.compute(cfg, StateReader(d, cfg, comp), comp)
+            self._env.update(comp.env)
+            body = [f"    {name} = {code}" for name, code in comp.lets]
+            lines += [f"def derived_{der.name}(s):", f"    {unpack} = s", *body, f"    return {value.code}", ""]
+        return "\n".join(lines + fail) + "\n"
+
+    # -- decoding
+    def decode(self, s: tuple[int, ...]) -> dict[str, Any]:
+        """Each variable's value in the definition's terms: phases as ``(name, *payload)``,
+        id sets as sorted tuples (or bools per element), the cache as a tuple."""
+        out: dict[str, Any] = {}
+        for (v, idx), code in zip(self.slot_var, s):
+            value = self._decode_value(v, code)
+            if v.scope == "global":
+                out[v.name] = value
+            elif v.scope == "heal":
+                out.setdefault(v.name, {})[idx] = value
+            else:
+                out.setdefault(v.name, []).append(value)
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+    def _decode_value(self, v, code: int) -> Any:
+        t = v.type
+        if isinstance(t, Enum):
+            name, payload = self.enums[v.name].decode(code)
+            pc = self.enums[v.name].phases[name]
+            return (name, *(self._payload(f, x) for f, x in zip(pc.fields, payload)))
+        if isinstance(t, CacheType):
+            return self.cv.values[code]
+        if isinstance(t, IdsType):
+            if t.view == "bools":
+                n = self.config.tabs if t.of == "t" else self.config.messages
+                return tuple(bool(code >> i & 1) for i in range(n))
+            return tuple(bits(code))
+        return bool(code)
+
+    def _payload(self, f: Field, x: int) -> Any:
+        return self.cv.values[x] if f.kind == "cache" else tuple(bits(x))
+
+
+def absent_view(definition: Definition, cfg: Any, var: Any) -> Any:
+    """The view of a variable the configuration lacks, from its ``absent`` value."""
+    value = var.absent(cfg)
+    t = var.type
+    if isinstance(t, Enum):
+        return (value,)
+    if isinstance(t, IdsType):
+        if t.view == "bools":
+            n = cfg.tabs if t.of == "t" else cfg.messages
+            return tuple(i in value for i in range(n))
+        return tuple(sorted(value))
+    return value
+
+
+def _index_key(args: dict[str, int]) -> tuple[int, ...]:
+    return tuple(args[k] for k in ("t", "m") if k in args)
+
+
+__all__ = ["Kernel", "CacheValues", "EnumLayout", "bits", "args_of"]
