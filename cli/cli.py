@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "stress": "kvheal.serve_cmd:stress",
     "replay": "kvheal.replay_cmd:replay",
     "validate": "kvheal.replay_cmd:validate",
+    "spec": "kvheal.spec_cmd:spec",
 }
 
 
@@ -57,4 +58,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kvheal")
 def main() -> None:
-    """kvheal: does a poll-and-heal cache on a last-write-wins KV store really heal itself?"""
+    """kvheal: does a poll-and-heal cache on a last-write-wins KV store really heal itself?
+
+    "SPEC §n" in these help texts is section n of kvheal's specification: `kvheal spec n`
+    prints it."""

@@ -57,7 +57,7 @@ def report_markdown(result: Any) -> str:
     lines = [f"# kvheal prove: tabs={cfg.tabs}, per_tab={cfg.per_tab}, cap={cfg.cap}, "
              f"variant={cfg.variant_label()}", ""]
     model_text = getattr(result, "model_text", None) or (
-        "SPEC.md §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
+        "SPEC §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
         "count per id (a sorted tuple is determined by its counts), each phase that holds a "
         "snapshot has its own counts, cleared when the phase ends; `T(s,s')` is the "
         "disjunction of the action instances of SPEC §4 with this variant's changes (§5), "
