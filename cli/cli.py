@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "stress": "kvheal.serve_cmd:stress",
     "replay": "kvheal.replay_cmd:replay",
     "validate": "kvheal.replay_cmd:validate",
+    "chaos": "kvheal.chaos_cmd:chaos",
     "spec": "kvheal.spec_cmd:spec",
 }
 
