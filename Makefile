@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvheal-installed
 
-.PHONY: demo test bench redis
+.PHONY: demo test bench redis lint
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,3 +27,8 @@ test: $(STAMP) redis
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# ruff's lint and format check (configured in pyproject.toml); not yet part of `test`.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
