@@ -14,6 +14,7 @@ by number (``4``, ``§4``) or by a word of its title (``actions``, ``as-built``)
     >>> find(spec, "4").text.startswith("## §4 Actions")
     True
 """
+
 from __future__ import annotations
 
 import re

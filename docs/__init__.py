@@ -7,6 +7,7 @@ it. Read a page with :func:`read`:
     >>> read("spec.md").splitlines()[0]
     '# The kvheal specification'
 """
+
 from __future__ import annotations
 
 from importlib.resources import files

@@ -1,5 +1,6 @@
 """The specification under docs/: every "SPEC §n" resolves to a heading, nothing points outside
 the repository, and `kvheal spec` serves the installed copy."""
+
 from __future__ import annotations
 
 import re
@@ -73,16 +74,19 @@ def spec_numbers() -> set[int]:
     return {s.number for s in parse(SPEC_FILE.read_text(encoding="utf-8")).sections}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("SPEC §4", [4]),
-    ("the SPEC §3-5 model", [3, 4, 5]),
-    ("SPEC §1 and §8, ", [1, 8]),
-    ("SPEC §5, §7 flags", [5, 7]),
-    ("SPEC §4's names", [4]),
-    ("SPEC" + ".md §3-5 as", [3, 4, 5]),
-    ("SPEC §2-7, then §9", [2, 3, 4, 5, 6, 7]),
-    ("SPEC §9, 2 tabs", [9]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("SPEC §4", [4]),
+        ("the SPEC §3-5 model", [3, 4, 5]),
+        ("SPEC §1 and §8, ", [1, 8]),
+        ("SPEC §5, §7 flags", [5, 7]),
+        ("SPEC §4's names", [4]),
+        ("SPEC" + ".md §3-5 as", [3, 4, 5]),
+        ("SPEC §2-7, then §9", [2, 3, 4, 5, 6, 7]),
+        ("SPEC §9, 2 tabs", [9]),
+    ],
+)
 def test_reference_pattern(text, expected):
     m = SPEC_REF.search(text)
     assert m is not None
@@ -93,8 +97,17 @@ def test_spec_headings_are_sections_1_to_9_in_order():
     spec = parse(SPEC_FILE.read_text(encoding="utf-8"))
     assert [s.number for s in spec.sections] == list(range(1, 10))
     titles = " | ".join(s.title.lower() for s in spec.sections)
-    for word in ("system", "parameters", "state", "actions", "design flags", "as-built",
-                 "properties", "http", "command-line"):
+    for word in (
+        "system",
+        "parameters",
+        "state",
+        "actions",
+        "design flags",
+        "as-built",
+        "properties",
+        "http",
+        "command-line",
+    ):
         assert word in titles
     # every numbered heading is a stable anchor of the form "## §n Title"
     headings = [line for line in spec.text.splitlines() if line.startswith("## ")]
@@ -107,8 +120,9 @@ def test_every_spec_reference_resolves():
     assert len(refs) >= 80, len(refs)
     assert len({path for path, *_ in refs}) >= 15
     known = spec_numbers()
-    bad = [f"{path}:{line}: {text!r}" for path, line, text, nums in refs
-           if not nums or not set(nums) <= known]
+    bad = [
+        f"{path}:{line}: {text!r}" for path, line, text, nums in refs if not nums or not set(nums) <= known
+    ]
     assert not bad, "references to no section of docs/spec.md:\n" + "\n".join(bad)
 
 
@@ -140,13 +154,19 @@ def test_spec_states_what_the_code_relies_on():
     section = {s.number: s.text for s in spec.sections}
     assert "{m : post[m] ≠ Unsent}" in section[3]  # stored is derived
     assert "Stutter" in section[4] and '"Stutter"' in section[9]
-    for name in ("PostCache(m)", "HealCache(m)", "SweepCache", "PendingWrite(t)", "lists[t]",
-                 "sweeper_skip_noop_write", "Crash(t)"):
+    for name in (
+        "PostCache(m)",
+        "HealCache(m)",
+        "SweepCache",
+        "PendingWrite(t)",
+        "lists[t]",
+        "sweeper_skip_noop_write",
+        "Crash(t)",
+    ):
         assert name in section[5], name
     assert "| 3 |" in section[9] and "unknown" in section[9]
     assert text.count("**Reading") >= 8
-    for fact in ("6 seconds", "IndexedDB", "60 seconds", "one write per second", "answers 200",
-                 "bot"):
+    for fact in ("6 seconds", "IndexedDB", "60 seconds", "one write per second", "answers 200", "bot"):
         assert fact in section[6], fact
 
 
@@ -169,8 +189,7 @@ def test_find_section_by_number_word_and_alias():
 
 
 def kvheal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_kvheal_spec_prints_the_whole_spec():

@@ -4,6 +4,7 @@ Modules are found through the import system (not the repository's folders), so t
 same for an editable and a regular install: `pytest --doctest-modules` would import the folders
 under their repository names (`model.core`), not as `kvheal.model.core`.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -24,8 +25,11 @@ def modules_with_examples() -> list[str]:
     names = []
     for package in PACKAGES:
         pkg = importlib.import_module(package)
-        candidates = [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
-                                  if not m.ispkg and m.name != "__main__"]
+        candidates = [package] + [
+            f"{package}.{m.name}"
+            for m in pkgutil.iter_modules(pkg.__path__)
+            if not m.ispkg and m.name != "__main__"
+        ]
         for name in candidates:
             spec = importlib.util.find_spec(name)
             if spec is None or not spec.origin or not spec.origin.endswith(".py"):
