@@ -57,7 +57,7 @@ def snapshots_cleared(sym: SymbolicModel, s: State) -> z3.BoolRef:
     if sym.sweeper:
         parts += [z3.Implies(s["sweep"] == SWEEP_IDLE, z3.Not(s[f"sweeplist[{j}]"])) for j in range(sym.M)]
     if sym.shared:
-        parts += [z3.Implies(z3.Not(s[f"lists[{t}]"]), z3.Not(s[f"listset[{t}][{m}]"]))
+        parts += [z3.Implies(z3.Not(s[f"lists[{t}]"]), z3.Not(s[f"listsset[{t}][{m}]"]))
                   for t in range(sym.T) for m in range(sym.M)]
     return z3.And(parts)
 
@@ -80,7 +80,7 @@ def values_no_duplicates(sym: SymbolicModel, s: State) -> z3.BoolRef:
 def pending_is_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
     if sym.shared:
         parts = [z3.Implies(s[f"pending[{m}]"], sym.acked(s, m)) for m in range(sym.M)]
-        parts += [z3.Implies(s[f"listset[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in range(sym.M)]
+        parts += [z3.Implies(s[f"listsset[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in range(sym.M)]
         return z3.And(parts)
     return z3.And([z3.Implies(s[f"pending[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in sym.own[t]])
 

@@ -1,26 +1,26 @@
-"""SPEC §3-5 as a symbolic transition system for z3: state variables, init, and a
-transition relation that is a disjunction of the action instances with a selector.
+"""The definition (:mod:`kvheal.model.definition`) as a symbolic transition system for z3:
+state variables, init, and a relation that is a disjunction of the action instances with a
+selector.
 
-Written from SPEC.md, separately from the explicit model (:mod:`kvheal.model.core`);
-``tests/model/test_symbolic.py`` makes the two agree transition for transition.
+Nothing here says what an action does: each action body of the definition is run with z3
+values (:class:`_Z`), as the explicit kernel runs it with source code, so the two engines
+read one text. ``tests/model/test_symbolic.py`` still checks them against each other, on
+every reachable state at tabs 2.
 
 Encoding. A state is a dict ``name -> z3 term`` over a fixed list of variables:
 
-* ``post[m]`` Int phase (0 Unsent, 1 KeyWritten, 2 CacheRead, 3 CacheWritten, 4 Acked),
-  ``stored[m]`` Bool, ``postsnap[m][j]`` the snapshot ``post[m]`` holds;
-* ``cache[j]`` Int: how many times id ``j`` occurs in the cache. A cache value is a tuple
-  sorted by timestamp = id, so the counts determine it; ``add`` is then "count + 1, and keep
+* a phase variable is an Int, its phase's number in the definition (``post[m]``: 0 Unsent,
+  1 KeyWritten, 2 CacheRead, 3 CacheWritten, 4 Acked), or a Bool when its type has two
+  phases (``poll[t]``: Read; ``lists[t]``: Write); each payload field is its own variables,
+  ``<var><field>[<index>][j]`` (``postsnap[m][j]``, ``sweeplist[j]``, ``listsset[t][m]``),
+  zero whenever the phase does not hold it, so one SPEC state is exactly one assignment
+  (SPEC §3; the invariant ``SnapshotsCleared`` of :mod:`kvheal.model.strengthen` states it);
+* the cache and every cache snapshot: ``cache[j]``, how many times id ``j`` occurs (a value
+  is sorted by timestamp = id, so counts determine it); ``add`` is "count + 1, then keep
   the C largest entries": ``kept[j] = min(c[j], max(0, C - sum(c[i] for i > j)))``;
-* ``pending[t][m]`` Bool for the tab's own ids (or ``pending[m]`` and the list slots
-  ``lists[t]``, ``listset[t][m]`` with shared_pending), ``poll[t]`` Bool (Read) with
-  ``pollsnap[t][j]``, ``heal[h]`` Int (0 Idle, 1 Requested, 2 KeyRead, 3 CacheRead) with
-  ``healsnap[h][j]`` per heal slot ``h`` (``m``, or ``(t, m)`` with shared_pending),
-  ``alive[t]`` Bool, ``sweep`` Int (0 Idle, 1 Listed, 2 Read) with ``sweeplist[j]``,
-  ``sweepsnap[j]``.
-
-A snapshot variable is 0 (False) whenever its phase does not hold it, so one SPEC state
-is exactly one assignment (SPEC §3: values no phase holds do not distinguish states); the
-invariant ``SnapshotsCleared`` of :mod:`kvheal.model.strengthen` states it.
+* an id set: one Bool per element its variable can hold (``pending[t][m]`` for tab t's
+  own ids, ``alive[t]``);
+* derived values (``stored[m]``) are terms over those, present in the dict for reading.
 
 The relation ``trans(s, s2, sel)`` says: instance number ``sel`` is enabled in ``s`` and
 ``s2`` is its effect; every variable is one if-then-else chain over the selector values of
@@ -35,17 +35,17 @@ from typing import Any
 import z3
 
 from .config import Config
-from .core import Action
+from .core import Action, view_of
+from .definition import HEAL, KVHEAL, POST, SWEEP
+from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, PhaseValue
+from .reader import StateReader
 
 State = dict[str, z3.ExprRef]
 
-# Phase codes of the encoding (not the explicit model's codes).
-UNSENT, KEY_WRITTEN, POST_CACHE_READ, CACHE_WRITTEN, ACKED = range(5)
-IDLE, REQUESTED, KEY_READ, HEAL_CACHE_READ = range(4)
-SWEEP_IDLE, SWEEP_LISTED, SWEEP_READ = range(3)
-
-POST_NAMES = ("Unsent", "KeyWritten", "CacheRead", "CacheWritten", "Acked")
-HEAL_NAMES = ("Idle", "Requested", "KeyRead", "CacheRead")
+# Phase numbers, from the definition (the explicit kernel packs payloads beside the same order).
+UNSENT, KEY_WRITTEN, POST_CACHE_READ, CACHE_WRITTEN, ACKED = (POST.code(p.name) for p in POST.phases)
+IDLE, REQUESTED, KEY_READ, HEAL_CACHE_READ = (HEAL.code(p.name) for p in HEAL.phases)
+SWEEP_IDLE, SWEEP_LISTED, SWEEP_READ = (SWEEP.code(p.name) for p in SWEEP.phases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,8 @@ class _Var:
     name: str
     kind: str  # "int" | "bool"
     hi: int = 1
+    #: codes an Int never takes (phases the configuration does not use)
+    holes: tuple[int, ...] = ()
 
 
 def _sum(terms: Iterable[z3.ArithRef]) -> z3.ArithRef:
@@ -60,8 +62,169 @@ def _sum(terms: Iterable[z3.ArithRef]) -> z3.ArithRef:
     return z3.Sum(terms) if terms else z3.IntVal(0)
 
 
+def _suffix(idx: Any) -> str:
+    if idx is None:
+        return ""
+    if isinstance(idx, tuple):
+        return "[" + ",".join(map(str, idx)) + "]"
+    return f"[{idx}]"
+
+
+class _Z:
+    """A z3 value of the definition's algebra: ``kind`` bool, ids, cache or phase."""
+
+    __slots__ = ("sym", "kind", "t", "ref")
+
+    def __init__(self, sym: "SymbolicModel", kind: str, t: Any, ref: Any = None) -> None:
+        #: bool: a BoolRef; ids: {element: BoolRef}; cache: [count per id];
+        #: phase: (phase term, {field: _Z}, layout)
+        self.sym, self.kind, self.t, self.ref = sym, kind, t, ref
+
+    def __hash__(self) -> int:
+        if self.ref is None:
+            raise DefinitionError("only a state variable read from s can be written")
+        return hash(self.ref)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Z) and self.ref is not None and self.ref == other.ref
+
+    def _b(self, t: z3.BoolRef) -> "_Z":
+        return _Z(self.sym, "bool", t)
+
+    def _ids(self, elems: dict[int, z3.BoolRef]) -> "_Z":
+        return _Z(self.sym, "ids", elems)
+
+    # -- bool
+    def __and__(self, other: "_Z") -> "_Z":
+        return self._b(z3.And(self.t, other.t))
+
+    def __or__(self, other: "_Z") -> "_Z":
+        return self._b(z3.Or(self.t, other.t))
+
+    def __invert__(self) -> "_Z":
+        return self._b(z3.Not(self.t))
+
+    # -- ids and cache
+    def has(self, i: int) -> "_Z":
+        if self.kind == "cache":
+            return self._b(self.t[i] >= 1)
+        return self._b(self.t.get(i, z3.BoolVal(False)))
+
+    def _elems(self, other: "_Z") -> list[int]:
+        return sorted(set(self.t) | set(other.t))
+
+    def with_(self, i: int) -> "_Z":
+        return self._ids({**self.t, i: z3.BoolVal(True)})
+
+    def without(self, i: int) -> "_Z":
+        return self._ids({**self.t, i: z3.BoolVal(False)})
+
+    def minus(self, other: "_Z") -> "_Z":
+        f = z3.BoolVal(False)
+        return self._ids({e: z3.And(v, z3.Not(other.t.get(e, f))) for e, v in self.t.items()})
+
+    def union(self, other: "_Z") -> "_Z":
+        f = z3.BoolVal(False)
+        return self._ids({e: z3.Or(self.t.get(e, f), other.t.get(e, f)) for e in self._elems(other)})
+
+    def is_empty(self) -> "_Z":
+        return self._b(z3.Not(z3.Or(list(self.t.values())))) if self.t else self._b(z3.BoolVal(True))
+
+    def subset(self, other: "_Z") -> "_Z":
+        f = z3.BoolVal(False)
+        return self._b(z3.And([z3.Implies(v, other.t.get(e, f)) for e, v in self.t.items()]))
+
+    def newest(self, count: int) -> "_Z":
+        out = {}
+        for m, v in self.t.items():
+            newer = _sum([z3.If(w, 1, 0) for e, w in self.t.items() if e > m])
+            out[m] = z3.And(v, newer < count)
+        return self._ids(out)
+
+    def add(self, m: int) -> "_Z":
+        return _Z(self.sym, "cache", self.sym.add(self.t, m))
+
+    def add_all(self, ids: "_Z") -> "_Z":
+        f = z3.BoolVal(False)
+        return _Z(self.sym, "cache", self.sym.trim([c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)]))
+
+    def ids(self) -> "_Z":
+        return self._ids({j: c >= 1 for j, c in enumerate(self.t)})
+
+    def no_dup(self) -> "_Z":
+        return self._b(z3.And([c <= 1 for c in self.t]))
+
+    # -- phase
+    def is_(self, phase: str) -> "_Z":
+        term, _, var = self.t
+        code = var.type.code(phase)
+        if phase in self.sym._unused[var.name]:
+            return self._b(z3.BoolVal(False))
+        if z3.is_bool(term):
+            return self._b(term if code else z3.Not(term))
+        return self._b(term == code)
+
+    def of(self, phase: str) -> Any:
+        _, fields, var = self.t
+        names = [f for f, _ in var.type.phase(phase).payload]
+        return _Payload({f: fields[f] for f in names})
+
+
+class _Payload:
+    def __init__(self, fields: dict[str, _Z]) -> None:
+        self.__dict__.update(fields)
+
+
+@dataclass(frozen=True)
+class _Ite:
+    cond: _Z
+    a: Any
+    b: Any
+
+
+class _Ops:
+    """The value algebra ``x`` for z3, and the reader's backend over one state dict."""
+
+    def __init__(self, sym: "SymbolicModel", s: State) -> None:
+        self.sym, self.s, self.ops = sym, s, self
+
+    def read(self, var, idx) -> _Z:
+        return self.sym._read(self.s, var, idx)
+
+    def const(self, var, value) -> _Z:
+        t = var.type
+        if isinstance(t, IdsType):
+            return _Z(self.sym, "ids", {e: z3.BoolVal(e in value) for e in self.sym._domain(t)})
+        if isinstance(t, Enum):
+            return _Z(self.sym, "phase", (z3.IntVal(t.code(value)), {}, var))
+        raise DefinitionError(f"no absent value for {var.name}")
+
+    def all(self, items) -> _Z:
+        return _Z(self.sym, "bool", z3.And([v.t for v in items]))
+
+    def any(self, items) -> _Z:
+        return _Z(self.sym, "bool", z3.Or([v.t for v in items]))
+
+    def ite(self, cond: _Z, a: Any, b: Any) -> Any:
+        if isinstance(a, _Z) and isinstance(b, _Z) and a.kind == b.kind and a.kind != "phase":
+            c = cond.t
+            if a.kind == "bool":
+                return _Z(self.sym, "bool", z3.If(c, a.t, b.t))
+            if a.kind == "cache":
+                return _Z(self.sym, "cache", [z3.If(c, x, y) for x, y in zip(a.t, b.t)])
+            f = z3.BoolVal(False)
+            return _Z(self.sym, "ids", {e: z3.If(c, a.t.get(e, f), b.t.get(e, f)) for e in a._elems(b)})
+        return _Ite(cond, a, b)
+
+    def let(self, v: _Z) -> _Z:
+        return v
+
+    def ids(self, of: str, elems: dict[int, _Z]) -> _Z:
+        return _Z(self.sym, "ids", {i: b.t for i, b in elems.items()})
+
+
 class SymbolicModel:
-    """The z3 transition system of one :class:`Config` (every SPEC §5 flag).
+    """The z3 transition system of one :class:`Config` (every flag of the definition).
 
     >>> from kvheal.model import Config
     >>> sym = SymbolicModel(Config.make(tabs=2))
@@ -71,8 +234,9 @@ class SymbolicModel:
     True
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, definition: Definition | None = None) -> None:
         self.config = cfg = config
+        self.definition = d = definition or KVHEAL
         self.T, self.M, self.C = cfg.tabs, cfg.messages, cfg.cap
         self.dedupe = cfg.has("dedupe")
         self.keep_verifying = cfg.has("keep_verifying")
@@ -84,17 +248,25 @@ class SymbolicModel:
         self.owner = [cfg.owner(m) for m in range(M)]
         self.own = [[m for m in range(M) if self.owner[m] == t] for t in range(T)]
         #: heal slots: message ids, or (tab, id) pairs with shared_pending
-        self.heal_keys: list[Any] = (
-            [(t, m) for t in range(T) for m in range(M)] if self.shared else list(range(M))
-        )
+        self.heal_keys: list[Any] = d.heal_slots(cfg)
+        self.dvars = d.variables_of(cfg)
+        self._unused = {v.name: set(v.unused(cfg)) for v in self.dvars}
         self.vars = self._declare()
         self.var_names = [v.name for v in self.vars]
         self.instances: list[Action] = []
+        self._defs = d.instances(cfg)
         self._unfair: set[int] = set()
-        self._guards: list[Callable[[State], z3.BoolRef]] = []
-        self._effects: list[Callable[[State], dict[str, z3.ExprRef]]] = []
-        self._build()
+        for n, (a, args) in enumerate(self._defs):
+            pairs = tuple(sorted(args.items(), key=lambda kv: "tm".index(kv[0])))
+            self.instances.append(Action(a.name, pairs, n))
+            if not a.fair:
+                self._unfair.add(n)
+        self._guards: list[Callable[[State], z3.BoolRef]] = [
+            (lambda s, n=n: self._body(n, s)[0]) for n in range(len(self._defs))]
+        self._effects: list[Callable[[State], dict[str, z3.ExprRef]]] = [
+            (lambda s, n=n: self._body(n, s)[1]) for n in range(len(self._defs))]
         self.index = {(i.name, i.pairs): n for n, i in enumerate(self.instances)}
+        self._props = {p.name: p for p in d.properties_of(cfg)}
 
     # ------------------------------------------------------------------ variables
     @staticmethod
@@ -105,53 +277,104 @@ class SymbolicModel:
     def heal_msg(self, h: Any) -> int:
         return h[1] if isinstance(h, tuple) else h
 
+    def _domain(self, t: IdsType, idx: Any = None) -> list[int]:
+        if t.universe is not None and idx is not None:
+            return list(t.universe(self.config, idx))
+        return list(range(self.T if t.of == "t" else self.M))
+
+    def _names(self, var, idx) -> dict[str, Any]:
+        """The z3 variable names of ``var[idx]``: ``{"": phase/bool/...}`` plus, per payload
+        field, the names of its elements; for ids and caches, one name per element."""
+        base = var.name + _suffix(idx)
+        t = var.type
+        if isinstance(t, CacheType):
+            return {"elems": [f"{base}[{j}]" for j in range(self.M)]}
+        if isinstance(t, IdsType):
+            return {"elems": {e: f"{base}[{e}]" for e in self._domain(t, idx)}}
+        out: dict[str, Any] = {"": base}
+        if isinstance(t, Enum):
+            used = [p for p in t.phases if p.name not in self._unused[var.name]]
+            for f, ft in t.fields():
+                if not any(f in dict(p.payload) for p in used):
+                    continue
+                fb = f"{var.name}{f}{_suffix(idx)}"
+                if isinstance(ft, CacheType):
+                    out[f] = [f"{fb}[{j}]" for j in range(self.M)]
+                else:
+                    out[f] = {e: f"{fb}[{e}]" for e in self._domain(ft)}
+        return out
+
     def _declare(self) -> list[_Var]:
-        T, M, C = self.T, self.M, self.C
+        d, cfg, C = self.definition, self.config, self.C
         vs: list[_Var] = []
-        for j in range(M):
-            vs.append(_Var(f"cache[{j}]", "int", C))
-        for m in range(M):
-            vs += [_Var(f"post[{m}]", "int", 4), _Var(f"stored[{m}]", "bool")]
-            if not self.atomic:
-                vs += [_Var(f"postsnap[{m}][{j}]", "int", C) for j in range(M)]
-        if self.shared:
-            vs += [_Var(f"pending[{m}]", "bool") for m in range(M)]
-            for t in range(T):
-                vs.append(_Var(f"lists[{t}]", "bool"))
-                vs += [_Var(f"listset[{t}][{m}]", "bool") for m in range(M)]
-        else:
-            for t in range(T):
-                vs += [_Var(f"pending[{t}][{m}]", "bool") for m in self.own[t]]
-        for t in range(T):
-            vs.append(_Var(f"poll[{t}]", "bool"))
-            vs += [_Var(f"pollsnap[{t}][{j}]", "int", C) for j in range(M)]
-        for h in self.heal_keys:
-            k = self.hk(h)
-            vs.append(_Var(f"heal[{k}]", "int", 2 if self.atomic else 3))
-            if not self.atomic:
-                vs += [_Var(f"healsnap[{k}][{j}]", "int", C) for j in range(M)]
-        if self.tab_crash:
-            vs += [_Var(f"alive[{t}]", "bool") for t in range(T)]
-        if self.sweeper:
-            vs.append(_Var("sweep", "int", 1 if self.atomic else 2))
-            vs += [_Var(f"sweeplist[{j}]", "bool") for j in range(M)]
-            if not self.atomic:
-                vs += [_Var(f"sweepsnap[{j}]", "int", C) for j in range(M)]
+        for v in self.dvars:
+            for idx in d.indices(cfg, v.scope):
+                names = self._names(v, idx)
+                t = v.type
+                if isinstance(t, CacheType):
+                    vs += [_Var(n, "int", C) for n in names["elems"]]
+                elif isinstance(t, IdsType):
+                    vs += [_Var(n, "bool") for n in names["elems"].values()]
+                elif isinstance(t, Enum):
+                    codes = [t.code(p.name) for p in t.phases if p.name not in self._unused[v.name]]
+                    if len(t.phases) == 2:
+                        vs.append(_Var(names[""], "bool"))
+                    else:
+                        hi = max(codes)
+                        vs.append(_Var(names[""], "int", hi, tuple(c for c in range(hi) if c not in codes)))
+                    for f, ft in t.fields():
+                        if f not in names:
+                            continue
+                        if isinstance(ft, CacheType):
+                            vs += [_Var(n, "int", C) for n in names[f]]
+                        else:
+                            vs += [_Var(n, "bool") for n in names[f].values()]
+                else:
+                    vs.append(_Var(names[""], "bool"))
         return vs
 
+    def _read(self, s: State, var, idx) -> _Z:
+        names = self._names(var, idx)
+        t, ref = var.type, (var.name, idx)
+        if isinstance(t, CacheType):
+            return _Z(self, "cache", [s[n] for n in names["elems"]], ref)
+        if isinstance(t, IdsType):
+            return _Z(self, "ids", {e: s[n] for e, n in names["elems"].items()}, ref)
+        if isinstance(t, Enum):
+            fields = {}
+            for f, ft in t.fields():
+                if f in names:
+                    if isinstance(ft, CacheType):
+                        fields[f] = _Z(self, "cache", [s[n] for n in names[f]])
+                    else:
+                        fields[f] = _Z(self, "ids", {e: s[n] for e, n in names[f].items()})
+            return _Z(self, "phase", (s[names[""]], fields, var), ref)
+        return _Z(self, "bool", s[names[""]], ref)
+
     def fresh(self, tag: str) -> State:
-        """A new copy of the state variables, suffixed ``@tag``."""
+        """A new copy of the state variables, suffixed ``@tag`` (with the derived values as
+        terms over them: ``stored[m]``)."""
         out: State = {}
         for v in self.vars:
             name = f"{v.name}@{tag}"
             out[v.name] = z3.Int(name) if v.kind == "int" else z3.Bool(name)
+        self._add_derived(out)
         return out
 
+    def _add_derived(self, s: State) -> None:
+        reader = StateReader(self.definition, self.config, _Ops(self, s))
+        for der in self.definition.derived:
+            value = getattr(reader, der.name)
+            for e, term in value.t.items():
+                s[f"{der.name}[{e}]"] = term
+
     def dom(self, s: State) -> z3.BoolRef:
-        """The variables' ranges (an Int phase or count lies in ``0..hi``)."""
-        parts = [z3.And(s[v.name] >= 0, s[v.name] <= v.hi) for v in self.vars if v.kind == "int"]
-        if self.atomic:  # the fused PostCache skips the CacheRead phase
-            parts += [s[f"post[{m}]"] != POST_CACHE_READ for m in range(self.M)]
+        """The variables' ranges (an Int phase or count lies in ``0..hi``, off unused codes)."""
+        parts = []
+        for v in self.vars:
+            if v.kind == "int":
+                parts.append(z3.And(s[v.name] >= 0, s[v.name] <= v.hi))
+                parts += [s[v.name] != h for h in v.holes]
         return z3.And(parts)
 
     # ------------------------------------------------------------------ readable accessors
@@ -175,7 +398,7 @@ class SymbolicModel:
         """Keep the C largest entries of a multiset given as counts per id."""
         out = []
         for j in range(self.M):
-            above = _sum(counts[j + 1 :])
+            above = _sum(counts[j + 1:])
             room = z3.If(above >= self.C, 0, self.C - above)
             out.append(z3.If(counts[j] <= room, counts[j], room))
         return out
@@ -184,185 +407,86 @@ class SymbolicModel:
         """SPEC §3 ``add(s, m)``."""
         return self.trim([c + 1 if j == m else c for j, c in enumerate(snap)])
 
-    def write_cache(self, s: State, snap: list[z3.ArithRef], m: int) -> dict[str, z3.ExprRef]:
-        """The cache writes of PostWrite/HealWrite/…Cache: ``add(snap, m)``, or nothing when
-        ``dedupe`` finds ``m`` already in ``snap``."""
-        new = self.add(snap, m)
-        if self.dedupe:
-            new = [z3.If(snap[m] >= 1, c, n) for c, n in zip(self.cache(s), new)]
-        return {f"cache[{j}]": new[j] for j in range(self.M)}
-
     def is_fair(self, i: int) -> bool:
-        """Weak fairness covers instance ``i`` (every instance but ``Crash``, SPEC §7)."""
+        """Weak fairness covers instance ``i`` (the definition marks every action but ``Crash``)."""
         return i not in self._unfair
 
-    def clear(self, prefix: str) -> dict[str, z3.ExprRef]:
-        return {f"{prefix}[{j}]": z3.IntVal(0) for j in range(self.M)}
+    # ------------------------------------------------------------------ actions, from the definition
+    def _body(self, n: int, s: State) -> tuple[z3.BoolRef, dict[str, z3.ExprRef]]:
+        a, args = self._defs[n]
+        ops = _Ops(self, s)
+        guard, effects = self.definition.apply(a, self.config, StateReader(self.definition, self.config, ops),
+                                               ops, args)
+        out: dict[str, z3.ExprRef] = {}
+        for target, value in effects.items():
+            if not isinstance(target, _Z) or target.ref is None:
+                raise DefinitionError(f"{a.name} writes something that is not a state variable")
+            var = self.definition.variable(self.config, target.ref[0])
+            out.update(self._assign(var, target.ref[1], value, s))
+        return guard.t, out
 
-    def copy_cache(self, s: State, prefix: str) -> dict[str, z3.ExprRef]:
-        return {f"{prefix}[{j}]": s[f"cache[{j}]"] for j in range(self.M)}
+    def _assign(self, var, idx, value: Any, s: State) -> dict[str, z3.ExprRef]:
+        """The variable terms of ``var[idx] := value``."""
+        names = self._names(var, idx)
+        t = var.type
+        if isinstance(value, _Ite):
+            a, b = self._assign(var, idx, value.a, s), self._assign(var, idx, value.b, s)
+            return {n: z3.If(value.cond.t, a[n], b[n]) for n in a}
+        if isinstance(t, CacheType):
+            return dict(zip(names["elems"], value.t))
+        if isinstance(t, IdsType):
+            f = z3.BoolVal(False)
+            return {n: value.t.get(e, f) for e, n in names["elems"].items()}
+        if isinstance(t, Enum):
+            two = len(t.phases) == 2
+            if isinstance(value, PhaseValue):
+                code = t.code(value.phase)
+                out = {names[""]: z3.BoolVal(bool(code)) if two else z3.IntVal(code)}
+                given = dict(value.fields)
+                for f, ft in t.fields():
+                    if f not in names:
+                        continue
+                    v = given.get(f)
+                    if isinstance(ft, CacheType):
+                        terms = v.t if v is not None else [z3.IntVal(0)] * self.M
+                        out.update(zip(names[f], terms))
+                    else:
+                        fz = z3.BoolVal(False)
+                        out.update({n: (v.t.get(e, fz) if v is not None else fz) for e, n in names[f].items()})
+                return out
+            if isinstance(value, _Z) and value.kind == "phase":  # a copy of another phase value
+                term, fields, _ = value.t
+                out = {names[""]: term}
+                for f in names:
+                    if f:
+                        out.update(self._assign_field(names[f], fields[f]))
+                return out
+        if isinstance(value, _Z):
+            return {names[""]: value.t}
+        raise DefinitionError(f"cannot write {value!r} to {var.name}")
 
-    # ------------------------------------------------------------------ actions
-    def _act(self, name: str, guard, effect, fair: bool = True, **args: int) -> None:
-        pairs = tuple(sorted(args.items(), key=lambda kv: "tm".index(kv[0])))
-        if not fair:
-            self._unfair.add(len(self.instances))
-        self.instances.append(Action(name, pairs, len(self.instances)))
-        self._guards.append(guard)
-        self._effects.append(effect)
-
-    def _build(self) -> None:
-        T, M = self.T, self.M
-        atomic, dedupe = self.atomic, self.dedupe
-        for m in range(M):
-            o = self.owner[m]
-            p = f"post[{m}]"
-            self._act("PostKey", lambda s, p=p, o=o: z3.And(s[p] == UNSENT, self.alive(s, o)),
-                      lambda s, p=p, m=m: {p: z3.IntVal(KEY_WRITTEN), f"stored[{m}]": z3.BoolVal(True)},
-                      m=m)
-            if atomic:
-                self._act("PostCache", lambda s, p=p: s[p] == KEY_WRITTEN,
-                          lambda s, p=p, m=m: {p: z3.IntVal(CACHE_WRITTEN),
-                                               **self.write_cache(s, self.cache(s), m)}, m=m)
-            else:
-                ps = f"postsnap[{m}]"
-                self._act("PostRead", lambda s, p=p: s[p] == KEY_WRITTEN,
-                          lambda s, p=p, ps=ps: {p: z3.IntVal(POST_CACHE_READ),
-                                                 **self.copy_cache(s, ps)}, m=m)
-                self._act("PostWrite", lambda s, p=p: s[p] == POST_CACHE_READ,
-                          lambda s, p=p, ps=ps, m=m: {p: z3.IntVal(CACHE_WRITTEN),
-                                                      **self.write_cache(s, self.snap(s, ps), m),
-                                                      **self.clear(ps)}, m=m)
-            self._act("PostAck", lambda s, p=p, o=o: self._ack_guard(s, p, o),
-                      lambda s, p=p, m=m, o=o: self._ack_effect(s, p, m, o), m=m)
-        for t in range(T):
-            self._act("PollRead", lambda s, t=t: z3.And(z3.Not(s[f"poll[{t}]"]), self.alive(s, t)),
-                      lambda s, t=t: {f"poll[{t}]": z3.BoolVal(True),
-                                      **self.copy_cache(s, f"pollsnap[{t}]")}, t=t)
-            self._act("PollDone", lambda s, t=t: self._done_guard(s, t),
-                      lambda s, t=t: self._done_effect(s, t), t=t)
-            if self.shared:
-                self._act("PendingWrite",
-                          lambda s, t=t: z3.And(self.alive(s, t), s[f"lists[{t}]"]),
-                          lambda s, t=t: {f"lists[{t}]": z3.BoolVal(False),
-                                          **{f"pending[{m}]": s[f"listset[{t}][{m}]"] for m in range(M)},
-                                          **{f"listset[{t}][{m}]": z3.BoolVal(False) for m in range(M)}},
-                          t=t)
-        for name in (["HealKey"] + (["HealCache"] if atomic else ["HealRead", "HealWrite"])):
-            for h in self.heal_keys:
-                m = self.heal_msg(h)
-                args = {"t": h[0], "m": m} if isinstance(h, tuple) else {"m": m}
-                hv, hs = f"heal[{self.hk(h)}]", f"healsnap[{self.hk(h)}]"
-                if name == "HealKey":
-                    self._act(name, lambda s, hv=hv: s[hv] == REQUESTED,
-                              lambda s, hv=hv, m=m: {hv: z3.If(s[f"stored[{m}]"], KEY_READ, IDLE)}, **args)
-                elif name == "HealCache":
-                    self._act(name, lambda s, hv=hv: s[hv] == KEY_READ,
-                              lambda s, hv=hv, m=m: {hv: z3.IntVal(IDLE),
-                                                     **self.write_cache(s, self.cache(s), m)}, **args)
-                elif name == "HealRead":
-                    self._act(name, lambda s, hv=hv: s[hv] == KEY_READ,
-                              lambda s, hv=hv, hs=hs: {hv: z3.IntVal(HEAL_CACHE_READ),
-                                                       **self.copy_cache(s, hs)}, **args)
-                else:
-                    self._act(name, lambda s, hv=hv: s[hv] == HEAL_CACHE_READ,
-                              lambda s, hv=hv, hs=hs, m=m: {hv: z3.IntVal(IDLE),
-                                                            **self.write_cache(s, self.snap(s, hs), m),
-                                                            **self.clear(hs)}, **args)
-        if self.sweeper:
-            self._act("SweepList", lambda s: s["sweep"] == SWEEP_IDLE,
-                      lambda s: {"sweep": z3.IntVal(SWEEP_LISTED),
-                                 **{f"sweeplist[{j}]": s[f"stored[{j}]"] for j in range(M)}})
-            if atomic:
-                self._act("SweepCache", lambda s: s["sweep"] == SWEEP_LISTED,
-                          lambda s: {"sweep": z3.IntVal(SWEEP_IDLE), **self._sweep_write(s, self.cache(s)),
-                                     **self._clear_list()})
-            else:
-                self._act("SweepRead", lambda s: s["sweep"] == SWEEP_LISTED,
-                          lambda s: {"sweep": z3.IntVal(SWEEP_READ), **self.copy_cache(s, "sweepsnap")})
-                self._act("SweepWrite", lambda s: s["sweep"] == SWEEP_READ,
-                          lambda s: {"sweep": z3.IntVal(SWEEP_IDLE),
-                                     **self._sweep_write(s, self.snap(s, "sweepsnap")),
-                                     **self.clear("sweepsnap"), **self._clear_list()})
-        if self.tab_crash:
-            for t in range(T):
-                self._act("Crash", lambda s, t=t: s[f"alive[{t}]"],
-                          lambda s, t=t: self._crash_effect(s, t), fair=False, t=t)
-
-    def _clear_list(self) -> dict[str, z3.ExprRef]:
-        return {f"sweeplist[{j}]": z3.BoolVal(False) for j in range(self.M)}
-
-    def _sweep_write(self, s: State, snap: list[z3.ArithRef]) -> dict[str, z3.ExprRef]:
-        # SweepWrite: ids listed but missing from the snapshot are added, then trimmed;
-        # with nothing missing the cache keeps its current value.
-        missing = [z3.And(s[f"sweeplist[{j}]"], snap[j] == 0) for j in range(self.M)]
-        new = self.trim([snap[j] + z3.If(missing[j], 1, 0) for j in range(self.M)])
-        any_missing = z3.Or(missing)
-        return {f"cache[{j}]": z3.If(any_missing, new[j], s[f"cache[{j}]"]) for j in range(self.M)}
-
-    def _ack_guard(self, s: State, p: str, o: int) -> z3.BoolRef:
-        if self.shared:
-            return z3.And(s[p] == CACHE_WRITTEN, z3.Or(z3.Not(self.alive(s, o)), z3.Not(s[f"lists[{o}]"])))
-        return s[p] == CACHE_WRITTEN
-
-    def _ack_effect(self, s: State, p: str, m: int, o: int) -> dict[str, z3.ExprRef]:
-        out: dict[str, z3.ExprRef] = {p: z3.IntVal(ACKED)}
-        live = self.alive(s, o)
-        if self.shared:
-            # The owner reads the shared list and will write it back with m added.
-            out[f"lists[{o}]"] = live
-            for j in range(self.M):
-                v = z3.BoolVal(True) if j == m else s[f"pending[{j}]"]
-                out[f"listset[{o}][{j}]"] = z3.And(live, v)
-        else:
-            out[f"pending[{o}][{m}]"] = z3.Or(s[f"pending[{o}][{m}]"], live)
-        return out
-
-    def _done_guard(self, s: State, t: int) -> z3.BoolRef:
-        g = [s[f"poll[{t}]"], self.alive(s, t)]
-        if self.shared:
-            g.append(z3.Not(s[f"lists[{t}]"]))
-        return z3.And(g)
-
-    def _done_effect(self, s: State, t: int) -> dict[str, z3.ExprRef]:
-        snap = self.snap(s, f"pollsnap[{t}]")
-        out: dict[str, z3.ExprRef] = {f"poll[{t}]": z3.BoolVal(False), **self.clear(f"pollsnap[{t}]")}
-        if self.shared:
-            out[f"lists[{t}]"] = z3.BoolVal(True)
-            for m in range(self.M):
-                pend, seen = s[f"pending[{m}]"], snap[m] >= 1
-                keep = pend if self.keep_verifying else z3.And(pend, z3.Not(seen))
-                out[f"listset[{t}][{m}]"] = keep
-                hv = f"heal[{t},{m}]"
-                out[hv] = z3.If(z3.And(pend, z3.Not(seen), s[hv] == IDLE), REQUESTED, s[hv])
-        else:
-            for m in self.own[t]:
-                pv, hv = f"pending[{t}][{m}]", f"heal[{m}]"
-                pend, seen = s[pv], snap[m] >= 1
-                if not self.keep_verifying:
-                    out[pv] = z3.And(pend, z3.Not(seen))
-                out[hv] = z3.If(z3.And(pend, z3.Not(seen), s[hv] == IDLE), REQUESTED, s[hv])
-        return out
-
-    def _crash_effect(self, s: State, t: int) -> dict[str, z3.ExprRef]:
-        out: dict[str, z3.ExprRef] = {f"alive[{t}]": z3.BoolVal(False), f"poll[{t}]": z3.BoolVal(False),
-                                      **self.clear(f"pollsnap[{t}]")}
-        if self.shared:
-            out[f"lists[{t}]"] = z3.BoolVal(False)
-            out.update({f"listset[{t}][{m}]": z3.BoolVal(False) for m in range(self.M)})
-        return out
+    @staticmethod
+    def _assign_field(names: Any, value: _Z) -> dict[str, z3.ExprRef]:
+        if isinstance(names, list):
+            return dict(zip(names, value.t))
+        return {n: value.t[e] for e, n in names.items()}
 
     # ------------------------------------------------------------------ the system
     def init(self, s: State) -> z3.BoolRef:
-        """SPEC §3's initial state (every variable at its zero, tabs alive)."""
+        """The initial state (every variable at its zero, or its declared initial value)."""
         eqs = []
-        for v in self.vars:
-            if v.name.startswith("alive["):
-                eqs.append(s[v.name])
-            elif v.kind == "int":
-                eqs.append(s[v.name] == 0)
-            else:
-                eqs.append(z3.Not(s[v.name]))
+        for v in self.dvars:
+            for idx in self.definition.indices(self.config, v.scope):
+                value = v.init(self.config, idx) if v.init else None
+                names = self._names(v, idx)
+                for n in _flat(names):
+                    if isinstance(v.type, IdsType) and value is not None:
+                        e = next(e for e, nn in names["elems"].items() if nn == n)
+                        eqs.append(s[n] == z3.BoolVal(e in value))
+                    elif z3.is_bool(s[n]):
+                        eqs.append(z3.Not(s[n]))
+                    else:
+                        eqs.append(s[n] == 0)
         return z3.And(eqs)
 
     def enabled(self, i: int, s: State) -> z3.BoolRef:
@@ -371,8 +495,9 @@ class SymbolicModel:
 
     def successor(self, i: int, s: State) -> State:
         """The state instance ``i`` leads to from ``s`` (as terms over ``s``)."""
-        out = dict(s)
+        out = {n: s[n] for n in self.var_names}
         out.update(self._effects[i](s))
+        self._add_derived(out)
         return out
 
     def deadlock(self, s: State) -> z3.BoolRef:
@@ -384,13 +509,14 @@ class SymbolicModel:
         ``stutter``, ``sel = -1`` is allowed in a deadlocked state and keeps it."""
         n = len(self.instances)
         parts = [sel < n, sel >= (-1 if stutter else 0)]
-        parts += [z3.Implies(sel == i, self.enabled(i, s)) for i in range(n)]
-        if stutter:
-            parts.append(z3.Implies(sel == -1, self.deadlock(s)))
         writes: dict[str, list[tuple[int, z3.ExprRef]]] = {name: [] for name in self.var_names}
         for i in range(n):
-            for name, term in self._effects[i](s).items():
+            guard, effects = self._body(i, s)
+            parts.append(z3.Implies(sel == i, guard))
+            for name, term in effects.items():
                 writes[name].append((i, term))
+        if stutter:
+            parts.append(z3.Implies(sel == -1, self.deadlock(s)))
         for name in self.var_names:
             term = s[name]
             for i, e in reversed(writes[name]):
@@ -399,43 +525,30 @@ class SymbolicModel:
         return z3.And(parts)
 
     # ------------------------------------------------------------------ properties (SPEC §7)
-    def acked_is_stored(self, s: State) -> z3.BoolRef:
-        return z3.And([z3.Implies(self.acked(s, m), s[f"stored[{m}]"]) for m in range(self.M)])
+    def prop(self, name: str) -> Callable[[State], z3.BoolRef]:
+        """The state predicate of property ``name``, from the definition."""
+        p = self._props[name]
 
-    def cache_from_store(self, s: State) -> z3.BoolRef:
-        return z3.And([z3.Implies(self.in_cache(s, j), s[f"stored[{j}]"]) for j in range(self.M)])
+        def holds(s: State) -> z3.BoolRef:
+            ops = _Ops(self, s)
+            return p.holds(self.config, StateReader(self.definition, self.config, ops), ops).t
+
+        return holds
 
     def no_duplicates(self, s: State) -> z3.BoolRef:
-        return z3.And([c <= 1 for c in self.cache(s)])
+        return self.prop("NoDuplicates")(s)
 
     def converges_goal(self, s: State) -> z3.BoolRef:
         """The C newest acknowledged messages are all in the cache."""
-        M = self.M
-        out = []
-        for m in range(M):
-            newer = _sum([z3.If(self.acked(s, j), 1, 0) for j in range(m + 1, M)])
-            out.append(z3.Implies(z3.And(self.acked(s, m), newer < self.C), self.in_cache(s, m)))
-        return z3.And(out)
-
-    def pending_drains_goal(self, s: State) -> z3.BoolRef:
-        """Every live tab's pending list is empty (shared: while a tab lives, the list is)."""
-        if self.shared:
-            some_alive = z3.Or([self.alive(s, t) for t in range(self.T)])
-            return z3.Implies(some_alive, z3.Not(z3.Or([s[f"pending[{m}]"] for m in range(self.M)])))
-        return z3.And([z3.Implies(self.alive(s, t), z3.Not(s[f"pending[{t}][{m}]"]))
-                       for t in range(self.T) for m in self.own[t]])
+        return self.prop("Converges")(s)
 
     def invariants(self) -> dict[str, Callable[[State], z3.BoolRef]]:
-        """The SPEC §7 invariants, by name."""
-        return {"AckedIsStored": self.acked_is_stored, "CacheFromStore": self.cache_from_store,
-                "NoDuplicates": self.no_duplicates}
+        """The invariants of the definition, by name."""
+        return {n: self.prop(n) for n, p in self._props.items() if p.kind == "invariant"}
 
     def goals(self) -> dict[str, Callable[[State], z3.BoolRef]]:
-        """The SPEC §7 eventually-always goals that apply, by name."""
-        out = {"Converges": self.converges_goal}
-        if not self.keep_verifying:
-            out["PendingDrains"] = self.pending_drains_goal
-        return out
+        """The eventually-always goals that apply, by name."""
+        return {n: self.prop(n) for n, p in self._props.items() if p.kind == "eventually_always"}
 
     # ------------------------------------------------------------------ decoding
     def values(self, model: z3.ModelRef, s: State) -> dict[str, int | bool]:
@@ -447,45 +560,52 @@ class SymbolicModel:
         return out
 
     def view(self, vals: dict[str, int | bool]) -> dict[str, Any]:
-        """Concrete values in the SPEC-level view of :meth:`KVHealModel.view`."""
-        T, M = self.T, self.M
+        """Concrete values in the view of :meth:`KVHealModel.view` (one format for every engine)."""
+        d, cfg = self.definition, self.config
+        values: dict[str, Any] = {}
+        for v in self.dvars:
+            for idx in d.indices(cfg, v.scope):
+                value = self._view_value(v, idx, vals)
+                if v.scope == "global":
+                    values[v.name] = value
+                elif v.scope == "heal":
+                    values.setdefault(v.name, {})[idx] = value
+                else:
+                    values.setdefault(v.name, []).append(value)
+        values = {k: tuple(x) if isinstance(x, list) else x for k, x in values.items()}
+        consts = {n: (z3.BoolVal(x) if isinstance(x, bool) else z3.IntVal(x)) for n, x in vals.items()}
+        self._add_derived(consts)
+        derived = {}
+        for der in d.derived:
+            dom = range(self.T if der.type.of == "t" else self.M)
+            derived[der.name] = tuple(e for e in dom
+                                      if z3.is_true(z3.simplify(consts.get(f"{der.name}[{e}]", z3.BoolVal(False)))))
+        return view_of(d, cfg, values, derived)
 
-        def tup(prefix: str) -> tuple[int, ...]:
-            return tuple(j for j in range(M) for _ in range(int(vals[f"{prefix}[{j}]"])))
+    def _view_value(self, var, idx, vals) -> Any:
+        names = self._names(var, idx)
+        t = var.type
 
-        def post(m: int) -> tuple:
-            p = int(vals[f"post[{m}]"])
-            if p == POST_CACHE_READ:
-                return ("CacheRead", () if self.atomic else tup(f"postsnap[{m}]"))
-            return (POST_NAMES[p],)
+        def tup(ns: list[str]) -> tuple[int, ...]:
+            return tuple(j for j, n in enumerate(ns) for _ in range(int(vals[n])))
 
-        def heal(h: Any) -> tuple:
-            p = int(vals[f"heal[{self.hk(h)}]"])
-            return ("CacheRead", tup(f"healsnap[{self.hk(h)}]")) if p == HEAL_CACHE_READ else (HEAL_NAMES[p],)
+        def ids(ns: dict[int, str]) -> tuple[int, ...]:
+            return tuple(e for e, n in ns.items() if vals[n])
 
-        v: dict[str, Any] = {
-            "stored": tuple(m for m in range(M) if vals[f"stored[{m}]"]),
-            "cache": tup("cache"),
-            "post": tuple(post(m) for m in range(M)),
-        }
-        if self.shared:
-            v["pending"] = tuple(m for m in range(M) if vals[f"pending[{m}]"])
-        else:
-            v["pending"] = tuple(tuple(m for m in self.own[t] if vals[f"pending[{t}][{m}]"]) for t in range(T))
-        v["poll"] = tuple(("Read", tup(f"pollsnap[{t}]")) if vals[f"poll[{t}]"] else ("Idle",) for t in range(T))
-        v["heal"] = {h: heal(h) for h in self.heal_keys}
-        v["alive"] = tuple(bool(vals[f"alive[{t}]"]) if self.tab_crash else True for t in range(T))
-        if self.sweeper:
-            p = int(vals["sweep"])
-            listed = tuple(j for j in range(M) if vals[f"sweeplist[{j}]"])
-            v["sweep"] = (("Idle",), ("Listed", listed), ("Read", listed, tup("sweepsnap") if not self.atomic else ()))[p]
-        else:
-            v["sweep"] = ("Idle",)
-        if self.shared:
-            v["lists"] = tuple(
-                ("Write", tuple(m for m in range(M) if vals[f"listset[{t}][{m}]"])) if vals[f"lists[{t}]"] else ("Idle",)
-                for t in range(T))
-        return v
+        if isinstance(t, CacheType):
+            return tup(names["elems"])
+        if isinstance(t, IdsType):
+            if t.view == "bools":
+                return tuple(bool(vals[n]) for n in names["elems"].values())
+            return ids(names["elems"])
+        if isinstance(t, Enum):
+            code = int(vals[names[""]])
+            phase = t.phases[code]
+            payload = []
+            for f, ft in phase.payload:
+                payload.append(tup(names[f]) if isinstance(ft, CacheType) else ids(names[f]))
+            return (phase.name, *payload)
+        return bool(vals[names[""]])
 
     def decode(self, model: z3.ModelRef, s: State) -> dict[str, Any]:
         """The SPEC-level view of state ``s`` in a z3 model."""
@@ -498,51 +618,53 @@ class SymbolicModel:
 
     def values_of(self, view: dict[str, Any]) -> dict[str, int | bool]:
         """Concrete variable values of a SPEC-level view (the inverse of :meth:`view`)."""
-        T, M = self.T, self.M
+        d, cfg = self.definition, self.config
         out: dict[str, int | bool] = {}
-
-        def counts(prefix: str, ids: tuple[int, ...]) -> None:
-            for j in range(M):
-                out[f"{prefix}[{j}]"] = ids.count(j)
-
-        for m in range(M):
-            out[f"stored[{m}]"] = m in view["stored"]
-        counts("cache", tuple(view["cache"]))
-        for m, ph in enumerate(view["post"]):
-            out[f"post[{m}]"] = POST_NAMES.index(ph[0])
-            if not self.atomic:
-                counts(f"postsnap[{m}]", tuple(ph[1]) if ph[0] == "CacheRead" else ())
-        if self.shared:
-            for m in range(M):
-                out[f"pending[{m}]"] = m in view["pending"]
-            for t, ph in enumerate(view["lists"]):
-                out[f"lists[{t}]"] = ph[0] == "Write"
-                for m in range(M):
-                    out[f"listset[{t}][{m}]"] = ph[0] == "Write" and m in ph[1]
-        else:
-            for t in range(T):
-                for m in self.own[t]:
-                    out[f"pending[{t}][{m}]"] = m in view["pending"][t]
-        for t, ph in enumerate(view["poll"]):
-            out[f"poll[{t}]"] = ph[0] == "Read"
-            counts(f"pollsnap[{t}]", tuple(ph[1]) if ph[0] == "Read" else ())
-        for h in self.heal_keys:
-            ph = view["heal"][h]
-            k = self.hk(h)
-            out[f"heal[{k}]"] = HEAL_NAMES.index(ph[0])
-            if not self.atomic:
-                counts(f"healsnap[{k}]", tuple(ph[1]) if ph[0] == "CacheRead" else ())
-        if self.tab_crash:
-            for t in range(T):
-                out[f"alive[{t}]"] = bool(view["alive"][t])
-        if self.sweeper:
-            ph = view["sweep"]
-            out["sweep"] = ("Idle", "Listed", "Read").index(ph[0])
-            for j in range(M):
-                out[f"sweeplist[{j}]"] = ph[0] != "Idle" and j in ph[1]
-            if not self.atomic:
-                counts("sweepsnap", tuple(ph[2]) if ph[0] == "Read" else ())
+        for v in self.dvars:
+            whole = view[v.name]
+            for pos, idx in enumerate(d.indices(cfg, v.scope)):
+                if v.scope == "global":
+                    value = whole
+                elif v.scope == "heal":
+                    value = whole[idx]
+                else:
+                    value = whole[pos]
+                self._values_into(out, v, idx, value)
         return out
+
+    def _values_into(self, out: dict, var, idx, value) -> None:
+        names = self._names(var, idx)
+        t = var.type
+
+        def counts(ns: list[str], ids: tuple[int, ...]) -> None:
+            for j, n in enumerate(ns):
+                out[n] = tuple(ids).count(j)
+
+        def bools(ns: dict[int, str], ids: tuple[int, ...]) -> None:
+            for e, n in ns.items():
+                out[n] = e in ids
+
+        if isinstance(t, CacheType):
+            counts(names["elems"], value)
+        elif isinstance(t, IdsType):
+            if t.view == "bools":
+                for e, n in names["elems"].items():
+                    out[n] = bool(value[e])
+            else:
+                bools(names["elems"], value)
+        elif isinstance(t, Enum):
+            code = t.code(value[0])
+            out[names[""]] = bool(code) if len(t.phases) == 2 else code
+            given = dict(zip([f for f, _ in t.phase(value[0]).payload], value[1:]))
+            for f, ft in t.fields():
+                if f not in names:
+                    continue
+                if isinstance(ft, CacheType):
+                    counts(names[f], given.get(f, ()))
+                else:
+                    bools(names[f], given.get(f, ()))
+        else:
+            out[names[""]] = bool(value)
 
     def encode_view(self, s: State, view: dict[str, Any]) -> z3.BoolRef:
         """``s`` equals the SPEC-level ``view``."""
@@ -550,6 +672,18 @@ class SymbolicModel:
         for name, val in self.values_of(view).items():
             eqs.append(s[name] == (z3.BoolVal(val) if isinstance(val, bool) else z3.IntVal(val)))
         return z3.And(eqs)
+
+
+def _flat(names: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for v in names.values():
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, list):
+            out += v
+        else:
+            out += list(v.values())
+    return out
 
 
 # ---------------------------------------------------------------------- fast evaluation
@@ -623,7 +757,7 @@ class Evaluator:
         self._fns = []
         for i in range(len(sym.instances)):
             terms = {"__guard__": sym.enabled(i, s), **sym._effects[i](s)}
-            self._fns.append(compile_terms(terms, s))
+            self._fns.append(compile_terms(terms, {n: s[n] for n in sym.var_names}))
 
     def successors(self, vals: dict[str, int | bool]) -> list[tuple[Action, dict[str, int | bool]]]:
         out = []
