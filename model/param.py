@@ -61,7 +61,7 @@ def _enum(name: str, values: list[str]) -> tuple[z3.DatatypeSortRef, list[z3.Exp
 
 #: The all-tabs encoding, in the words reports use.
 MODEL_TEXT = (
-    "SPEC.md §3-5 for any number of tabs and messages (`kvheal.model.param`): Tab and Msg are "
+    "SPEC §3-5 for any number of tabs and messages (`kvheal.model.param`): Tab and Msg are "
     "uninterpreted sorts, owner : Msg → Tab, every state variable a function over them (phases "
     "as enumerations, the cache and every snapshot a set: a relation snap(holder, id)); each "
     "action is a schema with a parameter (m1 or t1) whose frame is stated with ∀. A query is "
