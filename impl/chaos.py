@@ -290,11 +290,18 @@ class Load:
             if any(p.outcome == "unknown" for p in pending):
                 await asyncio.sleep(0.5)
 
-    async def heal(self, done: Callable[[], Awaitable[bool]]) -> int:
-        """Poll rounds of every live client until `done()` or the round budget; rounds used."""
+    async def heal(self, missing: Callable[[], Awaitable[int]]) -> int:
+        """Poll rounds of every live client until `missing()` is 0, nothing changes for 10 rounds,
+        or the round budget is spent; the rounds used."""
+        last, still = None, 0
         for rounds in range(self.config.heal_rounds + 1):
-            if await done():
+            now = await missing()
+            if now == 0:
                 return rounds
+            still = still + 1 if now == last else 0
+            last = now
+            if still >= 10:
+                return rounds  # ten rounds without progress: the rest is lost for good
             live = [c for c in self.clients if c.alive]
 
             async def poll(client: Client) -> None:
@@ -363,17 +370,17 @@ async def _check_load(result: ScenarioResult, load: Load, kv: KV, *, converging:
         result.violations.append(f"{dup} duplicate entr(ies) in the cache")
 
 
-async def _honest_done(load: Load, kv: KV, converging: bool) -> Callable[[], Awaitable[bool]]:
-    async def done() -> bool:
+async def _honest_missing(load: Load, kv: KV, converging: bool) -> Callable[[], Awaitable[int]]:
+    async def missing() -> int:
         if not converging:
-            return True
+            return 0
         acked = {p.id for p in load.posts if p.outcome == "acked"}
         try:
             cache = decode_cache(await kv.get(CACHE_KEY))
         except KVError:
-            return False
-        return acked <= {entry["id"] for entry in cache}
-    return done
+            return len(acked)
+        return len(acked - {entry["id"] for entry in cache})
+    return missing
 
 
 # -- scenarios -----------------------------------------------------------------------------------
@@ -643,7 +650,7 @@ async def _scenario(config: ChaosConfig, name: str, deployment: Deployment, rng:
             load.stop.set()
             await runner
         await load.retry_unknown()
-        rounds = await load.heal(await _honest_done(load, kv, converging))
+        rounds = await load.heal(await _honest_missing(load, kv, converging))
         if converging:
             result.notes.append(f"healed in {rounds} poll round(s)")
         await _check_load(result, load, kv, converging=converging)

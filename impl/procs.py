@@ -25,7 +25,7 @@ import time
 
 from .config import ConfigError
 
-__all__ = ["die_with_parent", "child_preexec", "PipeDrain", "check_port", "check_parent_dir",
+__all__ = ["die_with_parent", "child_preexec", "PipeDrain", "check_port", "check_parent_dir", "child_pids_of",
            "check_new_file", "PARENT_PID_ENV"]
 
 PARENT_PID_ENV = "KVHEAL_PARENT_PID"
@@ -147,3 +147,28 @@ def check_new_file(path: str, option: str, *, force: bool) -> None:
     check_parent_dir(path, option)
     if os.path.exists(path) and not force:
         raise ConfigError(f"{option} {path} exists; give --force to overwrite it")
+
+
+def child_pids_of(pid: int, *, recursive: bool = False) -> list[int]:
+    """The live children of `pid` (and their descendants with `recursive`), from Linux's /proc."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and fields[0] != b"Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found.extend(kids)
+        if recursive:
+            todo.extend(kids)
+    return sorted(found)

@@ -39,7 +39,8 @@ import uvicorn
 
 from .config import ConfigError, WorkerConfig, parse_variants
 from .kv import KV, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV
-from .procs import PARENT_PID_ENV, PipeDrain, check_parent_dir, check_port, child_preexec, die_with_parent
+from .procs import (PARENT_PID_ENV, PipeDrain, check_parent_dir, check_port, child_pids_of, child_preexec,
+                    die_with_parent)
 from .redis_server import free_port
 from .sqlite_kv import DEFAULT_SQLITE_PATH, SYNC_MODES, SqliteKV
 from .worker import Sweeper, create_app
@@ -335,23 +336,7 @@ class UvicornThread:
 
 def child_pids(pid: int) -> list[int]:
     """The live child processes of `pid` (Linux /proc; empty elsewhere)."""
-    found = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid and fields[0] != b"Z":
-            found.append(int(entry))
-    return sorted(found)
+    return child_pids_of(pid)
 
 
 class ServerProcess:

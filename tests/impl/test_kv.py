@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
+import uuid
 
 import pytest
 
-from kvheal.impl.kv import CASUnsupported, JsonlOpLog, LoggedKV, MemoryKV, StaleReadKV, summarize_value
+from kvheal.impl.kv import CASUnsupported, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV, summarize_value
 from kvheal.impl.context import RequestContext, reset_request, set_request
 from kvheal.impl.sqlite_kv import SqliteKV
 
@@ -222,3 +225,113 @@ def test_impl_never_imports_model_or_conformance():
         imports = [line for line in path.read_text().splitlines()
                    if re.match(r"\s*(from|import)\s", line)]
         assert not [line for line in imports if re.search(r"model|conformance", line)], path
+
+
+# -- the optional atomic update, timeouts, pools, durability settings --------------------------
+
+
+async def test_update_is_atomic_across_connections(kv, backend_factory):
+    """50 concurrent appends through two connections (two processes' worth): none is lost."""
+    other = kv if kv.name == "memory" else await backend_factory(kv.name)
+    if kv.name == "redis":
+        other.namespace = kv.namespace  # the same store
+    if kv.name == "sqlite":
+        other.path = kv.path
+
+    def append(item):
+        return lambda old: json.dumps(json.loads(old or "[]") + [item])
+    await asyncio.gather(*((kv if i % 2 else other).update("list", append(i)) for i in range(50)))
+    assert sorted(json.loads(await kv.get("list"))) == list(range(50))
+    assert await kv.update("list", lambda old: None) == (await kv.get("list"), None)  # None writes nothing
+    if other is not kv:
+        await other.aclose()
+
+
+async def test_logged_update_is_recorded(tmp_path):
+    records = []
+    logged = LoggedKV(MemoryKV(), records.append)
+    assert logged.supports_update
+    assert await logged.update("k", lambda old: "v") == (None, "v")
+    assert {k: records[0][k] for k in ("op", "key", "read", "ok")} == {"op": "update", "key": "k", "read": None,
+                                                                        "ok": True}
+    with pytest.raises(CASUnsupported):
+        await MemoryKV(cas=False).update("k", lambda old: "v")
+
+
+async def test_redis_paused_server_times_out_into_kverror():
+    from kvheal.impl.redis_kv import RedisKV
+    from kvheal.impl.redis_server import RedisServer, redis_server_binary
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    with RedisServer() as server:
+        kv = RedisKV(server.url, timeout=0.3, pool_timeout=0.3)
+        await kv.put("a", "1")
+        server.pause()
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(KVError):
+                await kv.get("a")
+            assert time.monotonic() - t0 < 1.5  # bounded by the socket timeout, not hanging
+        finally:
+            server.resume()
+        await kv.aclose()
+
+
+async def test_redis_pool_waits_instead_of_failing(redis_url):
+    from kvheal.impl.redis_kv import RedisKV
+    kv = RedisKV(redis_url, namespace=f"pool-{uuid.uuid4().hex[:6]}:", max_connections=2, pool_timeout=10)
+    await kv.put("k", "v")
+    values = await asyncio.gather(*(kv.get("k") for _ in range(300)))  # 300 calls, 2 connections
+    assert values == ["v"] * 300
+    await kv.clear()
+    await kv.aclose()
+
+
+async def test_redis_persistence_is_reported(redis_url):
+    from kvheal.impl.redis_kv import RedisKV, describe_persistence
+    kv = RedisKV(redis_url)
+    p = await kv.persistence()
+    await kv.aclose()
+    assert (p["appendonly"], p["appendfsync"], p["source"]) == (True, "everysec", "config")
+    assert describe_persistence(p) == "AOF, appendfsync everysec"
+    assert describe_persistence({"appendonly": False, "save": ""}) == "no persistence (neither AOF nor snapshots)"
+
+
+async def test_sqlite_synchronous_full_by_default_and_busy_lock_is_kverror(tmp_path):
+    path = tmp_path / "kv.sqlite3"
+    kv = SqliteKV(path)
+    assert await kv._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+    normal = SqliteKV(path, synchronous="normal")
+    assert await normal._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 1
+    with pytest.raises(ValueError):
+        SqliteKV(path, synchronous="OFF")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    short = SqliteKV(path, busy_timeout_ms=100)
+    await short.get("x")  # readers are not blocked (WAL)
+    with pytest.raises(KVError, match="locked"):
+        await short.put("x", "1")
+    with pytest.raises(KVError, match="locked"):
+        await short.update("x", lambda old: "1")
+    locker.execute("ROLLBACK")
+    await short.put("x", "1")
+    assert await kv.get("x") == "1"
+    locker.close()
+    for k in (kv, normal, short):
+        await k.aclose()
+
+
+def test_op_log_design_header(tmp_path):
+    from kvheal.impl.kv import read_design
+    path = tmp_path / "ops.jsonl"
+    JsonlOpLog(path, design={"variants": ["dedupe"], "cap": 7}).close()
+    JsonlOpLog(path, design={"variants": ["other"], "cap": 1}).close()  # not new: no second header
+    log = JsonlOpLog(path)
+    log({"op": "get", "key": "x"})
+    log.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["op"] for line in lines] == ["design", "get"]
+    assert {k: read_design(path)[k] for k in ("variants", "cap")} == {"variants": ["dedupe"], "cap": 7}
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"op":"get","key":"x"}\n')
+    assert read_design(plain) is None

@@ -1,0 +1,77 @@
+"""`kvheal chaos`, small and bounded: real uvicorn processes, a real SQLite file, a real redis-server."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from kvheal.cli import main
+from kvheal.impl.chaos import ChaosConfig, run_chaos
+from kvheal.impl.redis_server import redis_server_binary
+
+needs_redis = pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
+SMALL = dict(clients=8, load_s=1.5, pause_s=1.0, workers=2)
+
+
+def kvheal(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def _check_counts(s):
+    assert s.tried > 0 and s.acked > 0
+    assert s.acked + s.failed + s.unknown == s.tried  # every post has exactly one outcome
+
+
+def test_sqlite_kill_main_and_clients_lose_nothing():
+    report = run_chaos(ChaosConfig(backend="sqlite", scenarios=("kill-main", "kill-clients"), **SMALL))
+    kill_main, kill_clients = report.scenarios
+    for s in report.scenarios:
+        _check_counts(s)
+        assert (s.lost, s.violations) == (0, []), s
+    assert any("its workers died with it; restarted on the same port" in n for n in kill_main.notes)
+    assert "2 client(s) killed right after an acknowledgement" in kill_clients.notes
+    assert report.ok
+
+
+@needs_redis
+def test_redis_with_aof_survives_kill_and_pause_of_redis_server():
+    report = run_chaos(ChaosConfig(backend="redis", scenarios=("kill-redis", "pause-redis"), **SMALL))
+    for s in report.scenarios:
+        _check_counts(s)
+        assert (s.lost, s.violations) == (0, []), s
+    assert report.ok
+
+
+@needs_redis
+def test_redis_without_persistence_loses_acknowledged_posts():
+    """The check can fail: without AOF, a kill -9 of redis-server loses what was acknowledged before."""
+    report = run_chaos(ChaosConfig(backend="redis", scenarios=("kill-redis",), redis_persistence="none",
+                                   **{**SMALL, "load_s": 1.2}))
+    (s,) = report.scenarios
+    assert s.lost > 0 and not report.ok
+    assert any(n.startswith(f"{s.lost} acknowledged post(s) not in the store") for n in s.notes)
+
+
+def test_heal_flood_writes_nothing_and_cli_json():
+    result = kvheal("chaos", "--scenario", "hostile-heal-flood", "--json")
+    out = json.loads(result.output)
+    (s,) = out["scenarios"]
+    assert {"name", "tried", "failed", "unknown", "lost"} <= set(s)
+    assert (s["name"], s["tried"], s["lost"], s["violations"]) == ("hostile-heal-flood", 1010, 0, [])
+    assert s["failed"] == 1000  # every forged heal refused (403, or 429 under a rate limit)
+    assert result.exit_code == 0 and out["ok"] is True
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["chaos", "--scenario", "nope"], "kvheal: error: unknown scenario 'nope' (known: baseline, kill-worker, "
+                                      "pause-worker, kill-main, pause-main, kill-redis, pause-redis, kill-clients, "
+                                      "hostile-repost, hostile-future, hostile-heal-replay, hostile-heal-flood)"),
+    (["chaos", "--scenario", "kill-redis"], "kvheal: error: scenario 'kill-redis' needs the redis backend"),
+    (["chaos", "--backend", "memory"], "kvheal: error: chaos runs on sqlite or redis (real processes), not 'memory'"),
+    (["chaos", "--redis-persistence", "maybe"],
+     "kvheal: error: unknown --redis-persistence 'maybe' (known: aof, aof-always, rdb, none)"),
+])
+def test_chaos_usage_errors(args, reason):
+    result = kvheal(*args)
+    assert (result.exit_code, result.output.strip()) == (2, reason)
