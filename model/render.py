@@ -1,0 +1,387 @@
+"""Counterexamples drawn for people: an SVG sequence diagram and a Markdown step table.
+
+Pure: every function takes a trace (SPEC §9 steps) and the views of the states it visits
+(``KVHealModel.view`` of each state of :func:`kvheal.model.trace.replay_trace`, one more view
+than steps) and returns a string. Nothing here reads or writes files.
+
+The diagram has a lane per tab, per worker request (the POST of ``m``, the heal of ``m``), for
+the sweeper when the design has one, for the shared pending list with ``shared_pending``, and
+per KV key (``comment:<id>``, ``recent:comments``). Time runs down, one row per step; each
+message has its own colour, used for its arrows and wherever its id appears; a lasso's cycle is
+bracketed "repeats for ever". The SVG is self-contained: inline attributes, generic font
+families only.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape
+
+from .trace import STUTTER, flatten, fmt_value, loop_start
+
+#: One colour per message id (cycled): distinct hues, dark enough for text on white.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+NEUTRAL = "#444444"
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+
+ROW = 38  # height of one step's row
+LANE = 118  # width of one lane
+LEFT = 210  # the step/action column
+STATE_COL = 330  # the "after this step" column
+HEAD = 64  # lane headers
+
+
+def colour(m: int) -> str:
+    """The colour of message ``m``."""
+    return PALETTE[m % len(PALETTE)]
+
+
+def trace_views(model: Any, trace: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The views of the states ``trace`` visits (replayed through ``model``; raises
+    :class:`kvheal.model.trace.TraceError` if it does not replay)."""
+    from .trace import replay_trace
+
+    return [model.view(s) for s in replay_trace(model, trace)]
+
+
+# -- lanes -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lane:
+    """A vertical lifeline: its key, header text, group and colour of its header border."""
+
+    key: str
+    title: str
+    sub: str
+    group: str  # "tab" | "request" | "sweeper" | "store" | "kv"
+    accent: str = NEUTRAL
+    x: float = 0.0
+
+
+GROUP_FILL = {"tab": "#e8f0fe", "request": "#fff6e0", "sweeper": "#fdeaea", "store": "#eef7ee",
+              "kv": "#eaf6ea"}
+
+
+def _lanes(views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]]) -> list[Lane]:
+    first = views[0]
+    tabs = len(first["poll"])
+    msgs = len(first["post"])
+    shared = "lists" in first
+    has_sweeper = any(s["action"].startswith("Sweep") for s in trace) or any(
+        v["sweep"] != ("Idle",) for v in views)
+    lanes = [Lane(f"tab{t}", f"tab {t}", "browser", "tab") for t in range(tabs)]
+    if shared:
+        lanes.append(Lane("pending", "pendingMessages", "localStorage (shared)", "store"))
+    lanes += [Lane(f"post{m}", f"POST m{m}", "worker request", "request", colour(m)) for m in range(msgs)]
+    for key in first["heal"]:
+        if isinstance(key, tuple):
+            t, m = key
+            lanes.append(Lane(f"heal{t},{m}", f"heal m{m}", f"worker, from tab {t}", "request", colour(m)))
+        else:
+            lanes.append(Lane(f"heal{key}", f"heal m{key}", "worker request", "request", colour(key)))
+    if has_sweeper:
+        lanes.append(Lane("sweeper", "sweeper", "worker loop", "sweeper"))
+    lanes += [Lane(f"key{m}", f"comment:{m}", "KV key", "kv", colour(m)) for m in range(msgs)]
+    lanes.append(Lane("cache", "recent:comments", "KV key (the cache)", "kv"))
+    for i, lane in enumerate(lanes):
+        lane.x = LEFT + LANE * i + LANE / 2
+    return lanes
+
+
+# -- text with coloured ids ----------------------------------------------------------------------
+
+
+def _ids(values: Sequence[int], brackets: str = "[]") -> list[tuple[str, str | None]]:
+    """Ids as text pieces, each id in its message's colour."""
+    out: list[tuple[str, str | None]] = [(brackets[0], None)]
+    for i, m in enumerate(values):
+        if i:
+            out.append((",", None))
+        out.append((str(m), colour(m)))
+    out.append((brackets[1], None))
+    return out
+
+
+def _text(x: float, y: float, pieces: Sequence[tuple[str, str | None]] | str, *, anchor: str = "middle",
+          size: int = 11, fill: str = "#111111", weight: str = "normal", italic: bool = False) -> str:
+    if isinstance(pieces, str):
+        pieces = [(pieces, None)]
+    spans = "".join(
+        escape(t) if c is None else f'<tspan fill="{c}" font-weight="bold">{escape(t)}</tspan>'
+        for t, c in pieces)
+    style = ' font-style="italic"' if italic else ""
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{FONT}" '
+            f'font-size="{size}" font-weight="{weight}" fill="{fill}"{style}>{spans}</text>')
+
+
+# -- what each step draws --------------------------------------------------------------------------
+
+
+@dataclass
+class Mark:
+    """What one step draws: arrows ``(from lane, to lane, label pieces, dashed)`` and notes on a lane."""
+
+    arrows: list[tuple[str, str, list[tuple[str, str | None]], bool]] = field(default_factory=list)
+    notes: list[tuple[str, list[tuple[str, str | None]]]] = field(default_factory=list)
+    crosses: list[str] = field(default_factory=list)
+    colour: str = NEUTRAL
+
+
+def _heal_lane(args: Mapping[str, Any]) -> str:
+    return f"heal{args['t']},{args['m']}" if "t" in args else f"heal{args['m']}"
+
+
+def _phase_ids(phase: Any, index: int = 1) -> tuple[int, ...]:
+    return tuple(phase[index]) if isinstance(phase, tuple) and len(phase) > index else ()
+
+
+def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any]) -> Mark:
+    """The arrows and notes of one step, from the views around it (SPEC §4-5's actions)."""
+    name, args = step["action"], dict(step.get("args", {}))
+    m, t = args.get("m"), args.get("t")
+    tabs = len(before["poll"])
+    mk = Mark(colour=colour(m) if m is not None else NEUTRAL)
+    cache_after = list(after["cache"])
+    wrote = before["cache"] != after["cache"]
+    if name == "PostKey":
+        mk.arrows.append((f"tab{m % tabs}", f"post{m}", [(f"POST m{m}", None)], True))
+        mk.arrows.append((f"post{m}", f"key{m}", [(f"put comment:{m}", None)], False))
+    elif name in ("PostRead", "HealRead"):
+        lane = f"post{m}" if name == "PostRead" else _heal_lane(args)
+        side = after["post"][m] if name == "PostRead" else after["heal"][_heal_key(args)]
+        mk.arrows.append(("cache", lane, [("get → ", None), *_ids(_phase_ids(side))], False))
+    elif name in ("PostWrite", "HealWrite", "PostCache", "HealCache"):
+        lane = f"post{m}" if name.startswith("Post") else _heal_lane(args)
+        verb = "CAS put " if name.endswith("Cache") else "put "
+        if wrote or (name.endswith("Write") and not _skipped(before, name, args)):
+            mk.arrows.append((lane, "cache", [(verb, None), *_ids(cache_after)], False))
+        else:
+            mk.notes.append((lane, [(f"m{m} already cached: no write", None)]))
+    elif name == "PostAck":
+        owner = m % tabs
+        got = _pending_of(after, owner) != _pending_of(before, owner) or "lists" in after
+        label = "200 OK" + (f"; pending += m{m}" if got and "lists" not in after else "")
+        mk.arrows.append((f"post{m}", f"tab{owner}", [(label, None)], True))
+    elif name == "PollRead":
+        mk.arrows.append(("cache", f"tab{t}", [("GET → ", None), *_ids(_phase_ids(after["poll"][t]))], False))
+    elif name == "PollDone":
+        seen = _phase_ids(before["poll"][t])
+        pend_before = _pending_of(before, t)
+        found = [i for i in pend_before if i in seen]
+        healed = [k for k, p in after["heal"].items() if p != before["heal"][k] and p[0] == "Requested"]
+        text: list[tuple[str, str | None]] = [("found ", None), *_ids(found, "{}")]
+        if "lists" in after:
+            text += [("; will write ", None), *_ids(_phase_ids(after["lists"][t]), "{}")]
+        else:
+            text += [("; pending ", None), *_ids(_pending_of(after, t), "{}")]
+        mk.notes.append((f"tab{t}", text))
+        for k in healed:
+            hm = k[1] if isinstance(k, tuple) else k
+            lane = f"heal{k[0]},{k[1]}" if isinstance(k, tuple) else f"heal{k}"
+            mk.arrows.append((f"tab{t}", lane, [(f"heal m{hm}", colour(hm))], True))
+    elif name == "HealKey":
+        key = _heal_key(args)
+        ok = after["heal"][key][0] != "Idle"
+        mk.arrows.append((f"key{m}", _heal_lane(args), [("get comment:" + str(m) + (" ✓" if ok else " 404"), None)], False))
+    elif name == "SweepList":
+        k = _phase_ids(after["sweep"])
+        src = "key0" if before["post"] else "cache"
+        mk.arrows.append((src, "sweeper", [("list comment:* → ", None), *_ids(k, "{}")], False))
+    elif name == "SweepRead":
+        mk.arrows.append(("cache", "sweeper", [("get → ", None), *_ids(_phase_ids(after["sweep"], 2))], False))
+    elif name in ("SweepWrite", "SweepCache"):
+        if wrote or name == "SweepWrite" and _sweep_writes(before):
+            verb = "CAS put " if name == "SweepCache" else "put "
+            mk.arrows.append(("sweeper", "cache", [(verb, None), *_ids(cache_after)], False))
+        else:
+            mk.notes.append(("sweeper", [("nothing missing: no write", None)]))
+    elif name == "Crash":
+        mk.crosses.append(f"tab{t}")
+        mk.notes.append((f"tab{t}", [("crashes", None)]))
+    elif name == "PendingWrite":
+        mk.arrows.append((f"tab{t}", "pending", [("write ", None), *_ids(after["pending"], "{}")], False))
+    elif name == STUTTER:
+        mk.notes.append(("tab0", [("no action enabled: the state repeats", None)]))
+    else:  # an action this renderer does not know: say so rather than draw nothing
+        mk.notes.append(("tab0", [(f"{name}{args}", None)]))
+    return mk
+
+
+def _heal_key(args: Mapping[str, Any]) -> Any:
+    return (args["t"], args["m"]) if "t" in args else args["m"]
+
+
+def _pending_of(view: Mapping[str, Any], t: int) -> tuple[int, ...]:
+    pending = view["pending"]
+    if "lists" in view:
+        return tuple(pending)
+    return tuple(pending[t]) if t < len(pending) else ()
+
+
+def _skipped(before: Mapping[str, Any], name: str, args: Mapping[str, Any]) -> bool:
+    """A dedupe writer whose snapshot holds its id writes nothing; we cannot see the flag, so a
+    write that changes nothing and whose snapshot holds ``m`` is drawn as skipped."""
+    phase = before["post"][args["m"]] if name.startswith("Post") else before["heal"][_heal_key(args)]
+    return args["m"] in _phase_ids(phase)
+
+
+def _sweep_writes(before: Mapping[str, Any]) -> bool:
+    phase = before["sweep"]
+    if len(phase) < 3:
+        return False
+    return any(i not in phase[2] for i in phase[1])
+
+
+# -- the diagram -------------------------------------------------------------------------------------
+
+
+def _state_line(view: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = [("cache ", None), *_ids(view["cache"])]
+    if "lists" in view:
+        out += [("  pending ", None), *_ids(view["pending"], "{}")]
+    else:
+        for t, p in enumerate(view["pending"]):
+            out += [(f"  pending t{t} ", None), *_ids(p, "{}")]
+    return out
+
+
+def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]],
+                 title: str = "", violated: str = "") -> str:
+    """A counterexample as an SVG sequence diagram (see the module's docstring).
+
+    ``views`` has one more element than ``trace``; ``title`` heads the picture and
+    ``violated`` (a property name) is written under the last row.
+    """
+    if len(views) != len(trace) + 1:
+        raise ValueError(f"{len(trace)} steps need {len(trace) + 1} views, got {len(views)}")
+    lanes = _lanes(views, trace)
+    at = {lane.key: lane for lane in lanes}
+    loop = loop_start(list(trace))
+    width = LEFT + LANE * len(lanes) + STATE_COL + 40
+    top = 34 + HEAD
+    height = top + ROW * (len(trace) + 1) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img">',
+           f'<title>{escape(title or "counterexample")}</title>',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+           '<defs>'
+           + "".join(
+               f'<marker id="ah{i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+               f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+               for i, c in enumerate((*PALETTE, NEUTRAL)))
+           + '</defs>']
+    if title:
+        out.append(_text(10, 22, title, anchor="start", size=15, weight="bold"))
+    # headers and lifelines
+    dead: dict[str, int] = {}
+    for i, step in enumerate(trace):
+        if step["action"] == "Crash":
+            dead.setdefault(f"tab{step['args']['t']}", i)
+    for lane in lanes:
+        fill = GROUP_FILL[lane.group]
+        out.append(f'<rect x="{lane.x - LANE / 2 + 4:.1f}" y="34" width="{LANE - 8}" height="{HEAD - 10}" '
+                   f'rx="6" fill="{fill}" stroke="{lane.accent}" stroke-width="1.5"/>')
+        out.append(_text(lane.x, 52, lane.title, size=11, weight="bold", fill=lane.accent
+                         if lane.accent != NEUTRAL else "#111111"))
+        out.append(_text(lane.x, 68, lane.sub, size=9, fill="#555555"))
+        end = top + ROW * (dead[lane.key] + 1) if lane.key in dead else height - 40
+        out.append(f'<line x1="{lane.x:.1f}" y1="{34 + HEAD - 10}" x2="{lane.x:.1f}" y2="{end}" '
+                   f'stroke="#bbbbbb" stroke-width="1" stroke-dasharray="{"2,3" if lane.group == "request" else "none"}"/>')
+    out.append(_text(8, top - 8, "step  action", anchor="start", size=10, fill="#555555"))
+    out.append(_text(LEFT + LANE * len(lanes) + 10, top - 8, "after this step", anchor="start",
+                     size=10, fill="#555555"))
+    if loop is not None:
+        y0 = top + ROW * loop + 2
+        y1 = top + ROW * len(trace) - 2
+        out.append(f'<rect x="2" y="{y0}" width="{width - 4}" height="{y1 - y0}" fill="#fff3c4" '
+                   f'fill-opacity="0.45" stroke="none"/>')
+        bx = width - 18
+        out.append(f'<path d="M{bx - 8},{y0} L{bx},{y0} L{bx},{y1} L{bx - 8},{y1}" fill="none" '
+                   f'stroke="#b8860b" stroke-width="2"/>')
+        out.append(f'<text x="{bx + 12}" y="{(y0 + y1) / 2:.1f}" text-anchor="middle" font-family="{FONT}" '
+                   f'font-size="11" font-weight="bold" fill="#8a6d00" '
+                   f'transform="rotate(90 {bx + 12} {(y0 + y1) / 2:.1f})">↻ repeats for ever</text>')
+    for i, step in enumerate(trace):
+        y = top + ROW * i + ROW / 2
+        if i % 2:
+            out.append(f'<rect x="0" y="{top + ROW * i}" width="{LEFT - 6}" height="{ROW}" fill="#f6f6f6"/>')
+        args = ", ".join(f"{k}={v}" for k, v in step.get("args", {}).items())
+        mk = _mark(step, views[i], views[i + 1])
+        out.append(_text(8, y + 4, f"{i + 1:>2}", anchor="start", size=11, fill="#555555"))
+        out.append(_text(30, y + 4, f"{step['action']}({args})", anchor="start", size=11,
+                         fill=mk.colour, weight="bold"))
+        for src, dst, label, dashed in mk.arrows:
+            if src not in at or dst not in at:
+                continue
+            x1, x2 = at[src].x, at[dst].x
+            c = mk.colour
+            if c == NEUTRAL and len(label) == 1 and label[0][1] is not None:
+                c = label[0][1]  # a heal request sent by a poll: the healed message's colour
+            mid = PALETTE.index(c) if c in PALETTE else len(PALETTE)
+            shrink = 5 if x2 > x1 else -5
+            out.append(f'<line x1="{x1 + shrink:.1f}" y1="{y + 6:.1f}" x2="{x2 - shrink:.1f}" y2="{y + 6:.1f}" '
+                       f'stroke="{c}" stroke-width="2" marker-end="url(#ah{mid})"'
+                       + (' stroke-dasharray="6,4"' if dashed else "") + "/>")
+            out.append(_text((x1 + x2) / 2, y, label, size=10, fill=c))
+        for key, label in mk.notes:
+            if key not in at:
+                continue
+            x = at[key].x
+            out.append(f'<circle cx="{x:.1f}" cy="{y + 6:.1f}" r="4" fill="{mk.colour}"/>')
+            ny = y + 19 if mk.arrows else y + 4  # under the arrow when the step also sends one
+            out.append(_text(x + 8, ny, label, anchor="start", size=10, fill="#222222", italic=True))
+        for key in mk.crosses:
+            x = at[key].x
+            out.append(f'<path d="M{x - 7},{y - 1} L{x + 7},{y + 13} M{x + 7},{y - 1} L{x - 7},{y + 13}" '
+                       f'stroke="#cc0000" stroke-width="3"/>')
+        out.append(_text(LEFT + LANE * len(lanes) + 10, y + 4, _state_line(views[i + 1]), anchor="start",
+                         size=10, fill="#333333"))
+    foot = top + ROW * len(trace) + 24
+    if violated:
+        what = ("the goal is false on every pass of the loop" if loop is not None
+                else "violated in the last state")
+        out.append(_text(8, foot, f"✗ {violated}: {what}", anchor="start", size=12, weight="bold",
+                         fill="#b00020"))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# -- the step table -----------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def step_rows(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
+    """Per step: its number, ``Action(args)`` (``↻`` at the start of a lasso's loop) and what it
+    changed (``field: old → new``, as :func:`kvheal.model.trace.changes` says it)."""
+    if len(views) != len(trace) + 1:
+        raise ValueError(f"{len(trace)} steps need {len(trace) + 1} views, got {len(views)}")
+    loop = loop_start(list(trace))
+    rows = []
+    for i, step in enumerate(trace):
+        a, b = flatten(dict(views[i])), flatten(dict(views[i + 1]))
+        what = "; ".join(f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b.get(k)) or "(nothing: stutters for ever)"
+        args = ", ".join(f"{k}={v}" for k, v in step.get("args", {}).items())
+        marker = "↻ " if loop is not None and i == loop else ""
+        rows.append((i + 1, f"{marker}{step['action']}({args})", what))
+    return rows
+
+
+def step_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]) -> str:
+    """The step table in Markdown: step, action, what changed; a lasso's loop noted under it."""
+    lines = ["| step | action | what changed |", "|---:|---|---|"]
+    for n, action, what in step_rows(trace, views):
+        lines.append(f"| {n} | `{action}` | {_md_cell(what)} |")
+    loop = loop_start(list(trace))
+    if loop is not None:
+        lines.append("")
+        lines.append(f"Steps {loop + 1}-{len(trace)} (↻) repeat for ever; the goal is false on every pass.")
+    else:
+        last = views[-1]
+        lines.append("")
+        lines.append(f"Violated in the last state: cache {fmt_value(tuple(last['cache']))}.")
+    return "\n".join(lines) + "\n"
