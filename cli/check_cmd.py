@@ -108,8 +108,12 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
               help="Decide only this property (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (SPEC §9).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--itf", "itf_path", default=None, metavar="FILE",
+              help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
+                   "FILE; with several, one file each, the property's name before the extension.")
 def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: bool,
-          max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool) -> int:
+          max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool,
+          itf_path: str | None = None) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
     Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
@@ -126,6 +130,15 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     result = run_check(model, max_states=max_states, progress=printer,
                        only=set(only) if only else None)
     printer.close()
+    if itf_path:
+        from kvheal.model.itf import itf_outputs
+
+        for path, text in itf_outputs(itf_path, model, result).items():
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as e:
+                raise click.UsageError(f"cannot write {path}: {e.strerror}") from None
     if as_json:
         out = result.as_json()
         out["config"] = {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap,
