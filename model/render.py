@@ -385,3 +385,24 @@ def step_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[st
         lines.append("")
         lines.append(f"Violated in the last state: cache {fmt_value(tuple(last['cache']))}.")
     return "\n".join(lines) + "\n"
+
+
+# -- one state in a few lines (state graphs) -----------------------------------------------------------
+
+
+def state_label(view: Mapping[str, Any]) -> str:
+    """A state's view in a few lines for a graph node: ``cache``, then per tab/message the
+    fields that are not at their resting value (heals idle, tabs alive, sweeper idle omitted)."""
+    flat = flatten(dict(view))
+    lines = [f"cache {flat['cache']}  stored {flat['stored']}"]
+    groups: dict[str, list[str]] = {}
+    for key, value in flat.items():
+        name = key.split("[", 1)[0]
+        if name in ("cache", "stored"):
+            continue
+        if (name, value) in (("heal", "Idle"), ("alive", "true"), ("sweep", "Idle"), ("lists", "Idle")):
+            continue
+        groups.setdefault(name, []).append(value if "[" not in key else f"{key[len(name) + 1:-1]}:{value}")
+    for name, values in groups.items():
+        lines.append(f"{name} " + " ".join(values))
+    return "\n".join(lines)
