@@ -11,12 +11,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kvheal.model import HOLDS, VIOLATED, CheckResult, KVHealModel, Progress, check as run_check
-from kvheal.model.trace import changes, fmt_value, loop_start, replay_trace
+from kvheal.model import VIOLATED, CheckResult, KVHealModel, Progress, Trace, Verdict, check as run_check
+from kvheal.model.results import exit_status  # noqa: F401  (SPEC §9's exit status; prove's too)
+from kvheal.model.trace import changes, fmt_value, replay_trace
 
 from .options import config_options, make_config
 
-STYLE = {"holds": "green", "violated": "bold red", "unknown": "yellow"}
+STYLE = {Verdict.HOLDS: "green", Verdict.VIOLATED: "bold red", Verdict.UNKNOWN: "yellow"}
 
 
 class ProgressPrinter:
@@ -43,10 +44,11 @@ class ProgressPrinter:
             sys.stderr.write("\n")
 
 
-def render_trace(console: Console, model: KVHealModel, name: str, trace: list[dict[str, Any]]) -> None:
+def render_trace(console: Console, model: KVHealModel, name: str, trace: Trace) -> None:
     """A counterexample as a table: step, action and arguments, what changed."""
+    trace = Trace.of(trace)
     states = replay_trace(model, trace)
-    loop = loop_start(trace)
+    loop = trace.loop_start
     kind = "lasso" if loop is not None else "path"
     table = Table(title=f"{name}: counterexample ({kind} of {len(trace)} steps)",
                   title_justify="left", show_lines=False)
@@ -54,8 +56,7 @@ def render_trace(console: Console, model: KVHealModel, name: str, trace: list[di
     table.add_column("action")
     table.add_column("what changed")
     for i, step in enumerate(trace):
-        args = ", ".join(f"{k}={v}" for k, v in step["args"].items())
-        action = f"{step['action']}({args})"
+        action = str(step)
         what = "; ".join(changes(model, states[i], states[i + 1])) or "(nothing: stutters for ever)"
         marker = ""
         if loop is not None and i == loop:
@@ -83,7 +84,7 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     for name, p in result.properties.items():
         cex = ""
         if p.status == VIOLATED:
-            loop = loop_start(p.trace)
+            loop = p.trace.loop_start
             cex = f"{len(p.trace)} steps" + (f", loop from step {loop + 1}" if loop is not None else "")
         table.add_row(name, p.kind.replace("_", " "), f"[{STYLE[p.status]}]{p.status}[/]", cex)
     console.print(table)
@@ -141,8 +142,7 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
                 raise click.UsageError(f"cannot write {path}: {e.strerror}") from None
     if as_json:
         out = result.as_json()
-        out["config"] = {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap,
-                         "variant": sorted(cfg.variants)}
+        out["config"] = config_json(cfg)
         out["reduction"] = "none"
         click.echo(json.dumps(out))
     else:
@@ -150,12 +150,9 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     return exit_status(result.properties.values())
 
 
-def exit_status(verdicts: Any) -> int:
-    """0 all hold, 1 one is violated, 3 none violated but some unknown (never claim 'holds')."""
-    statuses = {getattr(v, "status", v) for v in verdicts}
-    if VIOLATED in statuses:
-        return 1
-    return 0 if statuses <= {HOLDS} else 3
+def config_json(cfg: Any) -> dict[str, Any]:
+    """SPEC §9's ``config`` object of check's (and prove's) JSON."""
+    return {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": sorted(cfg.variants)}
 
 
 @click.command()
@@ -179,7 +176,7 @@ def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool)
         "states_per_s_exploring": round(result.states / result.explore_seconds),
         "transitions_per_s_exploring": round(result.transitions / result.explore_seconds),
         "peak_rss_mib": round(peak_mib),
-        "verdicts": {n: p.status for n, p in result.properties.items()},
+        "verdicts": {n: str(p.status) for n, p in result.properties.items()},
     }
     if as_json:
         click.echo(json.dumps(figures))

@@ -1,5 +1,7 @@
-"""`kvheal prove`: z3's verdict on every SPEC §7 property (proved / counterexample / unknown),
-as a table, as JSON, or as a Markdown report a reader can check without running anything."""
+"""`kvheal prove`: z3's verdict on every SPEC §7 property (holds / violated / unknown, the
+words of `kvheal check`; how each was reached is its method: induction, a ranking argument,
+BMC, a lasso), as a table, as JSON in `kvheal check --json`'s layout (SPEC §9, so `kvheal
+replay` reads it), or as a Markdown report a reader can check without running anything."""
 from __future__ import annotations
 
 import json
@@ -11,11 +13,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kvheal.model import Config, ConfigError
+from kvheal.model import Config, ConfigError, Verdict
 
 from .check_cmd import exit_status
 
-STYLE = {"proved": "green", "counterexample": "bold red", "unknown": "yellow"}
+STYLE = {Verdict.HOLDS: "green", Verdict.VIOLATED: "bold red", Verdict.UNKNOWN: "yellow"}
 
 
 def _fail(msg: str) -> None:
@@ -41,7 +43,7 @@ def render(console: Console, result: Any) -> None:
                                + s["action"] + "(" + ", ".join(f"{k}={v}" for k, v in s["args"].items()) + ")"
                                for i, s in enumerate(p.trace))
             console.print(f"[bold]{name}[/] counterexample ({len(p.trace)} steps): {steps}")
-        elif p.note and p.status != "proved":
+        elif p.note and p.status != Verdict.HOLDS:
             console.print(f"[bold]{name}[/]: {p.note}")
 
 
@@ -82,7 +84,7 @@ def report_markdown(result: Any) -> str:
         lines += [f"## {name}: {p.status}", ""]
         if p.note:
             lines += [p.note, ""]
-        if p.status == "proved" and p.method.startswith("inductive invariant +"):
+        if p.status == Verdict.HOLDS and p.method.startswith("inductive invariant +"):
             lines += ["The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
                       "set implies the goal and is closed; no step outside it raises the rank "
                       "(a tuple of naturals, compared lexicographically); every state outside it "
@@ -108,8 +110,8 @@ def report_markdown(result: Any) -> str:
             for i, q in enumerate(p.queries):
                 lines.append(f"| {i + 1} | {q.purpose} | `{q.formula}` | {q.expect} | {q.answer} | {q.seconds:.3f} |")
             lines.append("")
-    ok = all(p.status == "proved" for p in result.properties.values())
-    bad = [n for n, p in result.properties.items() if p.status == "counterexample"]
+    ok = all(p.status == Verdict.HOLDS for p in result.properties.values())
+    bad = [n for n, p in result.properties.items() if p.status == Verdict.VIOLATED]
     lines += ["## Conclusion", ""]
     if ok:
         lines.append("Every property is proved: each premise query above is unsatisfiable, as the argument needs.")
@@ -167,16 +169,15 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
     if report:
         Path(report).write_text(report_markdown(result), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps(result.as_json()))
+        from kvheal.model.prove import proof_json
+
+        click.echo(json.dumps(proof_json(result)))
     else:
         render(Console(), result)
     sys.exit(prove_status(result))
 
 
-#: prove's verdicts in check's words, for the shared exit status.
-_AS_CHECK = {"proved": "holds", "counterexample": "violated", "unknown": "unknown"}
-
-
 def prove_status(result: Any) -> int:
-    """The exit status of a proof result: `kvheal check`'s :func:`exit_status` of its verdicts."""
-    return exit_status(_AS_CHECK[p.status] for p in result.properties.values())
+    """The exit status of a proof result: `kvheal check`'s :func:`exit_status` of its verdicts
+    (the same :class:`Verdict` values)."""
+    return exit_status(result.properties.values())

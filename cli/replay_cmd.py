@@ -4,11 +4,14 @@
     kvheal replay check.json                   # every violated property in the file
     kvheal replay check.json --property NoDuplicates --backend memory --json
 
-TRACE.json (or `-` for stdin) is `kvheal check --json`'s output, an object
-``{"property": NAME, "trace": [...], "config": {...}}``, or a bare list of steps (then give
-``--property``). The design comes from the file's ``config`` when it has one; ``--tabs``,
-``--per-tab``, ``--cap`` and ``--variant`` override it. Exit status: 1 when the real system shows
-a violation, 0 when none is reproduced, 2 for a usage error.
+TRACE.json (or `-` for stdin) is `kvheal check --json`'s or `kvheal prove --json`'s output
+(one layout, SPEC §9), an object ``{"property": NAME, "trace": [...], "config": {...}}``, or a
+bare list of steps (then give ``--property``). The design comes from the file's ``config`` when
+it has one; ``--tabs``, ``--per-tab``, ``--cap`` and ``--variant`` override it. Each trace is
+first checked to be a counterexample in the model (it replays, and the property fails at its
+end or around its fair loop); one that is not, e.g. a truncated trace, is a usage error naming
+the step. Exit status: 1 when the real system shows a violation, 0 when it follows every trace
+without showing one, 3 when it could not follow a trace, 2 for a usage error.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 import click
 
 from kvheal.model import Config, ConfigError
+from kvheal.model.results import Trace, TraceError, exit_status
 
 
 def _load(path: str) -> Any:
@@ -43,6 +47,8 @@ def _config(data: Any, tabs, per_tab, cap, variant) -> Config:
     fv = found.get("variant", found.get("variants", ""))
     if isinstance(fv, list):
         fv = ",".join(str(v) for v in fv)
+    if fv == "seed":
+        fv = ""
     try:
         return Config.make(
             tabs=tabs if tabs is not None else int(found.get("tabs", 2)),
@@ -92,22 +98,28 @@ def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
 def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap, variant, as_json) -> int:
     """Replay a counterexample through the real worker and clients and show the violation there."""
     from kvheal.conformance.replay import replay as run_replay
-    from kvheal.model.trace import TraceError
+    from kvheal.model.trace import NotACounterexample
 
     if backend not in ("sqlite", "memory", "redis"):
         raise click.UsageError(f"unknown backend {backend!r} (known: sqlite, memory, redis)")
     data = _load(trace_file)
-    config = _config(data, tabs, per_tab, cap, variant)
-    traces = _traces(data, only)
-    if not traces:
+    # prove --all-tabs's file has no one size (and no trace): nothing to build then
+    config = _config(data, tabs, per_tab, cap, variant) if _has_fixed_size(data) else None
+    found = _traces(data, only)
+    if not found:
         if as_json:
-            click.echo(json.dumps({"config": _config_json(config), "results": []}))
+            click.echo(json.dumps({"config": config and _config_json(config), "results": []}))
         else:
             click.echo("nothing to replay: no property is violated in the file")
         return 0
-    for name, trace in traces:
-        if not isinstance(trace, list) or not all(isinstance(s, dict) for s in trace):
-            raise click.UsageError(f"{name}: a trace is a list of {{\"action\", \"args\"}} steps")
+    if config is None:
+        config = _config(data, tabs, per_tab, cap, variant)
+    traces: list[tuple[str, Trace]] = []
+    for name, steps in found:
+        try:
+            traces.append((name, Trace.from_json(steps)))
+        except TraceError as exc:
+            raise click.UsageError(f"{name}: {exc}") from None
     server = None
     path = db
     if backend == "sqlite" and db is not None or backend == "redis" and redis_url is not None:
@@ -125,6 +137,8 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
         for name, trace in traces:
             try:
                 results.append(run_replay(config, name, trace, backend=backend, path=path, passes=passes))
+            except NotACounterexample as exc:
+                raise click.UsageError(f"{name}: not a counterexample in the model: {exc}") from None
             except TraceError as exc:
                 raise click.UsageError(f"{name}: the trace does not replay through the model: {exc}") from None
             except ValueError as exc:
@@ -137,7 +151,13 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
                                "results": [r.as_json() for r in results]}))
     else:
         _render(config, results)
-    return 1 if any(r.reproduced for r in results) else 0
+    return exit_status(r.status for r in results)
+
+
+def _has_fixed_size(data: Any) -> bool:
+    """Whether the file's configuration is one size (not `prove --all-tabs`'s "all")."""
+    found = data.get("config") if isinstance(data, dict) else None
+    return not (isinstance(found, dict) and found.get("tabs") == "all")
 
 
 def _preflight(backend: str, db: str | None, redis_url: str | None) -> None:
@@ -250,4 +270,4 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
         click.echo(f"  state there: {json.dumps(result.state)}")
     else:
         click.echo(f"unknown: {result.reason}")
-    return {"ok": 0, "illegal": 1}.get(result.status, 3)
+    return exit_status([result.verdict])

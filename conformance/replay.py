@@ -18,8 +18,18 @@ does not matter). Then the violation is read off the real system, not the model:
     >>> from kvheal.conformance.replay import replay
     >>> config = Config.make(tabs=2)
     >>> result = check(KVHealModel(config))
-    >>> replay(config, "NoDuplicates", result.properties["NoDuplicates"].trace, backend="memory").reproduced
-    True
+    >>> r = replay(config, "NoDuplicates", result.properties["NoDuplicates"].trace, backend="memory")
+    >>> r.reproduced, r.status
+    (True, <Verdict.VIOLATED: 'violated'>)
+
+Before touching the real system the trace is checked to be a counterexample in the model
+(:func:`kvheal.model.trace.check_counterexample`): a trace that does not replay, or replays
+but violates nothing (a truncated path, a loop that does not return or is not fair), raises
+:class:`~kvheal.model.trace.TraceError` and is never reported "not reproduced".
+
+The verdict (``status``, the shared :class:`~kvheal.model.results.Verdict`) is about the real
+system along this trace: ``violated`` when it shows the violation, ``holds`` when it follows
+the trace without showing it, ``unknown`` when it could not follow the trace.
 """
 from __future__ import annotations
 
@@ -30,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvheal.model import Config, KVHealModel
-from kvheal.model.trace import STUTTER, TraceError, loop_start, replay_trace
+from kvheal.model.results import HOLDS, UNKNOWN, VIOLATED, Step, Trace, Verdict
+from kvheal.model.trace import STUTTER, check_counterexample
 
 from .abstraction import first_difference, flatten
 from .lockstep import _actor_labels, _explain
@@ -66,9 +77,18 @@ class ReplayResult:
     backend: str = "sqlite"
     ids: tuple[str, ...] = ()
 
+    @property
+    def status(self) -> Verdict:
+        """The real system's verdict along the trace: violated (reproduced), unknown (the
+        replay could not follow the trace), holds (followed it and showed no violation)."""
+        if self.reproduced:
+            return VIOLATED
+        return UNKNOWN if self.diverged else HOLDS
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "property": self.property, "kind": self.kind, "reproduced": self.reproduced,
+            "property": self.property, "kind": self.kind, "status": str(self.status),
+            "reproduced": self.reproduced,
             "evidence": self.evidence, "diverged": self.diverged or None, "backend": self.backend,
             "ids": list(self.ids),
             "steps": [{"step": s.number, "action": s.action, "calls": s.calls, "cache": s.cache,
@@ -118,9 +138,9 @@ class _Driver:
         self.state = model.init_states()[0]
         self.ahead: list[str] = []
 
-    def step(self, action_json: Mapping[str, Any]) -> list[str]:
+    def step(self, step: Step) -> list[str]:
         model = self.model
-        action = model.action(action_json["action"], {k: int(v) for k, v in action_json["args"].items()})
+        action = model.action(step.action, step.args)
         if str(action) in self.ahead:
             self.ahead.remove(str(action))
             return ["(already done by the previous call)"]
@@ -145,23 +165,18 @@ class _Driver:
         return f"{key}: model {flatten(want)[key]}, real {flatten(impl).get(key)}"
 
 
-def replay(config: Config, name: str, trace: Sequence[Mapping[str, Any]], *, backend: str = "sqlite",
+def replay(config: Config, name: str, trace: Trace | Sequence[Mapping[str, Any]], *, backend: str = "sqlite",
            path: str | None = None, passes: int = 2) -> ReplayResult:
-    """Drive the real system through `trace` (a counterexample to property `name`) and say
-    whether the real system shows the violation. Raises `TraceError` if the trace does not
-    replay through the model, ValueError for an unknown property."""
+    """Drive the real system through `trace` (a counterexample to property `name`: a
+    :class:`Trace` or its JSON) and say whether the real system shows the violation. Raises
+    `TraceError` if the trace is not a counterexample in the model (a step does not replay,
+    or it replays and violates nothing: `NotACounterexample`), ValueError for an unknown
+    property."""
     model = KVHealModel(config)
-    props = {p.name: p for p in model.properties()}
-    if name not in props:
-        raise ValueError(f"property {name!r} does not apply to this design (it has: {', '.join(props)})")
-    trace = list(trace)
-    replay_trace(model, trace)  # TraceError at the first step that does not replay
-    kind = props[name].kind
-    loop = loop_start(trace)
-    if kind == "invariant" and loop is not None:
-        raise TraceError(f"{name} is an invariant; its counterexample is a path, not a lasso")
-    if kind != "invariant" and loop is None:
-        raise TraceError(f"{name} is a liveness property; its counterexample must be a lasso (steps with \"loop\": true)")
+    trace = Trace.of(trace)
+    check_counterexample(model, name, trace)  # before any real call: raises naming the step
+    kind = {p.name: p.kind for p in model.properties()}[name]
+    loop = trace.loop_start
     tmp = None
     if backend == "sqlite" and path is None:
         tmp = tempfile.TemporaryDirectory(prefix="kvheal-replay-")
@@ -174,17 +189,16 @@ def replay(config: Config, name: str, trace: Sequence[Mapping[str, Any]], *, bac
         cycle = [] if loop is None else trace[loop:]
         number = 0
 
-        def run(step_json, in_loop: bool, pass_no: int) -> bool:
+        def run(step: Step, in_loop: bool, pass_no: int) -> bool:
             nonlocal number
             number += 1
-            if step_json["action"] == STUTTER:
+            if step.action == STUTTER:
                 calls = ["(nothing can move: stutters for ever)"]
                 action = STUTTER
             else:
-                args = ", ".join(f"{k}={v}" for k, v in step_json.get("args", {}).items())
-                action = f"{step_json['action']}({args})"
+                action = str(step)
                 try:
-                    calls = driver.step(step_json)
+                    calls = driver.step(step)
                 except Blocked as exc:
                     result.diverged = f"step {number}: {exc}"
                     return False
@@ -207,7 +221,8 @@ def replay(config: Config, name: str, trace: Sequence[Mapping[str, Any]], *, bac
             return result
         start_view = system.view()
         failing_passes = 0
-        for p in range(1, passes + 1 if cycle[0]["action"] != STUTTER else 2):
+        stutter = cycle[0].action == STUTTER
+        for p in range(1, passes + 1 if not stutter else 2):
             bad_here = bool(real_violation(name, system, system.view()))
             for step_json in cycle:
                 if not run(step_json, True, p):
@@ -217,10 +232,10 @@ def replay(config: Config, name: str, trace: Sequence[Mapping[str, Any]], *, bac
             back = system.view() == start_view
             if bad_here and back:
                 failing_passes += 1
-        total = passes if cycle[0]["action"] != STUTTER else 1
+        total = passes if not stutter else 1
         last = next((s.violation for s in reversed(result.steps) if s.violation), "")
         result.reproduced = failing_passes == total
-        if cycle[0]["action"] == STUTTER:
+        if stutter:
             result.evidence = f"nothing can move any more, and for ever: {last}" if last else ""
         else:
             result.evidence = (f"on each of {total} passes around the loop, which returns to where "

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.model.results import Verdict
 
 __all__ = ["OK", "ILLEGAL", "UNKNOWN", "Validation", "validate_records", "validate_log",
            "load_log", "infer_ids"]
@@ -71,8 +72,14 @@ class Validation:
     def ok(self) -> bool:
         return self.status == OK
 
+    @property
+    def verdict(self) -> Verdict:
+        """The shared verdict on "the log is a behaviour of the model": ok holds, an illegal
+        operation violates it, a search that ran out of budget leaves it unknown."""
+        return {OK: Verdict.HOLDS, ILLEGAL: Verdict.VIOLATED}.get(self.status, Verdict.UNKNOWN)
+
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "operations": self.operations, "runs": self.runs,
+        return {"status": self.status, "verdict": str(self.verdict), "operations": self.operations, "runs": self.runs,
                 "line": self.line, "record": self.record, "reason": self.reason or None,
                 "state": self.state or None, "invariant_violations": self.invariant_violations}
 

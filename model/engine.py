@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-HOLDS, VIOLATED, UNKNOWN = "holds", "violated", "unknown"
+from .results import HOLDS, UNKNOWN, VIOLATED, Step, Trace, Verdict  # noqa: F401  (HOLDS...: the old names)
 
 
 @dataclass
@@ -45,11 +45,16 @@ class PropertyResult:
 
     name: str
     kind: str
-    status: str
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    status: Verdict
+    trace: Trace = field(default_factory=Trace)
+
+    def __post_init__(self) -> None:
+        self.status = Verdict(self.status)
+        self.trace = Trace.of(self.trace)
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "trace": self.trace}
+        """SPEC §9's ``{"status", "trace"}`` of one property."""
+        return {"status": str(self.status), "trace": self.trace.as_json()}
 
 
 @dataclass
@@ -70,7 +75,7 @@ class CheckResult:
         return all(p.status != VIOLATED for p in self.properties.values())
 
     def as_json(self) -> dict[str, Any]:
-        """SPEC §9's JSON object."""
+        """SPEC §9's JSON object (the CLI adds ``config``)."""
         return {
             "states": self.states,
             "transitions": self.transitions,
@@ -219,13 +224,11 @@ def path_labels(g: StateGraph, num: int) -> list[int]:
     return labels
 
 
-def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[dict[str, Any]]:
+def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[Step]:
     steps = []
     for i, lab in enumerate(labels):
-        step = model.instances[lab].as_json()
-        if loop_from is not None and i >= loop_from:
-            step["loop"] = True
-        steps.append(step)
+        inst = model.instances[lab]
+        steps.append(Step(inst.name, inst.pairs, loop_from is not None and i >= loop_from))
     return steps
 
 
@@ -386,7 +389,7 @@ def check(
         if len(hits):
             num = int(hits[0])
             results[p.name] = PropertyResult(p.name, p.kind, VIOLATED,
-                                             _steps(model, path_labels(g, num)))
+                                             Trace(tuple(_steps(model, path_labels(g, num)))))
         else:
             results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
     if goals:
@@ -404,10 +407,10 @@ def check(
                 cycle = live.lasso_cycle(model, num)
                 steps = _steps(model, stem)
                 if cycle is None:
-                    steps.append({"action": "Stutter", "args": {}, "loop": True})
+                    steps.append(Step("Stutter", (), True))
                 else:
                     steps += _steps(model, cycle, loop_from=0)
-                results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, steps)
+                results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, Trace(tuple(steps)))
     ordered = {p.name: results[p.name] for p in props}
     return CheckResult(
         states=g.n if complete else len(g.index),

@@ -3,8 +3,13 @@ eventual convergence (inductive invariant + ranking premises, each a one-step qu
 
     >>> from kvheal.model import Config
     >>> result = prove(Config.make(tabs=2, variants="atomic_cache,dedupe"))
-    >>> result.properties["Converges"].status
-    'proved'
+    >>> pf = result.properties["Converges"]
+    >>> pf.status, pf.method
+    (<Verdict.HOLDS: 'holds'>, 'inductive invariant + heal-ranking (WF premises)')
+
+The verdicts are :class:`~kvheal.model.results.Verdict`'s, as the explicit checker's: a
+property z3 proves ``holds`` (``method`` says how: induction, a ranking argument), one it
+refutes is ``violated`` (``method``: BMC or a lasso), and the rest ``unknown``.
 
 Everything here returns values (:class:`ProveResult`, :class:`PropertyProof`, :class:`Query`);
 nothing prints. A query is recorded with its purpose, its formula in words, and z3's answer,
@@ -31,11 +36,13 @@ from typing import Any
 import z3
 
 from .config import Config
+from .results import Trace, Verdict
 from .strengthen import Strengthening, candidates_for
 from .symbolic import HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
     SWEEP_LISTED, SWEEP_READ, State, SymbolicModel
 
-PROVED, COUNTEREXAMPLE, UNKNOWN = "proved", "counterexample", "unknown"
+#: The shared verdicts under prove's old names: proved is HOLDS, a counterexample VIOLATED.
+PROVED, COUNTEREXAMPLE, UNKNOWN = Verdict.HOLDS, Verdict.VIOLATED, Verdict.UNKNOWN
 
 #: What every convergence proof assumes, in the words reports use.
 ASSUMPTIONS = (
@@ -77,22 +84,32 @@ class PropertyProof:
 
     name: str
     kind: str
-    status: str = UNKNOWN
+    status: Verdict = UNKNOWN
+    #: how the verdict was reached: "1-induction", "bmc", "lasso bmc", "inductive invariant + ..."
     method: str = ""
     depth: int | None = None
     k: int | None = None
     seconds: float = 0.0
     queries: list[Query] = field(default_factory=list)
-    trace: list[dict[str, Any]] = field(default_factory=list)
+    trace: Trace = field(default_factory=Trace)
     cti: dict[str, Any] | None = None
     invariants: list[str] = field(default_factory=list)
     note: str = ""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # status and trace stay typed however they are set (the engines set them late)
+        if name == "status":
+            value = Verdict(value)
+        elif name == "trace":
+            value = Trace.of(value)
+        object.__setattr__(self, name, value)
+
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "method": self.method, "depth": self.depth, "k": self.k,
-                "queries": len(self.queries), "seconds": round(self.seconds, 3), "trace": self.trace,
-                "cti": self.cti, "invariants": self.invariants, "note": self.note,
-                "query_log": [q.as_json() for q in self.queries]}
+        """``kvheal check --json``'s ``{"status", "trace"}`` (SPEC §9) and prove's own fields."""
+        return {"status": str(self.status), "trace": self.trace.as_json(), "method": self.method,
+                "depth": self.depth, "k": self.k, "queries": len(self.queries),
+                "seconds": round(self.seconds, 3), "cti": self.cti, "invariants": self.invariants,
+                "note": self.note, "query_log": [q.as_json() for q in self.queries]}
 
 
 @dataclass
@@ -114,11 +131,30 @@ class ProveResult:
         return any(p.status == COUNTEREXAMPLE for p in self.properties.values())
 
     def as_json(self) -> dict[str, Any]:
-        cfg = self.config
-        return {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": cfg.variant_label(),
-                "seconds": round(self.seconds, 3), "invariant": self.invariant,
-                "assumptions": list(self.assumptions),
-                "properties": {n: p.as_json() for n, p in self.properties.items()}}
+        """The layout of ``kvheal check --json`` (SPEC §9): see :func:`proof_json`."""
+        return proof_json(self)
+
+
+def proof_json(result: Any) -> dict[str, Any]:
+    """A proof result (this module's or :mod:`kvheal.model.param`'s) in the layout of
+    ``kvheal check --json`` (SPEC §9), so ``kvheal replay`` reads either: ``states`` and
+    ``transitions`` are null (z3 explores no state graph), ``complete`` is true when no
+    verdict is unknown, ``config`` is the configuration (``"tabs": "all"`` for every number
+    of tabs), and each property's ``{"status", "trace"}`` has prove's fields beside it
+    (``method``, ``queries``, ...). prove's own top-level fields: ``engine``, ``invariant``,
+    ``assumptions``."""
+    cfg = result.config
+    if isinstance(cfg, Config):
+        config = {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": sorted(cfg.variants)}
+    else:  # every number of tabs (kvheal.model.param)
+        config = {"tabs": "all", "per_tab": "any", "cap": None,
+                  "variant": sorted(getattr(result, "variants", ()))}
+    props = result.properties
+    return {"states": None, "transitions": None, "seconds": round(result.seconds, 3),
+            "complete": all(p.status != UNKNOWN for p in props.values()), "config": config,
+            "properties": {n: p.as_json() for n, p in props.items()},
+            "engine": "z3", "invariant": list(result.invariant),
+            "assumptions": list(getattr(result, "assumptions", ()))}
 
 
 def _ask(solver: z3.Solver, *assumptions: z3.BoolRef) -> tuple[str, float]:
@@ -127,7 +163,7 @@ def _ask(solver: z3.Solver, *assumptions: z3.BoolRef) -> tuple[str, float]:
     return str(r), time.perf_counter() - t0
 
 
-def _trace(sym: SymbolicModel, model: z3.ModelRef, sels: list[z3.ArithRef], loop: int | None = None) -> list[dict]:
+def _trace(sym: SymbolicModel, model: z3.ModelRef, sels: list[z3.ArithRef], loop: int | None = None) -> Trace:
     steps = []
     for i, sel in enumerate(sels):
         inst = sym.instance_at(model, sel)
@@ -135,7 +171,7 @@ def _trace(sym: SymbolicModel, model: z3.ModelRef, sels: list[z3.ArithRef], loop
         if loop is not None and i >= loop:
             step["loop"] = True
         steps.append(step)
-    return steps
+    return Trace.from_json(steps)
 
 
 # ---------------------------------------------------------------------- bounded model checking

@@ -1,8 +1,11 @@
-"""Traces: replaying SPEC §9 trace steps through the model and saying what each step changed.
+"""Traces: replaying SPEC §9 traces through the model, deciding whether one really is a
+counterexample, and saying what each step changed.
 
-A trace is a list of steps ``{"action": name, "args": {...}}``; a lasso's steps from the start
-of its cycle carry ``"loop": true``, and a loop that is a stutter (no action enabled) is the
-single pseudo-step ``{"action": "Stutter", "args": {}, "loop": true}``.
+A trace is a :class:`~kvheal.model.results.Trace` of steps (action name, arguments, a loop
+flag; optionally the state each reaches); in JSON, a list of ``{"action": name, "args":
+{...}}``. A lasso's steps from the start of its cycle carry ``"loop": true``, and a loop that
+is a stutter (no action enabled) is the single pseudo-step ``{"action": "Stutter", "args": {},
+"loop": true}``. Every function here takes a ``Trace`` or its JSON list.
 """
 from __future__ import annotations
 
@@ -10,12 +13,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .core import KVHealModel, State
+from .results import STUTTER, Step, Trace, TraceError
 
-STUTTER = "Stutter"
+__all__ = ["STUTTER", "Step", "Trace", "TraceError", "NotACounterexample", "replay_trace",
+           "check_counterexample", "with_states", "loop_start", "fmt_value", "flatten", "changes"]
 
 
-class TraceError(ValueError):
-    """A trace that does not replay: a step names no action, or one that is not enabled."""
+class NotACounterexample(TraceError):
+    """A trace that replays through the model but does not violate the property it is said
+    to: an invariant that still holds at its end (a truncated trace), a lasso whose loop does
+    not return, is not fair, or never fails the goal."""
 
 
 def replay_trace(model: KVHealModel, trace: Iterable[Mapping[str, Any]]) -> list[State]:
@@ -23,20 +30,17 @@ def replay_trace(model: KVHealModel, trace: Iterable[Mapping[str, Any]]) -> list
     first step that is unknown or not enabled. A stutter step repeats the last state."""
     s = model.init_states()[0]
     states = [s]
-    for i, step in enumerate(trace):
-        name = step.get("action")
-        args = step.get("args", {})
-        if name == STUTTER:
+    for i, raw in enumerate(trace):
+        step = raw if isinstance(raw, Step) else Step.from_json(raw, i + 1)
+        if step.action == STUTTER:
             if model.successors(s):
                 raise TraceError(f"step {i + 1}: Stutter while actions are enabled")
             states.append(s)
             continue
-        if not isinstance(name, str) or not isinstance(args, Mapping):
-            raise TraceError(f"step {i + 1}: expected {{'action': str, 'args': {{...}}}}")
         try:
-            action = model.action(name, {str(k): int(v) for k, v in args.items()})
+            action = model.action(step.action, step.args)
         except (KeyError, ValueError, TypeError):
-            raise TraceError(f"step {i + 1}: no action {name}{dict(args)} in this model") from None
+            raise TraceError(f"step {i + 1}: no action {step.action}{step.args} in this model") from None
         try:
             s = model.step(s, action)
         except ValueError:
@@ -45,7 +49,66 @@ def replay_trace(model: KVHealModel, trace: Iterable[Mapping[str, Any]]) -> list
     return states
 
 
-def loop_start(trace: list[Mapping[str, Any]]) -> int | None:
+def with_states(model: KVHealModel, trace: Iterable[Mapping[str, Any]]) -> Trace:
+    """The trace with the state (view) each step reaches, and the initial state's view."""
+    trace = Trace.of(trace)
+    states = replay_trace(model, trace)
+    steps = tuple(Step(s.action, s.pairs, s.loop, model.view(st)) for s, st in zip(trace, states[1:]))
+    return Trace(steps, initial=model.view(states[0]))
+
+
+def _span(start: int, end: int) -> str:
+    return f"step {start}" if start == end else f"steps {start}-{end}"
+
+
+def check_counterexample(model: KVHealModel, name: str, trace: Iterable[Mapping[str, Any]]) -> list[State]:
+    """The states of ``trace`` when it is a counterexample to property ``name`` in ``model``
+    (SPEC §7): for an invariant, a path whose last state breaks it; for an eventually-always
+    goal, a lasso whose loop returns to where it starts, is fair (every fair action instance
+    enabled throughout it is taken in it) and passes a state where the goal is false.
+
+    Raises :class:`TraceError` when a step does not replay, :class:`NotACounterexample`
+    (naming the step) when the trace replays but violates nothing, ValueError when the
+    property does not apply to the model."""
+    props = {p.name: p for p in model.properties()}
+    if name not in props:
+        raise ValueError(f"property {name!r} does not apply to this design (it has: {', '.join(props)})")
+    prop = props[name]
+    trace = Trace.of(trace)
+    loop = trace.loop_start
+    if prop.kind == "invariant" and loop is not None:
+        raise NotACounterexample(f"{name} is an invariant; its counterexample is a path, not a lasso")
+    if prop.kind != "invariant" and loop is None:
+        raise NotACounterexample(f"{name} is a liveness property; its counterexample must be a lasso "
+                                 "(steps with \"loop\": true)")
+    states = replay_trace(model, trace)  # TraceError at the first step that does not replay
+    n = len(trace)
+    if loop is None:
+        if prop.holds(states[-1]):
+            where = f"after step {n}, the last" if n else "in the initial state (the trace is empty)"
+            raise NotACounterexample(f"{name} holds {where} (is the trace truncated?)")
+        return states
+    gap = next((i for i in range(loop, n) if not trace[i].loop), None)
+    if gap is not None:
+        raise NotACounterexample(f"step {gap + 1} is in the loop (steps {loop + 1}-{n}) but has no "
+                                 "\"loop\": true")
+    span = _span(loop + 1, n)
+    if states[loop] != states[-1]:
+        raise NotACounterexample(f"the loop ({span}) does not return to the state where it starts "
+                                 f"(before step {loop + 1}): is the trace truncated?")
+    cycle = states[loop:-1]
+    if all(prop.holds(s) for s in cycle):
+        raise NotACounterexample(f"{name}'s goal holds in every state of the loop ({span})")
+    taken = {model.action(s.action, s.args).label for s in trace.cycle if s.action != STUTTER}
+    throughout = set.intersection(*({lab for lab, _ in model.successors(s)} for s in cycle))
+    unfair = sorted(lab for lab in throughout if model.is_fair(lab) and lab not in taken)
+    if unfair:
+        raise NotACounterexample(f"the loop ({span}) is not fair: {model.instances[unfair[0]]} is "
+                                 "enabled in every state of it and never taken")
+    return states
+
+
+def loop_start(trace: Iterable[Mapping[str, Any]]) -> int | None:
     """Index of the first step of a lasso's cycle, or None for a finite trace."""
     for i, step in enumerate(trace):
         if step.get("loop"):

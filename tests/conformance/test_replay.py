@@ -96,7 +96,7 @@ def test_cli_table(seed_check):
 def test_cli_one_trace_from_stdin():
     trace = check(KVHealModel(Config.make(tabs=2, variants="atomic_cache"))).properties["NoDuplicates"].trace
     code, out = _run(["replay", "-", "--property", "NoDuplicates", "--variant", "atomic_cache", "--json"],
-                     stdin=json.dumps(trace))
+                     stdin=json.dumps(trace.as_json()))
     assert code == 1
     assert json.loads(out)["results"][0]["reproduced"] is True
 

@@ -153,7 +153,8 @@ def test_cli_exit_codes_and_json(tmp_path) -> None:
                              "--report", str(tmp_path / "r.md")])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
-    assert data["properties"]["Converges"]["status"] == "proved"
+    assert data["properties"]["Converges"]["status"] == "holds"  # proved: the shared verdict
+    assert data["properties"]["Converges"]["method"].startswith("inductive invariant +")
     text = (tmp_path / "r.md").read_text()
     assert "## Assumptions" in text and "Weak fairness" in text and "| unsat |" in text
     r = runner.invoke(main, ["prove", "--tabs", "2", "--property", "NoDuplicates", "--depth", "9"])
