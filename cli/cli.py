@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "chaos": "kvheal.chaos_cmd:chaos",
     "spec": "kvheal.spec_cmd:spec",
     "graph": "kvheal.graph_cmd:graph",
+    "audit": "kvheal.audit_cmd:audit",
 }
 
 
