@@ -41,7 +41,7 @@ def render_text(run) -> str:
     lines += ["", "| property | verdict | why |", "|---|---|---|"]
     for name, result in check.properties.items():
         lines.append(f"| {name} | {result.status} | {result.reason.replace('|', '/')} |")
-    for name, result in check.properties.items():
+    for result in check.properties.values():
         if result.anomaly is not None:
             lines += ["", step_table(result.anomaly, origin=0.0).rstrip()]
     return "\n".join(lines) + "\n"

@@ -189,7 +189,6 @@ class AuditRun:
 
     def to_json(self) -> dict:
         """The machine-readable report (without the records: see `write_history`)."""
-        from .history import PROPERTIES  # noqa: F401 - order of the properties
         check = self.check
         props = {}
         for name, result in (check.properties.items() if check else ()):

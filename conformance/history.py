@@ -41,7 +41,7 @@ HealEffective
     Without such a W, no last-write-wins interleaving explains R. Violated if an ineffective
     heal exists; with ``reconciler=True`` (a background writer such as a sweeper, whose writes
     the history does not show, might have dropped x) it is unknown instead; holds otherwise,
-    unknown when no heal answered success.
+    also when no heal answered success (vacuously).
 Consistency
     Every read is explainable: there is an order of the operations' effects, consistent with
     real time (an operation that completed before another was invoked comes first), on a
@@ -212,7 +212,8 @@ def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
     chosen: list[Op] = [ack]
     marks = {ack.index: "acknowledged"}
     if seen:
-        last = max(seen, key=lambda op: (op.end, op.index))
+        # the poster's own last read that saw it (after it a tab of the original app stops healing it)
+        last = max(seen, key=lambda op: (op.client == ack.client, op.end, op.index))
         chosen.append(last)
         marks[last.index] = f"last read that saw {m}"
         droppers = [w for w in _writers(ops) if w.id != m and w.invoke < last.end and w.end > last.invoke]
@@ -224,7 +225,7 @@ def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
         droppers = [w for w in _writers(ops) if w.id != m and _overlaps(w, ack)]
         for w in droppers[:3]:
             chosen.append(w)
-            marks[w.index] = f"concurrent with the post: may overwrite it"
+            marks[w.index] = "concurrent with the post: may overwrite it"
         after = ack
     heals = [op for op in ops if op.kind == "heal" and op.id == m and op.invoke > after.invoke]
     for h in heals[-2:]:
@@ -233,8 +234,8 @@ def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
     chosen.append(final)
     marks[final.index] = f"final read: {m} missing"
     tail = ("; no heal of it afterwards" if not heals else "; heals of it did not bring it back")
-    summary = (f"{m} was acknowledged" + (f", then seen by a read (by {seen and max(seen, key=lambda o: o.end).client})"
-                                           if seen else "") + f", and is missing from the final read{tail}")
+    summary = (f"{m} was acknowledged" + (f", then seen by a read of {last.client}" if seen else "")
+               + f", and is missing from the final read{tail}")
     return Anomaly("Durability", summary, _sorted_unique(chosen), marks)
 
 
@@ -263,7 +264,7 @@ def _check_duplicates(ops: Sequence[Op]) -> PropertyResult:
 def _check_heals(ops: Sequence[Op], reconciler: bool) -> PropertyResult:
     heals = [op for op in ops if op.kind == "heal" and op.ok is True and op.complete is not None]
     if not heals:
-        return PropertyResult(UNKNOWN, "no heal answered success")
+        return PropertyResult(HOLDS, "no heal answered success: nothing to check")
     reads = sorted((op for op in _ok_reads(ops) if not op.partial), key=lambda op: op.invoke)
     writers = _writers(ops)
     found: list[tuple[Op, Op]] = []
@@ -349,7 +350,7 @@ def _producible(target: tuple[str, ...], value: tuple[str, ...], writers: list[t
     return False
 
 
-def _reads_feasible(seg: "_Segment", opened: int, done: int, value: tuple[str, ...], snaps: tuple,
+def _reads_feasible(seg: _Segment, opened: int, done: int, value: tuple[str, ...], snaps: tuple,
                     ahead: tuple | None = None) -> bool:
     """False when a pending (not partial) read of the segment, or the first read of the next
     segment (`ahead`: its value and the ids of the writers that may precede it), can no longer be
@@ -499,7 +500,7 @@ def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
         for m in r.ids or ():
             if first_writer.get(m, _INF) >= r.end:
                 late = [w for w in writers if w.id == m]
-                what = ("no request ever posted it" if not late
+                what = ("no request that may have written it was sent" if not late
                         else "its first post or heal was invoked only after the read completed")
                 summary = f"a read returned {m}, but {what}"
                 marks = {r.index: f"returned {m}"} | {w.index: "invoked later" for w in late}
@@ -515,19 +516,25 @@ def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
     if status == UNKNOWN:
         return PropertyResult(UNKNOWN, f"search budget exhausted after {steps} steps "
                                        f"(segment {deepest.segment + 1} of {len(segments)})"), steps
-    return PropertyResult(VIOLATED, *_consistency_anomaly(segments[deepest.segment], deepest)), steps
+    everything = sorted(reads + writers, key=lambda op: (op.invoke, op.index))
+    return PropertyResult(VIOLATED, *_consistency_anomaly(segments[deepest.segment], deepest, everything)), steps
 
 
-def _consistency_anomaly(seg: _Segment, deepest: _Deepest) -> tuple[str, Anomaly]:
+def _consistency_anomaly(seg: _Segment, deepest: _Deepest, everything: list[Op]) -> tuple[str, Anomaly]:
     pending = [i for i in seg.order if seg.is_read[i] and not deepest.done >> i & 1]
     culprit = min(pending, key=lambda i: (seg.ops[i].end, seg.ops[i].index)) if pending else seg.order[-1]
     read = seg.ops[culprit]
     got = Counter(read.ids or ())
     had = Counter(deepest.value)
-    diff = sorted(set((got - had) + (had - got))) or sorted(got)
-    chosen = [read] + [op for op in seg.ops if op.kind != "read" and op.id in diff and op.invoke < read.end]
-    chosen += [op for op in seg.ops if op.kind == "read" and op.end <= read.invoke
-               and any(m in (op.ids or ()) for m in diff)][-2:]
+    # ids read but not explained, or explained but not read, and writes that had to precede the
+    # read but could not be placed
+    stuck = {seg.ops[i].id for i in range(len(seg.ops)) if not seg.is_read[i] and seg.need[culprit] >> i & 1
+             and not deepest.done >> i & 1}
+    diff = sorted(set((got - had) + (had - got)) | stuck) or sorted(got)
+    chosen = [read]
+    for m in diff:  # the last writes of each such id before the read, and the last read that saw it
+        chosen += [op for op in everything if op.kind != "read" and op.id == m and op.invoke < read.end][-2:]
+        chosen += [op for op in everything if op.kind == "read" and op.end <= read.invoke and m in (op.ids or ())][-1:]
     marks = {read.index: "no order of the writes explains this"}
     for op in chosen:
         if op.index != read.index and op.kind != "read":
