@@ -248,12 +248,14 @@ def _state_line(view: Mapping[str, Any]) -> list[tuple[str, str | None]]:
 
 
 def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]],
-                 title: str = "", violated: str = "") -> str:
+                 title: str = "", violated: str = "", ident: str = "") -> str:
     """A counterexample as an SVG sequence diagram (see the module's docstring).
 
     ``views`` has one more element than ``trace``; ``title`` heads the picture and
-    ``violated`` (a property name) is written under the last row.
+    ``violated`` (a property name) is written under the last row; ``ident`` prefixes the
+    SVG's internal ids, so several diagrams can share one HTML page.
     """
+    pre = "".join(c if c.isalnum() else "-" for c in ident) + "-ah" if ident else "ah"
     if len(views) != len(trace) + 1:
         raise ValueError(f"{len(trace)} steps need {len(trace) + 1} views, got {len(views)}")
     lanes = _lanes(views, trace)
@@ -268,7 +270,7 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
            f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
            '<defs>'
            + "".join(
-               f'<marker id="ah{i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+               f'<marker id="{pre}{i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
                f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
                for i, c in enumerate((*PALETTE, NEUTRAL)))
            + '</defs>']
@@ -322,7 +324,7 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
             mid = PALETTE.index(c) if c in PALETTE else len(PALETTE)
             shrink = 5 if x2 > x1 else -5
             out.append(f'<line x1="{x1 + shrink:.1f}" y1="{y + 6:.1f}" x2="{x2 - shrink:.1f}" y2="{y + 6:.1f}" '
-                       f'stroke="{c}" stroke-width="2" marker-end="url(#ah{mid})"'
+                       f'stroke="{c}" stroke-width="2" marker-end="url(#{pre}{mid})"'
                        + (' stroke-dasharray="6,4"' if dashed else "") + "/>")
             out.append(_text((x1 + x2) / 2, y, label, size=10, fill=c))
         for key, label in mk.notes:

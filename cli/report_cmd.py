@@ -1,0 +1,148 @@
+"""`kvheal report`: check every design, decide the post-mortem's claims, and write a
+self-contained dossier (index.html, report.md, every counterexample as SVG, step table and ITF).
+
+The work is the checker's; :mod:`kvheal.model.report` assembles the files. Results are cached
+per configuration in ``DIR/.kvheal-cache.json``, keyed by the configuration, kvheal's version
+and a digest of the model's source, so a second run only re-assembles.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kvheal.model import ConfigError, KVHealModel
+from kvheal.model import check as run_check
+from kvheal.model.report import DESIGNS, assemble, config_of, design_name, designs_for, record_of
+
+CACHE = ".kvheal-cache.json"
+
+
+def version() -> str:
+    try:
+        return metadata.version("kvheal")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+def model_digest() -> str:
+    """A digest of the model package's sources: a cached verdict is stale once they change."""
+    h = hashlib.sha256()
+    pkg = resources.files("kvheal.model")
+    for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            h.update(entry.name.encode())
+            h.update(entry.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(design: str, tabs: int, digest: str) -> str:
+    return json.dumps({"design": design, "tabs": tabs, "per_tab": 1, "kvheal": version(), "model": digest},
+                      sort_keys=True)
+
+
+def load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def parse_designs(text: str | None, mode: str) -> list[str]:
+    if not text:
+        return designs_for(mode)
+    out = []
+    for part in text.split(";") if ";" in text else text.split(" "):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            label = design_name(part)
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
+        out.append(label)
+    return out
+
+
+@click.command()
+@click.option("--out", "out_dir", default="kvheal-report", show_default=True, metavar="DIR",
+              help="Directory to write index.html, report.md and cex/ into (created if missing).")
+@click.option("--designs", default=None, metavar="LIST",
+              help="Designs to check, separated by spaces or ';' (each a comma-separated flag list, "
+                   "'seed' for none); default: README's twelve (--quick leaves out shared_pending).")
+@click.option("--tabs", type=click.IntRange(min=1), default=2, show_default=True, help="Number of tabs (T).")
+@click.option("--quick", "mode", flag_value="quick", default=True,
+              help="Leave out the designs whose check takes minutes (default).")
+@click.option("--full", "mode", flag_value="full", help="Check every design, however long it takes.")
+@click.option("--no-cache", is_flag=True, help="Re-check every design even if cached.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def report(out_dir: str, designs: str | None, tabs: int, mode: str, no_cache: bool, quiet: bool) -> int:
+    """Check each design, decide the post-mortem's claims and write a report to DIR.
+
+    Exit status 0 when the report is written (violations are findings, not failures), 2 for
+    a usage error."""
+    chosen = parse_designs(designs, mode)
+    for d in chosen:
+        try:
+            config_of(d, tabs)
+        except ConfigError as e:
+            raise click.UsageError(f"{d} at tabs {tabs}: {e}") from None
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cex").mkdir(exist_ok=True)
+    except OSError as e:
+        raise click.UsageError(f"cannot create {out}: {e.strerror}") from None
+    cache_path = out / CACHE
+    cache = {} if no_cache else load_cache(cache_path)
+    digest = model_digest()
+    console = Console(stderr=True, quiet=quiet)
+    records = []
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("checking", total=len(chosen))
+        for d in chosen:
+            key = cache_key(d, tabs, digest)
+            if key in cache:
+                progress.update(task, description=f"{d} (cached)")
+                records.append(cache[key])
+            else:
+                progress.update(task, description=f"checking {d} at tabs {tabs}")
+                model = KVHealModel(config_of(d, tabs))
+                rec = record_of(model, run_check(model))
+                records.append(rec)
+                cache[key] = rec
+                _write(cache_path, json.dumps(cache))
+            progress.advance(task)
+        progress.update(task, description=f"assembling the report ({len(records)} designs)")
+        skipped = [d for d in DESIGNS if d not in chosen] if not designs else []
+        command = "kvheal report " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        files = assemble(records, {"version": version(), "command": command.strip(), "tabs": tabs,
+                                   "mode": mode, "skipped": skipped})
+        for rel, text in files.items():
+            _write(out / rel, text)
+    console.print(f"wrote {out / 'index.html'} and {len(files) - 1} other files in "
+                  f"{time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise click.UsageError(f"cannot write {path}: {e.strerror}") from None

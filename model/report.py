@@ -1,0 +1,432 @@
+"""`kvheal report`'s assembler: check results in, the report's files out (as strings).
+
+Pure: the caller runs the checker (:func:`record_of` turns a result into a JSON-able record,
+which is also what the command caches) and writes the files :func:`assemble` returns. One
+document model feeds both ``report.md`` and ``index.html``, so they say the same things; the
+HTML is self-contained (inline CSS and SVG, no network).
+
+Contents: the post-mortem's claims with their verdicts (:mod:`kvheal.model.claims`, decided
+from the records), the design × property matrix, and every counterexample as a sequence
+diagram (SVG), a step table (Markdown) and an ITF trace (JSON). :func:`readme_table` renders
+README's verdict table from the same records.
+"""
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .claims import CLAIMS, CONFIRMED, DEPLOYED, MEASURED, NOT_APPLICABLE, NOT_MODELLED, REFUTED, decide
+from .config import Config
+from .itf import dumps as itf_dumps
+from .itf import to_itf
+from .render import sequence_svg, step_table_md, trace_views
+
+#: The designs of README's verdict table, in its order (variant labels).
+DESIGNS: tuple[str, ...] = (
+    "seed", "dedupe", "keep_verifying", "atomic_cache", "sweeper", "tab_crash", "shared_pending",
+    "dedupe,keep_verifying", "atomic_cache,dedupe", "dedupe,sweeper", "dedupe,tab_crash",
+    "dedupe,shared_pending",
+)
+#: Left out of ``--quick``: 6.2 million states at tabs 2 (over a minute and ~4 GiB).
+SLOW: frozenset[str] = frozenset({"shared_pending"})
+#: SPEC §7's properties in table order.
+PROPERTIES: tuple[str, ...] = ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges", "PendingDrains")
+GOALS = frozenset({"Converges", "PendingDrains"})
+
+
+def designs_for(mode: str) -> list[str]:
+    """The designs a ``quick`` or ``full`` report checks."""
+    return [d for d in DESIGNS if mode == "full" or d not in SLOW]
+
+
+def design_name(text: str) -> str:
+    """A design's name as the report writes it: README's spelling when the flags are one of
+    :data:`DESIGNS` (``dedupe,atomic_cache`` -> ``atomic_cache,dedupe``), else the flags in
+    SPEC order; ``seed`` for none. :class:`~kvheal.model.config.ConfigError` for unknown flags."""
+    flags = config_of(text, 1).variants
+    for d in DESIGNS:
+        if config_of(d, 1).variants == flags:
+            return d
+    return config_of(text, 1).variant_label()
+
+
+def config_of(design: str, tabs: int) -> Config:
+    """The configuration of a design label at ``tabs`` (one message per tab, default cap)."""
+    return Config.make(tabs=tabs, variants="" if design == "seed" else design)
+
+
+def _steps_json(trace: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for s in trace:
+        step = {"action": s["action"], "args": {k: int(v) for k, v in dict(s.get("args", {})).items()}}
+        if s.get("loop"):
+            step["loop"] = True
+        out.append(step)
+    return out
+
+
+def record_of(model: Any, result: Any) -> dict[str, Any]:
+    """A check result as a JSON-able record: configuration, counts, time, verdicts, traces."""
+    cfg = model.config
+    return {
+        "design": design_name(cfg.variant_label()),
+        "tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap,
+        "states": result.states, "transitions": result.transitions,
+        "seconds": round(result.seconds, 2), "complete": result.complete,
+        "method": "explicit",
+        "properties": {
+            name: {"kind": p.kind, "status": str(p.status), "trace": _steps_json(p.trace)}
+            for name, p in result.properties.items()
+        },
+    }
+
+
+def status_of(rec: Mapping[str, Any] | None, prop: str) -> str | None:
+    """``holds``/``violated``/``unknown``, ``n/a`` when the design does not decide ``prop``,
+    None when the design was not run."""
+    if rec is None:
+        return None
+    p = rec["properties"].get(prop)
+    return NOT_APPLICABLE if p is None else p["status"]
+
+
+def verdict_map(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """``(design, property) -> status`` for the claims ledger."""
+    out = {}
+    for rec in records:
+        for prop in PROPERTIES:
+            out[(rec["design"], prop)] = status_of(rec, prop)
+    return out
+
+
+def slug(design: str, prop: str) -> str:
+    """The file stem of a counterexample: ``dedupe+sweeper-Converges``."""
+    return f"{design.replace(',', '+')}-{prop}"
+
+
+# -- README's verdict table ---------------------------------------------------------------------
+
+
+def readme_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """README's "verdicts at tabs 2" table: a row per design in :data:`DESIGNS` order (designs
+    not in the records left out); violated with the counterexample's length; the liveness
+    verdicts of a design where everything holds in bold; ``n/a`` where a property is not
+    decided."""
+    by = {r["design"]: r for r in records}
+    lines = ["| design | " + " | ".join(PROPERTIES) + " | states |",
+             "|---" * (len(PROPERTIES) + 2) + "|"]
+    for design in [d for d in DESIGNS if d in by] + sorted(set(by) - set(DESIGNS)):
+        rec = by[design]
+        converges = all(status_of(rec, p) in ("holds", NOT_APPLICABLE) for p in PROPERTIES)
+        cells = []
+        for prop in PROPERTIES:
+            st = status_of(rec, prop)
+            if st == "violated":
+                cells.append(f"violated ({len(rec['properties'][prop]['trace'])})")
+            elif st == "holds" and prop in GOALS and converges:
+                cells.append("**holds**")
+            else:
+                cells.append(st)
+        lines.append(f"| {design} | " + " | ".join(cells) + f" | {rec['states']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(readme: str, heading: str = "### The verdicts at tabs 2") -> str:
+    """The first Markdown table after ``heading`` in README's text."""
+    start = readme.index(heading)
+    lines = readme[start:].splitlines()
+    table: list[str] = []
+    for line in lines[1:]:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return "\n".join(table) + "\n"
+
+
+# -- the document model: blocks rendered to Markdown and to HTML ----------------------------------------
+#
+# Inline text is a list of pieces: a str, ("b", text), ("code", text), ("a", text, href).
+# Blocks: ("h", level, inline, id), ("p", inline), ("table", header, rows of inline cells),
+# ("svg", svg text, image path, caption), ("details", summary inline, [blocks]).
+
+
+def _md_inline(pieces: Sequence[Any]) -> str:
+    out = []
+    for p in pieces:
+        if isinstance(p, str):
+            out.append(p.replace("|", "\\|"))
+        elif p[0] == "b":
+            out.append(f"**{p[1]}**")
+        elif p[0] == "code":
+            out.append(f"`{p[1]}`")
+        elif p[0] == "a":
+            out.append(f"[{p[1]}]({p[2]})")
+    return "".join(out)
+
+
+def _html_inline(pieces: Sequence[Any]) -> str:
+    out = []
+    for p in pieces:
+        if isinstance(p, str):
+            out.append(html.escape(p))
+        elif p[0] == "b":
+            out.append(f"<strong>{html.escape(p[1])}</strong>")
+        elif p[0] == "code":
+            out.append(f"<code>{html.escape(p[1])}</code>")
+        elif p[0] == "a":
+            out.append(f'<a href="{html.escape(p[2])}">{html.escape(p[1])}</a>')
+    return "".join(out)
+
+
+def to_markdown(blocks: Sequence[Any]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h":
+            out.append("#" * b[1] + " " + _md_inline(b[2]))
+        elif kind == "p":
+            out.append(_md_inline(b[1]))
+        elif kind == "table":
+            out.append("| " + " | ".join(b[1]) + " |")
+            out.append("|" + "---|" * len(b[1]))
+            out += ["| " + " | ".join(_md_inline(c) for c in row) + " |" for row in b[2]]
+        elif kind == "svg":
+            out.append(f"![{b[3]}]({b[2]})")
+        elif kind == "md":
+            out.append(b[1].rstrip("\n"))
+        elif kind == "details":
+            out.append(to_markdown(b[2]).rstrip("\n"))
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _md_table_to_html(md: str) -> str:
+    """A step table (Markdown from :func:`kvheal.model.render.step_table_md`) as HTML."""
+    rows, after = [], []
+    for line in md.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
+            rows.append(cells)
+        elif line.strip():
+            after.append(line)
+    head, body = rows[0], rows[1:]
+    out = ['<table class="steps"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in body:
+        cls = ' class="loop"' if r[1].startswith("`↻") else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in r) + "</tr>")
+    out.append("</tbody></table>")
+    out += [f"<p>{html.escape(a)}</p>" for a in after]
+    return "\n".join(out)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1500px;
+color:#1b1b1b;padding:0 16px;line-height:1.45}
+h1{font-size:26px;margin-bottom:4px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:10px 0;font-size:13px}
+th,td{border:1px solid #d0d0d0;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f1f3f6}tr.loop td{background:#fff6d5}
+code{background:#f3f3f3;padding:1px 4px;border-radius:3px;font-size:12px}
+.holds{color:#1a7f37;font-weight:600}.violated{color:#b00020;font-weight:600}
+.cex{overflow-x:auto;border:1px solid #e3e3e3;border-radius:6px;padding:8px;margin:8px 0;background:#fff}
+details{margin:10px 0}summary{cursor:pointer;font-weight:600}
+.meta{color:#555;font-size:13px}
+"""
+
+
+def to_html(blocks: Sequence[Any], title: str) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>"]
+
+    def emit(bs: Sequence[Any]) -> None:
+        for b in bs:
+            kind = b[0]
+            if kind == "h":
+                ident = f' id="{html.escape(b[3])}"' if len(b) > 3 and b[3] else ""
+                out.append(f"<h{b[1]}{ident}>{_html_inline(b[2])}</h{b[1]}>")
+            elif kind == "p":
+                out.append(f"<p>{_html_inline(b[1])}</p>")
+            elif kind == "table":
+                out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
+                           + "</tr></thead><tbody>")
+                for row in b[2]:
+                    out.append("<tr>" + "".join(f"<td{_cls(c)}>{_html_inline(c)}</td>" for c in row) + "</tr>")
+                out.append("</tbody></table>")
+            elif kind == "svg":
+                out.append(f'<div class="cex">{b[1]}</div>')
+            elif kind == "md":
+                out.append(_md_table_to_html(b[1]))
+            elif kind == "details":
+                out.append(f"<details{' open' if len(b) > 3 and b[3] else ''}><summary>{_html_inline(b[1])}</summary>")
+                emit(b[2])
+                out.append("</details>")
+
+    emit(blocks)
+    # A marker the browser test looks for: the page's script ran (and nothing before it threw).
+    out.append("<script>document.documentElement.setAttribute('data-kvheal-report','rendered');</script>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def _cls(cell: Sequence[Any]) -> str:
+    text = "".join(p if isinstance(p, str) else p[1] for p in cell)
+    for word in ("violated", "holds", "refuted", "confirmed"):
+        if text.startswith(word):
+            return f' class="{"holds" if word in ("holds", "confirmed") else "violated"}"'
+    return ""
+
+
+# -- assembling ----------------------------------------------------------------------------------------
+
+
+def _cell(rec: Mapping[str, Any] | None, prop: str) -> list[Any]:
+    st = status_of(rec, prop)
+    if st is None:
+        return ["not run"]
+    if st == "violated":
+        n = len(rec["properties"][prop]["trace"])
+        return [("a", f"violated ({n})", f"#{slug(rec['design'], prop)}")]
+    return [st]
+
+
+def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
+    v = dec["verdict"]
+    if v == REFUTED:
+        pieces: list[Any] = ["refuted: "]
+        for i, b in enumerate(dec["by"]):
+            if i:
+                pieces.append(", ")
+            if b["status"] == "violated":
+                pieces.append(("a", f"{b['property']} violated", f"#{slug(b['design'], b['property'])}"))
+            else:
+                pieces.append(("a", f"{b['property']} holds", "#matrix"))
+        return pieces
+    if v == CONFIRMED:
+        return ["confirmed: " + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"])
+                + " (exhaustive at this size)"]
+    if v == MEASURED:
+        return ["measured: " + claim.measured]
+    if v == NOT_MODELLED:
+        return ["not modelled: " + claim.not_modelled]
+    return ["not run (" + ", ".join(f"{b['property']}" for b in dec["by"]) + "; try --full)"
+            if dec["by"] else "not decided here"]
+
+
+def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, str]:
+    """The report's files, ``relative path -> text``: ``report.md``, ``index.html``,
+    ``verdicts.json`` (the records without traces, for README's table) and per counterexample
+    ``cex/<design>-<property>.svg``, ``.itf.json`` and ``.md``.
+
+    ``meta`` carries ``command``, ``version``, ``tabs`` and ``mode`` (written in the header);
+    nothing time-dependent is added here, so the same records give the same files."""
+    files: dict[str, str] = {}
+    by = {r["design"]: r for r in records}
+    designs = [d for d in DESIGNS if d in by] + sorted(set(by) - set(DESIGNS))
+    verdicts = verdict_map(records)
+    tabs = meta.get("tabs", records[0]["tabs"] if records else 2)
+    blocks: list[Any] = [
+        ("h", 1, ["kvheal report: does poll-and-heal converge?"], "top"),
+        ("p", [f"kvheal {meta.get('version', '?')}, ", ("code", meta.get("command", "kvheal report")),
+               f"; mode {meta.get('mode', '?')}, tabs {tabs}, one message per tab. "
+               "Verdicts are the explicit checker's: every reachable state, liveness under weak fairness "
+               "(SPEC §7). Every verdict on this page is computed by this run."]),
+    ]
+    # the claims
+    blocks.append(("h", 2, ["The post-mortem's claims"], "claims"))
+    blocks.append(("p", [f"Each claim in the post-mortem's words, decided for the post-mortem design "
+                         f"(seed) and for the app as deployed ({DEPLOYED}); \"true of\" lists the designs "
+                         "checked here for which the claim's properties hold."]))
+    rows = []
+    for claim in CLAIMS:
+        dec = decide(claim, verdicts, designs)
+        pm = _claim_cell(dec["post_mortem"], claim)
+        if dec["post_mortem"]["design"] != "seed":
+            pm = [*pm, f" (on {dec['post_mortem']['design']})"]
+        dep = _claim_cell(dec["deployed"], claim) if "deployed" in dec else ["(about the fix, not the app)"]
+        true_of = ", ".join(dec["true_of"]) if dec["true_of"] else ("none checked" if claim.checks and "deployed" in dec else "")
+        how = []
+        if claim.command:
+            how.append(("code", claim.command))
+        if claim.note:
+            how.append((" " if how else "") + claim.note)
+        if claim.measured and dec["post_mortem"]["verdict"] != MEASURED:
+            how.append(" Measured: " + claim.measured + ".")
+        if claim.not_modelled and dec["post_mortem"]["verdict"] != NOT_MODELLED:
+            how.append(" Not modelled: " + claim.not_modelled + ".")
+        rows.append([[claim.quote], pm, dep, [true_of], how])
+    blocks.append(("table", ["claim", "post-mortem design", "as deployed", "true of", "how it is decided"], rows))
+    # the matrix
+    blocks.append(("h", 2, [f"Design × property (tabs {tabs})"], "matrix"))
+    mrows = []
+    for d in designs:
+        rec = by[d]
+        mrows.append([[d], *[_cell(rec, p) for p in PROPERTIES], [f"{rec['states']:,}"],
+                      [f"{rec['transitions']:,}"], [f"{rec['seconds']:.2f} s"],
+                      ["explicit" + ("" if rec["complete"] else " (incomplete)")]])
+    skipped = [d for d in meta.get("skipped", ())]
+    blocks.append(("table", ["design", *PROPERTIES, "states", "transitions", "time", "method"], mrows))
+    if skipped:
+        blocks.append(("p", ["Not run in this mode: " + ", ".join(skipped) + " (use --full)."]))
+    # the counterexamples
+    blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
+    blocks.append(("p", ["Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "
+                         "key; one colour per message; a lasso's loop shaded and bracketed), a step table and "
+                         "an ITF trace (the JSON trace format Apalache and Quint read)."]))
+    index_rows = []
+    for d in designs:
+        rec = by[d]
+        model = None
+        for prop in PROPERTIES:
+            p = rec["properties"].get(prop)
+            if not p or p["status"] != "violated":
+                continue
+            if model is None:
+                from .core import KVHealModel
+
+                model = KVHealModel(Config.make(tabs=rec["tabs"], per_tab=rec["per_tab"], cap=rec["cap"],
+                                                variants="" if d == "seed" else d))
+            trace = p["trace"]
+            views = trace_views(model, trace)
+            stem = slug(d, prop)
+            kind = "lasso" if any(s.get("loop") for s in trace) else "path"
+            title = f"{d}: {prop} violated ({kind} of {len(trace)} steps, tabs {rec['tabs']})"
+            svg = sequence_svg(trace, views, title=title, violated=prop, ident=stem)
+            table = step_table_md(trace, views)
+            files[f"cex/{stem}.svg"] = svg
+            files[f"cex/{stem}.md"] = f"# {title}\n\n![sequence diagram]({stem}.svg)\n\n{table}"
+            files[f"cex/{stem}.itf.json"] = itf_dumps(to_itf(trace, views, {
+                "design": d, "property": prop, "tabs": rec["tabs"], "per_tab": rec["per_tab"],
+                "cap": rec["cap"], "kvheal": meta.get("version", "?")}))
+            index_rows.append([[("a", f"{d}: {prop}", f"#{stem}")], [kind], [str(len(trace))],
+                               [("a", "SVG", f"cex/{stem}.svg"), " · ", ("a", "steps", f"cex/{stem}.md"),
+                                " · ", ("a", "ITF", f"cex/{stem}.itf.json")]])
+            blocks.append(("h", 3, [title], stem))
+            blocks.append(("svg", svg, f"cex/{stem}.svg", f"{d}: {prop}"))
+            blocks.append(("details", ["step table"], [("md", table)]))
+            blocks.append(("p", ["Files: ", ("a", "SVG", f"cex/{stem}.svg"), ", ",
+                                 ("a", "step table", f"cex/{stem}.md"), ", ",
+                                 ("a", "ITF trace", f"cex/{stem}.itf.json"), "."]))
+    if index_rows:
+        at = next(i for i, b in enumerate(blocks) if b[0] == "h" and b[3] == "counterexamples") + 2
+        blocks.insert(at, ("table", ["counterexample", "kind", "steps", "files"], index_rows))
+    title = "kvheal report"
+    files["report.md"] = to_markdown(blocks)
+    files["index.html"] = to_html(blocks, title)
+    slim = [{k: v for k, v in r.items() if k != "properties"} | {
+        "properties": {n: {"status": p["status"], "length": len(p["trace"]) or None}
+                       for n, p in r["properties"].items()}} for r in records]
+    files["verdicts.json"] = json.dumps({"meta": dict(meta), "records": slim}, indent=1) + "\n"
+    return files
+
+
+def readme_table_from_verdicts(data: Mapping[str, Any]) -> str:
+    """README's table from a ``verdicts.json`` (lengths instead of traces)."""
+    records = []
+    for r in data["records"]:
+        props = {n: {"status": p["status"], "trace": [None] * (p["length"] or 0)}
+                 for n, p in r["properties"].items()}
+        records.append({**r, "properties": props})
+    return readme_table(records)
