@@ -205,7 +205,7 @@ def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str
     elif name == STUTTER:
         mk.notes.append(("tab0", [("no action enabled: the state repeats", None)]))
     else:  # an action this renderer does not know: say so rather than draw nothing
-        mk.notes.append(("tab0", [(f"{name}{args}", None)]))
+        mk.notes.append(("tab0", [(f"? {name}{args}: not drawn", None)]))
     return mk
 
 
