@@ -43,26 +43,90 @@ def _usage(exc: Exception) -> click.UsageError:
               help="SQLite synchronous mode: full survives power loss, normal only process crashes.")
 @click.option("--allow-volatile", is_flag=True,
               help="Serve a Redis without AOF (acknowledged posts are lost when it restarts).")
+@click.option("--secret", default="", metavar="TEXT",
+              help="Key of the heal tokens (keep it across restarts; default: SQLite keeps one in DB.secret, "
+                   "other backends draw a fresh one). Prefer --secret-file: a command line is visible to others.")
+@click.option("--secret-file", default="", metavar="PATH", help="Read the heal-token key from this file.")
+@click.option("--post-rate", type=float, default=10.0, show_default=True,
+              help="Posts per second per client address (token bucket; 0: no limit).")
+@click.option("--post-burst", type=int, default=50, show_default=True, help="Posts a client may send at once.")
+@click.option("--heal-rate", type=float, default=20.0, show_default=True,
+              help="Heals per second per client address (0: no limit).")
+@click.option("--heal-burst", type=int, default=100, show_default=True, help="Heals a client may send at once.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Let browser pages from ORIGIN call the API (repeatable; default: no CORS headers).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST",
+              help="Serve only requests whose Host header is HOST (repeatable, '*.example.org' allowed; default: any).")
+@click.option("--body-timeout", type=float, default=10.0, show_default=True,
+              help="Seconds a request body may take to arrive (then 408 and the connection is closed).")
+@click.option("--max-future-ms", type=int, default=60_000, show_default=True,
+              help="Refuse posts timestamped more than this far ahead of the server's clock.")
 def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_interval, stale_ms,
-          op_log, log_level, sqlite_sync, allow_volatile):
+          op_log, log_level, sqlite_sync, allow_volatile, secret, secret_file, post_rate, post_burst,
+          heal_rate, heal_burst, cors_origins, allowed_hosts, body_timeout, max_future_ms):
     """Serve the worker (SPEC §8) with uvicorn until interrupted."""
+    import os
+    from kvheal.impl.config import OPTIONS_ENV, WorkerConfig
     from kvheal.impl.server import ServeConfig, preflight, serve as run_server
+    options = {"post_rate": post_rate, "post_burst": post_burst, "heal_rate": heal_rate,
+               "heal_burst": heal_burst, "cors_origins": list(cors_origins),
+               "allowed_hosts": list(allowed_hosts), "body_timeout": body_timeout,
+               "max_future_ms": max_future_ms}
     try:
+        WorkerConfig(**options)  # the same checks the worker processes make, before they start
+        secret_hex = _secret_hex(secret, secret_file)
         config = ServeConfig(backend=backend, variants=variant, workers=workers, host=host, port=port,
                              db=db, redis_url=redis_url, cap=cap, sweep_interval=sweep_interval,
                              stale_ms=stale_ms, op_log=op_log, log_level=log_level,
-                             sqlite_sync=sqlite_sync, allow_volatile=allow_volatile)
+                             sqlite_sync=sqlite_sync, allow_volatile=allow_volatile, secret=secret_hex)
         for warning in preflight(config):
             click.echo(f"kvheal: warning: {warning}", err=True)
         config = config.with_secret()
     except (ConfigError, OSError) as exc:
         raise _usage(exc) from None
+    if not _is_loopback(host):
+        click.echo(f"kvheal: warning: --host {host} serves beyond this machine, and the API has no "
+                   "authentication (anyone who can reach it can post); put it behind a proxy you trust",
+                   err=True)
     click.echo(f"kvheal: serving {backend} ({', '.join(sorted(config.variants)) or 'seed design'}) "
                f"on http://{host}:{port} with {workers} process(es)", err=True)
+    previous = os.environ.get(OPTIONS_ENV)
+    os.environ[OPTIONS_ENV] = json.dumps(options)  # every worker process applies them
     try:
         run_server(config)
     except ConfigError as exc:
         raise _usage(exc) from None
+    finally:
+        if previous is None:
+            os.environ.pop(OPTIONS_ENV, None)
+        else:
+            os.environ[OPTIONS_ENV] = previous
+
+
+def _secret_hex(secret: str, secret_file: str) -> str:
+    """The heal-token key as ServeConfig wants it (hex), from --secret or --secret-file ("" if neither)."""
+    if secret and secret_file:
+        raise ConfigError("give --secret or --secret-file, not both")
+    if secret_file:
+        try:
+            with open(secret_file, "rb") as f:
+                secret_bytes = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --secret-file {secret_file}: {exc.strerror or exc}") from None
+        if not secret_bytes:
+            raise ConfigError(f"--secret-file {secret_file} is empty")
+        return secret_bytes.hex()
+    return secret.encode().hex()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command()

@@ -14,7 +14,8 @@ without shared_pending only from m's owner.
 
 Per call (m is the request's message, `cache` the state's cache, `add` SPEC §3's):
 
-    post  put comment:m        PostKey(m): m not yet posted
+    post  get comment:m        the ownership check (a stutter: a repost is refused or a retry)
+          put comment:m        PostKey(m): m not yet posted
           get recent:comments  PostRead(m): reads `cache`
           put recent:comments  PostWrite(m): writes add(s, m) for the s it read (with dedupe,
                                never when m was in s)
@@ -227,7 +228,12 @@ class _Checker:
 
         if endpoint == "post":
             m = self.m(mid)
-            if op == "put" and key == COMMENT_PREFIX + str(mid):
+            if op == "get" and key == COMMENT_PREFIX + str(mid) and phase is None:
+                # the worker's ownership check before PostKey (a repost of a stored id is
+                # refused or answered as a retry): a read, a step that changes nothing
+                if (r.get("value") is not None) != (m in stored):
+                    raise _Illegal(f"post read comment:{mid} as {r.get('value')!r}, stored is {sorted(stored)}")
+            elif op == "put" and key == COMMENT_PREFIX + str(mid):
                 if phase is not None or m in stored:
                     raise _Illegal(f"message {m} is posted twice")
                 stored.add(m)

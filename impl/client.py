@@ -3,8 +3,12 @@
 The steps are separate methods so a test can drive them one at a time, and `run` loops over
 them with the original's schedule:
 
-    post(text)          POST /api/comments; on 200 records (id, heal token) in the pending store
-    poll_read()         GET /api/comments; returns the cache snapshot it saw       PollRead
+    post(text)          POST /api/comments; on 200 records (id, heal token) in the pending store;
+                        a post whose outcome was not learned (connection error, timeout, 503)
+                        is sent again, the same body: the worker answers a repeat of a stored
+                        message with its original acknowledgement, so a retry never duplicates
+    poll_read()         GET /api/comments (page after page when the cache is larger
+                        than one response); returns the cache snapshot it saw      PollRead
     poll_done(snap)     for each pending id: found -> leaves the list (unless
                         keep_verifying); missing -> a heal, at most one in flight   PollDone
                         per id per client
@@ -21,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sqlite3
+import time
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
@@ -224,11 +230,17 @@ class Client:
     schedule: PollSchedule = field(default_factory=PollSchedule)
     poll_limit: int = 1000
     timeout: float = 30.0
+    #: times a post whose outcome is unknown is sent again, and the first wait (doubling) before
+    post_retries: int = 3
+    retry_delay: float = 0.2
+    #: most pages one poll reads (a cache of poll_limit × max_pages entries)
+    max_pages: int = 100
     #: ids this tab has displayed (its own posts at once, others when a poll returns them)
     shown: set[str] = field(default_factory=set)
     #: ids with a heal in flight from this tab
     healing: set[str] = field(default_factory=set)
     heals_sent: int = 0
+    post_retries_sent: int = 0
     polls: int = 0
     alive: bool = True
 
@@ -275,13 +287,15 @@ class Client:
         """POST a message; after the 200, record it as pending (one read and one write of the store)."""
         if not self.alive:
             raise ClientError(f"tab {self.tab} has crashed")
-        body: dict = {"text": text}
-        if id is not None:
-            body["id"] = id
-            self.shown.add(id)  # optimistic display, as the original
+        if id is None:
+            # the browser's own id (`<Date.now()>-<random>`, as the original), so that a retry
+            # names the same message
+            id = f"{int(time.time() * 1000)}-{secrets.token_hex(4)}"
+        body: dict = {"text": text, "id": id}
+        self.shown.add(id)  # optimistic display, as the original
         if timestamp is not None:
             body["timestamp"] = timestamp
-        response = await self._send("POST", "/api/comments", request_id, json=body)
+        response = await self._post_with_retries(body, request_id)
         if response.status_code != 200:
             self.shown.discard(id)
             raise ClientError(f"post refused: {response.status_code} {response.text}", response.status_code)
@@ -289,6 +303,24 @@ class Client:
         ack = Ack(data["comment"]["id"], data["healToken"], data["comment"], bool(data.get("cached")))
         await self.record_ack(ack)
         return ack
+
+    async def _post_with_retries(self, body: dict, request_id: str | None) -> httpx2.Response:
+        delay = self.retry_delay
+        for attempt in range(self.post_retries + 1):
+            last = attempt == self.post_retries
+            try:
+                response = await self._send("POST", "/api/comments", request_id if attempt == 0 else None,
+                                            json=body)
+            except ClientError:
+                if last or not self.alive:
+                    raise
+            else:
+                if response.status_code != 503 or last or not self.alive:
+                    return response
+            self.post_retries_sent += 1
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
 
     async def record_ack(self, ack: Ack) -> None:
         """Add an acknowledged message to the pending list (PostAck, on the tab's side)."""
@@ -303,10 +335,23 @@ class Client:
 
     async def poll_read(self, *, request_id: str | None = None) -> Snapshot:
         """GET the cache (PollRead); returns the snapshot, oldest first, and marks its ids shown."""
-        response = await self._send("GET", "/api/comments", request_id, params={"limit": self.poll_limit})
-        if response.status_code != 200:
-            raise ClientError(f"poll failed: {response.status_code} {response.text}", response.status_code)
-        comments = tuple(response.json()["comments"][::-1])
+        newest_first: list[dict] = []
+        for page in range(self.max_pages):
+            params = {"limit": self.poll_limit}
+            if page:
+                params["offset"] = len(newest_first)
+            response = await self._send("GET", "/api/comments", request_id if page == 0 else None,
+                                        params=params)
+            if response.status_code != 200:
+                raise ClientError(f"poll failed: {response.status_code} {response.text}", response.status_code)
+            data = response.json()
+            newest_first.extend(data["comments"])
+            # `total` is what the cache held at this page's read; pages are separate reads, so a
+            # write in between shifts the next page: an entry may be seen twice, or missed (a
+            # pending id missed gets a heal, which answers "already present")
+            if not data["comments"] or len(newest_first) >= data.get("total", 0):
+                break
+        comments = tuple(newest_first[::-1])
         snapshot = Snapshot(tuple(comment["id"] for comment in comments), comments)
         self.polls += 1
         if self.alive:

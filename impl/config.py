@@ -7,11 +7,20 @@ build a worker in any design (or a subclass with a planted fault) without touchi
 """
 from __future__ import annotations
 
+import json
+import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "ConfigError", "parse_variants",
-           "WorkerConfig"]
+           "WorkerConfig", "OPTIONS_ENV", "HTTP_OPTIONS"]
+
+#: environment variable through which `kvheal serve` hands its HTTP options (a JSON object of
+#: `HTTP_OPTIONS` fields) to every worker process; `WorkerConfig.with_env_options` applies it
+OPTIONS_ENV = "KVHEAL_WORKER_OPTIONS"
+#: the WorkerConfig fields `kvheal serve` may set through OPTIONS_ENV
+HTTP_OPTIONS = ("max_future_ms", "post_rate", "post_burst", "heal_rate", "heal_burst",
+                "cors_origins", "allowed_hosts", "body_timeout", "max_json_depth")
 
 #: every flag of SPEC §5, in its order
 VARIANTS: tuple[str, ...] = ("dedupe", "keep_verifying", "atomic_cache", "sweeper", "tab_crash",
@@ -46,8 +55,16 @@ class WorkerConfig:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     max_body: int = 16 * 1024
     max_text: int = 2000
-    #: compare-and-swap attempts per cache update before giving up (the post still answers 200)
-    max_cas_attempts: int = 100
+    #: compare-and-swap attempts per cache update before giving up (the post still answers 200);
+    #: None: never give up (the backoff is bounded, and `cache_lock` keeps contention low)
+    max_cas_attempts: int | None = None
+    #: with atomic_cache, serialise this process's cache updates with an asyncio lock, so swaps
+    #: race only between processes. Off in the lockstep tests (the model lets any update go first)
+    cache_lock: bool = True
+    #: skip a post's or heal's cache write that would change nothing (the message is older than a
+    #: full cache's window, so `add` trims it away); the model writes its snapshot back, so
+    #: lockstep tests turn this off
+    skip_noop_cache_write: bool = True
     #: after the n-th lost compare-and-swap, wait a random time up to min(base * 2**(n-1), 8) ms
     #: before reading again, so racing writers spread out (0 = retry at once). No KV call.
     cas_backoff_ms: float = 1.0
@@ -61,15 +78,62 @@ class WorkerConfig:
     #: most messages a GET returns (the original: min(limit or 50, 1000))
     default_limit: int = 50
     max_limit: int = 1000
+    #: refuse timestamps more than this many ms ahead of the server's clock (None: no bound)
+    max_future_ms: int | None = 60_000
+    #: per client address, token buckets: posts and heals per second, and burst sizes (rate 0: off)
+    post_rate: float = 0.0
+    post_burst: int = 20
+    heal_rate: float = 0.0
+    heal_burst: int = 60
+    #: origins allowed to call the API from a browser (CORS); empty: no CORS headers at all
+    cors_origins: tuple[str, ...] = ()
+    #: Host header values served (e.g. "chat.example.org", "*.example.org"); empty: any
+    allowed_hosts: tuple[str, ...] = ()
+    #: seconds a request body may take to arrive (408 and the connection closed after)
+    body_timeout: float = 10.0
+    #: deepest JSON nesting accepted in a body
+    max_json_depth: int = 32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", parse_variants(self.variants))
         if self.cap < 1:
             raise ConfigError(f"cap must be at least 1, got {self.cap}")
-        if self.max_cas_attempts < 1:
+        if self.max_cas_attempts is not None and self.max_cas_attempts < 1:
             raise ConfigError("max_cas_attempts must be at least 1")
         if isinstance(self.secret, str):
             object.__setattr__(self, "secret", self.secret.encode())
+        if not self.secret:
+            raise ConfigError("the heal-token secret must not be empty")
+        for name in ("cors_origins", "allowed_hosts"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("post_rate", "heal_rate"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be at least 0 (0: no limit)")
+        for name in ("post_burst", "heal_burst"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.body_timeout <= 0:
+            raise ConfigError("body_timeout must be positive")
+        if self.max_json_depth < 2:
+            raise ConfigError("max_json_depth must be at least 2")
+        if self.max_future_ms is not None and self.max_future_ms < 0:
+            raise ConfigError("max_future_ms must be at least 0")
+
+    def with_env_options(self, environ=None) -> "WorkerConfig":
+        """This configuration with the HTTP options in OPTIONS_ENV applied (unchanged if unset)."""
+        raw = (os.environ if environ is None else environ).get(OPTIONS_ENV)
+        if not raw:
+            return self
+        try:
+            options = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{OPTIONS_ENV} is not a JSON object") from None
+        if not isinstance(options, dict):
+            raise ConfigError(f"{OPTIONS_ENV} is not a JSON object")
+        unknown = sorted(set(options) - set(HTTP_OPTIONS))
+        if unknown:
+            raise ConfigError(f"{OPTIONS_ENV}: unknown option {', '.join(unknown)}")
+        return replace(self, **options)
 
     @property
     def dedupe(self) -> bool:

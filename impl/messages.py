@@ -8,6 +8,7 @@ differ only in how they read and write the cache, never in what they compute.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -17,7 +18,8 @@ from typing import Any, Iterable
 __all__ = [
     "CACHE_KEY", "COMMENT_PREFIX", "comment_key", "BadInput", "validate_post", "validate_heal",
     "decode_cache", "encode_cache", "decode_message", "encode_message", "cache_add",
-    "cache_add_all", "cache_ids", "ID_PATTERN", "MAX_ID_LENGTH",
+    "cache_add_all", "cache_ids", "ID_PATTERN", "MAX_ID_LENGTH", "check_json_depth", "body_digest",
+    "same_message", "TOKEN_PATTERN",
 ]
 
 CACHE_KEY = "recent:comments"
@@ -25,8 +27,11 @@ COMMENT_PREFIX = "comment:"
 MAX_ID_LENGTH = 64
 MAX_USERNAME_LENGTH = 64
 # Browser ids of the original are `<Date.now()>-<random>`; letters, digits, '-' and '_' cover them
-# and keep ids safe inside a KV key and a URL.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+# and keep ids safe inside a KV key and a URL. Always `fullmatch` (`$` would let a trailing
+# newline through).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+#: heal tokens are lowercase hex (see `Worker.heal_token`)
+TOKEN_PATTERN = re.compile(r"[0-9a-f]{1,128}")
 MAX_TIMESTAMP = 2**53 - 1  # the largest integer a JavaScript client can send exactly
 
 
@@ -46,13 +51,27 @@ def _check_id(value: Any, field: str) -> str:
         raise BadInput(f"{field} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise BadInput(f"{field} longer than {MAX_ID_LENGTH} characters")
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise BadInput(f"{field} may only contain letters, digits, '-' and '_'")
     return value
 
 
-def validate_post(body: Any, *, max_text: int, now_ms: int | None = None) -> dict:
-    """The message a POST body describes, or BadInput; `id`/`timestamp` are generated when absent."""
+def _check_unicode(value: str, field: str) -> None:
+    # A lone surrogate (a JSON escape such as \ud800 with no pair) parses into a str that no UTF-8 encoder accepts: the
+    # store, the cache and every reader would choke on it.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{field} is not valid Unicode (a lone surrogate)") from None
+
+
+def validate_post(body: Any, *, max_text: int, now_ms: int | None = None,
+                  max_future_ms: int | None = None) -> dict:
+    """The message a POST body describes, or BadInput; `id`/`timestamp` are generated when absent.
+
+    With `max_future_ms`, a timestamp more than that far ahead of the server's clock is refused
+    (a far-future timestamp would sort after every honest message and push them out of the cache).
+    """
     if not isinstance(body, dict):
         raise BadInput("body must be a JSON object")
     if "text" not in body:
@@ -64,6 +83,7 @@ def validate_post(body: Any, *, max_text: int, now_ms: int | None = None) -> dic
         raise BadInput("text must not be empty")
     if len(text) > max_text:
         raise BadInput(f"text longer than {max_text} characters")
+    _check_unicode(text, "text")
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if body.get("id") is None:
         message_id = f"{now}-{secrets.token_hex(4)}"
@@ -76,11 +96,14 @@ def validate_post(body: Any, *, max_text: int, now_ms: int | None = None) -> dic
         raise BadInput("timestamp must be an integer (milliseconds)")
     elif not 0 <= timestamp <= MAX_TIMESTAMP:
         raise BadInput("timestamp out of range")
+    elif max_future_ms is not None and timestamp > now + max_future_ms:
+        raise BadInput(f"timestamp more than {max_future_ms} ms ahead of the server's clock")
     message = {"id": message_id, "text": text, "timestamp": timestamp}
     username = body.get("username")
     if username is not None:
         if not isinstance(username, str) or len(username) > MAX_USERNAME_LENGTH:
             raise BadInput(f"username must be a string of at most {MAX_USERNAME_LENGTH} characters")
+        _check_unicode(username, "username")
         message["username"] = username
     return message
 
@@ -93,9 +116,48 @@ def validate_heal(body: Any) -> tuple[str, str]:
         raise BadInput("missing field: messageId")
     message_id = _check_id(body["messageId"], "messageId")
     token = body.get("healToken")
-    if not isinstance(token, str) or not token or len(token) > 128:
+    if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
         raise BadInput("missing or malformed field: healToken")
     return message_id, token
+
+
+def same_message(stored: dict, message: dict, *, timestamp_given: bool) -> bool:
+    """Whether a POST of `message` repeats the stored message (an idempotent retry): same id,
+    text and username, and the same timestamp unless the retry let the server choose it."""
+    return (stored.get("id") == message["id"] and stored.get("text") == message["text"]
+            and stored.get("username") == message.get("username")
+            and (not timestamp_given or stored.get("timestamp") == message["timestamp"]))
+
+
+def body_digest(message: dict) -> str:
+    """16 hex digits of SHA-256 over the message's canonical JSON (what a heal token is bound to)."""
+    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def check_json_depth(body: bytes, max_depth: int) -> None:
+    """BadInput if the JSON text nests arrays/objects deeper than `max_depth` (checked before
+    parsing, so a deeply nested body never reaches the recursive parser)."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > max_depth:
+                raise BadInput(f"JSON nested deeper than {max_depth} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
 
 
 def _valid_entry(entry: Any) -> bool:

@@ -2,7 +2,10 @@
 
 KV calls per request, in order (each one step of SPEC §4; nothing else touches the KV):
 
-    POST /api/comments           put comment:<id>                          PostKey
+    POST /api/comments           get comment:<id>  (ownership: 409 if another
+                                 message has the id; the same message again
+                                 answers its original ack, nothing written)  stutter
+                                 put comment:<id>                          PostKey
                                  cache update (below)                      PostRead/PostWrite | PostCache
                                  200 {comment, healToken, cached}          PostAck (when the client records it)
     POST /api/admin/add-to-cache heal token checked first (403, no KV call)
@@ -25,9 +28,30 @@ A failed cache update after the key was written is logged and the POST still ans
 `cached: false`, as the original did: the message is stored and the heal repairs the cache.
 The sweeper (SPEC §5 `sweeper`) is in `Sweeper`; see its docstring for its calls.
 
-Heal authorization: the POST's answer carries `healToken`, an HMAC of the id under the
-worker's secret; add-to-cache without the right token is refused (403) before any KV call, so
-nobody but the poster can make the worker write. Unknown ids get 404.
+Heal authorization: the POST's answer carries `healToken`: 16 hex digits of the stored body's
+digest, then an HMAC of the id and that digest under the worker's secret (`WorkerConfig.secret`,
+`kvheal serve --secret-file`: the same key in every process and across restarts). A token whose
+HMAC does not fit the id is refused (403) before any KV call; one minted for another body of the
+id (403) after the read. Unknown ids get 404. A heal answers what it did (`result`: added, already
+present, outside the cache's window) and writes nothing when nothing would change: with `dedupe`
+a cached id, and (`skip_noop_cache_write`) a message older than a full cache's oldest entry;
+SPEC's seed design still adds a duplicate, and the lockstep tests turn the skip off (the model
+writes its snapshot back).
+
+Timestamps: the client's, as in the original (the model orders the cache by them), but refused
+with 400 when more than `max_future_ms` (60 s) ahead of the server's clock; a far-future message
+would push every honest one out of the cache. Past timestamps are accepted: an old message only
+loses its own place. A post without a timestamp gets the server's clock.
+
+HTTP hygiene, all before any KV call: per-client token buckets for posts and heals (429 with
+Retry-After), a JSON content type (415), a size limit (413), a time limit for the body (408, the
+connection closed), a nesting limit, valid Unicode, ids by `fullmatch`. CORS and allowed hosts
+come from the config (`cors_origins`, `allowed_hosts`; none by default). `/openapi.json`
+describes every endpoint (`kvheal.impl.openapi`).
+
+With `atomic_cache`, `cache_lock` serialises one process's cache updates, so swaps race only
+between processes, and the loop never gives up (`max_cas_attempts` None); the lockstep tests
+turn the lock off (the model lets any update go first).
 
 To plant a fault for tests, subclass `Worker` (or `Sweeper`) and override one small method
 (`post`, `update_cache`, `already_cached`, ...), then pass it to `create_app(worker=...)`.
@@ -36,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -43,6 +68,9 @@ import random
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -51,11 +79,14 @@ from .config import ConfigError, WorkerConfig
 from .context import (RequestContext, current_request, new_request_id, reset_request, set_request,
                       valid_request_id)
 from .kv import KV, KVError
-from .messages import (CACHE_KEY, COMMENT_PREFIX, BadInput, cache_add, cache_add_all, comment_key,
-                       decode_cache, decode_message, encode_cache, encode_message, validate_heal,
-                       validate_post)
+from .openapi import openapi_schema
+from .ratelimit import RateLimiter
+from .messages import (CACHE_KEY, MAX_TIMESTAMP, COMMENT_PREFIX, BadInput, body_digest, cache_add, cache_add_all,
+                       check_json_depth, comment_key, decode_cache, decode_message, encode_cache,
+                       encode_message, same_message, validate_heal, validate_post)
 
-__all__ = ["Worker", "Sweeper", "CacheUpdate", "SweepResult", "create_app", "BodyTooLarge"]
+__all__ = ["Worker", "Sweeper", "CacheUpdate", "SweepResult", "create_app", "BodyTooLarge",
+           "ADDED", "ALREADY_PRESENT", "OUTSIDE_WINDOW"]
 
 log = logging.getLogger("kvheal.worker")
 
@@ -64,27 +95,37 @@ class BodyTooLarge(Exception):
     """A request body over the configured limit (answered with 413)."""
 
 
+#: what a cache update did for its message (the heal's `result`)
+ADDED, ALREADY_PRESENT, OUTSIDE_WINDOW = "added", "already present", "outside the cache's window"
+
+
 @dataclass(frozen=True, slots=True)
 class CacheUpdate:
-    """What a cache update did: `written` (a put or successful cas happened), `attempts` (cas tries)."""
+    """What a cache update did: `written` (a put or successful cas happened), `attempts` (cas
+    tries), `result`: added, already present, or outside the cache's window (older than every
+    entry of a full cache, so `add` trims it away)."""
 
     written: bool
     attempts: int = 1
+    result: str = ADDED
 
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    """One sweeper pass: how many `comment:` keys it listed, which ids were missing, whether it wrote."""
+    """One sweeper pass: how many `comment:` keys it listed, which ids were missing (sorted),
+    whether it wrote, and how many more were missing but known to be older than a full
+    cache's window (not in `missing`; adding them would change nothing)."""
 
     listed: int
     missing: tuple[str, ...]
     written: bool
+    outside: int = 0
 
 
 async def cas_backoff(config: WorkerConfig, attempt: int) -> None:
     """Wait after the `attempt`-th lost compare-and-swap: random, exponential, capped (no KV call)."""
     if config.cas_backoff_ms > 0:
-        ceiling = min(config.cas_backoff_ms * 2 ** (attempt - 1), 8.0)
+        ceiling = min(config.cas_backoff_ms * 2 ** min(attempt - 1, 10), 8.0)
         await asyncio.sleep(random.uniform(0, ceiling) / 1000)
 
 
@@ -97,15 +138,50 @@ class Worker:
         if self.config.atomic_cache and not kv.supports_cas:
             raise ConfigError(f"the atomic_cache design needs compare-and-swap, which the {kv.name} "
                               "backend does not offer (use sqlite, redis or memory)")
+        self._cache_lock = asyncio.Lock()
+        self._claims: dict[str, asyncio.Lock] = {}
 
     # -- heal tokens ---------------------------------------------------------------------------
-    def heal_token(self, message_id: str) -> str:
-        """The token that authorizes healing `message_id` (returned to its poster)."""
-        return hmac.new(self.config.secret, message_id.encode(), hashlib.sha256).hexdigest()[:32]
+    def heal_token(self, message: dict) -> str:
+        """The token that authorizes healing `message` (returned to its poster): 16 hex digits
+        of the stored body's digest, then an HMAC of the id and that digest under the secret."""
+        digest = body_digest(message)
+        return digest + self._mac(message["id"], digest)
+
+    def _mac(self, message_id: str, digest: str) -> str:
+        data = f"{message_id}\n{digest}".encode()
+        return hmac.new(self.config.secret, data, hashlib.sha256).hexdigest()[:32]
 
     def check_heal_token(self, message_id: str, token: str) -> bool:
-        """Whether `token` authorizes healing `message_id` (constant-time comparison)."""
-        return hmac.compare_digest(self.heal_token(message_id), token)
+        """Whether `token` was issued by this deployment for `message_id` (constant-time; no KV
+        call). The body it was issued for is checked after the read (`token_fits`)."""
+        if len(token) != 48:
+            return False
+        return hmac.compare_digest(self._mac(message_id, token[:16]), token[16:])
+
+    def token_fits(self, token: str, message: dict) -> bool:
+        """Whether `token` was issued for this very body (not an earlier message of the same id)."""
+        return hmac.compare_digest(token[:16], body_digest(message))
+
+    # -- ownership -----------------------------------------------------------------------------
+    async def claim(self, message: dict, *, timestamp_given: bool = True) -> tuple[str, dict | None]:
+        """Before the PostKey write: ("new", None) if the id is free, ("repeat", stored) if the
+        stored message is this one again (an idempotent retry), ("taken", stored) otherwise.
+
+        One `get comment:<id>` (a step that changes nothing). Two posts of one free id in the
+        same process are serialised (`claimed`); across processes a race needs the id before it
+        is stored, which nobody but its poster has (ids become public through GET only after).
+        """
+        stored = decode_message(await self.kv.get(comment_key(message["id"])))
+        if stored is None:
+            return "new", None
+        if same_message(stored, message, timestamp_given=timestamp_given):
+            return "repeat", stored
+        return "taken", stored
+
+    def claimed(self, message_id: str) -> "_Claim":
+        """An async context that serialises this process's posts of one id."""
+        return _Claim(self._claims, message_id)
 
     # -- the steps -------------------------------------------------------------------------------
     async def post(self, message: dict) -> CacheUpdate | None:
@@ -121,9 +197,13 @@ class Worker:
         """Write `comment:<id>` (PostKey)."""
         await self.kv.put(comment_key(message["id"]), encode_message(message))
 
+    async def read_message(self, message_id: str) -> dict | None:
+        """Read `comment:<id>` (HealKey); None if there is no such message."""
+        return decode_message(await self.kv.get(comment_key(message_id)))
+
     async def heal(self, message_id: str) -> CacheUpdate | None:
         """Read `comment:<id>` and add it to the cache; None if there is no such message (404)."""
-        message = decode_message(await self.kv.get(comment_key(message_id)))
+        message = await self.read_message(message_id)
         if message is None:
             return None
         return await self.update_cache(message)
@@ -135,27 +215,43 @@ class Worker:
     async def update_cache(self, message: dict) -> CacheUpdate:
         """Add `message` to the cache as the design says: racy read-modify-write or a CAS loop."""
         if self.config.atomic_cache:
+            if self.config.cache_lock:
+                async with self._cache_lock:
+                    return await self._update_cache_cas(message)
             return await self._update_cache_cas(message)
         return await self._update_cache_rmw(message)
 
+    def _plan(self, entries: list[dict], message: dict) -> tuple[str, list[dict] | None]:
+        """What adding `message` to `entries` means: (result, value to write or None)."""
+        if self.config.dedupe and self.already_cached(entries, message):
+            return ALREADY_PRESENT, None
+        updated = self.cache_add(entries, message)
+        if any(entry is message for entry in updated):
+            return ADDED, updated
+        # older than every entry of a full cache: `add` trims it away again
+        return OUTSIDE_WINDOW, None if self.config.skip_noop_cache_write else updated
+
     async def _update_cache_rmw(self, message: dict) -> CacheUpdate:
         entries = decode_cache(await self.kv.get(CACHE_KEY))
-        if self.config.dedupe and self.already_cached(entries, message):
-            return CacheUpdate(written=False)
-        await self.kv.put(CACHE_KEY, encode_cache(self.cache_add(entries, message)))
-        return CacheUpdate(written=True)
+        result, updated = self._plan(entries, message)
+        if updated is None:
+            return CacheUpdate(written=False, result=result)
+        await self.kv.put(CACHE_KEY, encode_cache(updated))
+        return CacheUpdate(written=True, result=result)
 
     async def _update_cache_cas(self, message: dict) -> CacheUpdate:
-        for attempt in range(1, self.config.max_cas_attempts + 1):
+        limit = self.config.max_cas_attempts
+        attempt = 0
+        while limit is None or attempt < limit:
+            attempt += 1
             raw, version = await self.kv.get_versioned(CACHE_KEY)
-            entries = decode_cache(raw)
-            if self.config.dedupe and self.already_cached(entries, message):
-                return CacheUpdate(written=False, attempts=attempt)
-            if await self.kv.cas(CACHE_KEY, version, encode_cache(self.cache_add(entries, message))):
-                return CacheUpdate(written=True, attempts=attempt)
+            result, updated = self._plan(decode_cache(raw), message)
+            if updated is None:
+                return CacheUpdate(written=False, attempts=attempt, result=result)
+            if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
+                return CacheUpdate(written=True, attempts=attempt, result=result)
             await cas_backoff(self.config, attempt)
-        raise KVError(f"cache update for {message['id']} lost {self.config.max_cas_attempts} "
-                      "compare-and-swap races in a row")
+        raise KVError(f"cache update for {message['id']} lost {limit} compare-and-swap races in a row")
 
     def already_cached(self, entries: list[dict], message: dict) -> bool:
         """Whether `message` is in a cache snapshot (the `dedupe` test: same id)."""
@@ -164,6 +260,25 @@ class Worker:
     def cache_add(self, entries: list[dict], message: dict) -> list[dict]:
         """SPEC §3 `add` with this worker's capacity."""
         return cache_add(entries, message, self.config.cap)
+
+
+class _Claim:
+    """Per-id lock of one process's posts (see `Worker.claimed`); forgotten when unused."""
+
+    def __init__(self, locks: dict[str, asyncio.Lock], message_id: str) -> None:
+        self.locks, self.message_id = locks, message_id
+
+    async def __aenter__(self) -> None:
+        lock = self.locks.get(self.message_id)
+        if lock is None:
+            lock = self.locks[self.message_id] = asyncio.Lock()
+        self.lock = lock
+        await lock.acquire()
+
+    async def __aexit__(self, *exc) -> None:
+        self.lock.release()
+        if not self.lock.locked() and not getattr(self.lock, "_waiters", None):
+            self.locks.pop(self.message_id, None)
 
 
 class Sweeper:
@@ -184,15 +299,29 @@ class Sweeper:
     sweeper skips it (`WorkerConfig.sweeper_skip_noop_write`); the model writes its snapshot
     back. Without that, a sweeper on a store with more than `cap` messages would rewrite the
     cache on every pass for ever. Lockstep tests with eviction turn the skip off.
+
+    Cost: a pass costs the list call plus set operations on its keys (in C), and reads only the
+    bodies of ids it has never seen. Bodies never change once stored (a repost of an id is
+    refused), so the sweeper remembers every timestamp it learns (from the cache or a body) and
+    keeps the keys older than a full cache's oldest entry in `outside`, which only grows while
+    that floor rises (a heap of the other known keys by timestamp feeds it); if the floor falls
+    (the cache lost entries), `outside` is rebuilt from what is remembered. Every pass still
+    checks every listed key, so anything missing within the window is repaired on the next pass.
     """
 
     #: bodies remembered between passes (oldest forgotten first)
     memo_size = 10_000
+    #: timestamps remembered (keys beyond this are forgotten, oldest learned first, and read again)
+    timestamps_size = 2_000_000
 
     def __init__(self, kv: KV, config: WorkerConfig | None = None) -> None:
         self.kv = kv
         self.config = config or WorkerConfig()
         self._bodies: dict[str, dict] = {}
+        self._timestamps: dict[str, int] = {}     # comment key -> timestamp
+        self._inside: list[tuple[int, str]] = []  # heap of known keys not in `_outside`
+        self._outside: set[str] = set()           # known keys older than the floor
+        self._floor: int | None = None
         self._task: asyncio.Task | None = None
         self.passes = 0
 
@@ -202,46 +331,86 @@ class Sweeper:
         try:
             self.passes += 1
             keys = await self.kv.list(COMMENT_PREFIX)
-            ids = [key[len(COMMENT_PREFIX):] for key in keys]
             if self.config.atomic_cache:
-                return await self._pass_cas(ids)
+                return await self._pass_cas(keys)
             entries = decode_cache(await self.kv.get(CACHE_KEY))
-            missing, updated = await self._repair(ids, entries)
+            missing, outside, updated = await self._repair(keys, entries)
             if updated is None:
-                return SweepResult(len(ids), tuple(missing), False)
+                return SweepResult(len(keys), missing, False, outside)
             await self.kv.put(CACHE_KEY, encode_cache(updated))
-            return SweepResult(len(ids), tuple(missing), True)
+            return SweepResult(len(keys), missing, True, outside)
         finally:
             reset_request(token)
 
-    async def _repair(self, ids: list[str], entries: list[dict]) -> tuple[list[str], list[dict] | None]:
-        """The listed ids missing from `entries`, and the cache value that adds them (None when
-        nothing is to be written: nothing missing, or a no-op write that the config skips)."""
-        missing = self._missing(ids, entries)
+    async def _repair(self, keys: list[str], entries: list[dict]
+                      ) -> tuple[tuple[str, ...], int, list[dict] | None]:
+        """The listed ids missing from `entries` (but those known to be older than a full cache,
+        when the config skips no-op writes), how many those were, and the cache value that adds
+        the missing ids (None when nothing is to be written)."""
+        cached = set()
+        for entry in entries:
+            key = COMMENT_PREFIX + entry["id"]
+            cached.add(key)
+            self._remember(key, entry["timestamp"])
+        absent = set(keys)
+        absent -= cached
+        skip = self.config.sweeper_skip_noop_write
+        outside = 0
+        if skip and len(entries) >= self.config.cap:
+            self._raise_floor(min(entry["timestamp"] for entry in entries))
+            before = len(absent)
+            absent -= self._outside
+            outside = before - len(absent)
+        missing = tuple(sorted(key[len(COMMENT_PREFIX):] for key in absent))
         if not missing:
-            return missing, None
+            return missing, outside, None
         updated = cache_add_all(entries, await self._bodies_of(missing), self.config.cap)
-        if self.config.sweeper_skip_noop_write and updated == entries:
-            return missing, None
-        return missing, updated
+        if skip and updated == entries:
+            return missing, outside, None
+        return missing, outside, updated
 
-    async def _pass_cas(self, ids: list[str]) -> SweepResult:
-        for attempt in range(1, self.config.max_cas_attempts + 1):
+    async def _pass_cas(self, keys: list[str]) -> SweepResult:
+        limit = self.config.max_cas_attempts
+        attempt = 0
+        while limit is None or attempt < limit:
+            attempt += 1
             raw, version = await self.kv.get_versioned(CACHE_KEY)
-            missing, updated = await self._repair(ids, decode_cache(raw))
+            missing, outside, updated = await self._repair(keys, decode_cache(raw))
             if updated is None:
-                return SweepResult(len(ids), tuple(missing), False)
+                return SweepResult(len(keys), missing, False, outside)
             if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
-                return SweepResult(len(ids), tuple(missing), True)
+                return SweepResult(len(keys), missing, True, outside)
             await cas_backoff(self.config, attempt)
-        raise KVError(f"sweeper lost {self.config.max_cas_attempts} compare-and-swap races in a row")
+        raise KVError(f"sweeper lost {limit} compare-and-swap races in a row")
 
-    @staticmethod
-    def _missing(ids: list[str], entries: list[dict]) -> list[str]:
-        cached = {entry["id"] for entry in entries}
-        return [message_id for message_id in ids if message_id not in cached]
+    def _remember(self, key: str, timestamp: int) -> None:
+        if key in self._timestamps:
+            return
+        if len(self._timestamps) >= self.timestamps_size:
+            forgotten = next(iter(self._timestamps))
+            del self._timestamps[forgotten]
+            self._outside.discard(forgotten)  # (a stale heap entry is skipped when popped)
+        self._timestamps[key] = timestamp
+        if self._floor is not None and timestamp < self._floor:
+            self._outside.add(key)
+        else:
+            heapq.heappush(self._inside, (timestamp, key))
 
-    async def _bodies_of(self, missing: list[str]) -> list[dict]:
+    def _raise_floor(self, floor: int) -> None:
+        """Move the known keys older than `floor` (a full cache's oldest timestamp) to `outside`."""
+        if self._floor is not None and floor < self._floor:
+            # the cache lost entries (a stale write): rebuild from every remembered timestamp
+            self._outside = {key for key, ts in self._timestamps.items() if ts < floor}
+            self._inside = [(ts, key) for key, ts in self._timestamps.items() if ts >= floor]
+            heapq.heapify(self._inside)
+        self._floor = floor
+        heap = self._inside
+        while heap and heap[0][0] < floor:
+            ts, key = heapq.heappop(heap)
+            if self._timestamps.get(key) == ts:
+                self._outside.add(key)
+
+    async def _bodies_of(self, missing: tuple[str, ...]) -> list[dict]:
         bodies = []
         for message_id in missing:
             body = self._bodies.get(message_id)
@@ -252,6 +421,7 @@ class Sweeper:
                 if len(self._bodies) >= self.memo_size:
                     self._bodies.pop(next(iter(self._bodies)))
                 self._bodies[message_id] = body
+                self._remember(comment_key(message_id), body["timestamp"])
             bodies.append(body)
         bodies.sort(key=lambda body: (body["timestamp"], body["id"]))
         return bodies
@@ -284,27 +454,56 @@ class Sweeper:
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+class Refused(Exception):
+    """A request answered with a 4xx before any KV call: status, reason, extra headers."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, headers or {}
 
 
-async def _read_json(request: Request, max_body: int):
+def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def _is_json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_json(request: Request, config: WorkerConfig):
+    """The request's JSON body, or Refused (415, 413, 408, 400): a JSON content type, at most
+    `max_body` bytes arriving within `body_timeout` seconds, nested at most `max_json_depth`."""
+    max_body = config.max_body
+    if not _is_json_type(request.headers.get("content-type")):
+        raise Refused(415, "Content-Type must be application/json")
     length = request.headers.get("content-length")
     if length is not None:
         try:
-            if int(length) > max_body:
-                raise BodyTooLarge
+            too_large = int(length) > max_body
         except ValueError:
-            raise BadInput("malformed Content-Length") from None
+            raise Refused(400, "malformed Content-Length") from None
+        if too_large:
+            raise Refused(413, f"body larger than {max_body} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise BodyTooLarge
     try:
+        async with asyncio.timeout(config.body_timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_body:
+                    raise Refused(413, f"body larger than {max_body} bytes")
+    except TimeoutError:
+        raise Refused(408, f"request body not received within {config.body_timeout:g} s",
+                      {"connection": "close"}) from None
+    try:
+        check_json_depth(bytes(body), config.max_json_depth)
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("body is not valid JSON") from None
+    except BadInput as exc:
+        raise Refused(400, str(exc)) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Refused(400, "body is not valid JSON") from None
 
 
 def _enter(endpoint: str, message_id: str | None = None) -> None:
@@ -322,35 +521,63 @@ def _int_param(request: Request, name: str, low: int) -> int | None:
         raise BadInput(f"{name} must be an integer") from None
     if value < low:
         raise BadInput(f"{name} must be at least {low}")
+    if value > MAX_TIMESTAMP:
+        raise BadInput(f"{name} must be at most {MAX_TIMESTAMP}")
     return value
+
+
+def _client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limit(limiter: RateLimiter, request: Request, what: str) -> None:
+    wait = limiter.take(_client_key(request))
+    if wait > 0:
+        raise Refused(429, f"too many {what} from this address; retry later",
+                      {"retry-after": limiter.retry_after(wait)})
 
 
 def _routes(worker: Worker) -> list[Route]:
     config = worker.config
+    post_limiter = RateLimiter(config.post_rate, config.post_burst)
+    heal_limiter = RateLimiter(config.heal_rate, config.heal_burst)
 
     async def post_comment(request: Request) -> JSONResponse:
         _enter("post")
         try:
-            message = validate_post(await _read_json(request, config.max_body), max_text=config.max_text)
+            _limit(post_limiter, request, "posts")
+            body = await _read_json(request, config)
+            message = validate_post(body, max_text=config.max_text, max_future_ms=config.max_future_ms)
+        except Refused as exc:
+            return _error(exc.status, exc.reason, exc.headers)
         except BadInput as exc:
             return _error(400, str(exc))
-        except BodyTooLarge:
-            return _error(413, f"body larger than {config.max_body} bytes")
+        timestamp_given = body.get("timestamp") is not None
         _enter("post", message["id"])
         try:
-            update = await worker.post(message)
+            async with worker.claimed(message["id"]):
+                outcome, stored = await worker.claim(message, timestamp_given=timestamp_given)
+                if outcome == "taken":
+                    return _error(409, "a different message with this id exists")
+                if outcome == "repeat":
+                    # an idempotent retry: the original acknowledgement, nothing written
+                    return JSONResponse({"success": True, "comment": stored,
+                                         "healToken": worker.heal_token(stored),
+                                         "cached": False, "repeat": True})
+                update = await worker.post(message)
         except KVError as exc:
             log.warning("post %s failed: %s", message["id"], exc)
             return _error(503, "store unavailable")
         return JSONResponse({"success": True, "comment": message,
-                             "healToken": worker.heal_token(message["id"]),
-                             "cached": update is not None})
+                             "healToken": worker.heal_token(message),
+                             "cached": update is not None and update.result != OUTSIDE_WINDOW})
 
     async def get_comments(request: Request) -> JSONResponse:
         _enter("read")
         try:
             after = _int_param(request, "after", 0)
             limit = _int_param(request, "limit", 1)
+            offset = _int_param(request, "offset", 0) or 0
         except BadInput as exc:
             return _error(400, str(exc))
         limit = min(limit or config.default_limit, config.max_limit)
@@ -361,36 +588,45 @@ def _routes(worker: Worker) -> list[Route]:
             return _error(503, "store unavailable")
         if after is not None:
             entries = [entry for entry in entries if entry["timestamp"] > after]
-        return JSONResponse({"comments": entries[::-1][:limit]})
+        newest_first = entries[::-1]
+        return JSONResponse({"comments": newest_first[offset:offset + limit], "total": len(entries)})
 
     async def add_to_cache(request: Request) -> JSONResponse:
         _enter("heal")
         try:
-            message_id, token = validate_heal(await _read_json(request, config.max_body))
+            _limit(heal_limiter, request, "heals")
+            message_id, token = validate_heal(await _read_json(request, config))
+        except Refused as exc:
+            return _error(exc.status, exc.reason, exc.headers)
         except BadInput as exc:
             return _error(400, str(exc))
-        except BodyTooLarge:
-            return _error(413, f"body larger than {config.max_body} bytes")
         if not worker.check_heal_token(message_id, token):
             return _error(403, "heal token does not match this message")
         _enter("heal", message_id)
         try:
-            update = await worker.heal(message_id)
+            message = await worker.read_message(message_id)
+            if message is None:
+                return _error(404, "no such message")
+            if not worker.token_fits(token, message):
+                return _error(403, "heal token does not match this message")
+            update = await worker.update_cache(message)
         except KVError as exc:
             log.warning("heal %s failed: %s", message_id, exc)
             return _error(503, "store unavailable")
-        if update is None:
-            return _error(404, "no such message")
-        return JSONResponse({"success": True, "added": update.written})
+        return JSONResponse({"success": True, "added": update.result == ADDED, "result": update.result})
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_schema(config))
 
     return [
         Route("/api/comments", post_comment, methods=["POST"]),
         Route("/api/comments", get_comments, methods=["GET"]),
         Route("/api/admin/add-to-cache", add_to_cache, methods=["POST"]),
         Route("/api/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
 
 
@@ -439,7 +675,9 @@ def create_app(kv: KV, config: WorkerConfig | None = None, *, worker: Worker | N
     at shutdown.
     """
     config = config or (worker.config if worker is not None else WorkerConfig())
-    worker = worker or Worker(kv, config)
+    if worker is None:
+        config = config.with_env_options()
+        worker = Worker(kv, config)
     if sweeper is None and config.sweeper:
         sweeper = Sweeper(kv, config)
 
@@ -457,7 +695,15 @@ def create_app(kv: KV, config: WorkerConfig | None = None, *, worker: Worker | N
             if close_kv:
                 await kv.aclose()
 
-    app = Starlette(routes=_routes(worker), lifespan=lifespan)
+    middleware = []
+    if config.allowed_hosts:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts)))
+    if config.cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                                     allow_methods=["GET", "POST"],
+                                     allow_headers=["content-type", "x-request-id"],
+                                     expose_headers=["x-request-id", "retry-after"], max_age=600))
+    app = Starlette(routes=_routes(worker), lifespan=lifespan, middleware=middleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.kv = kv
     app.state.config = config

@@ -14,8 +14,8 @@ lockstep divergence (tabs=2 per_tab=1 cap=2 variant=atomic_cache): no model step
 
 step  action                                                                               model state (changed fields)     implementation state
    0  initial                                                                              initial                          (same)
-   1  PostKey(m=0): put comment:#0 → PostKey(m=0)                                          stored=[0] post[0]=KeyWritten    (same)
-   2  PostKey(m=1): put comment:#1 → PostKey(m=1)                                          stored=[0,1] post[1]=KeyWritten  (same)
+   1  PostKey(m=0): get comment:#0, put comment:#0 → PostKey(m=0)                          stored=[0] post[0]=KeyWritten    (same)
+   2  PostKey(m=1): get comment:#1, put comment:#1 → PostKey(m=1)                          stored=[0,1] post[1]=KeyWritten  (same)
    3  release post 0: get_versioned recent:comments → (stutter)                                                             (same)
    4  PostCache(m=1): get_versioned recent:comments, cas recent:comments → PostCache(m=1)  cache=[1] post[1]=CacheWritten   (same)
    5  release post 0: cas recent:comments → (stutter)                                                                       cache=[0] post[0]=CacheWritten ◀

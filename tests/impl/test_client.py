@@ -29,7 +29,7 @@ async def test_post_poll_heal_cycle(tmp_path):
     store = SqlitePendingStore(tmp_path / "local.sqlite3", "pending:0")
     async with make(app, 0, store) as tab:
         ack = await tab.post("hi", id="m1", timestamp=1)
-        assert ack.id == "m1" and ack.token == app.state.worker.heal_token("m1") and ack.cached
+        assert ack.id == "m1" and ack.token == app.state.worker.heal_token(ack.comment) and ack.cached
         assert await tab.pending_ids() == ["m1"]
         await drop_from_cache(kv, "m1")
         snap = await tab.poll_read()
@@ -54,7 +54,8 @@ async def test_pending_store_survives_restart(tmp_path):
         await tab.post("one", id="m1", timestamp=1)
     await store.aclose()
     again = SqlitePendingStore(path, "pending:0")
-    assert await again.read() == [PendingEntry("m1", app.state.worker.heal_token("m1"), "0")]
+    stored = {"id": "m1", "text": "one", "timestamp": 1}
+    assert await again.read() == [PendingEntry("m1", app.state.worker.heal_token(stored), "0")]
     assert await SqlitePendingStore(path, "pending:1").read() == []
     await again.aclose()
 
@@ -78,7 +79,7 @@ async def test_one_heal_in_flight_per_id_per_client():
         assert await tab.heal("m1") == 200
         assert tab.healing == set()
         assert (await tab.poll_done(empty, start_heals=False)).heals == ("m1",)
-        assert await tab.heal("m1", "forged") == 403
+        assert await tab.heal("m1", "0" * 48) == 403
 
 
 async def test_keep_verifying_never_drops():
@@ -175,10 +176,68 @@ async def test_request_ids_name_the_tab_and_still_pending_is_a_hook():
         await tab.poll_read()
         await tab.post("named", id="m2", timestamp=2, request_id="custom-1")
     rids = [r["rid"] for r in records]
-    assert rids[0].startswith("t3-post-1-") and rids[3].startswith("t3-poll-2-") and rids[4] == "custom-1"
+    assert rids[0].startswith("t3-post-1-") and rids[4].startswith("t3-poll-2-") and rids[5] == "custom-1"
     store = MemoryPendingStore()
     async with Forgetful("http://worker", tab=0, store=store, transport=httpx2.ASGITransport(app=app)) as tab:
         await tab.post("x", id="m3", timestamp=3)
         await drop_from_cache(kv, "m3")
         await tab.poll_done(Snapshot((), ()), start_heals=False)
         assert store.peek() == []
+
+
+async def test_poll_pages_through_a_cache_larger_than_one_response():
+    from kvheal.impl.messages import encode_cache
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig(cap=2500))
+    messages = [{"id": f"m{i}", "text": "x", "timestamp": i} for i in range(2500)]
+    await kv.put("recent:comments", encode_cache(messages))
+    seen = []
+
+    class Counting(httpx2.ASGITransport):
+        async def handle_async_request(self, request):
+            seen.append(str(request.url.params))
+            return await super().handle_async_request(request)
+    async with Client("http://worker", tab="0", store=MemoryPendingStore(), transport=Counting(app=app)) as tab:
+        snap = await tab.poll_read()
+    assert snap.ids == tuple(f"m{i}" for i in range(2500))
+    assert seen == ["limit=1000", "limit=1000&offset=1000", "limit=1000&offset=2000"]
+
+
+async def test_a_post_whose_answer_was_lost_is_retried_idempotently():
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig(variants="dedupe"))
+    answered = []
+
+    class LosesFirstAnswer(httpx2.ASGITransport):
+        async def handle_async_request(self, request):
+            response = await super().handle_async_request(request)
+            answered.append(response.status_code)
+            if len(answered) == 1:  # the worker stored the post; its answer never arrives
+                raise httpx2.ReadTimeout("timed out", request=request)
+            return response
+    store = MemoryPendingStore()
+    async with Client("http://worker", tab="0", store=store, transport=LosesFirstAnswer(app=app),
+                      retry_delay=0.01) as tab:
+        ack = await tab.post("hello")
+        assert tab.post_retries_sent == 1
+    assert answered == [200, 200]
+    assert await kv.list("comment:") == ["comment:" + ack.id]
+    assert json.loads(await kv.get("comment:" + ack.id))["text"] == "hello"
+    assert [e.id for e in store.peek()] == [ack.id]
+    assert [e["id"] for e in json.loads(await kv.get("recent:comments"))] == [ack.id]
+    assert ack.token == app.state.worker.heal_token(ack.comment)
+
+
+async def test_a_post_that_never_gets_through_raises_after_its_retries():
+    class Down(httpx2.AsyncBaseTransport):
+        calls = 0
+
+        async def handle_async_request(self, request):
+            Down.calls += 1
+            raise httpx2.ConnectError("refused", request=request)
+    async with Client("http://worker", tab="0", store=MemoryPendingStore(), transport=Down(),
+                      retry_delay=0.001, post_retries=2) as tab:
+        with pytest.raises(ClientError, match="POST /api/comments"):
+            await tab.post("hello")
+        assert (Down.calls, tab.post_retries_sent) == (3, 2)
+        assert await tab.pending_ids() == []

@@ -52,7 +52,7 @@ async def test_post_get_heal_roundtrip(served):
         # lose a-1 from the cache, then heal it back
         await inspect.put("recent:comments", json.dumps([generated]))
         r = await http.post("/api/admin/add-to-cache", json={"messageId": "a-1", "healToken": token})
-        assert r.json() == {"success": True, "added": True}
+        assert r.json() == {"success": True, "added": True, "result": "added"}
         r = await http.get("/api/comments", params={"limit": 1})
         assert [c["id"] for c in r.json()["comments"]] == [generated["id"]]
     stored = await dump(inspect)
@@ -86,7 +86,8 @@ BAD_HEALS = [
     (b"{}", 400, "missing field: messageId"),
     (b'{"messageId": "a-1"}', 400, "missing or malformed field: healToken"),
     (b'{"messageId": "a/1", "healToken": "t"}', 400, "messageId may only contain letters, digits, '-' and '_'"),
-    (b'{"messageId": "a-1", "healToken": "forged"}', 403, "heal token does not match this message"),
+    (b'{"messageId": "a-1", "healToken": "forged"}', 400, "missing or malformed field: healToken"),
+    (json.dumps({"messageId": "a-1", "healToken": "0" * 48}).encode(), 403, "heal token does not match this message"),
     (json.dumps({"messageId": "a-1", "healToken": "t" * 5000}).encode(), 413, "body larger than 4096 bytes"),
 ]
 
@@ -107,14 +108,14 @@ async def test_bad_input_is_refused_and_writes_nothing(served):
         async def chunks():  # no Content-Length: the limit is enforced while reading
             for _ in range(10):
                 yield b"x" * 1000
-        r = await http.post("/api/comments", content=chunks())
+        r = await http.post("/api/comments", content=chunks(), headers={"content-type": "application/json"})
         assert (r.status_code, r.json()) == (413, {"error": "body larger than 4096 bytes"})
         for params, reason in [({"after": "x"}, "after must be an integer"),
                                ({"limit": "0"}, "limit must be at least 1"),
                                ({"after": "-5"}, "after must be at least 0")]:
             r = await http.get("/api/comments", params=params)
             assert (r.status_code, r.json()) == (400, {"error": reason})
-        token = app.state.worker.heal_token("ghost")
+        token = app.state.worker.heal_token({"id": "ghost", "text": "x", "timestamp": 1})
         r = await http.post("/api/admin/add-to-cache", json={"messageId": "ghost", "healToken": token})
         assert (r.status_code, r.json()) == (404, {"error": "no such message"})
         assert (await http.get("/api/nothing")).status_code == 404

@@ -71,7 +71,7 @@ def test_serve_command_with_two_processes_and_restart(tmp_path):
     proc = start()  # the heal token of a message posted before a restart still works
     try:
         r = httpx2.post(f"http://127.0.0.1:{port}/api/admin/add-to-cache", json={"messageId": "a", "healToken": token})
-        assert r.json() == {"success": True, "added": False}
+        assert r.json() == {"success": True, "added": False, "result": "already present"}
         r = httpx2.get(f"http://127.0.0.1:{port}/api/comments")
         assert [c["id"] for c in r.json()["comments"]] == ["a"]
     finally:

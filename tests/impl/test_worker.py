@@ -31,9 +31,9 @@ async def cache_ids(kv) -> list[str]:
 
 
 @pytest.mark.parametrize("variants, expected", [
-    ("", [("put", K + "m1"), ("get", C), ("put", C)]),
-    ("dedupe", [("put", K + "m1"), ("get", C), ("put", C)]),
-    ("atomic_cache", [("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+    ("", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
+    ("dedupe", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
+    ("atomic_cache", [("get", K + "m1"), ("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
 ])
 async def test_post_calls(variants, expected):
     kv, records = logged(MemoryKV())
@@ -42,7 +42,7 @@ async def test_post_calls(variants, expected):
         body = await post(http, 1)
     assert calls(records) == expected
     assert body["comment"] == msg(1) and body["cached"] is True
-    assert body["healToken"] == app.state.worker.heal_token("m1")
+    assert body["healToken"] == app.state.worker.heal_token(msg(1))
     assert {r["endpoint"] for r in records} == {"post"} and {r["mid"] for r in records} == {"m1"}
     assert len({r["rid"] for r in records}) == 1
 
@@ -60,7 +60,12 @@ async def test_get_is_one_read_newest_first():
         r = await http.get("/api/comments", params={"after": 1, "limit": 1})
         assert [c["id"] for c in r.json()["comments"]] == ["m3"]
         r = await http.get("/api/comments", params={"after": 3})
-        assert r.json() == {"comments": []}
+        assert r.json() == {"comments": [], "total": 0}
+        # paging: offset skips the newest, total counts what `after` leaves
+        r = await http.get("/api/comments", params={"limit": 2, "offset": 1})
+        assert ([c["id"] for c in r.json()["comments"]], r.json()["total"]) == (["m2", "m1"], 3)
+        r = await http.get("/api/comments", params={"limit": 2, "offset": 3})
+        assert r.json() == {"comments": [], "total": 3}
 
 
 async def test_request_id_header_is_used_and_echoed():
@@ -70,7 +75,7 @@ async def test_request_id_header_is_used_and_echoed():
         assert r.headers["x-request-id"] == "post-1"
         r = await http.get("/api/comments", headers={"x-request-id": "bad id with spaces"})
         assert r.headers["x-request-id"] != "bad id with spaces"
-    assert [r["rid"] for r in records] == ["post-1"] * 3 + [records[-1]["rid"]]
+    assert [r["rid"] for r in records] == ["post-1"] * 4 + [records[-1]["rid"]]
 
 
 @pytest.mark.parametrize("variants, expected", [
@@ -84,7 +89,7 @@ async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
         token = (await post(http, 1))["healToken"]
         records.clear()
         r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": token})
-        assert r.json() == {"success": True, "added": True}
+        assert r.json() == {"success": True, "added": True, "result": "added"}
     assert calls(records) == expected
     assert await cache_ids(kv) == ["m1", "m1"]  # the seed's heal does not look: a duplicate
 
@@ -100,7 +105,7 @@ async def test_heal_of_cached_id_writes_nothing_with_dedupe(variants, expected):
         before = await kv.get(C)
         records.clear()
         r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": token})
-        assert r.json() == {"success": True, "added": False}
+        assert r.json() == {"success": True, "added": False, "result": "already present"}
     assert calls(records) == expected
     assert await kv.get(C) == before
 
@@ -112,31 +117,43 @@ async def test_heal_authorization_and_unknown_id():
     async with asgi_client(app) as http:
         await post(http, 1)
         records.clear()
-        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": "0" * 32})
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": "0" * 48})
         assert (r.status_code, r.json()) == (403, {"error": "heal token does not match this message"})
-        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": worker.heal_token("m2")})
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": worker.heal_token(msg(2))})
         assert r.status_code == 403
         assert records == []  # refused before touching the store
-        r = await http.post("/api/admin/add-to-cache", json={"messageId": "nope", "healToken": worker.heal_token("nope")})
+        r = await http.post("/api/admin/add-to-cache",
+                            json={"messageId": "nope", "healToken": worker.heal_token({**msg(1), "id": "nope"})})
         assert (r.status_code, r.json()) == (404, {"error": "no such message"})
         assert calls(records) == [("get", K + "nope")]
+        # a token minted for another body of the same id (not the stored one): 403 after the read
+        records.clear()
+        other = worker.heal_token({**msg(1), "text": "not what is stored"})
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": other})
+        assert (r.status_code, r.json()) == (403, {"error": "heal token does not match this message"})
+        assert calls(records) == [("get", K + "m1")]
 
 
 async def test_secret_decides_tokens():
     a = Worker(MemoryKV(), WorkerConfig(secret=b"one"))
     b = Worker(MemoryKV(), WorkerConfig(secret=b"one"))
     c = Worker(MemoryKV(), WorkerConfig(secret=b"two"))
-    assert a.heal_token("x") == b.heal_token("x") != c.heal_token("x")
-    assert a.check_heal_token("x", b.heal_token("x")) and not a.check_heal_token("x", c.heal_token("x"))
+    x = {"id": "x", "text": "t", "timestamp": 1}
+    assert a.heal_token(x) == b.heal_token(x) != c.heal_token(x)
+    assert len(a.heal_token(x)) == 48
+    assert a.check_heal_token("x", b.heal_token(x)) and not a.check_heal_token("x", c.heal_token(x))
+    assert not a.check_heal_token("y", a.heal_token(x))
+    assert a.token_fits(a.heal_token(x), x) and not a.token_fits(a.heal_token(x), {**x, "text": "u"})
 
 
-async def test_dedupe_post_of_cached_id_skips_the_put():
+async def test_repost_of_the_same_message_is_an_idempotent_retry():
     kv, records = logged(MemoryKV())
     async with asgi_client(create_app(kv, WorkerConfig(variants="dedupe"))) as http:
-        await post(http, 1)
+        first = await post(http, 1)
         records.clear()
-        await post(http, 1)
-    assert calls(records) == [("put", K + "m1"), ("get", C)]
+        again = await post(http, 1)
+    assert calls(records) == [("get", K + "m1")]  # nothing written
+    assert again == {**first, "cached": False, "repeat": True}
     assert await cache_ids(kv) == ["m1"]
 
 
@@ -144,7 +161,8 @@ async def test_seed_race_loses_a_message_and_atomic_does_not():
     """Two posts whose cache reads both happen before either write: the seed loses one."""
     for variants, expected in [("", 1), ("atomic_cache", 2), ("dedupe", 1)]:
         kv = MemoryKV()
-        worker = Worker(kv, WorkerConfig(variants=variants))
+        # no per-process lock: the two swaps must race (the lock would serialise them)
+        worker = Worker(kv, WorkerConfig(variants=variants, cache_lock=False))
         gate = asyncio.Barrier(2)
         real_get, real_gv = kv.get, kv.get_versioned
 
@@ -233,8 +251,27 @@ async def test_sweeper_pass(variants):
     await kv.inner.put(C, json.dumps([msg(3), msg(4), msg(5)]))
     records.clear()
     result = await sweeper.run_once()
-    assert (result.missing, result.written) == (("m1", "m2"), False)
-    assert calls(records) == [("list", K), read, ("get", K + "m2")]  # m1's body remembered
+    # both timestamps are known (m1's body was read, m2 was cached): older than the full
+    # cache's oldest entry, so no body is read and nothing written
+    assert (result.missing, result.outside, result.written) == ((), 2, False)
+    assert calls(records) == [("list", K), read]
+    # a new message older than the window: its body is read once, then it is known
+    await kv.inner.put(K + "m0", json.dumps(msg(0)))
+    records.clear()
+    result = await sweeper.run_once()
+    assert (result.missing, result.outside, result.written) == (("m0",), 2, False)
+    assert calls(records) == [("list", K), read, ("get", K + "m0")]
+    records.clear()
+    result = await sweeper.run_once()
+    assert (result.missing, result.outside, result.written) == ((), 3, False)
+    assert calls(records) == [("list", K), read]
+    # the floor falls (a stale write put an older entry back): m2 and m3 are in the window again
+    await kv.inner.put(C, json.dumps([msg(2), msg(4), msg(5)]))
+    records.clear()
+    result = await sweeper.run_once()
+    assert (result.missing, result.outside, result.written) == (("m3",), 2, True)
+    assert calls(records) == [("list", K), read, ("get", K + "m3"), write]  # m3 was only seen cached
+    assert await cache_ids(kv.inner) == ["m3", "m4", "m5"]
 
 
 async def test_sweeper_writes_back_when_configured_like_the_model():
