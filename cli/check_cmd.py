@@ -11,7 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kvheal.model import VIOLATED, CheckResult, KVHealModel, Progress, Trace, Verdict, check as run_check
+from kvheal.model import VIOLATED, CheckResult, KVHealModel, Progress, Trace, Verdict
+from kvheal.model import check as run_check
 from kvheal.model.results import exit_status  # noqa: F401  (SPEC §9's exit status; prove's too)
 from kvheal.model.trace import changes, fmt_value, replay_trace
 

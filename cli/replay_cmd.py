@@ -96,7 +96,12 @@ def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
 @click.option("--variant", default=None, metavar="FLAGS", help="Override the file's design flags.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap, variant, as_json) -> int:
-    """Replay a counterexample through the real worker and clients and show the violation there."""
+    """Replay a counterexample through the real worker and clients and show the violation there.
+
+    TRACE.json is `kvheal check --json`'s or `kvheal prove --json`'s output (SPEC §9). Each
+    trace must be a counterexample in the model first, or it is refused naming the step.
+    Exit status: 1 the real system shows the violation, 0 it does not, 3 it could not follow
+    the trace, 2 usage error (a trace that is not a counterexample included)."""
     from kvheal.conformance.replay import replay as run_replay
     from kvheal.model.trace import NotACounterexample
 

@@ -85,8 +85,9 @@ def check_counterexample(model: KVHealModel, name: str, trace: Iterable[Mapping[
     n = len(trace)
     if loop is None:
         if prop.holds(states[-1]):
-            where = f"after step {n}, the last" if n else "in the initial state (the trace is empty)"
-            raise NotACounterexample(f"{name} holds {where} (is the trace truncated?)")
+            if not n:
+                raise NotACounterexample(f"{name} holds in the initial state and the trace is empty")
+            raise NotACounterexample(f"{name} holds after step {n}, the last (is the trace truncated?)")
         return states
     gap = next((i for i in range(loop, n) if not trace[i].loop), None)
     if gap is not None:

@@ -83,6 +83,7 @@ def test_cli_replays_every_violation_of_a_check_file(seed_check):
     data = json.loads(out)
     assert [r["property"] for r in data["results"]] == ["NoDuplicates", "Converges", "PendingDrains"]
     assert all(r["reproduced"] and r["backend"] == "sqlite" for r in data["results"])
+    assert [r["status"] for r in data["results"]] == ["violated"] * 3  # the shared verdict
     assert data["config"] == {"tabs": 2, "per_tab": 1, "cap": 2, "variant": []}
 
 
@@ -131,3 +132,52 @@ def test_cli_nothing_violated(tmp_path):
     path.write_text(json.dumps({"properties": {"Converges": {"status": "holds", "trace": []}}}))
     code, out = _run(["replay", str(path)])
     assert code == 0 and "nothing to replay" in out
+
+
+def test_cli_replays_a_prove_file(tmp_path):
+    """prove --json has check --json's layout, so its counterexamples replay (they used to give
+    "nothing to replay" and exit 0)."""
+    out = subprocess.run([sys.executable, "-m", "kvheal", "prove", "--tabs", "2", "--property", "NoDuplicates",
+                          "--depth", "9", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    path = tmp_path / "prove.json"
+    path.write_text(out.stdout)
+    code, text = _run(["replay", str(path), "--backend", "memory", "--json"])
+    assert code == 1, text
+    data = json.loads(text)
+    assert data["config"] == {"tabs": 2, "per_tab": 1, "cap": 2, "variant": []}
+    [r] = data["results"]
+    assert (r["property"], r["status"], r["reproduced"]) == ("NoDuplicates", "violated", True)
+    assert len(r["steps"]) == 9 and "occurs 2 times in the real cache" in r["evidence"]
+
+
+def test_cli_a_proof_with_nothing_refuted_has_nothing_to_replay(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "kvheal", "prove", "--all-tabs", "--variant", "dedupe,keep_verifying",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "all.json"
+    path.write_text(out.stdout)
+    code, text = _run(["replay", str(path)])
+    assert (code, text.strip()) == (0, "nothing to replay: no property is violated in the file")
+
+
+@pytest.mark.parametrize("name, cut, message", [
+    ("NoDuplicates", 1, "NoDuplicates: not a counterexample in the model: NoDuplicates holds after step 8, "
+                        "the last (is the trace truncated?)"),
+    ("Converges", 1, "Converges: not a counterexample in the model: the loop (steps 13-15) does not return "
+                     "to the state where it starts (before step 13): is the trace truncated?"),
+    ("Converges", 4, "Converges: not a counterexample in the model: Converges is a liveness property; its "
+                     "counterexample must be a lasso"),
+])
+def test_cli_refuses_a_truncated_trace(seed_check, tmp_path, name, cut, message):
+    """A trace that is not a counterexample in the model is a usage error naming the step,
+    never "not reproduced"; nothing is run on the real system."""
+    data = json.loads(seed_check.read_text())
+    data["properties"] = {name: data["properties"][name]}
+    data["properties"][name]["trace"] = data["properties"][name]["trace"][:-cut]
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(data))
+    code, out = _run(["replay", str(path), "--backend", "memory"])
+    assert code == 2
+    assert out.strip().splitlines() == [f"kvheal: error: {message}" + (
+        ' (steps with "loop": true)' if "lasso" in message else "")]

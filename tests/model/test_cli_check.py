@@ -84,3 +84,36 @@ def test_bench_prints_figures():
     figures = json.loads(proc.stdout)
     assert figures["states"] == 3329 and figures["peak_rss_mib"] > 0
     assert figures["verdicts"]["Converges"] == "violated"
+
+
+def test_check_and_prove_json_share_one_layout():
+    """SPEC §9: prove --json is check --json's object with prove's fields beside."""
+    from kvheal.model.trace import check_counterexample
+
+    chk = kvheal("check", "--tabs", "2", "--json", "-q", "--property", "NoDuplicates")
+    prv = kvheal("prove", "--tabs", "2", "--json", "--property", "NoDuplicates", "--depth", "9")
+    assert (chk.returncode, prv.returncode) == (1, 1), prv.stderr
+    c, p = json.loads(chk.stdout), json.loads(prv.stdout)
+    assert set(c) == {"states", "transitions", "seconds", "complete", "config", "reduction", "properties"}
+    assert set(p) == {"states", "transitions", "seconds", "complete", "config", "properties",
+                      "engine", "invariant", "assumptions"}
+    assert (p["states"], p["transitions"], p["complete"], p["engine"]) == (None, None, True, "z3")
+    assert c["config"] == p["config"] == {"tabs": 2, "per_tab": 1, "cap": 2, "variant": []}
+    cn, pn = c["properties"]["NoDuplicates"], p["properties"]["NoDuplicates"]
+    assert set(cn) == {"status", "trace"} and set(pn) >= {"status", "trace", "method", "queries"}
+    assert cn["status"] == pn["status"] == "violated" and pn["method"] == "bmc"
+    assert len(cn["trace"]) == len(pn["trace"]) == 9
+    model = KVHealModel(Config.make(tabs=2))
+    for trace in (cn["trace"], pn["trace"]):
+        check_counterexample(model, "NoDuplicates", trace)
+
+
+def test_prove_all_tabs_json_has_the_layout_too():
+    proc = kvheal("prove", "--all-tabs", "--variant", "dedupe,keep_verifying", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"] == {"tabs": "all", "per_tab": "any", "cap": None,
+                             "variant": ["dedupe", "keep_verifying"]}
+    assert out["complete"] is True and out["states"] is None
+    assert {n: (p["status"], p["trace"]) for n, p in out["properties"].items()} == {
+        n: ("holds", []) for n in ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges")}

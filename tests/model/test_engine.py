@@ -84,3 +84,23 @@ def test_lasso_detours_to_take_what_the_cycle_keeps_enabled():
     assert goal.status == "violated"
     names = [s["action"] for s in goal.trace]
     assert names == ["side", "back"] and all(s.get("loop") for s in goal.trace)
+
+
+def test_results_are_typed_values_and_json_only_on_request():
+    from kvheal.model import Step, Trace, Verdict
+
+    toy = Toy({0: [("go", 1)], 1: [("go", 2)]}, {0})
+    r = check(toy)
+    goal, small = r.properties["Goal"], r.properties["Small"]
+    assert goal.status is Verdict.VIOLATED and small.status is Verdict.HOLDS
+    assert isinstance(goal.trace, Trace) and all(isinstance(s, Step) for s in goal.trace)
+    assert [(s.action, s.loop) for s in goal.trace] == [("go", False), ("go", False), ("Stutter", True)]
+    assert goal.trace.loop_start == 2 and small.trace == Trace()
+    assert goal.as_json() == {"status": "violated", "trace": [
+        {"action": "go", "args": {}}, {"action": "go", "args": {}},
+        {"action": "Stutter", "args": {}, "loop": True}]}
+    assert small.as_json() == {"status": "holds", "trace": []}
+    out = r.as_json()
+    assert set(out) == {"states", "transitions", "seconds", "complete", "properties"}
+    assert (out["states"], out["transitions"], out["complete"]) == (3, 2, True)
+    assert out["properties"]["Goal"] == goal.as_json()
