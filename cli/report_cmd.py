@@ -26,6 +26,8 @@ from kvheal.model import check as run_check
 from kvheal.model.report import DESIGNS, assemble, config_of, design_name, designs_for, record_of
 
 CACHE = ".kvheal-cache.json"
+#: Model modules that only present results: editing them does not stale a cached verdict.
+PRESENTATION = frozenset({"render.py", "itf.py", "report.py", "claims.py"})
 
 
 def version() -> str:
@@ -40,7 +42,7 @@ def model_digest() -> str:
     h = hashlib.sha256()
     pkg = resources.files("kvheal.model")
     for entry in sorted(pkg.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
+        if entry.name.endswith(".py") and entry.name not in PRESENTATION:
             h.update(entry.name.encode())
             h.update(entry.read_bytes())
     return h.hexdigest()[:16]

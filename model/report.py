@@ -162,6 +162,8 @@ def _md_inline(pieces: Sequence[Any]) -> str:
             out.append(f"**{p[1]}**")
         elif p[0] == "code":
             out.append(f"`{p[1]}`")
+        elif p[0] == "a" and len(p) > 3:  # a page anchor in HTML; in Markdown p[3] (or plain text)
+            out.append(f"[{p[1]}]({p[3]})" if p[3] else p[1])
         elif p[0] == "a":
             out.append(f"[{p[1]}]({p[2]})")
     return "".join(out)
@@ -288,7 +290,8 @@ def _cell(rec: Mapping[str, Any] | None, prop: str) -> list[Any]:
         return ["not run"]
     if st == "violated":
         n = len(rec["properties"][prop]["trace"])
-        return [("a", f"violated ({n})", f"#{slug(rec['design'], prop)}")]
+        stem = slug(rec["design"], prop)
+        return [("a", f"violated ({n})", f"#{stem}", f"cex/{stem}.md")]
     return [st]
 
 
@@ -300,9 +303,10 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
             if i:
                 pieces.append(", ")
             if b["status"] == "violated":
-                pieces.append(("a", f"{b['property']} violated", f"#{slug(b['design'], b['property'])}"))
+                stem = slug(b["design"], b["property"])
+                pieces.append(("a", f"{b['property']} violated", f"#{stem}", f"cex/{stem}.md"))
             else:
-                pieces.append(("a", f"{b['property']} holds", "#matrix"))
+                pieces.append(("a", f"{b['property']} holds", "#matrix", ""))
         return pieces
     if v == CONFIRMED:
         return ["confirmed: " + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"])
@@ -351,7 +355,7 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
         if claim.command:
             how.append(("code", claim.command))
         if claim.note:
-            how.append((" " if how else "") + claim.note)
+            how.append((". " if how else "") + claim.note)
         if claim.measured and dec["post_mortem"]["verdict"] != MEASURED:
             how.append(" Measured: " + claim.measured + ".")
         if claim.not_modelled and dec["post_mortem"]["verdict"] != NOT_MODELLED:
@@ -400,7 +404,7 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             files[f"cex/{stem}.itf.json"] = itf_dumps(to_itf(trace, views, {
                 "design": d, "property": prop, "tabs": rec["tabs"], "per_tab": rec["per_tab"],
                 "cap": rec["cap"], "kvheal": meta.get("version", "?")}))
-            index_rows.append([[("a", f"{d}: {prop}", f"#{stem}")], [kind], [str(len(trace))],
+            index_rows.append([[("a", f"{d}: {prop}", f"#{stem}", f"cex/{stem}.md")], [kind], [str(len(trace))],
                                [("a", "SVG", f"cex/{stem}.svg"), " · ", ("a", "steps", f"cex/{stem}.md"),
                                 " · ", ("a", "ITF", f"cex/{stem}.itf.json")]])
             blocks.append(("h", 3, [title], stem))
