@@ -1,11 +1,11 @@
 # Two entry points for a fresh machine (README's quick start):
 #   make demo   check the seed design at 2 tabs: verdicts and a counterexample
-#   make test   the whole test suite (installs redis-server from Debian if missing)
+#   make test   the whole test suite (installs redis-server and chromium from Debian if missing)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvheal-installed
 
-.PHONY: demo test bench redis lint
+.PHONY: demo test bench redis chromium lint
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +22,13 @@ redis:
 	  echo "installing redis-server from Debian's packages" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
-test: $(STAMP) redis
+# Headless Chromium opens `kvheal report`'s HTML in tests/report/test_browser.py.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium from Debian's packages" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) redis chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
