@@ -37,5 +37,16 @@ def walk(model, steps: int, seed: int = 0) -> list[dict]:
 
 
 def kvheal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The installed command in a fresh process, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def kvheal_here(*args: str) -> subprocess.CompletedProcess:
+    """The same command line run in this process (click's runner): exit code, stdout, stderr."""
+    from click.testing import CliRunner
+
+    from kvheal.cli import main
+
+    r = CliRunner().invoke(main, list(args))
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)

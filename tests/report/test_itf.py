@@ -10,7 +10,8 @@ from kvheal.model import Config, KVHealModel
 from kvheal.model.itf import decode_state, dumps, itf_outputs, to_itf, validate
 from kvheal.model.render import trace_views
 
-from .conftest import checked, kvheal, violated, walk
+from .conftest import checked, violated, walk
+from .conftest import kvheal_here as kvheal
 
 
 def round_trip(model, trace, meta=None):
