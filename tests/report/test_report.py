@@ -1,0 +1,111 @@
+"""`kvheal report`: golden Markdown of a small report, the cache, errors, README's table."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from kvheal.model.report import (
+    assemble,
+    readme_section,
+    readme_table,
+    readme_table_from_verdicts,
+    record_of,
+    slug,
+)
+
+from .conftest import checked, kvheal, kvheal_here
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+GOLDEN = HERE / "golden" / "report.md"
+VERDICTS = HERE / "verdicts_tabs2.json"
+META = {"version": "0.1.0", "command": "kvheal report --designs 'seed;atomic_cache,dedupe'", "tabs": 2,
+        "mode": "quick", "skipped": []}
+
+
+def small_records():
+    records = []
+    for variants in ("", "dedupe,atomic_cache"):
+        rec = record_of(*checked(variants))
+        rec["seconds"] = 0.5  # the one figure that varies between runs
+        records.append(rec)
+    return records
+
+
+def test_golden_markdown():
+    files = assemble(small_records(), META)
+    text = files["report.md"]
+    if os.environ.get("KVHEAL_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8"), "set KVHEAL_UPDATE_GOLDEN=1 to accept a new golden file"
+
+
+def test_markdown_and_html_say_the_same():
+    files = assemble(small_records(), META)
+    md, page = files["report.md"], files["index.html"]
+    stems = [slug("seed", p) for p in ("NoDuplicates", "Converges", "PendingDrains")]
+    assert sorted(k for k in files if k.startswith("cex/")) == sorted(
+        f"cex/{s}.{ext}" for s in stems for ext in ("svg", "md", "itf.json"))
+    for s in stems:
+        assert f'id="{s}"' in page and f"(cex/{s}.md)" in md
+        assert files[f"cex/{s}.svg"] in page  # the diagram inline, as written beside it
+    for row in re.findall(r"^\| (seed|atomic_cache,dedupe) \|.*$", md, flags=re.M):
+        assert f"<td>{row}</td>" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "<link" not in page and "src=" not in page  # nothing fetched
+    assert json.loads(files["verdicts.json"])["records"][0]["properties"]["Converges"] == {
+        "status": "violated", "length": 16}
+
+
+def test_report_command_and_its_cache(tmp_path):
+    out = tmp_path / "rep"
+    args = ("report", "--out", str(out), "--designs", "seed;dedupe,atomic_cache", "-q")
+    proc = kvheal(*args)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("index.html", "report.md", "verdicts.json", "cex/seed-Converges.svg",
+                 "cex/seed-Converges.itf.json", "cex/seed-Converges.md"):
+        assert (out / name).is_file(), name
+    assert "| seed | holds | holds |" in (out / "report.md").read_text()
+    cache_file = out / ".kvheal-cache.json"
+    cache = json.loads(cache_file.read_text())
+    assert len(cache) == 2
+    # a second run takes its verdicts from the cache: plant a figure only the cache has
+    for key, rec in cache.items():
+        if rec["design"] == "seed":
+            rec["states"] = 12345
+            assert json.loads(key)["design"] == "seed" and "model" in json.loads(key)
+    cache_file.write_text(json.dumps(cache))
+    assert kvheal(*args).returncode == 0
+    assert "| 12,345 |" in (out / "report.md").read_text()
+    assert kvheal(*args, "--no-cache").returncode == 0
+    assert "| 7,070 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("args", [("--designs", "seed;bogus"), ("--tabs", "0"), ("--quick", "--out", "README.md")])
+def test_usage_errors(args, tmp_path):
+    proc = kvheal_here("report", *(a if a != "README.md" else str(ROOT / "README.md") for a in args))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_readme_table_is_generated():
+    """README's verdict table is the report's verdicts.json rendered (recorded by a --full run)."""
+    data = json.loads(VERDICTS.read_text())
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_section(readme) == readme_table_from_verdicts(data)
+
+
+def test_recorded_verdicts_are_current():
+    """The recorded verdicts of the designs that check in a second agree with a fresh check."""
+    data = {r["design"]: r for r in json.loads(VERDICTS.read_text())["records"]}
+    for design in ("seed", "dedupe", "keep_verifying", "atomic_cache", "tab_crash",
+                   "dedupe,keep_verifying", "atomic_cache,dedupe", "dedupe,tab_crash"):
+        rec = record_of(*checked("" if design == "seed" else design))
+        assert rec["design"] == design
+        fresh = readme_table([rec])
+        assert fresh == readme_table_from_verdicts({"records": [data[design]]}), design
