@@ -16,6 +16,7 @@ from rich.table import Table
 from kvheal.model import Config, ConfigError, Verdict
 
 from .check_cmd import exit_status
+from .options import remember_design, current_design
 
 STYLE = {Verdict.HOLDS: "green", Verdict.VIOLATED: "bold red", Verdict.UNKNOWN: "yellow"}
 
@@ -128,6 +129,8 @@ def report_markdown(result: Any) -> str:
 @click.option("--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts (K).")
 @click.option("--cap", type=int, default=None, help="Cache capacity C (default T*K).")
 @click.option("--variant", default="", metavar="FLAGS", help="Comma-separated SPEC §5 flags; empty is the seed design.")
+@click.option("--design", default=None, metavar="FILE.py:NAME", expose_value=False, callback=remember_design,
+              is_eager=True, help="Prove a design of your own (a Definition in a Python file; docs/designs.md).")
 @click.option("--property", "prop", default=None, metavar="P", help="Only this property (a SPEC §7 name).")
 @click.option("--depth", type=int, default=None, help="BMC depth for invariants (default 12).")
 @click.option("--lasso-depth", type=int, default=None, help="Lasso search depth (default 26 at 2 messages, else 0).")
@@ -144,7 +147,7 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
     from kvheal.model.prove import prove as run_prove
 
     try:
-        cfg = Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variant)
+        cfg = Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variant, design=current_design())
     except ConfigError as e:
         _fail(str(e))
     if depth is not None and depth < 0:
@@ -152,6 +155,8 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
     if all_tabs:
         from kvheal.model.param import prove_all_tabs
 
+        if cfg.design is not None:
+            _fail("--all-tabs proves kvheal's own designs only; drop --design (fixed sizes work)")
         if cap is not None:
             _fail("--all-tabs proves every size with a capacity of at least the number of messages; drop --cap")
 

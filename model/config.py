@@ -6,28 +6,21 @@ reason that names the fix.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import comb
+from typing import Any
 
-#: The design flags of SPEC §5, in the order traces and reports list them.
-VARIANTS: tuple[str, ...] = (
-    "dedupe",
-    "keep_verifying",
-    "atomic_cache",
-    "sweeper",
-    "tab_crash",
-    "shared_pending",
-)
+from kvheal.flags import VARIANTS, ConfigError, parse_variants, variant_label
 
+__all__ = ["VARIANTS", "ConfigError", "Config", "parse_variants", "MAX_MESSAGES", "MAX_CACHE_VALUES"]
+
+# The design flags, their parser and the one error type are the registry's (kvheal.flags),
+# shared with the implementation and the CLI.
 #: Largest number of distinct cache values the explicit encoding interns (each is a
 #: small int in a state); past this the state space is far beyond exhaustive reach anyway.
 MAX_CACHE_VALUES = 200_000
 #: Messages are bits of an int bitmask in the encoding; keep traces and tables readable.
 MAX_MESSAGES = 24
-
-
-class ConfigError(ValueError):
-    """An invalid model configuration; the message is one line naming the problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +35,10 @@ class Config:
     per_tab: int = 1
     cap: int | None = None
     variants: frozenset[str] = frozenset()
+    #: the flags the model's definition knows (kvheal's: the registry's)
+    known: tuple[str, ...] = field(default=VARIANTS, compare=False, hash=False, repr=False)
+    #: the model's definition (a :class:`~kvheal.model.dsl.Definition`); None is kvheal's own
+    design: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("tabs", "per_tab"):
@@ -58,13 +55,7 @@ class Config:
             raise ConfigError(f"cap must be an integer, got {self.cap!r}")
         elif self.cap < 1:
             raise ConfigError(f"cap must be at least 1, got {self.cap}")
-        variants = frozenset(self.variants)
-        unknown = sorted(variants - set(VARIANTS))
-        if unknown:
-            raise ConfigError(
-                f"unknown variant {unknown[0]!r}; known variants: {', '.join(VARIANTS)}"
-            )
-        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "variants", parse_variants(self.variants, self.known))
         if self.messages > MAX_MESSAGES:
             raise ConfigError(
                 f"tabs*per_tab = {self.messages} messages is beyond the encoding's limit of "
@@ -84,9 +75,18 @@ class Config:
         per_tab: int = 1,
         cap: int | None = None,
         variants: str | frozenset[str] | set[str] | tuple[str, ...] | list[str] | None = None,
+        design: Any = None,
     ) -> "Config":
-        """A validated configuration; ``variants`` may be a comma-separated string."""
-        return cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants))
+        """A validated configuration; ``variants`` may be a comma-separated string. ``design``
+        is a user's :class:`~kvheal.model.dsl.Definition` (None: kvheal's own); its flags
+        are the ones ``variants`` may name."""
+        known = design.flag_names() if design is not None else VARIANTS
+        return cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants, known),
+                   known=tuple(known), design=design)
+
+    def design_name(self) -> str:
+        """The name of the definition this configuration is for (``kvheal`` by default)."""
+        return self.design.name if self.design is not None else "kvheal"
 
     @property
     def messages(self) -> int:
@@ -103,7 +103,7 @@ class Config:
 
     def variant_label(self) -> str:
         """The flags in SPEC order joined by commas, or ``seed`` for none."""
-        return ",".join(v for v in VARIANTS if v in self.variants) or "seed"
+        return variant_label(self.variants, self.known)
 
     def cache_value_bound(self) -> int:
         """An upper bound on distinct cache values: sorted tuples of length ≤ cap over M ids
@@ -112,19 +112,3 @@ class Config:
         if "dedupe" in self.variants:
             return sum(comb(m, k) for k in range(min(c, m) + 1))
         return sum(comb(m + k - 1, k) for k in range(c + 1))
-
-
-def parse_variants(
-    variants: str | frozenset[str] | set[str] | tuple[str, ...] | list[str] | None,
-) -> frozenset[str]:
-    """Flags from a comma-separated string (empty or None is the seed design) or an iterable."""
-    if variants is None:
-        return frozenset()
-    if isinstance(variants, str):
-        parts = [p.strip() for p in variants.split(",")]
-        if any(p == "" for p in parts) and variants.strip() not in ("", "seed"):
-            raise ConfigError(f"empty flag in variant list {variants!r}")
-        if variants.strip() in ("", "seed"):
-            return frozenset()
-        return frozenset(parts)
-    return frozenset(variants)

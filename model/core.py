@@ -62,7 +62,7 @@ class KVHealModel:
         from .kernel import Kernel
 
         self.config = cfg = config
-        self.definition = definition or KVHEAL
+        self.definition = definition or config.design or KVHEAL
         self.kernel = k = Kernel(self.definition, cfg)
         self.T, self.M = cfg.tabs, cfg.messages
         self.cv = k.cv

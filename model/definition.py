@@ -51,7 +51,7 @@ def _heal_slots(cfg):
     return list(range(M))
 
 
-def _msg(h):
+def msg_of(h):
     """The message a heal slot is for (slots are ``m``, or ``(t, m)`` with shared_pending)."""
     return h[1] if isinstance(h, tuple) else h
 
@@ -152,7 +152,7 @@ def PollDone(cfg, s, x, t):
         slots = _own(cfg, t)
     for h in slots:  # request a heal for each missing id whose heal is not already busy
         heal = s.heal[h]
-        effects[heal] = x.ite(missing.has(_msg(h)) & heal.is_("Idle"), HEAL.Requested(), heal)
+        effects[heal] = x.ite(missing.has(msg_of(h)) & heal.is_("Idle"), HEAL.Requested(), heal)
     return guard, effects
 
 
@@ -163,7 +163,7 @@ def PendingWrite(cfg, s, x, t):
 
 def HealKey(cfg, s, x, h):
     heal = s.heal[h]
-    return heal.is_("Requested"), {heal: x.ite(s.stored.has(_msg(h)), HEAL.KeyRead(), HEAL.Idle())}
+    return heal.is_("Requested"), {heal: x.ite(s.stored.has(msg_of(h)), HEAL.KeyRead(), HEAL.Idle())}
 
 
 def HealRead(cfg, s, x, h):
@@ -172,12 +172,12 @@ def HealRead(cfg, s, x, h):
 
 def HealWrite(cfg, s, x, h):
     snap = s.heal[h].of("CacheRead").snap
-    return s.heal[h].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, _msg(h)),
+    return s.heal[h].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
                                         s.heal[h]: HEAL.Idle()}
 
 
 def HealCache(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), {s.cache: cache_write(cfg, s, x, s.cache, _msg(h)),
+    return s.heal[h].is_("KeyRead"), {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
                                       s.heal[h]: HEAL.Idle()}
 
 

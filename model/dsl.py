@@ -14,10 +14,11 @@ state; it combines state values with their methods and with :class:`Ops` (``x``)
 * :class:`BoolV`: ``a & b``, ``a | b``, ``~a``; ``x.all(...)``, ``x.any(...)``.
 * phase variables (an :class:`Enum`): ``v.is_("KeyWritten")``, ``v.of("CacheRead").snap``
   (the payload of a phase), and constructors ``POST.CacheRead(snap=...)``.
-* :class:`Ids` sets (of messages or tabs): ``has(i)``, ``with_(i)``, ``without(i)``,
-  ``minus(other)``, ``union(other)``, ``is_empty()``, ``subset(other)``, ``newest(k)``.
-* the :class:`Cache` value (a sorted tuple of ids, trimmed to the capacity):
-  ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``.
+* id sets (:class:`IdsType`, of messages or tabs): ``has(i)``, ``with_(i)``, ``without(i)``,
+  ``minus(other)``, ``union(other)``, ``is_empty()``, ``subset(other)``, ``eq(other)``,
+  ``newest(k)`` (the ``k`` largest ids: the newest, since timestamps are ids).
+* the cache value (:class:`CacheType`: a sorted tuple of ids, trimmed to the capacity):
+  ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``, ``eq(other)``.
 * ``x.ite(cond, a, b)`` for a value that depends on the state; ``x.let(v)`` names a value
   that an effect uses several times (the kernel computes it once).
 
@@ -239,7 +240,30 @@ class Definition:
                     raise DefinitionError(f"flag {f.name} names an unknown action {a!r}")
 
     def flag_names(self) -> tuple[str, ...]:
+        """The design flags a configuration of this definition may name."""
         return tuple(f.name for f in self.flags)
+
+    def derive(self, name: str, *, replace: Iterable[ActionDef] = (), add: Iterable[ActionDef] = (),
+               drop: Iterable[str] = (), properties: Iterable[PropertyDef] = (),
+               variables: Iterable[Var] = (), flags: Iterable[FlagDef] | None = None) -> "Definition":
+        """A new definition from this one: actions replaced by name (in place), added (each
+        right after the last action of its ``group``), dropped; properties replaced by name
+        or added; variables added; flags replaced. The way a user writes a design that
+        differs from kvheal's in a few actions (see docs/designs.md)."""
+        swap = {a.name: a for a in replace}
+        unknown = sorted(set(swap) - {a.name for a in self.actions})
+        if unknown:
+            raise DefinitionError(f"derive: no action {unknown[0]!r} to replace")
+        acts = [swap.get(a.name, a) for a in self.actions if a.name not in set(drop)]
+        for a in add:
+            at = max((i for i, b in enumerate(acts) if b.group <= a.group), default=len(acts) - 1)
+            acts.insert(at + 1, a)
+        props = {p.name: p for p in self.properties}
+        for p in properties:
+            props[p.name] = p
+        return Definition(name, [*self.variables, *variables], list(self.derived), acts,
+                          list(props.values()), list(self.flags if flags is None else flags),
+                          self.heal_slots, self.doc)
 
     def variables_of(self, cfg: Any) -> list[Var]:
         """The variables this configuration has, in declaration order (a name may be declared

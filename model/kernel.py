@@ -216,6 +216,10 @@ class Val:
     def subset(self, other: "Val") -> "Val":
         return Val(self.k, "bool", f"({self.code} & ~{other.code} == 0)")
 
+    def eq(self, other: "Val") -> "Val":
+        # one code per cache value (interned) and per id set (a bitmask)
+        return Val(self.k, "bool", f"({self.code} == {other.code})")
+
     def newest(self, count: int) -> "Val":
         self.k.env["NEWEST"] = self.k.newest
         return self._ids(f"NEWEST({self.code}, {count})")

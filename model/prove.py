@@ -37,6 +37,7 @@ import z3
 
 from .config import Config
 from .results import Trace, Verdict
+from .definition import KVHEAL
 from .strengthen import Strengthening, candidates_for
 from .symbolic import HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
     SWEEP_LISTED, SWEEP_READ, State, SymbolicModel
@@ -832,6 +833,20 @@ def _helpful_premises(sym: SymbolicModel, arg: Argument, s: State, s2: State, in
     return ok, queries
 
 
+def _candidates_that_apply(sym: SymbolicModel) -> list[Strengthening]:
+    """The named strengthenings that can be stated over a user's design (those that read only
+    variables it has); Houdini keeps whichever of them are inductive there."""
+    probe = sym.fresh("probe")
+    out = []
+    for c in candidates_for(sym):
+        try:
+            c.formula(sym, probe)
+        except (KeyError, IndexError):
+            continue
+        out.append(c)
+    return out
+
+
 # ---------------------------------------------------------------------- the whole verdict
 def prove(config: Config, properties: set[str] | None = None, depth: int | None = None,
           lasso_depth: int | None = None) -> ProveResult:
@@ -850,7 +865,10 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     wanted = [n for n in [*invs, *goals] if properties is None or n in properties]
     out: dict[str, PropertyProof] = {}
 
-    strengthening, h_queries = houdini(sym)
+    # The named strengthenings and ranking arguments are written for kvheal's own definition;
+    # a user's design gets BMC, plain induction and the lasso search.
+    own = sym.definition is KVHEAL
+    strengthening, h_queries = houdini(sym, None if own else _candidates_that_apply(sym))
     inv_names = [c.name for c in strengthening]
 
     inv_wanted = {n: invs[n] for n in wanted if n in invs}
@@ -882,7 +900,8 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     for name in [n for n in wanted if n in goals]:
         t1 = time.perf_counter()
         pf = PropertyProof(name, "eventually_always")
-        arg = heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym))
+        arg = None if not own else (
+            heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym)))
         if arg is not None:
             ok, qs = prove_eventually(sym, goals[name], arg, strengthening)
             pf.queries = h_queries + qs

@@ -134,6 +134,12 @@ class _Z:
         f = z3.BoolVal(False)
         return self._b(z3.And([z3.Implies(v, other.t.get(e, f)) for e, v in self.t.items()]))
 
+    def eq(self, other: "_Z") -> "_Z":
+        if self.kind == "cache":
+            return self._b(z3.And([a == b for a, b in zip(self.t, other.t)]))
+        f = z3.BoolVal(False)
+        return self._b(z3.And([self.t.get(e, f) == other.t.get(e, f) for e in self._elems(other)]))
+
     def newest(self, count: int) -> "_Z":
         out = {}
         for m, v in self.t.items():
@@ -236,7 +242,7 @@ class SymbolicModel:
 
     def __init__(self, config: Config, definition: Definition | None = None) -> None:
         self.config = cfg = config
-        self.definition = d = definition or KVHEAL
+        self.definition = d = definition or config.design or KVHEAL
         self.T, self.M, self.C = cfg.tabs, cfg.messages, cfg.cap
         self.dedupe = cfg.has("dedupe")
         self.keep_verifying = cfg.has("keep_verifying")
