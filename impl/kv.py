@@ -8,7 +8,9 @@ Backends that can offer an atomic compare-and-swap set `supports_cas` and implem
 read-modify-write of one key themselves (SQLite: a `BEGIN IMMEDIATE` transaction; Redis: a lock
 fenced by compare-and-swap; memory: no await inside) set `supports_update` and implement
 `update(key, fn)`: an optional, faster primitive for the atomic cache under contention, outside
-SPEC §8's call list (the lockstep tests gate only get/put/list/get_versioned/cas). A version is an integer
+SPEC §8's call list (the lockstep tests gate only get/put/list/get_versioned/cas).
+`cache_add(key, message, cap=, dedupe=)` is SPEC §3's `add` done atomically by the store: through
+`update` here, as one Lua script on Redis (the serialising writer is the server itself). A version is an integer
 bumped by every write to the key (plain `put` included, so a racing `put` makes a CAS fail);
 0 means "absent".
 
@@ -32,7 +34,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable
 
 from .context import current_request
-from .messages import CACHE_KEY, COMMENT_PREFIX
+from .messages import CACHE_KEY, COMMENT_PREFIX, cache_add, decode_cache, encode_cache
 
 __all__ = ["KV", "KVError", "CASUnsupported", "MemoryKV", "StaleReadKV", "LoggedKV",
            "JsonlOpLog", "summarize_value", "read_design"]
@@ -83,6 +85,18 @@ class KV(ABC):
         process) falls between the read and the write. `fn` must be quick and pure.
         """
         raise CASUnsupported(f"the {self.name} backend has no atomic update")
+
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+        """Atomically add `message` to the cache list at `key` (SPEC §3 `add`: append, stable sort
+        by timestamp, keep the last `cap`); with `dedupe`, write nothing when an entry has its id.
+        Whether it wrote. Needs `supports_update`; one transaction (SQLite) or script (Redis)."""
+        def add(raw: str | None) -> str | None:
+            entries = decode_cache(raw)
+            if dedupe and any(entry["id"] == message["id"] for entry in entries):
+                return None
+            return encode_cache(cache_add(entries, message, cap))
+        _, new = await self.update(key, add)
+        return new is not None
 
     async def clear(self) -> None:
         """Delete every key (administration: tests and the stress runner, never the worker)."""
@@ -223,6 +237,10 @@ class StaleReadKV(KV):
         self._values[key] = (self._clock(), new if new is not None else old)
         return old, new
 
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+        self._values.pop(key, None)  # the next read asks the store
+        return await self.inner.cache_add(key, message, cap=cap, dedupe=dedupe)
+
     async def clear(self) -> None:
         self._values.clear()
         self._lists.clear()
@@ -325,6 +343,13 @@ class LoggedKV(KV):
         record.update(read=summarize_value(key, old), value=summarize_value(key, new), ok=new is not None)
         self._emit(t0, record)
         return old, new
+
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+        record = {"op": "cache_add", "key": key, "value": message.get("id"), "cap": cap, "dedupe": dedupe}
+        t0, ok = await self._call(record, self.inner.cache_add(key, message, cap=cap, dedupe=dedupe))
+        record["ok"] = ok
+        self._emit(t0, record)
+        return ok
 
     async def clear(self) -> None:
         await self.inner.clear()

@@ -21,6 +21,9 @@ Redis acknowledged survives a kill -9 of redis-server (the AOF is in the kernel'
 soon as the command returns) and loses at most about one second on a power loss or kernel
 crash; with `always` it survives those too, at the cost of one fsync per write.
 
+`cache_add(key, message, cap=, dedupe=)` (optional, beside the gated calls) is SPEC §3's `add` as
+one Lua script: Redis itself is the serialising writer of the cache, in one round trip.
+
 `update(key, fn)` (optional, beside the gated calls) serialises read-modify-writes of one key
 across processes: a short lock (`SET NX PX`) admits one writer at a time, and the write itself is
 a compare-and-swap on the version read, so a holder whose lock expired while it was paused can
@@ -29,6 +32,7 @@ never overwrite a newer value: the lock is for speed under contention, the CAS f
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import secrets
@@ -63,6 +67,100 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# SPEC §3 `add` on the cache list, atomically in the server. cjson decodes; numbers are re-encoded
+# by hand since cjson writes 14 significant digits (a 16-digit timestamp would come back rounded).
+_CACHE_ADD = r"""
+local function enc(v)
+  local t = type(v)
+  if t == 'string' then return cjson.encode(v) end
+  if t == 'number' then
+    if v == math.floor(v) and math.abs(v) <= 9007199254740992 then return string.format('%.0f', v) end
+    return string.format('%.17g', v)
+  end
+  if t == 'boolean' then return tostring(v) end
+  if t == 'table' then
+    local parts = {}
+    if #v > 0 then
+      for i = 1, #v do parts[i] = enc(v[i]) end
+      return '[' .. table.concat(parts, ',') .. ']'
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for i, k in ipairs(keys) do parts[i] = cjson.encode(tostring(k)) .. ':' .. enc(v[k]) end
+    return '{' .. table.concat(parts, ',') .. '}'
+  end
+  return 'null'
+end
+-- The script writes `v` with one entry per line, and keeps "timestamp id" lines in `meta`, valid
+-- while `mv` equals the version `n`: then an add is a scan and a splice, with nothing decoded. A plain put (or cas) bumps `n`, and the next add rebuilds
+-- them from `v`.
+local K = KEYS[1]
+local n = tonumber(redis.call('HGET', K, 'n') or '0')
+local mv = tonumber(redis.call('HGET', K, 'mv') or '-1')
+local parts, stamps, ids = {}, {}, {}
+if n > 0 and mv == n then
+  -- v is "[\n" .. entries joined by ",\n" .. "\n]" (whitespace JSON allows; compact entries never
+  -- hold a raw newline), so its lines are the entries
+  for line in string.gmatch(redis.call('HGET', K, 'v') or '', '[^\n]+') do
+    if line ~= '[' and line ~= ']' then
+      if string.sub(line, -1) == ',' then line = string.sub(line, 1, -2) end
+      parts[#parts + 1] = line
+    end
+  end
+  for ts, id in string.gmatch(redis.call('HGET', K, 'meta') or '', '([^ \n]+) ([^\n]*)') do
+    stamps[#stamps + 1] = tonumber(ts)
+    ids[#ids + 1] = id
+  end
+else
+  local raw = redis.call('HGET', K, 'v')
+  local entries = {}
+  if raw then
+    local ok, decoded = pcall(cjson.decode, raw)
+    if ok and type(decoded) == 'table' then
+      for _, e in ipairs(decoded) do
+        if type(e) == 'table' and type(e.id) == 'string' and type(e.timestamp) == 'number'
+           and e.timestamp == math.floor(e.timestamp) then
+          entries[#entries + 1] = e
+        end
+      end
+    end
+  end
+  local order = {}
+  for i, e in ipairs(entries) do order[i] = {e = e, i = i} end
+  table.sort(order, function(a, b)
+    if a.e.timestamp ~= b.e.timestamp then return a.e.timestamp < b.e.timestamp end
+    return a.i < b.i
+  end)
+  for i, o in ipairs(order) do
+    parts[i] = enc(o.e)
+    stamps[i] = o.e.timestamp
+    ids[i] = cjson.encode(o.e.id)
+  end
+end
+local new = cjson.decode(ARGV[1])
+local new_id = cjson.encode(new.id)
+if ARGV[3] == '1' then
+  for i = 1, #ids do
+    if ids[i] == new_id then return 0 end
+  end
+end
+local ts = new.timestamp
+local pos = #parts + 1
+while pos > 1 and stamps[pos - 1] > ts do pos = pos - 1 end
+table.insert(parts, pos, ARGV[1])
+table.insert(stamps, pos, ts)
+table.insert(ids, pos, new_id)
+local cap = tonumber(ARGV[2])
+local first = math.max(1, #parts - cap + 1)
+local meta = {}
+for i = first, #parts do meta[#meta + 1] = string.format('%.0f', stamps[i]) .. ' ' .. ids[i] end
+local version = redis.call('HINCRBY', K, 'n', 1)
+redis.call('HSET', K, 'v', '[\n' .. table.concat(parts, ',\n', first, #parts) .. '\n]',
+           'meta', table.concat(meta, '\n'), 'mv', version)
+return 1
+"""
+
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -86,6 +184,7 @@ class RedisKV(KV):
         self._put = self._redis.register_script(_PUT)
         self._cas = self._redis.register_script(_CAS)
         self._unlock = self._redis.register_script(_UNLOCK)
+        self._cache_add = self._redis.register_script(_CACHE_ADD)
 
     def _key(self, key: str) -> str:
         return self.namespace + key
@@ -159,6 +258,18 @@ class RedisKV(KV):
                 raise KVError(f"redis {self.url}: update of {key} found no free turn within {wait_s} s")
             await asyncio.sleep(random.uniform(0, pause))
             pause = min(pause * 2, 0.02)
+
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+        """SPEC §3 `add` of `message` to the cache list at `key`, as one Lua script (see `KV.cache_add`).
+
+        The server runs it atomically: no lock, no retry, one round trip. Entries are re-encoded by
+        the script: the same JSON values, keys in sorted order, integers exact up to 2^53.
+        """
+        if cap < 1:
+            raise ValueError("cap must be at least 1")
+        entry = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        done = await self._guard(self._cache_add(keys=[self._key(key)], args=[entry, cap, "1" if dedupe else "0"]))
+        return done == 1
 
     async def persistence(self) -> dict:
         """What the server promises about acknowledged writes: see `redis_persistence`."""

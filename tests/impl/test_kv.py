@@ -335,3 +335,65 @@ def test_op_log_design_header(tmp_path):
     plain = tmp_path / "plain.jsonl"
     plain.write_text('{"op":"get","key":"x"}\n')
     assert read_design(plain) is None
+
+
+CACHE_CASES = [
+    ([], {"id": "a", "text": "x", "timestamp": 5}),
+    ([{"id": "a", "text": "x", "timestamp": 5}], {"id": "b", "text": "y", "timestamp": 5}),  # a tie keeps order
+    ([{"id": "b", "text": "y", "timestamp": 9}, {"id": "c", "text": "é/\"\\n", "timestamp": 12}],
+     {"id": "a", "text": "older", "timestamp": 1}),
+    ([{"id": "f", "text": "far", "timestamp": 2 ** 53 - 1}], {"id": "n", "text": "now", "timestamp": 1732900000000,
+                                                             "username": "ü", "extra": None}),
+    ([{"id": str(i), "text": "t", "timestamp": i} for i in range(5)], {"id": "x", "text": "mid", "timestamp": 2}),
+    ([{"id": "a", "text": "x", "timestamp": 5}], {"id": "a", "text": "again", "timestamp": 6}),  # dedupe
+]
+
+
+@pytest.mark.parametrize("case", range(len(CACHE_CASES)))
+async def test_cache_add_matches_spec_add_on_every_backend(kv, case):
+    from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+    entries, message = CACHE_CASES[case]
+    for dedupe in (True, False):
+        await kv.put("cache", encode_cache(entries))
+        wrote = await kv.cache_add("cache", message, cap=4, dedupe=dedupe)
+        duplicate = any(e["id"] == message["id"] for e in entries)
+        assert wrote == (not (dedupe and duplicate))
+        expected = entries if not wrote else cache_add(entries, message, 4)
+        assert decode_cache(await kv.get("cache")) == expected
+
+
+async def test_cache_add_concurrent_from_two_connections(kv, backend_factory):
+    from kvheal.impl.messages import decode_cache
+    other = kv if kv.name == "memory" else await backend_factory(kv.name)
+    if kv.name == "redis":
+        other.namespace = kv.namespace
+    results = await asyncio.gather(*((kv if i % 2 else other).cache_add(
+        "cache", {"id": f"m{i % 40}", "text": "t", "timestamp": i % 40}, cap=1000, dedupe=True) for i in range(80)))
+    assert sum(results) == 40  # every id written once, the repeats found it
+    assert [e["id"] for e in decode_cache(await kv.get("cache"))] == [f"m{i}" for i in range(40)]
+    _, version = await kv.get_versioned("cache")
+    assert version == 40  # a version per write: a racing compare-and-swap sees it
+    if other is not kv:
+        await other.aclose()
+
+
+async def test_cache_add_sequences_match_the_reference(kv):
+    """Many adds (the Redis script's fast path), a plain put in between (its rebuild), ties, trimming."""
+    import random
+    from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+    rng = random.Random(7)
+    reference: list[dict] = []
+    for i in range(120):
+        if i == 60:
+            reference = reference[::2]
+            await kv.put("cache", encode_cache(reference))  # someone else's plain write
+        message = {"id": f"id {rng.randrange(90)}/é", "text": f"t{i}\u2028", "timestamp": rng.randrange(30)}
+        if i % 17 == 0:
+            message["timestamp"] = 2 ** 53 - 1 - i
+        dedupe = i % 3 != 0
+        wrote = await kv.cache_add("cache", message, cap=25, dedupe=dedupe)
+        expected_write = not (dedupe and any(e["id"] == message["id"] for e in reference))
+        assert wrote == expected_write, i
+        if wrote:
+            reference = cache_add(reference, message, 25)
+        assert decode_cache(await kv.get("cache")) == reference, i
