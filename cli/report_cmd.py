@@ -23,9 +23,21 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kvheal.model import ConfigError, KVHealModel
 from kvheal.model import check as run_check
-from kvheal.model.report import DESIGNS, assemble, config_of, design_name, designs_for, record_of
+from kvheal.model.report import (
+    DESIGNS,
+    all_tabs_record,
+    assemble,
+    config_of,
+    design_name,
+    designs_for,
+    record_of,
+)
 
 CACHE = ".kvheal-cache.json"
+#: Bumped when a record gains fields (2: z3's all-tabs verdicts), so older caches are not reused.
+RECORD_VERSION = 2
+#: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
+ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.
 PRESENTATION = frozenset({"render.py", "itf.py", "report.py", "claims.py"})
 
@@ -49,8 +61,8 @@ def model_digest() -> str:
 
 
 def cache_key(design: str, tabs: int, digest: str) -> str:
-    return json.dumps({"design": design, "tabs": tabs, "per_tab": 1, "kvheal": version(), "model": digest},
-                      sort_keys=True)
+    return json.dumps({"design": design, "tabs": tabs, "per_tab": 1, "kvheal": version(), "model": digest,
+                       "record": RECORD_VERSION}, sort_keys=True)
 
 
 def load_cache(path: Path) -> dict[str, Any]:
@@ -124,6 +136,11 @@ def report(out_dir: str, designs: str | None, tabs: int, mode: str, no_cache: bo
                 progress.update(task, description=f"checking {d} at tabs {tabs}")
                 model = KVHealModel(config_of(d, tabs))
                 rec = record_of(model, run_check(model))
+                if d in ALL_TABS_DESIGNS:
+                    from kvheal.model.param import prove_all_tabs
+
+                    progress.update(task, description=f"z3: {d} for every number of tabs")
+                    rec["all_tabs"] = all_tabs_record(prove_all_tabs(config_of(d, 1).variants))
                 records.append(rec)
                 cache[key] = rec
                 _write(cache_path, json.dumps(cache))

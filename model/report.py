@@ -83,6 +83,14 @@ def record_of(model: Any, result: Any) -> dict[str, Any]:
     }
 
 
+def all_tabs_record(result: Any) -> dict[str, Any]:
+    """z3's verdicts for every number of tabs (:func:`kvheal.model.param.prove_all_tabs`) as a
+    JSON-able record: per property its status, method, number of queries and time."""
+    return {"properties": {name: {"status": str(p.status), "method": p.method, "queries": len(p.queries),
+                                  "seconds": round(p.seconds, 2)} for name, p in result.properties.items()},
+            "assumptions": list(getattr(result, "assumptions", ()))}
+
+
 def status_of(rec: Mapping[str, Any] | None, prop: str) -> str | None:
     """``holds``/``violated``/``unknown``, ``n/a`` when the design does not decide ``prop``,
     None when the design was not run."""
@@ -358,6 +366,11 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             how.append((". " if how else "") + claim.note)
         if claim.measured and dec["post_mortem"]["verdict"] != MEASURED:
             how.append(" Measured: " + claim.measured + ".")
+        pm_design = dec["post_mortem"]["design"]
+        for check in claim.checks:
+            pf = (by.get(pm_design, {}).get("all_tabs") or {}).get("properties", {}).get(check.prop)
+            if pf is not None:
+                how.append(f" z3: {check.prop} {pf['status']} for every number of tabs ({pf['method']}).")
         if claim.not_modelled and dec["post_mortem"]["verdict"] != NOT_MODELLED:
             how.append(" Not modelled: " + claim.not_modelled + ".")
         rows.append([[claim.quote], pm, dep, [true_of], how])
@@ -371,9 +384,31 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
                       [f"{rec['transitions']:,}"], [f"{rec['seconds']:.2f} s"],
                       ["explicit" + ("" if rec["complete"] else " (incomplete)")]])
     skipped = [d for d in meta.get("skipped", ())]
+    z3rows, assumptions = [], {}
+    for d in designs:
+        if not by[d].get("all_tabs"):
+            continue
+        proofs = by[d]["all_tabs"]["properties"]
+        assumptions[d] = by[d]["all_tabs"]["assumptions"]
+        for prop in PROPERTIES:
+            if prop not in by[d]["properties"]:
+                continue  # not decided for this design at any size (n/a)
+            pf = proofs.get(prop)
+            if pf is None:
+                z3rows.append([[d], [prop], ["not proved"], ["no all-tabs argument for this property"], [""]])
+            else:
+                z3rows.append([[d], [prop], [pf["status"]], [pf["method"]], [str(pf["queries"])]])
     blocks.append(("table", ["design", *PROPERTIES, "states", "transitions", "time", "method"], mrows))
     if skipped:
         blocks.append(("p", ["Not run in this mode: " + ", ".join(skipped) + " (use --full)."]))
+    if z3rows:
+        blocks.append(("h", 2, ["For every number of tabs (z3)"], "all-tabs"))
+        blocks.append(("p", ["The parameterized proofs of ", ("code", "kvheal prove --all-tabs"),
+                             " (tabs and messages as uninterpreted sorts). Every property the explicit "
+                             "checker decides is listed; one without an all-tabs argument says so."]))
+        blocks.append(("table", ["design", "property", "verdict", "method", "queries"], z3rows))
+        for d, items in assumptions.items():
+            blocks.append(("p", [("b", f"Assumed for {d}: "), " ".join(items)]))
     # the counterexamples
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(("p", ["Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "

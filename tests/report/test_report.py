@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kvheal.model.report import (
+    all_tabs_record,
     assemble,
     readme_section,
     readme_table,
@@ -28,11 +29,14 @@ META = {"version": "0.1.0", "command": "kvheal report --designs 'seed;atomic_cac
 
 
 def small_records():
+    from kvheal.model.param import prove_all_tabs
+
     records = []
     for variants in ("", "dedupe,atomic_cache"):
         rec = record_of(*checked(variants))
         rec["seconds"] = 0.5  # the one figure that varies between runs
         records.append(rec)
+    records[1]["all_tabs"] = all_tabs_record(prove_all_tabs({"atomic_cache", "dedupe"}))
     return records
 
 
