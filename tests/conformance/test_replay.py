@@ -181,3 +181,18 @@ def test_cli_refuses_a_truncated_trace(seed_check, tmp_path, name, cut, message)
     assert code == 2
     assert out.strip().splitlines() == [f"kvheal: error: {message}" + (
         ' (steps with "loop": true)' if "lasso" in message else "")]
+
+
+@pytest.mark.slow
+def test_a_z3_lasso_replays_on_the_real_system():
+    """A fair lasso found by z3 (not BFS) is a counterexample in the model and on real SQLite."""
+    from kvheal.model.prove import find_lasso
+    from kvheal.model.symbolic import SymbolicModel
+
+    config = Config.make(tabs=2, variants="dedupe")
+    sym = SymbolicModel(config)
+    trace, _ = find_lasso(sym, sym.converges_goal, 16)
+    assert len(trace) == 16 and trace.loop_start is not None
+    r = replay(config, "Converges", trace, backend="memory")
+    assert (r.status, r.diverged) == ("violated", "")
+    assert "absent from the real cache" in r.evidence
