@@ -408,3 +408,17 @@ def state_label(view: Mapping[str, Any]) -> str:
     for name, values in groups.items():
         lines.append(f"{name} " + " ".join(values))
     return "\n".join(lines)
+
+
+def state_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]) -> str:
+    """The full state at each step, in Markdown: a row per state (0 is the initial state), a
+    column per field of the view (``cache``, ``post[0]``, ``pending[1]``, ...)."""
+    if len(views) != len(trace) + 1:
+        raise ValueError(f"{len(trace)} steps need {len(trace) + 1} views, got {len(views)}")
+    flat = [flatten(dict(v)) for v in views]
+    fields = list(flat[0])
+    lines = ["| state | after | " + " | ".join(fields) + " |", "|---:|---|" + "---|" * len(fields)]
+    for i, row in enumerate(flat):
+        after = "(initial)" if i == 0 else f"{i}. {trace[i - 1]['action']}"
+        lines.append(f"| {i} | {after} | " + " | ".join(_md_cell(row.get(f, '')) for f in fields) + " |")
+    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from .claims import CLAIMS, CONFIRMED, DEPLOYED, MEASURED, NOT_APPLICABLE, NOT_M
 from .config import Config
 from .itf import dumps as itf_dumps
 from .itf import to_itf
-from .render import sequence_svg, step_table_md, trace_views
+from .render import sequence_svg, state_table_md, step_table_md, trace_views
 
 #: The designs of README's verdict table, in its order (variant labels).
 DESIGNS: tuple[str, ...] = (
@@ -435,7 +435,8 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             svg = sequence_svg(trace, views, title=title, violated=prop, ident=stem)
             table = step_table_md(trace, views)
             files[f"cex/{stem}.svg"] = svg
-            files[f"cex/{stem}.md"] = f"# {title}\n\n![sequence diagram]({stem}.svg)\n\n{table}"
+            files[f"cex/{stem}.md"] = (f"# {title}\n\n![sequence diagram]({stem}.svg)\n\n{table}\n"
+                                       f"## The full state at each step\n\n{state_table_md(trace, views)}")
             files[f"cex/{stem}.itf.json"] = itf_dumps(to_itf(trace, views, {
                 "design": d, "property": prop, "tabs": rec["tabs"], "per_tab": rec["per_tab"],
                 "cap": rec["cap"], "kvheal": meta.get("version", "?")}))

@@ -103,3 +103,16 @@ def test_state_label_omits_resting_values():
     label = state_label(model.view(model.init_states()[0]))
     assert label.splitlines()[0] == "cache []  stored []"
     assert "heal" not in label and "alive" not in label and "sweep" not in label
+
+
+def test_full_state_table():
+    from kvheal.model.render import state_table_md
+
+    model, _, trace = next(v for v in violated("") if v[1] == "Converges")
+    views = trace_views(model, trace)
+    lines = state_table_md(trace, views).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[:4] == ["state", "after", "stored", "cache"] and "pending[1]" in head
+    assert len(lines) == 2 + len(views)
+    row = [c.strip() for c in lines[2 + 8].strip("|").split("|")]  # after PostWrite(m=1): the stale write
+    assert row[1] == "8. PostWrite" and row[head.index("cache")] == "[1]"
