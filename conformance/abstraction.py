@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.model.config import Config
+from kvheal.model.definition import KVHEAL
 from kvheal.model.trace import flatten
 
 from .gates import ActorRecord, Call
@@ -76,6 +79,12 @@ def _cache_ids(raw: str | None) -> list[str]:
     return [e.get("id") if isinstance(e, dict) else "?<entry>" for e in value]
 
 
+@lru_cache(maxsize=64)
+def _cache_reads_are_steps(tabs: int, variants: frozenset[str]) -> dict[str, bool]:
+    calls = KVHEAL.kv_calls(Config.make(tabs=tabs, variants=variants))
+    return {actor: "get cache" in kinds for actor, kinds in calls.items()}
+
+
 def _read_list(record: ActorRecord) -> bool:
     return any(c.op == "read" for c in record.store_calls())
 
@@ -84,7 +93,9 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     """The model view (`KVHealModel.view`'s shape) of a snapshot of the real system."""
     index = {real: m for m, real in enumerate(snap.ids)}
     T, M = snap.tabs, len(snap.ids)
-    atomic = "atomic_cache" in snap.variants
+    # A cache read is a step of its own only for actors whose design reads then puts; where
+    # the update is atomic, the read and the swap are one step. The definition says which.
+    reads_are_steps = _cache_reads_are_steps(T, snap.variants)
     shared = "shared_pending" in snap.variants
 
     def mid(real: str) -> Any:
@@ -112,8 +123,9 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         else:
             current[record.key] = record
 
-    def cache_phase(kv: list[Call], after: int) -> tuple | None:
+    def cache_phase(kv: list[Call], after: int, actor: str) -> tuple | None:
         """CacheWritten / CacheRead(s) from the cache calls after index `after`, else None."""
+        atomic = not reads_are_steps.get(actor, False)
         phase = None
         for call in kv[after:]:
             if call.key != CACHE_KEY:
@@ -137,7 +149,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         elif record.responded:
             posts.append(("CacheWritten",))
         else:
-            posts.append(cache_phase(kv, key_at + 1) or ("KeyWritten",))
+            posts.append(cache_phase(kv, key_at + 1, "request") or ("KeyWritten",))
     view["post"] = tuple(posts)
 
     if shared:
@@ -168,7 +180,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
             return ("Requested",)
         if kv[key_at].value is None:
             return ("Idle",)  # 404: the answer is on its way
-        phase = cache_phase(kv, key_at + 1)
+        phase = cache_phase(kv, key_at + 1, "heal")
         if phase == ("CacheWritten",):
             return ("Idle",)
         return phase or ("KeyRead",)
@@ -189,7 +201,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         if listed is not None:
             k = sorted_ids(key[len(COMMENT_PREFIX):] for key in kv[listed].value)
             sweep = ("Listed", k)
-            if not atomic:
+            if reads_are_steps.get("sweeper", False):
                 for call in kv[listed + 1:]:
                     if call.op == "get" and call.key == CACHE_KEY:
                         sweep = ("Read", k, cache_of(call.value))

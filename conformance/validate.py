@@ -22,6 +22,8 @@ Per call (m is the request's message, `cache` the state's cache, `add` SPEC §3'
           get_versioned / cas  PostCache(m) (atomic_cache): the read sees `cache` and its
                                version; the swap succeeds iff the version is unchanged and then
                                writes add(cache, m); a failed swap is a stutter
+          update               PostCache(m) (atomic_cache, the store's own read-modify-write):
+                               reads `cache`, writes add(cache, m) (nothing if that changes nothing)
     heal  get comment:m        HealKey(m); then as a post's cache update (HealRead/HealWrite/HealCache)
     read  get recent:comments  PollRead: reads `cache`
     sweep list comment:        SweepList: exactly the stored ids; then its cache read, body reads
@@ -42,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.model.config import Config
+from kvheal.model.definition import KVHEAL
 from kvheal.model.results import Verdict
 
 __all__ = ["OK", "ILLEGAL", "UNKNOWN", "Validation", "validate_records", "validate_log",
@@ -136,7 +140,12 @@ class _Checker:
         self.tabs = tabs
         self.cap = cap
         self.dedupe = "dedupe" in variants
-        self.atomic = "atomic_cache" in variants
+        # Which cache updates are one atomic step (a versioned read and a swap) and which a
+        # read then a put: the model's definition says, per actor, which KV calls are steps.
+        calls = KVHEAL.kv_calls(Config.make(tabs=tabs, variants=variants))
+        self.atomic_for = {"post": "cas cache" in calls.get("request", ()),
+                           "heal": "cas cache" in calls.get("heal", ()),
+                           "sweep": "cas cache" in calls.get("sweeper", ())}
         self.shared = "shared_pending" in variants
 
     def m(self, real: Any) -> int:
@@ -173,7 +182,8 @@ class _Checker:
 
         def cache_step(m: int, owner_kind: str) -> None:
             nonlocal cache, version, phase
-            if op == "get" and key == CACHE_KEY and not self.atomic:
+            atomic = self.atomic_for[owner_kind]
+            if op == "get" and key == CACHE_KEY and not atomic:
                 if phase != ("key",):
                     raise _Illegal(f"{owner_kind} {m} reads the cache out of turn ({phase})")
                 s = read_cache()
@@ -182,7 +192,7 @@ class _Checker:
                     phase = ("done",)
                     if owner_kind == "post":
                         done.add(m)
-            elif op == "put" and key == CACHE_KEY and not self.atomic:
+            elif op == "put" and key == CACHE_KEY and not atomic:
                 if not phase or phase[0] != "read":
                     raise _Illegal(f"{owner_kind} {m} writes the cache without reading it first")
                 want = self.add(phase[1], [m])
@@ -193,7 +203,7 @@ class _Checker:
                 cache, version, phase = got, version + 1, ("done",)
                 if owner_kind == "post":
                     done.add(m)
-            elif op == "get_versioned" and key == CACHE_KEY and self.atomic:
+            elif op == "get_versioned" and key == CACHE_KEY and atomic:
                 if not phase or phase[0] not in ("key", "vread"):
                     raise _Illegal(f"{owner_kind} {m} reads the cache out of turn ({phase})")
                 s = read_cache()
@@ -204,7 +214,7 @@ class _Checker:
                     phase = ("done",)
                     if owner_kind == "post":
                         done.add(m)
-            elif op == "cas" and key == CACHE_KEY and self.atomic:
+            elif op == "cas" and key == CACHE_KEY and atomic:
                 if not phase or phase[0] != "vread":
                     raise _Illegal(f"{owner_kind} {m} swaps without a versioned read")
                 expected_ok = phase[2] == version
@@ -223,6 +233,24 @@ class _Checker:
                         done.add(m)
                 else:
                     phase = ("key",)
+            elif op == "update" and key == CACHE_KEY and atomic:
+                # the store's own atomic read-modify-write (KV.update): the whole PostCache step
+                if phase != ("key",):
+                    raise _Illegal(f"{owner_kind} {m} updates the cache out of turn ({phase})")
+                s = self.value(r.get("read"))
+                if s != cache:
+                    raise _Illegal(f"{owner_kind} {m}'s atomic update read {list(s)} but the cache is {list(cache)}")
+                want = self.add(s, [m])
+                if r.get("ok"):
+                    got = self.value(r.get("value"))
+                    if (self.dedupe and m in s) or got != want:
+                        raise _Illegal(f"{owner_kind} {m} updated the cache to {list(got)}; add is {list(want)}")
+                    cache, version = got, version + 1
+                elif not ((self.dedupe and m in s) or want == s):
+                    raise _Illegal(f"{owner_kind} {m}'s atomic update wrote nothing, but add changes the cache")
+                phase = ("done",)
+                if owner_kind == "post":
+                    done.add(m)
             else:
                 raise _Illegal(f"{owner_kind} {m} makes a call the design has no step for")
 
@@ -283,19 +311,19 @@ class _Checker:
                     raise _Illegal(f"the sweeper read {key} as {got!r}, stored is {sorted(stored)}")
             elif not phase:
                 raise _Illegal("the sweeper touches the cache before listing")
-            elif op == "get" and key == CACHE_KEY and not self.atomic:
+            elif op == "get" and key == CACHE_KEY and not self.atomic_for["sweep"]:
                 phase = ("read", phase[1], read_cache())
-            elif op == "put" and key == CACHE_KEY and not self.atomic and phase[0] == "read":
+            elif op == "put" and key == CACHE_KEY and not self.atomic_for["sweep"] and phase[0] == "read":
                 listed, s = phase[1], phase[2]
                 want = self.add(s, sorted(listed - set(s)))
                 got = self.value(r.get("value"))
                 if got != want:
                     raise _Illegal(f"the sweeper wrote {list(got)}; {list(s)} plus the missing ids is {list(want)}")
                 cache, version, phase = got, version + 1, None
-            elif op == "get_versioned" and key == CACHE_KEY and self.atomic:
+            elif op == "get_versioned" and key == CACHE_KEY and self.atomic_for["sweep"]:
                 s = read_cache()
                 phase = ("vread", phase[1], s, version)
-            elif op == "cas" and key == CACHE_KEY and self.atomic and phase[0] == "vread":
+            elif op == "cas" and key == CACHE_KEY and self.atomic_for["sweep"] and phase[0] == "vread":
                 listed, s, v = phase[1], phase[2], phase[3]
                 if bool(r.get("ok")) != (v == version):
                     raise _Illegal("the sweeper's swap outcome does not match the version")

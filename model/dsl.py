@@ -299,6 +299,17 @@ class Definition:
             return self.heal_slots(cfg)
         raise DefinitionError(f"unknown scope {scope!r}")
 
+    def kv_calls(self, cfg: Any) -> dict[str, frozenset[str]]:
+        """Per actor, the KV calls that are steps of this configuration's actions (``"get
+        cache"``, ``"cas cache"``, ...): what conformance needs to map a real run's calls to
+        actions. With ``atomic_cache`` the request's and heal's reads are no step of their
+        own (``"get cache"`` is absent: the read and the swap are one ``...Cache`` step)."""
+        out: dict[str, set[str]] = {}
+        for a in self.actions_of(cfg):
+            if a.kv:
+                out.setdefault(a.actor, set()).add(a.kv)
+        return {actor: frozenset(calls) for actor, calls in out.items()}
+
     @staticmethod
     def apply(action: ActionDef, cfg: Any, s: Any, x: Any, args: dict[str, int]) -> tuple[Any, dict]:
         """Run ``action``'s body for the instance with ``args``: ``(guard, effects)``."""
