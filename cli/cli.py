@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "validate": "kvheal.replay_cmd:validate",
     "chaos": "kvheal.chaos_cmd:chaos",
     "spec": "kvheal.spec_cmd:spec",
+    "recheck": "kvheal.recheck_cmd:recheck",
     "report": "kvheal.report_cmd:report",
     "graph": "kvheal.graph_cmd:graph",
     "audit": "kvheal.audit_cmd:audit",

@@ -34,8 +34,9 @@ from kvheal.model.report import (
 )
 
 CACHE = ".kvheal-cache.json"
-#: Bumped when a record gains fields (2: z3's all-tabs verdicts), so older caches are not reused.
-RECORD_VERSION = 2
+#: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries), so
+#: older caches are not reused.
+RECORD_VERSION = 3
 #: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
 ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.
@@ -138,9 +139,13 @@ def report(out_dir: str, designs: str | None, tabs: int, mode: str, no_cache: bo
                 rec = record_of(model, run_check(model))
                 if d in ALL_TABS_DESIGNS:
                     from kvheal.model.param import prove_all_tabs
+                    from kvheal.model.smtlib import capture, paired, qualified_enums
 
                     progress.update(task, description=f"z3: {d} for every number of tabs")
-                    rec["all_tabs"] = all_tabs_record(prove_all_tabs(config_of(d, 1).variants))
+                    with qualified_enums(), capture() as calls:
+                        proof = prove_all_tabs(config_of(d, 1).variants)
+                    rec["all_tabs"] = all_tabs_record(proof)
+                    rec["all_tabs"]["queries"] = paired(proof, calls)
                 records.append(rec)
                 cache[key] = rec
                 _write(cache_path, json.dumps(cache))

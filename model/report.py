@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -336,6 +337,7 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
     nothing time-dependent is added here, so the same records give the same files."""
     files: dict[str, str] = {}
     by = {r["design"]: r for r in records}
+    from .smtlib import smt2_file
     designs = [d for d in DESIGNS if d in by] + sorted(set(by) - set(DESIGNS))
     verdicts = verdict_map(records)
     tabs = meta.get("tabs", records[0]["tabs"] if records else 2)
@@ -409,6 +411,21 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
         blocks.append(("table", ["design", "property", "verdict", "method", "queries"], z3rows))
         for d, items in assumptions.items():
             blocks.append(("p", [("b", f"Assumed for {d}: "), " ".join(items)]))
+        smt_rows = []
+        for d in designs:
+            queries = (by[d].get("all_tabs") or {}).get("queries") or []
+            for i, q in enumerate(queries):
+                name = re.sub(r"[^\w.-]+", "_", q["name"]).strip("_") or "query"
+                files[f"smt/{d.replace(',', '+')}/{i + 1:03d}-{name}.smt2"] = smt2_file(q, d)
+            if queries:
+                agree = sum(q["answer"] == q["expect"] for q in queries)
+                smt_rows.append([[d], [str(len(queries))], [f"{agree} of {len(queries)}"],
+                                 [("a", f"smt/{d.replace(',', '+')}/", f"smt/{d.replace(',', '+')}/")]])
+        if smt_rows:
+            blocks.append(("p", ["Every query z3 answered for these proofs is beside this report as an SMT-LIB 2 "
+                                 "file, with the answer the argument needs in a comment (", ("code", "; expect: unsat"),
+                                 "); ", ("code", "kvheal recheck DIR"), " (or any SMT-LIB solver) re-runs them."]))
+            blocks.append(("table", ["design", "queries", "answered as the argument needs", "files"], smt_rows))
     # the counterexamples
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(("p", ["Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "
@@ -455,9 +472,11 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
     title = "kvheal report"
     files["report.md"] = to_markdown(blocks)
     files["index.html"] = to_html(blocks, title)
-    slim = [{k: v for k, v in r.items() if k != "properties"} | {
+    slim = [{k: v for k, v in r.items() if k not in ("properties", "all_tabs")} | {
         "properties": {n: {"status": p["status"], "length": len(p["trace"]) or None}
-                       for n, p in r["properties"].items()}} for r in records]
+                       for n, p in r["properties"].items()}}
+        | ({"all_tabs": {n: p["status"] for n, p in r["all_tabs"]["properties"].items()}} if r.get("all_tabs") else {})
+        for r in records]
     files["verdicts.json"] = json.dumps({"meta": dict(meta), "records": slim}, indent=1) + "\n"
     return files
 

@@ -72,7 +72,7 @@ def test_report_command_and_its_cache(tmp_path):
     proc = kvheal(*args)
     assert proc.returncode == 0, proc.stderr
     for name in ("index.html", "report.md", "verdicts.json", "cex/seed-Converges.svg",
-                 "cex/seed-Converges.itf.json", "cex/seed-Converges.md"):
+                 "cex/seed-Converges.itf.json", "cex/seed-Converges.md", "smt/atomic_cache+dedupe/001-init.smt2"):
         assert (out / name).is_file(), name
     assert "| seed | holds | holds |" in (out / "report.md").read_text()
     cache_file = out / ".kvheal-cache.json"
