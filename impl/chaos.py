@@ -46,7 +46,7 @@ from .kv import KV, KVError
 from .messages import CACHE_KEY, comment_key, decode_cache
 from .redis_server import PERSISTENCE_MODES, RedisServer, free_port, redis_server_binary
 from .server import ServeConfig, ServerProcess, build_kv
-from .stress import converging_design, terminate_as_interrupt
+from .stress import converging_design, shared_ssl_context, terminate_as_interrupt
 
 __all__ = ["ChaosConfig", "ScenarioResult", "ChaosReport", "run_chaos", "SCENARIOS", "DEFAULT_SCENARIOS"]
 
@@ -236,7 +236,9 @@ class Load:
         self.killed: set[int] = set()
 
     def _client(self, c: int) -> Client:
-        return Client(self.base_url, tab=f"{self.tag}{c}", store=MemoryPendingStore(),
+        http = httpx2.AsyncClient(base_url=self.base_url, timeout=self.config.client_timeout,
+                                  verify=shared_ssl_context())
+        return Client(self.base_url, tab=f"{self.tag}{c}", store=MemoryPendingStore(), http=http,
                       keep_verifying="keep_verifying" in self.config.variants,
                       schedule=PollSchedule(0.05, 0.05, 0.3), timeout=self.config.client_timeout)
 
@@ -318,6 +320,7 @@ class Load:
         for client in self.clients:
             try:
                 await asyncio.wait_for(client.aclose(), 5)
+                await client.http.aclose()
             except Exception:  # noqa: BLE001
                 pass
 
@@ -479,6 +482,7 @@ _FAULTS: dict[str, Fault] = {
 
 async def _http(ctx: ScenarioContext) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(base_url=ctx.deployment.base_url, timeout=ctx.config.client_timeout,
+                              verify=shared_ssl_context(),
                               limits=httpx2.Limits(max_connections=64))
 
 

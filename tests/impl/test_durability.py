@@ -165,7 +165,8 @@ def test_sweeper_is_restarted_when_it_dies(monkeypatch):
 
     monkeypatch.setattr(server_mod, "Sweeper", DyingSweeper)
     stop = threading.Event()
-    thread = server_mod._sweeper_thread(ServeConfig(backend="memory", variants="sweeper", sweep_interval=0.05),
+    thread = server_mod._sweeper_thread(ServeConfig(backend="memory", variants="sweeper", sweep_interval=0.05,
+                                                    secret="ab" * 32),
                                         stop)
     deadline = time.monotonic() + 10
     while len(calls) < 3 and time.monotonic() < deadline:

@@ -153,3 +153,16 @@ def test_build_kv_wrappers(tmp_path):
     secret_a = ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret
     assert ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret == secret_a  # kept in a.sqlite3.secret
     assert ServeConfig(backend="memory").with_secret().secret != ServeConfig(backend="memory").with_secret().secret
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_512_tabs_at_once_refuses_no_post(backend):
+    """The Redis pool waits for a connection instead of failing; SQLite waits for its lock."""
+    if backend == "redis":
+        from kvheal.impl.redis_server import redis_server_binary
+        if redis_server_binary() is None:
+            pytest.skip("redis-server is not installed")
+    report = run_stress(StressConfig(tabs=512, runs=1, backend=backend, max_rounds=0))
+    s = report.summary
+    assert (s["acked"], s["failed_posts"]) == (512, 0)
+    assert s["in_cache_after_post"] + s["missing_after_post"] == 512
