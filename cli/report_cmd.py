@@ -34,9 +34,9 @@ from kvheal.model.report import (
 )
 
 CACHE = ".kvheal-cache.json"
-#: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries), so
+#: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries, 4: vacuity), so
 #: older caches are not reused.
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 #: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
 ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.

@@ -419,13 +419,23 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
                 files[f"smt/{d.replace(',', '+')}/{i + 1:03d}-{name}.smt2"] = smt2_file(q, d)
             if queries:
                 agree = sum(q["answer"] == q["expect"] for q in queries)
+                checked = [q for q in queries if q.get("premises")]
+                vacuous = [q["name"] for q in checked if q["premises"] == "unsat"]
                 smt_rows.append([[d], [str(len(queries))], [f"{agree} of {len(queries)}"],
+                                 [f"{len(checked) - len(vacuous)} of {len(checked)} not vacuous"
+                                  + (f"; vacuous: {', '.join(vacuous)}" if vacuous else "")],
                                  [("a", f"smt/{d.replace(',', '+')}/", f"smt/{d.replace(',', '+')}/")]])
         if smt_rows:
             blocks.append(("p", ["Every query z3 answered for these proofs is beside this report as an SMT-LIB 2 "
                                  "file, with the answer the argument needs in a comment (", ("code", "; expect: unsat"),
                                  "); ", ("code", "kvheal recheck DIR"), " (or any SMT-LIB solver) re-runs them."]))
-            blocks.append(("table", ["design", "queries", "answered as the argument needs", "files"], smt_rows))
+            blocks.append(("p", ["Vacuity: for each unsatisfiable query, z3 is asked again without its last "
+                                 "fact (the negated conclusion). If the remaining premises are unsatisfiable too, "
+                                 "the query holds only because its hypotheses cannot hold together (typically a "
+                                 "step that cannot happen in that phase of the argument); such queries are named "
+                                 "so a reader can judge them."]))
+            blocks.append(("table", ["design", "queries", "answered as the argument needs", "premises",
+                                     "files"], smt_rows))
     # the counterexamples
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(("p", ["Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "

@@ -45,18 +45,28 @@ def qualified_enums() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def capture() -> Iterator[list[tuple[str, str]]]:
-    """Within: every ``z3.Solver.check`` is recorded as ``(SMT-LIB text, answer)``."""
-    calls: list[tuple[str, str]] = []
+def capture(vacuity: bool = True, timeout_ms: int = 20_000) -> Iterator[list[tuple[str, str, str | None]]]:
+    """Within: every ``z3.Solver.check`` is recorded as ``(SMT-LIB text, answer, premises)``.
+
+    ``premises`` is the vacuity check of an ``unsat`` answer: z3's answer for the same facts
+    without the last one (the negated conclusion, as the proofs order them). ``sat`` means the
+    premises can hold, so the query says something; ``unsat`` means it is vacuous (for instance
+    a step that cannot happen under the hypotheses); None when not checked."""
+    calls: list[tuple[str, str, str | None]] = []
     orig = z3.Solver.check
 
     def check(self: z3.Solver, *assumptions: Any) -> Any:
         answer = orig(self, *assumptions)
+        facts = [*self.assertions(), *assumptions]
         bench = z3.Solver(ctx=self.ctx)
-        bench.add(self.assertions())
-        for a in assumptions:
-            bench.add(a)
-        calls.append((sanitize(bench.to_smt2()), str(answer)))
+        bench.add(facts)
+        premises = None
+        if vacuity and str(answer) == "unsat" and len(facts) >= 2:
+            pre = z3.Solver(ctx=self.ctx)
+            pre.set("timeout", timeout_ms)
+            pre.add(facts[:-1])
+            premises = str(orig(pre))
+        calls.append((sanitize(bench.to_smt2()), str(answer), premises))
         return answer
 
     z3.Solver.check = check
@@ -86,16 +96,16 @@ def proof_queries(result: Any) -> list[Any]:
     return out
 
 
-def paired(result: Any, calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def paired(result: Any, calls: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
     """The captured calls named by the proof's queries (name, purpose, readable formula,
     expected answer). Pairing is by order and checked by the answers; when it does not hold
     (a proof that asks z3 more than it logs) the calls stay unnamed, expecting what z3 said."""
     queries = proof_queries(result)
-    if len(queries) == len(calls) and all(q.answer == a for q, (_, a) in zip(queries, calls)):
+    if len(queries) == len(calls) and all(q.answer == c[1] for q, c in zip(queries, calls)):
         return [{"name": q.name, "purpose": q.purpose, "formula": q.formula, "expect": q.expect,
-                 "answer": a, "smt2": text} for q, (text, a) in zip(queries, calls)]
-    return [{"name": f"call {i + 1}", "purpose": "", "formula": "", "expect": a, "answer": a, "smt2": text}
-            for i, (text, a) in enumerate(calls)]
+                 "answer": a, "premises": pre, "smt2": text} for q, (text, a, pre) in zip(queries, calls)]
+    return [{"name": f"call {i + 1}", "purpose": "", "formula": "", "expect": a, "answer": a,
+             "premises": pre, "smt2": text} for i, (text, a, pre) in enumerate(calls)]
 
 
 def _comment(label: str, text: str) -> list[str]:
@@ -115,6 +125,10 @@ def smt2_file(q: dict[str, Any], design: str = "") -> str:
         head += _comment("formula", q["formula"])
     head.append(f"; expect: {q['expect']}")
     head.append(f"; z3 answered: {q['answer']}")
+    if q.get("premises"):
+        note = {"sat": "satisfiable: not vacuous", "unsat": "unsatisfiable: VACUOUS (true because the "
+                "hypotheses cannot hold together)"}.get(q["premises"], q["premises"])
+        head.append(f"; vacuity: the facts without the last assertion are {note}")
     return "\n".join(head) + "\n" + q["smt2"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import z3
 
 from kvheal.model.param import prove_all_tabs
 from kvheal.model.smtlib import capture, expected, paired, qualified_enums, recheck, sanitize, smt2_file
@@ -60,3 +61,30 @@ def test_sanitize_and_errors(tmp_path):
     assert expected("; nothing here\n(check-sat)") is None
     proc = kvheal_here("recheck", str(tmp_path))
     assert proc.returncode == 2 and "no .smt2 files" in proc.stderr
+
+
+def test_vacuity_check():
+    x = z3.Int("x")
+    with capture() as calls:
+        s = z3.Solver()
+        s.add(x > 1, x < 0, x == 5)  # unsat, and so are its premises: vacuous
+        s.check()
+        s = z3.Solver()
+        s.add(x > 1, x < 0 + 0 * x + -10)  # unsat, premise x > 1 alone is satisfiable
+        s.check()
+        s = z3.Solver()
+        s.add(x > 1)  # sat: nothing to check
+        s.check()
+    assert [(a, p) for _, a, p in calls] == [("unsat", "unsat"), ("unsat", "sat"), ("sat", None)]
+
+
+def test_vacuity_of_the_proofs(queries):
+    _, qs = queries["atomic_cache,dedupe"]
+    assert all(q["premises"] == "sat" for q in qs)
+    _, qs = queries["dedupe,keep_verifying"]
+    vacuous = {q["name"] for q in qs if q["premises"] == "unsat"}
+    # once every message is acknowledged no post step can happen: those premises are empty
+    assert "ghost-PostKey(m1)" in vacuous
+    assert all("Post" in name for name in vacuous)
+    assert "; vacuity: the facts without the last assertion are unsatisfiable" in smt2_file(
+        next(q for q in qs if q["name"] == "ghost-PostKey(m1)"))
