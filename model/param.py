@@ -20,15 +20,24 @@ EPR, but z3 answers each at once). :data:`KV_ARGUMENT` is the whole argument in 
 :data:`KV_ASSUMPTIONS` what it assumes. ``dedupe,sweeper`` the same way, the sweeper's loop
 being the chain and the sweeper one more writer (:data:`SWEEPER_ARGUMENT`). Other variants
 get ``unknown``.
+
+The schemas are hand-written (:func:`encoding` gives a design's), but each is a :class:`Step`
+named by the definition's action it encodes: :func:`name_steps` takes the list of actions,
+their order and their parameters from :data:`kvheal.model.definition.ACTIONS` and refuses an
+encoding that lacks one of the design's actions or has one the design does not.
+``tests/model/test_param.py`` checks every schema against the explicit model.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import z3
 
-from .config import ConfigError, VARIANTS
+from .config import Config, ConfigError, VARIANTS
+from .definition import KVHEAL
+from .dsl import DefinitionError
 from .prove import PROVED, UNKNOWN, PropertyProof, Query
 
 ASSUMPTIONS = (
@@ -59,6 +68,57 @@ def _enum(name: str, values: list[str]) -> tuple[z3.DatatypeSortRef, list[z3.Exp
     return _ENUMS[name]
 
 
+#: The designs with an all-tabs encoding: what ``prove --all-tabs`` proves.
+ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transition schema of an all-tabs encoding: the definition's action it encodes
+    (``action``, a name of :data:`kvheal.model.definition.ACTIONS`), that action's parameter
+    kind (``per``), the schema's parameter (a constant of sort Msg or Tab, None for the
+    sweeper's steps), its guard, its whole step relation (guard, updates, frame, over ``s`` and
+    ``s'``) and whether the step is an effective cache write."""
+
+    action: str
+    per: str
+    param: z3.ExprRef | None
+    guard: z3.BoolRef
+    rel: z3.BoolRef
+    effective: z3.BoolRef
+
+    @property
+    def label(self) -> str:
+        """The schema's name in query names and reports: ``PostKey(m1)``, ``SweepList``."""
+        return f"{self.action}({self.param})" if self.param is not None else self.action
+
+
+def design_actions(variants: Iterable[str]) -> list:
+    """The definition's actions of a design (:meth:`Definition.actions_of`), in its order."""
+    return KVHEAL.actions_of(Config.make(tabs=1, variants=frozenset(variants)))
+
+
+def name_steps(variants: Iterable[str], steps: dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]],
+               params: dict[str, z3.ExprRef]) -> dict[str, Step]:
+    """Hand-written schemas, ``steps`` (the definition's action name -> (guard, relation,
+    effective)), as :class:`Step`s in the definition's order, each with the parameter of its
+    action's kind (``params``: ``per`` -> constant). The list of actions comes from the
+    definition: :class:`DefinitionError` unless ``steps`` names exactly the design's actions
+    and each is weakly fair (every all-tabs argument here assumes weak fairness on all)."""
+    vs = frozenset(variants)
+    acts = design_actions(vs)
+    names = [a.name for a in acts]
+    lacks, extra = [n for n in names if n not in steps], sorted(set(steps) - set(names))
+    label = ",".join(v for v in VARIANTS if v in vs) or "seed"
+    if lacks or extra:
+        raise DefinitionError(f"the all-tabs encoding of {label} does not match the definition's actions: "
+                              f"it lacks {lacks}, it has {extra} the design does not")
+    unfair = [a.name for a in acts if not a.fair]
+    if unfair:
+        raise DefinitionError(f"the all-tabs argument of {label} assumes weak fairness, but {unfair} are unfair")
+    return {a.name: Step(a.name, a.per, params.get(a.per), *steps[a.name]) for a in acts}
+
+
 #: The all-tabs encoding, in the words reports use.
 MODEL_TEXT = (
     "SPEC §3-5 for any number of tabs and messages (`kvheal.model.param`): Tab and Msg are "
@@ -66,9 +126,13 @@ MODEL_TEXT = (
     "as enumerations, the cache and every snapshot a set: a relation snap(holder, id)); each "
     "action is a schema with a parameter (m1 or t1) whose frame is stated with ∀. A query is "
     "about one state s and one step of one schema, for every size at once. The invariants' "
-    "names are those of kvheal.model.strengthen, stated for the sets. For dedupe,keep_verifying a "
-    "test closes the sorts to the ids of small configurations and checks that each schema admits "
-    "exactly the explicit model's successors."
+    "names are those of kvheal.model.strengthen, stated for the sets. The schemas are written by "
+    "hand, each named by the definition's action it encodes (kvheal.model.definition.ACTIONS; the "
+    "list of actions and their fairness come from the definition). For each design proved "
+    "(atomic_cache,dedupe, dedupe,keep_verifying, dedupe,sweeper) a test closes the sorts to the "
+    "ids of small configurations (tabs 2, tabs 1 with 2 messages each, tabs 3) and checks, on every "
+    "reachable state of the explicit model, that Inv holds and that each schema admits exactly the "
+    "explicit successor of the same action."
 )
 
 
@@ -99,26 +163,34 @@ class ParamResult:
                 "properties": {n: p.as_json() for n, p in self.properties.items()}}
 
 
-def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
-    Tab, Msg = z3.DeclareSort("Tab"), z3.DeclareSort("Msg")
-    Post, (UNSENT, KEYW, CW, ACKED) = _enum("Post", ["Unsent", "KeyWritten", "CacheWritten", "Acked"])
-    Heal, (IDLE, REQ, KEYR) = _enum("Heal", ["Idle", "Requested", "KeyRead"])
-    owner = z3.Function("owner", Msg, Tab)
-    m, j = z3.Consts("m j", Msg)
-    t, u = z3.Consts("t u", Tab)
+class _AtomicDedupe:
+    """``atomic_cache,dedupe`` (cap ≥ messages) for any number of tabs and messages: tabs and
+    messages are uninterpreted sorts, every SPEC §3 variable a function over them (the cache
+    and the poll snapshots sets: with dedupe no value repeats an id, nothing is trimmed);
+    schemas with parameter ``m0`` or ``t0``, named by the definition's actions."""
 
-    def state(tag: str) -> dict:
-        return {"post": z3.Function(f"post{tag}", Msg, Post), "stored": z3.Function(f"stored{tag}", Msg, z3.BoolSort()),
-                "cache": z3.Function(f"cache{tag}", Msg, z3.BoolSort()),
-                "pending": z3.Function(f"pending{tag}", Msg, z3.BoolSort()),
-                "poll": z3.Function(f"poll{tag}", Tab, z3.BoolSort()),
-                "snap": z3.Function(f"snap{tag}", Tab, Msg, z3.BoolSort()),
-                "heal": z3.Function(f"heal{tag}", Msg, Heal)}
+    variants = frozenset({"atomic_cache", "dedupe"})
 
-    s, s2 = state(""), state("'")
-    m0, t0 = z3.Const("m0", Msg), z3.Const("t0", Tab)
+    def __init__(self) -> None:
+        self.Tab, self.Msg = z3.DeclareSort("Tab"), z3.DeclareSort("Msg")
+        self.Post, (self.UNSENT, self.KEYW, self.CW, self.ACKED) = _enum(
+            "Post", ["Unsent", "KeyWritten", "CacheWritten", "Acked"])
+        self.Heal, (self.IDLE, self.REQ, self.KEYR) = _enum("Heal", ["Idle", "Requested", "KeyRead"])
+        self.owner = z3.Function("owner", self.Msg, self.Tab)
+        self.m, self.j = z3.Consts("m j", self.Msg)
+        self.t, self.u = z3.Consts("t u", self.Tab)
+        self.m0, self.t0 = z3.Const("m0", self.Msg), z3.Const("t0", self.Tab)
+        self.s, self.s2 = self.state(""), self.state("'")
 
-    def same(*except_: str) -> list[z3.BoolRef]:
+    def state(self, tag: str) -> dict:
+        Msg, Tab, B = self.Msg, self.Tab, z3.BoolSort()
+        return {"post": z3.Function(f"post{tag}", Msg, self.Post), "stored": z3.Function(f"stored{tag}", Msg, B),
+                "cache": z3.Function(f"cache{tag}", Msg, B), "pending": z3.Function(f"pending{tag}", Msg, B),
+                "poll": z3.Function(f"poll{tag}", Tab, B), "snap": z3.Function(f"snap{tag}", Tab, Msg, B),
+                "heal": z3.Function(f"heal{tag}", Msg, self.Heal)}
+
+    def same(self, *except_: str) -> list[z3.BoolRef]:
+        s, s2, m, t = self.s, self.s2, self.m, self.t
         out = []
         for k in ("post", "stored", "cache", "pending", "heal"):
             if k not in except_:
@@ -129,41 +201,73 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
             out.append(z3.ForAll([t, m], s2["snap"](t, m) == s["snap"](t, m)))
         return out
 
-    def upd(k: str, key: z3.ExprRef, val: z3.ExprRef) -> z3.BoolRef:
-        return z3.ForAll([m], s2[k](m) == z3.If(m == key, val, s[k](m)))
+    def upd(self, k: str, key: z3.ExprRef, val: z3.ExprRef) -> z3.BoolRef:
+        m = self.m
+        return z3.ForAll([m], self.s2[k](m) == z3.If(m == key, val, self.s[k](m)))
 
-    actions = {
-        "PostKey(m0)": z3.And(s["post"](m0) == UNSENT, upd("post", m0, KEYW), upd("stored", m0, z3.BoolVal(True)),
-                              *same("post", "stored")),
-        "PostCache(m0)": z3.And(s["post"](m0) == KEYW, upd("post", m0, CW), upd("cache", m0, z3.BoolVal(True)),
-                                *same("post", "cache")),
-        "PostAck(m0)": z3.And(s["post"](m0) == CW, upd("post", m0, ACKED), upd("pending", m0, z3.BoolVal(True)),
-                              *same("post", "pending")),
-        "PollRead(t0)": z3.And(z3.Not(s["poll"](t0)),
-                               z3.ForAll([t], s2["poll"](t) == z3.Or(s["poll"](t), t == t0)),
-                               z3.ForAll([t, m], s2["snap"](t, m) == z3.If(t == t0, s["cache"](m), s["snap"](t, m))),
-                               *same("poll", "snap")),
-        "PollDone(t0)": z3.And(
-            s["poll"](t0), z3.ForAll([t], s2["poll"](t) == z3.And(s["poll"](t), t != t0)),
-            z3.ForAll([t, m], s2["snap"](t, m) == z3.And(s["snap"](t, m), t != t0)),
-            z3.ForAll([m], s2["pending"](m) == z3.And(s["pending"](m), z3.Not(z3.And(owner(m) == t0, s["snap"](t0, m))))),
-            z3.ForAll([m], s2["heal"](m) == z3.If(z3.And(owner(m) == t0, s["pending"](m), z3.Not(s["snap"](t0, m)),
-                                                         s["heal"](m) == IDLE), REQ, s["heal"](m))),
-            *same("poll", "snap", "pending", "heal")),
-        "HealKey(m0)": z3.And(s["heal"](m0) == REQ, upd("heal", m0, z3.If(s["stored"](m0), KEYR, IDLE)), *same("heal")),
-        "HealCache(m0)": z3.And(s["heal"](m0) == KEYR, upd("heal", m0, IDLE), upd("cache", m0, z3.BoolVal(True)),
-                                *same("heal", "cache")),
-    }
-    inv_parts = {
-        "StoredIsPosted": lambda st: z3.ForAll([m], st["stored"](m) == (st["post"](m) != UNSENT)),
-        "WrittenIsCached": lambda st: z3.ForAll([m], z3.Implies(z3.Or(st["post"](m) == CW, st["post"](m) == ACKED), st["cache"](m))),
-        "CacheFromStore": lambda st: z3.ForAll([m], z3.Implies(st["cache"](m), st["stored"](m))),
-        "HealsAreAcked": lambda st: z3.ForAll([m], z3.Implies(st["heal"](m) != IDLE, st["post"](m) == ACKED)),
-        "PendingIsAcked": lambda st: z3.ForAll([m], z3.Implies(st["pending"](m), st["post"](m) == ACKED)),
-    }
-    init = z3.And(z3.ForAll([m], z3.And(s["post"](m) == UNSENT, z3.Not(s["stored"](m)), z3.Not(s["cache"](m)),
-                                        z3.Not(s["pending"](m)), s["heal"](m) == IDLE)),
-                  z3.ForAll([t], z3.Not(s["poll"](t))), z3.ForAll([t, m], z3.Not(s["snap"](t, m))))
+    def steps(self) -> dict[str, Step]:
+        """The schemas, by the definition's action names."""
+        s, s2, m, t, m0, t0, owner = self.s, self.s2, self.m, self.t, self.m0, self.t0, self.owner
+        upd, same, T = self.upd, self.same, z3.BoolVal(True)
+        no = z3.BoolVal(False)
+        written = z3.Not(s["cache"](m0))  # dedupe: the atomic write adds m0 only when absent
+        steps = {
+            "PostKey": _KeepVerifying._step(s["post"](m0) == self.UNSENT, upd("post", m0, self.KEYW),
+                                            upd("stored", m0, T), *same("post", "stored")) + (no,),
+            "PostCache": _KeepVerifying._step(s["post"](m0) == self.KEYW, upd("post", m0, self.CW),
+                                              upd("cache", m0, T), *same("post", "cache")) + (written,),
+            "PostAck": _KeepVerifying._step(s["post"](m0) == self.CW, upd("post", m0, self.ACKED),
+                                            upd("pending", m0, T), *same("post", "pending")) + (no,),
+            "PollRead": _KeepVerifying._step(
+                z3.Not(s["poll"](t0)), z3.ForAll([t], s2["poll"](t) == z3.Or(s["poll"](t), t == t0)),
+                z3.ForAll([t, m], s2["snap"](t, m) == z3.If(t == t0, s["cache"](m), s["snap"](t, m))),
+                *same("poll", "snap")) + (no,),
+            "PollDone": _KeepVerifying._step(
+                s["poll"](t0), z3.ForAll([t], s2["poll"](t) == z3.And(s["poll"](t), t != t0)),
+                z3.ForAll([t, m], s2["snap"](t, m) == z3.And(s["snap"](t, m), t != t0)),
+                z3.ForAll([m], s2["pending"](m) == z3.And(s["pending"](m),
+                                                          z3.Not(z3.And(owner(m) == t0, s["snap"](t0, m))))),
+                z3.ForAll([m], s2["heal"](m) == z3.If(z3.And(owner(m) == t0, s["pending"](m), z3.Not(s["snap"](t0, m)),
+                                                             s["heal"](m) == self.IDLE), self.REQ, s["heal"](m))),
+                *same("poll", "snap", "pending", "heal")) + (no,),
+            "HealKey": _KeepVerifying._step(s["heal"](m0) == self.REQ,
+                                            upd("heal", m0, z3.If(s["stored"](m0), self.KEYR, self.IDLE)),
+                                            *same("heal")) + (no,),
+            "HealCache": _KeepVerifying._step(s["heal"](m0) == self.KEYR, upd("heal", m0, self.IDLE),
+                                              upd("cache", m0, T), *same("heal", "cache")) + (written,),
+        }
+        return name_steps(self.variants, steps, {"m": m0, "heal": m0, "t": t0})
+
+    def init(self) -> z3.BoolRef:
+        s, m, t = self.s, self.m, self.t
+        return z3.And(z3.ForAll([m], z3.And(s["post"](m) == self.UNSENT, z3.Not(s["stored"](m)),
+                                            z3.Not(s["cache"](m)), z3.Not(s["pending"](m)), s["heal"](m) == self.IDLE)),
+                      z3.ForAll([t], z3.Not(s["poll"](t))), z3.ForAll([t, m], z3.Not(s["snap"](t, m))))
+
+    def invariant(self) -> dict[str, Callable[[dict], z3.BoolRef]]:
+        """The all-tabs inductive invariant, by the names of :mod:`kvheal.model.strengthen`."""
+        m, UNSENT, CW, ACKED, IDLE = self.m, self.UNSENT, self.CW, self.ACKED, self.IDLE
+        return {
+            "StoredIsPosted": lambda st: z3.ForAll([m], st["stored"](m) == (st["post"](m) != UNSENT)),
+            "WrittenIsCached": lambda st: z3.ForAll([m], z3.Implies(z3.Or(st["post"](m) == CW, st["post"](m) == ACKED),
+                                                                    st["cache"](m))),
+            "CacheFromStore": lambda st: z3.ForAll([m], z3.Implies(st["cache"](m), st["stored"](m))),
+            "HealsAreAcked": lambda st: z3.ForAll([m], z3.Implies(st["heal"](m) != IDLE, st["post"](m) == ACKED)),
+            "PendingIsAcked": lambda st: z3.ForAll([m], z3.Implies(st["pending"](m), st["post"](m) == ACKED)),
+        }
+
+    def goal(self, st: dict) -> z3.BoolRef:
+        """Converges' goal with cap ≥ messages: every acknowledged message is in the cache."""
+        m = self.m
+        return z3.ForAll([m], z3.Implies(st["post"](m) == self.ACKED, st["cache"](m)))
+
+
+def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
+    enc = _AtomicDedupe()
+    s, s2 = enc.s, enc.s2
+    actions = {st.label: st.rel for st in enc.steps().values()}
+    inv_parts = enc.invariant()
+    init = enc.init()
     inv = z3.And([f(s) for f in inv_parts.values()])
     inv2 = z3.And([f(s2) for f in inv_parts.values()])
     queries: list[Query] = []
@@ -176,7 +280,7 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
     for name, act in actions.items():
         ok &= ask(f"step-{name}", f"does {name} keep Inv, for every size?", f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
                   inv, act, z3.Not(inv2))
-    goal = z3.ForAll([m], z3.Implies(s["post"](m) == ACKED, s["cache"](m)))
+    goal = enc.goal(s)
     ok_goal = ask("goal", "does Inv imply that every acknowledged message is in the cache?",
                   "Inv(s) ∧ ¬(∀m. post(m) = Acked → cache(m))", inv, z3.Not(goal))
     nodup = ok  # the cache is a set: ids are added only by `cache(m) := true`
@@ -269,29 +373,42 @@ class _KeepVerifying:
         eff = z3.Not(s[snapk](w, w))
         return z3.ForAll([j], s2["cache"](j) == z3.If(eff, z3.Or(s[snapk](w, j), j == w), s["cache"](j)))
 
+    @property
+    def variants(self) -> frozenset[str]:
+        """The design this encoding is of."""
+        return frozenset({"dedupe"} | ({"keep_verifying"} if self.keep_verifying else set())
+                         | ({"sweeper"} if self.sweeper else set()))
+
     def actions(self) -> dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]]:
-        """Action schemas with parameter ``m1`` or ``t1``: name -> (guard, the whole step
+        """The schemas by label (``PostKey(m1)``, ``SweepList``): (guard, the whole step
         relation, whether the step is an effective cache write)."""
+        return {st.label: (st.guard, st.rel, st.effective) for st in self.steps().values()}
+
+    def steps(self) -> dict[str, Step]:
+        """The schemas, by the definition's action names (parameter ``m1`` or ``t1``)."""
+        return name_steps(self.variants, self._steps(), {"m": self.m1, "heal": self.m1, "t": self.t1})
+
+    def _steps(self) -> dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]]:
         s, s2, m1, t1, m, j = self.s, self.s2, self.m1, self.t1, self.m, self.j
         T, F = z3.BoolVal(True), z3.BoolVal(False)
         no = z3.BoolVal(False)
         return {
-            "PostKey(m1)": (*self._step(s["post"](m1) == self.UNSENT, self.upd("post", m1, self.KEYW),
+            "PostKey": (*self._step(s["post"](m1) == self.UNSENT, self.upd("post", m1, self.KEYW),
                                    self.upd("stored", m1, T), *self.same("post", "stored")), no),
-            "PostRead(m1)": (*self._step(s["post"](m1) == self.KEYW, self.upd("post", m1, self.PREAD),
+            "PostRead": (*self._step(s["post"](m1) == self.KEYW, self.upd("post", m1, self.PREAD),
                                     self.upd_row("psnap", m1, lambda x: s["cache"](x)),
                                     *self.same("post", "psnap")), no),
-            "PostWrite(m1)": (*self._step(s["post"](m1) == self.PREAD, self.upd("post", m1, self.CW),
+            "PostWrite": (*self._step(s["post"](m1) == self.PREAD, self.upd("post", m1, self.CW),
                                      self.write("psnap", m1), self.upd_row("psnap", m1, lambda x: F),
                                      *self.same("post", "cache", "psnap")), z3.Not(s["psnap"](m1, m1))),
-            "PostAck(m1)": (*self._step(s["post"](m1) == self.CW, self.upd("post", m1, self.ACKED),
+            "PostAck": (*self._step(s["post"](m1) == self.CW, self.upd("post", m1, self.ACKED),
                                    self.upd("pending", m1, T), *self.same("post", "pending")), no),
-            "PollRead(t1)": (*self._step(z3.Not(s["poll"](t1)),
+            "PollRead": (*self._step(z3.Not(s["poll"](t1)),
                                     z3.ForAll([self.t], s2["poll"](self.t) == z3.Or(s["poll"](self.t), self.t == t1)),
                                     z3.ForAll([self.t, j], s2["snap"](self.t, j)
                                               == z3.If(self.t == t1, s["cache"](j), s["snap"](self.t, j))),
                                     *self.same("poll", "snap")), no),
-            "PollDone(t1)": (*self._step(
+            "PollDone": (*self._step(
                 s["poll"](t1), z3.ForAll([self.t], s2["poll"](self.t) == z3.And(s["poll"](self.t), self.t != t1)),
                 z3.ForAll([self.t, j], s2["snap"](self.t, j) == z3.And(s["snap"](self.t, j), self.t != t1)),
                 z3.ForAll([m], s2["heal"](m) == z3.If(
@@ -300,13 +417,13 @@ class _KeepVerifying:
                 *([] if self.keep_verifying else [z3.ForAll([m], s2["pending"](m) == z3.And(
                     s["pending"](m), z3.Not(z3.And(self.owner(m) == t1, s["snap"](t1, m)))))]),
                 *self.same("poll", "snap", "heal", *([] if self.keep_verifying else ["pending"]))), no),
-            "HealKey(m1)": (*self._step(s["heal"](m1) == self.REQ,
+            "HealKey": (*self._step(s["heal"](m1) == self.REQ,
                                    self.upd("heal", m1, z3.If(s["stored"](m1), self.KEYR, self.IDLE)),
                                    *self.same("heal")), no),
-            "HealRead(m1)": (*self._step(s["heal"](m1) == self.KEYR, self.upd("heal", m1, self.HREAD),
+            "HealRead": (*self._step(s["heal"](m1) == self.KEYR, self.upd("heal", m1, self.HREAD),
                                     self.upd_row("hsnap", m1, lambda x: s["cache"](x)),
                                     *self.same("heal", "hsnap")), no),
-            "HealWrite(m1)": (*self._step(s["heal"](m1) == self.HREAD, self.upd("heal", m1, self.IDLE),
+            "HealWrite": (*self._step(s["heal"](m1) == self.HREAD, self.upd("heal", m1, self.IDLE),
                                      self.write("hsnap", m1), self.upd_row("hsnap", m1, lambda x: F),
                                      *self.same("heal", "cache", "hsnap")), z3.Not(s["hsnap"](m1, m1))),
             **(self._sweep_actions() if self.sweeper else {}),
@@ -698,6 +815,21 @@ KV_ARGUMENT = (
     "step enabled for ever, and weak fairness takes it: a contradiction. Every acknowledged message "
     "is therefore in the cache for good: Converges."
 )
+
+
+def encoding(variants: Iterable[str] | str) -> "_AtomicDedupe | _KeepVerifying":
+    """The hand-written all-tabs encoding of a design of :data:`ALL_TABS_DESIGNS` (a set of
+    flags or a comma-separated string); its ``steps()`` are named by the definition's actions.
+    ``tests/model/test_param.py`` checks each against the explicit model at small sizes."""
+    vs = frozenset(v for v in (variants.split(",") if isinstance(variants, str) else variants) if v)
+    if vs == {"atomic_cache", "dedupe"}:
+        return _AtomicDedupe()
+    if vs == {"dedupe", "keep_verifying"}:
+        return _KeepVerifying()
+    if vs == {"dedupe", "sweeper"}:
+        return _KeepVerifying(keep_verifying=False, sweeper=True)
+    raise ConfigError(f"no all-tabs encoding of {','.join(sorted(vs)) or 'seed'}; "
+                      f"there are {', '.join(ALL_TABS_DESIGNS)}")
 
 
 def prove_all_tabs(variants: Iterable[str], properties: set[str] | None = None) -> ParamResult:

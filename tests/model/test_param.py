@@ -1,12 +1,16 @@
 """Parameterized (all tabs) proofs."""
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
+import z3
 
 from kvheal.model import param
+from kvheal.model.dsl import DefinitionError
 from kvheal.model.param import prove_all_tabs
 from kvheal.model.prove import PROVED, UNKNOWN
 
@@ -94,75 +98,179 @@ def test_other_variants_are_unknown_not_proved() -> None:
         assert result.properties["Converges"].status == UNKNOWN and not result.ok
 
 
-@pytest.mark.parametrize("variant,tabs,per_tab,stride", [
-    ("dedupe,keep_verifying", 2, 1, 10), ("dedupe,keep_verifying", 1, 2, 4),
-    ("dedupe,sweeper", 2, 1, 120), ("dedupe,sweeper", 1, 2, 120)])
-def test_all_tabs_encoding_agrees_with_the_explicit_model(variant: str, tabs: int, per_tab: int, stride: int) -> None:
-    """With Msg and Tab closed to the config's ids, each schema at each parameter admits exactly
-    the explicit model's successor (and nothing where the explicit instance is disabled)."""
-    import z3
+# ---------------------------------------------------------------------- the encodings against the model
+def finite(formula: z3.ExprRef, sizes: dict[str, int]) -> Callable[[dict], bool]:
+    """``formula`` of an all-tabs encoding evaluated in one finite structure: Msg and Tab are
+    ``range(sizes[...])``, each quantifier a loop over them; ``V`` gives every function of the
+    formula as a table (arguments tuple -> value) and every constant (a parameter ``m1``, the
+    sweeper's phase) as a value; enumeration constants are their names."""
+    counter = itertools.count()
 
-    from kvheal.model import Config, KVHealModel
-    from kvheal.model.symbolic import SymbolicModel
+    def go(e: z3.ExprRef, bound: list[str]) -> str:
+        if z3.is_var(e):
+            return bound[-1 - z3.get_var_index(e)]
+        if z3.is_quantifier(e):
+            names = [f"_q{next(counter)}" for _ in range(e.num_vars())]
+            loops = " ".join(f"for {n} in range({sizes[str(e.var_sort(i))]})" for i, n in enumerate(names))
+            return f"{'all' if e.is_forall() else 'any'}({go(e.body(), bound + names)} {loops})"
+        if z3.is_true(e):
+            return "True"
+        if z3.is_false(e):
+            return "False"
+        k, args = e.decl().kind(), [go(c, bound) for c in e.children()]
+        if k == z3.Z3_OP_DT_CONSTRUCTOR and not args:
+            return repr(e.decl().name())
+        if k == z3.Z3_OP_UNINTERPRETED:
+            name = e.decl().name()
+            return f"V[{name!r}][({', '.join(args)},)]" if args else f"V[{name!r}]"
+        ops = {z3.Z3_OP_AND: lambda a: "(" + " and ".join(a) + ")", z3.Z3_OP_OR: lambda a: "(" + " or ".join(a) + ")",
+               z3.Z3_OP_NOT: lambda a: f"(not {a[0]})", z3.Z3_OP_IMPLIES: lambda a: f"((not {a[0]}) or {a[1]})",
+               z3.Z3_OP_EQ: lambda a: f"({a[0]} == {a[1]})", z3.Z3_OP_ITE: lambda a: f"({a[1]} if {a[0]} else {a[2]})",
+               z3.Z3_OP_DISTINCT: lambda a: f"(len({{{', '.join(a)}}}) == {len(a)})"}
+        if k not in ops:
+            raise ValueError(f"not in the finite fragment: {e.decl()}")
+        return ops[k](args)
 
-    cfg = Config.make(tabs=tabs, per_tab=per_tab, variants=variant)
-    sweeper = "sweeper" in variant
-    model, sym = KVHealModel(cfg), SymbolicModel(cfg)
-    kv = param._KeepVerifying(keep_verifying=not sweeper, sweeper=sweeper)
+    return eval(f"lambda V: {go(formula, [])}")  # noqa: S307 - code generated from our own formulas
+
+
+def tables(enc, view: dict, cfg, tag: str = "") -> dict:
+    """An explicit state (its view) as the all-tabs encoding's functions (suffixed ``tag``):
+    Msg and Tab are the configuration's ids, every snapshot the set of ids it holds."""
     M, T = cfg.messages, cfg.tabs
-    E = [z3.Const(f"e{i}", kv.Msg) for i in range(M)]
-    A = [z3.Const(f"a{i}", kv.Tab) for i in range(T)]
-    x, y = z3.Const("x", kv.Msg), z3.Const("y", kv.Tab)
-    closed = [z3.Distinct(*E), z3.ForAll([x], z3.Or([x == e for e in E])),
-              z3.Distinct(*A) if T > 1 else z3.BoolVal(True), z3.ForAll([y], z3.Or([y == a for a in A]))]
-    closed += [kv.owner(E[m]) == A[cfg.owner(m)] for m in range(M)]
-    post = [kv.UNSENT, kv.KEYW, kv.PREAD, kv.CW, kv.ACKED]
-    heal = [kv.IDLE, kv.REQ, kv.KEYR, kv.HREAD]
 
-    def enc(st: dict, v: dict) -> list:
-        out = []
-        for m in range(M):
-            out += [st["post"](E[m]) == post[v[f"post[{m}]"]], st["stored"](E[m]) == v[f"stored[{m}]"],
-                    st["cache"](E[m]) == (v[f"cache[{m}]"] >= 1), st["heal"](E[m]) == heal[v[f"heal[{m}]"]],
-                    st["pending"](E[m]) == v[f"pending[{cfg.owner(m)}][{m}]"]]
-            out += [st["psnap"](E[m], E[j]) == (v[f"postsnap[{m}][{j}]"] >= 1) for j in range(M)]
-            out += [st["hsnap"](E[m], E[j]) == (v[f"healsnap[{m}][{j}]"] >= 1) for j in range(M)]
-        for t in range(T):
-            out.append(st["poll"](A[t]) == v[f"poll[{t}]"])
-            out += [st["snap"](A[t], E[j]) == (v[f"pollsnap[{t}][{j}]"] >= 1) for j in range(M)]
-        if sweeper:
-            out.append(st["sweep"] == [kv.SIDLE, kv.SLISTED, kv.SREAD][v["sweep"]])
-            out += [st["slist"](E[j]) == v[f"sweeplist[{j}]"] for j in range(M)]
-            out += [st["ssnap"](E[j]) == (v[f"sweepsnap[{j}]"] >= 1) for j in range(M)]
+    def held(phase: tuple, name: str) -> set:
+        return set(phase[1]) if phase[0] == name else set()
+
+    out = {"post": {(m,): view["post"][m][0] for m in range(M)},
+           "stored": {(m,): m in view["stored"] for m in range(M)},
+           "cache": {(m,): m in view["cache"] for m in range(M)},
+           "pending": {(m,): m in view["pending"][cfg.owner(m)] for m in range(M)},
+           "heal": {(m,): view["heal"][m][0] for m in range(M)},
+           "poll": {(t,): view["poll"][t][0] == "Read" for t in range(T)},
+           "snap": {(t, j): j in held(view["poll"][t], "Read") for t in range(T) for j in range(M)}}
+    if "psnap" in enc.s:
+        out["psnap"] = {(m, j): j in held(view["post"][m], "CacheRead") for m in range(M) for j in range(M)}
+        out["hsnap"] = {(m, j): j in held(view["heal"][m], "CacheRead") for m in range(M) for j in range(M)}
+    if "sweep" in enc.s:
+        sweep = view["sweep"]
+        out["sweep"] = sweep[0]
+        out["slist"] = {(j,): sweep[0] != "Idle" and j in sweep[1] for j in range(M)}
+        out["ssnap"] = {(j,): sweep[0] == "Read" and j in sweep[2] for j in range(M)}
+    assert set(out) == set(enc.s)
+    return {k + tag: v for k, v in out.items()}
+
+
+#: (design, tabs, per_tab) -> (reachable states, explicit transitions): every one checked.
+ENCODING_SIZES = {
+    ("atomic_cache,dedupe", 2, 1): (780, 2692), ("atomic_cache,dedupe", 1, 2): (202, 504),
+    ("atomic_cache,dedupe", 3, 1): (60230, 308526),
+    ("dedupe,keep_verifying", 2, 1): (1318, 4708), ("dedupe,keep_verifying", 1, 2): (364, 956),
+    ("dedupe,keep_verifying", 3, 1): (426612, 2260704),
+    ("dedupe,sweeper", 2, 1): (102083, 470617), ("dedupe,sweeper", 1, 2): (24231, 87606),
+}
+#: Past about 10 s: in ``pytest -m slow`` (each about 0.5 ms per state).
+SLOW_SIZES = {("atomic_cache,dedupe", 3, 1), ("dedupe,keep_verifying", 3, 1), ("dedupe,sweeper", 2, 1)}
+
+
+def test_every_all_tabs_design_is_checked_against_the_model() -> None:
+    assert {d for d, _, _ in ENCODING_SIZES} == set(param.ALL_TABS_DESIGNS)
+    for design in param.ALL_TABS_DESIGNS:  # the schemas are the definition's actions, in its order
+        assert list(param.encoding(design).steps()) == [a.name for a in param.design_actions(design.split(","))]
+
+
+def test_an_encoding_that_misses_an_action_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = param._KeepVerifying._steps
+
+    def fewer(self):
+        out = orig(self)
+        out.pop("HealRead")
+        out["HealMaybe"] = out["HealKey"]
         return out
 
+    monkeypatch.setattr(param._KeepVerifying, "_steps", fewer)
+    with pytest.raises(DefinitionError, match=r"lacks \['HealRead'\], it has \['HealMaybe'\]"):
+        param.encoding("dedupe,keep_verifying").steps()
+
+
+@pytest.mark.parametrize("design", param.ALL_TABS_DESIGNS)
+def test_all_tabs_steps_are_deterministic(design: str) -> None:
+    """For every size: a schema relates a state to at most one next state (so a schema that
+    admits the explicit successor admits nothing else)."""
+    enc = param.encoding(design)
+    s2, s3 = enc.s2, enc.state("''")
+    funs = [(s2[k], s3[k]) for k in enc.s if isinstance(s2[k], z3.FuncDeclRef)]
+    consts = [(s2[k], s3[k]) for k in enc.s if not isinstance(s2[k], z3.FuncDeclRef)]
+
+    def differ(k: str) -> z3.BoolRef:
+        f = s2[k]
+        if not isinstance(f, z3.FuncDeclRef):
+            return f != s3[k]
+        xs = [z3.Const(f"x{i}", f.domain(i)) for i in range(f.arity())]
+        return z3.Exists(xs, f(*xs) != s3[k](*xs))
+
+    for st in enc.steps().values():
+        other = z3.substitute_funs(z3.substitute(st.rel, *consts) if consts else st.rel,
+                                   *[(a, b(*[z3.Var(i, a.domain(i)) for i in range(a.arity())])) for a, b in funs])
+        slv = z3.Solver()
+        slv.add(st.rel, other, z3.Or([differ(k) for k in enc.s]))
+        assert slv.check() == z3.unsat, st.label
+
+
+@pytest.mark.parametrize("design,tabs,per_tab", [
+    pytest.param(d, t, k, marks=[pytest.mark.slow] if (d, t, k) in SLOW_SIZES else [])
+    for d, t, k in ENCODING_SIZES])
+def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int, per_tab: int) -> None:
+    """The hand-written all-tabs encoding, instantiated with Msg and Tab the configuration's ids
+    (evaluated by :func:`finite`), against the explicit model, on every reachable state: the
+    invariant ``Inv`` holds; for each schema (named by the definition's action) at each value
+    of its parameter, the explicit instance of that action with that argument is enabled iff
+    the schema's guard holds, and then the schema relates the state to the explicit successor
+    (with ``test_all_tabs_steps_are_deterministic``: to it alone); ``Init`` holds in the initial
+    state. The sizes of ``SLOW_SIZES`` (tabs 3; ``dedupe,sweeper`` at tabs 2: 60k-430k states) are
+    ``slow``: ``pytest -m slow tests/model/test_param.py`` checks them, every state too."""
+    from kvheal.model import Config, KVHealModel
+    from kvheal.model.dsl import args_of
+
+    cfg = Config.make(tabs=tabs, per_tab=per_tab, variants=design)
+    model, enc = KVHealModel(cfg), param.encoding(design)
+    sizes = {"Msg": cfg.messages, "Tab": cfg.tabs}
+    owner = {"owner": {(m,): cfg.owner(m) for m in range(cfg.messages)}}
+    steps = []
+    for st in enc.steps().values():
+        values = range(cfg.tabs) if st.per == "t" else range(cfg.messages) if st.per else [None]
+        labels = [model.action(st.action, args_of(st.per, v) if st.per else {}).label for v in values]
+        name = str(st.param) if st.param is not None else None
+        steps.append((st, name, finite(st.guard, sizes), finite(st.rel, sizes), list(zip(values, labels))))
+    inv = {name: finite(f(enc.s), sizes) for name, f in enc.invariant().items()}
     (s0,) = model.init_states()
-    states, seen = [s0], {s0}
-    for s in states:
-        if len(states) >= 12_000:  # the sweeper's spaces are large: sample the first BFS layers
-            break
-        for _, t in model.successors(s):
+    assert finite(enc.init(), sizes)({**owner, **tables(enc, model.view(s0), cfg)})
+    primed: dict = {}  # state -> its tables as s' (computed once per state)
+
+    def after(t) -> dict:
+        got = primed.get(t)
+        if got is None:
+            got = primed[t] = tables(enc, model.view(t), cfg, "'")
+        return got
+
+    seen, queue, transitions = {s0}, [s0], 0
+    for s in queue:
+        succ = dict(model.successors(s))
+        V = {**owner, **{k[:-1]: v for k, v in after(s).items()}}
+        bad = [name for name, holds in inv.items() if not holds(V)]
+        assert not bad, (bad, model.view(s))
+        for st, name, guard, rel, instances in steps:
+            for value, label in instances:
+                if name is not None:
+                    V[name] = value
+                t = succ.get(label)
+                if t is None:
+                    assert not guard(V), (st.label, value, model.view(s))
+                    continue
+                transitions += 1
+                assert rel({**V, **after(t)}), (st.label, value, model.view(s))
+        for t in succ.values():
             if t not in seen:
                 seen.add(t)
-                states.append(t)
-    checked = 0
-    for s in states[::stride]:
-        want = {(model.instances[lab].name, model.instances[lab].pairs): sym.values_of(model.view(t))
-                for lab, t in model.successors(s)}
-        slv = z3.Solver()
-        slv.add(*closed, *enc(kv.s, sym.values_of(model.view(s))))
-        for name, (_, rel, _) in kv.actions().items():
-            params = ([(kv.m1, E[m], (("m", m),)) for m in range(M)] if "m1" in name
-                      else [(kv.t1, A[t], (("t", t),)) for t in range(T)] if "t1" in name
-                      else [(z3.BoolVal(True), z3.BoolVal(True), ())])
-            for var, val, pairs in params:
-                key = (name.split("(")[0], pairs)
-                slv.push()
-                slv.add(var == val, rel)
-                if key in want:
-                    assert slv.check() == z3.sat, (key, model.view(s))
-                    slv.add(z3.Not(z3.And(enc(kv.s2, want[key]))))
-                assert slv.check() == z3.unsat, (key, model.view(s))
-                slv.pop()
-                checked += 1
-    assert checked > 400
+                queue.append(t)
+    assert (len(queue), transitions) == ENCODING_SIZES[(design, tabs, per_tab)]
