@@ -4,7 +4,7 @@
 benchmark (declarations, assertions, the check's assumptions asserted, ``(check-sat)``) with
 z3's answer. :func:`qualified_enums` makes the parameterized proofs' enumeration sorts print
 unambiguously: z3 lets two sorts share a constructor name (``Idle``), SMT-LIB does not, so
-inside it each constructor is named ``Sort.Value``. :func:`paired` names the captured calls by
+inside it each constructor is named ``Sort.Value`` (in a sort named ``Sort_``). :func:`paired` names the captured calls by
 the proof's own query log; :func:`smt2_file` writes one with its expected answer in a comment;
 :func:`recheck` re-runs one.
 
@@ -32,8 +32,9 @@ def qualified_enums() -> Iterator[None]:
     saved, orig = param._ENUMS, z3.EnumSort
 
     def enum_sort(name: str, values: list[str], ctx: Any = None) -> Any:
-        sort_name = name if name not in saved else f"{name}_q"
-        return orig(sort_name, [f"{sort_name}.{v}" for v in values], ctx)
+        # A name of its own: z3 refuses to declare ``name`` twice, and the proofs' own
+        # (unqualified) sort may be declared in this process before or after.
+        return orig(f"{name}_", [f"{name}.{v}" for v in values], ctx)
 
     param._ENUMS = _QUALIFIED
     z3.EnumSort = enum_sort
