@@ -37,7 +37,11 @@ from .context import current_request
 from .messages import CACHE_KEY, COMMENT_PREFIX, cache_add, decode_cache, encode_cache
 
 __all__ = ["KV", "KVError", "CASUnsupported", "MemoryKV", "StaleReadKV", "LoggedKV",
-           "JsonlOpLog", "summarize_value", "read_design"]
+           "JsonlOpLog", "summarize_value", "read_design", "CACHE_ADDED", "CACHE_PRESENT", "CACHE_OUTSIDE"]
+
+
+#: what `KV.cache_add` did
+CACHE_ADDED, CACHE_PRESENT, CACHE_OUTSIDE = "added", "present", "outside"
 
 
 class KVError(Exception):
@@ -86,17 +90,33 @@ class KV(ABC):
         """
         raise CASUnsupported(f"the {self.name} backend has no atomic update")
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
+                        write_outside: bool = False) -> str:
         """Atomically add `message` to the cache list at `key` (SPEC §3 `add`: append, stable sort
-        by timestamp, keep the last `cap`); with `dedupe`, write nothing when an entry has its id.
-        Whether it wrote. Needs `supports_update`; one transaction (SQLite) or script (Redis)."""
+        by timestamp, keep the last `cap`). Returns what it did:
+
+            "present"  with `dedupe`, an entry already has its id: nothing written
+            "outside"  older than every entry of a full cache, so `add` trims it away again:
+                       nothing written (unless `write_outside`, as SPEC's model writes back)
+            "added"    written
+
+        Needs `supports_update`; one transaction (SQLite) or one script (Redis).
+        """
+        outcome = []
+
         def add(raw: str | None) -> str | None:
             entries = decode_cache(raw)
             if dedupe and any(entry["id"] == message["id"] for entry in entries):
+                outcome.append(CACHE_PRESENT)
                 return None
-            return encode_cache(cache_add(entries, message, cap))
-        _, new = await self.update(key, add)
-        return new is not None
+            updated = cache_add(entries, message, cap)
+            if not any(entry is message for entry in updated):
+                outcome.append(CACHE_OUTSIDE)
+                return encode_cache(updated) if write_outside else None
+            outcome.append(CACHE_ADDED)
+            return encode_cache(updated)
+        await self.update(key, add)
+        return outcome[-1]
 
     async def clear(self) -> None:
         """Delete every key (administration: tests and the stress runner, never the worker)."""
@@ -237,9 +257,10 @@ class StaleReadKV(KV):
         self._values[key] = (self._clock(), new if new is not None else old)
         return old, new
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
+                        write_outside: bool = False) -> str:
         self._values.pop(key, None)  # the next read asks the store
-        return await self.inner.cache_add(key, message, cap=cap, dedupe=dedupe)
+        return await self.inner.cache_add(key, message, cap=cap, dedupe=dedupe, write_outside=write_outside)
 
     async def clear(self) -> None:
         self._values.clear()
@@ -344,12 +365,14 @@ class LoggedKV(KV):
         self._emit(t0, record)
         return old, new
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
+                        write_outside: bool = False) -> str:
         record = {"op": "cache_add", "key": key, "value": message.get("id"), "cap": cap, "dedupe": dedupe}
-        t0, ok = await self._call(record, self.inner.cache_add(key, message, cap=cap, dedupe=dedupe))
-        record["ok"] = ok
+        t0, result = await self._call(record, self.inner.cache_add(key, message, cap=cap, dedupe=dedupe,
+                                                                    write_outside=write_outside))
+        record["result"] = result
         self._emit(t0, record)
-        return ok
+        return result
 
     async def clear(self) -> None:
         await self.inner.clear()

@@ -43,7 +43,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from .kv import KV, KVError
+from .kv import CACHE_ADDED, CACHE_OUTSIDE, CACHE_PRESENT, KV, KVError
 
 __all__ = ["RedisKV", "DEFAULT_REDIS_URL", "redis_persistence", "describe_persistence"]
 
@@ -153,12 +153,17 @@ table.insert(stamps, pos, ts)
 table.insert(ids, pos, new_id)
 local cap = tonumber(ARGV[2])
 local first = math.max(1, #parts - cap + 1)
+local result = 1
+if pos < first then
+  result = 2  -- trimmed away at once: older than every entry of the full cache
+  if ARGV[4] ~= '1' then return 2 end
+end
 local meta = {}
 for i = first, #parts do meta[#meta + 1] = string.format('%.0f', stamps[i]) .. ' ' .. ids[i] end
 local version = redis.call('HINCRBY', K, 'n', 1)
 redis.call('HSET', K, 'v', '[\n' .. table.concat(parts, ',\n', first, #parts) .. '\n]',
            'meta', table.concat(meta, '\n'), 'mv', version)
-return 1
+return result
 """
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -259,7 +264,8 @@ class RedisKV(KV):
             await asyncio.sleep(random.uniform(0, pause))
             pause = min(pause * 2, 0.02)
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool) -> bool:
+    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
+                        write_outside: bool = False) -> str:
         """SPEC §3 `add` of `message` to the cache list at `key`, as one Lua script (see `KV.cache_add`).
 
         The server runs it atomically: no lock, no retry, one round trip. Entries are re-encoded by
@@ -268,8 +274,9 @@ class RedisKV(KV):
         if cap < 1:
             raise ValueError("cap must be at least 1")
         entry = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-        done = await self._guard(self._cache_add(keys=[self._key(key)], args=[entry, cap, "1" if dedupe else "0"]))
-        return done == 1
+        done = await self._guard(self._cache_add(keys=[self._key(key)], args=[
+            entry, cap, "1" if dedupe else "0", "1" if write_outside else "0"]))
+        return {0: CACHE_PRESENT, 1: CACHE_ADDED, 2: CACHE_OUTSIDE}[int(done)]
 
     async def persistence(self) -> dict:
         """What the server promises about acknowledged writes: see `redis_persistence`."""

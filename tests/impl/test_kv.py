@@ -355,10 +355,11 @@ async def test_cache_add_matches_spec_add_on_every_backend(kv, case):
     entries, message = CACHE_CASES[case]
     for dedupe in (True, False):
         await kv.put("cache", encode_cache(entries))
-        wrote = await kv.cache_add("cache", message, cap=4, dedupe=dedupe)
+        result = await kv.cache_add("cache", message, cap=4, dedupe=dedupe)
         duplicate = any(e["id"] == message["id"] for e in entries)
-        assert wrote == (not (dedupe and duplicate))
-        expected = entries if not wrote else cache_add(entries, message, 4)
+        outside = message not in cache_add(entries, message, 4)
+        assert result == ("present" if dedupe and duplicate else "outside" if outside else "added")
+        expected = entries if result != "added" else cache_add(entries, message, 4)
         assert decode_cache(await kv.get("cache")) == expected
 
 
@@ -369,7 +370,7 @@ async def test_cache_add_concurrent_from_two_connections(kv, backend_factory):
         other.namespace = kv.namespace
     results = await asyncio.gather(*((kv if i % 2 else other).cache_add(
         "cache", {"id": f"m{i % 40}", "text": "t", "timestamp": i % 40}, cap=1000, dedupe=True) for i in range(80)))
-    assert sum(results) == 40  # every id written once, the repeats found it
+    assert sorted(results) == ["added"] * 40 + ["present"] * 40  # every id written once, the repeats found it
     assert [e["id"] for e in decode_cache(await kv.get("cache"))] == [f"m{i}" for i in range(40)]
     _, version = await kv.get_versioned("cache")
     assert version == 40  # a version per write: a racing compare-and-swap sees it
@@ -391,9 +392,12 @@ async def test_cache_add_sequences_match_the_reference(kv):
         if i % 17 == 0:
             message["timestamp"] = 2 ** 53 - 1 - i
         dedupe = i % 3 != 0
-        wrote = await kv.cache_add("cache", message, cap=25, dedupe=dedupe)
-        expected_write = not (dedupe and any(e["id"] == message["id"] for e in reference))
-        assert wrote == expected_write, i
-        if wrote:
-            reference = cache_add(reference, message, 25)
+        write_outside = i % 5 == 0
+        result = await kv.cache_add("cache", message, cap=25, dedupe=dedupe, write_outside=write_outside)
+        present = dedupe and any(e["id"] == message["id"] for e in reference)
+        updated = cache_add(reference, message, 25)
+        outside = not any(e is message for e in updated)
+        assert result == ("present" if present else "outside" if outside else "added"), i
+        if result == "added" or result == "outside" and write_outside:
+            reference = updated
         assert decode_cache(await kv.get("cache")) == reference, i
