@@ -1,5 +1,6 @@
 """`kvheal graph`: a small configuration's whole state graph as DOT or GraphML, built with
 networkx, with a property's counterexample highlighted and each state labelled by its view."""
+
 from __future__ import annotations
 
 import io
@@ -35,22 +36,30 @@ def state_graph(model: Any, max_states: int) -> tuple[nx.MultiDiGraph, dict[Any,
         s = queue[head]
         num = index[s]
         failing = [p.name for p in props if not p.holds(s)]
-        g.add_node(num, label=state_label(model.view(s)), initial=num == 0,
-                   failing=",".join(failing), on_path=False, path_index=-1)
+        g.add_node(
+            num,
+            label=state_label(model.view(s)),
+            initial=num == 0,
+            failing=",".join(failing),
+            on_path=False,
+            path_index=-1,
+        )
         for lab, t in model.successors(s):
             if t not in index:
                 if len(index) >= max_states:
                     raise TooBig(max_states)
                 index[t] = len(index)
                 queue.append(t)
-            g.add_edge(num, index[t], key=lab, action=str(model.instances[lab]), on_path=False,
-                       loop=False, step=-1)
+            g.add_edge(
+                num, index[t], key=lab, action=str(model.instances[lab]), on_path=False, loop=False, step=-1
+            )
         head += 1
     return g, index
 
 
-def highlight(g: nx.MultiDiGraph, model: Any, index: Mapping[Any, int],
-              trace: Sequence[Mapping[str, Any]]) -> None:
+def highlight(
+    g: nx.MultiDiGraph, model: Any, index: Mapping[Any, int], trace: Sequence[Mapping[str, Any]]
+) -> None:
     """Mark a counterexample's states and transitions (``on_path``, ``path_index``, ``step``,
     ``loop`` on the lasso's cycle)."""
     states = replay_trace(model, trace)
@@ -77,9 +86,12 @@ def _q(text: str) -> str:
 def to_dot(g: nx.MultiDiGraph, name: str = "kvheal") -> str:
     """The graph in Graphviz's DOT: the counterexample's states and steps in red (its loop
     dashed), the initial state bold, states where a property is false filled."""
-    out = [f"digraph {_q(name)} {{", '  graph [rankdir=TB, fontname="Helvetica"];',
-           '  node [shape=box, fontname="Helvetica", fontsize=9, style="rounded,filled", fillcolor="#ffffff"];',
-           '  edge [fontname="Helvetica", fontsize=8, color="#888888"];']
+    out = [
+        f"digraph {_q(name)} {{",
+        '  graph [rankdir=TB, fontname="Helvetica"];',
+        '  node [shape=box, fontname="Helvetica", fontsize=9, style="rounded,filled", fillcolor="#ffffff"];',
+        '  edge [fontname="Helvetica", fontsize=8, color="#888888"];',
+    ]
     for n, d in g.nodes(data=True):
         attrs = {"label": f"#{n}\n{d['label']}" + (f"\nfalse: {d['failing']}" if d["failing"] else "")}
         if d["failing"]:
@@ -92,8 +104,9 @@ def to_dot(g: nx.MultiDiGraph, name: str = "kvheal") -> str:
     for a, b, d in g.edges(data=True):
         attrs = {"label": d["action"]}
         if d["on_path"]:
-            attrs.update(label=f"{d['step']}: {d['action']}", color="#d62728", penwidth="3",
-                         fontcolor="#d62728")
+            attrs.update(
+                label=f"{d['step']}: {d['action']}", color="#d62728", penwidth="3", fontcolor="#d62728"
+            )
             if d["loop"]:
                 attrs["style"] = "dashed"
         out.append(f"  {a} -> {b} [" + ", ".join(f"{k}={_q(v)}" for k, v in attrs.items()) + "];")
@@ -110,15 +123,38 @@ def to_graphml(g: nx.MultiDiGraph) -> str:
 
 @click.command()
 @config_options
-@click.option("--max-states", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Refuse graphs with more states than this (a picture of more is unreadable).")
-@click.option("--property", "prop", default=None, metavar="NAME",
-              help="Highlight this property's counterexample (default: the first violated one).")
-@click.option("--format", "fmt", type=click.Choice(["dot", "graphml"]), default=None,
-              help="Output format (default: from --out's extension, else dot).")
+@click.option(
+    "--max-states",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Refuse graphs with more states than this (a picture of more is unreadable).",
+)
+@click.option(
+    "--property",
+    "prop",
+    default=None,
+    metavar="NAME",
+    help="Highlight this property's counterexample (default: the first violated one).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "graphml"]),
+    default=None,
+    help="Output format (default: from --out's extension, else dot).",
+)
 @click.option("--out", "out", default="-", metavar="FILE", help="Where to write (default stdout).")
-def graph(tabs: int, per_tab: int, cap: int | None, variant: str, max_states: int, prop: str | None,
-          fmt: str | None, out: str) -> int:
+def graph(
+    tabs: int,
+    per_tab: int,
+    cap: int | None,
+    variant: str,
+    max_states: int,
+    prop: str | None,
+    fmt: str | None,
+    out: str,
+) -> int:
     """Write the state graph of a small configuration (DOT or GraphML), the chosen property's
     counterexample highlighted; try `kvheal graph --tabs 1 --variant atomic_cache,dedupe`."""
     cfg = make_config(tabs, per_tab, cap, variant)
@@ -129,8 +165,9 @@ def graph(tabs: int, per_tab: int, cap: int | None, variant: str, max_states: in
     try:
         g, index = state_graph(model, max_states)
     except TooBig:
-        raise click.UsageError(f"more than {max_states:,} states: raise --max-states or choose a smaller "
-                               "configuration") from None
+        raise click.UsageError(
+            f"more than {max_states:,} states: raise --max-states or choose a smaller configuration"
+        ) from None
     result = run_check(model, only={prop} if prop else None)
     chosen = prop or next((n for n, p in result.properties.items() if p.status == "violated"), None)
     if chosen is not None and result.properties[chosen].status == "violated":

@@ -1,5 +1,6 @@
 """`kvheal recheck DIR`: re-run every SMT-LIB query a report wrote (DIR/smt/**.smt2, or the
 files given) under z3 and compare each answer with the one the proof needs."""
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,13 @@ def find_files(target: Path) -> list[Path]:
 
 @click.command()
 @click.argument("target", type=click.Path(exists=True, path_type=Path), metavar="DIR")
-@click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Seconds z3 may spend on one query.")
+@click.option(
+    "--timeout",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds z3 may spend on one query.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary line.")
 def recheck(target: Path, timeout: int, quiet: bool) -> int:
     """Re-run a report's SMT-LIB queries (DIR/smt/...) under z3 and compare each answer with
@@ -50,11 +56,16 @@ def recheck(target: Path, timeout: int, quiet: bool) -> int:
             bad += not ok
             if not ok or not quiet:
                 style = "green" if ok else "bold red"
-                table.add_row(str(f.relative_to(target) if f != target else f.name), want or "(none)",
-                              f"[{style}]{got}[/]", f"{time.perf_counter() - t1:.2f}")
+                table.add_row(
+                    str(f.relative_to(target) if f != target else f.name),
+                    want or "(none)",
+                    f"[{style}]{got}[/]",
+                    f"{time.perf_counter() - t1:.2f}",
+                )
     if not quiet:
         console.print(table)
-    summary = (f"{len(files) - bad} of {len(files)} queries answered as expected "
-               f"({time.perf_counter() - t0:.1f}s)")
+    summary = (
+        f"{len(files) - bad} of {len(files)} queries answered as expected ({time.perf_counter() - t0:.1f}s)"
+    )
     click.echo(summary if not bad else f"{summary}; {bad} differ")
     return 1 if bad else 0

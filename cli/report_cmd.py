@@ -5,6 +5,7 @@ The work is the checker's; :mod:`kvheal.model.report` assembles the files. Resul
 per configuration in ``DIR/.kvheal-cache.json``, keyed by the configuration, kvheal's version
 and a digest of the model's source, so a second run only re-assembles.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,17 @@ def model_digest() -> str:
 
 
 def cache_key(design: str, tabs: int, digest: str) -> str:
-    return json.dumps({"design": design, "tabs": tabs, "per_tab": 1, "kvheal": version(), "model": digest,
-                       "record": RECORD_VERSION}, sort_keys=True)
+    return json.dumps(
+        {
+            "design": design,
+            "tabs": tabs,
+            "per_tab": 1,
+            "kvheal": version(),
+            "model": digest,
+            "record": RECORD_VERSION,
+        },
+        sort_keys=True,
+    )
 
 
 def load_cache(path: Path) -> dict[str, Any]:
@@ -91,14 +101,29 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
 
 
 @click.command()
-@click.option("--out", "out_dir", default="kvheal-report", show_default=True, metavar="DIR",
-              help="Directory to write index.html, report.md and cex/ into (created if missing).")
-@click.option("--designs", default=None, metavar="LIST",
-              help="Designs to check, separated by spaces or ';' (each a comma-separated flag list, "
-                   "'seed' for none); default: README's twelve (--quick leaves out shared_pending).")
+@click.option(
+    "--out",
+    "out_dir",
+    default="kvheal-report",
+    show_default=True,
+    metavar="DIR",
+    help="Directory to write index.html, report.md and cex/ into (created if missing).",
+)
+@click.option(
+    "--designs",
+    default=None,
+    metavar="LIST",
+    help="Designs to check, separated by spaces or ';' (each a comma-separated flag list, "
+    "'seed' for none); default: README's twelve (--quick leaves out shared_pending).",
+)
 @click.option("--tabs", type=click.IntRange(min=1), default=2, show_default=True, help="Number of tabs (T).")
-@click.option("--quick", "mode", flag_value="quick", default=True,
-              help="Leave out the designs whose check takes minutes (default).")
+@click.option(
+    "--quick",
+    "mode",
+    flag_value="quick",
+    default=True,
+    help="Leave out the designs whose check takes minutes (default).",
+)
 @click.option("--full", "mode", flag_value="full", help="Check every design, however long it takes.")
 @click.option("--no-cache", is_flag=True, help="Re-check every design even if cached.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
@@ -125,8 +150,14 @@ def report(out_dir: str, designs: str | None, tabs: int, mode: str, no_cache: bo
     console = Console(stderr=True, quiet=quiet)
     records = []
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("checking", total=len(chosen))
         for d in chosen:
             key = cache_key(d, tabs, digest)
@@ -153,12 +184,21 @@ def report(out_dir: str, designs: str | None, tabs: int, mode: str, no_cache: bo
         progress.update(task, description=f"assembling the report ({len(records)} designs)")
         skipped = [d for d in DESIGNS if d not in chosen] if not designs else []
         command = "kvheal report " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        files = assemble(records, {"version": version(), "command": command.strip(), "tabs": tabs,
-                                   "mode": mode, "skipped": skipped})
+        files = assemble(
+            records,
+            {
+                "version": version(),
+                "command": command.strip(),
+                "tabs": tabs,
+                "mode": mode,
+                "skipped": skipped,
+            },
+        )
         for rel, text in files.items():
             _write(out / rel, text)
-    console.print(f"wrote {out / 'index.html'} and {len(files) - 1} other files in "
-                  f"{time.perf_counter() - t0:.1f}s")
+    console.print(
+        f"wrote {out / 'index.html'} and {len(files) - 1} other files in {time.perf_counter() - t0:.1f}s"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ list the real tabs used (``shared_pending``, SPEC §5).
     >>> decide(CLAIMS[1], {("seed", "Converges"): "violated"})["post_mortem"]["verdict"]
     'refuted'
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,12 @@ DEPLOYED = "shared_pending"
 
 #: What a claim's verdict can be.
 CONFIRMED, REFUTED, MEASURED, NOT_MODELLED, UNDECIDED = (
-    "confirmed", "refuted", "measured", "not modelled", "not run")
+    "confirmed",
+    "refuted",
+    "measured",
+    "not modelled",
+    "not run",
+)
 #: The status of a property a design does not decide (PendingDrains with keep_verifying).
 NOT_APPLICABLE = "n/a"
 
@@ -62,7 +68,7 @@ CLAIMS: tuple[Claim, ...] = (
         'Before the fix, "7/8 messages succeeded, 1/8 failed silently"; after it, "8/8 visible after self-heal"',
         checks=(Check("Converges"),),
         measured="the race is real: 22 of 40 acknowledged messages missing from the cache right after "
-                 "posting, over 5 runs of 8 tabs (the real worker, SQLite, 4 processes)",
+        "posting, over 5 runs of 8 tabs (the real worker, SQLite, 4 processes)",
         command="kvheal stress --tabs 8 --runs 5",
         note='"8/8 after" is convergence: every acknowledged message ends up in the cache for good.',
         pieces=("7/8 messages succeeded, 1/8 failed silently", "8/8 visible after self-heal"),
@@ -79,10 +85,10 @@ CLAIMS: tuple[Claim, ...] = (
         '"heals within one poll cycle (~5-7 seconds)"',
         checks=(Check("Converges"),),
         measured="every missing message healed within 3 polls at 8 tabs (stress runs); no bound is "
-                 "guaranteed: a heal is itself a racing read-modify-write",
+        "guaranteed: a heal is itself a racing read-modify-write",
         command="kvheal check --tabs 2 --property Converges",
         note="A message that is never healed is not healed within one cycle; the model has no "
-             "clock, so a bound in seconds is measured, not checked.",
+        "clock, so a bound in seconds is measured, not checked.",
         pieces=("heals within one poll cycle (~5-7 seconds)",),
     ),
     Claim(
@@ -90,7 +96,7 @@ CLAIMS: tuple[Claim, ...] = (
         '"Fixes for everyone - cache updated, bot and all users see message"',
         checks=(Check("Converges"),),
         not_modelled="the tabs' lagging cursor (SPEC §6): a message healed late is never shown to a "
-                     "tab that polled past it",
+        "tab that polled past it",
         command="kvheal check --tabs 2 --property Converges",
         note="The bot reads the whole cache, so it sees a message iff the cache converges.",
         pieces=("Fixes for everyone - cache updated, bot and all users see message",),
@@ -107,15 +113,15 @@ CLAIMS: tuple[Claim, ...] = (
         checks=(Check("Converges"), Check("PendingDrains")),
         command="kvheal check --tabs 2",
         note="Lost for good from the cache (Converges), or dropped from the pending lists while "
-             "missing (PendingDrains).",
+        "missing (PendingDrains).",
         pieces=("No lost messages",),
     ),
     Claim(
         "no-backoff",
         '"No backoff needed - poll interval IS the rate limiting"',
         measured="every poll of every tab heals every missing id, unlimited; Workers KV accepts one "
-                 "write per second per key (the author's later audit found constant extra cache "
-                 "reads and writes)",
+        "write per second per key (the author's later audit found constant extra cache "
+        "reads and writes)",
         not_modelled="time and KV rate limits",
         pieces=("No backoff needed - poll interval IS the rate limiting",),
     ),
@@ -124,9 +130,9 @@ CLAIMS: tuple[Claim, ...] = (
         'Optimistic locking would be "Complex", "Slower under load", "Still not 100% (tiny race window)"',
         checks=(Check("Converges", true_if="violated"),),
         command="kvheal check --tabs 2 --variant atomic_cache,dedupe; "
-                "kvheal prove --all-tabs --variant atomic_cache,dedupe",
+        "kvheal prove --all-tabs --variant atomic_cache,dedupe",
         note="Decided on the atomic design with dedupe, the one optimistic locking gives: the claim "
-             "is true only if it fails to converge.",
+        "is true only if it fails to converge.",
         pieces=("Still not 100% (tiny race window)",),
     ),
 )
@@ -145,8 +151,14 @@ def _decide_on(claim: Claim, design: str, verdicts: Mapping[tuple[str, str], str
         status = verdicts.get((design, c.prop))
         if status == NOT_APPLICABLE:  # e.g. PendingDrains with keep_verifying: says nothing
             continue
-        by.append({"design": design, "property": c.prop,
-                   "status": None if status is None else str(status), "true_if": c.true_if})
+        by.append(
+            {
+                "design": design,
+                "property": c.prop,
+                "status": None if status is None else str(status),
+                "true_if": c.true_if,
+            }
+        )
     bad = [b for b in by if b["status"] in ("holds", "violated") and b["status"] != b["true_if"]]
     if bad:
         return {"design": design, "verdict": REFUTED, "by": bad}
@@ -155,8 +167,9 @@ def _decide_on(claim: Claim, design: str, verdicts: Mapping[tuple[str, str], str
     return {"design": design, "verdict": CONFIRMED, "by": by}
 
 
-def decide(claim: Claim, verdicts: Mapping[tuple[str, str], str],
-           designs: Iterable[str] = ()) -> dict[str, Any]:
+def decide(
+    claim: Claim, verdicts: Mapping[tuple[str, str], str], designs: Iterable[str] = ()
+) -> dict[str, Any]:
     """The claim's verdict for the post-mortem design and for the app as deployed, and the
     designs among ``designs`` (those run) of which it is true, all from ``verdicts``
     (``(design label, property) -> "holds"|"violated"|"unknown"``, labels as

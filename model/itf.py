@@ -17,6 +17,7 @@ the last state equals ``states[loop]``.
 
 Pure: functions return values and strings; nothing here writes files.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,11 @@ def encode_state(view: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def to_itf(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]],
-           meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def to_itf(
+    trace: Sequence[Mapping[str, Any]],
+    views: Sequence[Mapping[str, Any]],
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The ITF object of a counterexample: ``views`` are the states it visits (one more than
     steps); ``meta`` is merged into the trace's ``#meta`` (design, property, version...)."""
     if len(views) != len(trace) + 1:
@@ -114,8 +118,12 @@ def to_itf(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]
             st_meta["args"] = {k: int(v) for k, v in step.get("args", {}).items()}
         states.append({"#meta": st_meta, **encode_state(view)})
     obj: dict[str, Any] = {
-        "#meta": {"format": "ITF", "format-description": FORMAT_URL, "source": "kvheal",
-                  **(dict(meta) if meta else {})},
+        "#meta": {
+            "format": "ITF",
+            "format-description": FORMAT_URL,
+            "source": "kvheal",
+            **(dict(meta) if meta else {}),
+        },
         "vars": list(views[0].keys()),
         "states": states,
     }
@@ -143,9 +151,14 @@ def itf_outputs(path: str, model: Any, result: Any, meta: Mapping[str, Any] | No
     out: dict[str, str] = {}
     for name, p in violated:
         target = path if len(violated) == 1 else _with_name(path, name)
-        m = {"design": model.config.variant_label(), "tabs": model.config.tabs,
-             "per_tab": model.config.per_tab, "cap": model.config.cap, "property": name,
-             **(dict(meta) if meta else {})}
+        m = {
+            "design": model.config.variant_label(),
+            "tabs": model.config.tabs,
+            "per_tab": model.config.per_tab,
+            "cap": model.config.cap,
+            "property": name,
+            **(dict(meta) if meta else {}),
+        }
         out[target] = dumps(to_itf(p.trace, trace_views(model, p.trace), m))
     return out
 
@@ -221,7 +234,9 @@ def validate(obj: Any) -> list[str]:
         errs.append(f"unknown top-level fields {sorted(extra)}")
     if "#meta" in obj and not isinstance(obj["#meta"], dict):
         errs.append("#meta is not an object")
-    if "params" in obj and not (isinstance(obj["params"], list) and all(isinstance(p, str) for p in obj["params"])):
+    if "params" in obj and not (
+        isinstance(obj["params"], list) and all(isinstance(p, str) for p in obj["params"])
+    ):
         errs.append("params is not a list of strings")
     variables = obj.get("vars")
     if not isinstance(variables, list) or not all(isinstance(v, str) for v in variables):
@@ -275,7 +290,11 @@ def _check_value(v: Any, where: str) -> list[str]:
         k = special[0]
         body = v[k]
         if k == "#bigint":
-            return [] if isinstance(body, str) and _BIGINT.fullmatch(body) else [f"{where}: bad #bigint {body!r}"]
+            return (
+                []
+                if isinstance(body, str) and _BIGINT.fullmatch(body)
+                else [f"{where}: bad #bigint {body!r}"]
+            )
         if k == "#unserializable":
             return [] if isinstance(body, str) else [f"{where}: #unserializable is not a string"]
         if k in ("#tup", "#set"):
@@ -288,8 +307,12 @@ def _check_value(v: Any, where: str) -> list[str]:
         if k == "#map":
             if not isinstance(body, list) or not all(isinstance(p, list) and len(p) == 2 for p in body):
                 return [f"{where}: #map is not an array of [key, value] pairs"]
-            errs = [e for i, (a, b) in enumerate(body)
-                    for e in _check_value(a, f"{where}.#map[{i}].key") + _check_value(b, f"{where}.#map[{i}].value")]
+            errs = [
+                e
+                for i, (a, b) in enumerate(body)
+                for e in _check_value(a, f"{where}.#map[{i}].key")
+                + _check_value(b, f"{where}.#map[{i}].value")
+            ]
             if len({_canon(p[0]) for p in body}) != len(body):
                 errs.append(f"{where}: #map has repeated keys")
             return errs

@@ -11,6 +11,7 @@ message has its own colour, used for its arrows and wherever its id appears; a l
 bracketed "repeats for ever". The SVG is self-contained: inline attributes, generic font
 families only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -60,8 +61,13 @@ class Lane:
     x: float = 0.0
 
 
-GROUP_FILL = {"tab": "#e8f0fe", "request": "#fff6e0", "sweeper": "#fdeaea", "store": "#eef7ee",
-              "kv": "#eaf6ea"}
+GROUP_FILL = {
+    "tab": "#e8f0fe",
+    "request": "#fff6e0",
+    "sweeper": "#fdeaea",
+    "store": "#eef7ee",
+    "kv": "#eaf6ea",
+}
 
 
 def _lanes(views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]]) -> list[Lane]:
@@ -70,7 +76,8 @@ def _lanes(views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]
     msgs = len(first["post"])
     shared = "lists" in first
     has_sweeper = any(s["action"].startswith("Sweep") for s in trace) or any(
-        v["sweep"] != ("Idle",) for v in views)
+        v["sweep"] != ("Idle",) for v in views
+    )
     lanes = [Lane(f"tab{t}", f"tab {t}", "browser", "tab") for t in range(tabs)]
     if shared:
         lanes.append(Lane("pending", "pendingMessages", "localStorage (shared)", "store"))
@@ -104,16 +111,28 @@ def _ids(values: Sequence[int], brackets: str = "[]") -> list[tuple[str, str | N
     return out
 
 
-def _text(x: float, y: float, pieces: Sequence[tuple[str, str | None]] | str, *, anchor: str = "middle",
-          size: int = 11, fill: str = "#111111", weight: str = "normal", italic: bool = False) -> str:
+def _text(
+    x: float,
+    y: float,
+    pieces: Sequence[tuple[str, str | None]] | str,
+    *,
+    anchor: str = "middle",
+    size: int = 11,
+    fill: str = "#111111",
+    weight: str = "normal",
+    italic: bool = False,
+) -> str:
     if isinstance(pieces, str):
         pieces = [(pieces, None)]
     spans = "".join(
         escape(t) if c is None else f'<tspan fill="{c}" font-weight="bold">{escape(t)}</tspan>'
-        for t, c in pieces)
+        for t, c in pieces
+    )
     style = ' font-style="italic"' if italic else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{FONT}" '
-            f'font-size="{size}" font-weight="{weight}" fill="{fill}"{style}>{spans}</text>')
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{FONT}" '
+        f'font-size="{size}" font-weight="{weight}" fill="{fill}"{style}>{spans}</text>'
+    )
 
 
 # -- what each step draws --------------------------------------------------------------------------
@@ -184,13 +203,17 @@ def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str
     elif name == "HealKey":
         key = _heal_key(args)
         ok = after["heal"][key][0] != "Idle"
-        mk.arrows.append((f"key{m}", _heal_lane(args), [("get comment:" + str(m) + (" ✓" if ok else " 404"), None)], False))
+        mk.arrows.append(
+            (f"key{m}", _heal_lane(args), [("get comment:" + str(m) + (" ✓" if ok else " 404"), None)], False)
+        )
     elif name == "SweepList":
         k = _phase_ids(after["sweep"])
         src = "key0" if before["post"] else "cache"
         mk.arrows.append((src, "sweeper", [("list comment:* → ", None), *_ids(k, "{}")], False))
     elif name == "SweepRead":
-        mk.arrows.append(("cache", "sweeper", [("get → ", None), *_ids(_phase_ids(after["sweep"], 2))], False))
+        mk.arrows.append(
+            ("cache", "sweeper", [("get → ", None), *_ids(_phase_ids(after["sweep"], 2))], False)
+        )
     elif name in ("SweepWrite", "SweepCache"):
         if wrote or name == "SweepWrite" and _sweep_writes(before):
             verb = "CAS put " if name == "SweepCache" else "put "
@@ -247,8 +270,13 @@ def _state_line(view: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return out
 
 
-def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]],
-                 title: str = "", violated: str = "", ident: str = "") -> str:
+def sequence_svg(
+    trace: Sequence[Mapping[str, Any]],
+    views: Sequence[Mapping[str, Any]],
+    title: str = "",
+    violated: str = "",
+    ident: str = "",
+) -> str:
     """A counterexample as an SVG sequence diagram (see the module's docstring).
 
     ``views`` has one more element than ``trace``; ``title`` heads the picture and
@@ -264,16 +292,19 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
     width = LEFT + LANE * len(lanes) + STATE_COL + 40
     top = 34 + HEAD
     height = top + ROW * (len(trace) + 1) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img">',
-           f'<title>{escape(title or "counterexample")}</title>',
-           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-           '<defs>'
-           + "".join(
-               f'<marker id="{pre}{i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-               f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
-               for i, c in enumerate((*PALETTE, NEUTRAL)))
-           + '</defs>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{escape(title or 'counterexample')}</title>",
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        "<defs>"
+        + "".join(
+            f'<marker id="{pre}{i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+            f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+            for i, c in enumerate((*PALETTE, NEUTRAL))
+        )
+        + "</defs>",
+    ]
     if title:
         out.append(_text(10, 22, title, anchor="start", size=15, weight="bold"))
     # headers and lifelines
@@ -283,28 +314,49 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
             dead.setdefault(f"tab{step['args']['t']}", i)
     for lane in lanes:
         fill = GROUP_FILL[lane.group]
-        out.append(f'<rect x="{lane.x - LANE / 2 + 4:.1f}" y="34" width="{LANE - 8}" height="{HEAD - 10}" '
-                   f'rx="6" fill="{fill}" stroke="{lane.accent}" stroke-width="1.5"/>')
-        out.append(_text(lane.x, 52, lane.title, size=11, weight="bold", fill=lane.accent
-                         if lane.accent != NEUTRAL else "#111111"))
+        out.append(
+            f'<rect x="{lane.x - LANE / 2 + 4:.1f}" y="34" width="{LANE - 8}" height="{HEAD - 10}" '
+            f'rx="6" fill="{fill}" stroke="{lane.accent}" stroke-width="1.5"/>'
+        )
+        out.append(
+            _text(
+                lane.x,
+                52,
+                lane.title,
+                size=11,
+                weight="bold",
+                fill=lane.accent if lane.accent != NEUTRAL else "#111111",
+            )
+        )
         out.append(_text(lane.x, 68, lane.sub, size=9, fill="#555555"))
         end = top + ROW * (dead[lane.key] + 1) if lane.key in dead else height - 40
-        out.append(f'<line x1="{lane.x:.1f}" y1="{34 + HEAD - 10}" x2="{lane.x:.1f}" y2="{end}" '
-                   f'stroke="#bbbbbb" stroke-width="1" stroke-dasharray="{"2,3" if lane.group == "request" else "none"}"/>')
+        out.append(
+            f'<line x1="{lane.x:.1f}" y1="{34 + HEAD - 10}" x2="{lane.x:.1f}" y2="{end}" '
+            f'stroke="#bbbbbb" stroke-width="1" stroke-dasharray="{"2,3" if lane.group == "request" else "none"}"/>'
+        )
     out.append(_text(8, top - 8, "step  action", anchor="start", size=10, fill="#555555"))
-    out.append(_text(LEFT + LANE * len(lanes) + 10, top - 8, "after this step", anchor="start",
-                     size=10, fill="#555555"))
+    out.append(
+        _text(
+            LEFT + LANE * len(lanes) + 10, top - 8, "after this step", anchor="start", size=10, fill="#555555"
+        )
+    )
     if loop is not None:
         y0 = top + ROW * loop + 2
         y1 = top + ROW * len(trace) - 2
-        out.append(f'<rect x="2" y="{y0}" width="{width - 4}" height="{y1 - y0}" fill="#fff3c4" '
-                   f'fill-opacity="0.45" stroke="none"/>')
+        out.append(
+            f'<rect x="2" y="{y0}" width="{width - 4}" height="{y1 - y0}" fill="#fff3c4" '
+            f'fill-opacity="0.45" stroke="none"/>'
+        )
         bx = width - 18
-        out.append(f'<path d="M{bx - 8},{y0} L{bx},{y0} L{bx},{y1} L{bx - 8},{y1}" fill="none" '
-                   f'stroke="#b8860b" stroke-width="2"/>')
-        out.append(f'<text x="{bx + 12}" y="{(y0 + y1) / 2:.1f}" text-anchor="middle" font-family="{FONT}" '
-                   f'font-size="11" font-weight="bold" fill="#8a6d00" '
-                   f'transform="rotate(90 {bx + 12} {(y0 + y1) / 2:.1f})">↻ repeats for ever</text>')
+        out.append(
+            f'<path d="M{bx - 8},{y0} L{bx},{y0} L{bx},{y1} L{bx - 8},{y1}" fill="none" '
+            f'stroke="#b8860b" stroke-width="2"/>'
+        )
+        out.append(
+            f'<text x="{bx + 12}" y="{(y0 + y1) / 2:.1f}" text-anchor="middle" font-family="{FONT}" '
+            f'font-size="11" font-weight="bold" fill="#8a6d00" '
+            f'transform="rotate(90 {bx + 12} {(y0 + y1) / 2:.1f})">↻ repeats for ever</text>'
+        )
     for i, step in enumerate(trace):
         y = top + ROW * i + ROW / 2
         if i % 2:
@@ -312,8 +364,11 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
         args = ", ".join(f"{k}={v}" for k, v in step.get("args", {}).items())
         mk = _mark(step, views[i], views[i + 1])
         out.append(_text(8, y + 4, f"{i + 1:>2}", anchor="start", size=11, fill="#555555"))
-        out.append(_text(30, y + 4, f"{step['action']}({args})", anchor="start", size=11,
-                         fill=mk.colour, weight="bold"))
+        out.append(
+            _text(
+                30, y + 4, f"{step['action']}({args})", anchor="start", size=11, fill=mk.colour, weight="bold"
+            )
+        )
         for src, dst, label, dashed in mk.arrows:
             if src not in at or dst not in at:
                 continue
@@ -323,9 +378,12 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
                 c = label[0][1]  # a heal request sent by a poll: the healed message's colour
             mid = PALETTE.index(c) if c in PALETTE else len(PALETTE)
             shrink = 5 if x2 > x1 else -5
-            out.append(f'<line x1="{x1 + shrink:.1f}" y1="{y + 6:.1f}" x2="{x2 - shrink:.1f}" y2="{y + 6:.1f}" '
-                       f'stroke="{c}" stroke-width="2" marker-end="url(#{pre}{mid})"'
-                       + (' stroke-dasharray="6,4"' if dashed else "") + "/>")
+            out.append(
+                f'<line x1="{x1 + shrink:.1f}" y1="{y + 6:.1f}" x2="{x2 - shrink:.1f}" y2="{y + 6:.1f}" '
+                f'stroke="{c}" stroke-width="2" marker-end="url(#{pre}{mid})"'
+                + (' stroke-dasharray="6,4"' if dashed else "")
+                + "/>"
+            )
             out.append(_text((x1 + x2) / 2, y, label, size=10, fill=c))
         for key, label in mk.notes:
             if key not in at:
@@ -336,16 +394,30 @@ def sequence_svg(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str
             out.append(_text(x + 8, ny, label, anchor="start", size=10, fill="#222222", italic=True))
         for key in mk.crosses:
             x = at[key].x
-            out.append(f'<path d="M{x - 7},{y - 1} L{x + 7},{y + 13} M{x + 7},{y - 1} L{x - 7},{y + 13}" '
-                       f'stroke="#cc0000" stroke-width="3"/>')
-        out.append(_text(LEFT + LANE * len(lanes) + 10, y + 4, _state_line(views[i + 1]), anchor="start",
-                         size=10, fill="#333333"))
+            out.append(
+                f'<path d="M{x - 7},{y - 1} L{x + 7},{y + 13} M{x + 7},{y - 1} L{x - 7},{y + 13}" '
+                f'stroke="#cc0000" stroke-width="3"/>'
+            )
+        out.append(
+            _text(
+                LEFT + LANE * len(lanes) + 10,
+                y + 4,
+                _state_line(views[i + 1]),
+                anchor="start",
+                size=10,
+                fill="#333333",
+            )
+        )
     foot = top + ROW * len(trace) + 24
     if violated:
-        what = ("the goal is false on every pass of the loop" if loop is not None
-                else "violated in the last state")
-        out.append(_text(8, foot, f"✗ {violated}: {what}", anchor="start", size=12, weight="bold",
-                         fill="#b00020"))
+        what = (
+            "the goal is false on every pass of the loop"
+            if loop is not None
+            else "violated in the last state"
+        )
+        out.append(
+            _text(8, foot, f"✗ {violated}: {what}", anchor="start", size=12, weight="bold", fill="#b00020")
+        )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -357,7 +429,9 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def step_rows(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
+def step_rows(
+    trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, str, str]]:
     """Per step: its number, ``Action(args)`` (``↻`` at the start of a lasso's loop) and what it
     changed (``field: old → new``, as :func:`kvheal.model.trace.changes` says it)."""
     if len(views) != len(trace) + 1:
@@ -366,7 +440,10 @@ def step_rows(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, A
     rows = []
     for i, step in enumerate(trace):
         a, b = flatten(dict(views[i])), flatten(dict(views[i + 1]))
-        what = "; ".join(f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b.get(k)) or "(nothing: stutters for ever)"
+        what = (
+            "; ".join(f"{k}: {a[k]} → {b[k]}" for k in a if a[k] != b.get(k))
+            or "(nothing: stutters for ever)"
+        )
         args = ", ".join(f"{k}={v}" for k, v in step.get("args", {}).items())
         marker = "↻ " if loop is not None and i == loop else ""
         rows.append((i + 1, f"{marker}{step['action']}({args})", what))
@@ -404,7 +481,7 @@ def state_label(view: Mapping[str, Any]) -> str:
             continue
         if (name, value) in (("heal", "Idle"), ("alive", "true"), ("sweep", "Idle"), ("lists", "Idle")):
             continue
-        groups.setdefault(name, []).append(value if "[" not in key else f"{key[len(name) + 1:-1]}:{value}")
+        groups.setdefault(name, []).append(value if "[" not in key else f"{key[len(name) + 1 : -1]}:{value}")
     for name, values in groups.items():
         lines.append(f"{name} " + " ".join(values))
     return "\n".join(lines)
@@ -420,5 +497,5 @@ def state_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[s
     lines = ["| state | after | " + " | ".join(fields) + " |", "|---:|---|" + "---|" * len(fields)]
     for i, row in enumerate(flat):
         after = "(initial)" if i == 0 else f"{i}. {trace[i - 1]['action']}"
-        lines.append(f"| {i} | {after} | " + " | ".join(_md_cell(row.get(f, '')) for f in fields) + " |")
+        lines.append(f"| {i} | {after} | " + " | ".join(_md_cell(row.get(f, "")) for f in fields) + " |")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from the records), the design × property matrix, and every counterexample as a 
 diagram (SVG), a step table (Markdown) and an ITF trace (JSON). :func:`readme_table` renders
 README's verdict table from the same records.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,14 +27,29 @@ from .render import sequence_svg, state_table_md, step_table_md, trace_views
 
 #: The designs of README's verdict table, in its order (variant labels).
 DESIGNS: tuple[str, ...] = (
-    "seed", "dedupe", "keep_verifying", "atomic_cache", "sweeper", "tab_crash", "shared_pending",
-    "dedupe,keep_verifying", "atomic_cache,dedupe", "dedupe,sweeper", "dedupe,tab_crash",
+    "seed",
+    "dedupe",
+    "keep_verifying",
+    "atomic_cache",
+    "sweeper",
+    "tab_crash",
+    "shared_pending",
+    "dedupe,keep_verifying",
+    "atomic_cache,dedupe",
+    "dedupe,sweeper",
+    "dedupe,tab_crash",
     "dedupe,shared_pending",
 )
 #: Left out of ``--quick``: 6.2 million states at tabs 2 (over a minute and ~4 GiB).
 SLOW: frozenset[str] = frozenset({"shared_pending"})
 #: SPEC §7's properties in table order.
-PROPERTIES: tuple[str, ...] = ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges", "PendingDrains")
+PROPERTIES: tuple[str, ...] = (
+    "AckedIsStored",
+    "CacheFromStore",
+    "NoDuplicates",
+    "Converges",
+    "PendingDrains",
+)
 GOALS = frozenset({"Converges", "PendingDrains"})
 
 
@@ -73,9 +89,13 @@ def record_of(model: Any, result: Any) -> dict[str, Any]:
     cfg = model.config
     return {
         "design": design_name(cfg.variant_label()),
-        "tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap,
-        "states": result.states, "transitions": result.transitions,
-        "seconds": round(result.seconds, 2), "complete": result.complete,
+        "tabs": cfg.tabs,
+        "per_tab": cfg.per_tab,
+        "cap": cfg.cap,
+        "states": result.states,
+        "transitions": result.transitions,
+        "seconds": round(result.seconds, 2),
+        "complete": result.complete,
         "method": "explicit",
         "properties": {
             name: {"kind": p.kind, "status": str(p.status), "trace": _steps_json(p.trace)}
@@ -87,9 +107,18 @@ def record_of(model: Any, result: Any) -> dict[str, Any]:
 def all_tabs_record(result: Any) -> dict[str, Any]:
     """z3's verdicts for every number of tabs (:func:`kvheal.model.param.prove_all_tabs`) as a
     JSON-able record: per property its status, method, number of queries and time."""
-    return {"properties": {name: {"status": str(p.status), "method": p.method, "queries": len(p.queries),
-                                  "seconds": round(p.seconds, 2)} for name, p in result.properties.items()},
-            "assumptions": list(getattr(result, "assumptions", ()))}
+    return {
+        "properties": {
+            name: {
+                "status": str(p.status),
+                "method": p.method,
+                "queries": len(p.queries),
+                "seconds": round(p.seconds, 2),
+            }
+            for name, p in result.properties.items()
+        },
+        "assumptions": list(getattr(result, "assumptions", ())),
+    }
 
 
 def status_of(rec: Mapping[str, Any] | None, prop: str) -> str | None:
@@ -124,8 +153,7 @@ def readme_table(records: Iterable[Mapping[str, Any]]) -> str:
     verdicts of a design where everything holds in bold; ``n/a`` where a property is not
     decided."""
     by = {r["design"]: r for r in records}
-    lines = ["| design | " + " | ".join(PROPERTIES) + " | states |",
-             "|---" * (len(PROPERTIES) + 2) + "|"]
+    lines = ["| design | " + " | ".join(PROPERTIES) + " | states |", "|---" * (len(PROPERTIES) + 2) + "|"]
     for design in [d for d in DESIGNS if d in by] + sorted(set(by) - set(DESIGNS)):
         rec = by[design]
         converges = all(status_of(rec, p) in ("holds", NOT_APPLICABLE) for p in PROPERTIES)
@@ -224,7 +252,11 @@ def _md_table_to_html(md: str) -> str:
         elif line.strip():
             after.append(line)
     head, body = rows[0], rows[1:]
-    out = ['<table class="steps"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    out = [
+        '<table class="steps"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+    ]
     for r in body:
         cls = ' class="loop"' if r[1].startswith("`↻") else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c.strip('`'))}</td>" for c in r) + "</tr>")
@@ -249,8 +281,16 @@ details{margin:10px 0}summary{cursor:pointer;font-weight:600}
 
 
 def to_html(blocks: Sequence[Any], title: str) -> str:
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style>",
+        "</head>",
+        "<body>",
+    ]
 
     def emit(bs: Sequence[Any]) -> None:
         for b in bs:
@@ -261,17 +301,24 @@ def to_html(blocks: Sequence[Any], title: str) -> str:
             elif kind == "p":
                 out.append(f"<p>{_html_inline(b[1])}</p>")
             elif kind == "table":
-                out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
-                           + "</tr></thead><tbody>")
+                out.append(
+                    "<table><thead><tr>"
+                    + "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
+                    + "</tr></thead><tbody>"
+                )
                 for row in b[2]:
-                    out.append("<tr>" + "".join(f"<td{_cls(c)}>{_html_inline(c)}</td>" for c in row) + "</tr>")
+                    out.append(
+                        "<tr>" + "".join(f"<td{_cls(c)}>{_html_inline(c)}</td>" for c in row) + "</tr>"
+                    )
                 out.append("</tbody></table>")
             elif kind == "svg":
                 out.append(f'<div class="cex">{b[1]}</div>')
             elif kind == "md":
                 out.append(_md_table_to_html(b[1]))
             elif kind == "details":
-                out.append(f"<details{' open' if len(b) > 3 and b[3] else ''}><summary>{_html_inline(b[1])}</summary>")
+                out.append(
+                    f"<details{' open' if len(b) > 3 and b[3] else ''}><summary>{_html_inline(b[1])}</summary>"
+                )
                 emit(b[2])
                 out.append("</details>")
 
@@ -318,14 +365,20 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
                 pieces.append(("a", f"{b['property']} holds", "#matrix", ""))
         return pieces
     if v == CONFIRMED:
-        return ["confirmed: " + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"])
-                + " (exhaustive at this size)"]
+        return [
+            "confirmed: "
+            + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"])
+            + " (exhaustive at this size)"
+        ]
     if v == MEASURED:
         return ["measured: " + claim.measured]
     if v == NOT_MODELLED:
         return ["not modelled: " + claim.not_modelled]
-    return ["not run (" + ", ".join(f"{b['property']}" for b in dec["by"]) + "; try --full)"
-            if dec["by"] else "not decided here"]
+    return [
+        "not run (" + ", ".join(f"{b['property']}" for b in dec["by"]) + "; try --full)"
+        if dec["by"]
+        else "not decided here"
+    ]
 
 
 def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, str]:
@@ -338,21 +391,35 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
     files: dict[str, str] = {}
     by = {r["design"]: r for r in records}
     from .smtlib import smt2_file
+
     designs = [d for d in DESIGNS if d in by] + sorted(set(by) - set(DESIGNS))
     verdicts = verdict_map(records)
     tabs = meta.get("tabs", records[0]["tabs"] if records else 2)
     blocks: list[Any] = [
         ("h", 1, ["kvheal report: does poll-and-heal converge?"], "top"),
-        ("p", [f"kvheal {meta.get('version', '?')}, ", ("code", meta.get("command", "kvheal report")),
-               f"; mode {meta.get('mode', '?')}, tabs {tabs}, one message per tab. "
-               "Verdicts are the explicit checker's: every reachable state, liveness under weak fairness "
-               "(SPEC §7). Every verdict on this page is computed by this run."]),
+        (
+            "p",
+            [
+                f"kvheal {meta.get('version', '?')}, ",
+                ("code", meta.get("command", "kvheal report")),
+                f"; mode {meta.get('mode', '?')}, tabs {tabs}, one message per tab. "
+                "Verdicts are the explicit checker's: every reachable state, liveness under weak fairness "
+                "(SPEC §7). Every verdict on this page is computed by this run.",
+            ],
+        ),
     ]
     # the claims
     blocks.append(("h", 2, ["The post-mortem's claims"], "claims"))
-    blocks.append(("p", [f"Each claim in the post-mortem's words, decided for the post-mortem design "
-                         f"(seed) and for the app as deployed ({DEPLOYED}); \"true of\" lists the designs "
-                         "checked here for which the claim's properties hold."]))
+    blocks.append(
+        (
+            "p",
+            [
+                f"Each claim in the post-mortem's words, decided for the post-mortem design "
+                f'(seed) and for the app as deployed ({DEPLOYED}); "true of" lists the designs '
+                "checked here for which the claim's properties hold."
+            ],
+        )
+    )
     rows = []
     for claim in CLAIMS:
         dec = decide(claim, verdicts, designs)
@@ -360,7 +427,11 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
         if dec["post_mortem"]["design"] != "seed":
             pm = [*pm, f" (on {dec['post_mortem']['design']})"]
         dep = _claim_cell(dec["deployed"], claim) if "deployed" in dec else ["(about the fix, not the app)"]
-        true_of = ", ".join(dec["true_of"]) if dec["true_of"] else ("none checked" if claim.checks and "deployed" in dec else "")
+        true_of = (
+            ", ".join(dec["true_of"])
+            if dec["true_of"]
+            else ("none checked" if claim.checks and "deployed" in dec else "")
+        )
         how = []
         if claim.command:
             how.append(("code", claim.command))
@@ -376,15 +447,24 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
         if claim.not_modelled and dec["post_mortem"]["verdict"] != NOT_MODELLED:
             how.append(" Not modelled: " + claim.not_modelled + ".")
         rows.append([[claim.quote], pm, dep, [true_of], how])
-    blocks.append(("table", ["claim", "post-mortem design", "as deployed", "true of", "how it is decided"], rows))
+    blocks.append(
+        ("table", ["claim", "post-mortem design", "as deployed", "true of", "how it is decided"], rows)
+    )
     # the matrix
     blocks.append(("h", 2, [f"Design × property (tabs {tabs})"], "matrix"))
     mrows = []
     for d in designs:
         rec = by[d]
-        mrows.append([[d], *[_cell(rec, p) for p in PROPERTIES], [f"{rec['states']:,}"],
-                      [f"{rec['transitions']:,}"], [f"{rec['seconds']:.2f} s"],
-                      ["explicit" + ("" if rec["complete"] else " (incomplete)")]])
+        mrows.append(
+            [
+                [d],
+                *[_cell(rec, p) for p in PROPERTIES],
+                [f"{rec['states']:,}"],
+                [f"{rec['transitions']:,}"],
+                [f"{rec['seconds']:.2f} s"],
+                ["explicit" + ("" if rec["complete"] else " (incomplete)")],
+            ]
+        )
     skipped = [d for d in meta.get("skipped", ())]
     z3rows, assumptions = [], {}
     for d in designs:
@@ -405,9 +485,17 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
         blocks.append(("p", ["Not run in this mode: " + ", ".join(skipped) + " (use --full)."]))
     if z3rows:
         blocks.append(("h", 2, ["For every number of tabs (z3)"], "all-tabs"))
-        blocks.append(("p", ["The parameterized proofs of ", ("code", "kvheal prove --all-tabs"),
-                             " (tabs and messages as uninterpreted sorts). Every property the explicit "
-                             "checker decides is listed; one without an all-tabs argument says so."]))
+        blocks.append(
+            (
+                "p",
+                [
+                    "The parameterized proofs of ",
+                    ("code", "kvheal prove --all-tabs"),
+                    " (tabs and messages as uninterpreted sorts). Every property the explicit "
+                    "checker decides is listed; one without an all-tabs argument says so.",
+                ],
+            )
+        )
         blocks.append(("table", ["design", "property", "verdict", "method", "queries"], z3rows))
         for d, items in assumptions.items():
             blocks.append(("p", [("b", f"Assumed for {d}: "), " ".join(items)]))
@@ -421,26 +509,63 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
                 agree = sum(q["answer"] == q["expect"] for q in queries)
                 checked = [q for q in queries if q.get("premises")]
                 vacuous = [q["name"] for q in checked if q["premises"] == "unsat"]
-                smt_rows.append([[d], [str(len(queries))], [f"{agree} of {len(queries)}"],
-                                 [f"{len(checked) - len(vacuous)} of {len(checked)} not vacuous"
-                                  + (f"; vacuous: {', '.join(vacuous)}" if vacuous else "")],
-                                 [("a", f"smt/{d.replace(',', '+')}/", f"smt/{d.replace(',', '+')}/")]])
+                smt_rows.append(
+                    [
+                        [d],
+                        [str(len(queries))],
+                        [f"{agree} of {len(queries)}"],
+                        [
+                            f"{len(checked) - len(vacuous)} of {len(checked)} not vacuous"
+                            + (f"; vacuous: {', '.join(vacuous)}" if vacuous else "")
+                        ],
+                        [("a", f"smt/{d.replace(',', '+')}/", f"smt/{d.replace(',', '+')}/")],
+                    ]
+                )
         if smt_rows:
-            blocks.append(("p", ["Every query z3 answered for these proofs is beside this report as an SMT-LIB 2 "
-                                 "file, with the answer the argument needs in a comment (", ("code", "; expect: unsat"),
-                                 "); ", ("code", "kvheal recheck DIR"), " (or any SMT-LIB solver) re-runs them."]))
-            blocks.append(("p", ["Vacuity: for each unsatisfiable query, z3 is asked again without its last "
-                                 "fact (the negated conclusion). If the remaining premises are unsatisfiable too, "
-                                 "the query holds only because its hypotheses cannot hold together (typically a "
-                                 "step that cannot happen in that phase of the argument); such queries are named "
-                                 "so a reader can judge them."]))
-            blocks.append(("table", ["design", "queries", "answered as the argument needs", "premises",
-                                     "files"], smt_rows))
+            blocks.append(
+                (
+                    "p",
+                    [
+                        "Every query z3 answered for these proofs is beside this report as an SMT-LIB 2 "
+                        "file, with the answer the argument needs in a comment (",
+                        ("code", "; expect: unsat"),
+                        "); ",
+                        ("code", "kvheal recheck DIR"),
+                        " (or any SMT-LIB solver) re-runs them.",
+                    ],
+                )
+            )
+            blocks.append(
+                (
+                    "p",
+                    [
+                        "Vacuity: for each unsatisfiable query, z3 is asked again without its last "
+                        "fact (the negated conclusion). If the remaining premises are unsatisfiable too, "
+                        "the query holds only because its hypotheses cannot hold together (typically a "
+                        "step that cannot happen in that phase of the argument); such queries are named "
+                        "so a reader can judge them."
+                    ],
+                )
+            )
+            blocks.append(
+                (
+                    "table",
+                    ["design", "queries", "answered as the argument needs", "premises", "files"],
+                    smt_rows,
+                )
+            )
     # the counterexamples
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
-    blocks.append(("p", ["Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "
-                         "key; one colour per message; a lasso's loop shaded and bracketed), a step table and "
-                         "an ITF trace (the JSON trace format Apalache and Quint read)."]))
+    blocks.append(
+        (
+            "p",
+            [
+                "Each as a sequence diagram (time runs down; a lane per tab, worker request and KV "
+                "key; one colour per message; a lasso's loop shaded and bracketed), a step table and "
+                "an ITF trace (the JSON trace format Apalache and Quint read)."
+            ],
+        )
+    )
     index_rows = []
     for d in designs:
         rec = by[d]
@@ -452,8 +577,14 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             if model is None:
                 from .core import KVHealModel
 
-                model = KVHealModel(Config.make(tabs=rec["tabs"], per_tab=rec["per_tab"], cap=rec["cap"],
-                                                variants="" if d == "seed" else d))
+                model = KVHealModel(
+                    Config.make(
+                        tabs=rec["tabs"],
+                        per_tab=rec["per_tab"],
+                        cap=rec["cap"],
+                        variants="" if d == "seed" else d,
+                    )
+                )
             trace = p["trace"]
             views = trace_views(model, trace)
             stem = slug(d, prop)
@@ -462,31 +593,76 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             svg = sequence_svg(trace, views, title=title, violated=prop, ident=stem)
             table = step_table_md(trace, views)
             files[f"cex/{stem}.svg"] = svg
-            files[f"cex/{stem}.md"] = (f"# {title}\n\n![sequence diagram]({stem}.svg)\n\n{table}\n"
-                                       f"## The full state at each step\n\n{state_table_md(trace, views)}")
-            files[f"cex/{stem}.itf.json"] = itf_dumps(to_itf(trace, views, {
-                "design": d, "property": prop, "tabs": rec["tabs"], "per_tab": rec["per_tab"],
-                "cap": rec["cap"], "kvheal": meta.get("version", "?")}))
-            index_rows.append([[("a", f"{d}: {prop}", f"#{stem}", f"cex/{stem}.md")], [kind], [str(len(trace))],
-                               [("a", "SVG", f"cex/{stem}.svg"), " · ", ("a", "steps", f"cex/{stem}.md"),
-                                " · ", ("a", "ITF", f"cex/{stem}.itf.json")]])
+            files[f"cex/{stem}.md"] = (
+                f"# {title}\n\n![sequence diagram]({stem}.svg)\n\n{table}\n"
+                f"## The full state at each step\n\n{state_table_md(trace, views)}"
+            )
+            files[f"cex/{stem}.itf.json"] = itf_dumps(
+                to_itf(
+                    trace,
+                    views,
+                    {
+                        "design": d,
+                        "property": prop,
+                        "tabs": rec["tabs"],
+                        "per_tab": rec["per_tab"],
+                        "cap": rec["cap"],
+                        "kvheal": meta.get("version", "?"),
+                    },
+                )
+            )
+            index_rows.append(
+                [
+                    [("a", f"{d}: {prop}", f"#{stem}", f"cex/{stem}.md")],
+                    [kind],
+                    [str(len(trace))],
+                    [
+                        ("a", "SVG", f"cex/{stem}.svg"),
+                        " · ",
+                        ("a", "steps", f"cex/{stem}.md"),
+                        " · ",
+                        ("a", "ITF", f"cex/{stem}.itf.json"),
+                    ],
+                ]
+            )
             blocks.append(("h", 3, [title], stem))
             blocks.append(("svg", svg, f"cex/{stem}.svg", f"{d}: {prop}"))
             blocks.append(("details", ["step table"], [("md", table)]))
-            blocks.append(("p", ["Files: ", ("a", "SVG", f"cex/{stem}.svg"), ", ",
-                                 ("a", "step table", f"cex/{stem}.md"), ", ",
-                                 ("a", "ITF trace", f"cex/{stem}.itf.json"), "."]))
+            blocks.append(
+                (
+                    "p",
+                    [
+                        "Files: ",
+                        ("a", "SVG", f"cex/{stem}.svg"),
+                        ", ",
+                        ("a", "step table", f"cex/{stem}.md"),
+                        ", ",
+                        ("a", "ITF trace", f"cex/{stem}.itf.json"),
+                        ".",
+                    ],
+                )
+            )
     if index_rows:
         at = next(i for i, b in enumerate(blocks) if b[0] == "h" and b[3] == "counterexamples") + 2
         blocks.insert(at, ("table", ["counterexample", "kind", "steps", "files"], index_rows))
     title = "kvheal report"
     files["report.md"] = to_markdown(blocks)
     files["index.html"] = to_html(blocks, title)
-    slim = [{k: v for k, v in r.items() if k not in ("properties", "all_tabs")} | {
-        "properties": {n: {"status": p["status"], "length": len(p["trace"]) or None}
-                       for n, p in r["properties"].items()}}
-        | ({"all_tabs": {n: p["status"] for n, p in r["all_tabs"]["properties"].items()}} if r.get("all_tabs") else {})
-        for r in records]
+    slim = [
+        {k: v for k, v in r.items() if k not in ("properties", "all_tabs")}
+        | {
+            "properties": {
+                n: {"status": p["status"], "length": len(p["trace"]) or None}
+                for n, p in r["properties"].items()
+            }
+        }
+        | (
+            {"all_tabs": {n: p["status"] for n, p in r["all_tabs"]["properties"].items()}}
+            if r.get("all_tabs")
+            else {}
+        )
+        for r in records
+    ]
     files["verdicts.json"] = json.dumps({"meta": dict(meta), "records": slim}, indent=1) + "\n"
     return files
 
@@ -495,7 +671,9 @@ def readme_table_from_verdicts(data: Mapping[str, Any]) -> str:
     """README's table from a ``verdicts.json`` (lengths instead of traces)."""
     records = []
     for r in data["records"]:
-        props = {n: {"status": p["status"], "trace": [None] * (p["length"] or 0)}
-                 for n, p in r["properties"].items()}
+        props = {
+            n: {"status": p["status"], "trace": [None] * (p["length"] or 0)}
+            for n, p in r["properties"].items()
+        }
         records.append({**r, "properties": props})
     return readme_table(records)

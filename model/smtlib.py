@@ -11,6 +11,7 @@ the proof's own query log; :func:`smt2_file` writes one with its expected answer
 No files are read or written here (the CLI does that); the context managers patch z3's
 Python API for their duration only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,10 +104,30 @@ def paired(result: Any, calls: list[tuple[str, str, str | None]]) -> list[dict[s
     (a proof that asks z3 more than it logs) the calls stay unnamed, expecting what z3 said."""
     queries = proof_queries(result)
     if len(queries) == len(calls) and all(q.answer == c[1] for q, c in zip(queries, calls)):
-        return [{"name": q.name, "purpose": q.purpose, "formula": q.formula, "expect": q.expect,
-                 "answer": a, "premises": pre, "smt2": text} for q, (text, a, pre) in zip(queries, calls)]
-    return [{"name": f"call {i + 1}", "purpose": "", "formula": "", "expect": a, "answer": a,
-             "premises": pre, "smt2": text} for i, (text, a, pre) in enumerate(calls)]
+        return [
+            {
+                "name": q.name,
+                "purpose": q.purpose,
+                "formula": q.formula,
+                "expect": q.expect,
+                "answer": a,
+                "premises": pre,
+                "smt2": text,
+            }
+            for q, (text, a, pre) in zip(queries, calls)
+        ]
+    return [
+        {
+            "name": f"call {i + 1}",
+            "purpose": "",
+            "formula": "",
+            "expect": a,
+            "answer": a,
+            "premises": pre,
+            "smt2": text,
+        }
+        for i, (text, a, pre) in enumerate(calls)
+    ]
 
 
 def _comment(label: str, text: str) -> list[str]:
@@ -127,8 +148,10 @@ def smt2_file(q: dict[str, Any], design: str = "") -> str:
     head.append(f"; expect: {q['expect']}")
     head.append(f"; z3 answered: {q['answer']}")
     if q.get("premises"):
-        note = {"sat": "satisfiable: not vacuous", "unsat": "unsatisfiable: VACUOUS (true because the "
-                "hypotheses cannot hold together)"}.get(q["premises"], q["premises"])
+        note = {
+            "sat": "satisfiable: not vacuous",
+            "unsat": "unsatisfiable: VACUOUS (true because the hypotheses cannot hold together)",
+        }.get(q["premises"], q["premises"])
         head.append(f"; vacuity: the facts without the last assertion are {note}")
     return "\n".join(head) + "\n" + q["smt2"]
 

@@ -1,4 +1,5 @@
 """Shared helpers for the report tests: small checked configurations, the CLI, random walks."""
+
 from __future__ import annotations
 
 import functools
@@ -38,8 +39,9 @@ def walk(model, steps: int, seed: int = 0) -> list[dict]:
 
 def kvheal(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The installed command in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "kvheal", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def kvheal_here(*args: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
 """The HTML report in a real browser (Debian's headless Chromium): it renders, it is not
 blank, and its script runs without console errors."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ def chromium() -> str:
             pytest.skip("chromium is not installed and installing it needs root (apt-get install chromium)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=900
+        )
         exe = shutil.which("chromium")
         if exe is None:
             pytest.skip("apt-get could not install chromium")
@@ -35,10 +38,23 @@ def chromium() -> str:
 
 def browse(exe: str, page: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-         "--enable-logging=stderr", "--v=0", f"--user-data-dir={page.parent / '.chromium'}", *extra,
-         page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={page.parent / '.chromium'}",
+            *extra,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def console_errors(log: str) -> list[str]:
@@ -50,8 +66,8 @@ def png_pixels(data: bytes) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -112,10 +128,16 @@ def test_png_decoder():
             pa, pb, pc = abs(p - left), abs(p - prev), abs(p - upleft)
             enc = line - np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
         rows.append(bytes([f]) + bytes((enc & 0xFF).astype(np.uint8)))
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
     assert (png_pixels(png) == img).all()
 
 

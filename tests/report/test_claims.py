@@ -1,4 +1,5 @@
 """The claims ledger: quoted verbatim, decided by computed verdicts only."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,15 +42,22 @@ def test_verdicts_follow_the_data():
     assert decide(success, {("seed", "Converges"): "holds"})["post_mortem"]["verdict"] == CONFIRMED
     assert decide(success, {})["post_mortem"]["verdict"] == UNDECIDED
     assert decide(success, {("seed", "Converges"): "unknown"})["post_mortem"]["verdict"] == UNDECIDED
-    dec = decide(success, {(DEPLOYED, "Converges"): "violated", ("x", "Converges"): "holds",
-                           ("y", "Converges"): "violated"}, designs=["x", "y"])
+    dec = decide(
+        success,
+        {(DEPLOYED, "Converges"): "violated", ("x", "Converges"): "holds", ("y", "Converges"): "violated"},
+        designs=["x", "y"],
+    )
     assert dec["deployed"]["verdict"] == REFUTED and dec["true_of"] == ["x"]
 
 
 def test_a_property_that_does_not_apply_says_nothing():
     lost = next(c for c in CLAIMS if c.id == "no-lost-messages")
-    v = {("kv", "Converges"): "holds", ("kv", "PendingDrains"): NOT_APPLICABLE,
-         ("seed", "Converges"): "holds", ("seed", "PendingDrains"): "violated"}
+    v = {
+        ("kv", "Converges"): "holds",
+        ("kv", "PendingDrains"): NOT_APPLICABLE,
+        ("seed", "Converges"): "holds",
+        ("seed", "PendingDrains"): "violated",
+    }
     dec = decide(lost, v, designs=["kv", "seed"])
     assert dec["true_of"] == ["kv"]
     assert dec["post_mortem"]["verdict"] == REFUTED
@@ -59,9 +67,18 @@ def test_a_property_that_does_not_apply_says_nothing():
 def test_the_locking_claim_is_about_the_atomic_design():
     lock = next(c for c in CLAIMS if c.id == "locking-not-100")
     dec = decide(lock, {("atomic_cache,dedupe", "Converges"): "holds", ("seed", "Converges"): "violated"})
-    assert dec["post_mortem"] == {"design": "atomic_cache,dedupe", "verdict": REFUTED,
-                                  "by": [{"design": "atomic_cache,dedupe", "property": "Converges",
-                                          "status": "holds", "true_if": "violated"}]}
+    assert dec["post_mortem"] == {
+        "design": "atomic_cache,dedupe",
+        "verdict": REFUTED,
+        "by": [
+            {
+                "design": "atomic_cache,dedupe",
+                "property": "Converges",
+                "status": "holds",
+                "true_if": "violated",
+            }
+        ],
+    }
     assert "deployed" not in dec
 
 

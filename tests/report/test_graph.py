@@ -1,4 +1,5 @@
 """`kvheal graph`: the state graph through networkx, DOT and GraphML, the path highlighted."""
+
 from __future__ import annotations
 
 import networkx as nx

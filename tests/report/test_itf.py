@@ -1,4 +1,5 @@
 """ITF traces: every file kvheal writes follows ADR-015's rules and reads back as the views."""
+
 from __future__ import annotations
 
 import copy
@@ -85,7 +86,9 @@ def broken(obj, how):
 
 def test_validator_finds_each_kind_of_error():
     model, result = checked("")
-    obj = to_itf(result.properties["Converges"].trace, trace_views(model, result.properties["Converges"].trace))
+    obj = to_itf(
+        result.properties["Converges"].trace, trace_views(model, result.properties["Converges"].trace)
+    )
     assert validate(obj) == []
     st = lambda o: o["states"][3]  # noqa: E731
     cases = {
@@ -99,7 +102,9 @@ def test_validator_finds_each_kind_of_error():
         "null": lambda o: st(o).update(cache=None),
         "huge plain int": lambda o: st(o).update(cache=[2**60]),
         "repeated set element": lambda o: st(o).update(stored={"#set": [{"#bigint": "1"}, {"#bigint": "1"}]}),
-        "repeated map key": lambda o: st(o).update(alive={"#map": [[{"#bigint": "0"}, True], [{"#bigint": "0"}, False]]}),
+        "repeated map key": lambda o: st(o).update(
+            alive={"#map": [[{"#bigint": "0"}, True], [{"#bigint": "0"}, False]]}
+        ),
         "map not pairs": lambda o: st(o).update(alive={"#map": [[{"#bigint": "0"}]]}),
         "special with company": lambda o: st(o).update(cache={"#set": [], "x": 1}),
         "unknown special": lambda o: st(o).update(cache={"#bag": []}),

@@ -1,4 +1,5 @@
 """The sequence diagram and the step table of a counterexample."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -33,8 +34,11 @@ def test_every_counterexample_draws(variants):
             assert any(w.startswith(step["action"] + "(") for w in words)
         lasso = any(s.get("loop") for s in trace)
         assert ("↻ repeats for ever" in words) == lasso
-        assert f"✗ {name}: " + ("the goal is false on every pass of the loop" if lasso
-                                else "violated in the last state") in words
+        assert (
+            f"✗ {name}: "
+            + ("the goal is false on every pass of the loop" if lasso else "violated in the last state")
+            in words
+        )
         assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")  # nothing external
 
 

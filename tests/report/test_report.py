@@ -1,4 +1,5 @@
 """`kvheal report`: golden Markdown of a small report, the cache, errors, README's table."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 GOLDEN = HERE / "golden" / "report.md"
 VERDICTS = HERE / "verdicts_tabs2.json"
-META = {"version": "0.1.0", "command": "kvheal report --designs 'seed;atomic_cache,dedupe'", "tabs": 2,
-        "mode": "quick", "skipped": []}
+META = {
+    "version": "0.1.0",
+    "command": "kvheal report --designs 'seed;atomic_cache,dedupe'",
+    "tabs": 2,
+    "mode": "quick",
+    "skipped": [],
+}
 
 
 def small_records():
@@ -46,7 +52,9 @@ def test_golden_markdown():
     if os.environ.get("KVHEAL_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(text, encoding="utf-8")
-    assert text == GOLDEN.read_text(encoding="utf-8"), "set KVHEAL_UPDATE_GOLDEN=1 to accept a new golden file"
+    assert text == GOLDEN.read_text(encoding="utf-8"), (
+        "set KVHEAL_UPDATE_GOLDEN=1 to accept a new golden file"
+    )
 
 
 def test_markdown_and_html_say_the_same():
@@ -54,7 +62,8 @@ def test_markdown_and_html_say_the_same():
     md, page = files["report.md"], files["index.html"]
     stems = [slug("seed", p) for p in ("NoDuplicates", "Converges", "PendingDrains")]
     assert sorted(k for k in files if k.startswith("cex/")) == sorted(
-        f"cex/{s}.{ext}" for s in stems for ext in ("svg", "md", "itf.json"))
+        f"cex/{s}.{ext}" for s in stems for ext in ("svg", "md", "itf.json")
+    )
     for s in stems:
         assert f'id="{s}"' in page and f"(cex/{s}.md)" in md
         assert files[f"cex/{s}.svg"] in page  # the diagram inline, as written beside it
@@ -63,7 +72,9 @@ def test_markdown_and_html_say_the_same():
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "<link" not in page and "src=" not in page  # nothing fetched
     assert json.loads(files["verdicts.json"])["records"][0]["properties"]["Converges"] == {
-        "status": "violated", "length": 16}
+        "status": "violated",
+        "length": 16,
+    }
 
 
 def test_report_command_and_its_cache(tmp_path):
@@ -71,8 +82,15 @@ def test_report_command_and_its_cache(tmp_path):
     args = ("report", "--out", str(out), "--designs", "seed;dedupe,atomic_cache", "-q")
     proc = kvheal(*args)
     assert proc.returncode == 0, proc.stderr
-    for name in ("index.html", "report.md", "verdicts.json", "cex/seed-Converges.svg",
-                 "cex/seed-Converges.itf.json", "cex/seed-Converges.md", "smt/atomic_cache+dedupe/001-init.smt2"):
+    for name in (
+        "index.html",
+        "report.md",
+        "verdicts.json",
+        "cex/seed-Converges.svg",
+        "cex/seed-Converges.itf.json",
+        "cex/seed-Converges.md",
+        "smt/atomic_cache+dedupe/001-init.smt2",
+    ):
         assert (out / name).is_file(), name
     assert "| seed | holds | holds |" in (out / "report.md").read_text()
     cache_file = out / ".kvheal-cache.json"
@@ -90,7 +108,9 @@ def test_report_command_and_its_cache(tmp_path):
     assert "| 7,070 |" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize("args", [("--designs", "seed;bogus"), ("--tabs", "0"), ("--quick", "--out", "README.md")])
+@pytest.mark.parametrize(
+    "args", [("--designs", "seed;bogus"), ("--tabs", "0"), ("--quick", "--out", "README.md")]
+)
 def test_usage_errors(args, tmp_path):
     proc = kvheal_here("report", *(a if a != "README.md" else str(ROOT / "README.md") for a in args))
     assert proc.returncode == 2
@@ -107,8 +127,16 @@ def test_readme_table_is_generated():
 def test_recorded_verdicts_are_current():
     """The recorded verdicts of the designs that check in a second agree with a fresh check."""
     data = {r["design"]: r for r in json.loads(VERDICTS.read_text())["records"]}
-    for design in ("seed", "dedupe", "keep_verifying", "atomic_cache", "tab_crash",
-                   "dedupe,keep_verifying", "atomic_cache,dedupe", "dedupe,tab_crash"):
+    for design in (
+        "seed",
+        "dedupe",
+        "keep_verifying",
+        "atomic_cache",
+        "tab_crash",
+        "dedupe,keep_verifying",
+        "atomic_cache,dedupe",
+        "dedupe,tab_crash",
+    ):
         rec = record_of(*checked("" if design == "seed" else design))
         assert rec["design"] == design
         fresh = readme_table([rec])

@@ -1,4 +1,5 @@
 """The all-tabs proofs' queries as SMT-LIB files: valid, named, and re-run to the same answers."""
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,10 @@ def test_files_are_valid_smtlib_and_recheck(queries, tmp_path):
 
 
 def test_sanitize_and_errors(tmp_path):
-    assert sanitize("(declare-fun post' (Msg) Post)\n(= (post' m) x'')") == \
-        "(declare-fun |post'| (Msg) Post)\n(= (|post'| m) |x''|)"
+    assert (
+        sanitize("(declare-fun post' (Msg) Post)\n(= (post' m) x'')")
+        == "(declare-fun |post'| (Msg) Post)\n(= (|post'| m) |x''|)"
+    )
     assert sanitize("(= |a'| b)") == "(= |a'| b)"
     assert recheck("(assert (= x 1))(check-sat)").startswith("error: ")
     assert expected("; nothing here\n(check-sat)") is None
@@ -87,4 +90,5 @@ def test_vacuity_of_the_proofs(queries):
     assert "ghost-PostKey(m1)" in vacuous
     assert all("Post" in name for name in vacuous)
     assert "; vacuity: the facts without the last assertion are unsatisfiable" in smt2_file(
-        next(q for q in qs if q["name"] == "ghost-PostKey(m1)"))
+        next(q for q in qs if q["name"] == "ghost-PostKey(m1)")
+    )
