@@ -12,8 +12,9 @@ through HTTP (httpx2), so it may be written in any language and run anywhere.
    refuses the probe, is an `AuditError` (one line) before any long work starts.
 2. **Drive** (`run_audit`): `tabs` tabs act in rounds that start at the same instant: each tab
    posts `per_tab` messages at once, reads the cache, heals what it is waiting for and did not
-   see, and (unless turned off) heals one of its ids that the read did show and, one tab per
-   round, reposts an id it already posted (same body: a retry). Tabs heal like the original app
+   see, and (unless turned off) heals one of its ids that the read did show (in every poll,
+   also while healing: a tab acting on a stale read) and, one tab per posting round, reposts an
+   id it already posted (same body: a retry). Tabs heal like the original app
    (``client="original"``: an id is forgotten once a read shows it) or keep verifying every id
    they posted (``client="keep-verifying"``). After the posting rounds (bounded by `rounds`,
    `duration` and `max_requests`), the tabs keep polling and healing until nothing is pending
@@ -194,11 +195,13 @@ class AuditRun:
         for name, result in (check.properties.items() if check else ()):
             anomaly = None
             if result.anomaly is not None:
-                anomaly = {"summary": result.anomaly.summary,
-                           "steps": [{"index": op.index, "client": op.client, "request": op.label(),
-                                      "invoke": op.invoke, "complete": op.complete,
-                                      "shows": result.anomaly.marks.get(op.index, "")}
-                                     for op in result.anomaly.ops]}
+                a = result.anomaly
+                anomaly = {"summary": a.summary, "focus": a.focus,
+                           "steps": [{"index": op.index, "client": op.client, "kind": op.kind, "id": op.id,
+                                      "ids": None if op.ids is None else list(op.ids),
+                                      "request": op.label(a.focus), "invoke": op.invoke, "complete": op.complete,
+                                      "shows": a.marks.get(op.index, "")}
+                                     for op in a.ops]}
             props[name] = {"status": result.status, "reason": result.reason, "anomaly": anomaly}
         return {"url": self.url, "run": self.run_id, "dialect": asdict(self.dialect), "detected": self.detected,
                 "config": asdict(self.config), "drive_seconds": round(self.drive_seconds, 3),
@@ -456,7 +459,7 @@ class _Driver:
             await asyncio.sleep(min(2.0, self.rec.last_retry_after or 0.2 * (attempt + 1)))
         return op, data
 
-    async def poll_and_heal(self, tab: int, round_no: int, extras: bool) -> None:
+    async def poll_and_heal(self, tab: int, round_no: int, repost: bool) -> None:
         op = await self.read(f"tab{tab}")
         if op.ok is not True:
             return
@@ -467,11 +470,11 @@ class _Driver:
             self.pending[tab] = [m for m in self.acked[tab] if m not in seen]
         missing = [m for m in self.pending[tab] if m not in seen]
         jobs = [self.heal(tab, m) for m in missing]
-        if extras and self.c.heal_present:
+        if self.c.heal_present:
             present = [m for m in self.acked[tab] if m in seen]
             if present:
                 jobs.append(self.heal(tab, present[round_no % len(present)]))
-        if extras and self.c.repost and self.acked[tab] and round_no % self.c.tabs == tab % self.c.tabs:
+        if repost and self.c.repost and self.acked[tab] and round_no % self.c.tabs == tab % self.c.tabs:
             jobs.append(self.post(tab, self.acked[tab][round_no % len(self.acked[tab])]))
         await asyncio.gather(*jobs)
 
@@ -479,12 +482,12 @@ class _Driver:
         """A poll and heal of the healing phase, after a random pause: real tabs poll on their own
         schedules, so their heals do not all race at the same instant."""
         await asyncio.sleep(self.rng.uniform(0, self.c.heal_jitter))
-        await self.poll_and_heal(tab, round_no, extras=False)
+        await self.poll_and_heal(tab, round_no, repost=False)
 
     async def tab_round(self, tab: int, round_no: int, gate: asyncio.Event) -> None:
         await gate.wait()
         await asyncio.gather(*(self.post(tab) for _ in range(self.c.per_tab)))
-        await self.poll_and_heal(tab, round_no, extras=True)
+        await self.poll_and_heal(tab, round_no, repost=True)
 
     async def run(self) -> None:
         started = time.monotonic()

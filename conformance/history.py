@@ -66,6 +66,7 @@ Consistency
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -110,13 +111,19 @@ class Op:
             return "maybe"
         return "must"
 
-    def label(self) -> str:
-        """A short description: `post a -> 200`, `read -> [a, b]`."""
+    def label(self, focus: str | None = None) -> str:
+        """A short description: `post a -> ok`, `read -> [a, b]`; a read of more than six ids is
+        summarised by its count and what it holds of `focus`."""
         if self.kind == "read":
             if self.ok is not True:
                 what = "failed"
+            elif len(self.ids or ()) <= 6 or focus is None:
+                what = "[" + ", ".join(self.ids or ()) + "]"
             else:
-                what = "[" + ", ".join(self.ids or ()) + "]" + (" (partial)" if self.partial else "")
+                n = (self.ids or ()).count(focus)
+                what = f"{len(self.ids)} ids, " + (f"{focus} x{n}" if n > 1 else "with " + focus if n else
+                                                    "without " + focus)
+            what += " (partial)" if self.partial and self.ok is True else ""
             return f"read -> {what}" + (f" ({self.note})" if self.note and self.ok is not True else "")
         outcome = {True: "ok", False: "refused", None: "unknown"}[self.ok]
         extra = f" ({self.note})" if self.note else ""
@@ -140,6 +147,8 @@ class Anomaly:
     summary: str
     ops: tuple[Op, ...]
     marks: dict[int, str] = field(default_factory=dict)
+    #: the message id the anomaly is about (long reads are summarised by what they hold of it)
+    focus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,7 +245,7 @@ def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
     tail = ("; no heal of it afterwards" if not heals else "; heals of it did not bring it back")
     summary = (f"{m} was acknowledged" + (f", then seen by a read of {last.client}" if seen else "")
                + f", and is missing from the final read{tail}")
-    return Anomaly("Durability", summary, _sorted_unique(chosen), marks)
+    return Anomaly("Durability", summary, _sorted_unique(chosen), marks, m)
 
 
 def _sorted_unique(ops: Iterable[Op]) -> tuple[Op, ...]:
@@ -258,7 +267,7 @@ def _check_duplicates(ops: Sequence[Op]) -> PropertyResult:
     marks[read.index] = f"{m} twice"
     summary = (f"a read returned {m} {Counter(read.ids)[m]} times; {len(bad)} read(s) had duplicates "
                f"({len(involved)} post/heal requests for {m} before it)")
-    return PropertyResult(VIOLATED, summary, Anomaly("Duplicates", summary, _sorted_unique(involved + [read]), marks))
+    return PropertyResult(VIOLATED, summary, Anomaly("Duplicates", summary, _sorted_unique(involved + [read]), marks, m))
 
 
 def _check_heals(ops: Sequence[Op], reconciler: bool) -> PropertyResult:
@@ -282,7 +291,7 @@ def _check_heals(ops: Sequence[Op], reconciler: bool) -> PropertyResult:
     marks = {h.index: "answered success", r.index: f"{h.id} missing; no write overlapped the heal"}
     summary = (f"heal of {h.id} answered success, yet a later read lacks it and no other write overlapped "
                f"the heal ({len(found)} such heal(s))")
-    anomaly = Anomaly("HealEffective", summary, _sorted_unique(posts + [h, r]), marks)
+    anomaly = Anomaly("HealEffective", summary, _sorted_unique(posts + [h, r]), marks, h.id)
     if reconciler:
         return PropertyResult(UNKNOWN, summary + "; a background writer might explain it", anomaly)
     return PropertyResult(VIOLATED, summary, anomaly)
@@ -342,41 +351,46 @@ def _producible(target: tuple[str, ...], value: tuple[str, ...], writers: list[t
     its id) plus a chain of writes of not-yet-opened writers, each adding its id once."""
     want = Counter(target)
     spare = Counter(m for m, snap in writers if snap is None)
-    bases = [value] + [_add(snap, m) for m, snap in writers if snap is not None]
-    for base in bases:
+    # a base must hold at least this many of each id (the rest can come from the spare writers)
+    floor = [(m, n - spare[m]) for m, n in want.items() if n > spare[m]]
+    size = len(target)
+    for base in [value] + [_add(snap, m) for m, snap in writers if snap is not None]:
+        if len(base) > size:
+            continue
         have = Counter(base)
-        if have <= want and all(spare[m] >= n for m, n in (want - have).items()):
+        if all(have[m] >= n for m, n in floor) and all(want[m] >= n for m, n in have.items()):
             return True
     return False
 
 
 def _reads_feasible(seg: _Segment, opened: int, done: int, value: tuple[str, ...], snaps: tuple,
-                    ahead: tuple | None = None) -> bool:
+                    ahead: list | None = None, absorbed: int = 0) -> bool:
     """False when a pending (not partial) read of the segment, or the first read of the next
     segment (`ahead`: its value and the ids of the writers that may precede it), can no longer be
     matched: no write that may still come before its completion can produce the value it returned."""
     snapmap = dict(snaps)
-    if ahead is not None:
-        writers = [(seg.ops[i].id, snapmap.get(i)) for i in range(len(seg.ops))
-                   if not seg.is_read[i] and not done >> i & 1] + ahead[1]
-        if not _producible(ahead[0], value, writers):
-            return False
+    if ahead:
+        mine = [(seg.ops[i].id, snapmap.get(i)) for i in range(len(seg.ops))
+                if not seg.is_read[i] and not (done | absorbed) >> i & 1]
+        for target, later in ahead:
+            if not _producible(target, value, mine + later):
+                return False
     checked = 0
     for q in seg.by_end:
         if not seg.is_read[q] or done >> q & 1 or seg.ops[q].partial:
             continue
         end = seg.ops[q].end
         writers = [(seg.ops[i].id, snapmap.get(i)) for i in range(len(seg.ops))
-                   if not seg.is_read[i] and not done >> i & 1 and seg.ops[i].invoke < end]
+                   if not seg.is_read[i] and not (done | absorbed) >> i & 1 and seg.ops[i].invoke < end]
         if not _producible(seg.want[q], value, writers):
             return False
         checked += 1
-        if checked == 3:
+        if checked == 8:
             break
     return True
 
 
-def _search(segments: list[_Segment], max_steps: int, max_seconds: float):
+def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: random.Random | None = None):
     """(status, steps, deepest); status HOLDS, VIOLATED or UNKNOWN.
 
     A state is (segment, opened, done, absorbed, committed, value, snaps). `opened` ops have
@@ -398,17 +412,17 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float):
     # the value the first read after each segment wants: where a segment without reads should head
     # the first (not partial) read after each segment: its value and the ids of the writers that
     # may precede it (segments without reads in between pass it on, adding their writers)
-    lookahead: list[tuple | None] = [None] * len(segments)
+    lookahead: list[list] = [[] for _ in segments]
     for k in range(len(segments) - 2, -1, -1):
         later = segments[k + 1]
-        first_read = next((i for i in later.by_end if later.is_read[i] and not later.ops[i].partial), None)
-        if first_read is not None:
-            end = later.ops[first_read].end
-            lookahead[k] = (later.want[first_read], [(later.ops[i].id, None) for i in range(len(later.ops))
-                                                     if not later.is_read[i] and later.ops[i].invoke < end])
-        elif lookahead[k + 1] is not None:
-            lookahead[k] = (lookahead[k + 1][0], lookahead[k + 1][1] + [
-                (later.ops[i].id, None) for i in range(len(later.ops)) if not later.is_read[i]])
+        firsts = [i for i in later.by_end if later.is_read[i] and not later.ops[i].partial][:1]
+        if firsts:
+            lookahead[k] = [(later.want[q], [(later.ops[i].id, None) for i in range(len(later.ops))
+                                             if not later.is_read[i] and later.ops[i].invoke < later.ops[q].end])
+                            for q in firsts]
+        else:
+            passed = [(later.ops[i].id, None) for i in range(len(later.ops)) if not later.is_read[i]]
+            lookahead[k] = [(target, writers + passed) for target, writers in lookahead[k + 1]]
     stack = [(0, 0, 0, 0, 0, (), ())]
     while stack:
         state = stack.pop()
@@ -437,9 +451,9 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float):
         resolved = bin(done).count("1")
         if seg_i > deepest.segment or (seg_i == deepest.segment and resolved > deepest.resolved):
             deepest.segment, deepest.resolved, deepest.value, deepest.done = seg_i, resolved, value, done
-        if not _reads_feasible(seg, opened, done, value, snaps, lookahead[seg_i]):
+        if not _reads_feasible(seg, opened, done, value, snaps, lookahead[seg_i], absorbed):
             continue
-        ahead = lookahead[seg_i][0] if lookahead[seg_i] else ()
+        ahead = lookahead[seg_i][0][0] if lookahead[seg_i] else ()
         wanted_ids = set(ahead).union(*(seg.want[i] for i in range(len(seg.ops))
                                                    if seg.is_read[i] and not done >> i & 1))
         enabled = [i for i in seg.order if not done >> i & 1 and not seg.is_read[i] and not seg.need[i] & ~done]
@@ -468,10 +482,10 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float):
                     moves.append((3, (seg_i, opened & ~bit, done | bit, absorbed, committed, value, rest)))
                 continue
             # open (capture the value now) or lose (absorb; for a maybe-write op: skip)
-            if before_q & bit:  # must precede the next read: head for its value
-                keep, lose = (2, 5) if op.id in tset else (5, 0)
-            elif op.id not in wanted_ids:
+            if op.id not in wanted_ids:  # no pending read has it: most likely a lost update
                 keep, lose = 6, 0
+            elif before_q & bit:  # must precede the next read: head for its value
+                keep, lose = (2, 5) if op.id in tset else (4, 5)
             elif op.id in tset:
                 keep, lose = 3, 6
             else:
@@ -482,9 +496,33 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float):
                 moves.append((lose, (seg_i, opened, done | bit, absorbed, committed, value, snaps)))
             elif not committed & bit:
                 moves.append((lose, (seg_i, opened, done, absorbed | bit, committed, value, snaps)))
+        if rng is not None:  # a restart: the same moves, in a perturbed order
+            moves = [(p + rng.uniform(0, 3), m) for p, m in moves]
         moves.sort(key=lambda pm: pm[0])
         stack.extend(move for _, move in reversed(moves))  # the best move is tried first
     return VIOLATED, steps, deepest
+
+
+def _restarts(segments: list[_Segment], max_steps: int, max_seconds: float):
+    """`_search` with restarts: a depth-first search that took a wrong turn early can spend its
+    whole budget below it, so the budget is split between the plain heuristic order and orders
+    perturbed by seeded random noise (reproducible), with growing budgets. Any attempt that ends
+    without exhausting its budget is conclusive (the search is complete whatever the order)."""
+    deadline = time.monotonic() + max_seconds
+    total, deepest, attempt = 0, None, 0
+    budget = max(1, max_steps // 16)
+    while True:
+        left = max_steps - total
+        seconds = deadline - time.monotonic()
+        rng = None if attempt == 0 else random.Random(attempt)
+        status, steps, found = _search(segments, min(budget, left), max(0.0, seconds), rng)
+        total += steps
+        if deepest is None or (found.segment, found.resolved) > (deepest.segment, deepest.resolved):
+            deepest = found
+        if status != UNKNOWN or total >= max_steps or time.monotonic() >= deadline:
+            return status, total, deepest if status != VIOLATED else found
+        attempt += 1
+        budget = budget * 3 // 2 + 1
 
 
 def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
@@ -505,11 +543,11 @@ def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
                 summary = f"a read returned {m}, but {what}"
                 marks = {r.index: f"returned {m}"} | {w.index: "invoked later" for w in late}
                 return PropertyResult(VIOLATED, summary, Anomaly("Consistency", summary,
-                                                                 _sorted_unique([r] + late[:2]), marks)), 0
+                                                                 _sorted_unique([r] + late[:2]), marks, m)), 0
     if reconciler:
         return PropertyResult(HOLDS, "every id read was posted before (reconciler: no order searched)"), 0
     segments = _segments(reads + writers)
-    status, steps, deepest = _search(segments, max_steps, max_seconds)
+    status, steps, deepest = _restarts(segments, max_steps, max_seconds)
     if status == HOLDS:
         return PropertyResult(HOLDS, f"{len(reads)} reads explained by an order of {len(writers)} writes "
                                      f"({steps} search steps, {len(segments)} segments)"), steps
@@ -543,7 +581,7 @@ def _consistency_anomaly(seg: _Segment, deepest: _Deepest, everything: list[Op])
     summary = (f"a read returned [{', '.join(read.ids or ())}], which no order of the cache writes consistent "
                f"with real time explains (the closest order had [{explained}] at that point; differing: "
                f"{', '.join(diff)})")
-    return summary, Anomaly("Consistency", summary, _sorted_unique(chosen), marks)
+    return summary, Anomaly("Consistency", summary, _sorted_unique(chosen), marks, diff[0] if diff else None)
 
 
 def _stats(ops: Sequence[Op]) -> dict[str, float | int]:
@@ -600,7 +638,7 @@ def step_table(anomaly: Anomaly, origin: float | None = None) -> str:
              "| step | # | client | request and answer | invoked ms | completed ms | shows |",
              "|---|---|---|---|---|---|---|"]
     for n, op in enumerate(anomaly.ops, 1):
-        label = op.label().replace("|", "\\|")
+        label = op.label(anomaly.focus).replace("|", "\\|")
         lines.append(f"| {n} | {op.index} | {op.client} | {label} | {_ms(op.invoke, origin)} | "
                      f"{_ms(op.complete, origin)} | {anomaly.marks.get(op.index, '')} |")
     return "\n".join(lines) + "\n"
@@ -642,7 +680,7 @@ def sequence_svg(anomaly: Anomaly) -> str:
         out.append(f'<line x1="{a}" y1="{y}" x2="{b}" y2="{y}" stroke="{color}" marker-end="url(#a)"'
                    + (' stroke-dasharray="6,3"' if is_return else "") + "/>")
         text = (f"{step[op.index]}. {op.kind} {op.id or ''}".rstrip() if not is_return else
-                f"{step[op.index]}. " + op.label().split(" -> ", 1)[-1])
+                f"{step[op.index]}. " + op.label(anomaly.focus).split(" -> ", 1)[-1])
         out.append(f'<text x="{min(a, b) + 6}" y="{y - 5}">{escape(text[:60])}</text>')
         out.append(f'<text x="10" y="{y + 4}" fill="#666">{(t - origin) * 1000:.1f} ms</text>')
         if is_return and mark:

@@ -5,8 +5,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from kvheal.conformance.history import (HOLDS, UNKNOWN, VIOLATED, Op, check_history, op_from_dict,
-                                        sequence_svg, step_table)
+from kvheal.conformance.history import (
+    HOLDS,
+    UNKNOWN,
+    VIOLATED,
+    Op,
+    check_history,
+    op_from_dict,
+    sequence_svg,
+    step_table,
+)
 
 
 class H:
@@ -283,6 +291,16 @@ def test_renderings():
     assert {"tab0", "tab1", "audit", "cache"} <= set(texts)
     arrows = [line for line in root.iter("{http://www.w3.org/2000/svg}line") if line.get("marker-end")]
     assert len(arrows) == 6  # a request and an answer per operation
+
+
+def test_long_reads_are_summarised_by_the_focus_id():
+    read = Op(0, "tab0", "read", 0, 1, ids=tuple("abcdefgh") + ("a",))
+    assert read.label() == "read -> [a, b, c, d, e, f, g, h, a]"
+    assert read.label("a") == "read -> 9 ids, a x2"
+    assert read.label("b") == "read -> 9 ids, with b"
+    assert read.label("z") == "read -> 9 ids, without z"
+    assert Op(1, "tab0", "read", 0, 1, ids=("a",), partial=True).label("a") == "read -> [a] (partial)"
+    assert Op(2, "tab0", "heal", 0, None, id="a", ok=None, note="ReadTimeout").label() == "heal a -> unknown (ReadTimeout)"
 
 
 def test_op_round_trip_through_a_dict():
