@@ -24,7 +24,7 @@ from typing import Any
 import httpx2
 
 from kvheal.impl.client import Client, MemoryPendingStore
-from kvheal.impl.config import WorkerConfig
+from kvheal.impl.config import WORKER_VARIANTS, WorkerConfig
 from kvheal.impl.kv import KV, MemoryKV
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
 from kvheal.impl.worker import create_app
@@ -101,7 +101,7 @@ class InProcessSystem:
         inner = wrap_kv(self.backend) if wrap_kv else self.backend
         self.kv = GatedKV(inner, self.keeper)
         self.worker_config = WorkerConfig(
-            variants=self.variants & {"dedupe", "atomic_cache", "sweeper"}, cap=config.cap,
+            variants=self.variants & WORKER_VARIANTS, cap=config.cap,
             secret=b"kvheal-conformance", max_cas_attempts=1_000_000, cas_backoff_ms=0.0,
             sweeper_in_app=False,
             # the model's behaviour: any cache update may go first, no-op writes are written

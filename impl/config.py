@@ -12,6 +12,8 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 
+from kvheal.flags import CLIENT_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError, parse_variants
+
 __all__ = ["VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "ConfigError", "parse_variants",
            "WorkerConfig", "OPTIONS_ENV", "HTTP_OPTIONS"]
 
@@ -22,29 +24,8 @@ OPTIONS_ENV = "KVHEAL_WORKER_OPTIONS"
 HTTP_OPTIONS = ("max_future_ms", "post_rate", "post_burst", "heal_rate", "heal_burst",
                 "cors_origins", "allowed_hosts", "body_timeout", "max_json_depth")
 
-#: every flag of SPEC §5, in its order
-VARIANTS: tuple[str, ...] = ("dedupe", "keep_verifying", "atomic_cache", "sweeper", "tab_crash",
-                             "shared_pending")
-WORKER_VARIANTS = frozenset({"dedupe", "atomic_cache", "sweeper"})
-CLIENT_VARIANTS = frozenset({"keep_verifying", "tab_crash", "shared_pending"})
-
-
-class ConfigError(ValueError):
-    """An invalid configuration: the message says what is wrong and how to fix it."""
-
-
-def parse_variants(spec: str | list[str] | tuple[str, ...] | frozenset[str] | None) -> frozenset[str]:
-    """The set of flags in a comma-separated list (or an iterable); ConfigError on an unknown one."""
-    if spec is None:
-        return frozenset()
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    flags = frozenset(item.strip() for item in items if item.strip())
-    unknown = sorted(flags - set(VARIANTS))
-    if unknown:
-        raise ConfigError(f"unknown variant {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
-    return flags
-
-
+# The design flags, which part of the system each changes, their parser and the one error
+# type are the registry's (kvheal.flags), shared with the model and the command line.
 @dataclass(frozen=True)
 class WorkerConfig:
     """How the worker behaves: the design flags, cache capacity, limits, heal secret, sweeper."""
