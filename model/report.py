@@ -374,11 +374,12 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
         return ["measured: " + claim.measured]
     if v == NOT_MODELLED:
         return ["not modelled: " + claim.not_modelled]
-    return [
-        "not run (" + ", ".join(f"{b['property']}" for b in dec["by"]) + "; try --full)"
-        if dec["by"]
-        else "not decided here"
-    ]
+    unknown = [b["property"] for b in dec["by"] if b["status"] == "unknown"]
+    if unknown:
+        return ["unknown (" + ", ".join(unknown) + ": the search stopped at --max-states)"]
+    if dec["by"]:
+        return ["not run (" + ", ".join(b["property"] for b in dec["by"]) + "; try --full)"]
+    return ["not decided here"]
 
 
 def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, str]:

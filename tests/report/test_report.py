@@ -141,3 +141,16 @@ def test_recorded_verdicts_are_current():
         assert rec["design"] == design
         fresh = readme_table([rec])
         assert fresh == readme_table_from_verdicts({"records": [data[design]]}), design
+
+
+def test_max_states_gives_unknown_not_holds(tmp_path):
+    proc = kvheal_here(
+        "report", "--out", str(tmp_path), "--designs", "seed", "--tabs", "3", "--max-states", "50", "-q"
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "report.md").read_text()
+    assert "| seed | unknown | unknown | unknown | unknown | unknown | 50 |" in md
+    assert f"`kvheal report --out {tmp_path} --quick --tabs 3 --designs seed --max-states 50`" in md
+    assert "explicit (incomplete)" in md
+    assert "unknown (Converges: the search stopped at --max-states)" in md
+    assert "holds" not in md.split("## Design")[1].split("## ")[0]
