@@ -15,7 +15,7 @@ never see each other.
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, sweeper, tab_crash, shared_pending
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("dedupe", "worker", "every cache writer skips an id already in its snapshot"),
     Flag("keep_verifying", "client", "a tab never drops a pending id: it keeps checking and healing"),
     Flag("atomic_cache", "worker", "every cache update is one atomic step (compare-and-swap loop)"),
+    Flag("heal_atomic", "worker", "only the heal's cache update is atomic; posts still read-modify-write"),
     Flag("sweeper", "worker", "a server-side reconciler re-adds stored ids the cache lacks"),
     Flag("tab_crash", "fault", "a tab may die at any time (injected by tests)"),
     Flag("shared_pending", "client", "one pending list for all tabs of a browser, read-modify-written"),
@@ -56,7 +57,9 @@ CLIENT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "client")
 FAULT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "fault")
 
 #: Combinations that make no sense, each with the reason (checked by :func:`parse_variants`).
-CONFLICTS: tuple[tuple[frozenset[str], str], ...] = ()
+CONFLICTS: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"atomic_cache", "heal_atomic"}), "heal_atomic is implied by atomic_cache; give one of them"),
+)
 
 
 def parse_variants(spec: str | Iterable[str] | None, known: Iterable[str] = VARIANTS) -> frozenset[str]:

@@ -127,6 +127,11 @@ class WorkerConfig:
         return "atomic_cache" in self.variants
 
     @property
+    def heal_atomic(self) -> bool:
+        """Whether a heal's cache update is atomic (a CAS loop), with atomic_cache or alone."""
+        return "heal_atomic" in self.variants or self.atomic_cache
+
+    @property
     def sweeper(self) -> bool:
         """Whether a background reconciler repairs the cache from the `comment:` keys."""
         return "sweeper" in self.variants

@@ -135,8 +135,9 @@ class Worker:
     def __init__(self, kv: KV, config: WorkerConfig | None = None) -> None:
         self.kv = kv
         self.config = config or WorkerConfig()
-        if self.config.atomic_cache and not kv.supports_cas:
-            raise ConfigError(f"the atomic_cache design needs compare-and-swap, which the {kv.name} "
+        if self.config.heal_atomic and not kv.supports_cas:
+            design = "atomic_cache" if self.config.atomic_cache else "heal_atomic"
+            raise ConfigError(f"the {design} design needs compare-and-swap, which the {kv.name} "
                               "backend does not offer (use sqlite, redis or memory)")
         self._cache_lock = asyncio.Lock()
         self._claims: dict[str, asyncio.Lock] = {}
@@ -206,15 +207,16 @@ class Worker:
         message = await self.read_message(message_id)
         if message is None:
             return None
-        return await self.update_cache(message)
+        return await self.update_cache(message, atomic=self.config.heal_atomic)
 
     async def read_cache(self) -> list[dict]:
         """The cache's messages, oldest first (one `get`)."""
         return decode_cache(await self.kv.get(CACHE_KEY))
 
-    async def update_cache(self, message: dict) -> CacheUpdate:
-        """Add `message` to the cache as the design says: racy read-modify-write or a CAS loop."""
-        if self.config.atomic_cache:
+    async def update_cache(self, message: dict, atomic: bool | None = None) -> CacheUpdate:
+        """Add `message` to the cache as the design says: racy read-modify-write or a CAS loop
+        (`atomic`: the heal's own choice with heal_atomic; default: the design's)."""
+        if self.config.atomic_cache if atomic is None else atomic:
             if self.config.cache_lock:
                 async with self._cache_lock:
                     return await self._update_cache_cas(message)
@@ -609,7 +611,7 @@ def _routes(worker: Worker) -> list[Route]:
                 return _error(404, "no such message")
             if not worker.token_fits(token, message):
                 return _error(403, "heal token does not match this message")
-            update = await worker.update_cache(message)
+            update = await worker.update_cache(message, atomic=config.heal_atomic)
         except KVError as exc:
             log.warning("heal %s failed: %s", message_id, exc)
             return _error(503, "store unavailable")

@@ -40,6 +40,11 @@ def _both(a, b):
     return lambda cfg: a(cfg) and b(cfg)
 
 
+def _heal_is_atomic(cfg):
+    """The heal's cache update is one step with atomic_cache, and with heal_atomic alone."""
+    return cfg.has("atomic_cache") or cfg.has("heal_atomic")
+
+
 def _own(cfg, t):
     return [m for m in range(cfg.messages) if cfg.owner(m) == t]
 
@@ -66,7 +71,7 @@ VARIABLES = [
     Var("pending", MSGS, doc="the one pending list all tabs share", when=_has("shared_pending")),
     Var("poll", POLL, "t", "tab t's poll: the cache value its GET returned, not yet processed"),
     Var("heal", HEAL, "heal", "the heal request for m (per (t, m) with shared_pending)",
-        unused=lambda cfg: ("CacheRead",) if cfg.has("atomic_cache") else ()),
+        unused=lambda cfg: ("CacheRead",) if _heal_is_atomic(cfg) else ()),
     Var("alive", IdsType("t", view="bools"), doc="the live tabs", when=_has("tab_crash"),
         absent=lambda cfg: frozenset(range(cfg.tabs)), init=lambda cfg, _: frozenset(range(cfg.tabs))),
     Var("sweep", SWEEP, doc="the sweeper's pass", when=_has("sweeper"), absent=lambda cfg: "Idle",
@@ -213,6 +218,7 @@ def Crash(cfg, s, x, t):
 
 
 _atomic, _plain = _has("atomic_cache"), _lacks("atomic_cache")
+_heal_atomic, _heal_plain = _heal_is_atomic, lambda cfg: not _heal_is_atomic(cfg)
 _sweeper = _has("sweeper")
 
 ACTIONS = [
@@ -231,12 +237,12 @@ ACTIONS = [
               when=_has("shared_pending"), group=2),
     ActionDef("HealKey", "heal", "heal", HealKey, "get comment:<id> (404: the heal ends)", group=3,
               kv="get comment"),
-    ActionDef("HealRead", "heal", "heal", HealRead, "get recent:comments", when=_plain, group=3,
+    ActionDef("HealRead", "heal", "heal", HealRead, "get recent:comments", when=_heal_plain, group=3,
               kv="get cache"),
     ActionDef("HealWrite", "heal", "heal", HealWrite, "put recent:comments: add(snapshot, m)",
-              when=_plain, group=3, kv="put cache"),
+              when=_heal_plain, group=3, kv="put cache"),
     ActionDef("HealCache", "heal", "heal", HealCache, "the atomic cache update of a heal",
-              when=_atomic, group=3, kv="cas cache"),
+              when=_heal_atomic, group=3, kv="cas cache"),
     ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
               kv="list comment"),
     ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments",
@@ -259,6 +265,8 @@ FLAGS = [
     FlagDef("atomic_cache", "the cache update is one atomic step", "worker",
             adds=("PostCache", "HealCache", "SweepCache"),
             removes=("PostRead", "PostWrite", "HealRead", "HealWrite", "SweepRead", "SweepWrite")),
+    FlagDef("heal_atomic", "only the heal's cache update is atomic", "worker",
+            adds=("HealCache",), removes=("HealRead", "HealWrite")),
     FlagDef("sweeper", "a server-side reconciler re-adds stored ids the cache lacks", "worker",
             adds=("SweepList", "SweepRead", "SweepWrite", "SweepCache")),
     FlagDef("tab_crash", "fault: a tab may die at any time", "fault", adds=("Crash",)),

@@ -22,6 +22,8 @@ PINNED = [
     (2, 1, None, "tab_crash", 12104, 54114),
     (2, 1, None, "dedupe,tab_crash", 6035, 27336),
     (2, 1, None, "dedupe,shared_pending", 811568, 4450906),
+    (2, 1, None, "heal_atomic", 2907, 9262),
+    (2, 1, None, "dedupe,heal_atomic", 1897, 6474),
     (2, 1, None, "dedupe,keep_verifying,atomic_cache", 372, 1304),
     (2, 1, None, "dedupe,atomic_cache,sweeper,tab_crash", 7654, 42290),
     (2, 1, 1, "", 2126, 7572),

@@ -19,7 +19,7 @@ from kvheal.model.report import (
     slug,
 )
 
-from .conftest import checked, kvheal, kvheal_here
+from .conftest import checked, kvheal_here
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -77,10 +77,15 @@ def test_markdown_and_html_say_the_same():
     }
 
 
-def test_report_command_and_its_cache(tmp_path):
+def test_report_command_and_its_cache(tmp_path, monkeypatch):
+    # in this process with the model's digest pinned: an edit of the model by someone else
+    # between the runs must not make the cache miss here (it would, rightly, in real use)
+    import kvheal.report_cmd as report_cmd
+
+    monkeypatch.setattr(report_cmd, "model_digest", lambda: "pinned")
     out = tmp_path / "rep"
     args = ("report", "--out", str(out), "--designs", "seed;dedupe,atomic_cache", "-q")
-    proc = kvheal(*args)
+    proc = kvheal_here(*args)
     assert proc.returncode == 0, proc.stderr
     for name in (
         "index.html",
@@ -100,11 +105,11 @@ def test_report_command_and_its_cache(tmp_path):
     for key, rec in cache.items():
         if rec["design"] == "seed":
             rec["states"] = 12345
-            assert json.loads(key)["design"] == "seed" and "model" in json.loads(key)
+            assert json.loads(key)["design"] == "seed" and json.loads(key)["model"] == "pinned"
     cache_file.write_text(json.dumps(cache))
-    assert kvheal(*args).returncode == 0
+    assert kvheal_here(*args).returncode == 0
     assert "| 12,345 |" in (out / "report.md").read_text()
-    assert kvheal(*args, "--no-cache").returncode == 0
+    assert kvheal_here(*args, "--no-cache").returncode == 0
     assert "| 7,070 |" in (out / "report.md").read_text()
 
 
