@@ -24,8 +24,9 @@ def kvheal(*args: str):
 
 @pytest.mark.parametrize("args, reason", [
     (["serve", "--backend", "foo"], "kvheal: error: unknown backend 'foo' (known: sqlite, redis, memory)"),
-    (["serve", "--variant", "dedupe,nope"], "kvheal: error: unknown variant nope (known: dedupe, "
-                                            "keep_verifying, atomic_cache, sweeper, tab_crash, shared_pending)"),
+    (["serve", "--variant", "dedupe,nope"], "kvheal: error: unknown variant 'nope'; known variants: dedupe, "
+                                            "keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, "
+                                            "shared_pending"),
     (["serve", "--backend", "memory", "--workers", "2"],
      "kvheal: error: the memory backend lives in one process: use --workers 1, or sqlite/redis"),
     (["serve", "--cap", "0"], "kvheal: error: --cap must be at least 1, got 0"),
