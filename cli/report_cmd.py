@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import shlex
+import subprocess
+import sys
 import time
 from importlib import metadata, resources
 from pathlib import Path
@@ -132,6 +134,12 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
     help="Stop each check after this many states (its open verdicts are then 'unknown'); "
     "useful beyond tabs 2, where --quick's promise of minutes does not hold.",
 )
+@click.option(
+    "--stress/--no-stress",
+    default=None,
+    help="Also race the real system with kvheal stress (seed, dedupe, atomic_cache,dedupe at "
+    "2, 8 and 16 tabs, 3 runs each; about a minute) and plot it. Default: on with --full.",
+)
 @click.option("--no-cache", is_flag=True, help="Re-check every design even if cached.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def report(
@@ -140,6 +148,7 @@ def report(
     tabs: int,
     mode: str,
     max_states: int | None,
+    stress: bool | None,
     no_cache: bool,
     quiet: bool,
 ) -> int:
@@ -202,6 +211,9 @@ def report(
         words += ["--designs", ";".join(chosen)] if designs else []
         words += ["--max-states", str(max_states)] if max_states else []
         command = " ".join(shlex.quote(w) for w in words)
+        measured = None
+        if stress if stress is not None else mode == "full":
+            measured = run_stress(cache, cache_path, progress, task)
         files = assemble(
             records,
             {
@@ -211,6 +223,7 @@ def report(
                 "mode": mode,
                 "skipped": skipped,
             },
+            measured,
         )
         for rel, text in files.items():
             _write(out / rel, text)
@@ -218,6 +231,47 @@ def report(
         f"wrote {out / 'index.html'} and {len(files) - 1} other files in {time.perf_counter() - t0:.1f}s"
     )
     return 0
+
+
+#: What the report races on the real system: designs whose flags change the worker, tab counts.
+STRESS_DESIGNS = ("seed", "dedupe", "atomic_cache,dedupe")
+STRESS_TABS = (2, 8, 16)
+STRESS_RUNS = 3
+
+
+def run_stress(cache: dict[str, Any], cache_path: Path, progress: Any, task: Any) -> list[dict[str, Any]]:
+    """``kvheal stress --json`` per design and number of tabs, each in a fresh process (the
+    real worker and clients); results cached like the checks (``--no-cache`` re-measures)."""
+    out = []
+    for d in STRESS_DESIGNS:
+        for n in STRESS_TABS:
+            words = ["kvheal", "stress", "--tabs", str(n), "--runs", str(STRESS_RUNS), "--json"]
+            words += ["--variant", d] if d != "seed" else []
+            command = " ".join(shlex.quote(w) for w in words)
+            key = json.dumps({"stress": command, "kvheal": version()}, sort_keys=True)
+            if key in cache:
+                out.append(cache[key])
+                continue
+            progress.update(task, description=f"stress: {d} at {n} tabs")
+            rec: dict[str, Any] = {"design": d, "tabs": n, "runs": STRESS_RUNS, "command": command}
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "kvheal", *words[1:]], capture_output=True, text=True, timeout=600
+                )
+            except (OSError, subprocess.TimeoutExpired) as e:
+                rec["error"] = f"{type(e).__name__}: {e}"[:200]
+            else:
+                rec["exit"] = proc.returncode
+                try:
+                    rec["summary"] = json.loads(proc.stdout)["summary"]
+                except (ValueError, KeyError, TypeError):
+                    last = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+                    rec["error"] = f"exit {proc.returncode}: {last[0][:200]}"
+            out.append(rec)
+            if "summary" in rec:
+                cache[key] = rec
+                _write(cache_path, json.dumps(cache))
+    return out
 
 
 def _write(path: Path, text: str) -> None:

@@ -499,3 +499,75 @@ def state_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[s
         after = "(initial)" if i == 0 else f"{i}. {trace[i - 1]['action']}"
         lines.append(f"| {i} | {after} | " + " | ".join(_md_cell(row.get(f, "")) for f in fields) + " |")
     return "\n".join(lines) + "\n"
+
+
+# -- a line chart ----------------------------------------------------------------------------------------
+
+
+def line_chart_svg(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    width: int = 560,
+    height: int = 320,
+    y_max: float | None = None,
+) -> str:
+    """A small self-contained SVG line chart: one coloured line with dots per series, axes with
+    ticks at the x values and five y ticks from 0, a legend. Pure: points in, text out."""
+    left, right, top, bottom = 62, 160, 34, 48
+    pw, ph = width - left - right, height - top - bottom
+    xs = sorted({x for pts in series.values() for x, _ in pts}) or [0.0]
+    ys = [y for pts in series.values() for _, y in pts]
+    ymax = y_max if y_max is not None else (max(ys) if ys else 1.0)
+    ymax = ymax if ymax > 0 else 1.0
+    x0, x1 = min(xs), max(xs)
+
+    def px(x: float) -> float:
+        return left + (pw * (x - x0) / (x1 - x0) if x1 > x0 else pw / 2)
+
+    def py(y: float) -> float:
+        return top + ph - ph * y / ymax
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+        _text(left, 20, title, anchor="start", size=13, weight="bold"),
+        f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>',
+    ]
+    for x in xs:
+        out.append(
+            f'<line x1="{px(x):.1f}" y1="{top + ph}" x2="{px(x):.1f}" y2="{top + ph + 5}" stroke="#333"/>'
+        )
+        out.append(_text(px(x), top + ph + 18, f"{x:g}", size=10))
+    for i in range(6):
+        y = ymax * i / 5
+        out.append(
+            f'<line x1="{left - 5}" y1="{py(y):.1f}" x2="{left + pw}" y2="{py(y):.1f}" stroke="#e5e5e5"/>'
+        )
+        out.append(_text(left - 8, py(y) + 4, f"{y:.3g}", anchor="end", size=10))
+    out.append(_text(left + pw / 2, height - 10, x_label, size=11))
+    out.append(
+        f'<text x="14" y="{top + ph / 2:.1f}" text-anchor="middle" font-family="{FONT}" font-size="11" '
+        f'transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>'
+    )
+    for i, (name, pts) in enumerate(series.items()):
+        c = PALETTE[i % len(PALETTE)]
+        pts = sorted(pts)
+        if len(pts) > 1:
+            path = " ".join(
+                f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y) in enumerate(pts)
+            )
+            out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2.5"/>')
+        for x, y in pts:
+            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{c}"/>')
+        ly = top + 8 + 18 * i
+        out.append(
+            f'<line x1="{left + pw + 14}" y1="{ly}" x2="{left + pw + 34}" y2="{ly}" stroke="{c}" stroke-width="3"/>'
+        )
+        out.append(_text(left + pw + 40, ly + 4, name, anchor="start", size=10))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -23,7 +23,7 @@ from .claims import CLAIMS, CONFIRMED, DEPLOYED, MEASURED, NOT_APPLICABLE, NOT_M
 from .config import Config
 from .itf import dumps as itf_dumps
 from .itf import to_itf
-from .render import sequence_svg, state_table_md, step_table_md, trace_views
+from .render import line_chart_svg, sequence_svg, state_table_md, step_table_md, trace_views
 
 #: The designs of README's verdict table, in its order (variant labels).
 DESIGNS: tuple[str, ...] = (
@@ -382,10 +382,16 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
     return ["not decided here"]
 
 
-def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> dict[str, str]:
+def assemble(
+    records: Sequence[Mapping[str, Any]],
+    meta: Mapping[str, Any],
+    stress: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, str]:
     """The report's files, ``relative path -> text``: ``report.md``, ``index.html``,
     ``verdicts.json`` (the records without traces, for README's table) and per counterexample
-    ``cex/<design>-<property>.svg``, ``.itf.json`` and ``.md``.
+    ``cex/<design>-<property>.svg``, ``.itf.json`` and ``.md``; with ``stress`` (records of
+    ``kvheal stress --json`` runs, see :func:`stress_blocks`) the real system's section and its
+    charts under ``stress/``.
 
     ``meta`` carries ``command``, ``version``, ``tabs`` and ``mode`` (written in the header);
     nothing time-dependent is added here, so the same records give the same files."""
@@ -440,6 +446,10 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
             how.append((". " if how else "") + claim.note)
         if claim.measured and dec["post_mortem"]["verdict"] != MEASURED:
             how.append(" Measured: " + claim.measured + ".")
+        if claim.measured and stress:
+            how.append(" Measured by this report: see ")
+            how.append(("a", "the real system", "#stress", "#the-real-system-under-stress"))
+            how.append(".")
         pm_design = dec["post_mortem"]["design"]
         for check in claim.checks:
             pf = (by.get(pm_design, {}).get("all_tabs") or {}).get("properties", {}).get(check.prop)
@@ -556,6 +566,8 @@ def assemble(records: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> d
                 )
             )
     # the counterexamples
+    if stress:
+        blocks += stress_blocks(stress, files)
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(
         (
@@ -678,3 +690,96 @@ def readme_table_from_verdicts(data: Mapping[str, Any]) -> str:
         }
         records.append({**r, "properties": props})
     return readme_table(records)
+
+
+# -- the real system ------------------------------------------------------------------------------------
+
+
+def stress_blocks(stress: Sequence[Mapping[str, Any]], files: dict[str, str]) -> list[Any]:
+    """The real system's section: ``kvheal stress`` per design and number of tabs (records
+    ``{"design", "tabs", "runs", "command", "summary"}`` or ``"error"``), two charts written
+    into ``files`` (``stress/missing.svg``, ``stress/polls.svg``) and a table."""
+    ok = [r for r in stress if r.get("summary")]
+    missing: dict[str, list[tuple[float, float]]] = {}
+    polls: dict[str, list[tuple[float, float]]] = {}
+    rows = []
+    for r in stress:
+        sm = r.get("summary")
+        if not sm:
+            rows.append(
+                [
+                    [r["design"]],
+                    [str(r["tabs"])],
+                    [f"failed: {r.get('error', '?')}"],
+                    *[[""]] * 6,
+                    [("code", r["command"])],
+                ]
+            )
+            continue
+        acked = sm["acked"] or 1
+        missing.setdefault(r["design"], []).append((r["tabs"], sm["missing_after_post"] / acked))
+        polls.setdefault(r["design"], []).append((r["tabs"], float(sm.get("converge_polls_max") or 0)))
+        rows.append(
+            [
+                [r["design"]],
+                [str(r["tabs"])],
+                [f"{sm['runs']} runs, {sm['acked']} acked"],
+                [f"{sm['missing_after_post']} ({sm['missing_after_post'] / acked:.0%})"],
+                [str(sm["missing_after_heal"])],
+                [str(sm.get("lost", 0))],
+                [str(sm.get("duplicates", 0))],
+                [f"{sm.get('converged_runs', 0)} of {sm['runs']}; polls ≤ {sm.get('converge_polls_max')}"],
+                [str(sm.get("heals_sent", 0))],
+                [("code", r["command"])],
+            ]
+        )
+    blocks: list[Any] = [
+        ("h", 2, ["The real system under stress"], "stress"),
+        (
+            "p",
+            [
+                "The implementation (",
+                ("code", "kvheal serve"),
+                ": the Starlette worker over SQLite with "
+                "several processes, and real polling and healing clients) raced by ",
+                ("code", "kvheal stress"),
+                ": every tab posts at the same instant, then polls and heals. Measured by this run; "
+                "these are figures, not proofs.",
+            ],
+        ),
+    ]
+    if ok:
+        files["stress/missing.svg"] = line_chart_svg(
+            "Acknowledged messages missing right after posting",
+            "concurrent tabs",
+            "share of acknowledged messages",
+            missing,
+            y_max=1.0,
+        )
+        files["stress/polls.svg"] = line_chart_svg(
+            "Polls until every message is in the cache (worst run)", "concurrent tabs", "polls", polls
+        )
+        blocks.append(
+            ("svg", files["stress/missing.svg"], "stress/missing.svg", "missing right after posting")
+        )
+        blocks.append(("svg", files["stress/polls.svg"], "stress/polls.svg", "polls to converge"))
+    blocks.append(
+        (
+            "table",
+            [
+                "design",
+                "tabs",
+                "posts",
+                "missing after posting",
+                "missing after healing",
+                "lost",
+                "duplicates",
+                "converged",
+                "heals sent",
+                "command",
+            ],
+            rows,
+        )
+    )
+    files["stress/stress.json"] = json.dumps(list(stress), indent=1) + "\n"
+    return blocks

@@ -159,3 +159,65 @@ def test_max_states_gives_unknown_not_holds(tmp_path):
     assert "explicit (incomplete)" in md
     assert "unknown (Converges: the search stopped at --max-states)" in md
     assert "holds" not in md.split("## Design")[1].split("## ")[0]
+
+
+def test_stress_section_from_measurements():
+    """The real system's section from kvheal stress records (synthetic here: running the real
+    system is stress's own tests' business); a failed measurement is shown, not dropped."""
+    import xml.etree.ElementTree as ET
+
+    def summary(acked, missing, polls):
+        return {
+            "runs": 3,
+            "acked": acked,
+            "missing_after_post": missing,
+            "missing_after_heal": 0,
+            "lost": 0,
+            "duplicates": 0,
+            "converged_runs": 3,
+            "converge_polls_max": polls,
+            "heals_sent": missing,
+        }
+
+    stress = [
+        {
+            "design": "seed",
+            "tabs": 2,
+            "runs": 3,
+            "command": "kvheal stress --tabs 2",
+            "summary": summary(6, 3, 1),
+        },
+        {
+            "design": "seed",
+            "tabs": 8,
+            "runs": 3,
+            "command": "kvheal stress --tabs 8",
+            "summary": summary(24, 18, 3),
+        },
+        {
+            "design": "atomic_cache,dedupe",
+            "tabs": 8,
+            "runs": 3,
+            "command": "kvheal stress --tabs 8 --variant x",
+            "summary": summary(24, 0, 0),
+        },
+        {
+            "design": "dedupe",
+            "tabs": 8,
+            "runs": 3,
+            "command": "kvheal stress --tabs 8 --variant dedupe",
+            "error": "exit 2: kvheal: error: no port",
+        },
+    ]
+    files = assemble(small_records(), META, stress)
+    md = files["report.md"]
+    assert "## The real system under stress" in md
+    assert "| seed | 8 | 3 runs, 24 acked | 18 (75%) | 0 | 0 | 0 | 3 of 3; polls ≤ 3 | 18 |" in md
+    assert "| dedupe | 8 | failed: exit 2: kvheal: error: no port |" in md
+    assert "Measured by this report: see [the real system](#the-real-system-under-stress)" in md
+    root = ET.fromstring(files["stress/missing.svg"])
+    dots = [c for c in root.iter("{http://www.w3.org/2000/svg}circle")]
+    assert len(dots) == 3  # two seed points, one atomic_cache,dedupe point; the failure has none
+    assert files["stress/polls.svg"] in files["index.html"]
+    assert json.loads(files["stress/stress.json"]) == stress
+    assert "stress/missing.svg" not in assemble(small_records(), META)  # no measurements, no section
