@@ -63,6 +63,48 @@ def model_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def impl_digest() -> str:
+    """A digest of the real system's and the conformance layer's sources (replays depend on them)."""
+    h = hashlib.sha256()
+    for package in ("kvheal.impl", "kvheal.conformance"):
+        for entry in sorted(resources.files(package).iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".py"):
+                h.update(entry.name.encode())
+                h.update(entry.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def replay_record(rec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """``kvheal replay --json`` of a record's counterexamples, in a fresh process on the real
+    worker (SQLite): per property whether the violation was reproduced, the evidence, and
+    where the real system diverged if it could not follow the trace."""
+    violated = {n: p for n, p in rec["properties"].items() if p["status"] == "violated"}
+    if not violated:
+        return {}
+    variant = [] if rec["design"] == "seed" else rec["design"].split(",")
+    source = {
+        "config": {"tabs": rec["tabs"], "per_tab": rec["per_tab"], "cap": rec["cap"], "variant": variant},
+        "properties": {n: {"status": "violated", "trace": p["trace"]} for n, p in violated.items()},
+    }
+    path = workdir / f"{rec['design'].replace(',', '+')}.check.json"
+    _write(path, json.dumps(source))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kvheal", "replay", str(path), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        results = json.loads(proc.stdout)["results"]
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as e:
+        last = getattr(e, "stderr", "") or ""
+        return {n: {"error": f"{type(e).__name__} {last.strip()[-200:]}".strip()} for n in violated}
+    return {
+        r["property"]: {k: r.get(k) for k in ("status", "reproduced", "evidence", "diverged", "backend")}
+        for r in results
+    }
+
+
 def cache_key(design: str, tabs: int, digest: str, max_states: int | None = None) -> str:
     return json.dumps(
         {
@@ -140,6 +182,12 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
     help="Also race the real system with kvheal stress (seed, dedupe, atomic_cache,dedupe at "
     "2, 8 and 16 tabs, 3 runs each; about a minute) and plot it. Default: on with --full.",
 )
+@click.option(
+    "--replay/--no-replay",
+    default=True,
+    show_default=True,
+    help="Replay every counterexample on the real worker and clients (kvheal replay, SQLite).",
+)
 @click.option("--no-cache", is_flag=True, help="Re-check every design even if cached.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def report(
@@ -149,6 +197,7 @@ def report(
     mode: str,
     max_states: int | None,
     stress: bool | None,
+    replay: bool,
     no_cache: bool,
     quiet: bool,
 ) -> int:
@@ -204,6 +253,14 @@ def report(
                 records.append(rec)
                 cache[key] = rec
                 _write(cache_path, json.dumps(cache))
+            if replay and any(p["status"] == "violated" for p in records[-1]["properties"].values()):
+                rkey = json.dumps({"replay": key, "impl": impl_digest()}, sort_keys=True)
+                if rkey not in cache:
+                    progress.update(task, description=f"replaying {d}'s counterexamples on the real system")
+                    cache[rkey] = replay_record(records[-1], out / "replay")
+                    if not any("error" in r for r in cache[rkey].values()):
+                        _write(cache_path, json.dumps(cache))
+                records[-1] = {**records[-1], "replay": cache[rkey]}
             progress.advance(task)
         progress.update(task, description=f"assembling the report ({len(records)} designs)")
         skipped = [d for d in DESIGNS if d not in chosen] if not designs else []

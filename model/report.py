@@ -351,7 +351,29 @@ def _cell(rec: Mapping[str, Any] | None, prop: str) -> list[Any]:
     return [st]
 
 
-def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
+def replay_text(rec: Mapping[str, Any] | None, prop: str) -> str:
+    """What replaying a counterexample on the real system showed, in a few words ("" if not run)."""
+    r = ((rec or {}).get("replay") or {}).get(prop)
+    if not r:
+        return ""
+    if r.get("error"):
+        return "replay failed: " + r["error"]
+    if r.get("reproduced"):
+        return "reproduced on the real system"
+    if r.get("diverged"):
+        return "the real system could not follow the trace"
+    return "not reproduced on the real system"
+
+
+def _replay_cell(rec: Mapping[str, Any], prop: str) -> str:
+    r = (rec.get("replay") or {}).get(prop)
+    text = replay_text(rec, prop)
+    if r and r.get("evidence"):
+        text += ": " + r["evidence"]
+    return text or "not replayed"
+
+
+def _claim_cell(dec: Mapping[str, Any], claim: Any, by: Mapping[str, Any] | None = None) -> list[Any]:
     v = dec["verdict"]
     if v == REFUTED:
         pieces: list[Any] = ["refuted: "]
@@ -361,6 +383,9 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any) -> list[Any]:
             if b["status"] == "violated":
                 stem = slug(b["design"], b["property"])
                 pieces.append(("a", f"{b['property']} violated", f"#{stem}", f"cex/{stem}.md"))
+                seen = replay_text((by or {}).get(b["design"]), b["property"])
+                if seen:
+                    pieces.append(f" ({seen})")
             else:
                 pieces.append(("a", f"{b['property']} holds", "#matrix", ""))
         return pieces
@@ -430,10 +455,12 @@ def assemble(
     rows = []
     for claim in CLAIMS:
         dec = decide(claim, verdicts, designs)
-        pm = _claim_cell(dec["post_mortem"], claim)
+        pm = _claim_cell(dec["post_mortem"], claim, by)
         if dec["post_mortem"]["design"] != "seed":
             pm = [*pm, f" (on {dec['post_mortem']['design']})"]
-        dep = _claim_cell(dec["deployed"], claim) if "deployed" in dec else ["(about the fix, not the app)"]
+        dep = (
+            _claim_cell(dec["deployed"], claim, by) if "deployed" in dec else ["(about the fix, not the app)"]
+        )
         true_of = (
             ", ".join(dec["true_of"])
             if dec["true_of"]
@@ -636,6 +663,7 @@ def assemble(
                         " · ",
                         ("a", "ITF", f"cex/{stem}.itf.json"),
                     ],
+                    [_replay_cell(rec, prop)],
                 ]
             )
             blocks.append(("h", 3, [title], stem))
@@ -657,7 +685,9 @@ def assemble(
             )
     if index_rows:
         at = next(i for i, b in enumerate(blocks) if b[0] == "h" and b[3] == "counterexamples") + 2
-        blocks.insert(at, ("table", ["counterexample", "kind", "steps", "files"], index_rows))
+        blocks.insert(
+            at, ("table", ["counterexample", "kind", "steps", "files", "on the real system"], index_rows)
+        )
     title = "kvheal report"
     files["report.md"] = to_markdown(blocks)
     files["index.html"] = to_html(blocks, title)
