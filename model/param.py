@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import z3
 
-from .config import Config, ConfigError, VARIANTS
+from .config import VARIANTS, Config, ConfigError
 from .definition import KVHEAL
 from .dsl import DefinitionError
 from .prove import PROVED, UNKNOWN, PropertyProof, Query
@@ -82,6 +82,8 @@ class Step:
 
     action: str
     per: str
+    #: who runs the action, from the definition (``request``: the worker's POST steps)
+    actor: str
     param: z3.ExprRef | None
     guard: z3.BoolRef
     rel: z3.BoolRef
@@ -116,7 +118,7 @@ def name_steps(variants: Iterable[str], steps: dict[str, tuple[z3.BoolRef, z3.Bo
     unfair = [a.name for a in acts if not a.fair]
     if unfair:
         raise DefinitionError(f"the all-tabs argument of {label} assumes weak fairness, but {unfair} are unfair")
-    return {a.name: Step(a.name, a.per, params.get(a.per), *steps[a.name]) for a in acts}
+    return {a.name: Step(a.name, a.per, a.actor, params.get(a.per), *steps[a.name]) for a in acts}
 
 
 #: The all-tabs encoding, in the words reports use.
@@ -511,7 +513,7 @@ class _KeepVerifying:
                      z3.If(p == self.CW, 1, 0))))
 
 
-def _finite_writes(kv: "_KeepVerifying", inv: z3.BoolRef, ask: Callable[..., bool], log: list[Query]) -> bool:
+def _finite_writes(kv: _KeepVerifying, inv: z3.BoolRef, ask: Callable[..., bool], log: list[Query]) -> bool:
     """The one-step facts behind "finitely many effective writes", for every size (part W of
     :data:`KV_ARGUMENT`).
 
@@ -686,13 +688,14 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
     # Liveness, per message. L1: every post reaches Acked.
     acked0, missing0 = s["post"](m0) == kv.ACKED, z3.Not(s["cache"](m0))
     lv = ok
-    for name, (guard, rel, _) in acts.items():
-        other = [m1 != m0] if name.startswith("Post") else []
+    posts = {st.label for st in kv.steps().values() if st.actor == "request"}  # the POST's steps
+    for name, (_, rel, _) in acts.items():
+        other = [m1 != m0] if name in posts else []
         lv &= ask(live, f"post-frame-{name}", f"does {name} (of another message) leave post[m0] alone?",
                   f"Inv(s) ∧ {name}(s,s'){' ∧ m1 ≠ m0' if other else ''} ∧ post'(m0) ≠ post(m0)",
                   inv, rel, *other, s2["post"](m0) != s["post"](m0))
-    for name, (guard, rel, _) in acts.items():
-        if not name.startswith("Post"):
+    for name, (_, rel, _) in acts.items():
+        if name not in posts:
             continue
         lv &= ask(live, f"post-advances-{name}", f"does {name}(m0) move post[m0] closer to Acked?",
                   f"Inv(s) ∧ {name}(s,s')[m1 := m0] ∧ rank'(m0) ≥ rank(m0)",
@@ -729,11 +732,11 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
     for name, (cond, var, val) in designated.items():
         guard, rel, eff = (z3.substitute(x, (var, val)) for x in acts[name])
         lv &= ask(live, f"chain-enabled-{name}", f"is {name} enabled where designated for m0?",
-                  f"Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ ¬guard_h(s)",
+                  "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ ¬guard_h(s)",
                   inv, acked0, missing0, cond, z3.Not(guard))
         lv &= ask(live, f"chain-helps-{name}",
                   f"does {name}, where designated, shorten m0's chain or write the cache effectively?",
-                  f"Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ h(s,s') ∧ ¬effective ∧ dist'(m0) ≥ dist(m0)",
+                  "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ h(s,s') ∧ ¬effective ∧ dist'(m0) ≥ dist(m0)",
                   inv, acked0, missing0, cond, rel, z3.Not(eff), d2 >= d)
     out: dict[str, PropertyProof] = {}
     for name in ("AckedIsStored", "CacheFromStore"):
@@ -817,7 +820,7 @@ KV_ARGUMENT = (
 )
 
 
-def encoding(variants: Iterable[str] | str) -> "_AtomicDedupe | _KeepVerifying":
+def encoding(variants: Iterable[str] | str) -> _AtomicDedupe | _KeepVerifying:
     """The hand-written all-tabs encoding of a design of :data:`ALL_TABS_DESIGNS` (a set of
     flags or a comma-separated string); its ``steps()`` are named by the definition's actions.
     ``tests/model/test_param.py`` checks each against the explicit model at small sizes."""
