@@ -33,12 +33,14 @@ from kvheal.model.report import (
     design_name,
     designs_for,
     record_of,
+    z3_record,
 )
 
 CACHE = ".kvheal-cache.json"
-#: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries, 4: vacuity), so
+#: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries, 4: vacuity,
+#: 5: z3 at the report's size), so
 #: older caches are not reused.
-RECORD_VERSION = 4
+RECORD_VERSION = 5
 #: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
 ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.
@@ -241,6 +243,11 @@ def report(
                 progress.update(task, description=f"checking {d} at tabs {tabs}")
                 model = KVHealModel(config_of(d, tabs))
                 rec = record_of(model, run_check(model, max_states=max_states))
+                if rec["complete"] and all(p["status"] == "holds" for p in rec["properties"].values()):
+                    from kvheal.model.prove import prove
+
+                    progress.update(task, description=f"z3: {d} at tabs {tabs}")
+                    rec["z3"] = z3_record(prove(config_of(d, tabs)))
                 if d in ALL_TABS_DESIGNS:
                     from kvheal.model.param import prove_all_tabs
                     from kvheal.model.smtlib import capture, paired, qualified_enums

@@ -365,6 +365,24 @@ def replay_text(rec: Mapping[str, Any] | None, prop: str) -> str:
     return "not reproduced on the real system"
 
 
+def z3_record(result: Any) -> dict[str, Any]:
+    """z3's verdicts at a fixed size (:func:`kvheal.model.prove.prove`) as a JSON-able record."""
+    return {
+        name: {"status": str(p.status), "method": p.method, "seconds": round(p.seconds, 2)}
+        for name, p in result.properties.items()
+    }
+
+
+def _z3_cell(rec: Mapping[str, Any]) -> str:
+    z3 = rec.get("z3")
+    if not z3:
+        return "—"
+    differ = [p for p, v in z3.items() if v["status"] != status_of(rec, p)]
+    if differ:
+        return "DIFFERS on " + ", ".join(f"{p} (z3 {z3[p]['status']})" for p in differ)
+    return f"agrees ({len(z3)} of {len(z3)})"
+
+
 def _replay_cell(rec: Mapping[str, Any], prop: str) -> str:
     r = (rec.get("replay") or {}).get(prop)
     text = replay_text(rec, prop)
@@ -501,6 +519,7 @@ def assemble(
                 [f"{rec['transitions']:,}"],
                 [f"{rec['seconds']:.2f} s"],
                 ["explicit" + ("" if rec["complete"] else " (incomplete)")],
+                [_z3_cell(rec)],
             ]
         )
     skipped = [d for d in meta.get("skipped", ())]
@@ -518,7 +537,32 @@ def assemble(
                 z3rows.append([[d], [prop], ["not proved"], ["no all-tabs argument for this property"], [""]])
             else:
                 z3rows.append([[d], [prop], [pf["status"]], [pf["method"]], [str(pf["queries"])]])
-    blocks.append(("table", ["design", *PROPERTIES, "states", "transitions", "time", "method"], mrows))
+    blocks.append(
+        (
+            "table",
+            ["design", *PROPERTIES, "states", "transitions", "time", "method", f"z3 at tabs {tabs}"],
+            mrows,
+        )
+    )
+    z3_fixed = [
+        [[d], [prop], [pf["status"]], [pf["method"]], [f"{pf['seconds']:.2f} s"]]
+        for d in designs
+        for prop, pf in (by[d].get("z3") or {}).items()
+    ]
+    if z3_fixed:
+        blocks.append(
+            (
+                "p",
+                [
+                    "z3 at the same size (",
+                    ("code", f"kvheal prove --tabs {tabs}"),
+                    "), for the designs where "
+                    "every property holds: induction for the invariants, ranking arguments under weak fairness for "
+                    "the goals. Where both engines decide, they must agree; the column above says whether they do.",
+                ],
+            )
+        )
+        blocks.append(("table", ["design", "property", "z3 verdict", "method", "time"], z3_fixed))
     if skipped:
         blocks.append(("p", ["Not run in this mode: " + ", ".join(skipped) + " (use --full)."]))
     if z3rows:

@@ -12,11 +12,13 @@ import pytest
 from kvheal.model.report import (
     all_tabs_record,
     assemble,
+    config_of,
     readme_section,
     readme_table,
     readme_table_from_verdicts,
     record_of,
     slug,
+    z3_record,
 )
 
 from .conftest import checked, kvheal_here
@@ -34,8 +36,13 @@ META = {
 }
 
 
+def records_config(rec):
+    return config_of(rec["design"], rec["tabs"])
+
+
 def small_records():
     from kvheal.model.param import prove_all_tabs
+    from kvheal.model.prove import prove
 
     records = []
     for variants in ("", "dedupe,atomic_cache"):
@@ -43,6 +50,9 @@ def small_records():
         rec["seconds"] = 0.5  # the one figure that varies between runs
         records.append(rec)
     records[1]["all_tabs"] = all_tabs_record(prove_all_tabs({"atomic_cache", "dedupe"}))
+    records[1]["z3"] = {
+        n: {**v, "seconds": 0.5} for n, v in z3_record(prove(records_config(records[1]))).items()
+    }
     return records
 
 
@@ -226,3 +236,13 @@ def test_stress_section_from_measurements():
     assert files["stress/polls.svg"] in files["index.html"]
     assert json.loads(files["stress/stress.json"]) == stress
     assert "stress/missing.svg" not in assemble(small_records(), META)  # no measurements, no section
+
+
+def test_z3_column_says_whether_the_engines_agree():
+    from kvheal.model.report import _z3_cell
+
+    rec = small_records()[1]
+    assert _z3_cell(rec) == "agrees (5 of 5)"
+    rec["z3"]["Converges"]["status"] = "violated"
+    assert _z3_cell(rec) == "DIFFERS on Converges (z3 violated)"
+    assert _z3_cell(small_records()[0]) == "—"
