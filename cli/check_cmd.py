@@ -90,7 +90,7 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
         table.add_row(name, p.kind.replace("_", " "), f"[{STYLE[p.status]}]{p.status}[/]", cex)
     console.print(table)
     rate = result.states / result.explore_seconds if result.explore_seconds else 0
-    done = "" if result.complete else " (stopped at --max-states: search incomplete)"
+    done = "" if result.complete else f" (stopped early: {result.stop_reason or 'search incomplete'})"
     console.print(f"{result.states:,} states, {result.transitions:,} transitions, "
                   f"{result.seconds:.2f}s ({rate:,.0f} states/s){done}")
     for name, p in result.properties.items():
@@ -110,12 +110,16 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
               help="Decide only this property (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (SPEC §9).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--memory", "memory", default=None, metavar="SIZE",
+              help="Memory budget (e.g. 4G, 800M; 0 for none). Past it the search stops with "
+                   "'unknown' (exit 3) instead of running out of memory. Default: 3/4 of the "
+                   "memory available, and 85% of an address-space limit (ulimit -v).")
 @click.option("--itf", "itf_path", default=None, metavar="FILE",
               help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
                    "FILE; with several, one file each, the property's name before the extension.")
 def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: bool,
           max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool,
-          itf_path: str | None = None) -> int:
+          memory: str | None = None, itf_path: str | None = None) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
     Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
@@ -128,10 +132,13 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     if unknown:
         raise click.UsageError(
             f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
+    budget = memory_budget(memory)
     printer = ProgressPrinter(enabled=not quiet)
     result = run_check(model, max_states=max_states, progress=printer,
-                       only=set(only) if only else None)
+                       only=set(only) if only else None, budget=budget)
     printer.close()
+    if result.stop_reason:
+        click.echo(stop_message(result), err=True)
     if itf_path:
         from kvheal.model.itf import itf_outputs
 
@@ -151,6 +158,27 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     return exit_status(result.properties.values())
 
 
+def memory_budget(text: str | None) -> Any:
+    """The :class:`~kvheal.memory.MemoryBudget` of ``--memory`` (None for ``0``), or a usage
+    error naming the bad size."""
+    from kvheal.memory import MemoryBudget, default_budget, parse_size
+
+    if text is None:
+        return default_budget()
+    try:
+        size = parse_size(text)
+    except ValueError as e:
+        raise click.UsageError(f"--memory: {e}") from None
+    return MemoryBudget(size) if size else None
+
+
+def stop_message(result: Any) -> str:
+    """One line saying why a check stopped early, how far it got, and what to try."""
+    return (f"kvheal: stopped early: {result.stop_reason}, after {result.states:,} states at depth "
+            f"{result.depth}; unfinished verdicts are 'unknown'. Try a smaller --tabs/--per-tab/"
+            f"--cap, --property to decide fewer properties, or a larger --memory.")
+
+
 def config_json(cfg: Any) -> dict[str, Any]:
     """SPEC §9's ``config`` object of check's (and prove's) JSON."""
     return {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": sorted(cfg.variants)}
@@ -159,14 +187,19 @@ def config_json(cfg: Any) -> dict[str, Any]:
 @click.command()
 @config_options(tabs=3, variant="dedupe")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool) -> int:
+@click.option("--memory", "memory", default=None, metavar="SIZE",
+              help="Memory budget, as for check (default: 3/4 of the memory available).")
+def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool,
+          memory: str | None = None) -> int:
     """Time a full verdict (defaults: the target configuration, tabs 3 with dedupe) and print
     time, distinct states/s, transitions/s and peak memory."""
     cfg = make_config(tabs, per_tab, cap, variant)
     model = KVHealModel(cfg)
     t0 = time.perf_counter()
-    result = run_check(model)
+    result = run_check(model, budget=memory_budget(memory))
     wall = time.perf_counter() - t0
+    if result.stop_reason:
+        click.echo(stop_message(result), err=True)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures = {
         "config": f"tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} variant={cfg.variant_label()}",

@@ -68,6 +68,10 @@ class CheckResult:
     complete: bool
     properties: dict[str, PropertyResult]
     peak_queue: int = 0
+    #: why the search stopped early ("" when it did not): the state bound, the memory budget
+    stop_reason: str = ""
+    #: the BFS depth reached (the longest shortest path from the initial state)
+    depth: int = 0
 
     @property
     def ok(self) -> bool:
@@ -81,6 +85,8 @@ class CheckResult:
             "transitions": self.transitions,
             "seconds": round(self.seconds, 3),
             "complete": self.complete,
+            "depth": self.depth,
+            **({"stopped": self.stop_reason} if self.stop_reason else {}),
             "properties": {n: p.as_json() for n, p in self.properties.items()},
         }
 
@@ -139,11 +145,14 @@ def explore(
     max_states: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     progress_every: float = 1.0,
-) -> tuple[StateGraph, array, bool, int]:
+    budget: Any = None,
+) -> tuple[StateGraph, array, bool, int, str, int]:
     """Breadth-first search from the initial states.
 
     Returns the graph, per state the bitmask of ``props`` false in it, whether the search
-    completed, and the peak queue length.
+    completed, the peak queue length, why it stopped early ("" if it did not) and the depth
+    reached. ``budget`` (an object with ``room()`` bytes and ``describe()``) is asked every
+    16,384 expansions; past it, or on a MemoryError, the search stops as with ``max_states``.
     """
     g = StateGraph()
     index = g.index
@@ -164,39 +173,58 @@ def explore(
     head = 0
     peak_queue = 0
     complete = True
+    reason = ""
+    depth, level_end = 0, len(states)
     start = last = time.perf_counter()
     get = index.get
-    while head < len(states):
-        s = states[head]
-        states[head] = None  # the queue keeps only unexpanded states alive
-        for lab, t in successors(s):
-            num = get(t)
-            if num is None:
-                num = len(states)
-                if max_states is not None and num >= max_states:
+    try:
+        while head < len(states):
+            if head == level_end:
+                depth, level_end = depth + 1, len(states)
+            s = states[head]
+            states[head] = None  # the queue keeps only unexpanded states alive
+            for lab, t in successors(s):
+                num = get(t)
+                if num is None:
+                    num = len(states)
+                    if max_states is not None and num >= max_states:
+                        complete = False
+                        reason = f"the state bound (--max-states {max_states:,}) was reached"
+                        break
+                    index[t] = num
+                    states.append(t)
+                    parent.append(head)
+                    parent_label.append(lab)
+                    fails.append(failing(t))
+                dst.append(num)
+                label.append(lab)
+            if not complete:
+                break
+            rowptr.append(len(dst))
+            head += 1
+            if (head & 0x3FFF) == 0:
+                if budget is not None and budget.room() < 0:
                     complete = False
+                    reason = f"the memory budget ({budget.describe()}) was reached"
                     break
-                index[t] = num
-                states.append(t)
-                parent.append(head)
-                parent_label.append(lab)
-                fails.append(failing(t))
-            dst.append(num)
-            label.append(lab)
-        if not complete:
-            # Drop the partly expanded state's edges: a truncated row would be misread.
-            del dst[rowptr[-1]:], label[rowptr[-1]:]
-            break
-        rowptr.append(len(dst))
-        head += 1
-        if progress is not None and (head & 0x3FFF) == 0:
-            now = time.perf_counter()
-            if now - last >= progress_every:
-                last = now
-                peak_queue = max(peak_queue, len(states) - head)
-                progress(Progress(len(states), len(dst), len(states) - head, now - start))
+                if progress is not None:
+                    now = time.perf_counter()
+                    if now - last >= progress_every:
+                        last = now
+                        peak_queue = max(peak_queue, len(states) - head)
+                        progress(Progress(len(states), len(dst), len(states) - head, now - start))
+    except MemoryError:
+        complete = False
+        reason = "the process ran out of memory"
+    if not complete:
+        # Free the queue, and keep only what is whole: rows of fully expanded states, and
+        # states whose parent link and property bits were both recorded.
+        states.clear()
+        del dst[rowptr[-1]:], label[rowptr[-1]:]
+        whole = min(len(parent), len(parent_label), len(fails))
+        del parent[whole:], parent_label[whole:], fails[whole:]
     peak_queue = max(peak_queue, len(states) - head)
-    return g, fails, complete, peak_queue
+    return g, fails, complete, peak_queue, reason, depth
 
 
 def replay(model: Any, labels: list[int]) -> list[Any]:
@@ -363,24 +391,34 @@ class LivenessAnalysis:
         return [l for l, _ in cycle]
 
 
+#: Bytes per state and per transition the liveness analysis needs on top of the explored
+#: graph (CSR copies for scipy, component labels, per-component bookkeeping), measured on
+#: the sweeper design at tabs 2 with room to spare.
+LIVENESS_BYTES_PER_STATE = 96
+LIVENESS_BYTES_PER_EDGE = 24
+
+
 def check(
     model: Any,
     max_states: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     only: set[str] | None = None,
+    budget: Any = None,
 ) -> CheckResult:
     """Explore every reachable state of ``model`` and decide each of its properties.
 
     ``max_states`` bounds the search: past it, properties not yet violated are ``unknown``.
-    ``only`` restricts the verdicts to the named properties.
+    ``only`` restricts the verdicts to the named properties. ``budget`` (``room()`` in
+    bytes, ``describe()``) bounds memory the same way, and the liveness analysis is skipped
+    (its goals ``unknown``) when the budget has no room for it; a MemoryError never escapes.
     """
     t0 = time.perf_counter()
     props = [p for p in model.properties() if only is None or p.name in only]
     invariants = [p for p in props if p.kind == "invariant"]
     goals = [p for p in props if p.kind == "eventually_always"]
     props = invariants + goals
-    g, fails, complete, peak_queue = explore(model, props, max_states=max_states,
-                                             progress=progress)
+    g, fails, complete, peak_queue, reason, depth = explore(model, props, max_states=max_states,
+                                                            progress=progress, budget=budget)
     explore_seconds = time.perf_counter() - t0
     masks = np.frombuffer(fails, dtype=np.uint64) if len(fails) else np.zeros(0, np.uint64)
     results: dict[str, PropertyResult] = {}
@@ -392,11 +430,14 @@ def check(
                                              Trace(tuple(_steps(model, path_labels(g, num)))))
         else:
             results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
-    if goals:
-        if not complete:
-            for p in goals:
-                results[p.name] = PropertyResult(p.name, p.kind, UNKNOWN)
-        else:
+    if goals and complete and budget is not None:
+        need = g.n * LIVENESS_BYTES_PER_STATE + len(g.dst) * LIVENESS_BYTES_PER_EDGE
+        if budget.room() < need:
+            complete = False
+            reason = (f"the liveness analysis needs about {need / (1 << 20):,.0f} MiB more than the "
+                      f"memory budget ({budget.describe()}) leaves")
+    if goals and complete:
+        try:
             live = LivenessAnalysis(model, g)
             for bit, p in enumerate(goals, start=len(invariants)):
                 num = live.first_bad_state((masks & np.uint64(1 << bit)) != 0)
@@ -411,13 +452,20 @@ def check(
                 else:
                     steps += _steps(model, cycle, loop_from=0)
                 results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, Trace(tuple(steps)))
+        except MemoryError:
+            complete, reason = False, "the process ran out of memory in the liveness analysis"
+            results = {n: r for n, r in results.items() if r.kind == "invariant"}
+    for p in goals:
+        results.setdefault(p.name, PropertyResult(p.name, p.kind, UNKNOWN))
     ordered = {p.name: results[p.name] for p in props}
     return CheckResult(
-        states=g.n if complete else len(g.index),
+        states=g.n if not reason else len(g.parent),
         transitions=len(g.dst),
         seconds=time.perf_counter() - t0,
         explore_seconds=explore_seconds,
         complete=complete,
         properties=ordered,
         peak_queue=peak_queue,
+        stop_reason=reason,
+        depth=depth,
     )

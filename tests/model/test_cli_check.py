@@ -94,7 +94,9 @@ def test_check_and_prove_json_share_one_layout():
     prv = kvheal("prove", "--tabs", "2", "--json", "--property", "NoDuplicates", "--depth", "9")
     assert (chk.returncode, prv.returncode) == (1, 1), prv.stderr
     c, p = json.loads(chk.stdout), json.loads(prv.stdout)
-    assert set(c) == {"states", "transitions", "seconds", "complete", "config", "reduction", "properties"}
+    assert set(c) == {"states", "transitions", "seconds", "complete", "depth", "config", "reduction",
+                      "properties"}
+    assert c["depth"] == 33  # the seed design's longest shortest path at tabs 2
     assert set(p) == {"states", "transitions", "seconds", "complete", "config", "properties",
                       "engine", "invariant", "assumptions"}
     assert (p["states"], p["transitions"], p["complete"], p["engine"]) == (None, None, True, "z3")
@@ -117,3 +119,42 @@ def test_prove_all_tabs_json_has_the_layout_too():
     assert out["complete"] is True and out["states"] is None
     assert {n: (p["status"], p["trace"]) for n, p in out["properties"].items()} == {
         n: ("holds", []) for n in ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges")}
+
+
+def test_a_memory_budget_stops_the_search_with_unknown_and_exit_3():
+    """Past --memory the search stops: 'unknown', exit 3, one line saying how far it got."""
+    proc = kvheal("check", "--tabs", "3", "--variant", "dedupe", "--memory", "1M", "--json", "-q")
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["complete"] is False and "memory budget (1 MiB)" in out["stopped"]
+    assert {p["status"] for p in out["properties"].values()} == {"unknown"}
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("kvheal: stopped early: the memory budget (1 MiB) was reached, after ")
+    assert "Try a smaller --tabs" in proc.stderr
+
+
+def test_a_bad_memory_size_is_a_usage_error():
+    proc = kvheal("check", "--tabs", "2", "--memory", "lots")
+    assert proc.returncode == 2
+    assert proc.stderr == "kvheal: error: --memory: not a size: 'lots' (try 4G, 512M or a number of bytes)\n"
+
+
+def test_the_engine_never_lets_a_memory_error_escape():
+    """A MemoryError in the middle of the search is an 'unknown' verdict, not a traceback."""
+    from kvheal.model import check
+
+    model = KVHealModel(Config.make(tabs=2))
+    real, calls = model.successors, [0]
+
+    def failing_successors(s):
+        calls[0] += 1
+        if calls[0] == 500:
+            raise MemoryError
+        return real(s)
+
+    model.successors = failing_successors
+    result = check(model)
+    assert result.complete is False and result.stop_reason == "the process ran out of memory"
+    assert result.states >= 499
+    assert all(p.status in ("unknown", "violated") for p in result.properties.values())
+    assert result.properties["Converges"].status == "unknown"

@@ -101,6 +101,7 @@ def test_results_are_typed_values_and_json_only_on_request():
         {"action": "Stutter", "args": {}, "loop": True}]}
     assert small.as_json() == {"status": "holds", "trace": []}
     out = r.as_json()
-    assert set(out) == {"states", "transitions", "seconds", "complete", "properties"}
+    assert set(out) == {"states", "transitions", "seconds", "complete", "depth", "properties"}
+    assert out["depth"] == 2  # the toy model's longest shortest path
     assert (out["states"], out["transitions"], out["complete"]) == (3, 2, True)
     assert out["properties"]["Goal"] == goal.as_json()
