@@ -76,7 +76,8 @@ def render_trace(console: Console, model: KVHealModel, name: str, trace: Trace) 
 def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     """The verdict table and every counterexample, for people."""
     cfg = model.config
-    table = Table(title=f"kvheal check: tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
+    design = "" if cfg.design is None else f"design={cfg.design_name()} "
+    table = Table(title=f"kvheal check: {design}tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
                         f"variant={cfg.variant_label()}", title_justify="left")
     table.add_column("property")
     table.add_column("kind")
@@ -93,6 +94,15 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     done = "" if result.complete else f" (stopped early: {result.stop_reason or 'search incomplete'})"
     console.print(f"{result.states:,} states, {result.transitions:,} transitions, "
                   f"{result.seconds:.2f}s ({rate:,.0f} states/s){done}")
+    if result.coverage is not None:
+        cov = Table(title="coverage: transitions per action", title_justify="left")
+        cov.add_column("action")
+        cov.add_column("transitions", justify="right")
+        for action, n in result.coverage["actions"].items():
+            cov.add_row(action, f"{n:,}" if n else "[red]0[/]")
+        console.print(cov)
+        never = result.coverage["never_enabled"]
+        console.print("never enabled: " + (", ".join(never) if never else "none (every action instance was taken)"))
     for name, p in result.properties.items():
         if p.status == VIOLATED:
             console.print()
@@ -114,12 +124,23 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
               help="Memory budget (e.g. 4G, 800M; 0 for none). Past it the search stops with "
                    "'unknown' (exit 3) instead of running out of memory. Default: 3/4 of the "
                    "memory available, and 85% of an address-space limit (ulimit -v).")
+@click.option("--coverage", "show_coverage", is_flag=True,
+              help="Also report how many transitions each action produced and which action "
+                   "instances were never enabled (in --json: a \"coverage\" object).")
+@click.option("--simulate", "simulate_runs", type=click.IntRange(min=1), default=None, metavar="RUNS",
+              help="Instead of enumerating, take RUNS seeded random walks (see --depth, --seed): "
+                   "finds invariant violations in spaces too big to explore; never 'holds'.")
+@click.option("--depth", "walk_depth", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Steps per random walk (with --simulate).")
+@click.option("--seed", "seed", type=int, default=0, show_default=True,
+              help="Seed of the random walks (with --simulate): one seed, one set of walks.")
 @click.option("--itf", "itf_path", default=None, metavar="FILE",
               help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
                    "FILE; with several, one file each, the property's name before the extension.")
 def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: bool,
           max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool,
-          memory: str | None = None, itf_path: str | None = None) -> int:
+          memory: str | None = None, show_coverage: bool = False, simulate_runs: int | None = None,
+          walk_depth: int = 100, seed: int = 0, itf_path: str | None = None) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
     Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
@@ -132,13 +153,18 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     if unknown:
         raise click.UsageError(
             f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
-    budget = memory_budget(memory)
-    printer = ProgressPrinter(enabled=not quiet)
-    result = run_check(model, max_states=max_states, progress=printer,
-                       only=set(only) if only else None, budget=budget)
-    printer.close()
-    if result.stop_reason:
-        click.echo(stop_message(result), err=True)
+    if simulate_runs is not None:
+        from kvheal.model.engine import simulate
+
+        result = simulate(model, simulate_runs, walk_depth, seed, only=set(only) if only else None)
+    else:
+        budget = memory_budget(memory)
+        printer = ProgressPrinter(enabled=not quiet)
+        result = run_check(model, max_states=max_states, progress=printer,
+                           only=set(only) if only else None, budget=budget, with_coverage=show_coverage)
+        printer.close()
+        if result.stop_reason:
+            click.echo(stop_message(result), err=True)
     if itf_path:
         from kvheal.model.itf import itf_outputs
 

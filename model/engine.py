@@ -72,6 +72,8 @@ class CheckResult:
     stop_reason: str = ""
     #: the BFS depth reached (the longest shortest path from the initial state)
     depth: int = 0
+    #: transitions per action and never-enabled instances (``check(..., coverage=True)``)
+    coverage: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,7 @@ class CheckResult:
             "complete": self.complete,
             "depth": self.depth,
             **({"stopped": self.stop_reason} if self.stop_reason else {}),
+            **({"coverage": self.coverage} if self.coverage is not None else {}),
             "properties": {n: p.as_json() for n, p in self.properties.items()},
         }
 
@@ -404,6 +407,7 @@ def check(
     progress: Callable[[Progress], None] | None = None,
     only: set[str] | None = None,
     budget: Any = None,
+    with_coverage: bool = False,
 ) -> CheckResult:
     """Explore every reachable state of ``model`` and decide each of its properties.
 
@@ -468,4 +472,78 @@ def check(
         peak_queue=peak_queue,
         stop_reason=reason,
         depth=depth,
+        coverage=coverage(model, g) if with_coverage else None,
     )
+
+
+def coverage(model: Any, g: StateGraph) -> dict[str, Any]:
+    """How many transitions each action produced, and which action instances were never
+    enabled in the explored states (as TLC's ``-coverage``): a guard that is never true, or an
+    instance the configuration makes unreachable, shows up here."""
+    n = len(model.instances)
+    labels = np.frombuffer(g.label, dtype=np.int32) if len(g.label) else np.zeros(0, np.int32)
+    counts = np.bincount(labels, minlength=n)
+    per_action: dict[str, int] = {}
+    for inst in model.instances:
+        per_action[inst.name] = per_action.get(inst.name, 0) + int(counts[inst.label])
+    never = [str(inst) for inst in model.instances if counts[inst.label] == 0]
+    return {"actions": per_action, "never_enabled": never}
+
+
+def simulate(model: Any, runs: int, depth: int, seed: int = 0, only: set[str] | None = None) -> CheckResult:
+    """Seeded random walks: ``runs`` walks of at most ``depth`` steps from the initial state,
+    each step a successor drawn uniformly (``random.Random(seed)``, so a seed replays the same
+    walks). An invariant false in a visited state is ``violated``, its trace the walk up to
+    that state with every cycle cut out (a walk that returns to a state continues from its
+    first visit); every other verdict is ``unknown``: a walk proves nothing, and eventually-
+    always goals are not decided. For spaces too large to enumerate."""
+    import random
+
+    t0 = time.perf_counter()
+    rng = random.Random(seed)
+    props = [p for p in model.properties() if only is None or p.name in only]
+    invariants = [p for p in props if p.kind == "invariant"]
+    failing = _failing_fn(model, invariants)
+    found: dict[str, Trace] = {}
+    seen: set[Any] = set()
+    steps_taken = 0
+    init = model.init_states()
+    for _ in range(runs):
+        s = init[rng.randrange(len(init))]
+        path_states, path_labels_ = [s], []
+        where = {s: 0}
+        seen.add(s)
+        for _ in range(depth + 1):
+            bad = failing(s)
+            for bit, p in enumerate(invariants):
+                if bad >> bit & 1 and p.name not in found:
+                    found[p.name] = Trace(tuple(_steps(model, list(path_labels_))))
+            if len(found) == len(invariants) or len(path_labels_) >= depth:
+                break
+            succ = model.successors(s)
+            if not succ:
+                break
+            lab, s = succ[rng.randrange(len(succ))]
+            steps_taken += 1
+            seen.add(s)
+            if s in where:  # a cycle: the shortest way here is the first visit
+                cut = where[s]
+                for t in path_states[cut + 1:]:
+                    where.pop(t, None)
+                del path_states[cut + 1:], path_labels_[cut:]
+            else:
+                where[s] = len(path_states)
+                path_states.append(s)
+                path_labels_.append(lab)
+        if len(found) == len(invariants):
+            break
+    results = {}
+    for p in props:
+        if p.name in found:
+            results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, found[p.name])
+        else:
+            results[p.name] = PropertyResult(p.name, p.kind, UNKNOWN)
+    secs = time.perf_counter() - t0
+    return CheckResult(states=len(seen), transitions=steps_taken, seconds=secs, explore_seconds=secs,
+                       complete=False, properties=results,
+                       stop_reason=f"simulation: {runs:,} random walks of at most {depth} steps (seed {seed})")
