@@ -84,6 +84,9 @@ def serve(backend, variant, workers, host, port, db, redis_url, cap, sweep_inter
         config = config.with_secret()
     except (ConfigError, OSError) as exc:
         raise _usage(exc) from None
+    if backend == "redis" and not secret_hex:
+        click.echo("kvheal: warning: no --secret-file: heal tokens are signed with a key drawn now, and "
+                   "every token handed out stops working when serve restarts", err=True)
     if not _is_loopback(host):
         click.echo(f"kvheal: warning: --host {host} serves beyond this machine, and the API has no "
                    "authentication (anyone who can reach it can post); put it behind a proxy you trust",

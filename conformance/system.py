@@ -105,7 +105,7 @@ class InProcessSystem:
             secret=b"kvheal-conformance", max_cas_attempts=1_000_000, cas_backoff_ms=0.0,
             sweeper_in_app=False,
             # the model's behaviour: any cache update may go first, no-op writes are written
-            cache_lock=False, skip_noop_cache_write=False,
+            cache_lock=False, skip_noop_cache_write=False, store_update=False,
             sweeper_skip_noop_write=False)
         self.app = (make_app or _make_app)(self.kv, self.worker_config)
         self._sweep_once = sweep_once or _sweep_once

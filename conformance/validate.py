@@ -360,7 +360,7 @@ def _describe(checker: _Checker, st: _State) -> dict:
 def _validate_run(records: list[dict], ids: Sequence[str], tabs: int, cap: int,
                   variants: frozenset[str], budget: int) -> tuple[str, dict | None, str, dict, list[str]]:
     checker = _Checker(ids, tabs, cap, variants)
-    ops = [r for r in records if r.get("op") in ("get", "put", "list", "get_versioned", "cas")]
+    ops = [r for r in records if r.get("op") in ("get", "put", "list", "get_versioned", "cas", "update")]
     n = len(ops)
     t0 = [int(r.get("t0", i)) for i, r in enumerate(ops)]
     t1 = [int(r.get("t1", i)) for i, r in enumerate(ops)]

@@ -1,9 +1,9 @@
 """Design variants (SPEC §5 flag names) and the worker's configuration.
 
-`dedupe`, `atomic_cache` and `sweeper` change the worker; `keep_verifying` and
-`shared_pending` change the client; `tab_crash` is a fault that tests and the stress runner
-inject into clients. One `WorkerConfig` carries everything the worker needs, so a test can
-build a worker in any design (or a subclass with a planted fault) without touching globals.
+Which flags change the worker (`dedupe`, `atomic_cache`, `heal_atomic`, `sweeper`) and which
+the client (`keep_verifying`, `shared_pending`; `tab_crash` is a fault that tests and the
+stress runner inject into clients) is the registry's word (`kvheal.flags`). One
+`WorkerConfig` carries everything the worker needs, so a test can build a worker in any design (or a subclass with a planted fault) without touching globals.
 """
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from dataclasses import dataclass, field, replace
 from kvheal.flags import CLIENT_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError, parse_variants
 
 __all__ = ["VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "ConfigError", "parse_variants",
-           "WorkerConfig", "OPTIONS_ENV", "HTTP_OPTIONS"]
+           "WorkerConfig", "OPTIONS_ENV", "SERVE_OPTIONS"]
 
-#: environment variable through which `kvheal serve` hands its HTTP options (a JSON object of
-#: `HTTP_OPTIONS` fields) to every worker process; `WorkerConfig.with_env_options` applies it
+#: environment variable through which `kvheal serve` hands its worker options (a JSON object of
+#: `SERVE_OPTIONS` fields) to every worker process; `WorkerConfig.with_env_options` applies it
 OPTIONS_ENV = "KVHEAL_WORKER_OPTIONS"
-#: the WorkerConfig fields `kvheal serve` may set through OPTIONS_ENV
-HTTP_OPTIONS = ("max_future_ms", "post_rate", "post_burst", "heal_rate", "heal_burst",
-                "cors_origins", "allowed_hosts", "body_timeout", "max_json_depth")
+#: the WorkerConfig fields `kvheal serve` (and benchmarks) may set through OPTIONS_ENV
+SERVE_OPTIONS = ("max_future_ms", "post_rate", "post_burst", "heal_rate", "heal_burst",
+                 "cors_origins", "allowed_hosts", "body_timeout", "max_json_depth", "store_update",
+                 "cache_lock")
 
 # The design flags, which part of the system each changes, their parser and the one error
 # type are the registry's (kvheal.flags), shared with the model and the command line.
@@ -39,9 +40,14 @@ class WorkerConfig:
     #: compare-and-swap attempts per cache update before giving up (the post still answers 200);
     #: None: never give up (the backoff is bounded, and `cache_lock` keeps contention low)
     max_cas_attempts: int | None = None
-    #: with atomic_cache, serialise this process's cache updates with an asyncio lock, so swaps
-    #: race only between processes. Off in the lockstep tests (the model lets any update go first)
+    #: with atomic_cache, send this process's cache updates through one flusher task that adds
+    #: every message queued meanwhile in one atomic update (group commit), so swaps race only
+    #: between processes. Off in the lockstep tests (the model lets any update go first)
     cache_lock: bool = True
+    #: with atomic_cache, let a store that serialises a read-modify-write itself (`KV.update`:
+    #: SQLite, Redis, memory) do the cache update in one call instead of the get_versioned/cas
+    #: loop; off in the lockstep tests (SPEC §8's calls are get_versioned and cas)
+    store_update: bool = True
     #: skip a post's or heal's cache write that would change nothing (the message is older than a
     #: full cache's window, so `add` trims it away); the model writes its snapshot back, so
     #: lockstep tests turn this off
@@ -101,7 +107,7 @@ class WorkerConfig:
             raise ConfigError("max_future_ms must be at least 0")
 
     def with_env_options(self, environ=None) -> "WorkerConfig":
-        """This configuration with the HTTP options in OPTIONS_ENV applied (unchanged if unset)."""
+        """This configuration with the options in OPTIONS_ENV applied (unchanged if unset)."""
         raw = (os.environ if environ is None else environ).get(OPTIONS_ENV)
         if not raw:
             return self
@@ -111,7 +117,7 @@ class WorkerConfig:
             raise ConfigError(f"{OPTIONS_ENV} is not a JSON object") from None
         if not isinstance(options, dict):
             raise ConfigError(f"{OPTIONS_ENV} is not a JSON object")
-        unknown = sorted(set(options) - set(HTTP_OPTIONS))
+        unknown = sorted(set(options) - set(SERVE_OPTIONS))
         if unknown:
             raise ConfigError(f"{OPTIONS_ENV}: unknown option {', '.join(unknown)}")
         return replace(self, **options)

@@ -16,7 +16,9 @@ KV calls per request, in order (each one step of SPEC §4; nothing else touches 
     cache update, seed/dedupe:   get recent:comments                       *Read
                                  put recent:comments  (no put if `dedupe`
                                  and the id is in what was read)           *Write
-    cache update, atomic_cache:  repeat: get_versioned recent:comments;
+    cache update, atomic_cache:  update recent:comments (the store's own atomic
+                                 read-modify-write, with `store_update`), or:
+                                 repeat: get_versioned recent:comments;
                                  (stop if `dedupe` and the id is there);
                                  cas  -> done if it succeeded, else a short
                                  random backoff (no KV call) and again     the successful cas (or, with dedupe,
@@ -49,9 +51,14 @@ connection closed), a nesting limit, valid Unicode, ids by `fullmatch`. CORS and
 come from the config (`cors_origins`, `allowed_hosts`; none by default). `/openapi.json`
 describes every endpoint (`kvheal.impl.openapi`).
 
-With `atomic_cache`, `cache_lock` serialises one process's cache updates, so swaps race only
-between processes, and the loop never gives up (`max_cas_attempts` None); the lockstep tests
-turn the lock off (the model lets any update go first).
+With `atomic_cache` and `cache_lock`, one process's cache updates go through one flusher task
+(group commit): the messages that queued while the previous update ran are added, in order, by
+one atomic update, so swaps race only between processes and a burst costs a few updates, not one
+per post. The update is the store's own read-modify-write when it has one (`KV.update`, with
+`store_update`: a SQLite write transaction, a fenced lock on Redis), else the versioned read and
+compare-and-swap loop, which never gives up (`max_cas_attempts` None). Over an operation log
+every update is one message's (trace validation attributes each); the lockstep tests turn the
+lock and the store update off (the model lets any update go first, with SPEC §8's calls).
 
 To plant a fault for tests, subclass `Worker` (or `Sweeper`) and override one small method
 (`post`, `update_cache`, `already_cached`, ...), then pass it to `create_app(worker=...)`.
@@ -71,14 +78,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .config import ConfigError, WorkerConfig
 from .context import (RequestContext, current_request, new_request_id, reset_request, set_request,
                       valid_request_id)
-from .kv import KV, KVError
+from .kv import KV, KVError, LoggedKV
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter
 from .messages import (CACHE_KEY, MAX_TIMESTAMP, COMMENT_PREFIX, BadInput, body_digest, cache_add, cache_add_all,
@@ -139,7 +146,8 @@ class Worker:
             design = "atomic_cache" if self.config.atomic_cache else "heal_atomic"
             raise ConfigError(f"the {design} design needs compare-and-swap, which the {kv.name} "
                               "backend does not offer (use sqlite, redis or memory)")
-        self._cache_lock = asyncio.Lock()
+        self._queue: list[tuple[dict, asyncio.Future, RequestContext | None]] = []
+        self._flusher: asyncio.Task | None = None
         self._claims: dict[str, asyncio.Lock] = {}
 
     # -- heal tokens ---------------------------------------------------------------------------
@@ -218,10 +226,56 @@ class Worker:
         (`atomic`: the heal's own choice with heal_atomic; default: the design's)."""
         if self.config.atomic_cache if atomic is None else atomic:
             if self.config.cache_lock:
-                async with self._cache_lock:
-                    return await self._update_cache_cas(message)
-            return await self._update_cache_cas(message)
+                return await self._batched(message)
+            return (await self._update_batch([message]))[0]
         return await self._update_cache_rmw(message)
+
+    async def _update_batch(self, messages: list[dict]) -> list[CacheUpdate]:
+        """Add `messages` in order in one atomic update (the store's own, or a cas loop)."""
+        if self.config.store_update and getattr(self.kv, "supports_update", False):
+            return await self._update_cache_in_store(messages)
+        return await self._update_cache_cas(messages)
+
+    async def _batched(self, message: dict) -> CacheUpdate:
+        """Group commit: this process's cache updates go through one flusher task, which adds
+        every message that queued up while the previous update ran in one atomic update. One
+        message waiting alone is one update with the request's own context (SPEC §8's calls);
+        a batch's calls carry the members' request ids, endpoints and message ids joined by
+        '+'. Over a `LoggedKV` every update is one message's, so that trace validation can
+        attribute each. A request that goes away while waiting still has its message added."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((message, future, current_request()))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        # Under an operation log, one message per update: trace validation reads each logged
+        # cache update as one request's step (a batch is still atomic, but unattributed).
+        single = isinstance(self.kv, LoggedKV)
+        while self._queue:
+            if single:
+                batch, self._queue = self._queue[:1], self._queue[1:]
+            else:
+                batch, self._queue = self._queue, []
+            ctxs = [ctx for _, _, ctx in batch]
+            token = set_request(ctxs[0] if len(batch) == 1 and ctxs[0] else RequestContext(
+                "+".join(c.request_id if c else "?" for c in ctxs),
+                "+".join(c.endpoint if c else "?" for c in ctxs),
+                "+".join(m["id"] for m, _, _ in batch)))
+            try:
+                updates = await self._update_batch([m for m, _, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: a request that went away logs nothing
+            else:
+                for (_, future, _), update in zip(batch, updates):
+                    if not future.done():
+                        future.set_result(update)
+            finally:
+                reset_request(token)
 
     def _plan(self, entries: list[dict], message: dict) -> tuple[str, list[dict] | None]:
         """What adding `message` to `entries` means: (result, value to write or None)."""
@@ -233,6 +287,17 @@ class Worker:
         # older than every entry of a full cache: `add` trims it away again
         return OUTSIDE_WINDOW, None if self.config.skip_noop_cache_write else updated
 
+    def _plan_all(self, entries: list[dict], messages: list[dict]) -> tuple[list[str], list[dict] | None]:
+        """`_plan` for several messages added one after the other: their results, and the value
+        to write (None if none of them changes the cache)."""
+        results, wrote = [], False
+        for message in messages:
+            result, updated = self._plan(entries, message)
+            results.append(result)
+            if updated is not None:
+                entries, wrote = updated, True
+        return results, entries if wrote else None
+
     async def _update_cache_rmw(self, message: dict) -> CacheUpdate:
         entries = decode_cache(await self.kv.get(CACHE_KEY))
         result, updated = self._plan(entries, message)
@@ -241,19 +306,32 @@ class Worker:
         await self.kv.put(CACHE_KEY, encode_cache(updated))
         return CacheUpdate(written=True, result=result)
 
-    async def _update_cache_cas(self, message: dict) -> CacheUpdate:
+    async def _update_cache_cas(self, messages: list[dict]) -> list[CacheUpdate]:
         limit = self.config.max_cas_attempts
         attempt = 0
         while limit is None or attempt < limit:
             attempt += 1
             raw, version = await self.kv.get_versioned(CACHE_KEY)
-            result, updated = self._plan(decode_cache(raw), message)
+            results, updated = self._plan_all(decode_cache(raw), messages)
             if updated is None:
-                return CacheUpdate(written=False, attempts=attempt, result=result)
+                return [CacheUpdate(written=False, attempts=attempt, result=r) for r in results]
             if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
-                return CacheUpdate(written=True, attempts=attempt, result=result)
+                return [CacheUpdate(written=r == ADDED, attempts=attempt, result=r) for r in results]
             await cas_backoff(self.config, attempt)
-        raise KVError(f"cache update for {message['id']} lost {limit} compare-and-swap races in a row")
+        raise KVError(f"cache update for {', '.join(m['id'] for m in messages)} lost {limit} "
+                      "compare-and-swap races in a row")
+
+    async def _update_cache_in_store(self, messages: list[dict]) -> list[CacheUpdate]:
+        # The store serialises the read-modify-write itself (`KV.update`: a SQLite write
+        # transaction, a fenced lock on Redis): no lost swap between processes.
+        outcome: dict[str, list[str]] = {}
+
+        def plan(raw: str | None) -> str | None:
+            results, updated = self._plan_all(decode_cache(raw), messages)
+            outcome["results"] = results
+            return None if updated is None else encode_cache(updated)
+        _, written = await self.kv.update(CACHE_KEY, plan)
+        return [CacheUpdate(written=written is not None and r == ADDED, result=r) for r in outcome["results"]]
 
     def already_cached(self, entries: list[dict], message: dict) -> bool:
         """Whether `message` is in a cache snapshot (the `dedupe` test: same id)."""
@@ -499,6 +577,9 @@ async def _read_json(request: Request, config: WorkerConfig):
     except TimeoutError:
         raise Refused(408, f"request body not received within {config.body_timeout:g} s",
                       {"connection": "close"}) from None
+    except ClientDisconnect:
+        # nobody will read the answer; no traceback in the log, nothing written
+        raise Refused(400, "the client went away before sending its body") from None
     try:
         check_json_depth(bytes(body), config.max_json_depth)
         return json.loads(body)

@@ -132,9 +132,10 @@ async def test_tokens_are_bound_to_the_body_and_survive_a_restart(kv):
     assert await kv.get("recent:comments") == "[]"
 
 
-@pytest.mark.parametrize("variants", ["dedupe", "atomic_cache,dedupe"])
-async def test_heals_answer_what_they_did_and_write_only_when_something_changes(kv, variants):
-    with serve(kv, variants=variants, cap=2) as url:
+@pytest.mark.parametrize("variants, store_update", [("dedupe", False), ("atomic_cache,dedupe", False),
+                                                    ("atomic_cache,dedupe", True)])
+async def test_heals_answer_what_they_did_and_write_only_when_something_changes(kv, variants, store_update):
+    with serve(kv, variants=variants, cap=2, store_update=store_update) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
             tokens = {}
             for i, ts in (("old", 1), ("a", 10), ("b", 20)):
@@ -369,3 +370,33 @@ def test_serve_empty_secret_file(tmp_path):
     empty.write_text("\n")
     result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "kv.sqlite3"), "--secret-file", str(empty)])
     assert result.exit_code == 2 and f"--secret-file {empty} is empty" in result.output
+
+
+def test_serve_on_redis_without_a_secret_file_warns(redis_url):
+    from kvheal.impl.redis_server import free_port
+    port = free_port()
+    proc = _start_serve(["--backend", "redis", "--redis-url", redis_url, "--allow-volatile"], port)
+    err = _stop_serve(proc)
+    assert ("kvheal: warning: no --secret-file: heal tokens are signed with a key drawn now, and every token "
+            "handed out stops working when serve restarts") in err
+
+
+async def test_a_client_that_leaves_mid_body_leaves_no_traceback(caplog):
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    messages = [{"type": "http.request", "body": b'{"te', "more_body": True}, {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": "POST", "path": "/api/comments", "headers": [
+        (b"content-type", b"application/json"), (b"host", b"x")], "query_string": b"",
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1",
+        "root_path": ""}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {"error": "the client went away before sending its body"}
+    assert kv.snapshot() == {}

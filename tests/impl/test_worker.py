@@ -16,6 +16,11 @@ from impl_helpers import asgi_client, calls, logged
 C, K = "recent:comments", "comment:"
 
 
+def config_of(variants: str) -> WorkerConfig:
+    """`variants`, with "+update" for the store's own atomic update (else the cas loop)."""
+    return WorkerConfig(variants=variants.replace("+update", ""), store_update="+update" in variants)
+
+
 def msg(i: int) -> dict:
     return {"id": f"m{i}", "text": f"message {i}", "timestamp": i}
 
@@ -34,10 +39,11 @@ async def cache_ids(kv) -> list[str]:
     ("", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
     ("dedupe", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
     ("atomic_cache", [("get", K + "m1"), ("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+    ("atomic_cache+update", [("get", K + "m1"), ("put", K + "m1"), ("update", C)]),
 ])
 async def test_post_calls(variants, expected):
     kv, records = logged(MemoryKV())
-    app = create_app(kv, WorkerConfig(variants=variants))
+    app = create_app(kv, config_of(variants))
     async with asgi_client(app) as http:
         body = await post(http, 1)
     assert calls(records) == expected
@@ -81,10 +87,11 @@ async def test_request_id_header_is_used_and_echoed():
 @pytest.mark.parametrize("variants, expected", [
     ("", [("get", K + "m1"), ("get", C), ("put", C)]),
     ("atomic_cache", [("get", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+    ("atomic_cache+update", [("get", K + "m1"), ("update", C)]),
 ])
 async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
     kv, records = logged(MemoryKV())
-    app = create_app(kv, WorkerConfig(variants=variants))
+    app = create_app(kv, config_of(variants))
     async with asgi_client(app) as http:
         token = (await post(http, 1))["healToken"]
         records.clear()
@@ -97,10 +104,11 @@ async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
 @pytest.mark.parametrize("variants, expected", [
     ("dedupe", [("get", K + "m1"), ("get", C)]),
     ("dedupe,atomic_cache", [("get", K + "m1"), ("get_versioned", C)]),
+    ("dedupe,atomic_cache+update", [("get", K + "m1"), ("update", C)]),
 ])
 async def test_heal_of_cached_id_writes_nothing_with_dedupe(variants, expected):
     kv, records = logged(MemoryKV())
-    async with asgi_client(create_app(kv, WorkerConfig(variants=variants))) as http:
+    async with asgi_client(create_app(kv, config_of(variants))) as http:
         token = (await post(http, 1))["healToken"]
         before = await kv.get(C)
         records.clear()
@@ -200,13 +208,13 @@ async def test_cache_capacity_and_order():
 async def test_atomic_cache_needs_cas():
     with pytest.raises(ConfigError, match="atomic_cache design needs compare-and-swap"):
         create_app(MemoryKV(cas=False), WorkerConfig(variants="atomic_cache"))
-    with pytest.raises(ConfigError, match="unknown variant nope"):
+    with pytest.raises(ConfigError, match="unknown variant 'nope'"):
         WorkerConfig(variants="dedupe,nope")
 
 
 async def test_cas_conflict_retries():
     kv, records = logged(MemoryKV())
-    worker = Worker(kv, WorkerConfig(variants="atomic_cache"))
+    worker = Worker(kv, WorkerConfig(variants="atomic_cache", store_update=False))
     inner = kv.inner
     real = inner.get_versioned
     sneaked = {"done": False}
@@ -315,3 +323,52 @@ async def test_cache_write_failure_still_acknowledges():
         body = await post(http, 1)
     assert body["cached"] is False
     assert await kv.get(K + "m1") is not None and await kv.get(C) is None
+
+
+@pytest.mark.parametrize("store_update", [True, False])
+async def test_concurrent_updates_of_one_process_are_batched_and_all_cached(store_update):
+    class Counting(MemoryKV):
+        writes = 0
+
+        async def cas(self, key, expected_version, value):
+            Counting.writes += 1
+            return await super().cas(key, expected_version, value)
+
+        async def update(self, key, fn):
+            Counting.writes += 1
+            return await super().update(key, fn)
+    kv = Counting()
+    worker = Worker(kv, WorkerConfig(variants="atomic_cache,dedupe", cap=1000, store_update=store_update))
+    results = await asyncio.gather(*(worker.post(msg(i)) for i in range(200)))
+    assert [r.result for r in results] == ["added"] * 200
+    assert await cache_ids(kv) == [f"m{i}" for i in range(200)]
+    assert Counting.writes == 1  # every post had queued before the flusher task first ran
+    # a heal of a cached id and a post queued together: one batch, truthful results
+    healed, new = await asyncio.gather(worker.update_cache(msg(5)), worker.post(msg(300)))
+    assert (healed.result, healed.written, new.result) == ("already present", False, "added")
+
+
+async def test_a_logged_kv_gets_one_update_per_message():
+    kv, records = logged(MemoryKV())
+    worker = Worker(kv, WorkerConfig(variants="atomic_cache,dedupe"))
+    await asyncio.gather(*(worker.post(msg(i)) for i in range(5)))
+    assert [op for op, *_ in calls(records)].count("update") == 5
+    assert {r["mid"] for r in records if r["op"] == "update"} == {f"m{i}" for i in range(5)}
+
+
+async def test_a_failed_batch_fails_each_waiting_post_and_the_next_one_works():
+    from kvheal.impl.kv import KVError
+    kv = MemoryKV()
+    real = kv.update
+    failing = {"on": True}
+
+    async def update(key, fn):
+        if failing["on"]:
+            raise KVError("disk full")
+        return await real(key, fn)
+    kv.update = update
+    worker = Worker(kv, WorkerConfig(variants="atomic_cache"))
+    assert await asyncio.gather(*(worker.post(msg(i)) for i in range(3))) == [None, None, None]
+    failing["on"] = False
+    assert (await worker.post(msg(9))).result == "added"
+    assert await cache_ids(kv) == ["m9"]
