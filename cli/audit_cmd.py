@@ -91,13 +91,16 @@ def write_report(run, directory: str) -> list[str]:
               help="JSON or TOML settings of the worker's API (paths, fields, order); the rest is probed.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
 @click.option("--max-steps", type=int, default=500_000, show_default=True,
-              help="Budget of the consistency search (unknown when exhausted).")
+              help="Budget of the consistency search in steps (unknown when exhausted).")
+@click.option("--check-seconds", type=float, default=30.0, show_default=True,
+              help="Budget of the consistency search in seconds (unknown when exhausted).")
 @click.option("--history", "history_file", default="", metavar="FILE", help="Write the history as JSON lines.")
 @click.option("--report", "report_dir", default="", metavar="DIR",
               help="Write report.md and an SVG sequence diagram per anomaly.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def audit(url, tabs, per_tab, rounds, duration, max_requests, client, no_heal_present, no_repost,
-          heal_rounds, settle, reconciler, dialect_file, timeout, max_steps, history_file, report_dir, as_json):
+          heal_rounds, settle, reconciler, dialect_file, timeout, max_steps, check_seconds, history_file, report_dir,
+          as_json):
     """Audit a deployed worker over HTTP: does it lose acknowledged messages, duplicate, heal?
 
     Exit status: 0 nothing found, 1 an anomaly, 3 something unknown, 2 usage error."""
@@ -108,7 +111,7 @@ def audit(url, tabs, per_tab, rounds, duration, max_requests, client, no_heal_pr
         config = AuditConfig(tabs=tabs, per_tab=per_tab, rounds=rounds, duration=duration,
                              max_requests=max_requests, client=client, heal_present=not no_heal_present,
                              repost=not no_repost, heal_rounds=heal_rounds, settle=settle, timeout=timeout,
-                             reconciler=reconciler, max_steps=max_steps)
+                             reconciler=reconciler, max_steps=max_steps, max_check_seconds=check_seconds)
         overrides = load_dialect(dialect_file) if dialect_file else None
         for path, what in ((history_file, "--history"), (report_dir, "--report")):
             parent = os.path.dirname(os.path.abspath(path)) if path else ""

@@ -170,6 +170,8 @@ class AuditConfig:
             raise AuditError("--duration and --timeout must be positive, --settle not negative")
         if self.max_requests < 1:
             raise AuditError(f"--max-requests must be at least 1, got {self.max_requests}")
+        if self.max_steps < 1 or self.max_check_seconds <= 0:
+            raise AuditError("--max-steps and --check-seconds must be positive")
         if self.client not in CLIENTS:
             raise AuditError(f"unknown --client {self.client!r} (known: {', '.join(CLIENTS)})")
 
