@@ -166,6 +166,21 @@ def test_worker_that_acknowledges_without_caching_and_fakes_heals_is_caught(tmp_
     assert all(json.loads(line)["invoke"] <= (json.loads(line)["complete"] or 1e9) for line in lines[1:])
 
 
+def test_json_report_of_a_worker_whose_heals_do_nothing():
+    with UvicornThread(other_app(drop_every=2, heal_works=False)) as url:
+        result = kvheal("audit", url, "--tabs", "1", "--per-tab", "1", "--rounds", "2", "--settle", "0.1",
+                        "--heal-rounds", "2", "--no-heal-present", "--no-repost", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["status"] == "violated" and report["properties"]["HealEffective"]["status"] == "violated"
+    anomaly = report["properties"]["HealEffective"]["anomaly"]
+    kinds = [step["kind"] for step in anomaly["steps"]]
+    assert kinds == ["post", "heal", "read"] and anomaly["focus"] == anomaly["steps"][1]["id"]
+    assert anomaly["focus"] not in anomaly["steps"][2]["ids"]
+    assert anomaly["steps"][0]["invoke"] < anomaly["steps"][1]["complete"] < anomaly["steps"][2]["invoke"]
+    assert report["stats"]["acknowledged"] == 2 and report["detected"]
+
+
 # -- kvheal serve in every design --------------------------------------------------------------------------
 def serve(tmp_path, variants, **kw):
     return ServerProcess(ServeConfig(backend="sqlite", variants=variants, workers=2,
