@@ -14,6 +14,7 @@ at a later one, tabs poll and heal what they miss), of growing size: consistency
 and seconds (budget 30 s each). The histories are consistent by construction, so the verdict
 must be `holds` or, when the search gives up, `unknown`; the benchmark exits 1 on `violated`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,12 +73,22 @@ def synthetic_history(tabs: int, rounds: int, per_tab: int, seed: int = 1) -> li
                     t0 = t + rng.uniform(0, 0.001)
                     snap = t0 + rng.uniform(0, 0.03)
                     write = snap + rng.uniform(0, 0.01)
-                    batch.append({"kind": "post", "id": m, "t0": t0, "snap": snap, "write": write,
-                                  "t1": write + rng.uniform(0, 0.005), "client": f"tab{tab}"})
+                    batch.append(
+                        {
+                            "kind": "post",
+                            "id": m,
+                            "t0": t0,
+                            "snap": snap,
+                            "write": write,
+                            "t1": write + rng.uniform(0, 0.005),
+                            "client": f"tab{tab}",
+                        }
+                    )
                     mine.append(m)
             t_read = max([b["t1"] for b in batch if b["client"] == f"tab{tab}"] or [t]) + 0.0005
-            batch.append({"kind": "read", "t0": t_read, "at": t_read + rng.uniform(0, 0.005),
-                          "client": f"tab{tab}"})
+            batch.append(
+                {"kind": "read", "t0": t_read, "at": t_read + rng.uniform(0, 0.005), "client": f"tab{tab}"}
+            )
             batch[-1]["t1"] = batch[-1]["at"] + rng.uniform(0, 0.003)
         simulate(batch)
         heals = []
@@ -89,8 +100,17 @@ def synthetic_history(tabs: int, rounds: int, per_tab: int, seed: int = 1) -> li
                     t0 = reads_done + rng.uniform(0, 0.002)
                     snap = t0 + rng.uniform(0, 0.02)
                     write = snap + rng.uniform(0, 0.01)
-                    heals.append({"kind": "heal", "id": p["id"], "t0": t0, "snap": snap, "write": write,
-                                  "t1": write + rng.uniform(0, 0.005), "client": b["client"]})
+                    heals.append(
+                        {
+                            "kind": "heal",
+                            "id": p["id"],
+                            "t0": t0,
+                            "snap": snap,
+                            "write": write,
+                            "t1": write + rng.uniform(0, 0.005),
+                            "client": b["client"],
+                        }
+                    )
         simulate(heals)
         for b in sorted(batch + heals, key=lambda b: b["t0"]):
             if b["kind"] == "read":
@@ -111,9 +131,14 @@ def drive(variants: str, tabs: int, rounds: int) -> dict:
         with ServerProcess(config) as url:
             run = asyncio.run(run_audit(url, AuditConfig(tabs=tabs, rounds=rounds, settle=0.3)))
     s = run.check.stats
-    return {"design": variants or "seed", "requests": s["requests"], "seconds": round(run.drive_seconds, 2),
-            "requests_per_s": round(s["requests"] / run.drive_seconds), "check_s": s["check_seconds"],
-            "verdicts": {k: v.status for k, v in run.check.properties.items()}}
+    return {
+        "design": variants or "seed",
+        "requests": s["requests"],
+        "seconds": round(run.drive_seconds, 2),
+        "requests_per_s": round(s["requests"] / run.drive_seconds),
+        "check_s": s["check_seconds"],
+        "verdicts": {k: v.status for k, v in run.check.properties.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     print("drive: kvheal serve, SQLite, 2 processes")
     for variants in ("", "atomic_cache,dedupe"):
         r = drive(variants, tabs=8, rounds=2 if args.quick else 5)
-        print(f"  {r['design']:<20} {r['requests']:>5} requests in {r['seconds']:>5.2f} s: {r['requests_per_s']:>4} "
-              f"requests/s; checked in {r['check_s']:.2f} s; {r['verdicts']}", flush=True)
+        print(
+            f"  {r['design']:<20} {r['requests']:>5} requests in {r['seconds']:>5.2f} s: {r['requests_per_s']:>4} "
+            f"requests/s; checked in {r['check_s']:.2f} s; {r['verdicts']}",
+            flush=True,
+        )
     print("checker: synthetic racy read-modify-write histories")
-    sizes = [(8, 5, 2), (8, 10, 2)] if args.quick else [(8, 5, 2), (8, 10, 2), (8, 25, 2), (12, 10, 2), (16, 10, 2)]
+    sizes = (
+        [(8, 5, 2), (8, 10, 2)]
+        if args.quick
+        else [(8, 5, 2), (8, 10, 2), (8, 25, 2), (12, 10, 2), (16, 10, 2)]
+    )
     for tabs, rounds, per_tab in sizes:
         ops = synthetic_history(tabs, rounds, per_tab)
         started = time.perf_counter()
@@ -136,9 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         verdicts = {k: v.status for k, v in result.properties.items()}
         ok = verdicts["Consistency"] != VIOLATED
         failed |= not ok
-        print(f"  {tabs:>2} tabs x {rounds:>2} rounds: {len(ops):>5} ops ({result.stats['missing_after_ack']} lost "
-              f"after ack) checked in {seconds:6.2f} s, {result.stats['search_steps']} search steps; "
-              f"consistency {verdicts['Consistency']}" + ("" if ok else "  <-- wrong: consistent by construction"), flush=True)
+        print(
+            f"  {tabs:>2} tabs x {rounds:>2} rounds: {len(ops):>5} ops ({result.stats['missing_after_ack']} lost "
+            f"after ack) checked in {seconds:6.2f} s, {result.stats['search_steps']} search steps; "
+            f"consistency {verdicts['Consistency']}"
+            + ("" if ok else "  <-- wrong: consistent by construction"),
+            flush=True,
+        )
     return 1 if failed else 0
 
 

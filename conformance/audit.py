@@ -29,6 +29,7 @@ Everything in the cache that is not one of this run's ids (other users' messages
 runs) is ignored. The run posts at most ``tabs * per_tab * rounds`` messages (plus two probes and
 reposts): keep that below the cache's capacity, or eviction will look like loss.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,18 @@ import httpx2
 
 from .history import HistoryCheck, Op, check_history
 
-__all__ = ["AuditError", "Dialect", "AuditConfig", "AuditRun", "load_dialect", "probe", "run_audit",
-           "audit", "write_history", "CLIENTS"]
+__all__ = [
+    "AuditError",
+    "Dialect",
+    "AuditConfig",
+    "AuditRun",
+    "load_dialect",
+    "probe",
+    "run_audit",
+    "audit",
+    "write_history",
+    "CLIENTS",
+]
 
 CLIENTS = ("original", "keep-verifying")
 
@@ -87,12 +98,17 @@ class Dialect:
     def describe(self) -> str:
         """One line: the paths, where the id and token are, the read's shape and order."""
         query = "&".join(f"{k}={v}" for k, v in self.read_params.items())
-        shape = (f"{{{self.comments_field}: [...], {self.has_more_field}}}" if self.read_shape == "object"
-                 else "a bare array")
+        shape = (
+            f"{{{self.comments_field}: [...], {self.has_more_field}}}"
+            if self.read_shape == "object"
+            else "a bare array"
+        )
         token = f"heal token at {self.token_field} (sent back)" if self.token_field else "no heal token"
-        return (f"POST {self.post_path} (id at {self.id_field or 'the id sent'}, {token}); "
-                f"GET {self.read_path}{'?' + query if query else ''} -> {shape}, {self.order}; "
-                f"heal POST {self.heal_path}")
+        return (
+            f"POST {self.post_path} (id at {self.id_field or 'the id sent'}, {token}); "
+            f"GET {self.read_path}{'?' + query if query else ''} -> {shape}, {self.order}; "
+            f"heal POST {self.heal_path}"
+        )
 
 
 _DIALECT_KEYS = {f.name for f in fields(Dialect)}
@@ -114,7 +130,9 @@ def load_dialect(path: str) -> dict:
         raise AuditError(f"dialect file {path} must hold an object of settings")
     unknown = sorted(set(data) - _DIALECT_KEYS)
     if unknown:
-        raise AuditError(f"unknown dialect setting {', '.join(unknown)} (known: {', '.join(sorted(_DIALECT_KEYS))})")
+        raise AuditError(
+            f"unknown dialect setting {', '.join(unknown)} (known: {', '.join(sorted(_DIALECT_KEYS))})"
+        )
     for key, value in data.items():
         expected = dict if key in ("read_params", "headers") else str
         if not isinstance(value, expected):
@@ -194,22 +212,43 @@ class AuditRun:
         """The machine-readable report (without the records: see `write_history`)."""
         check = self.check
         props = {}
-        for name, result in (check.properties.items() if check else ()):
+        for name, result in check.properties.items() if check else ():
             anomaly = None
             if result.anomaly is not None:
                 a = result.anomaly
-                anomaly = {"summary": a.summary, "focus": a.focus,
-                           "steps": [{"index": op.index, "client": op.client, "kind": op.kind, "id": op.id,
-                                      "ids": None if op.ids is None else list(op.ids),
-                                      "request": op.label(a.focus), "invoke": op.invoke, "complete": op.complete,
-                                      "shows": a.marks.get(op.index, "")}
-                                     for op in a.ops]}
+                anomaly = {
+                    "summary": a.summary,
+                    "focus": a.focus,
+                    "steps": [
+                        {
+                            "index": op.index,
+                            "client": op.client,
+                            "kind": op.kind,
+                            "id": op.id,
+                            "ids": None if op.ids is None else list(op.ids),
+                            "request": op.label(a.focus),
+                            "invoke": op.invoke,
+                            "complete": op.complete,
+                            "shows": a.marks.get(op.index, ""),
+                        }
+                        for op in a.ops
+                    ],
+                }
             props[name] = {"status": result.status, "reason": result.reason, "anomaly": anomaly}
-        return {"url": self.url, "run": self.run_id, "dialect": asdict(self.dialect), "detected": self.detected,
-                "config": asdict(self.config), "drive_seconds": round(self.drive_seconds, 3),
-                "requests_per_second": round(len(self.ops) / self.drive_seconds, 1) if self.drive_seconds else None,
-                "stats": check.stats if check else {}, "status": check.status if check else None,
-                "properties": props}
+        return {
+            "url": self.url,
+            "run": self.run_id,
+            "dialect": asdict(self.dialect),
+            "detected": self.detected,
+            "config": asdict(self.config),
+            "drive_seconds": round(self.drive_seconds, 3),
+            "requests_per_second": round(len(self.ops) / self.drive_seconds, 1)
+            if self.drive_seconds
+            else None,
+            "stats": check.stats if check else {},
+            "status": check.status if check else None,
+            "properties": props,
+        }
 
 
 class _Recorder:
@@ -221,11 +260,24 @@ class _Recorder:
         self.ops: list[Op] = []
         self.last_retry_after: float | None = None
 
-    async def send(self, client: str, kind: str, method: str, path: str, *, body: dict | None = None,
-                   params: dict | None = None, message_id: str | None = None) -> tuple[Op, Any]:
+    async def send(
+        self,
+        client: str,
+        kind: str,
+        method: str,
+        path: str,
+        *,
+        body: dict | None = None,
+        params: dict | None = None,
+        message_id: str | None = None,
+    ) -> tuple[Op, Any]:
         index = len(self.records)
-        record: dict = {"i": index, "client": client, "kind": kind,
-                        "request": {"method": method, "path": path, "params": params or {}, "body": body}}
+        record: dict = {
+            "i": index,
+            "client": client,
+            "kind": kind,
+            "request": {"method": method, "path": path, "params": params or {}, "body": body},
+        }
         self.records.append(record)  # reserve the index in invocation order
         invoke = time.monotonic() - self.t0
         status, data, error = None, None, None
@@ -244,8 +296,12 @@ class _Recorder:
             complete: float | None = time.monotonic() - self.t0
         except httpx2.HTTPError as exc:
             complete, error = None, f"{type(exc).__name__}: {exc}"[:300]
-        record.update(invoke=invoke, complete=complete,
-                      response=None if status is None else {"status": status, "body": data}, error=error)
+        record.update(
+            invoke=invoke,
+            complete=complete,
+            response=None if status is None else {"status": status, "body": data},
+            error=error,
+        )
         op = self._decode(index, client, kind, invoke, complete, status, data, error, message_id)
         record["checked"] = {k: getattr(op, k) for k in Op.__slots__}
         self.ops.append(op)
@@ -283,26 +339,43 @@ class _Recorder:
             added = answer.get("added")
             # "added: false" / "already present": the worker says it wrote nothing (its dedupe check)
             unchanged = added is False or "already" in said
-            return Op(**base, id=message_id, ok=True, may_skip_write=unchanged,
-                      note=("already present" if unchanged else "added") if added is not None or said.strip() else "")
+            return Op(
+                **base,
+                id=message_id,
+                ok=True,
+                may_skip_write=unchanged,
+                note=("already present" if unchanged else "added")
+                if added is not None or said.strip()
+                else "",
+            )
         cached = answer.get("cached")
-        return Op(**base, id=message_id, ok=True, may_skip_write=cached is False,
-                  note="cached: false" if cached is False else "")
+        return Op(
+            **base,
+            id=message_id,
+            ok=True,
+            may_skip_write=cached is False,
+            note="cached: false" if cached is False else "",
+        )
 
 
 def _client(url: str, dialect: Dialect, timeout: float, connections: int) -> httpx2.AsyncClient:
     headers = {"Content-Type": "application/json", "Accept": "application/json"} | dict(dialect.headers)
-    return httpx2.AsyncClient(base_url=url, headers=headers, timeout=timeout, trust_env=False,
-                              limits=httpx2.Limits(max_connections=connections,
-                                                   max_keepalive_connections=connections))
+    return httpx2.AsyncClient(
+        base_url=url,
+        headers=headers,
+        timeout=timeout,
+        trust_env=False,
+        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.0,
-                run_id: str | None = None) -> tuple[Dialect, list[str]]:
+async def probe(
+    url: str, overrides: dict | None = None, *, timeout: float = 10.0, run_id: str | None = None
+) -> tuple[Dialect, list[str]]:
     """The dialect of the worker at `url` (overrides fix settings) and sentences on what was found."""
     overrides = dict(overrides or {})
     dialect = Dialect(**overrides)
@@ -311,6 +384,7 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
     t = _now_ms()
     a, b = f"kvhp-{run_id}-a", f"kvhp-{run_id}-b"
     async with _client(url, dialect, timeout, 4) as http:
+
         async def call(method: str, path: str, **kw) -> httpx2.Response:
             try:
                 return await http.request(method, path, **kw)
@@ -319,12 +393,16 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
 
         answers = []
         for message_id, ts in ((a, t - 1), (b, t)):
-            body = {dialect.post_id_param: message_id, dialect.post_text_param: "kvheal audit probe",
-                    dialect.post_timestamp_param: ts}
+            body = {
+                dialect.post_id_param: message_id,
+                dialect.post_text_param: "kvheal audit probe",
+                dialect.post_timestamp_param: ts,
+            }
             r = await call("POST", dialect.post_path, json=body)
             if not 200 <= r.status_code < 300:
-                raise AuditError(f"the worker refused the probe POST {dialect.post_path}: {r.status_code} "
-                                 f"{r.text[:120]!r}")
+                raise AuditError(
+                    f"the worker refused the probe POST {dialect.post_path}: {r.status_code} {r.text[:120]!r}"
+                )
             try:
                 answers.append(r.json())
             except ValueError:
@@ -344,15 +422,19 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
                     break
             else:
                 dialect = replace(dialect, token_field="")
-        notes.append(f"the POST answer carries the id at {dialect.id_field or '(nowhere: the id sent is used)'}"
-                     f" and {('a heal token at ' + dialect.token_field) if dialect.token_field else 'no heal token'}")
+        notes.append(
+            f"the POST answer carries the id at {dialect.id_field or '(nowhere: the id sent is used)'}"
+            f" and {('a heal token at ' + dialect.token_field) if dialect.token_field else 'no heal token'}"
+        )
         r = await call("GET", dialect.read_path, params=dialect.read_params)
         if r.status_code == 400 and dialect.read_params and "read_params" not in overrides:
             dialect = replace(dialect, read_params={})
             notes.append("the worker refused the read's parameters: reading without them")
             r = await call("GET", dialect.read_path)
         if not 200 <= r.status_code < 300:
-            raise AuditError(f"the worker refused the probe GET {dialect.read_path}: {r.status_code} {r.text[:120]!r}")
+            raise AuditError(
+                f"the worker refused the probe GET {dialect.read_path}: {r.status_code} {r.text[:120]!r}"
+            )
         try:
             data = r.json()
         except ValueError:
@@ -361,8 +443,11 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
             if isinstance(data, list):
                 dialect = replace(dialect, read_shape="array")
             elif isinstance(data, dict):
-                field_name = dialect.comments_field if isinstance(data.get(dialect.comments_field), list) else next(
-                    (k for k, v in data.items() if isinstance(v, list)), None)
+                field_name = (
+                    dialect.comments_field
+                    if isinstance(data.get(dialect.comments_field), list)
+                    else next((k for k, v in data.items() if isinstance(v, list)), None)
+                )
                 if field_name is None:
                     raise AuditError(f"GET {dialect.read_path} answered an object without a list of messages")
                 dialect = replace(dialect, read_shape="object", comments_field=field_name)
@@ -372,12 +457,15 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
         ids = [_dig(item, dialect.message_id_field) for item in items]
         if "order" not in overrides:
             if a in ids and b in ids:
-                dialect = replace(dialect, order="oldest-first" if ids.index(a) < ids.index(b) else "newest-first")
+                dialect = replace(
+                    dialect, order="oldest-first" if ids.index(a) < ids.index(b) else "newest-first"
+                )
                 notes.append(f"the read lists {dialect.order} (probe messages 1 ms apart)")
             else:
                 notes.append(f"the probe messages were not both in the read: order assumed {dialect.order}")
-        shape = ("a bare array" if dialect.read_shape == "array"
-                 else f"an object with {dialect.comments_field}")
+        shape = (
+            "a bare array" if dialect.read_shape == "array" else f"an object with {dialect.comments_field}"
+        )
         notes.append(f"the read answers {shape}")
         token = _dig(first, dialect.token_field) if dialect.token_field else None
         heal_body = {dialect.heal_id_param: a} | ({dialect.heal_token_param: token} if token else {})
@@ -388,8 +476,14 @@ async def probe(url: str, overrides: dict | None = None, *, timeout: float = 10.
     return dialect, notes
 
 
-async def run_audit(url: str, config: AuditConfig = AuditConfig(), dialect: Dialect | None = None,
-                    *, overrides: dict | None = None, check: bool = True) -> AuditRun:
+async def run_audit(
+    url: str,
+    config: AuditConfig = AuditConfig(),
+    dialect: Dialect | None = None,
+    *,
+    overrides: dict | None = None,
+    check: bool = True,
+) -> AuditRun:
     """Probe (unless `dialect` is given), drive, record and check (unless `check` is False)."""
     run_id = secrets.token_hex(4)
     detected: list[str] = []
@@ -405,8 +499,12 @@ async def run_audit(url: str, config: AuditConfig = AuditConfig(), dialect: Dial
     drive_seconds = time.monotonic() - t0
     run = AuditRun(url, dialect, detected, config, run_id, rec.records, rec.ops, drive_seconds)
     if check:
-        run.check = check_history(rec.ops, reconciler=config.reconciler, max_steps=config.max_steps,
-                                  max_seconds=config.max_check_seconds)
+        run.check = check_history(
+            rec.ops,
+            reconciler=config.reconciler,
+            max_steps=config.max_steps,
+            max_seconds=config.max_check_seconds,
+        )
     return run
 
 
@@ -423,18 +521,20 @@ class _Driver:
         self.base_ms = _now_ms()
 
     def _budget_left(self, started: float) -> bool:
-        return (len(self.rec.records) < self.c.max_requests
-                and time.monotonic() - started < self.c.duration)
+        return len(self.rec.records) < self.c.max_requests and time.monotonic() - started < self.c.duration
 
     async def post(self, tab: int, message_id: str | None = None) -> None:
         if message_id is None:
             self.counter += 1
             message_id = f"{self.prefix}t{tab}-{self.counter}"
-            self.bodies[message_id] = {self.d.post_id_param: message_id,
-                                       self.d.post_text_param: f"audit message {self.counter} of tab {tab}",
-                                       self.d.post_timestamp_param: self.base_ms + self.counter}
-        op, data = await self.send_retrying(f"tab{tab}", "post", self.d.post_path, self.bodies[message_id],
-                                            message_id)
+            self.bodies[message_id] = {
+                self.d.post_id_param: message_id,
+                self.d.post_text_param: f"audit message {self.counter} of tab {tab}",
+                self.d.post_timestamp_param: self.base_ms + self.counter,
+            }
+        op, data = await self.send_retrying(
+            f"tab{tab}", "post", self.d.post_path, self.bodies[message_id], message_id
+        )
         if op.ok is True:
             token = _dig(data, self.d.token_field) if self.d.token_field else None
             self.tokens.setdefault(message_id, token if isinstance(token, str) else None)
@@ -443,7 +543,9 @@ class _Driver:
                 self.pending[tab].append(message_id)
 
     async def read(self, client: str) -> Op:
-        op, _ = await self.rec.send(client, "read", "GET", self.d.read_path, params=self.d.read_params or None)
+        op, _ = await self.rec.send(
+            client, "read", "GET", self.d.read_path, params=self.d.read_params or None
+        )
         return op
 
     async def heal(self, tab: int, message_id: str) -> None:
@@ -529,7 +631,18 @@ def audit(url: str, config: AuditConfig = AuditConfig(), overrides: dict | None 
 def write_history(run: AuditRun, path: str) -> None:
     """The run as JSON lines: a header object ({"audit": ...}), then one object per request."""
     with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"audit": {"url": run.url, "run": run.run_id, "dialect": asdict(run.dialect),
-                                      "config": asdict(run.config)}}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "audit": {
+                        "url": run.url,
+                        "run": run.run_id,
+                        "dialect": asdict(run.dialect),
+                        "config": asdict(run.config),
+                    }
+                }
+            )
+            + "\n"
+        )
         for record in run.records:
             f.write(json.dumps(record, default=str) + "\n")

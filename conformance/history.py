@@ -63,6 +63,7 @@ Consistency
     shrinks to: every id read was posted (or healed) by a request invoked before the read
     completed.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["Op", "Anomaly", "PropertyResult", "HistoryCheck", "check_history", "PROPERTIES",
-           "HOLDS", "VIOLATED", "UNKNOWN", "step_table", "sequence_svg", "op_from_dict"]
+__all__ = [
+    "Op",
+    "Anomaly",
+    "PropertyResult",
+    "HistoryCheck",
+    "check_history",
+    "PROPERTIES",
+    "HOLDS",
+    "VIOLATED",
+    "UNKNOWN",
+    "step_table",
+    "sequence_svg",
+    "op_from_dict",
+]
 
 HOLDS, VIOLATED, UNKNOWN = "holds", "violated", "unknown"
 PROPERTIES = ("Durability", "Duplicates", "HealEffective", "Consistency")
@@ -121,8 +134,9 @@ class Op:
                 what = "[" + ", ".join(self.ids or ()) + "]"
             else:
                 n = (self.ids or ()).count(focus)
-                what = f"{len(self.ids)} ids, " + (f"{focus} x{n}" if n > 1 else "with " + focus if n else
-                                                    "without " + focus)
+                what = f"{len(self.ids)} ids, " + (
+                    f"{focus} x{n}" if n > 1 else "with " + focus if n else "without " + focus
+                )
             what += " (partial)" if self.partial and self.ok is True else ""
             return f"read -> {what}" + (f" ({self.note})" if self.note and self.ok is not True else "")
         outcome = {True: "ok", False: "refused", None: "unknown"}[self.ok]
@@ -193,7 +207,9 @@ def _overlaps(a: Op, b: Op) -> bool:
 
 
 def _involving(ops: Iterable[Op], message_id: str) -> list[Op]:
-    return [op for op in ops if op.id == message_id or (op.kind == "read" and op.ids and message_id in op.ids)]
+    return [
+        op for op in ops if op.id == message_id or (op.kind == "read" and op.ids and message_id in op.ids)
+    ]
 
 
 def _check_durability(ops: Sequence[Op]) -> PropertyResult:
@@ -209,9 +225,16 @@ def _check_durability(ops: Sequence[Op]) -> PropertyResult:
     missing = sorted({op.id for op in acked} - present)
     if not missing:
         return PropertyResult(HOLDS, f"all {len({op.id for op in acked})} acknowledged ids in the final read")
-    best = min((_durability_anomaly(ops, m, final) for m in missing), key=lambda a: (len(a.ops), a.ops[0].index))
-    return PropertyResult(VIOLATED, f"{len(missing)} acknowledged id(s) missing from the final read: "
-                          + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""), best)
+    best = min(
+        (_durability_anomaly(ops, m, final) for m in missing), key=lambda a: (len(a.ops), a.ops[0].index)
+    )
+    return PropertyResult(
+        VIOLATED,
+        f"{len(missing)} acknowledged id(s) missing from the final read: "
+        + ", ".join(missing[:10])
+        + (" ..." if len(missing) > 10 else ""),
+        best,
+    )
 
 
 def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
@@ -242,9 +265,12 @@ def _durability_anomaly(ops: Sequence[Op], m: str, final: Op) -> Anomaly:
         marks[h.index] = "heal of " + m
     chosen.append(final)
     marks[final.index] = f"final read: {m} missing"
-    tail = ("; no heal of it afterwards" if not heals else "; heals of it did not bring it back")
-    summary = (f"{m} was acknowledged" + (f", then seen by a read of {last.client}" if seen else "")
-               + f", and is missing from the final read{tail}")
+    tail = "; no heal of it afterwards" if not heals else "; heals of it did not bring it back"
+    summary = (
+        f"{m} was acknowledged"
+        + (f", then seen by a read of {last.client}" if seen else "")
+        + f", and is missing from the final read{tail}"
+    )
     return Anomaly("Durability", summary, _sorted_unique(chosen), marks, m)
 
 
@@ -265,9 +291,13 @@ def _check_duplicates(ops: Sequence[Op]) -> PropertyResult:
     involved = [op for op in ops if op.id == m and op.kind in ("post", "heal") and op.invoke < read.end]
     marks = {op.index: f"may add {m}" for op in involved}
     marks[read.index] = f"{m} twice"
-    summary = (f"a read returned {m} {Counter(read.ids)[m]} times; {len(bad)} read(s) had duplicates "
-               f"({len(involved)} post/heal requests for {m} before it)")
-    return PropertyResult(VIOLATED, summary, Anomaly("Duplicates", summary, _sorted_unique(involved + [read]), marks, m))
+    summary = (
+        f"a read returned {m} {Counter(read.ids)[m]} times; {len(bad)} read(s) had duplicates "
+        f"({len(involved)} post/heal requests for {m} before it)"
+    )
+    return PropertyResult(
+        VIOLATED, summary, Anomaly("Duplicates", summary, _sorted_unique(involved + [read]), marks, m)
+    )
 
 
 def _check_heals(ops: Sequence[Op], reconciler: bool) -> PropertyResult:
@@ -285,12 +315,16 @@ def _check_heals(ops: Sequence[Op], reconciler: bool) -> PropertyResult:
                 found.append((h, r))
                 break
     if not found:
-        return PropertyResult(HOLDS, f"{len(heals)} heal(s) answered success, none followed by an unexplained absence")
+        return PropertyResult(
+            HOLDS, f"{len(heals)} heal(s) answered success, none followed by an unexplained absence"
+        )
     h, r = min(found, key=lambda hr: (hr[1].end - hr[0].invoke, hr[0].index))
     posts = [op for op in ops if op.kind == "post" and op.id == h.id and op.invoke < h.invoke][-1:]
     marks = {h.index: "answered success", r.index: f"{h.id} missing; no write overlapped the heal"}
-    summary = (f"heal of {h.id} answered success, yet a later read lacks it and no other write overlapped "
-               f"the heal ({len(found)} such heal(s))")
+    summary = (
+        f"heal of {h.id} answered success, yet a later read lacks it and no other write overlapped "
+        f"the heal ({len(found)} such heal(s))"
+    )
     anomaly = Anomaly("HealEffective", summary, _sorted_unique(posts + [h, r]), marks, h.id)
     if reconciler:
         return PropertyResult(UNKNOWN, summary + "; a background writer might explain it", anomaly)
@@ -343,8 +377,12 @@ class _Deepest:
     done: int = 0
 
 
-def _producible(target: tuple[str, ...], value: tuple[str, ...], writers: list[tuple[str, tuple | None]],
-                budget: list[int] | None = None) -> bool:
+def _producible(
+    target: tuple[str, ...],
+    value: tuple[str, ...],
+    writers: list[tuple[str, tuple | None]],
+    budget: list[int] | None = None,
+) -> bool:
     """Whether writes of `writers` ((id, snapshot, or None when not captured yet)) could make the
     register hold `target`, starting from `value`: a necessary condition. Every value the
     register may still take is a *base* (the current value, or an opened writer's snapshot plus
@@ -363,15 +401,25 @@ def _producible(target: tuple[str, ...], value: tuple[str, ...], writers: list[t
     return False
 
 
-def _reads_feasible(seg: _Segment, opened: int, done: int, value: tuple[str, ...], snaps: tuple,
-                    ahead: list | None = None, absorbed: int = 0) -> bool:
+def _reads_feasible(
+    seg: _Segment,
+    opened: int,
+    done: int,
+    value: tuple[str, ...],
+    snaps: tuple,
+    ahead: list | None = None,
+    absorbed: int = 0,
+) -> bool:
     """False when a pending (not partial) read of the segment, or the first read of the next
     segment (`ahead`: its value and the ids of the writers that may precede it), can no longer be
     matched: no write that may still come before its completion can produce the value it returned."""
     snapmap = dict(snaps)
     if ahead:
-        mine = [(seg.ops[i].id, snapmap.get(i)) for i in range(len(seg.ops))
-                if not seg.is_read[i] and not (done | absorbed) >> i & 1]
+        mine = [
+            (seg.ops[i].id, snapmap.get(i))
+            for i in range(len(seg.ops))
+            if not seg.is_read[i] and not (done | absorbed) >> i & 1
+        ]
         for target, later in ahead:
             if not _producible(target, value, mine + later):
                 return False
@@ -380,8 +428,11 @@ def _reads_feasible(seg: _Segment, opened: int, done: int, value: tuple[str, ...
         if not seg.is_read[q] or done >> q & 1 or seg.ops[q].partial:
             continue
         end = seg.ops[q].end
-        writers = [(seg.ops[i].id, snapmap.get(i)) for i in range(len(seg.ops))
-                   if not seg.is_read[i] and not (done | absorbed) >> i & 1 and seg.ops[i].invoke < end]
+        writers = [
+            (seg.ops[i].id, snapmap.get(i))
+            for i in range(len(seg.ops))
+            if not seg.is_read[i] and not (done | absorbed) >> i & 1 and seg.ops[i].invoke < end
+        ]
         if not _producible(seg.want[q], value, writers):
             return False
         checked += 1
@@ -417,9 +468,17 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: r
         later = segments[k + 1]
         firsts = [i for i in later.by_end if later.is_read[i] and not later.ops[i].partial][:1]
         if firsts:
-            lookahead[k] = [(later.want[q], [(later.ops[i].id, None) for i in range(len(later.ops))
-                                             if not later.is_read[i] and later.ops[i].invoke < later.ops[q].end])
-                            for q in firsts]
+            lookahead[k] = [
+                (
+                    later.want[q],
+                    [
+                        (later.ops[i].id, None)
+                        for i in range(len(later.ops))
+                        if not later.is_read[i] and later.ops[i].invoke < later.ops[q].end
+                    ],
+                )
+                for q in firsts
+            ]
         else:
             passed = [(later.ops[i].id, None) for i in range(len(later.ops)) if not later.is_read[i]]
             lookahead[k] = [(target, writers + passed) for target, writers in lookahead[k + 1]]
@@ -441,8 +500,12 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: r
         while progress:
             progress = False
             for i in seg.order:
-                if (seg.is_read[i] and not done >> i & 1 and seg.need[i] & ~done == 0
-                        and (_sub_multiset(seg.want[i], value) if seg.ops[i].partial else seg.want[i] == value)):
+                if (
+                    seg.is_read[i]
+                    and not done >> i & 1
+                    and seg.need[i] & ~done == 0
+                    and (_sub_multiset(seg.want[i], value) if seg.ops[i].partial else seg.want[i] == value)
+                ):
                     done |= 1 << i
                     progress = True
         if done == seg.full:
@@ -454,9 +517,12 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: r
         if not _reads_feasible(seg, opened, done, value, snaps, lookahead[seg_i], absorbed):
             continue
         ahead = lookahead[seg_i][0][0] if lookahead[seg_i] else ()
-        wanted_ids = set(ahead).union(*(seg.want[i] for i in range(len(seg.ops))
-                                                   if seg.is_read[i] and not done >> i & 1))
-        enabled = [i for i in seg.order if not done >> i & 1 and not seg.is_read[i] and not seg.need[i] & ~done]
+        wanted_ids = set(ahead).union(
+            *(seg.want[i] for i in range(len(seg.ops)) if seg.is_read[i] and not done >> i & 1)
+        )
+        enabled = [
+            i for i in seg.order if not done >> i & 1 and not seg.is_read[i] and not seg.need[i] & ~done
+        ]
         # ops enabled now and neither opened nor absorbed: after a write they can no longer be lost
         fresh = sum(1 << i for i in enabled if seg.must[i] and not (opened | absorbed | committed) >> i & 1)
         q = next((i for i in seg.by_end if seg.is_read[i] and not done >> i & 1), None)
@@ -476,8 +542,12 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: r
                 written = _add(snap, op.id)
                 toward = Counter(written) <= Counter(target)
                 # the write resolves every absorbed op (their writes are placed just before it)
-                moves.append((1 if toward else 4, (seg_i, opened & ~bit, done | bit | absorbed, 0,
-                                                   committed | fresh, written, rest)))
+                moves.append(
+                    (
+                        1 if toward else 4,
+                        (seg_i, opened & ~bit, done | bit | absorbed, 0, committed | fresh, written, rest),
+                    )
+                )
                 if op.id in snap or not seg.must[i]:
                     moves.append((3, (seg_i, opened & ~bit, done | bit, absorbed, committed, value, rest)))
                 continue
@@ -490,8 +560,20 @@ def _search(segments: list[_Segment], max_steps: int, max_seconds: float, rng: r
                 keep, lose = 3, 6
             else:
                 keep, lose = 5, 6
-            moves.append((keep, (seg_i, opened | bit, done, absorbed, committed | bit, value,
-                                 tuple(sorted(snaps + ((i, value),))))))
+            moves.append(
+                (
+                    keep,
+                    (
+                        seg_i,
+                        opened | bit,
+                        done,
+                        absorbed,
+                        committed | bit,
+                        value,
+                        tuple(sorted(snaps + ((i, value),))),
+                    ),
+                )
+            )
             if not seg.must[i]:
                 moves.append((lose, (seg_i, opened, done | bit, absorbed, committed, value, snaps)))
             elif not committed & bit:
@@ -525,8 +607,9 @@ def _restarts(segments: list[_Segment], max_steps: int, max_seconds: float):
         budget = budget * 3 // 2 + 1
 
 
-def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
-                       max_seconds: float) -> tuple[PropertyResult, int]:
+def _check_consistency(
+    ops: Sequence[Op], reconciler: bool, max_steps: int, max_seconds: float
+) -> tuple[PropertyResult, int]:
     reads = _ok_reads(ops)
     if not reads:
         return PropertyResult(UNKNOWN, "no successful read"), 0
@@ -538,24 +621,37 @@ def _check_consistency(ops: Sequence[Op], reconciler: bool, max_steps: int,
         for m in r.ids or ():
             if first_writer.get(m, _INF) >= r.end:
                 late = [w for w in writers if w.id == m]
-                what = ("no request that may have written it was sent" if not late
-                        else "its first post or heal was invoked only after the read completed")
+                what = (
+                    "no request that may have written it was sent"
+                    if not late
+                    else "its first post or heal was invoked only after the read completed"
+                )
                 summary = f"a read returned {m}, but {what}"
                 marks = {r.index: f"returned {m}"} | {w.index: "invoked later" for w in late}
-                return PropertyResult(VIOLATED, summary, Anomaly("Consistency", summary,
-                                                                 _sorted_unique([r] + late[:2]), marks, m)), 0
+                return PropertyResult(
+                    VIOLATED,
+                    summary,
+                    Anomaly("Consistency", summary, _sorted_unique([r] + late[:2]), marks, m),
+                ), 0
     if reconciler:
         return PropertyResult(HOLDS, "every id read was posted before (reconciler: no order searched)"), 0
     segments = _segments(reads + writers)
     status, steps, deepest = _restarts(segments, max_steps, max_seconds)
     if status == HOLDS:
-        return PropertyResult(HOLDS, f"{len(reads)} reads explained by an order of {len(writers)} writes "
-                                     f"({steps} search steps, {len(segments)} segments)"), steps
+        return PropertyResult(
+            HOLDS,
+            f"{len(reads)} reads explained by an order of {len(writers)} writes "
+            f"({steps} search steps, {len(segments)} segments)",
+        ), steps
     if status == UNKNOWN:
-        return PropertyResult(UNKNOWN, f"search budget exhausted after {steps} steps "
-                                       f"(segment {deepest.segment + 1} of {len(segments)})"), steps
+        return PropertyResult(
+            UNKNOWN,
+            f"search budget exhausted after {steps} steps (segment {deepest.segment + 1} of {len(segments)})",
+        ), steps
     everything = sorted(reads + writers, key=lambda op: (op.invoke, op.index))
-    return PropertyResult(VIOLATED, *_consistency_anomaly(segments[deepest.segment], deepest, everything)), steps
+    return PropertyResult(
+        VIOLATED, *_consistency_anomaly(segments[deepest.segment], deepest, everything)
+    ), steps
 
 
 def _consistency_anomaly(seg: _Segment, deepest: _Deepest, everything: list[Op]) -> tuple[str, Anomaly]:
@@ -566,21 +662,30 @@ def _consistency_anomaly(seg: _Segment, deepest: _Deepest, everything: list[Op])
     had = Counter(deepest.value)
     # ids read but not explained, or explained but not read, and writes that had to precede the
     # read but could not be placed
-    stuck = {seg.ops[i].id for i in range(len(seg.ops)) if not seg.is_read[i] and seg.need[culprit] >> i & 1
-             and not deepest.done >> i & 1}
+    stuck = {
+        seg.ops[i].id
+        for i in range(len(seg.ops))
+        if not seg.is_read[i] and seg.need[culprit] >> i & 1 and not deepest.done >> i & 1
+    }
     diff = sorted(set((got - had) + (had - got)) | stuck) or sorted(got)
     chosen = [read]
     for m in diff:  # the last writes of each such id before the read, and the last read that saw it
         chosen += [op for op in everything if op.kind != "read" and op.id == m and op.invoke < read.end][-2:]
-        chosen += [op for op in everything if op.kind == "read" and op.end <= read.invoke and m in (op.ids or ())][-1:]
+        chosen += [
+            op for op in everything if op.kind == "read" and op.end <= read.invoke and m in (op.ids or ())
+        ][-1:]
     marks = {read.index: "no order of the writes explains this"}
     for op in chosen:
         if op.index != read.index and op.kind != "read":
-            marks[op.index] = "must take effect before the read" if op.end < read.invoke else "concurrent with the read"
+            marks[op.index] = (
+                "must take effect before the read" if op.end < read.invoke else "concurrent with the read"
+            )
     explained = ", ".join(sorted(deepest.value)) or "nothing"
-    summary = (f"a read returned [{', '.join(read.ids or ())}], which no order of the cache writes consistent "
-               f"with real time explains (the closest order had [{explained}] at that point; differing: "
-               f"{', '.join(diff)})")
+    summary = (
+        f"a read returned [{', '.join(read.ids or ())}], which no order of the cache writes consistent "
+        f"with real time explains (the closest order had [{explained}] at that point; differing: "
+        f"{', '.join(diff)})"
+    )
     return summary, Anomaly("Consistency", summary, _sorted_unique(chosen), marks, diff[0] if diff else None)
 
 
@@ -607,8 +712,9 @@ def _stats(ops: Sequence[Op]) -> dict[str, float | int]:
     }
 
 
-def check_history(ops: Sequence[Op], *, reconciler: bool = False, max_steps: int = 500_000,
-                  max_seconds: float = 30.0) -> HistoryCheck:
+def check_history(
+    ops: Sequence[Op], *, reconciler: bool = False, max_steps: int = 500_000, max_seconds: float = 30.0
+) -> HistoryCheck:
     """Every property's verdict on a history (see the module docstring for the definitions).
 
     `max_steps`/`max_seconds` bound the consistency search (unknown when exhausted);
@@ -618,12 +724,15 @@ def check_history(ops: Sequence[Op], *, reconciler: bool = False, max_steps: int
     started = time.monotonic()
     consistency, steps = _check_consistency(ops, reconciler, max_steps, max_seconds)
     stats = _stats(ops) | {"search_steps": steps, "check_seconds": round(time.monotonic() - started, 3)}
-    return HistoryCheck({
-        "Durability": _check_durability(ops),
-        "Duplicates": _check_duplicates(ops),
-        "HealEffective": _check_heals(ops, reconciler),
-        "Consistency": consistency,
-    }, stats)
+    return HistoryCheck(
+        {
+            "Durability": _check_durability(ops),
+            "Duplicates": _check_duplicates(ops),
+            "HealEffective": _check_heals(ops, reconciler),
+            "Consistency": consistency,
+        },
+        stats,
+    )
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -634,13 +743,18 @@ def _ms(t: float | None, origin: float) -> str:
 def step_table(anomaly: Anomaly, origin: float | None = None) -> str:
     """The anomaly as a Markdown step table: step, client, request, invoked/completed (ms), what it shows."""
     origin = min(op.invoke for op in anomaly.ops) if origin is None else origin
-    lines = [f"**{anomaly.property}**: {anomaly.summary}", "",
-             "| step | # | client | request and answer | invoked ms | completed ms | shows |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**{anomaly.property}**: {anomaly.summary}",
+        "",
+        "| step | # | client | request and answer | invoked ms | completed ms | shows |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for n, op in enumerate(anomaly.ops, 1):
         label = op.label(anomaly.focus).replace("|", "\\|")
-        lines.append(f"| {n} | {op.index} | {op.client} | {label} | {_ms(op.invoke, origin)} | "
-                     f"{_ms(op.complete, origin)} | {anomaly.marks.get(op.index, '')} |")
+        lines.append(
+            f"| {n} | {op.index} | {op.client} | {label} | {_ms(op.invoke, origin)} | "
+            f"{_ms(op.complete, origin)} | {anomaly.marks.get(op.index, '')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -661,26 +775,38 @@ def sequence_svg(anomaly: Anomaly) -> str:
     height = top + row * (len(events) + 1) + 20
     x = {name: 100 + lane_w * i for i, name in enumerate(lanes)}
     origin = events[0][0] if events else 0.0
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="monospace" font-size="12">',
-           '<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
-           f'<text x="10" y="20" font-weight="bold">{escape(anomaly.property)}</text>',
-           f'<text x="10" y="38">{escape(anomaly.summary[:160])}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="monospace" font-size="12">',
+        '<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
+        f'<text x="10" y="20" font-weight="bold">{escape(anomaly.property)}</text>',
+        f'<text x="10" y="38">{escape(anomaly.summary[:160])}</text>',
+    ]
     for name in lanes:
-        out.append(f'<text x="{x[name]}" y="{top - 10}" text-anchor="middle" font-weight="bold">{escape(name)}</text>')
-        out.append(f'<line x1="{x[name]}" y1="{top}" x2="{x[name]}" y2="{height - 10}" stroke="#999" '
-                   'stroke-dasharray="4,3"/>')
+        out.append(
+            f'<text x="{x[name]}" y="{top - 10}" text-anchor="middle" font-weight="bold">{escape(name)}</text>'
+        )
+        out.append(
+            f'<line x1="{x[name]}" y1="{top}" x2="{x[name]}" y2="{height - 10}" stroke="#999" '
+            'stroke-dasharray="4,3"/>'
+        )
     step = {op.index: n for n, op in enumerate(anomaly.ops, 1)}
     for k, (t, is_return, op) in enumerate(events):
         y = top + row * (k + 1)
         a, b = (x[op.client], x["cache"]) if not is_return else (x["cache"], x[op.client])
         mark = anomaly.marks.get(op.index, "")
         color = "#c00" if is_return and mark else "#000"
-        out.append(f'<line x1="{a}" y1="{y}" x2="{b}" y2="{y}" stroke="{color}" marker-end="url(#a)"'
-                   + (' stroke-dasharray="6,3"' if is_return else "") + "/>")
-        text = (f"{step[op.index]}. {op.kind} {op.id or ''}".rstrip() if not is_return else
-                f"{step[op.index]}. " + op.label(anomaly.focus).split(" -> ", 1)[-1])
+        out.append(
+            f'<line x1="{a}" y1="{y}" x2="{b}" y2="{y}" stroke="{color}" marker-end="url(#a)"'
+            + (' stroke-dasharray="6,3"' if is_return else "")
+            + "/>"
+        )
+        text = (
+            f"{step[op.index]}. {op.kind} {op.id or ''}".rstrip()
+            if not is_return
+            else f"{step[op.index]}. " + op.label(anomaly.focus).split(" -> ", 1)[-1]
+        )
         out.append(f'<text x="{min(a, b) + 6}" y="{y - 5}">{escape(text[:60])}</text>')
         out.append(f'<text x="10" y="{y + 4}" fill="#666">{(t - origin) * 1000:.1f} ms</text>')
         if is_return and mark:

@@ -1,5 +1,6 @@
 """`kvheal audit URL` end to end: real uvicorn servers, in-test workers of other dialects (correct and
 broken), and `kvheal serve` in every design."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,17 @@ def kvheal(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def other_app(*, prefix="/api/comments", heal_path="/api/admin/add-to-cache", array=True, oldest_first=True,
-              drop_every=0, heal_works=True, text_field="text", heal_id="messageId"):
+def other_app(
+    *,
+    prefix="/api/comments",
+    heal_path="/api/admin/add-to-cache",
+    array=True,
+    oldest_first=True,
+    drop_every=0,
+    heal_works=True,
+    text_field="text",
+    heal_id="messageId",
+):
     """A worker in another dialect: bare array or {items: [...]}, id at the top level, no heal token.
     Correct (one lock around the cache) unless `drop_every` (acknowledge every n-th post without caching
     it) or not `heal_works` (answer success and do nothing)."""
@@ -65,8 +75,13 @@ def other_app(*, prefix="/api/comments", heal_path="/api/admin/add-to-cache", ar
                 cache.sort(key=lambda m: m["timestamp"])
         return JSONResponse({"success": True} | ({"added": not present} if heal_works else {}))
 
-    return Starlette(routes=[Route(prefix, post, methods=["POST"]), Route(prefix, read, methods=["GET"]),
-                             Route(heal_path, heal, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route(prefix, post, methods=["POST"]),
+            Route(prefix, read, methods=["GET"]),
+            Route(heal_path, heal, methods=["POST"]),
+        ]
+    )
 
 
 def audit_run(url, **kw):
@@ -83,14 +98,22 @@ def test_unreachable_url_is_a_usage_error():
     assert len(result.output.strip().splitlines()) == 1 and time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["ftp://x"], "kvheal: error: URL must start with http:// or https://, got 'ftp://x'"),
-    (["--tabs", "0"], "kvheal: error: --tabs must be between 1 and 256, got 0"),
-    (["--client", "lazy"], "kvheal: error: unknown --client 'lazy' (known: original, keep-verifying)"),
-    (["--dialect", "/nonexistent.json"], "kvheal: error: cannot read dialect file /nonexistent.json: "
-                                         "No such file or directory"),
-    (["--history", "/nonexistent/dir/h.jsonl"], "kvheal: error: --history: no directory /nonexistent/dir"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ftp://x"], "kvheal: error: URL must start with http:// or https://, got 'ftp://x'"),
+        (["--tabs", "0"], "kvheal: error: --tabs must be between 1 and 256, got 0"),
+        (["--client", "lazy"], "kvheal: error: unknown --client 'lazy' (known: original, keep-verifying)"),
+        (
+            ["--dialect", "/nonexistent.json"],
+            "kvheal: error: cannot read dialect file /nonexistent.json: No such file or directory",
+        ),
+        (
+            ["--history", "/nonexistent/dir/h.jsonl"],
+            "kvheal: error: --history: no directory /nonexistent/dir",
+        ),
+    ],
+)
 def test_usage_errors(args, message):
     result = kvheal("audit", *args)
     assert result.exit_code == 2
@@ -129,14 +152,33 @@ def test_correct_worker_of_another_dialect_passes_and_is_detected():
 
 
 def test_object_newest_first_dialect_and_dialect_file_paths(tmp_path):
-    app = other_app(prefix="/v2/messages", heal_path="/v2/repair", array=False, oldest_first=False,
-                    text_field="body", heal_id="id")
+    app = other_app(
+        prefix="/v2/messages",
+        heal_path="/v2/repair",
+        array=False,
+        oldest_first=False,
+        text_field="body",
+        heal_id="id",
+    )
     dialect = tmp_path / "d.toml"
-    dialect.write_text('post_path = "/v2/messages"\nread_path = "/v2/messages"\nheal_path = "/v2/repair"\n'
-                       'post_text_param = "body"\nheal_id_param = "id"\n')
+    dialect.write_text(
+        'post_path = "/v2/messages"\nread_path = "/v2/messages"\nheal_path = "/v2/repair"\n'
+        'post_text_param = "body"\nheal_id_param = "id"\n'
+    )
     with UvicornThread(app) as url:
-        result = kvheal("audit", url, "--dialect", str(dialect), "--tabs", "3", "--rounds", "2", "--settle", "0.3",
-                        "--json")
+        result = kvheal(
+            "audit",
+            url,
+            "--dialect",
+            str(dialect),
+            "--tabs",
+            "3",
+            "--rounds",
+            "2",
+            "--settle",
+            "0.3",
+            "--json",
+        )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["dialect"]["read_shape"] == "object" and report["dialect"]["comments_field"] == "items"
@@ -147,17 +189,46 @@ def test_object_newest_first_dialect_and_dialect_file_paths(tmp_path):
 def test_worker_that_acknowledges_without_caching_and_fakes_heals_is_caught(tmp_path):
     with UvicornThread(other_app(drop_every=3, heal_works=False)) as url:
         # one tab: sequential requests, so no concurrent write can excuse a missing message
-        result = kvheal("audit", url, "--tabs", "1", "--per-tab", "1", "--rounds", "4", "--settle", "0.2",
-                        "--heal-rounds", "3", "--no-heal-present", "--no-repost",
-                        "--report", str(tmp_path / "rep"), "--history", str(tmp_path / "h.jsonl"))
+        result = kvheal(
+            "audit",
+            url,
+            "--tabs",
+            "1",
+            "--per-tab",
+            "1",
+            "--rounds",
+            "4",
+            "--settle",
+            "0.2",
+            "--heal-rounds",
+            "3",
+            "--no-heal-present",
+            "--no-repost",
+            "--report",
+            str(tmp_path / "rep"),
+            "--history",
+            str(tmp_path / "h.jsonl"),
+        )
     assert result.exit_code == 1, result.output
-    table = {line.split("|")[1].strip(): line.split("|")[2].strip()
-             for line in result.output.splitlines() if line.startswith("| ") and line.count("|") == 4}
-    assert table == {"property": "verdict", "Durability": "violated", "Duplicates": "holds",
-                     "HealEffective": "violated", "Consistency": "violated"}
+    table = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in result.output.splitlines()
+        if line.startswith("| ") and line.count("|") == 4
+    }
+    assert table == {
+        "property": "verdict",
+        "Durability": "violated",
+        "Duplicates": "holds",
+        "HealEffective": "violated",
+        "Consistency": "violated",
+    }
     assert "**HealEffective**: heal of kvh-" in result.output
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
-        "Consistency.svg", "Durability.svg", "HealEffective.svg", "report.md"]
+        "Consistency.svg",
+        "Durability.svg",
+        "HealEffective.svg",
+        "report.md",
+    ]
     lines = (tmp_path / "h.jsonl").read_text().splitlines()
     header, first = json.loads(lines[0]), json.loads(lines[1])
     assert header["audit"]["url"] == url
@@ -168,8 +239,23 @@ def test_worker_that_acknowledges_without_caching_and_fakes_heals_is_caught(tmp_
 
 def test_json_report_of_a_worker_whose_heals_do_nothing():
     with UvicornThread(other_app(drop_every=2, heal_works=False)) as url:
-        result = kvheal("audit", url, "--tabs", "1", "--per-tab", "1", "--rounds", "2", "--settle", "0.1",
-                        "--heal-rounds", "2", "--no-heal-present", "--no-repost", "--json")
+        result = kvheal(
+            "audit",
+            url,
+            "--tabs",
+            "1",
+            "--per-tab",
+            "1",
+            "--rounds",
+            "2",
+            "--settle",
+            "0.1",
+            "--heal-rounds",
+            "2",
+            "--no-heal-present",
+            "--no-repost",
+            "--json",
+        )
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     assert report["status"] == "violated" and report["properties"]["HealEffective"]["status"] == "violated"
@@ -183,8 +269,15 @@ def test_json_report_of_a_worker_whose_heals_do_nothing():
 
 # -- kvheal serve in every design --------------------------------------------------------------------------
 def serve(tmp_path, variants, **kw):
-    return ServerProcess(ServeConfig(backend="sqlite", variants=variants, workers=2,
-                                     db=str(tmp_path / f"kv-{variants or 'seed'}.sqlite3"), **kw))
+    return ServerProcess(
+        ServeConfig(
+            backend="sqlite",
+            variants=variants,
+            workers=2,
+            db=str(tmp_path / f"kv-{variants or 'seed'}.sqlite3"),
+            **kw,
+        )
+    )
 
 
 def test_seed_design_is_caught_losing_and_duplicating(tmp_path):
@@ -198,14 +291,22 @@ def test_seed_design_is_caught_losing_and_duplicating(tmp_path):
     assert verdicts[0]["Duplicates"] == "violated"
     assert verdicts[-1]["Durability"] == "violated", verdicts
     # lost updates and duplicates are what a racy read-modify-write does: never inconsistent
-    assert all(v["Consistency"] != "violated" and v["HealEffective"] != "violated" for v in verdicts), verdicts
+    assert all(v["Consistency"] != "violated" and v["HealEffective"] != "violated" for v in verdicts), (
+        verdicts
+    )
 
 
-@pytest.mark.parametrize("variants, options", [
-    ("atomic_cache,dedupe", {}),
-    ("dedupe", {"client": "keep-verifying"}),  # the model's dedupe,keep_verifying: the client keeps verifying
-    ("dedupe,sweeper", {"reconciler": True}),
-])
+@pytest.mark.parametrize(
+    "variants, options",
+    [
+        ("atomic_cache,dedupe", {}),
+        (
+            "dedupe",
+            {"client": "keep-verifying"},
+        ),  # the model's dedupe,keep_verifying: the client keeps verifying
+        ("dedupe,sweeper", {"reconciler": True}),
+    ],
+)
 def test_converging_designs_pass(tmp_path, variants, options):
     with serve(tmp_path, variants, sweep_interval=0.2) as url:
         run = audit_run(url, tabs=8, rounds=2, settle=1.0, max_check_seconds=15, **options)
@@ -213,6 +314,7 @@ def test_converging_designs_pass(tmp_path, variants, options):
     reasons = {k: v.reason for k, v in run.check.properties.items()}
     assert verdicts["Durability"] == verdicts["Duplicates"] == verdicts["HealEffective"] == "holds", reasons
     # the consistency search may give up on a racy read-modify-write design (unknown), never refute it
-    assert verdicts["Consistency"] == "holds" or (verdicts["Consistency"] == "unknown"
-                                                  and variants == "dedupe"), reasons
+    assert verdicts["Consistency"] == "holds" or (
+        verdicts["Consistency"] == "unknown" and variants == "dedupe"
+    ), reasons
     assert run.check.stats["acknowledged"] == 8 * 2 * 2

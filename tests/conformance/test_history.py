@@ -1,4 +1,5 @@
 """The history checker of `kvheal audit` on small hand-built histories: one per edge case, exact verdicts."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -30,13 +31,19 @@ class H:
 
     def post(self, m, t0, t1, *, ok=True, client="tab0", may_skip=False):
         ok = None if t1 is None else ok  # no answer: outcome unknown
-        return self._add(client=client, kind="post", invoke=t0, complete=t1, id=m, ok=ok, may_skip_write=may_skip)
+        return self._add(
+            client=client, kind="post", invoke=t0, complete=t1, id=m, ok=ok, may_skip_write=may_skip
+        )
 
     def heal(self, m, t0, t1, *, ok=True, client="tab0", may_skip=False):
-        return self._add(client=client, kind="heal", invoke=t0, complete=t1, id=m, ok=ok, may_skip_write=may_skip)
+        return self._add(
+            client=client, kind="heal", invoke=t0, complete=t1, id=m, ok=ok, may_skip_write=may_skip
+        )
 
     def read(self, ids, t0, t1, *, client="tab0", partial=False, ok=True):
-        return self._add(client=client, kind="read", invoke=t0, complete=t1, ids=tuple(ids), ok=ok, partial=partial)
+        return self._add(
+            client=client, kind="read", invoke=t0, complete=t1, ids=tuple(ids), ok=ok, partial=partial
+        )
 
     def check(self, **kw):
         result = check_history(self.ops, **kw)
@@ -153,7 +160,12 @@ def test_unanswered_post_may_take_effect_any_time_later_or_never():
     h2.post("a", 0, None)
     h2.post("b", 0, 1)
     h2.read(["b"], 3, 4)
-    assert h2.check()[1] == {"Durability": HOLDS, "Duplicates": HOLDS, "HealEffective": HOLDS, "Consistency": HOLDS}
+    assert h2.check()[1] == {
+        "Durability": HOLDS,
+        "Duplicates": HOLDS,
+        "HealEffective": HOLDS,
+        "Consistency": HOLDS,
+    }
 
 
 def test_post_acknowledged_with_cached_false_may_not_have_written():
@@ -239,7 +251,12 @@ def test_failed_reads_are_ignored():
     h.post("a", 0, 1)
     h.read([], 2, 3, ok=False)
     h.read(["a"], 4, 5)
-    assert h.check()[1] == {"Durability": HOLDS, "Duplicates": HOLDS, "HealEffective": HOLDS, "Consistency": HOLDS}
+    assert h.check()[1] == {
+        "Durability": HOLDS,
+        "Duplicates": HOLDS,
+        "HealEffective": HOLDS,
+        "Consistency": HOLDS,
+    }
 
 
 def test_search_budget_gives_unknown():
@@ -300,15 +317,22 @@ def test_long_reads_are_summarised_by_the_focus_id():
     assert read.label("b") == "read -> 9 ids, with b"
     assert read.label("z") == "read -> 9 ids, without z"
     assert Op(1, "tab0", "read", 0, 1, ids=("a",), partial=True).label("a") == "read -> [a] (partial)"
-    assert Op(2, "tab0", "heal", 0, None, id="a", ok=None, note="ReadTimeout").label() == "heal a -> unknown (ReadTimeout)"
+    assert (
+        Op(2, "tab0", "heal", 0, None, id="a", ok=None, note="ReadTimeout").label()
+        == "heal a -> unknown (ReadTimeout)"
+    )
 
 
 def test_op_round_trip_through_a_dict():
-    op = Op(index=3, client="tab1", kind="read", invoke=0.5, complete=None, ids=("a", "b"), ok=True, partial=True)
+    op = Op(
+        index=3, client="tab1", kind="read", invoke=0.5, complete=None, ids=("a", "b"), ok=True, partial=True
+    )
     assert op_from_dict({k: getattr(op, k) for k in Op.__slots__} | {"ids": ["a", "b"], "extra": 1}) == op
 
 
-@pytest.mark.parametrize("ok, skip, expected", [(True, False, "must"), (True, True, "maybe"), (None, False, "maybe"),
-                                                (False, False, "no")])
+@pytest.mark.parametrize(
+    "ok, skip, expected",
+    [(True, False, "must"), (True, True, "maybe"), (None, False, "maybe"), (False, False, "no")],
+)
 def test_write_modes(ok, skip, expected):
     assert Op(0, "t", "post", 0, 1, id="a", ok=ok, may_skip_write=skip).writes == expected
