@@ -8,6 +8,13 @@ with :func:`parse_variants` and reports a bad one with :class:`ConfigError`. Thi
 imports nothing of kvheal, so the model and the implementation can both use it and still
 never see each other.
 
+Some flags model the app as it was deployed (SPEC §6) and exist in the model only
+(``modelled_only``): the worker and the client do not implement them, so they are not in
+``WORKER_VARIANTS``/``CLIENT_VARIANTS``/``FAULT_VARIANTS`` and conformance leaves them out
+(``IMPL_VARIANTS``). A *preset* names a set of flags (``PRESETS``): ``as_built`` is the app as
+deployed, ``as_built_fixed`` the smallest change found that makes every property hold;
+:func:`parse_variants` expands them.
+
     >>> sorted(parse_variants("dedupe, atomic_cache"))
     ['atomic_cache', 'dedupe']
     >>> parse_variants("seed")
@@ -15,7 +22,9 @@ never see each other.
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll (presets: as_built, as_built_fixed)
+    >>> variant_label(parse_variants("as_built"))
+    'tab_view,found_in_response,reload'
 """
 from __future__ import annotations
 
@@ -23,7 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["Flag", "FLAGS", "VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "FAULT_VARIANTS",
-           "ConfigError", "parse_variants", "valid_combinations", "variant_label"]
+           "IMPL_VARIANTS", "MODELLED_ONLY", "PRESETS", "REQUIRES", "ConfigError", "parse_variants",
+           "valid_combinations", "variant_label"]
 
 
 class ConfigError(ValueError):
@@ -33,11 +43,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Flag:
-    """A design flag: its ``name``, the ``part`` it changes, and what it does."""
+    """A design flag: its ``name``, the ``part`` it changes, and what it does;
+    ``modelled_only``: the implementation does not have it (yet)."""
 
     name: str
     part: str
     doc: str
+    modelled_only: bool = False
 
 
 #: Every design flag, in the order traces, reports and tables list them (SPEC §5).
@@ -49,17 +61,41 @@ FLAGS: tuple[Flag, ...] = (
     Flag("sweeper", "worker", "a server-side reconciler re-adds stored ids the cache lacks"),
     Flag("tab_crash", "fault", "a tab may die at any time (injected by tests)"),
     Flag("shared_pending", "client", "one pending list for all tabs of a browser, read-modify-written"),
+    # SPEC §6, the app as deployed: in the model only, so far
+    Flag("tab_view", "client", "time and the tab's view: a clock, message timestamps, a lagging cursor "
+         "per tab, the set of messages each tab has shown", modelled_only=True),
+    Flag("found_in_response", "client", "a pending id counts as found if it is in the poll's response "
+         "or in the page-load snapshot, not in the cache", modelled_only=True),
+    Flag("reload", "client", "a tab may reload once: the cursor restarts at the load time, the shown "
+         "set starts over, the page-load snapshot is retaken", modelled_only=True),
+    Flag("full_poll", "client", "a poll returns the whole cache (no cursor), as the bot reads it",
+         modelled_only=True),
 )
 
 VARIANTS: tuple[str, ...] = tuple(f.name for f in FLAGS)
-WORKER_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "worker")
-CLIENT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "client")
-FAULT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "fault")
+#: the flags only the model has (SPEC §6); conformance tests leave them out
+MODELLED_ONLY = frozenset(f.name for f in FLAGS if f.modelled_only)
+#: the flags the implementation (worker, client, fault injection) has
+IMPL_VARIANTS: tuple[str, ...] = tuple(f.name for f in FLAGS if not f.modelled_only)
+WORKER_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "worker" and not f.modelled_only)
+CLIENT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "client" and not f.modelled_only)
+FAULT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "fault" and not f.modelled_only)
+
+#: Named sets of flags a variant list may use (SPEC §6): the app as deployed, as far as the
+#: model has it, and the smallest change found that makes every §7 property hold.
+PRESETS: dict[str, frozenset[str]] = {
+    "as_built": frozenset({"tab_view", "found_in_response", "reload"}),
+    "as_built_fixed": frozenset({"tab_view", "found_in_response", "reload", "full_poll",
+                                 "atomic_cache", "dedupe"}),
+}
 
 #: Combinations that make no sense, each with the reason (checked by :func:`parse_variants`).
 CONFLICTS: tuple[tuple[frozenset[str], str], ...] = (
     (frozenset({"atomic_cache", "heal_atomic"}), "heal_atomic is implied by atomic_cache; give one of them"),
 )
+
+#: Flags that need another flag (the tab's view of SPEC §6), checked by :func:`parse_variants`.
+REQUIRES: dict[str, str] = {"found_in_response": "tab_view", "reload": "tab_view", "full_poll": "tab_view"}
 
 
 def parse_variants(spec: str | Iterable[str] | None, known: Iterable[str] = VARIANTS) -> frozenset[str]:
@@ -78,12 +114,18 @@ def parse_variants(spec: str | Iterable[str] | None, known: Iterable[str] = VARI
         items = [str(p).strip() for p in spec]
     flags = frozenset(items)
     known = tuple(known)
+    presets = {n: p for n, p in PRESETS.items() if p <= set(known)}
+    flags = frozenset().union(*(presets.get(f, {f}) for f in flags))
     unknown = sorted(flags - set(known))
     if unknown:
-        raise ConfigError(f"unknown variant {unknown[0]!r}; known variants: {', '.join(known)}")
+        more = f" (presets: {', '.join(presets)})" if presets else ""
+        raise ConfigError(f"unknown variant {unknown[0]!r}; known variants: {', '.join(known)}{more}")
     for combo, why in CONFLICTS:
         if combo <= flags:
             raise ConfigError(why)
+    for flag, needs in REQUIRES.items():
+        if flag in flags and needs in known and needs not in flags:
+            raise ConfigError(f"{flag} needs {needs}; add it to the variant list")
     return flags
 
 
@@ -96,7 +138,8 @@ def valid_combinations(known: Iterable[str] = VARIANTS) -> list[frozenset[str]]:
     for r in range(len(known) + 1):
         for combo in combinations(known, r):
             flags = frozenset(combo)
-            if not any(c <= flags for c, _ in CONFLICTS):
+            if not any(c <= flags for c, _ in CONFLICTS) and all(
+                    f not in flags or n not in known or n in flags for f, n in REQUIRES.items()):
                 out.append(flags)
     return out
 

@@ -9,14 +9,28 @@ Readings of SPEC where it leaves a choice are in SPEC §3-5 (docs/spec.md); in s
 ``stored`` is derived from ``post``; the atomic steps are ``PostCache``, ``HealCache``,
 ``SweepCache``; a sweeper write with nothing missing writes nothing; ``shared_pending`` has
 one list and a per-tab list slot ``lists[t]`` written back by ``PendingWrite(t)``.
+
+The app as deployed (SPEC §6) adds time and the tab's view (``tab_view``: ``clock``, ``ts[m]``,
+``cursor[t]``, ``shown[t]``, ``Tick``), the as-built pending check (``found_in_response``), one
+reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``) and the fix's whole-cache poll
+(``full_poll``); their readings are in SPEC §6.
 """
 from __future__ import annotations
 
-from .dsl import (ActionDef, CacheType, Definition, Derived, Enum, FlagDef, IdsType, Phase,
+from kvheal.flags import ConfigError
+
+from .dsl import (ActionDef, CacheType, Definition, Derived, Enum, FlagDef, IdsType, IntType, Phase,
                   PropertyDef, Var)
 
 CACHE = CacheType()
 MSGS = IdsType("m")
+
+#: SPEC §6's time domain: the clock runs 0..HORIZON (then stays), a poll moves the cursor to
+#: ``clock - LAG + 1`` (a poll returns timestamps >= cursor, i.e. > clock - LAG). One tick is
+#: the lag (6 s in the app): the smallest domain in which a cursor can pass a message.
+HORIZON = 1
+LAG = 1
+TIME = IntType(0, HORIZON)
 
 POST = Enum("Post", Phase("Unsent"), Phase("KeyWritten"), Phase("CacheRead", (("snap", CACHE),)),
             Phase("CacheWritten"), Phase("Acked"))
@@ -56,6 +70,31 @@ def _heal_slots(cfg):
     return list(range(M))
 
 
+def _view(cfg):
+    return cfg.has("tab_view")
+
+
+def _cursor(cfg):
+    return cfg.has("tab_view") and not cfg.has("full_poll")
+
+
+def _frozen(cfg):
+    return cfg.has("found_in_response") and cfg.has("reload")
+
+
+def _browser(cfg, t):
+    """The messages tab t's browser posts: its own, or every tab's when the tabs share one
+    browser (``shared_pending``: one localStorage, one IndexedDB)."""
+    return range(cfg.messages) if cfg.has("shared_pending") else _own(cfg, t)
+
+
+def validate(cfg):
+    """Configurations the definition cannot honour: :class:`ConfigError`, one line."""
+    if cfg.has("tab_view") and cfg.cap < cfg.messages:
+        raise ConfigError(f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (the cache orders by id, "
+                          f"timestamps come from the clock); got cap {cfg.cap}")
+
+
 def msg_of(h):
     """The message a heal slot is for (slots are ``m``, or ``(t, m)`` with shared_pending)."""
     return h[1] if isinstance(h, tuple) else h
@@ -78,6 +117,15 @@ VARIABLES = [
         unused=lambda cfg: ("Read",) if cfg.has("atomic_cache") else ()),
     Var("lists", LIST, "t", "the list value tab t has read-modified and will write back",
         when=_has("shared_pending")),
+    Var("clock", TIME, doc="the time, in lags (0..HORIZON)", when=_view),
+    Var("ts", TIME, "m", "m's timestamp: the poster's clock at PostKey (0 before)", when=_view),
+    Var("cursor", TIME, "t", "tab t's cursor: a poll returns the messages with timestamp >= it",
+        when=_cursor),
+    Var("shown", MSGS, "t", "the messages tab t's page has shown since it was loaded", when=_view),
+    Var("frozen", IdsType("m", universe=_browser), "t",
+        "the page-load snapshot: the ids tab t's browser had posted when the page loaded", when=_frozen),
+    Var("reloaded", IdsType("t", view="bools"), doc="the tabs that have reloaded (once each)",
+        when=_has("reload")),
 ]
 
 
@@ -105,7 +153,12 @@ def cache_write(cfg, s, x, snap, m):
 
 
 def PostKey(cfg, s, x, m):
-    return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), {s.post[m]: POST.KeyWritten()}
+    effects = {s.post[m]: POST.KeyWritten()}
+    if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
+        owner = cfg.owner(m)
+        effects[s.ts[m]] = s.clock
+        effects[s.shown[owner]] = s.shown[owner].with_(m)
+    return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), effects
 
 
 def PostRead(cfg, s, x, m):
@@ -144,11 +197,14 @@ def PollDone(cfg, s, x, t):
     guard = s.poll[t].is_("Read") & s.alive.has(t)
     if shared:
         guard = guard & s.lists[t].is_("Idle")
-    seen = x.let(s.poll[t].of("Read").snap.ids())
+    effects = {s.poll[t]: POLL.Idle()}
+    if cfg.has("tab_view"):
+        seen = _poll_view(cfg, s, x, t, effects)
+    else:
+        seen = x.let(s.poll[t].of("Read").snap.ids())
     pend = s.pending if shared else s.pending[t]
     missing = x.let(pend.minus(seen))
     kept = pend if cfg.has("keep_verifying") else missing
-    effects = {s.poll[t]: POLL.Idle()}
     if shared:
         effects[s.lists[t]] = LIST.Write(set=kept)
         slots = [(t, m) for m in range(cfg.messages)]
@@ -159,6 +215,25 @@ def PollDone(cfg, s, x, t):
         heal = s.heal[h]
         effects[heal] = x.ite(missing.has(msg_of(h)) & heal.is_("Idle"), HEAL.Requested(), heal)
     return guard, effects
+
+
+def _poll_view(cfg, s, x, t, effects):
+    """The tab's side of a poll with ``tab_view`` (SPEC §6): the response is the cached
+    messages stamped at or after the cursor (the whole cache with ``full_poll``); the page
+    shows them; the cursor moves to ``clock - LAG + 1``. Returns what counts as found: the
+    cache (the design), or the response and the page-load snapshot (``found_in_response``)."""
+    snap = s.poll[t].of("Read").snap
+    if cfg.has("full_poll"):
+        resp = x.let(snap.ids())
+    else:
+        resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in range(cfg.messages)}))
+        effects[s.cursor[t]] = s.clock - (LAG - 1)
+    effects[s.shown[t]] = s.shown[t].union(resp)
+    if not cfg.has("found_in_response"):
+        return x.let(snap.ids())
+    if _frozen(cfg):
+        return x.let(resp.union(s.frozen[t]))
+    return resp
 
 
 def PendingWrite(cfg, s, x, t):
@@ -217,6 +292,23 @@ def Crash(cfg, s, x, t):
     return s.alive.has(t), effects
 
 
+def Tick(cfg, s, x):
+    return s.clock < HORIZON, {s.clock: s.clock + 1}
+
+
+def Reload(cfg, s, x, t):
+    """The user reloads tab t (at most once): the page starts over, the pending list (in
+    localStorage) survives, the page-load snapshot is retaken from the browser's store."""
+    effects = {s.poll[t]: POLL.Idle(), s.shown[t]: x.ids("m", {}), s.reloaded: s.reloaded.with_(t)}
+    if _cursor(cfg):
+        effects[s.cursor[t]] = s.clock
+    if _frozen(cfg):
+        effects[s.frozen[t]] = x.ids("m", {m: s.stored.has(m) for m in _browser(cfg, t)})
+    if cfg.has("shared_pending"):
+        effects[s.lists[t]] = LIST.Idle()
+    return s.alive.has(t) & ~s.reloaded.has(t), effects
+
+
 _atomic, _plain = _has("atomic_cache"), _lacks("atomic_cache")
 _heal_atomic, _heal_plain = _heal_is_atomic, lambda cfg: not _heal_is_atomic(cfg)
 _sweeper = _has("sweeper")
@@ -253,6 +345,9 @@ ACTIONS = [
               when=_both(_sweeper, _atomic), group=4, kv="cas cache"),
     ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
               when=_has("tab_crash"), group=5),
+    ActionDef("Reload", "t", "tab", Reload, "the user reloads the tab, once (never forced: no fairness)",
+              fair=False, when=_has("reload"), group=5),
+    ActionDef("Tick", "", "clock", Tick, "the clock advances one lag, up to HORIZON", when=_view, group=6),
 ]
 
 
@@ -272,6 +367,12 @@ FLAGS = [
     FlagDef("tab_crash", "fault: a tab may die at any time", "fault", adds=("Crash",)),
     FlagDef("shared_pending", "one pending list for all tabs, read-modify-written by each", "client",
             adds=("PendingWrite",), changes=("PostAck", "PollDone", "Crash")),
+    FlagDef("tab_view", "a clock, timestamps, a lagging cursor and the shown set per tab", "client",
+            adds=("Tick",), changes=("PostKey", "PollDone")),
+    FlagDef("found_in_response", "found = in the poll's response or the page-load snapshot", "client",
+            changes=("PollDone",)),
+    FlagDef("reload", "a tab may reload once", "client", adds=("Reload",)),
+    FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client", changes=("PollDone", "Reload")),
 ]
 
 
@@ -298,6 +399,10 @@ def _pending_drains(cfg, s, x):
     return x.all(~s.alive.has(t) | s.pending[t].is_empty() for t in range(cfg.tabs))
 
 
+def _everyone_sees(cfg, s, x):
+    return x.all(~s.alive.has(t) | s.acked.newest(cfg.cap).subset(s.shown[t]) for t in range(cfg.tabs))
+
+
 PROPERTIES = [
     PropertyDef("AckedIsStored", "invariant", _acked_is_stored, "an acknowledged message's key is stored"),
     PropertyDef("CacheFromStore", "invariant", _cache_from_store, "every id in the cache has its key stored"),
@@ -306,7 +411,10 @@ PROPERTIES = [
                 "eventually always: the C newest acknowledged messages are in the cache"),
     PropertyDef("PendingDrains", "eventually_always", _pending_drains,
                 "eventually always: every live tab's pending list is empty", when=_lacks("keep_verifying")),
+    PropertyDef("EveryoneSees", "eventually_always", _everyone_sees,
+                "eventually always: every live tab has shown every acknowledged message among the C newest",
+                when=_view),
 ]
 
 KVHEAL = Definition("kvheal", VARIABLES, DERIVED, ACTIONS, PROPERTIES, FLAGS, heal_slots=_heal_slots,
-                    doc=__doc__ or "")
+                    doc=__doc__ or "", validate=validate)

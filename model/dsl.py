@@ -19,8 +19,12 @@ state; it combines state values with their methods and with :class:`Ops` (``x``)
   ``newest(k)`` (the ``k`` largest ids: the newest, since timestamps are ids).
 * the cache value (:class:`CacheType`: a sorted tuple of ids, trimmed to the capacity):
   ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``, ``eq(other)``.
+* bounded integers (:class:`IntType`: a clock, a cursor, a timestamp): ``a + k`` and
+  ``a - k`` for a constant ``k`` (saturating at the type's bounds), ``a < b``, ``a <= b``,
+  ``a > b``, ``a >= b`` and ``a.eq(b)`` against another integer or a constant.
 * ``x.ite(cond, a, b)`` for a value that depends on the state; ``x.let(v)`` names a value
-  that an effect uses several times (the kernel computes it once).
+  that an effect uses several times (the kernel computes it once); ``x.ids(of, {i: cond})``
+  the set of the elements whose condition holds (a set filtered per element).
 
 An action returns ``(guard, effects)``, effects a dict from the variables it writes (the
 values read from ``s``, e.g. ``s.post[m]``) to their new values; every other variable keeps
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "Phase", "Enum", "IdsType", "CacheType", "BoolType", "Var", "Derived", "ActionDef",
+    "Phase", "Enum", "IdsType", "CacheType", "BoolType", "IntType", "Var", "Derived", "ActionDef",
     "PropertyDef", "FlagDef", "Definition", "PhaseValue", "DefinitionError",
 ]
 
@@ -123,6 +127,29 @@ class BoolType:
 
 
 @dataclass(frozen=True, slots=True)
+class IntType:
+    """A bounded integer ``lo..hi`` (a clock, a cursor, a timestamp). The explicit kernel keeps
+    it in one int slot (``value - lo``), z3 as an Int whose range :meth:`SymbolicModel.dom`
+    states. Arithmetic is ``+``/``-`` of a constant, saturating at the bounds (the value never
+    leaves the range); comparisons are with another integer or a constant.
+
+    >>> IntType(0, 2).size
+    3
+    """
+
+    lo: int = 0
+    hi: int = 1
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lo, int) and isinstance(self.hi, int)) or self.hi < self.lo:
+            raise DefinitionError(f"IntType needs integers lo <= hi, got {self.lo}..{self.hi}")
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo + 1
+
+
+@dataclass(frozen=True, slots=True)
 class IdsType:
     """A set of messages (``of="m"``) or tabs (``of="t"``); ``universe(cfg, index)`` limits
     which elements a given variable can hold (a tab's pending list holds its own ids)."""
@@ -144,7 +171,8 @@ class Var:
     """A state variable: ``name``, ``type``, and ``scope``: ``"global"`` (one), ``"m"`` (one per
     message), ``"t"`` (per tab) or ``"heal"`` (per heal slot). ``when(cfg)`` says whether the
     configuration has it; ``absent`` is its view when it does not; ``init(cfg, index)`` its
-    initial value (a phase name for an Enum, a set for Ids, a bool; default: the zero)."""
+    initial value (a phase name for an Enum, a set for Ids, a bool, an int for an
+    :class:`IntType`; default: the zero, or ``lo``)."""
 
     name: str
     type: Any
@@ -228,6 +256,8 @@ class Definition:
     heal_slots: Callable[[Any], list[Any]] = lambda cfg: list(range(cfg.messages))
     #: which argument names an action of each ``per`` takes, for one index of that scope
     doc: str = ""
+    #: raises ConfigError for a configuration the definition cannot honour (every engine asks)
+    validate: Callable[[Any], None] = lambda cfg: None
     _by_name: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -263,7 +293,7 @@ class Definition:
             props[p.name] = p
         return Definition(name, [*self.variables, *variables], list(self.derived), acts,
                           list(props.values()), list(self.flags if flags is None else flags),
-                          self.heal_slots, self.doc)
+                          self.heal_slots, self.doc, self.validate)
 
     def variables_of(self, cfg: Any) -> list[Var]:
         """The variables this configuration has, in declaration order (a name may be declared

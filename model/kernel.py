@@ -7,6 +7,7 @@ into locals. The state is a flat tuple of small ints:
 
 * a phase variable is one int: its phases numbered in declaration order, each payload phase
   taking a block of codes (``offset + payload``), so ``CacheRead(c)`` is ``offset + c``;
+* a bounded integer (:class:`~kvheal.model.dsl.IntType` ``lo..hi``) is ``value - lo``;
 * an id set is a bitmask; the cache (and every cache snapshot) is an interned int:
   :class:`CacheValues` enumerates the values ``add`` can make, with tables for ``add``,
   the ids a value holds, and duplicates.
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, PhaseValue, args_of
+from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue, args_of
 from .reader import StateReader
 
 
@@ -125,6 +126,8 @@ class EnumLayout:
         for p in enum.phases:
             if p.name in unused:
                 continue
+            if any(isinstance(t, IntType) for _, t in p.payload):
+                raise DefinitionError(f"{enum.name}.{p.name}: a payload holds caches or id sets, not integers")
             kinds = [(f, "cache" if isinstance(t, CacheType) else "ids", getattr(t, "of", "m"))
                      for f, t in p.payload]
             field_sizes = [sizes[k if k == "cache" else f"ids_{of}"] for _, k, of in kinds]
@@ -154,7 +157,8 @@ class EnumLayout:
 
 # ---------------------------------------------------------------------------- code values
 class Val:
-    """A value as Python source: ``kind`` is bool, ids, cache or phase."""
+    """A value as Python source: ``kind`` is bool, ids, cache, phase or int (whose ``lay`` is
+    its type's ``(lo, hi)``, for saturating arithmetic)."""
 
     __slots__ = ("kind", "code", "const", "ref", "elt", "elems", "lay", "k")
 
@@ -216,9 +220,41 @@ class Val:
     def subset(self, other: "Val") -> "Val":
         return Val(self.k, "bool", f"({self.code} & ~{other.code} == 0)")
 
-    def eq(self, other: "Val") -> "Val":
-        # one code per cache value (interned) and per id set (a bitmask)
-        return Val(self.k, "bool", f"({self.code} == {other.code})")
+    def eq(self, other: "Val | int") -> "Val":
+        # one code per cache value (interned) and per id set (a bitmask); ints are values
+        return Val(self.k, "bool", f"({self.code} == {_code(other)})")
+
+    # -- bounded integers
+    def _cmp(self, op: str, other: "Val | int") -> "Val":
+        if self.kind != "int":
+            raise DefinitionError(f"{op} compares integers, not {self.kind} values")
+        return Val(self.k, "bool", f"({self.code} {op} {_code(other)})")
+
+    def __lt__(self, other: "Val | int") -> "Val":
+        return self._cmp("<", other)
+
+    def __le__(self, other: "Val | int") -> "Val":
+        return self._cmp("<=", other)
+
+    def __gt__(self, other: "Val | int") -> "Val":
+        return self._cmp(">", other)
+
+    def __ge__(self, other: "Val | int") -> "Val":
+        return self._cmp(">=", other)
+
+    def __add__(self, k: int) -> "Val":
+        if self.kind != "int" or isinstance(k, bool) or not isinstance(k, int):
+            raise DefinitionError("only an integer plus a constant is defined")
+        if k == 0:
+            return self
+        lo, hi = self.lay
+        code = f"min({self.code} + {k}, {hi})" if k > 0 else f"max({self.code} - {-k}, {lo})"
+        return Val(self.k, "int", code, lay=self.lay)
+
+    def __sub__(self, k: int) -> "Val":
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise DefinitionError("only an integer minus a constant is defined")
+        return self + (-k)
 
     def newest(self, count: int) -> "Val":
         self.k.env["NEWEST"] = self.k.newest
@@ -260,6 +296,14 @@ class Val:
         return _Payload(out)
 
 
+def _code(v: "Val | int") -> str:
+    if isinstance(v, Val):
+        return v.code
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise DefinitionError(f"cannot compare with {v!r}")
+    return str(v)
+
+
 class _Payload:
     def __init__(self, fields: dict[str, Val]) -> None:
         self.__dict__.update(fields)
@@ -291,6 +335,8 @@ class _Compiler:
         return self._typed(var, f"v{slot}", ref=slot, index=index)
 
     def const(self, var, value) -> Val:
+        if isinstance(var.type, IntType):
+            return Val(self, "int", str(value), const=value, lay=(var.type.lo, var.type.hi))
         return self._typed(var, self.lay.encode_const(var, value), const_value=value)
 
     def _typed(self, var, code: str, *, ref=None, index=None, const_value=None) -> Val:
@@ -299,6 +345,8 @@ class _Compiler:
             return Val(self, "phase", code, ref=ref, lay=self.lay.enums[var.name])
         if isinstance(t, CacheType):
             return Val(self, "cache", code, ref=ref)
+        if isinstance(t, IntType):
+            return Val(self, "int", f"({code} + {t.lo})" if t.lo else code, ref=ref, lay=(t.lo, t.hi))
         if isinstance(t, IdsType):
             const = int(code) if const_value is not None else None
             return Val(self, "ids", code, ref=ref, of=t.of, const=const)
@@ -361,6 +409,17 @@ class _Compiler:
     # -- effects
     def code_for(self, value: Any, slot: int) -> str:
         """Source code of ``value`` written to ``slot``."""
+        var = self.lay.slot_var[slot][0] if slot >= 0 else None
+        if var is not None and isinstance(var.type, IntType):
+            lo = var.type.lo
+            if isinstance(value, Val):
+                if value.kind != "int":
+                    raise DefinitionError(f"cannot write a {value.kind} value to the integer {var.name}")
+                return f"({value.code} - {lo})" if lo else value.code
+            if isinstance(value, int) and not isinstance(value, bool):
+                if not var.type.lo <= value <= var.type.hi:
+                    raise DefinitionError(f"{value} is outside {var.name}'s range {lo}..{var.type.hi}")
+                return str(value - lo)
         if isinstance(value, Val):
             return value.code
         if isinstance(value, _Ite):
@@ -389,6 +448,7 @@ class Kernel:
         from .core import Action  # the trace step type; core imports this module lazily
 
         self.definition, self.config = definition, cfg
+        definition.validate(cfg)
         self.cv = CacheValues(cfg.messages, cfg.cap, cfg.has("dedupe"))
         sizes = {"cache": len(self.cv), "ids_m": 1 << cfg.messages, "ids_t": 1 << cfg.tabs}
         self.vars = definition.variables_of(cfg)
@@ -427,6 +487,8 @@ class Kernel:
 
     # -- encoding
     def encode_const(self, var, value) -> str:
+        if isinstance(var.type, IntType):
+            return str(value - var.type.lo)
         if isinstance(var.type, Enum):
             return str(self.enums[var.name].code(value).offset)
         if isinstance(var.type, IdsType):
@@ -439,6 +501,8 @@ class Kernel:
         out = []
         for v, idx in self.slot_var:
             value = v.init(self.config, idx) if v.init else None
+            if isinstance(v.type, IntType) and value is not None and not v.type.lo <= value <= v.type.hi:
+                raise DefinitionError(f"{v.name}'s initial value {value} is outside {v.type.lo}..{v.type.hi}")
             out.append(0 if value is None else int(self.encode_const(v, value)))
         return tuple(out)
 
@@ -511,6 +575,8 @@ class Kernel:
             return (name, *(self._payload(f, x) for f, x in zip(pc.fields, payload)))
         if isinstance(t, CacheType):
             return self.cv.values[code]
+        if isinstance(t, IntType):
+            return code + t.lo
         if isinstance(t, IdsType):
             if t.view == "bools":
                 n = self.config.tabs if t.of == "t" else self.config.messages

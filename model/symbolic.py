@@ -20,6 +20,9 @@ Encoding. A state is a dict ``name -> z3 term`` over a fixed list of variables:
   the C largest entries": ``kept[j] = min(c[j], max(0, C - sum(c[i] for i > j)))``;
 * an id set: one Bool per element its variable can hold (``pending[t][m]`` for tab t's
   own ids, ``alive[t]``);
+* a bounded integer (:class:`~kvheal.model.dsl.IntType`, ``clock``, ``cursor[t]``) is an Int
+  holding the value itself, its range ``lo..hi`` stated by :meth:`SymbolicModel.dom`;
+  ``+ k`` saturates at the bounds, as in the kernel;
 * derived values (``stored[m]``) are terms over those, present in the dict for reading.
 
 The relation ``trans(s, s2, sel)`` says: instance number ``sel`` is enabled in ``s`` and
@@ -37,7 +40,7 @@ import z3
 from .config import Config
 from .core import Action, view_of
 from .definition import HEAL, KVHEAL, POST, SWEEP
-from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, PhaseValue
+from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue
 from .reader import StateReader
 
 State = dict[str, z3.ExprRef]
@@ -55,6 +58,8 @@ class _Var:
     hi: int = 1
     #: codes an Int never takes (phases the configuration does not use)
     holes: tuple[int, ...] = ()
+    #: the smallest value of an Int (an IntType's ``lo``; 0 for phases and counts)
+    lo: int = 0
 
 
 def _sum(terms: Iterable[z3.ArithRef]) -> z3.ArithRef:
@@ -71,14 +76,15 @@ def _suffix(idx: Any) -> str:
 
 
 class _Z:
-    """A z3 value of the definition's algebra: ``kind`` bool, ids, cache or phase."""
+    """A z3 value of the definition's algebra: ``kind`` bool, ids, cache, phase or int."""
 
-    __slots__ = ("sym", "kind", "t", "ref")
+    __slots__ = ("sym", "kind", "t", "ref", "rng")
 
-    def __init__(self, sym: "SymbolicModel", kind: str, t: Any, ref: Any = None) -> None:
+    def __init__(self, sym: "SymbolicModel", kind: str, t: Any, ref: Any = None,
+                 rng: tuple[int, int] | None = None) -> None:
         #: bool: a BoolRef; ids: {element: BoolRef}; cache: [count per id];
-        #: phase: (phase term, {field: _Z}, layout)
-        self.sym, self.kind, self.t, self.ref = sym, kind, t, ref
+        #: phase: (phase term, {field: _Z}, layout); int: an ArithRef (``rng``: its bounds)
+        self.sym, self.kind, self.t, self.ref, self.rng = sym, kind, t, ref, rng
 
     def __hash__(self) -> int:
         if self.ref is None:
@@ -134,7 +140,42 @@ class _Z:
         f = z3.BoolVal(False)
         return self._b(z3.And([z3.Implies(v, other.t.get(e, f)) for e, v in self.t.items()]))
 
-    def eq(self, other: "_Z") -> "_Z":
+    # -- bounded integers
+    def _cmp(self, op: Callable[[Any, Any], z3.BoolRef], other: Any) -> "_Z":
+        if self.kind != "int":
+            raise DefinitionError(f"comparisons are of integers, not {self.kind} values")
+        return self._b(op(self.t, other.t if isinstance(other, _Z) else z3.IntVal(other)))
+
+    def __lt__(self, other: Any) -> "_Z":
+        return self._cmp(lambda a, b: a < b, other)
+
+    def __le__(self, other: Any) -> "_Z":
+        return self._cmp(lambda a, b: a <= b, other)
+
+    def __gt__(self, other: Any) -> "_Z":
+        return self._cmp(lambda a, b: a > b, other)
+
+    def __ge__(self, other: Any) -> "_Z":
+        return self._cmp(lambda a, b: a >= b, other)
+
+    def __add__(self, k: int) -> "_Z":
+        if self.kind != "int" or isinstance(k, bool) or not isinstance(k, int):
+            raise DefinitionError("only an integer plus a constant is defined")
+        if k == 0:
+            return self
+        lo, hi = self.rng
+        raw = self.t + k
+        term = z3.If(raw > hi, z3.IntVal(hi), raw) if k > 0 else z3.If(raw < lo, z3.IntVal(lo), raw)
+        return _Z(self.sym, "int", term, rng=self.rng)
+
+    def __sub__(self, k: int) -> "_Z":
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise DefinitionError("only an integer minus a constant is defined")
+        return self + (-k)
+
+    def eq(self, other: Any) -> "_Z":
+        if self.kind == "int":
+            return self._cmp(lambda a, b: a == b, other)
         if self.kind == "cache":
             return self._b(z3.And([a == b for a, b in zip(self.t, other.t)]))
         f = z3.BoolVal(False)
@@ -203,6 +244,8 @@ class _Ops:
             return _Z(self.sym, "ids", {e: z3.BoolVal(e in value) for e in self.sym._domain(t)})
         if isinstance(t, Enum):
             return _Z(self.sym, "phase", (z3.IntVal(t.code(value)), {}, var))
+        if isinstance(t, IntType):
+            return _Z(self.sym, "int", z3.IntVal(value), rng=(t.lo, t.hi))
         raise DefinitionError(f"no absent value for {var.name}")
 
     def all(self, items) -> _Z:
@@ -216,6 +259,8 @@ class _Ops:
             c = cond.t
             if a.kind == "bool":
                 return _Z(self.sym, "bool", z3.If(c, a.t, b.t))
+            if a.kind == "int":
+                return _Z(self.sym, "int", z3.If(c, a.t, b.t), rng=a.rng)
             if a.kind == "cache":
                 return _Z(self.sym, "cache", [z3.If(c, x, y) for x, y in zip(a.t, b.t)])
             f = z3.BoolVal(False)
@@ -243,6 +288,7 @@ class SymbolicModel:
     def __init__(self, config: Config, definition: Definition | None = None) -> None:
         self.config = cfg = config
         self.definition = d = definition or config.design or KVHEAL
+        d.validate(cfg)
         self.T, self.M, self.C = cfg.tabs, cfg.messages, cfg.cap
         self.dedupe = cfg.has("dedupe")
         self.keep_verifying = cfg.has("keep_verifying")
@@ -321,6 +367,8 @@ class SymbolicModel:
                     vs += [_Var(n, "int", C) for n in names["elems"]]
                 elif isinstance(t, IdsType):
                     vs += [_Var(n, "bool") for n in names["elems"].values()]
+                elif isinstance(t, IntType):
+                    vs.append(_Var(names[""], "int", t.hi, lo=t.lo))
                 elif isinstance(t, Enum):
                     codes = [t.code(p.name) for p in t.phases if p.name not in self._unused[v.name]]
                     if len(t.phases) == 2:
@@ -355,6 +403,8 @@ class SymbolicModel:
                     else:
                         fields[f] = _Z(self, "ids", {e: s[n] for e, n in names[f].items()})
             return _Z(self, "phase", (s[names[""]], fields, var), ref)
+        if isinstance(t, IntType):
+            return _Z(self, "int", s[names[""]], ref, rng=(t.lo, t.hi))
         return _Z(self, "bool", s[names[""]], ref)
 
     def fresh(self, tag: str) -> State:
@@ -379,7 +429,7 @@ class SymbolicModel:
         parts = []
         for v in self.vars:
             if v.kind == "int":
-                parts.append(z3.And(s[v.name] >= 0, s[v.name] <= v.hi))
+                parts.append(z3.And(s[v.name] >= v.lo, s[v.name] <= v.hi))
                 parts += [s[v.name] != h for h in v.holes]
         return z3.And(parts)
 
@@ -467,6 +517,8 @@ class SymbolicModel:
                     if f:
                         out.update(self._assign_field(names[f], fields[f]))
                 return out
+        if isinstance(t, IntType) and isinstance(value, int) and not isinstance(value, bool):
+            return {names[""]: z3.IntVal(value)}
         if isinstance(value, _Z):
             return {names[""]: value.t}
         raise DefinitionError(f"cannot write {value!r} to {var.name}")
@@ -489,6 +541,8 @@ class SymbolicModel:
                     if isinstance(v.type, IdsType) and value is not None:
                         e = next(e for e, nn in names["elems"].items() if nn == n)
                         eqs.append(s[n] == z3.BoolVal(e in value))
+                    elif isinstance(v.type, IntType):
+                        eqs.append(s[n] == (v.type.lo if value is None else value))
                     elif z3.is_bool(s[n]):
                         eqs.append(z3.Not(s[n]))
                     else:
@@ -600,6 +654,8 @@ class SymbolicModel:
 
         if isinstance(t, CacheType):
             return tup(names["elems"])
+        if isinstance(t, IntType):
+            return int(vals[names[""]])
         if isinstance(t, IdsType):
             if t.view == "bools":
                 return tuple(bool(vals[n]) for n in names["elems"].values())
@@ -652,6 +708,8 @@ class SymbolicModel:
 
         if isinstance(t, CacheType):
             counts(names["elems"], value)
+        elif isinstance(t, IntType):
+            out[names[""]] = int(value)
         elif isinstance(t, IdsType):
             if t.view == "bools":
                 for e, n in names["elems"].items():

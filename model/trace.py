@@ -156,6 +156,12 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
     out["sweep"] = fmt_value(view["sweep"])
     for t, p in enumerate(view.get("lists", ())):
         out[f"lists[{t}]"] = fmt_value(p)
+    # SPEC §6's time and tab view (tab_view, reload), when the design has them
+    if "clock" in view:
+        out["clock"] = fmt_value(view["clock"])
+    for key in ("ts", "cursor", "shown", "frozen", "reloaded"):
+        for i, v in enumerate(view.get(key, ())):
+            out[f"{key}[{i}]"] = fmt_value(v)
     return out
 
 

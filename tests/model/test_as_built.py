@@ -1,0 +1,313 @@
+"""The app as deployed (SPEC §6): the flags tab_view, found_in_response, reload, full_poll, the
+presets as_built and as_built_fixed, the DSL's bounded integers in both engines, and
+EveryoneSees (SPEC §7). Counts, verdicts and counterexample lengths are pinned; every
+counterexample is replayed; z3 agrees with the kernel on every reachable state."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import z3
+
+from kvheal.flags import (CLIENT_VARIANTS, FAULT_VARIANTS, IMPL_VARIANTS, MODELLED_ONLY, PRESETS,
+                          WORKER_VARIANTS, ConfigError, parse_variants, valid_combinations)
+from kvheal.model import Config, KVHealModel, check
+from kvheal.model.definition import HORIZON, KVHEAL, LAG
+from kvheal.model.dsl import ActionDef, BoolType, Definition, DefinitionError, IntType, PropertyDef, Var
+from kvheal.model.kernel import Kernel
+from kvheal.model.prove import bmc
+from kvheal.model.symbolic import Evaluator, SymbolicModel
+from kvheal.model.trace import flatten, replay_trace
+
+from .conftest import checked
+
+NEW = ("tab_view", "found_in_response", "reload", "full_poll")
+
+# (tabs, per_tab, variants) -> (states, transitions, {property: None (holds) | trace length})
+PINNED = {
+    (1, 1, "tab_view"): (112, 227, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                    "EveryoneSees": None}),
+    (1, 1, "as_built"): (368, 854, {"NoDuplicates": None, "Converges": None, "PendingDrains": 12,
+                                    "EveryoneSees": 10}),
+    (1, 1, "as_built_fixed"): (200, 469, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                          "EveryoneSees": None}),
+    (1, 2, "tab_view"): (8390, 21248, {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21,
+                                       "EveryoneSees": None}),
+    (1, 2, "as_built"): (41583, 113004, {"NoDuplicates": 9, "Converges": 14, "PendingDrains": 16,
+                                         "EveryoneSees": 14}),
+    (1, 2, "as_built_fixed"): (5314, 14772, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                             "EveryoneSees": None}),
+    (1, 2, "as_built,shared_pending"): (103289, 288838, {"NoDuplicates": 10, "Converges": 12,
+                                                         "PendingDrains": 17, "EveryoneSees": 12}),
+    (1, 2, "as_built_fixed,shared_pending"): (13223, 37287, {"NoDuplicates": None, "Converges": None,
+                                                             "PendingDrains": None, "EveryoneSees": None}),
+    (1, 2, "tab_view,full_poll,reload"): (27879, 78277, {"NoDuplicates": 9, "Converges": 15,
+                                                         "PendingDrains": 21, "EveryoneSees": 16}),
+    (2, 1, "tab_view"): (173792, 589758, {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25,
+                                          "EveryoneSees": 17}),
+    (2, 1, "as_built_fixed"): (95636, 397206, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                               "EveryoneSees": None}),
+}
+
+
+@pytest.mark.parametrize("tabs,per_tab,variants", list(PINNED), ids=lambda v: str(v))
+def test_pinned_counts_and_verdicts(tabs, per_tab, variants, check_counterexample):
+    model, result = checked(tabs, per_tab, None, variants)
+    states, transitions, verdicts = PINNED[(tabs, per_tab, variants)]
+    assert (result.states, result.transitions) == (states, transitions)
+    got = {n: (len(p.trace) if p.status == "violated" else None) for n, p in result.properties.items()}
+    assert got == {"AckedIsStored": None, "CacheFromStore": None, **verdicts}
+    for name, p in result.properties.items():
+        if p.status == "violated":
+            check_counterexample(model, name, p.trace)
+
+
+@pytest.mark.slow
+def test_as_built_tabs_2(check_counterexample):
+    """Issue 10's target (about a minute): EveryoneSees and Converges violated at tabs 2."""
+    model = KVHealModel(Config.make(tabs=2, variants="as_built"))
+    result = check(model)
+    assert (result.states, result.transitions) == (1715663, 6906737)
+    got = {n: (len(p.trace) if p.status == "violated" else None) for n, p in result.properties.items()}
+    assert got == {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 17,
+                   "PendingDrains": 20, "EveryoneSees": 17}
+    for name, p in result.properties.items():
+        if p.status == "violated":
+            check_counterexample(model, name, p.trace)
+
+
+def test_everyone_sees_counterexample_is_a_cursor_passing_a_message():
+    """tabs 1, as_built: the tab reloads after the clock moved; its cursor restarts at the load
+    time, past the message's timestamp, so the page never shows the message again."""
+    model, result = checked(1, 1, None, "as_built")
+    trace = result.properties["EveryoneSees"].trace
+    assert [str(s) for s in trace] == [
+        "PostKey(m=0)", "PostRead(m=0)", "PostWrite(m=0)", "PostAck(m=0)", "PollRead(t=0)",
+        "PollDone(t=0)", "Tick()", "Reload(t=0)", "PollRead(t=0)", "PollDone(t=0)"]
+    states = replay_trace(model, trace)
+    last = flatten(model.view(states[-1]))
+    # the readable view has the clock, the cursor, the shown set, the snapshot
+    assert {k: last[k] for k in ("clock", "ts[0]", "cursor[0]", "shown[0]", "frozen[0]", "cache")} == {
+        "clock": "1", "ts[0]": "0", "cursor[0]": "1", "shown[0]": "[]", "frozen[0]": "[0]", "cache": "[0]"}
+
+
+# ------------------------------------------------------------------ registry and presets
+def test_presets_expand_and_label():
+    assert parse_variants("as_built") == PRESETS["as_built"] == {"tab_view", "found_in_response", "reload"}
+    assert parse_variants("as_built_fixed") == PRESETS["as_built"] | {"full_poll", "atomic_cache", "dedupe"}
+    assert parse_variants("as_built,shared_pending") == PRESETS["as_built"] | {"shared_pending"}
+    assert Config.make(variants="as_built").variant_label() == "tab_view,found_in_response,reload"
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("reload", "reload needs tab_view; add it to the variant list"),
+    ("found_in_response", "found_in_response needs tab_view; add it to the variant list"),
+    ("full_poll,dedupe", "full_poll needs tab_view; add it to the variant list"),
+])
+def test_flags_that_need_the_tab_view(spec, message):
+    with pytest.raises(ConfigError) as err:
+        parse_variants(spec)
+    assert str(err.value) == message
+
+
+def test_tab_view_needs_a_cache_that_evicts_nothing():
+    for build in (lambda c: KVHealModel(c), lambda c: SymbolicModel(c)):
+        with pytest.raises(ConfigError) as err:
+            build(Config.make(tabs=2, cap=1, variants="tab_view"))
+        assert str(err.value) == ("tab_view needs cap >= tabs*per_tab = 2 (the cache orders by id, "
+                                  "timestamps come from the clock); got cap 1")
+        assert "\n" not in str(err.value)
+
+
+def test_modelled_only_flags_stay_out_of_the_implementation():
+    assert MODELLED_ONLY == set(NEW)
+    assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
+    assert IMPL_VARIANTS == ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper",
+                             "tab_crash", "shared_pending")
+    assert set(NEW) <= set(KVHEAL.flag_names())
+    # combinations: a flag needing tab_view never comes without it
+    combos = valid_combinations()
+    assert len(combos) == 864
+    assert all("tab_view" in c for c in combos if c & {"reload", "found_in_response", "full_poll"})
+
+
+def test_existing_designs_have_no_time():
+    """An existing design's state is what it was: none of SPEC §6's variables, no Tick."""
+    model = KVHealModel(Config.make(tabs=2, variants="dedupe"))
+    assert model.width == 9  # cache, post[0..1], pending[0..1], poll[0..1], heal[0..1]
+    assert not {"clock", "ts", "cursor", "shown", "frozen", "reloaded"} & set(model.view(model.init_states()[0]))
+    assert "Tick" not in {a.name for a in model.instances}
+    assert "EveryoneSees" not in {p.name for p in model.properties()}
+
+
+def test_time_domain():
+    assert (HORIZON, LAG) == (1, 1)
+    model = KVHealModel(Config.make(tabs=1, variants="tab_view"))
+    view = model.view(model.init_states()[0])
+    assert (view["clock"], view["ts"], view["cursor"], view["shown"]) == (0, (0,), (0,), ((),))
+
+
+# ------------------------------------------------------------------ z3 agrees with the kernel
+def _agree(cfg: Config) -> int:
+    """z3's compiled relation lists exactly the kernel's successors, in every reachable state.
+    Returns the number of transitions compared."""
+    model, sym = KVHealModel(cfg), SymbolicModel(cfg)
+    ev = Evaluator(sym)
+    solver = z3.Solver()
+    s0 = sym.fresh("s0")
+    solver.add(sym.init(s0), z3.Not(sym.encode_view(s0, model.view(model.init_states()[0]))))
+    assert solver.check() == z3.unsat  # one initial state, the kernel's
+    seen, todo, compared = {model.init_states()[0]}, [model.init_states()[0]], 0
+    while todo:
+        s = todo.pop()
+        vals = ev.values_of(model.view(s))
+        # z3's variable values, against the kernel's successors' views turned into those values
+        got = sorted((i.name, i.pairs, repr(sorted(v.items()))) for i, v in ev.successors(vals))
+        want = sorted((model.instances[lab].name, model.instances[lab].pairs,
+                       repr(sorted(ev.values_of(model.view(t)).items()))) for lab, t in model.successors(s))
+        assert got == want, model.view(s)
+        compared += len(want)
+        for _, t in model.successors(s):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return compared
+
+
+@pytest.mark.parametrize("tabs,per_tab,variants,transitions", [
+    (1, 1, "as_built", 854),
+    (1, 1, "as_built_fixed", 469),
+    (1, 1, "as_built,shared_pending", None),
+    (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
+    pytest.param(1, 2, "as_built", 113004, marks=pytest.mark.slow),  # about a minute
+    pytest.param(1, 2, "as_built_fixed,shared_pending", 37287, marks=pytest.mark.slow),
+])
+def test_z3_agrees_on_every_reachable_state(tabs, per_tab, variants, transitions):
+    n = _agree(Config.make(tabs=tabs, per_tab=per_tab, variants=variants))
+    if transitions is not None:
+        assert n == transitions
+
+
+def test_z3_properties_agree_with_the_kernel():
+    cfg = Config.make(tabs=1, per_tab=2, variants="as_built")
+    model, sym = KVHealModel(cfg), SymbolicModel(cfg)
+    goal = sym.prop("EveryoneSees")
+    s = sym.fresh("s")
+    solver = z3.Solver()
+    for st in list(checked_states(model))[:400]:
+        want = {p.name: p.holds(st) for p in model.properties()}
+        solver.push()
+        solver.add(sym.encode_view(s, model.view(st)))
+        for name in want:
+            assert solver.check(z3.Not(sym.prop(name)(s))) == (z3.unsat if want[name] else z3.sat), name
+        solver.pop()
+    assert goal is not None
+
+
+def checked_states(model):
+    seen, todo = {model.init_states()[0]}, [model.init_states()[0]]
+    while todo:
+        s = todo.pop(0)
+        yield s
+        for _, t in model.successors(s):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+
+
+def test_bmc_finds_the_invariant_counterexample_at_the_bfs_length():
+    """as_built at tabs 1 with 2 messages: NoDuplicates fails after 9 steps (BFS), and BMC finds
+    it at exactly that bound; its trace replays in the kernel."""
+    cfg = Config.make(tabs=1, per_tab=2, variants="as_built")
+    sym = SymbolicModel(cfg)
+    out = bmc(sym, {"NoDuplicates": sym.prop("NoDuplicates")}, 9)
+    length, trace, _ = out["NoDuplicates"]
+    assert length == PINNED[(1, 2, "as_built")][2]["NoDuplicates"] == 9
+    model = KVHealModel(cfg)
+    states = replay_trace(model, trace)
+    assert not {p.name: p for p in model.properties()}["NoDuplicates"].holds(states[-1])
+    # and nothing shorter: with 8 steps there is none
+    assert bmc(sym, {"NoDuplicates": sym.prop("NoDuplicates")}, 8)["NoDuplicates"][0] is None
+
+
+# ------------------------------------------------------------------ the DSL's bounded integers
+def _counter_def() -> Definition:
+    """A tiny design: an integer n in -1..2 moved by +2 (saturating), -1 (saturating), reset to a
+    constant when n == 0, and a flag b set when n > m (another integer)."""
+    n_t, m_t = IntType(-1, 2), IntType(0, 3)
+
+    def up(cfg, s, x):
+        return s.n < 2, {s.n: s.n + 2}
+
+    def down(cfg, s, x):
+        return s.n >= 0, {s.n: s.n - 1, s.m: x.ite(s.n.eq(0), 3, s.m)}
+
+    def mark(cfg, s, x):
+        return ~s.b & (s.n > s.m) | (s.m <= 0), {s.b: x.ite(s.n.eq(s.m), s.b, ~s.b)}
+
+    return Definition(
+        "counter",
+        [Var("n", n_t, init=lambda cfg, _: 1), Var("m", m_t), Var("b", BoolType())],
+        [], [ActionDef("Up", "", "tab", up), ActionDef("Down", "", "tab", down),
+             ActionDef("Mark", "", "tab", mark)],
+        [PropertyDef("Low", "invariant", lambda cfg, s, x: s.n <= 1, "n stays at most 1")], [])
+
+
+def test_int_type_in_both_engines():
+    d = _counter_def()
+    cfg = Config.make(tabs=1, design=d)
+    k = Kernel(d, cfg)
+    # n is kept as n - lo: the initial 1 is slot value 2
+    assert k.init_state == (2, 0, 0)
+    seen, todo = {k.init_state}, [k.init_state]
+    while todo:
+        for _, t in k.successors(todo.pop()):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    views = sorted(tuple(k.decode(s).values()) for s in seen)
+    # the same set, enumerated by hand from the actions' meaning
+    assert views == [(-1, 3, False), (-1, 3, True), (0, 0, False), (0, 0, True), (0, 3, False), (0, 3, True),
+                     (1, 0, False), (1, 0, True), (1, 3, False), (1, 3, True), (2, 0, False), (2, 0, True),
+                     (2, 3, False), (2, 3, True)]
+    assert "min(" in k.source and "max(" in k.source
+    model, sym = KVHealModel(cfg, d), SymbolicModel(cfg, d)
+    ev = Evaluator(sym)
+    s = sym.fresh("s")
+    solver = z3.Solver()
+    solver.add(sym.dom(s), z3.Not(s["n"] >= -1))
+    assert solver.check() == z3.unsat  # dom states the range from lo
+    for st in seen:
+        got = sorted((i.name, repr(sym.view(v))) for i, v in ev.successors(ev.values_of(model.view(st))))
+        want = sorted((model.instances[lab].name, repr(model.view(t))) for lab, t in model.successors(st))
+        assert got == want
+    result = check(model)
+    assert result.properties["Low"].status == "violated" and len(result.properties["Low"].trace) == 1
+
+
+def test_int_type_errors():
+    with pytest.raises(DefinitionError):
+        IntType(2, 1)
+    d = _counter_def()
+    bad = Definition("bad", d.variables, [], [ActionDef("Far", "", "tab", lambda cfg, s, x: (s.b, {s.n: 5}))],
+                     [], [])
+    with pytest.raises(DefinitionError, match="outside n's range"):
+        Kernel(bad, Config.make(tabs=1, design=bad))
+    worse = Definition("worse", d.variables, [], [ActionDef("Mul", "", "tab", lambda cfg, s, x: (s.b, {s.n: s.n + s.n}))],
+                       [], [])
+    with pytest.raises(DefinitionError, match="plus a constant"):
+        Kernel(worse, Config.make(tabs=1, design=worse))
+
+
+def test_check_as_built_fixed_exits_0():
+    from click.testing import CliRunner
+
+    from kvheal.cli import main
+
+    res = CliRunner().invoke(main, ["check", "--tabs", "2", "--variant", "as_built_fixed", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["states"], out["transitions"]) == (95636, 397206)
+    assert set(out["properties"]) == {"AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges",
+                                      "PendingDrains", "EveryoneSees"}
+    assert all(p["status"] == "holds" for p in out["properties"].values())
