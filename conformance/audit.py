@@ -18,9 +18,9 @@ through HTTP (httpx2), so it may be written in any language and run anywhere.
    (``client="original"``: an id is forgotten once a read shows it) or keep verifying every id
    they posted (``client="keep-verifying"``). After the posting rounds (bounded by `rounds`,
    `duration` and `max_requests`), the tabs keep polling and healing until nothing is pending
-   (at most `heal_rounds` rounds), then the audit reads the cache for up to `settle` seconds
-   (time for a background reconciler) until every acknowledged id is there; its last read is
-   the final read.
+   (at most `heal_rounds` rounds; twice `duration` and `max_requests` in all), then the audit
+   reads the cache for up to `settle` seconds (time for a background reconciler) until every
+   acknowledged id is there; its last read is the final read.
 3. **Record**: every request's invocation and completion time (monotonic, seconds from the
    start), request and answer (`AuditRun.records`, `write_history`).
 4. **Check**: `kvheal.conformance.history.check_history` on the decoded operations.
@@ -520,8 +520,12 @@ class _Driver:
         self.rng = random.Random()
         self.base_ms = _now_ms()
 
-    def _budget_left(self, started: float) -> bool:
-        return len(self.rec.records) < self.c.max_requests and time.monotonic() - started < self.c.duration
+    def _budget_left(self, started: float, factor: int = 1) -> bool:
+        """Whether another round may start: requests and seconds under `factor` times the bounds."""
+        return (
+            len(self.rec.records) < factor * self.c.max_requests
+            and time.monotonic() - started < factor * self.c.duration
+        )
 
     async def post(self, tab: int, message_id: str | None = None) -> None:
         if message_id is None:
@@ -605,7 +609,8 @@ class _Driver:
             await asyncio.gather(*tasks)
         everything = {m for ids in self.acked.values() for m in ids}
         for round_no in range(self.c.heal_rounds):
-            if not any(self.pending.values()):
+            # healing may use as much again as posting did, at most
+            if not any(self.pending.values()) or not self._budget_left(started, factor=2):
                 break
             await asyncio.gather(*(self.staggered(t, round_no) for t in range(self.c.tabs)))
             if self.c.client == "keep-verifying":

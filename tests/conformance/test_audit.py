@@ -237,6 +237,16 @@ def test_worker_that_acknowledges_without_caching_and_fakes_heals_is_caught(tmp_
     assert all(json.loads(line)["invoke"] <= (json.loads(line)["complete"] or 1e9) for line in lines[1:])
 
 
+def test_request_budget_bounds_posting_and_healing():
+    # heals never work, so without bounds the healing phase would run all its rounds
+    with UvicornThread(other_app(drop_every=1, heal_works=False)) as url:
+        run = audit_run(url, tabs=2, per_tab=1, rounds=10, max_requests=10, heal_rounds=50, settle=0.1)
+    posts = [op for op in run.ops if op.kind == "post"]
+    assert len(posts) < 10 * 2  # posting stopped at the budget, well before 10 rounds
+    assert len(run.ops) <= 2 * 10 + 2 * 2 + 2  # healing: at most twice the budget, plus one round in flight
+    assert run.check.properties["Durability"].status == "violated"
+
+
 def test_json_report_of_a_worker_whose_heals_do_nothing():
     with UvicornThread(other_app(drop_every=2, heal_works=False)) as url:
         result = kvheal(
