@@ -494,7 +494,8 @@ class PromelaExport:
                 f"   the state vector). SPIN stores the model's reachable states plus "
                 f"{PRELUDE_STATES} (the state\n"
                 f"   before the table prelude); pan's transitions (stored+matched) are kvheal check's + 2.\n"
-                f"   pan: gcc -O2 -DSAFETY -DNOREDUCE -o pan pan.c && ./pan -m<depth> */\n")
+                f"   spin -a -o2 (keep write-only variables in the state vector; SPIN hides them otherwise)\n"
+                f"   gcc -O2 -DSAFETY -DNOREDUCE -o pan pan.c && ./pan -m<depth> -c0 */\n")
 
     def _tables(self) -> dict[str, list[int]]:
         cv, M = self.kernel.cv, self.config.messages
@@ -615,9 +616,11 @@ def _figure(pattern: str, text: str, cast=int) -> Any:
 def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
              hash_bits: int | None = None, workdir: str | None = None,
              timeout: float | None = None, extra_cflags: tuple[str, ...] = ()) -> SpinResult:
-    """``spin -a``, ``gcc -O2 -DSAFETY -DNOREDUCE`` and ``./pan -m<depth> -c0`` on ``text``
+    """``spin -a -o2``, ``gcc -O2 -DSAFETY -DNOREDUCE`` and ``./pan -m<depth> -c0`` on ``text``
     (exact state storage, no partial-order reduction, every error counted, none stopping the
-    search); the figures, with the model's counts."""
+    search); the figures, with the model's counts. ``-o2`` keeps write-only variables in the
+    state vector: SPIN otherwise hides them (a timestamp no poll reads, with ``full_poll``),
+    merging states the model tells apart."""
     missing = spin_missing()
     if missing:
         raise SpinError(missing)
@@ -625,7 +628,7 @@ def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
     work = tempfile.mkdtemp(prefix="kvheal-spin-") if own else workdir
     try:
         Path(work, "model.pml").write_text(text)
-        _, t_spin, _ = _run(["spin", "-a", "model.pml"], work, timeout)
+        _, t_spin, _ = _run(["spin", "-a", "-o2", "model.pml"], work, timeout)
         flags = ["-O2", "-DSAFETY", "-DNOREDUCE", "-DVECTORSZ=4096"]
         if memlim_mib:
             flags.append(f"-DMEMLIM={memlim_mib}")
