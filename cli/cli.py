@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "report": "kvheal.report_cmd:report",
     "graph": "kvheal.graph_cmd:graph",
     "audit": "kvheal.audit_cmd:audit",
+    "export": "kvheal.export_cmd:export",
 }
 
 
