@@ -1,11 +1,11 @@
 # Two entry points for a fresh machine (README's quick start):
 #   make demo   check the seed design at 2 tabs: verdicts and a counterexample
-#   make test   the whole test suite (installs redis-server and chromium from Debian if missing)
+#   make test   the whole test suite (installs redis-server, chromium, spin and gcc from Debian if missing)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvheal-installed
 
-.PHONY: demo test bench redis chromium lint
+.PHONY: demo test bench redis chromium spin lint
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,14 @@ chromium:
 	  echo "installing chromium from Debian's packages" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) redis chromium
+# SPIN and gcc cross-check `kvheal export --promela` (tests/model/test_promela.py) and run
+# beside kvheal in `kvheal bench --spin`.
+spin:
+	@{ command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1; } || { \
+	  echo "installing spin and gcc from Debian's packages" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spin gcc >/dev/null; }
+
+test: $(STAMP) redis chromium spin
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
