@@ -215,11 +215,19 @@ def config_json(cfg: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--memory", "memory", default=None, metavar="SIZE",
               help="Memory budget, as for check (default: 3/4 of the memory available).")
+@click.option("--spin", "with_spin", is_flag=True,
+              help="Also run SPIN on the configuration's Promela export (kvheal export --promela; "
+                   "safety only) and print both side by side. Needs spin and gcc (make spin).")
 def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool,
-          memory: str | None = None) -> int:
+          memory: str | None = None, with_spin: bool = False) -> int:
     """Time a full verdict (defaults: the target configuration, tabs 3 with dedupe) and print
-    time, distinct states/s, transitions/s and peak memory."""
+    time, distinct states/s, transitions/s and peak memory; with --spin, SPIN's beside them."""
     cfg = make_config(tabs, per_tab, cap, variant)
+    if with_spin:
+        from kvheal.model.promela import spin_missing
+
+        if spin_missing():
+            raise click.UsageError(f"--spin: {spin_missing()}")
     model = KVHealModel(cfg)
     t0 = time.perf_counter()
     result = run_check(model, budget=memory_budget(memory))
@@ -238,9 +246,16 @@ def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool,
         "peak_rss_mib": round(peak_mib),
         "verdicts": {n: str(p.status) for n, p in result.properties.items()},
     }
+    if with_spin:
+        from .export_cmd import side_by_side, spin_figures
+
+        figures["spin"] = spin_figures(cfg, figures)
     if as_json:
         click.echo(json.dumps(figures))
     else:
         for k, v in figures.items():
-            click.echo(f"{k:28s} {v}")
+            if k != "spin":
+                click.echo(f"{k:28s} {v}")
+        if with_spin:
+            click.echo(side_by_side(figures))
     return 0

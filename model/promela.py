@@ -36,7 +36,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -569,11 +571,12 @@ class SpinResult:
     errors: int
     vector_bytes: int
     memory_mib: float      # pan's "total actual memory usage"
-    peak_rss_mib: float    # pan's peak resident set (from wait4)
+    peak_rss_mib: float    # pan's peak resident set (wait4's, in a small wrapper process)
     spin_seconds: float    # spin -a
     compile_seconds: float  # gcc
     run_seconds: float     # ./pan
     complete: bool         # no depth truncation, no memory stop
+    stop: str              # why not complete ("" when complete)
     output: str
 
     @property
@@ -581,29 +584,49 @@ class SpinResult:
         return self.spin_seconds + self.compile_seconds + self.run_seconds
 
 
-def _run(cmd: list[str], cwd: str, timeout: float | None) -> tuple[str, float, float]:
-    """Run ``cmd``; its output, wall seconds and peak RSS in MiB (``wait4``'s, this child only)."""
+#: Runs argv[2:] and writes its peak RSS (KiB, from wait4) and wall seconds to argv[1]. A child forked from this
+#: process's interpreter would report at least the interpreter's RSS (Linux keeps a process's
+#: high-water mark across fork and exec), so the measured program is forked from a fresh,
+#: small interpreter instead: its figure is exact above ~10 MiB.
+_MEASURE = ("import os, sys, time\n"
+            "t0 = time.perf_counter()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os.execv(sys.argv[2], sys.argv[2:])\n"
+            "_, status, usage = os.wait4(pid, 0)\n"
+            "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {time.perf_counter() - t0}')\n"
+            "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
+def _run(cmd: list[str], cwd: str, timeout: float | None,
+         ok: Any = None) -> tuple[str, float, float]:
+    """Run ``cmd``; its output, wall seconds and peak RSS in MiB (measured by a small wrapper
+    process, see ``_MEASURE``). A non-zero exit is a :class:`SpinError` unless ``ok(output)``
+    says the output is usable."""
+    rss_file = os.path.join(cwd, "rss.txt")
+    exe = os.path.join(cwd, cmd[0][2:]) if cmd[0].startswith("./") else shutil.which(cmd[0]) or cmd[0]
     t0 = time.perf_counter()
     with open(os.path.join(cwd, "out.txt"), "w+b") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = None if timeout is None else t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                raise SpinError(f"{cmd[0]} did not finish in {timeout:.0f} s")
-            time.sleep(0.01)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.Popen([sys.executable, "-c", _MEASURE, rss_file, exe, *cmd[1:]], cwd=cwd,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the wrapper and the program it runs
+            proc.wait()
+            raise SpinError(f"{cmd[0]} did not finish in {timeout:.0f} s") from None
         wall = time.perf_counter() - t0
         out.seek(0)
         text = out.read().decode(errors="replace")
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not (ok and ok(text)):
         last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["(no output)"]
         raise SpinError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {last[0].strip()}")
-    return text, wall, usage.ru_maxrss / 1024
+    try:  # the program's own figures, without the wrapper's start
+        kib, secs = Path(rss_file).read_text().split()
+        rss_kib, wall = int(kib), float(secs)
+    except (OSError, ValueError):
+        rss_kib = 0
+    return text, wall, rss_kib / 1024
 
 
 def _figure(pattern: str, text: str, cast=int) -> Any:
@@ -636,13 +659,18 @@ def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
         args = ["./pan", f"-m{depth}", "-c0"]
         if hash_bits:
             args.append(f"-w{hash_bits}")
-        out, t_run, rss = _run(args, work, timeout)
+        out, t_run, rss = _run(args, work, timeout, ok=lambda o: "states, stored" in o)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
     stored = _figure(r"([\d,]+) states, stored", out)
     trans = _figure(r"([\d,]+) transitions \(= stored\+matched\)", out)
-    truncated = "max search depth too small" in out or "reached -DMEMLIM bound" in out
+    stop = ""
+    for needle, why in (("max search depth too small", f"depth beyond -m{depth}"),
+                        ("reached -DMEMLIM bound", f"memory beyond -DMEMLIM={memlim_mib}"),
+                        ("out of memory", "out of memory")):
+        if needle in out:
+            stop = why
     return SpinResult(
         states=stored - PRELUDE_STATES, transitions=trans - PRELUDE_STATES - 1,
         spin_states=stored, spin_transitions=trans,
@@ -650,5 +678,5 @@ def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
         vector_bytes=_figure(r"State-vector (\d+) byte", out),
         memory_mib=_figure(r"([\d.]+)\s+total actual memory usage", out, float),
         peak_rss_mib=round(rss, 1), spin_seconds=round(t_spin, 2), compile_seconds=round(t_cc, 2),
-        run_seconds=round(t_run, 2), complete=not truncated, output=out)
+        run_seconds=round(t_run, 2), complete=not stop, stop=stop, output=out)
 

@@ -3,6 +3,7 @@ exported program, stores exactly the pinned state counts (plus the prelude's one
 finds an assertion violation exactly where kvheal finds an invariant violated."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -115,3 +116,14 @@ def test_cli_errors_are_one_line_exit_2(args, message):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"kvheal: error: {message}")
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def test_bench_spin_side_by_side(spin):
+    proc = kvheal("bench", "--tabs", "2", "--variant", "dedupe,atomic_cache", "--spin", "--json")
+    assert proc.returncode == 0, proc.stderr
+    f = json.loads(proc.stdout)
+    s = f["spin"]
+    assert (f["states"], s["states"], s["transitions"]) == (780, 780, 2692)
+    assert s["same_counts"] and s["complete"] and s["assert_errors"] == 0
+    assert s["seconds"] >= s["compile_seconds"] > 0 and s["peak_rss_mib"] > 0
+    assert s["ratio_kvheal_to_spin"] == round(f["seconds"] / s["seconds"], 2)
