@@ -1,0 +1,88 @@
+"""kvheal beside SPIN on the same state space (issue 9's targets), in one run.
+
+    python -m bench.spin_bench            # tabs 3 dedupe; tabs 4 atomic_cache,dedupe if memory allows
+    python -m bench.spin_bench --quick    # a small configuration, for a smoke run
+
+Each configuration runs once, in a fresh process, through `kvheal bench --spin`: kvheal's full
+verdict (every property, liveness included) timed, then SPIN on `kvheal export --promela` of
+the same configuration (spin -a -o2, gcc -O2 -DSAFETY -DNOREDUCE, pan: safety only, exact
+state storage, no partial-order reduction, one core). Both counts are compared with the
+pinned ones. The 1-minute load average is printed with each row: the machine is shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+# (tabs, variants, expected states, expected transitions or None, GiB the run needs)
+TARGETS = [
+    (3, "dedupe", 2194874, 11514840, 3),
+    (4, "atomic_cache,dedupe", 8100048, None, 9),
+]
+QUICK = [(2, "sweeper", 307038, 1378217, 1)]
+
+
+def available_gib() -> float:
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("inf")
+
+
+def run(tabs: int, variants: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kvheal", "bench", "--tabs", str(tabs), "--variant", variants,
+         "--spin", "--json"],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"kvheal bench failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("spin") is None or shutil.which("gcc") is None:
+        print("skipped: spin and gcc are not installed (make spin)")
+        return 0
+    failures = 0
+    head = (f"{'configuration':32s} {'states':>10s} {'kvheal s':>8s} {'SPIN s':>7s} {'ratio':>5s} "
+            f"{'kvheal st/s':>11s} {'pan st/s':>10s} {'B/state kv':>10s} {'B/state SPIN':>12s} "
+            f"{'peak MiB kv':>11s} {'peak MiB SPIN':>13s} {'load':>9s}  counts")
+    print(head)
+    for tabs, variants, states, transitions, need_gib in (QUICK if args.quick else TARGETS):
+        name = f"tabs {tabs} {variants}"
+        free = available_gib()
+        if free < need_gib:
+            print(f"{name:32s} skipped: needs about {need_gib} GiB, {free:.1f} GiB available")
+            continue
+        f = run(tabs, variants)
+        s = f["spin"]
+        if "error" in s:
+            print(f"{name:32s} SPIN failed: {s['error']}")
+            failures += 1
+            continue
+        want = (states, transitions if transitions is not None else f["transitions"])
+        ok = (f["states"], f["transitions"]) == want and s["same_counts"] and s["complete"]
+        failures += not ok
+        kv_bytes = round(f["peak_rss_mib"] * 2**20 / f["states"])
+        load = f"{s['load_avg_1min'][0]:.1f}-{os.getloadavg()[0]:.1f}"
+        print(f"{name:32s} {f['states']:>10,} {f['seconds']:>8.1f} {s['seconds']:>7.1f} "
+              f"{s['ratio_kvheal_to_spin']:>5.2f} {f['states_per_s_exploring']:>11,} "
+              f"{s['states_per_s']:>10,} {kv_bytes:>10,} {s['bytes_per_state']:>12,} "
+              f"{f['peak_rss_mib']:>11,} {s['peak_rss_mib']:>13,} {load:>9s}  "
+              f"{'as pinned, SPIN agrees' if ok else 'MISMATCH'}")
+        print(f"{'':32s} SPIN: spin -a {s['spin_a_seconds']} s, gcc {s['compile_seconds']} s, "
+              f"pan {s['run_seconds']} s; transitions {f['transitions']:,}; verdicts {f['verdicts']}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
