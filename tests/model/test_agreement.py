@@ -394,8 +394,14 @@ def test_every_combination_of_the_pinned_flags_is_pinned_or_listed_unmeasured() 
         53, 1_136_653, 5_861_995)
 
 
-@pytest.mark.parametrize("variant", [pytest.param(v, marks=[pytest.mark.slow] if _slow(v) else [])
-                                     for v in CASES], ids=lambda v: v or "seed")
+#: The slow cases' time limit (the configured 300 s is too short: shared_pending alone takes
+#: about 100 s of CPU for its 6.2M states, far more wall time on a loaded machine).
+SLOW_TIMEOUT = 3 * 3600
+
+
+@pytest.mark.parametrize("variant", [
+    pytest.param(v, marks=[pytest.mark.slow, pytest.mark.timeout(SLOW_TIMEOUT)] if _slow(v) else [])
+    for v in CASES], ids=lambda v: v or "seed")
 def test_the_z3_relation_has_exactly_the_explicit_successors_on_every_reachable_state(variant: str) -> None:
     """Every reachable state of the design at tabs 2: the z3 relation's successors (the
     Evaluator's compiled terms) are the explicit ones (module docstring). The combinations

@@ -218,7 +218,7 @@ def test_all_tabs_steps_are_deterministic(design: str) -> None:
 
 
 @pytest.mark.parametrize("design,tabs,per_tab", [
-    pytest.param(d, t, k, marks=[pytest.mark.slow] if (d, t, k) in SLOW_SIZES else [])
+    pytest.param(d, t, k, marks=[pytest.mark.slow, pytest.mark.timeout(3600)] if (d, t, k) in SLOW_SIZES else [])
     for d, t, k in ENCODING_SIZES])
 def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int, per_tab: int) -> None:
     """The hand-written all-tabs encoding, instantiated with Msg and Tab the configuration's ids
