@@ -12,15 +12,16 @@ one list and a per-tab list slot ``lists[t]`` written back by ``PendingWrite(t)`
 
 The app as deployed (SPEC §6) adds time and the tab's view (``tab_view``: ``clock``, ``ts[m]``,
 ``cursor[t]``, ``shown[t]``, ``Tick``), the as-built pending check (``found_in_response``), one
-reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``) and the fix's whole-cache poll
+reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
+(``put_fails``: ``PostWriteFail``, ``HealWriteFail``, ...) and the fix's whole-cache poll
 (``full_poll``); their readings are in SPEC §6.
 """
 from __future__ import annotations
 
 from kvheal.flags import ConfigError
 
-from .dsl import (ActionDef, CacheType, Definition, Derived, Enum, FlagDef, IdsType, IntType, Phase,
-                  PropertyDef, Var)
+from .dsl import (ActionDef, BoolType, CacheType, Definition, Derived, Enum, FlagDef, IdsType, IntType,
+                  Phase, PropertyDef, Var)
 
 CACHE = CacheType()
 MSGS = IdsType("m")
@@ -126,6 +127,8 @@ VARIABLES = [
         "the page-load snapshot: the ids tab t's browser had posted when the page loaded", when=_frozen),
     Var("reloaded", IdsType("t", view="bools"), doc="the tabs that have reloaded (once each)",
         when=_has("reload")),
+    Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
+        when=_has("put_fails")),
 ]
 
 
@@ -261,6 +264,24 @@ def HealCache(cfg, s, x, h):
                                       s.heal[h]: HEAL.Idle()}
 
 
+def PostWriteFail(cfg, s, x, m):
+    """The post's cache put fails (the write limit); the worker logs it and answers 200."""
+    return s.post[m].is_("CacheRead") & ~s.put_failed, {s.post[m]: POST.CacheWritten(), s.put_failed: True}
+
+
+def PostCacheFail(cfg, s, x, m):
+    return s.post[m].is_("KeyWritten") & ~s.put_failed, {s.post[m]: POST.CacheWritten(), s.put_failed: True}
+
+
+def HealWriteFail(cfg, s, x, h):
+    """The heal's cache put fails; the heal endpoint still answers success."""
+    return s.heal[h].is_("CacheRead") & ~s.put_failed, {s.heal[h]: HEAL.Idle(), s.put_failed: True}
+
+
+def HealCacheFail(cfg, s, x, h):
+    return s.heal[h].is_("KeyRead") & ~s.put_failed, {s.heal[h]: HEAL.Idle(), s.put_failed: True}
+
+
 def SweepList(cfg, s, x):
     return s.sweep.is_("Idle"), {s.sweep: SWEEP.Listed(list=s.stored)}
 
@@ -304,14 +325,16 @@ def Reload(cfg, s, x, t):
         effects[s.cursor[t]] = s.clock
     if _frozen(cfg):
         effects[s.frozen[t]] = x.ids("m", {m: s.stored.has(m) for m in _browser(cfg, t)})
-    if cfg.has("shared_pending"):
-        effects[s.lists[t]] = LIST.Idle()
-    return s.alive.has(t) & ~s.reloaded.has(t), effects
+    guard = s.alive.has(t) & ~s.reloaded.has(t)
+    if cfg.has("shared_pending"):  # the page's running task (get, push, set of the list) ends first
+        guard = guard & s.lists[t].is_("Idle")
+    return guard, effects
 
 
 _atomic, _plain = _has("atomic_cache"), _lacks("atomic_cache")
 _heal_atomic, _heal_plain = _heal_is_atomic, lambda cfg: not _heal_is_atomic(cfg)
 _sweeper = _has("sweeper")
+_fails = _has("put_fails")
 
 ACTIONS = [
     ActionDef("PostKey", "m", "request", PostKey, "put comment:<id>: the message is stored", kv="put comment"),
@@ -320,6 +343,10 @@ ACTIONS = [
               when=_plain, kv="put cache"),
     ActionDef("PostCache", "m", "request", PostCache, "the atomic cache update (a successful CAS)",
               when=_atomic, kv="cas cache"),
+    ActionDef("PostWriteFail", "m", "request", PostWriteFail, "put recent:comments fails (the write limit)",
+              fair=False, when=_both(_fails, _plain), kv="put cache"),
+    ActionDef("PostCacheFail", "m", "request", PostCacheFail, "the atomic cache update fails (the write limit)",
+              fair=False, when=_both(_fails, _atomic), kv="cas cache"),
     ActionDef("PostAck", "m", "request", PostAck, "the 200; the owner, if alive, records m as pending",
               kv=""),
     ActionDef("PollRead", "t", "tab", PollRead, "the tab's GET of the cache", group=1, kv="get cache"),
@@ -335,6 +362,10 @@ ACTIONS = [
               when=_heal_plain, group=3, kv="put cache"),
     ActionDef("HealCache", "heal", "heal", HealCache, "the atomic cache update of a heal",
               when=_heal_atomic, group=3, kv="cas cache"),
+    ActionDef("HealWriteFail", "heal", "heal", HealWriteFail, "the heal's put fails (the write limit)",
+              fair=False, when=_both(_fails, _heal_plain), group=3, kv="put cache"),
+    ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails",
+              fair=False, when=_both(_fails, _heal_atomic), group=3, kv="cas cache"),
     ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
               kv="list comment"),
     ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments",
@@ -373,6 +404,8 @@ FLAGS = [
             changes=("PollDone",)),
     FlagDef("reload", "a tab may reload once", "client", adds=("Reload",)),
     FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client", changes=("PollDone", "Reload")),
+    FlagDef("put_fails", "fault: one cache put may fail (the write limit); the request still succeeds", "fault",
+            adds=("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail")),
 ]
 
 

@@ -519,6 +519,8 @@ class SymbolicModel:
                 return out
         if isinstance(t, IntType) and isinstance(value, int) and not isinstance(value, bool):
             return {names[""]: z3.IntVal(value)}
+        if isinstance(value, bool):  # a constant written to a boolean variable
+            return {names[""]: z3.BoolVal(value)}
         if isinstance(value, _Z):
             return {names[""]: value.t}
         raise DefinitionError(f"cannot write {value!r} to {var.name}")

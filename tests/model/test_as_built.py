@@ -27,26 +27,28 @@ NEW = ("tab_view", "found_in_response", "reload", "full_poll")
 PINNED = {
     (1, 1, "tab_view"): (112, 227, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
                                     "EveryoneSees": None}),
-    (1, 1, "as_built"): (368, 854, {"NoDuplicates": None, "Converges": None, "PendingDrains": 12,
-                                    "EveryoneSees": 10}),
-    (1, 1, "as_built_fixed"): (200, 469, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+    (1, 1, "as_built"): (768, 1840, {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12,
+                                     "EveryoneSees": 10}),
+    (1, 1, "as_built_fixed"): (359, 906, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
                                           "EveryoneSees": None}),
+    (1, 1, "tab_view,put_fails"): (224, 474, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                              "EveryoneSees": None}),
     (1, 2, "tab_view"): (8390, 21248, {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21,
                                        "EveryoneSees": None}),
-    (1, 2, "as_built"): (41583, 113004, {"NoDuplicates": 9, "Converges": 14, "PendingDrains": 16,
+    (1, 2, "as_built"): (87734, 260232, {"NoDuplicates": 9, "Converges": 14, "PendingDrains": 16,
                                          "EveryoneSees": 14}),
-    (1, 2, "as_built_fixed"): (5314, 14772, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                             "EveryoneSees": None}),
-    (1, 2, "as_built,shared_pending"): (103289, 288838, {"NoDuplicates": 10, "Converges": 12,
-                                                         "PendingDrains": 17, "EveryoneSees": 12}),
-    (1, 2, "as_built_fixed,shared_pending"): (13223, 37287, {"NoDuplicates": None, "Converges": None,
+    (1, 2, "as_built_fixed"): (10991, 34269, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                              "EveryoneSees": None}),
+    (1, 2, "as_built,shared_pending"): (219160, 635829, {"NoDuplicates": 10, "Converges": 15,
+                                                         "PendingDrains": 17, "EveryoneSees": 16}),
+    (1, 2, "as_built_fixed,shared_pending"): (26528, 79413, {"NoDuplicates": None, "Converges": None,
                                                              "PendingDrains": None, "EveryoneSees": None}),
     (1, 2, "tab_view,full_poll,reload"): (27879, 78277, {"NoDuplicates": 9, "Converges": 15,
                                                          "PendingDrains": 21, "EveryoneSees": 16}),
     (2, 1, "tab_view"): (173792, 589758, {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25,
                                           "EveryoneSees": 17}),
-    (2, 1, "as_built_fixed"): (95636, 397206, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                               "EveryoneSees": None}),
+    (2, 1, "as_built_fixed"): (164767, 747515, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
+                                                "EveryoneSees": None}),
 }
 
 
@@ -64,10 +66,10 @@ def test_pinned_counts_and_verdicts(tabs, per_tab, variants, check_counterexampl
 
 @pytest.mark.slow
 def test_as_built_tabs_2(check_counterexample):
-    """Issue 10's target (about a minute): EveryoneSees and Converges violated at tabs 2."""
+    """Issue 10's target (one to two minutes): EveryoneSees and Converges violated at tabs 2."""
     model = KVHealModel(Config.make(tabs=2, variants="as_built"))
     result = check(model)
-    assert (result.states, result.transitions) == (1715663, 6906737)
+    assert (result.states, result.transitions) == (3493892, 14923601)
     got = {n: (len(p.trace) if p.status == "violated" else None) for n, p in result.properties.items()}
     assert got == {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 17,
                    "PendingDrains": 20, "EveryoneSees": 17}
@@ -78,14 +80,16 @@ def test_as_built_tabs_2(check_counterexample):
 
 #: SPEC §6: changes to as_built other than as_built_fixed's, at tabs 2, and what they leave violated
 NOT_ENOUGH = {
-    "atomic_cache,dedupe": {"PendingDrains": 17, "EveryoneSees": 15},
-    "full_poll,atomic_cache": {"NoDuplicates": 7, "Converges": 19, "PendingDrains": 21, "EveryoneSees": 19},
+    "full_poll,atomic_cache,dedupe": {"Converges": 16, "EveryoneSees": 16},  # the snapshot kept
+    "full_poll,atomic_cache": {"NoDuplicates": 7, "Converges": 16, "PendingDrains": 21, "EveryoneSees": 16},
+    "atomic_cache,dedupe": {"Converges": 16, "PendingDrains": 17, "EveryoneSees": 15},
     "full_poll,dedupe,keep_verifying": {"Converges": 16, "EveryoneSees": 16},
     "full_poll,heal_atomic,dedupe": {"Converges": 18, "EveryoneSees": 18},
 }
 
 
-@pytest.mark.parametrize("change", list(NOT_ENOUGH))
+@pytest.mark.parametrize("change", [pytest.param(c, marks=pytest.mark.slow) if i >= 2 else c
+                                    for i, c in enumerate(NOT_ENOUGH)])
 def test_smaller_changes_do_not_fix_as_built(change, check_counterexample):
     model, result = checked(2, 1, None, f"as_built,{change}")
     got = {n: len(p.trace) for n, p in result.properties.items() if p.status == "violated"}
@@ -109,12 +113,31 @@ def test_everyone_sees_counterexample_is_a_cursor_passing_a_message():
         "clock": "1", "ts[0]": "0", "cursor[0]": "1", "shown[0]": "[]", "frozen[0]": "[0]", "cache": "[0]"}
 
 
+def test_a_failed_cache_write_and_a_reload_lose_a_message_for_good():
+    """as_built_fixed keeping the page-load snapshot: the post's atomic update fails (the write
+    limit) yet it is acknowledged; the owner reloads, its snapshot holds the message, the
+    pending check counts it as found, and nothing ever heals it."""
+    model, result = checked(2, 1, None, "as_built,full_poll,atomic_cache,dedupe")
+    trace = result.properties["Converges"].trace
+    names = [s.action for s in trace]
+    assert names[:11] == ["PostKey", "PostCache", "PostAck", "PostKey", "PostCacheFail", "PostAck",
+                          "PollRead", "PollDone", "Reload", "PollRead", "PollDone"]
+    states = replay_trace(model, trace)
+    after = flatten(model.view(states[11]))
+    assert {k: after[k] for k in ("cache", "pending[1]", "frozen[1]", "post[1]")} == {
+        "cache": "[0]", "pending[1]": "[]", "frozen[1]": "[1]", "post[1]": "Acked"}
+
+
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
-    assert parse_variants("as_built") == PRESETS["as_built"] == {"tab_view", "found_in_response", "reload"}
-    assert parse_variants("as_built_fixed") == PRESETS["as_built"] | {"full_poll", "atomic_cache", "dedupe"}
+    assert parse_variants("as_built") == PRESETS["as_built"] == {"tab_view", "found_in_response", "reload",
+                                                                 "put_fails"}
+    # the fix: poll the whole cache, update it atomically without duplicates, and judge a
+    # pending id by that answer alone (no page-load snapshot)
+    assert parse_variants("as_built_fixed") == (PRESETS["as_built"] - {"found_in_response"}) | {
+        "full_poll", "atomic_cache", "dedupe"}
     assert parse_variants("as_built,shared_pending") == PRESETS["as_built"] | {"shared_pending"}
-    assert Config.make(variants="as_built").variant_label() == "tab_view,found_in_response,reload"
+    assert Config.make(variants="as_built").variant_label() == "tab_view,found_in_response,reload,put_fails"
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -138,14 +161,14 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
 
 
 def test_modelled_only_flags_stay_out_of_the_implementation():
-    assert MODELLED_ONLY == set(NEW)
+    assert MODELLED_ONLY == set(NEW) | {"put_fails"}
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper",
                              "tab_crash", "shared_pending")
     assert set(NEW) <= set(KVHEAL.flag_names())
     # combinations: a flag needing tab_view never comes without it
     combos = valid_combinations()
-    assert len(combos) == 864
+    assert len(combos) == 1728
     assert all("tab_view" in c for c in combos if c & {"reload", "found_in_response", "full_poll"})
 
 
@@ -193,12 +216,12 @@ def _agree(cfg: Config) -> int:
 
 
 @pytest.mark.parametrize("tabs,per_tab,variants,transitions", [
-    (1, 1, "as_built", 854),
-    (1, 1, "as_built_fixed", 469),
+    (1, 1, "as_built", 1840),
+    (1, 1, "as_built_fixed", 906),
     (1, 1, "as_built,shared_pending", None),
     (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
-    pytest.param(1, 2, "as_built", 113004, marks=pytest.mark.slow),  # about a minute
-    pytest.param(1, 2, "as_built_fixed,shared_pending", 37287, marks=pytest.mark.slow),
+    pytest.param(1, 2, "as_built", 260232, marks=pytest.mark.slow),  # a few minutes
+    pytest.param(1, 2, "as_built_fixed,shared_pending", 79413, marks=pytest.mark.slow),
 ])
 def test_z3_agrees_on_every_reachable_state(tabs, per_tab, variants, transitions):
     n = _agree(Config.make(tabs=tabs, per_tab=per_tab, variants=variants))
@@ -325,7 +348,7 @@ def test_check_as_built_fixed_exits_0():
     res = CliRunner().invoke(main, ["check", "--tabs", "2", "--variant", "as_built_fixed", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert (out["states"], out["transitions"]) == (95636, 397206)
+    assert (out["states"], out["transitions"]) == (164767, 747515)
     assert set(out["properties"]) == {"AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges",
                                       "PendingDrains", "EveryoneSees"}
     assert all(p["status"] == "holds" for p in out["properties"].values())
