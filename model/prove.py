@@ -475,6 +475,8 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     if not (sym.dedupe and sym.C >= sym.M and not sym.shared and (sym.sweeper or not sym.tab_crash)
             and (sym.atomic or sym.keep_verifying or sym.sweeper)):
         return None
+    if sym.config.has("heal_atomic"):  # written for plain or all-atomic cache updates only
+        return None
     M = sym.M
     B = 1
     S = 1 if sym.sweeper else 0  # the sweeper is one more writer slot

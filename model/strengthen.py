@@ -34,9 +34,11 @@ def _snapshots(sym: SymbolicModel, s: State) -> list[tuple[z3.BoolRef, list[z3.A
     if not sym.atomic:
         for m in range(M):
             out.append((s[f"post[{m}]"] == POST_CACHE_READ, sym.snap(s, f"postsnap[{m}]")))
+    if not (sym.atomic or sym.config.has("heal_atomic")):  # a heal holds a snapshot
         for h in sym.heal_keys:
             k = sym.hk(h)
             out.append((s[f"heal[{k}]"] == HEAL_CACHE_READ, sym.snap(s, f"healsnap[{k}]")))
+    if not sym.atomic:
         if sym.sweeper:
             out.append((s["sweep"] == SWEEP_READ, sym.snap(s, "sweepsnap")))
     for t in range(sym.T):
