@@ -54,6 +54,8 @@ __all__ = ["promela", "PromelaExport", "export", "run_spin", "SpinResult", "Spin
 
 #: States SPIN stores beyond the model's: the one before the table prelude has run.
 PRELUDE_STATES = 1
+#: The most table entries the prelude fills (one assignment each, compiled into pan.c).
+MAX_TABLE_ENTRIES = 1_000_000
 
 
 # ---------------------------------------------------------------------------- values
@@ -516,9 +518,19 @@ class PromelaExport:
                 out[name] = [_newest(mask, count) for mask in range(1 << M)]
         return out
 
+    def _checked_tables(self) -> dict[str, list[int]]:
+        sizes = {"ADD": len(self.kernel.cv) * self.config.messages,
+                 "UNION": len(self.kernel.cv) << self.config.messages}
+        total = sum(sizes.get(name, 0) for name in self.tables)
+        if total > MAX_TABLE_ENTRIES:
+            raise DefinitionError(f"the cache tables would have {total:,} entries, beyond the Promela "
+                                  f"export's limit of {MAX_TABLE_ENTRIES:,}; lower --cap, --tabs or "
+                                  f"--per-tab")
+        return self._tables()
+
     def _table_decls(self) -> list[str]:
         return [f"hidden {_ctype(max(max(vals) + 1, 3))} {name}[{len(vals)}];"  # no hidden bits
-                for name, vals in self._tables().items()]
+                for name, vals in self._checked_tables().items()]
 
     def _table_init(self) -> list[str]:
         out = []
