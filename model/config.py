@@ -80,9 +80,13 @@ class Config:
         """A validated configuration; ``variants`` may be a comma-separated string. ``design``
         is a user's :class:`~kvheal.model.dsl.Definition` (None: kvheal's own); its flags
         are the ones ``variants`` may name."""
+        from .definition import KVHEAL  # the definition imports the registry, not this module
+
         known = design.flag_names() if design is not None else VARIANTS
-        return cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants, known),
-                   known=tuple(known), design=design)
+        cfg = cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants, known),
+                  known=tuple(known), design=design)
+        (design or KVHEAL).validate(cfg)  # what the definition cannot honour (tab_view needs cap >= M)
+        return cfg
 
     def design_name(self) -> str:
         """The name of the definition this configuration is for (``kvheal`` by default)."""

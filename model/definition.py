@@ -13,7 +13,8 @@ one list and a per-tab list slot ``lists[t]`` written back by ``PendingWrite(t)`
 The app as deployed (SPEC §6) adds time and the tab's view (``tab_view``: ``clock``, ``ts[m]``,
 ``cursor[t]``, ``shown[t]``, ``Tick``), the as-built pending check (``found_in_response``), one
 reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
-(``put_fails``: ``PostWriteFail``, ``HealWriteFail``, ...) and the fix's whole-cache poll
+(``put_fails``: ``PostWriteFail``, ``HealWriteFail``, ...), reads served the previous value
+(``stale_reads``: ``prev``, ``PollReadStale``, ...) and the fix's whole-cache poll
 (``full_poll``); their readings are in SPEC §6.
 """
 from __future__ import annotations
@@ -129,6 +130,8 @@ VARIABLES = [
         when=_has("reload")),
     Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
         when=_has("put_fails")),
+    Var("prev", CACHE, doc="the cache value before its last write, still served elsewhere until the next "
+        "tick", when=_has("stale_reads")),
 ]
 
 
@@ -155,6 +158,14 @@ def cache_write(cfg, s, x, snap, m):
     return snap.add(m)
 
 
+def _aged(cfg, s, effects):
+    """A cache write's effects; with ``stale_reads`` the value it replaces becomes the one a
+    read elsewhere may still be served (``prev``)."""
+    if cfg.has("stale_reads"):
+        effects[s.prev] = s.cache
+    return effects
+
+
 def PostKey(cfg, s, x, m):
     effects = {s.post[m]: POST.KeyWritten()}
     if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
@@ -170,13 +181,13 @@ def PostRead(cfg, s, x, m):
 
 def PostWrite(cfg, s, x, m):
     snap = s.post[m].of("CacheRead").snap
-    return s.post[m].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, m),
-                                        s.post[m]: POST.CacheWritten()}
+    return s.post[m].is_("CacheRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, snap, m),
+                                                     s.post[m]: POST.CacheWritten()})
 
 
 def PostCache(cfg, s, x, m):
-    return s.post[m].is_("KeyWritten"), {s.cache: cache_write(cfg, s, x, s.cache, m),
-                                         s.post[m]: POST.CacheWritten()}
+    return s.post[m].is_("KeyWritten"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, s.cache, m),
+                                                      s.post[m]: POST.CacheWritten()})
 
 
 def PostAck(cfg, s, x, m):
@@ -255,18 +266,31 @@ def HealRead(cfg, s, x, h):
 
 def HealWrite(cfg, s, x, h):
     snap = s.heal[h].of("CacheRead").snap
-    return s.heal[h].is_("CacheRead"), {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
-                                        s.heal[h]: HEAL.Idle()}
+    return s.heal[h].is_("CacheRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
+                                                     s.heal[h]: HEAL.Idle()})
 
 
 def HealCache(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
-                                      s.heal[h]: HEAL.Idle()}
+    return s.heal[h].is_("KeyRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
+                                                   s.heal[h]: HEAL.Idle()})
 
 
 def PostWriteFail(cfg, s, x, m):
     """The post's cache put fails (the write limit); the worker logs it and answers 200."""
     return s.post[m].is_("CacheRead") & ~s.put_failed, {s.post[m]: POST.CacheWritten(), s.put_failed: True}
+
+
+def PostReadStale(cfg, s, x, m):
+    """The post's read of the cache is served an older value (another location's copy)."""
+    return s.post[m].is_("KeyWritten"), {s.post[m]: POST.CacheRead(snap=s.prev)}
+
+
+def HealReadStale(cfg, s, x, h):
+    return s.heal[h].is_("KeyRead"), {s.heal[h]: HEAL.CacheRead(snap=s.prev)}
+
+
+def PollReadStale(cfg, s, x, t):
+    return s.poll[t].is_("Idle") & s.alive.has(t), {s.poll[t]: POLL.Read(snap=s.prev)}
 
 
 def PostCacheFail(cfg, s, x, m):
@@ -298,12 +322,14 @@ def _sweep_write(s, x, listed, snap):
 
 def SweepWrite(cfg, s, x):
     read = s.sweep.of("Read")
-    return s.sweep.is_("Read"), {s.cache: _sweep_write(s, x, read.list, read.snap), s.sweep: SWEEP.Idle()}
+    return s.sweep.is_("Read"), _aged(cfg, s, {s.cache: _sweep_write(s, x, read.list, read.snap),
+                                               s.sweep: SWEEP.Idle()})
 
 
 def SweepCache(cfg, s, x):
     listed = s.sweep.of("Listed").list
-    return s.sweep.is_("Listed"), {s.cache: _sweep_write(s, x, listed, s.cache), s.sweep: SWEEP.Idle()}
+    return s.sweep.is_("Listed"), _aged(cfg, s, {s.cache: _sweep_write(s, x, listed, s.cache),
+                                                 s.sweep: SWEEP.Idle()})
 
 
 def Crash(cfg, s, x, t):
@@ -314,6 +340,11 @@ def Crash(cfg, s, x, t):
 
 
 def Tick(cfg, s, x):
+    """Time passes: the clock advances, saturating at HORIZON. With ``stale_reads`` a tick also
+    refreshes every copy of the cache (the staleness bound is within a tick), so past the
+    horizon it stays enabled while a stale copy exists: staleness never lasts for ever."""
+    if cfg.has("stale_reads"):
+        return (s.clock < HORIZON) | ~s.prev.eq(s.cache), {s.clock: s.clock + 1, s.prev: s.cache}
     return s.clock < HORIZON, {s.clock: s.clock + 1}
 
 
@@ -335,6 +366,7 @@ _atomic, _plain = _has("atomic_cache"), _lacks("atomic_cache")
 _heal_atomic, _heal_plain = _heal_is_atomic, lambda cfg: not _heal_is_atomic(cfg)
 _sweeper = _has("sweeper")
 _fails = _has("put_fails")
+_stale = _has("stale_reads")
 
 ACTIONS = [
     ActionDef("PostKey", "m", "request", PostKey, "put comment:<id>: the message is stored", kv="put comment"),
@@ -343,6 +375,8 @@ ACTIONS = [
               when=_plain, kv="put cache"),
     ActionDef("PostCache", "m", "request", PostCache, "the atomic cache update (a successful CAS)",
               when=_atomic, kv="cas cache"),
+    ActionDef("PostReadStale", "m", "request", PostReadStale, "get recent:comments, served an older value",
+              fair=False, when=_both(_stale, _plain), kv="get cache"),
     ActionDef("PostWriteFail", "m", "request", PostWriteFail, "put recent:comments fails (the write limit)",
               fair=False, when=_both(_fails, _plain), kv="put cache"),
     ActionDef("PostCacheFail", "m", "request", PostCacheFail, "the atomic cache update fails (the write limit)",
@@ -350,6 +384,8 @@ ACTIONS = [
     ActionDef("PostAck", "m", "request", PostAck, "the 200; the owner, if alive, records m as pending",
               kv=""),
     ActionDef("PollRead", "t", "tab", PollRead, "the tab's GET of the cache", group=1, kv="get cache"),
+    ActionDef("PollReadStale", "t", "tab", PollReadStale, "the tab's GET, served an older value", fair=False,
+              when=_stale, group=1, kv="get cache"),
     ActionDef("PollDone", "t", "tab", PollDone,
               "drop found ids (unless keep_verifying), request heals for missing ones", group=1),
     ActionDef("PendingWrite", "t", "tab", PendingWrite, "the tab writes the shared list back",
@@ -362,6 +398,8 @@ ACTIONS = [
               when=_heal_plain, group=3, kv="put cache"),
     ActionDef("HealCache", "heal", "heal", HealCache, "the atomic cache update of a heal",
               when=_heal_atomic, group=3, kv="cas cache"),
+    ActionDef("HealReadStale", "heal", "heal", HealReadStale, "the heal's get recent:comments, served an "
+              "older value", fair=False, when=_both(_stale, _heal_plain), group=3, kv="get cache"),
     ActionDef("HealWriteFail", "heal", "heal", HealWriteFail, "the heal's put fails (the write limit)",
               fair=False, when=_both(_fails, _heal_plain), group=3, kv="put cache"),
     ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails",
@@ -406,6 +444,9 @@ FLAGS = [
     FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client", changes=("PollDone", "Reload")),
     FlagDef("put_fails", "fault: one cache put may fail (the write limit); the request still succeeds", "fault",
             adds=("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail")),
+    FlagDef("stale_reads", "fault: a cache read may be served the value before the last write, until the "
+            "next tick", "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
+            changes=("PostWrite", "PostCache", "HealWrite", "HealCache", "SweepWrite", "SweepCache", "Tick")),
 ]
 
 

@@ -49,6 +49,15 @@ PINNED = {
                                           "EveryoneSees": 17}),
     (2, 1, "as_built_fixed"): (164767, 747515, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
                                                 "EveryoneSees": None}),
+    # stale reads: the fix survives them
+    (1, 1, "as_built,stale_reads"): (1662, 5441, {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12,
+                                                  "EveryoneSees": 10}),
+    (1, 1, "as_built_fixed,stale_reads"): (767, 2426, {"NoDuplicates": None, "Converges": None,
+                                                       "PendingDrains": None, "EveryoneSees": None}),
+    (1, 2, "tab_view,stale_reads"): (78956, 296995, {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21,
+                                                     "EveryoneSees": None}),
+    (1, 2, "as_built_fixed,stale_reads"): (35138, 134413, {"NoDuplicates": None, "Converges": None,
+                                                           "PendingDrains": None, "EveryoneSees": None}),
 }
 
 
@@ -62,6 +71,13 @@ def test_pinned_counts_and_verdicts(tabs, per_tab, variants, check_counterexampl
     for name, p in result.properties.items():
         if p.status == "violated":
             check_counterexample(model, name, p.trace)
+
+
+@pytest.mark.slow
+def test_as_built_fixed_survives_stale_reads_at_tabs_2():
+    result = check(KVHealModel(Config.make(tabs=2, variants="as_built_fixed,stale_reads")))
+    assert (result.states, result.transitions) == (640034, 3545046)
+    assert result.ok
 
 
 @pytest.mark.slow
@@ -158,18 +174,26 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
         assert str(err.value) == ("tab_view needs cap >= tabs*per_tab = 2 (the cache orders by id, "
                                   "timestamps come from the clock); got cap 1")
         assert "\n" not in str(err.value)
+    from click.testing import CliRunner
+
+    from kvheal.cli import main
+
+    res = CliRunner().invoke(main, ["check", "--tabs", "2", "--cap", "1", "--variant", "as_built"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == ["kvheal: error: tab_view needs cap >= tabs*per_tab = 2 (the cache "
+                                               "orders by id, timestamps come from the clock); got cap 1"]
 
 
 def test_modelled_only_flags_stay_out_of_the_implementation():
-    assert MODELLED_ONLY == set(NEW) | {"put_fails"}
+    assert MODELLED_ONLY == set(NEW) | {"put_fails", "stale_reads"}
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper",
                              "tab_crash", "shared_pending")
     assert set(NEW) <= set(KVHEAL.flag_names())
     # combinations: a flag needing tab_view never comes without it
     combos = valid_combinations()
-    assert len(combos) == 1728
-    assert all("tab_view" in c for c in combos if c & {"reload", "found_in_response", "full_poll"})
+    assert len(combos) == 3264
+    assert all("tab_view" in c for c in combos if c & {"reload", "found_in_response", "full_poll", "stale_reads"})
 
 
 def test_existing_designs_have_no_time():
@@ -219,6 +243,8 @@ def _agree(cfg: Config) -> int:
     (1, 1, "as_built", 1840),
     (1, 1, "as_built_fixed", 906),
     (1, 1, "as_built,shared_pending", None),
+    (1, 1, "as_built,stale_reads", 5441),
+    (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),
     (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
     pytest.param(1, 2, "as_built", 260232, marks=pytest.mark.slow),  # a few minutes
     pytest.param(1, 2, "as_built_fixed,shared_pending", 79413, marks=pytest.mark.slow),
