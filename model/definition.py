@@ -120,7 +120,8 @@ VARIABLES = [
     Var("lists", LIST, "t", "the list value tab t has read-modified and will write back",
         when=_has("shared_pending")),
     Var("clock", TIME, doc="the time, in lags (0..HORIZON)", when=_view),
-    Var("ts", TIME, "m", "m's timestamp: the poster's clock at PostKey (0 before)", when=_view),
+    Var("ts", TIME, "m", "m's timestamp: the poster's clock at PostKey (0 before); only the cursor "
+        "reads it, so it exists only with one (not with full_poll)", when=_cursor),
     Var("cursor", TIME, "t", "tab t's cursor: a poll returns the messages with timestamp >= it",
         when=_cursor),
     Var("shown", MSGS, "t", "the messages tab t's page has shown since it was loaded", when=_view),
@@ -170,7 +171,8 @@ def PostKey(cfg, s, x, m):
     effects = {s.post[m]: POST.KeyWritten()}
     if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
         owner = cfg.owner(m)
-        effects[s.ts[m]] = s.clock
+        if _cursor(cfg):
+            effects[s.ts[m]] = s.clock
         effects[s.shown[owner]] = s.shown[owner].with_(m)
     return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), effects
 
