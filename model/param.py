@@ -27,6 +27,7 @@ their order and their parameters from :data:`kvheal.model.definition.ACTIONS` an
 encoding that lacks one of the design's actions or has one the design does not.
 ``tests/model/test_param.py`` checks every schema against the explicit model.
 """
+
 from __future__ import annotations
 
 import time
@@ -60,6 +61,7 @@ def _ask_unsat(log: list[Query], name: str, purpose: str, formula: str, *facts: 
     ans = str(slv.check())
     log.append(Query(name, purpose, formula, "unsat", ans, time.perf_counter() - t0))
     return ans == "unsat"
+
 
 def _enum(name: str, values: list[str]) -> tuple[z3.DatatypeSortRef, list[z3.ExprRef]]:
     """z3's enumeration sort ``name``, declared once per process (z3 refuses a second one)."""
@@ -100,8 +102,11 @@ def design_actions(variants: Iterable[str]) -> list:
     return KVHEAL.actions_of(Config.make(tabs=1, variants=frozenset(variants)))
 
 
-def name_steps(variants: Iterable[str], steps: dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]],
-               params: dict[str, z3.ExprRef]) -> dict[str, Step]:
+def name_steps(
+    variants: Iterable[str],
+    steps: dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]],
+    params: dict[str, z3.ExprRef],
+) -> dict[str, Step]:
     """Hand-written schemas, ``steps`` (the definition's action name -> (guard, relation,
     effective)), as :class:`Step`s in the definition's order, each with the parameter of its
     action's kind (``params``: ``per`` -> constant). The list of actions comes from the
@@ -113,11 +118,15 @@ def name_steps(variants: Iterable[str], steps: dict[str, tuple[z3.BoolRef, z3.Bo
     lacks, extra = [n for n in names if n not in steps], sorted(set(steps) - set(names))
     label = ",".join(v for v in VARIANTS if v in vs) or "seed"
     if lacks or extra:
-        raise DefinitionError(f"the all-tabs encoding of {label} does not match the definition's actions: "
-                              f"it lacks {lacks}, it has {extra} the design does not")
+        raise DefinitionError(
+            f"the all-tabs encoding of {label} does not match the definition's actions: "
+            f"it lacks {lacks}, it has {extra} the design does not"
+        )
     unfair = [a.name for a in acts if not a.fair]
     if unfair:
-        raise DefinitionError(f"the all-tabs argument of {label} assumes weak fairness, but {unfair} are unfair")
+        raise DefinitionError(
+            f"the all-tabs argument of {label} assumes weak fairness, but {unfair} are unfair"
+        )
     return {a.name: Step(a.name, a.per, a.actor, params.get(a.per), *steps[a.name]) for a in acts}
 
 
@@ -141,15 +150,33 @@ MODEL_TEXT = (
 class ParamResult:
     """The parameterized verdicts, shaped like :class:`kvheal.model.prove.ProveResult`."""
 
-    def __init__(self, variants: frozenset[str], properties: dict[str, PropertyProof], seconds: float,
-                 invariant: list[str]) -> None:
-        self.variants, self.properties, self.seconds, self.invariant = variants, properties, seconds, invariant
+    def __init__(
+        self,
+        variants: frozenset[str],
+        properties: dict[str, PropertyProof],
+        seconds: float,
+        invariant: list[str],
+    ) -> None:
+        self.variants, self.properties, self.seconds, self.invariant = (
+            variants,
+            properties,
+            seconds,
+            invariant,
+        )
         self.assumptions = ASSUMPTIONS
         #: what the report says of the model
         self.model_text = MODEL_TEXT
         label = ",".join(v for v in VARIANTS if v in variants) or "seed"
-        self.config = type("AllTabs", (), {"tabs": "all", "per_tab": "any", "cap": "≥ messages",
-                                           "variant_label": staticmethod(lambda: label)})()
+        self.config = type(
+            "AllTabs",
+            (),
+            {
+                "tabs": "all",
+                "per_tab": "any",
+                "cap": "≥ messages",
+                "variant_label": staticmethod(lambda: label),
+            },
+        )()
 
     @property
     def ok(self) -> bool:
@@ -160,9 +187,14 @@ class ParamResult:
         return False
 
     def as_json(self) -> dict:
-        return {"tabs": "all", "variant": self.config.variant_label(), "seconds": round(self.seconds, 3),
-                "invariant": self.invariant, "assumptions": list(self.assumptions),
-                "properties": {n: p.as_json() for n, p in self.properties.items()}}
+        return {
+            "tabs": "all",
+            "variant": self.config.variant_label(),
+            "seconds": round(self.seconds, 3),
+            "invariant": self.invariant,
+            "assumptions": list(self.assumptions),
+            "properties": {n: p.as_json() for n, p in self.properties.items()},
+        }
 
 
 class _AtomicDedupe:
@@ -176,7 +208,8 @@ class _AtomicDedupe:
     def __init__(self) -> None:
         self.Tab, self.Msg = z3.DeclareSort("Tab"), z3.DeclareSort("Msg")
         self.Post, (self.UNSENT, self.KEYW, self.CW, self.ACKED) = _enum(
-            "Post", ["Unsent", "KeyWritten", "CacheWritten", "Acked"])
+            "Post", ["Unsent", "KeyWritten", "CacheWritten", "Acked"]
+        )
         self.Heal, (self.IDLE, self.REQ, self.KEYR) = _enum("Heal", ["Idle", "Requested", "KeyRead"])
         self.owner = z3.Function("owner", self.Msg, self.Tab)
         self.m, self.j = z3.Consts("m j", self.Msg)
@@ -186,10 +219,15 @@ class _AtomicDedupe:
 
     def state(self, tag: str) -> dict:
         Msg, Tab, B = self.Msg, self.Tab, z3.BoolSort()
-        return {"post": z3.Function(f"post{tag}", Msg, self.Post), "stored": z3.Function(f"stored{tag}", Msg, B),
-                "cache": z3.Function(f"cache{tag}", Msg, B), "pending": z3.Function(f"pending{tag}", Msg, B),
-                "poll": z3.Function(f"poll{tag}", Tab, B), "snap": z3.Function(f"snap{tag}", Tab, Msg, B),
-                "heal": z3.Function(f"heal{tag}", Msg, self.Heal)}
+        return {
+            "post": z3.Function(f"post{tag}", Msg, self.Post),
+            "stored": z3.Function(f"stored{tag}", Msg, B),
+            "cache": z3.Function(f"cache{tag}", Msg, B),
+            "pending": z3.Function(f"pending{tag}", Msg, B),
+            "poll": z3.Function(f"poll{tag}", Tab, B),
+            "snap": z3.Function(f"snap{tag}", Tab, Msg, B),
+            "heal": z3.Function(f"heal{tag}", Msg, self.Heal),
+        }
 
     def same(self, *except_: str) -> list[z3.BoolRef]:
         s, s2, m, t = self.s, self.s2, self.m, self.t
@@ -214,47 +252,105 @@ class _AtomicDedupe:
         no = z3.BoolVal(False)
         written = z3.Not(s["cache"](m0))  # dedupe: the atomic write adds m0 only when absent
         steps = {
-            "PostKey": _KeepVerifying._step(s["post"](m0) == self.UNSENT, upd("post", m0, self.KEYW),
-                                            upd("stored", m0, T), *same("post", "stored")) + (no,),
-            "PostCache": _KeepVerifying._step(s["post"](m0) == self.KEYW, upd("post", m0, self.CW),
-                                              upd("cache", m0, T), *same("post", "cache")) + (written,),
-            "PostAck": _KeepVerifying._step(s["post"](m0) == self.CW, upd("post", m0, self.ACKED),
-                                            upd("pending", m0, T), *same("post", "pending")) + (no,),
+            "PostKey": _KeepVerifying._step(
+                s["post"](m0) == self.UNSENT,
+                upd("post", m0, self.KEYW),
+                upd("stored", m0, T),
+                *same("post", "stored"),
+            )
+            + (no,),
+            "PostCache": _KeepVerifying._step(
+                s["post"](m0) == self.KEYW,
+                upd("post", m0, self.CW),
+                upd("cache", m0, T),
+                *same("post", "cache"),
+            )
+            + (written,),
+            "PostAck": _KeepVerifying._step(
+                s["post"](m0) == self.CW,
+                upd("post", m0, self.ACKED),
+                upd("pending", m0, T),
+                *same("post", "pending"),
+            )
+            + (no,),
             "PollRead": _KeepVerifying._step(
-                z3.Not(s["poll"](t0)), z3.ForAll([t], s2["poll"](t) == z3.Or(s["poll"](t), t == t0)),
+                z3.Not(s["poll"](t0)),
+                z3.ForAll([t], s2["poll"](t) == z3.Or(s["poll"](t), t == t0)),
                 z3.ForAll([t, m], s2["snap"](t, m) == z3.If(t == t0, s["cache"](m), s["snap"](t, m))),
-                *same("poll", "snap")) + (no,),
+                *same("poll", "snap"),
+            )
+            + (no,),
             "PollDone": _KeepVerifying._step(
-                s["poll"](t0), z3.ForAll([t], s2["poll"](t) == z3.And(s["poll"](t), t != t0)),
+                s["poll"](t0),
+                z3.ForAll([t], s2["poll"](t) == z3.And(s["poll"](t), t != t0)),
                 z3.ForAll([t, m], s2["snap"](t, m) == z3.And(s["snap"](t, m), t != t0)),
-                z3.ForAll([m], s2["pending"](m) == z3.And(s["pending"](m),
-                                                          z3.Not(z3.And(owner(m) == t0, s["snap"](t0, m))))),
-                z3.ForAll([m], s2["heal"](m) == z3.If(z3.And(owner(m) == t0, s["pending"](m), z3.Not(s["snap"](t0, m)),
-                                                             s["heal"](m) == self.IDLE), self.REQ, s["heal"](m))),
-                *same("poll", "snap", "pending", "heal")) + (no,),
-            "HealKey": _KeepVerifying._step(s["heal"](m0) == self.REQ,
-                                            upd("heal", m0, z3.If(s["stored"](m0), self.KEYR, self.IDLE)),
-                                            *same("heal")) + (no,),
-            "HealCache": _KeepVerifying._step(s["heal"](m0) == self.KEYR, upd("heal", m0, self.IDLE),
-                                              upd("cache", m0, T), *same("heal", "cache")) + (written,),
+                z3.ForAll(
+                    [m],
+                    s2["pending"](m)
+                    == z3.And(s["pending"](m), z3.Not(z3.And(owner(m) == t0, s["snap"](t0, m)))),
+                ),
+                z3.ForAll(
+                    [m],
+                    s2["heal"](m)
+                    == z3.If(
+                        z3.And(
+                            owner(m) == t0,
+                            s["pending"](m),
+                            z3.Not(s["snap"](t0, m)),
+                            s["heal"](m) == self.IDLE,
+                        ),
+                        self.REQ,
+                        s["heal"](m),
+                    ),
+                ),
+                *same("poll", "snap", "pending", "heal"),
+            )
+            + (no,),
+            "HealKey": _KeepVerifying._step(
+                s["heal"](m0) == self.REQ,
+                upd("heal", m0, z3.If(s["stored"](m0), self.KEYR, self.IDLE)),
+                *same("heal"),
+            )
+            + (no,),
+            "HealCache": _KeepVerifying._step(
+                s["heal"](m0) == self.KEYR,
+                upd("heal", m0, self.IDLE),
+                upd("cache", m0, T),
+                *same("heal", "cache"),
+            )
+            + (written,),
         }
         return name_steps(self.variants, steps, {"m": m0, "heal": m0, "t": t0})
 
     def init(self) -> z3.BoolRef:
         s, m, t = self.s, self.m, self.t
-        return z3.And(z3.ForAll([m], z3.And(s["post"](m) == self.UNSENT, z3.Not(s["stored"](m)),
-                                            z3.Not(s["cache"](m)), z3.Not(s["pending"](m)), s["heal"](m) == self.IDLE)),
-                      z3.ForAll([t], z3.Not(s["poll"](t))), z3.ForAll([t, m], z3.Not(s["snap"](t, m))))
+        return z3.And(
+            z3.ForAll(
+                [m],
+                z3.And(
+                    s["post"](m) == self.UNSENT,
+                    z3.Not(s["stored"](m)),
+                    z3.Not(s["cache"](m)),
+                    z3.Not(s["pending"](m)),
+                    s["heal"](m) == self.IDLE,
+                ),
+            ),
+            z3.ForAll([t], z3.Not(s["poll"](t))),
+            z3.ForAll([t, m], z3.Not(s["snap"](t, m))),
+        )
 
     def invariant(self) -> dict[str, Callable[[dict], z3.BoolRef]]:
         """The all-tabs inductive invariant, by the names of :mod:`kvheal.model.strengthen`."""
         m, UNSENT, CW, ACKED, IDLE = self.m, self.UNSENT, self.CW, self.ACKED, self.IDLE
         return {
             "StoredIsPosted": lambda st: z3.ForAll([m], st["stored"](m) == (st["post"](m) != UNSENT)),
-            "WrittenIsCached": lambda st: z3.ForAll([m], z3.Implies(z3.Or(st["post"](m) == CW, st["post"](m) == ACKED),
-                                                                    st["cache"](m))),
+            "WrittenIsCached": lambda st: z3.ForAll(
+                [m], z3.Implies(z3.Or(st["post"](m) == CW, st["post"](m) == ACKED), st["cache"](m))
+            ),
             "CacheFromStore": lambda st: z3.ForAll([m], z3.Implies(st["cache"](m), st["stored"](m))),
-            "HealsAreAcked": lambda st: z3.ForAll([m], z3.Implies(st["heal"](m) != IDLE, st["post"](m) == ACKED)),
+            "HealsAreAcked": lambda st: z3.ForAll(
+                [m], z3.Implies(st["heal"](m) != IDLE, st["post"](m) == ACKED)
+            ),
             "PendingIsAcked": lambda st: z3.ForAll([m], z3.Implies(st["pending"](m), st["post"](m) == ACKED)),
         }
 
@@ -277,27 +373,55 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
     def ask(name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
         return _ask_unsat(queries, name, purpose, formula, *facts)
 
-    ok = ask("init", "does every initial state, for any number of tabs and messages, satisfy Inv?",
-             "Init(s) ∧ ¬Inv(s)", init, z3.Not(inv))
+    ok = ask(
+        "init",
+        "does every initial state, for any number of tabs and messages, satisfy Inv?",
+        "Init(s) ∧ ¬Inv(s)",
+        init,
+        z3.Not(inv),
+    )
     for name, act in actions.items():
-        ok &= ask(f"step-{name}", f"does {name} keep Inv, for every size?", f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
-                  inv, act, z3.Not(inv2))
+        ok &= ask(
+            f"step-{name}",
+            f"does {name} keep Inv, for every size?",
+            f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
+            inv,
+            act,
+            z3.Not(inv2),
+        )
     goal = enc.goal(s)
-    ok_goal = ask("goal", "does Inv imply that every acknowledged message is in the cache?",
-                  "Inv(s) ∧ ¬(∀m. post(m) = Acked → cache(m))", inv, z3.Not(goal))
+    ok_goal = ask(
+        "goal",
+        "does Inv imply that every acknowledged message is in the cache?",
+        "Inv(s) ∧ ¬(∀m. post(m) = Acked → cache(m))",
+        inv,
+        z3.Not(goal),
+    )
     nodup = ok  # the cache is a set: ids are added only by `cache(m) := true`
     out: dict[str, PropertyProof] = {}
-    for name, holds in (("AckedIsStored", ok), ("CacheFromStore", ok), ("NoDuplicates", nodup),
-                        ("Converges", ok and ok_goal)):
-        pf = PropertyProof(name, "invariant" if name != "Converges" else "eventually_always",
-                           PROVED if holds else UNKNOWN, "parameterized inductive invariant (EPR)",
-                           queries=list(queries), invariants=list(inv_parts))
+    for name, holds in (
+        ("AckedIsStored", ok),
+        ("CacheFromStore", ok),
+        ("NoDuplicates", nodup),
+        ("Converges", ok and ok_goal),
+    ):
+        pf = PropertyProof(
+            name,
+            "invariant" if name != "Converges" else "eventually_always",
+            PROVED if holds else UNKNOWN,
+            "parameterized inductive invariant (EPR)",
+            queries=list(queries),
+            invariants=list(inv_parts),
+        )
         pf.seconds = sum(q.seconds for q in queries)
         if name == "NoDuplicates":
-            pf.note = ("the cache is modelled as a set (dedupe: an id is added only when absent), "
-                       "so no id repeats")
+            pf.note = (
+                "the cache is modelled as a set (dedupe: an id is added only when absent), so no id repeats"
+            )
         if name == "Converges":
-            pf.note = "the goal (every acknowledged message is cached) is implied by Inv in every reachable state"
+            pf.note = (
+                "the goal (every acknowledged message is cached) is implied by Inv in every reachable state"
+            )
         out[name] = pf
     return out, list(inv_parts)
 
@@ -323,9 +447,11 @@ class _KeepVerifying:
         self.Tab, self.Msg = z3.DeclareSort("Tab"), z3.DeclareSort("Msg")
         self.Sweep, (self.SIDLE, self.SLISTED, self.SREAD) = _enum("SweepKV", ["Idle", "Listed", "Read"])
         self.Post, (self.UNSENT, self.KEYW, self.PREAD, self.CW, self.ACKED) = _enum(
-            "PostKV", ["Unsent", "KeyWritten", "CacheRead", "CacheWritten", "Acked"])
+            "PostKV", ["Unsent", "KeyWritten", "CacheRead", "CacheWritten", "Acked"]
+        )
         self.Heal, (self.IDLE, self.REQ, self.KEYR, self.HREAD) = _enum(
-            "HealKV", ["Idle", "Requested", "KeyRead", "CacheRead"])
+            "HealKV", ["Idle", "Requested", "KeyRead", "CacheRead"]
+        )
         self.owner = z3.Function("owner", self.Msg, self.Tab)
         self.m, self.j = z3.Consts("m j", self.Msg)
         self.t = z3.Const("t", self.Tab)
@@ -334,13 +460,26 @@ class _KeepVerifying:
 
     def state(self, tag: str) -> dict:
         B, Msg, Tab = z3.BoolSort(), self.Msg, self.Tab
-        return {"post": z3.Function(f"post{tag}", Msg, self.Post), "stored": z3.Function(f"stored{tag}", Msg, B),
-                "psnap": z3.Function(f"psnap{tag}", Msg, Msg, B), "cache": z3.Function(f"cache{tag}", Msg, B),
-                "pending": z3.Function(f"pending{tag}", Msg, B), "poll": z3.Function(f"poll{tag}", Tab, B),
-                "snap": z3.Function(f"snap{tag}", Tab, Msg, B), "heal": z3.Function(f"heal{tag}", Msg, self.Heal),
-                "hsnap": z3.Function(f"hsnap{tag}", Msg, Msg, B),
-                **({"sweep": z3.Const(f"sweep{tag}", self.Sweep), "slist": z3.Function(f"slist{tag}", Msg, B),
-                    "ssnap": z3.Function(f"ssnap{tag}", Msg, B)} if self.sweeper else {})}
+        return {
+            "post": z3.Function(f"post{tag}", Msg, self.Post),
+            "stored": z3.Function(f"stored{tag}", Msg, B),
+            "psnap": z3.Function(f"psnap{tag}", Msg, Msg, B),
+            "cache": z3.Function(f"cache{tag}", Msg, B),
+            "pending": z3.Function(f"pending{tag}", Msg, B),
+            "poll": z3.Function(f"poll{tag}", Tab, B),
+            "snap": z3.Function(f"snap{tag}", Tab, Msg, B),
+            "heal": z3.Function(f"heal{tag}", Msg, self.Heal),
+            "hsnap": z3.Function(f"hsnap{tag}", Msg, Msg, B),
+            **(
+                {
+                    "sweep": z3.Const(f"sweep{tag}", self.Sweep),
+                    "slist": z3.Function(f"slist{tag}", Msg, B),
+                    "ssnap": z3.Function(f"ssnap{tag}", Msg, B),
+                }
+                if self.sweeper
+                else {}
+            ),
+        }
 
     # -- frames
     _UNARY_MSG = ("post", "stored", "cache", "pending", "heal")
@@ -378,8 +517,11 @@ class _KeepVerifying:
     @property
     def variants(self) -> frozenset[str]:
         """The design this encoding is of."""
-        return frozenset({"dedupe"} | ({"keep_verifying"} if self.keep_verifying else set())
-                         | ({"sweeper"} if self.sweeper else set()))
+        return frozenset(
+            {"dedupe"}
+            | ({"keep_verifying"} if self.keep_verifying else set())
+            | ({"sweeper"} if self.sweeper else set())
+        )
 
     def actions(self) -> dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]]:
         """The schemas by label (``PostKey(m1)``, ``SweepList``): (guard, the whole step
@@ -395,39 +537,120 @@ class _KeepVerifying:
         T, F = z3.BoolVal(True), z3.BoolVal(False)
         no = z3.BoolVal(False)
         return {
-            "PostKey": (*self._step(s["post"](m1) == self.UNSENT, self.upd("post", m1, self.KEYW),
-                                   self.upd("stored", m1, T), *self.same("post", "stored")), no),
-            "PostRead": (*self._step(s["post"](m1) == self.KEYW, self.upd("post", m1, self.PREAD),
-                                    self.upd_row("psnap", m1, lambda x: s["cache"](x)),
-                                    *self.same("post", "psnap")), no),
-            "PostWrite": (*self._step(s["post"](m1) == self.PREAD, self.upd("post", m1, self.CW),
-                                     self.write("psnap", m1), self.upd_row("psnap", m1, lambda x: F),
-                                     *self.same("post", "cache", "psnap")), z3.Not(s["psnap"](m1, m1))),
-            "PostAck": (*self._step(s["post"](m1) == self.CW, self.upd("post", m1, self.ACKED),
-                                   self.upd("pending", m1, T), *self.same("post", "pending")), no),
-            "PollRead": (*self._step(z3.Not(s["poll"](t1)),
-                                    z3.ForAll([self.t], s2["poll"](self.t) == z3.Or(s["poll"](self.t), self.t == t1)),
-                                    z3.ForAll([self.t, j], s2["snap"](self.t, j)
-                                              == z3.If(self.t == t1, s["cache"](j), s["snap"](self.t, j))),
-                                    *self.same("poll", "snap")), no),
-            "PollDone": (*self._step(
-                s["poll"](t1), z3.ForAll([self.t], s2["poll"](self.t) == z3.And(s["poll"](self.t), self.t != t1)),
-                z3.ForAll([self.t, j], s2["snap"](self.t, j) == z3.And(s["snap"](self.t, j), self.t != t1)),
-                z3.ForAll([m], s2["heal"](m) == z3.If(
-                    z3.And(self.owner(m) == t1, s["pending"](m), z3.Not(s["snap"](t1, m)), s["heal"](m) == self.IDLE),
-                    self.REQ, s["heal"](m))),
-                *([] if self.keep_verifying else [z3.ForAll([m], s2["pending"](m) == z3.And(
-                    s["pending"](m), z3.Not(z3.And(self.owner(m) == t1, s["snap"](t1, m)))))]),
-                *self.same("poll", "snap", "heal", *([] if self.keep_verifying else ["pending"]))), no),
-            "HealKey": (*self._step(s["heal"](m1) == self.REQ,
-                                   self.upd("heal", m1, z3.If(s["stored"](m1), self.KEYR, self.IDLE)),
-                                   *self.same("heal")), no),
-            "HealRead": (*self._step(s["heal"](m1) == self.KEYR, self.upd("heal", m1, self.HREAD),
-                                    self.upd_row("hsnap", m1, lambda x: s["cache"](x)),
-                                    *self.same("heal", "hsnap")), no),
-            "HealWrite": (*self._step(s["heal"](m1) == self.HREAD, self.upd("heal", m1, self.IDLE),
-                                     self.write("hsnap", m1), self.upd_row("hsnap", m1, lambda x: F),
-                                     *self.same("heal", "cache", "hsnap")), z3.Not(s["hsnap"](m1, m1))),
+            "PostKey": (
+                *self._step(
+                    s["post"](m1) == self.UNSENT,
+                    self.upd("post", m1, self.KEYW),
+                    self.upd("stored", m1, T),
+                    *self.same("post", "stored"),
+                ),
+                no,
+            ),
+            "PostRead": (
+                *self._step(
+                    s["post"](m1) == self.KEYW,
+                    self.upd("post", m1, self.PREAD),
+                    self.upd_row("psnap", m1, lambda x: s["cache"](x)),
+                    *self.same("post", "psnap"),
+                ),
+                no,
+            ),
+            "PostWrite": (
+                *self._step(
+                    s["post"](m1) == self.PREAD,
+                    self.upd("post", m1, self.CW),
+                    self.write("psnap", m1),
+                    self.upd_row("psnap", m1, lambda x: F),
+                    *self.same("post", "cache", "psnap"),
+                ),
+                z3.Not(s["psnap"](m1, m1)),
+            ),
+            "PostAck": (
+                *self._step(
+                    s["post"](m1) == self.CW,
+                    self.upd("post", m1, self.ACKED),
+                    self.upd("pending", m1, T),
+                    *self.same("post", "pending"),
+                ),
+                no,
+            ),
+            "PollRead": (
+                *self._step(
+                    z3.Not(s["poll"](t1)),
+                    z3.ForAll([self.t], s2["poll"](self.t) == z3.Or(s["poll"](self.t), self.t == t1)),
+                    z3.ForAll(
+                        [self.t, j],
+                        s2["snap"](self.t, j) == z3.If(self.t == t1, s["cache"](j), s["snap"](self.t, j)),
+                    ),
+                    *self.same("poll", "snap"),
+                ),
+                no,
+            ),
+            "PollDone": (
+                *self._step(
+                    s["poll"](t1),
+                    z3.ForAll([self.t], s2["poll"](self.t) == z3.And(s["poll"](self.t), self.t != t1)),
+                    z3.ForAll(
+                        [self.t, j], s2["snap"](self.t, j) == z3.And(s["snap"](self.t, j), self.t != t1)
+                    ),
+                    z3.ForAll(
+                        [m],
+                        s2["heal"](m)
+                        == z3.If(
+                            z3.And(
+                                self.owner(m) == t1,
+                                s["pending"](m),
+                                z3.Not(s["snap"](t1, m)),
+                                s["heal"](m) == self.IDLE,
+                            ),
+                            self.REQ,
+                            s["heal"](m),
+                        ),
+                    ),
+                    *(
+                        []
+                        if self.keep_verifying
+                        else [
+                            z3.ForAll(
+                                [m],
+                                s2["pending"](m)
+                                == z3.And(
+                                    s["pending"](m), z3.Not(z3.And(self.owner(m) == t1, s["snap"](t1, m)))
+                                ),
+                            )
+                        ]
+                    ),
+                    *self.same("poll", "snap", "heal", *([] if self.keep_verifying else ["pending"])),
+                ),
+                no,
+            ),
+            "HealKey": (
+                *self._step(
+                    s["heal"](m1) == self.REQ,
+                    self.upd("heal", m1, z3.If(s["stored"](m1), self.KEYR, self.IDLE)),
+                    *self.same("heal"),
+                ),
+                no,
+            ),
+            "HealRead": (
+                *self._step(
+                    s["heal"](m1) == self.KEYR,
+                    self.upd("heal", m1, self.HREAD),
+                    self.upd_row("hsnap", m1, lambda x: s["cache"](x)),
+                    *self.same("heal", "hsnap"),
+                ),
+                no,
+            ),
+            "HealWrite": (
+                *self._step(
+                    s["heal"](m1) == self.HREAD,
+                    self.upd("heal", m1, self.IDLE),
+                    self.write("hsnap", m1),
+                    self.upd_row("hsnap", m1, lambda x: F),
+                    *self.same("heal", "cache", "hsnap"),
+                ),
+                z3.Not(s["hsnap"](m1, m1)),
+            ),
             **(self._sweep_actions() if self.sweeper else {}),
         }
 
@@ -440,17 +663,37 @@ class _KeepVerifying:
         F = z3.BoolVal(False)
         eff = self.sweep_effective(s)
         return {
-            "SweepList": (*self._step(s["sweep"] == self.SIDLE, s2["sweep"] == self.SLISTED,
-                                      z3.ForAll([j], s2["slist"](j) == s["stored"](j)),
-                                      *self.same("sweep", "slist")), F),
-            "SweepRead": (*self._step(s["sweep"] == self.SLISTED, s2["sweep"] == self.SREAD,
-                                      z3.ForAll([j], s2["ssnap"](j) == s["cache"](j)),
-                                      *self.same("sweep", "ssnap")), F),
-            "SweepWrite": (*self._step(s["sweep"] == self.SREAD, s2["sweep"] == self.SIDLE,
-                                       z3.ForAll([j], s2["cache"](j) == z3.If(
-                                           eff, z3.Or(s["ssnap"](j), s["slist"](j)), s["cache"](j))),
-                                       z3.ForAll([j], z3.Not(s2["slist"](j))), z3.ForAll([j], z3.Not(s2["ssnap"](j))),
-                                       *self.same("sweep", "cache", "slist", "ssnap")), eff),
+            "SweepList": (
+                *self._step(
+                    s["sweep"] == self.SIDLE,
+                    s2["sweep"] == self.SLISTED,
+                    z3.ForAll([j], s2["slist"](j) == s["stored"](j)),
+                    *self.same("sweep", "slist"),
+                ),
+                F,
+            ),
+            "SweepRead": (
+                *self._step(
+                    s["sweep"] == self.SLISTED,
+                    s2["sweep"] == self.SREAD,
+                    z3.ForAll([j], s2["ssnap"](j) == s["cache"](j)),
+                    *self.same("sweep", "ssnap"),
+                ),
+                F,
+            ),
+            "SweepWrite": (
+                *self._step(
+                    s["sweep"] == self.SREAD,
+                    s2["sweep"] == self.SIDLE,
+                    z3.ForAll(
+                        [j], s2["cache"](j) == z3.If(eff, z3.Or(s["ssnap"](j), s["slist"](j)), s["cache"](j))
+                    ),
+                    z3.ForAll([j], z3.Not(s2["slist"](j))),
+                    z3.ForAll([j], z3.Not(s2["ssnap"](j))),
+                    *self.same("sweep", "cache", "slist", "ssnap"),
+                ),
+                eff,
+            ),
         }
 
     @staticmethod
@@ -460,12 +703,28 @@ class _KeepVerifying:
     def init(self) -> z3.BoolRef:
         s, m, j, t = self.s, self.m, self.j, self.t
         return z3.And(
-            z3.ForAll([m], z3.And(s["post"](m) == self.UNSENT, z3.Not(s["stored"](m)), z3.Not(s["cache"](m)),
-                                  z3.Not(s["pending"](m)), s["heal"](m) == self.IDLE)),
+            z3.ForAll(
+                [m],
+                z3.And(
+                    s["post"](m) == self.UNSENT,
+                    z3.Not(s["stored"](m)),
+                    z3.Not(s["cache"](m)),
+                    z3.Not(s["pending"](m)),
+                    s["heal"](m) == self.IDLE,
+                ),
+            ),
             z3.ForAll([m, j], z3.And(z3.Not(s["psnap"](m, j)), z3.Not(s["hsnap"](m, j)))),
-            z3.ForAll([t], z3.Not(s["poll"](t))), z3.ForAll([t, j], z3.Not(s["snap"](t, j))),
-            *([s["sweep"] == self.SIDLE, z3.ForAll([j], z3.And(z3.Not(s["slist"](j)), z3.Not(s["ssnap"](j))))]
-              if self.sweeper else []))
+            z3.ForAll([t], z3.Not(s["poll"](t))),
+            z3.ForAll([t, j], z3.Not(s["snap"](t, j))),
+            *(
+                [
+                    s["sweep"] == self.SIDLE,
+                    z3.ForAll([j], z3.And(z3.Not(s["slist"](j)), z3.Not(s["ssnap"](j)))),
+                ]
+                if self.sweeper
+                else []
+            ),
+        )
 
     def invariant(self) -> dict[str, Callable[[dict], z3.BoolRef]]:
         """The all-tabs strengthening invariant, by the names of :mod:`kvheal.model.strengthen`."""
@@ -475,42 +734,76 @@ class _KeepVerifying:
             "SnapshotsCleared": lambda st: z3.And(
                 z3.ForAll([m, j], z3.Implies(st["post"](m) != self.PREAD, z3.Not(st["psnap"](m, j)))),
                 z3.ForAll([m, j], z3.Implies(st["heal"](m) != self.HREAD, z3.Not(st["hsnap"](m, j)))),
-                z3.ForAll([t, j], z3.Implies(z3.Not(st["poll"](t)), z3.Not(st["snap"](t, j))))),
-            "ValuesFromStore": lambda st: z3.And(z3.ForAll([m, j], z3.And(
-                z3.Implies(st["cache"](j), st["stored"](j)), z3.Implies(st["psnap"](m, j), st["stored"](j)),
-                z3.Implies(st["hsnap"](m, j), st["stored"](j)))),
-                z3.ForAll([t, j], z3.Implies(st["snap"](t, j), st["stored"](j)))),
-            "PendingIsAcked": lambda st: z3.ForAll([m], z3.Implies(st["pending"](m), st["post"](m) == self.ACKED)),
-            "AckedIsPending": lambda st: z3.ForAll([m], z3.Implies(st["post"](m) == self.ACKED, st["pending"](m))),
-            "HealsAreAcked": lambda st: z3.ForAll([m], z3.Implies(st["heal"](m) != self.IDLE,
-                                                                 st["post"](m) == self.ACKED)),
+                z3.ForAll([t, j], z3.Implies(z3.Not(st["poll"](t)), z3.Not(st["snap"](t, j)))),
+            ),
+            "ValuesFromStore": lambda st: z3.And(
+                z3.ForAll(
+                    [m, j],
+                    z3.And(
+                        z3.Implies(st["cache"](j), st["stored"](j)),
+                        z3.Implies(st["psnap"](m, j), st["stored"](j)),
+                        z3.Implies(st["hsnap"](m, j), st["stored"](j)),
+                    ),
+                ),
+                z3.ForAll([t, j], z3.Implies(st["snap"](t, j), st["stored"](j))),
+            ),
+            "PendingIsAcked": lambda st: z3.ForAll(
+                [m], z3.Implies(st["pending"](m), st["post"](m) == self.ACKED)
+            ),
+            "AckedIsPending": lambda st: z3.ForAll(
+                [m], z3.Implies(st["post"](m) == self.ACKED, st["pending"](m))
+            ),
+            "HealsAreAcked": lambda st: z3.ForAll(
+                [m], z3.Implies(st["heal"](m) != self.IDLE, st["post"](m) == self.ACKED)
+            ),
         }
         if not self.keep_verifying:
             del parts["AckedIsPending"]
         if self.sweeper:
-            parts["SweepCleared"] = lambda st: z3.ForAll([j], z3.And(
-                z3.Implies(st["sweep"] != self.SREAD, z3.Not(st["ssnap"](j))),
-                z3.Implies(st["sweep"] == self.SIDLE, z3.Not(st["slist"](j)))))
-            parts["SweepFromStore"] = lambda st: z3.ForAll([j], z3.And(
-                z3.Implies(st["ssnap"](j), st["stored"](j)), z3.Implies(st["slist"](j), st["stored"](j))))
+            parts["SweepCleared"] = lambda st: z3.ForAll(
+                [j],
+                z3.And(
+                    z3.Implies(st["sweep"] != self.SREAD, z3.Not(st["ssnap"](j))),
+                    z3.Implies(st["sweep"] == self.SIDLE, z3.Not(st["slist"](j))),
+                ),
+            )
+            parts["SweepFromStore"] = lambda st: z3.ForAll(
+                [j],
+                z3.And(
+                    z3.Implies(st["ssnap"](j), st["stored"](j)), z3.Implies(st["slist"](j), st["stored"](j))
+                ),
+            )
         return parts
 
     # -- the per-message chain of a fixed acknowledged id m0 (see _keep_verifying)
     def dist(self, st: dict, m0: z3.ExprRef) -> z3.ArithRef:
         if self.sweeper:  # the sweeper's loop: Idle 3, Listed with m0 1 (without 5), Read 0 or 4
             ph = st["sweep"]
-            return z3.If(ph == self.SIDLE, 3, z3.If(ph == self.SLISTED, z3.If(st["slist"](m0), 1, 5),
-                         z3.If(z3.And(st["slist"](m0), z3.Not(st["ssnap"](m0))), 0, 4)))
+            return z3.If(
+                ph == self.SIDLE,
+                3,
+                z3.If(
+                    ph == self.SLISTED,
+                    z3.If(st["slist"](m0), 1, 5),
+                    z3.If(z3.And(st["slist"](m0), z3.Not(st["ssnap"](m0))), 0, 4),
+                ),
+            )
         o = self.owner(m0)
         h = st["heal"](m0)
         idle = z3.If(st["poll"](o), z3.If(st["snap"](o, m0), 5, 3), 4)
-        return z3.If(h == self.IDLE, idle, z3.If(h == self.REQ, 2, z3.If(h == self.KEYR, 1,
-                     z3.If(st["hsnap"](m0, m0), 6, 0))))
+        return z3.If(
+            h == self.IDLE,
+            idle,
+            z3.If(h == self.REQ, 2, z3.If(h == self.KEYR, 1, z3.If(st["hsnap"](m0, m0), 6, 0))),
+        )
 
     def post_rank(self, st: dict, m0: z3.ExprRef) -> z3.ArithRef:
         p = st["post"](m0)
-        return z3.If(p == self.UNSENT, 4, z3.If(p == self.KEYW, 3, z3.If(p == self.PREAD, 2,
-                     z3.If(p == self.CW, 1, 0))))
+        return z3.If(
+            p == self.UNSENT,
+            4,
+            z3.If(p == self.KEYW, 3, z3.If(p == self.PREAD, 2, z3.If(p == self.CW, 1, 0))),
+        )
 
 
 def _finite_writes(kv: _KeepVerifying, inv: z3.BoolRef, ask: Callable[..., bool], log: list[Query]) -> bool:
@@ -530,9 +823,14 @@ def _finite_writes(kv: _KeepVerifying, inv: z3.BoolRef, ask: Callable[..., bool]
     k = z3.Int("k")
 
     def ghost(tag: str) -> dict:
-        return {"nm": z3.Int(f"nm{tag}"), "idxC": z3.Function(f"idxC{tag}", Msg, I),
-                "sz": z3.Function(f"sz{tag}", Msg, I), "idxW": z3.Function(f"idxW{tag}", Msg, Msg, I),
-                "szS": z3.Int(f"szS{tag}"), "idxS": z3.Function(f"idxS{tag}", Msg, I)}
+        return {
+            "nm": z3.Int(f"nm{tag}"),
+            "idxC": z3.Function(f"idxC{tag}", Msg, I),
+            "sz": z3.Function(f"sz{tag}", Msg, I),
+            "idxW": z3.Function(f"idxW{tag}", Msg, Msg, I),
+            "szS": z3.Int(f"szS{tag}"),
+            "idxS": z3.Function(f"idxS{tag}", Msg, I),
+        }
 
     # The sweeper (if any) is one more writer: effective in Read when it listed an id its
     # snapshot lacks; it will leave missing X_S, the ids neither listed nor in its snapshot.
@@ -558,55 +856,123 @@ def _finite_writes(kv: _KeepVerifying, inv: z3.BoolRef, ask: Callable[..., bool]
         return z3.And(
             gh["nm"] >= 0,
             z3.ForAll([j], z3.Implies(inX(st, j), z3.And(gh["idxC"](j) >= 0, gh["idxC"](j) < gh["nm"]))),
-            z3.ForAll([j, j2], z3.Implies(z3.And(inX(st, j), inX(st, j2), gh["idxC"](j) == gh["idxC"](j2)), j == j2)),
+            z3.ForAll(
+                [j, j2], z3.Implies(z3.And(inX(st, j), inX(st, j2), gh["idxC"](j) == gh["idxC"](j2)), j == j2)
+            ),
             z3.ForAll([w], z3.Implies(E(st, w), gh["sz"](w) >= 0)),
-            z3.ForAll([w, j], z3.Implies(z3.And(E(st, w), inXw(st, w, j)),
-                                         z3.And(gh["idxW"](w, j) >= 0, gh["idxW"](w, j) < gh["sz"](w)))),
-            z3.ForAll([w, j, j2], z3.Implies(z3.And(E(st, w), inXw(st, w, j), inXw(st, w, j2),
-                                                    gh["idxW"](w, j) == gh["idxW"](w, j2)), j == j2)),
-            *([z3.Implies(ES(st), z3.And(
-                gh["szS"] >= 0,
-                z3.ForAll([j], z3.Implies(inXS(st, j), z3.And(gh["idxS"](j) >= 0, gh["idxS"](j) < gh["szS"]))),
-                z3.ForAll([j, j2], z3.Implies(z3.And(inXS(st, j), inXS(st, j2), gh["idxS"](j) == gh["idxS"](j2)),
-                                              j == j2))))] if kv.sweeper else []))
+            z3.ForAll(
+                [w, j],
+                z3.Implies(
+                    z3.And(E(st, w), inXw(st, w, j)),
+                    z3.And(gh["idxW"](w, j) >= 0, gh["idxW"](w, j) < gh["sz"](w)),
+                ),
+            ),
+            z3.ForAll(
+                [w, j, j2],
+                z3.Implies(
+                    z3.And(E(st, w), inXw(st, w, j), inXw(st, w, j2), gh["idxW"](w, j) == gh["idxW"](w, j2)),
+                    j == j2,
+                ),
+            ),
+            *(
+                [
+                    z3.Implies(
+                        ES(st),
+                        z3.And(
+                            gh["szS"] >= 0,
+                            z3.ForAll(
+                                [j],
+                                z3.Implies(
+                                    inXS(st, j), z3.And(gh["idxS"](j) >= 0, gh["idxS"](j) < gh["szS"])
+                                ),
+                            ),
+                            z3.ForAll(
+                                [j, j2],
+                                z3.Implies(
+                                    z3.And(inXS(st, j), inXS(st, j2), gh["idxS"](j) == gh["idxS"](j2)),
+                                    j == j2,
+                                ),
+                            ),
+                        ),
+                    )
+                ]
+                if kv.sweeper
+                else []
+            ),
+        )
 
     def Le(st: dict, gh: dict, lvl: z3.ArithRef) -> z3.BoolRef:
-        return z3.And(gh["nm"] <= lvl, z3.ForAll([w], z3.Implies(E(st, w), gh["sz"](w) <= lvl)),
-                      z3.Implies(ES(st), gh["szS"] <= lvl))
+        return z3.And(
+            gh["nm"] <= lvl,
+            z3.ForAll([w], z3.Implies(E(st, w), gh["sz"](w) <= lvl)),
+            z3.Implies(ES(st), gh["szS"] <= lvl),
+        )
 
     same_s = [g2["szS"] == g["szS"], z3.ForAll([j], g2["idxS"](j) == g["idxS"](j))]
-    same_g = [g2["nm"] == g["nm"], z3.ForAll([j], g2["idxC"](j) == g["idxC"](j)),
-              z3.ForAll([w], g2["sz"](w) == g["sz"](w)), z3.ForAll([w, j], g2["idxW"](w, j) == g["idxW"](w, j)),
-              *same_s]
+    same_g = [
+        g2["nm"] == g["nm"],
+        z3.ForAll([j], g2["idxC"](j) == g["idxC"](j)),
+        z3.ForAll([w], g2["sz"](w) == g["sz"](w)),
+        z3.ForAll([w, j], g2["idxW"](w, j) == g["idxW"](w, j)),
+        *same_s,
+    ]
     c = z3.Const("c", Msg)  # the sweeper's read: some listed id the cache lacks
     acts = kv.actions()
     eff_read = inX(s, m1)
     ghost_rel = {}
     for name, (_, rel, _) in acts.items():
         if name == "HealRead(m1)":
-            gr = z3.And(g2["nm"] == g["nm"], z3.ForAll([j], g2["idxC"](j) == g["idxC"](j)),
-                        z3.ForAll([w], g2["sz"](w) == z3.If(z3.And(w == m1, eff_read), g["nm"] - 1, g["sz"](w))),
-                        z3.ForAll([w, j], g2["idxW"](w, j) == z3.If(
-                            z3.And(w == m1, eff_read),
-                            z3.If(g["idxC"](j) < g["idxC"](m1), g["idxC"](j), g["idxC"](j) - 1), g["idxW"](w, j))),
-                        *same_s)
+            gr = z3.And(
+                g2["nm"] == g["nm"],
+                z3.ForAll([j], g2["idxC"](j) == g["idxC"](j)),
+                z3.ForAll([w], g2["sz"](w) == z3.If(z3.And(w == m1, eff_read), g["nm"] - 1, g["sz"](w))),
+                z3.ForAll(
+                    [w, j],
+                    g2["idxW"](w, j)
+                    == z3.If(
+                        z3.And(w == m1, eff_read),
+                        z3.If(g["idxC"](j) < g["idxC"](m1), g["idxC"](j), g["idxC"](j) - 1),
+                        g["idxW"](w, j),
+                    ),
+                ),
+                *same_s,
+            )
         elif name == "SweepRead":
             # effective when it listed an id the cache lacks; the ghost numbers X_S by closing
             # the gap at one such id c (any will do: the queries hold for every choice)
             effr = z3.Exists([j], z3.And(s["slist"](j), inX(s, j)))
-            gr = z3.And(*same_g[:4], z3.Implies(effr, z3.And(s["slist"](c), inX(s, c))),
-                        z3.If(effr, z3.And(g2["szS"] == g["nm"] - 1, z3.ForAll([j], g2["idxS"](j) == z3.If(
-                            g["idxC"](j) < g["idxC"](c), g["idxC"](j), g["idxC"](j) - 1))), z3.And(same_s)))
+            gr = z3.And(
+                *same_g[:4],
+                z3.Implies(effr, z3.And(s["slist"](c), inX(s, c))),
+                z3.If(
+                    effr,
+                    z3.And(
+                        g2["szS"] == g["nm"] - 1,
+                        z3.ForAll(
+                            [j],
+                            g2["idxS"](j)
+                            == z3.If(g["idxC"](j) < g["idxC"](c), g["idxC"](j), g["idxC"](j) - 1),
+                        ),
+                    ),
+                    z3.And(same_s),
+                ),
+            )
         elif name == "SweepWrite":
             effw = ES(s)
-            gr = z3.And(g2["nm"] == z3.If(effw, g["szS"], g["nm"]),
-                        z3.ForAll([j], g2["idxC"](j) == z3.If(effw, g["idxS"](j), g["idxC"](j))), *same_g[2:])
+            gr = z3.And(
+                g2["nm"] == z3.If(effw, g["szS"], g["nm"]),
+                z3.ForAll([j], g2["idxC"](j) == z3.If(effw, g["idxS"](j), g["idxC"](j))),
+                *same_g[2:],
+            )
         elif name == "HealWrite(m1)":
             effw = E(s, m1)
-            gr = z3.And(g2["nm"] == z3.If(effw, g["sz"](m1), g["nm"]),
-                        z3.ForAll([j], g2["idxC"](j) == z3.If(effw, g["idxW"](m1, j), g["idxC"](j))),
-                        z3.ForAll([w], g2["sz"](w) == g["sz"](w)),
-                        z3.ForAll([w, j], g2["idxW"](w, j) == g["idxW"](w, j)), *same_s)
+            gr = z3.And(
+                g2["nm"] == z3.If(effw, g["sz"](m1), g["nm"]),
+                z3.ForAll([j], g2["idxC"](j) == z3.If(effw, g["idxW"](m1, j), g["idxC"](j))),
+                z3.ForAll([w], g2["sz"](w) == g["sz"](w)),
+                z3.ForAll([w, j], g2["idxW"](w, j) == g["idxW"](w, j)),
+                *same_s,
+            )
         else:
             gr = z3.And(same_g)
         ghost_rel[name] = z3.And(rel, gr)
@@ -614,41 +980,102 @@ def _finite_writes(kv: _KeepVerifying, inv: z3.BoolRef, ask: Callable[..., bool]
     base = [inv, allacked, G(s, g)]
     ok = True
     for name, (_, rel, _) in acts.items():
-        ok &= ask(log, f"acked-stays-{name}", f"does {name} keep every acknowledged message acknowledged?",
-                  f"Inv(s) ∧ post(m0) = Acked ∧ {name}(s,s') ∧ post'(m0) ≠ Acked",
-                  inv, rel, s["post"](w2) == kv.ACKED, s2["post"](w2) != kv.ACKED)
+        ok &= ask(
+            log,
+            f"acked-stays-{name}",
+            f"does {name} keep every acknowledged message acknowledged?",
+            f"Inv(s) ∧ post(m0) = Acked ∧ {name}(s,s') ∧ post'(m0) ≠ Acked",
+            inv,
+            rel,
+            s["post"](w2) == kv.ACKED,
+            s2["post"](w2) != kv.ACKED,
+        )
     for name, rel in ghost_rel.items():
-        ok &= ask(log, f"ghost-{name}", f"does {name} keep the ghost bounds G (all acknowledged)?",
-                  f"Inv(s) ∧ Acked(s) ∧ G(s) ∧ {name}⁺(s,s') ∧ ¬G(s')", *base, rel, z3.Not(G(s2, g2)))
-        ok &= ask(log, f"level-{name}", f"can {name} raise the level bound k?",
-                  f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ {name}⁺(s,s') ∧ ¬Le_k(s')", *base, Le(s, g, k), rel,
-                  z3.Not(Le(s2, g2, k)))
-        ok &= ask(log, f"top-no-new-{name}", f"can {name} add a writer at the top level k?",
-                  f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ {name}⁺(s,s') ∧ ∃w. E'(w) ∧ sz'(w) = k ∧ ¬(E(w) ∧ sz(w) = k)",
-                  *base, Le(s, g, k), rel,
-                  z3.Or(z3.Exists([w], z3.And(E(s2, w), g2["sz"](w) == k, z3.Not(z3.And(E(s, w), g["sz"](w) == k)))),
-                        z3.And(ES(s2), g2["szS"] == k, z3.Not(z3.And(ES(s), g["szS"] == k)))))
+        ok &= ask(
+            log,
+            f"ghost-{name}",
+            f"does {name} keep the ghost bounds G (all acknowledged)?",
+            f"Inv(s) ∧ Acked(s) ∧ G(s) ∧ {name}⁺(s,s') ∧ ¬G(s')",
+            *base,
+            rel,
+            z3.Not(G(s2, g2)),
+        )
+        ok &= ask(
+            log,
+            f"level-{name}",
+            f"can {name} raise the level bound k?",
+            f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ {name}⁺(s,s') ∧ ¬Le_k(s')",
+            *base,
+            Le(s, g, k),
+            rel,
+            z3.Not(Le(s2, g2, k)),
+        )
+        ok &= ask(
+            log,
+            f"top-no-new-{name}",
+            f"can {name} add a writer at the top level k?",
+            f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ {name}⁺(s,s') ∧ ∃w. E'(w) ∧ sz'(w) = k ∧ ¬(E(w) ∧ sz(w) = k)",
+            *base,
+            Le(s, g, k),
+            rel,
+            z3.Or(
+                z3.Exists([w], z3.And(E(s2, w), g2["sz"](w) == k, z3.Not(z3.And(E(s, w), g["sz"](w) == k)))),
+                z3.And(ES(s2), g2["szS"] == k, z3.Not(z3.And(ES(s), g["szS"] == k))),
+            ),
+        )
         if kv.sweeper and name != "SweepWrite":
-            ok &= ask(log, f"sweeper-stays-{name}", f"does {name} leave an effective sweeper and its bound alone?",
-                      f"Inv ∧ Acked ∧ G ∧ E_S(s) ∧ {name}⁺(s,s') ∧ ¬(E_S(s') ∧ szS' = szS)",
-                      *base, ES(s), rel, z3.Not(z3.And(ES(s2), g2["szS"] == g["szS"])))
+            ok &= ask(
+                log,
+                f"sweeper-stays-{name}",
+                f"does {name} leave an effective sweeper and its bound alone?",
+                f"Inv ∧ Acked ∧ G ∧ E_S(s) ∧ {name}⁺(s,s') ∧ ¬(E_S(s') ∧ szS' = szS)",
+                *base,
+                ES(s),
+                rel,
+                z3.Not(z3.And(ES(s2), g2["szS"] == g["szS"])),
+            )
         other = [m1 != w2] if name == "HealWrite(m1)" else []
-        ok &= ask(log, f"writer-stays-{name}", f"does {name} leave another effective writer and its bound alone?",
-                  f"Inv ∧ Acked ∧ G ∧ E(w) ∧ {name}⁺(s,s'){' ∧ m1 ≠ w' if other else ''} ∧ ¬(E'(w) ∧ sz'(w) = sz(w))",
-                  *base, E(s, w2), rel, *other, z3.Not(z3.And(E(s2, w2), g2["sz"](w2) == g["sz"](w2))))
+        ok &= ask(
+            log,
+            f"writer-stays-{name}",
+            f"does {name} leave another effective writer and its bound alone?",
+            f"Inv ∧ Acked ∧ G ∧ E(w) ∧ {name}⁺(s,s'){' ∧ m1 ≠ w' if other else ''} ∧ ¬(E'(w) ∧ sz'(w) = sz(w))",
+            *base,
+            E(s, w2),
+            rel,
+            *other,
+            z3.Not(z3.And(E(s2, w2), g2["sz"](w2) == g["sz"](w2))),
+        )
     no_top = [z3.ForAll([w], z3.Implies(E(s, w), g["sz"](w) != k)), z3.Implies(ES(s), g["szS"] != k)]
     writes = {"HealWrite(m1)": E(s, m1), **({"SweepWrite": ES(s)} if kv.sweeper else {})}
     for name, eff in writes.items():
-        ok &= ask(log, f"level-falls-{name}", f"once no writer is at the top level k, does an effective {name} "
-                  "bring every bound below k?",
-                  f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ no writer at k ∧ {name}⁺ effective ∧ ¬Le_{{k-1}}(s')",
-                  *base, Le(s, g, k), *no_top, ghost_rel[name], eff, z3.Not(Le(s2, g2, k - 1)))
-    reads = {"HealRead(m1)": inX(s, m1),
-             **({"SweepRead": z3.Exists([j], z3.And(s["slist"](j), inX(s, j)))} if kv.sweeper else {})}
+        ok &= ask(
+            log,
+            f"level-falls-{name}",
+            f"once no writer is at the top level k, does an effective {name} bring every bound below k?",
+            f"Inv ∧ Acked ∧ G ∧ Le_k(s) ∧ no writer at k ∧ {name}⁺ effective ∧ ¬Le_{{k-1}}(s')",
+            *base,
+            Le(s, g, k),
+            *no_top,
+            ghost_rel[name],
+            eff,
+            z3.Not(Le(s2, g2, k - 1)),
+        )
+    reads = {
+        "HealRead(m1)": inX(s, m1),
+        **({"SweepRead": z3.Exists([j], z3.And(s["slist"](j), inX(s, j)))} if kv.sweeper else {}),
+    }
     for name, eff in reads.items():
-        ok &= ask(log, f"level-zero-{name}", f"at level 0, can {name} read the cache effectively?",
-                  f"Inv ∧ Acked ∧ G ∧ Le_0(s) ∧ {name} ∧ effective read", *base, Le(s, g, z3.IntVal(0)),
-                  acts[name][1], eff)
+        ok &= ask(
+            log,
+            f"level-zero-{name}",
+            f"at level 0, can {name} read the cache effectively?",
+            f"Inv ∧ Acked ∧ G ∧ Le_0(s) ∧ {name} ∧ effective read",
+            *base,
+            Le(s, g, z3.IntVal(0)),
+            acts[name][1],
+            eff,
+        )
     return ok
 
 
@@ -670,19 +1097,35 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
     ask = _ask_unsat
 
     # Inv is inductive for every size.
-    ok = ask(safety, "init", "does every initial state, for any number of tabs and messages, satisfy Inv?",
-             "Init(s) ∧ ¬Inv(s)", kv.init(), z3.Not(inv))
+    ok = ask(
+        safety,
+        "init",
+        "does every initial state, for any number of tabs and messages, satisfy Inv?",
+        "Init(s) ∧ ¬Inv(s)",
+        kv.init(),
+        z3.Not(inv),
+    )
     for name, (_, rel, _) in acts.items():
-        ok &= ask(safety, f"step-{name}", f"does {name} keep Inv, for every size?",
-                  f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')", inv, rel, z3.Not(inv2))
+        ok &= ask(
+            safety,
+            f"step-{name}",
+            f"does {name} keep Inv, for every size?",
+            f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
+            inv,
+            rel,
+            z3.Not(inv2),
+        )
     m = kv.m
-    props = {"AckedIsStored": z3.ForAll([m], z3.Implies(s["post"](m) == kv.ACKED, s["stored"](m))),
-             "CacheFromStore": z3.ForAll([m], z3.Implies(s["cache"](m), s["stored"](m)))}
+    props = {
+        "AckedIsStored": z3.ForAll([m], z3.Implies(s["post"](m) == kv.ACKED, s["stored"](m))),
+        "CacheFromStore": z3.ForAll([m], z3.Implies(s["cache"](m), s["stored"](m))),
+    }
     implied = {}
     for pname, phi in props.items():
         log = list(safety)
-        implied[pname] = ok and ask(log, f"{pname}-implied", f"does Inv imply {pname}?",
-                                    f"Inv(s) ∧ ¬{pname}(s)", inv, z3.Not(phi))
+        implied[pname] = ok and ask(
+            log, f"{pname}-implied", f"does Inv imply {pname}?", f"Inv(s) ∧ ¬{pname}(s)", inv, z3.Not(phi)
+        )
         implied[pname + "-log"] = log
 
     # Liveness, per message. L1: every post reaches Acked.
@@ -691,72 +1134,161 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
     posts = {st.label for st in kv.steps().values() if st.actor == "request"}  # the POST's steps
     for name, (_, rel, _) in acts.items():
         other = [m1 != m0] if name in posts else []
-        lv &= ask(live, f"post-frame-{name}", f"does {name} (of another message) leave post[m0] alone?",
-                  f"Inv(s) ∧ {name}(s,s'){' ∧ m1 ≠ m0' if other else ''} ∧ post'(m0) ≠ post(m0)",
-                  inv, rel, *other, s2["post"](m0) != s["post"](m0))
+        lv &= ask(
+            live,
+            f"post-frame-{name}",
+            f"does {name} (of another message) leave post[m0] alone?",
+            f"Inv(s) ∧ {name}(s,s'){' ∧ m1 ≠ m0' if other else ''} ∧ post'(m0) ≠ post(m0)",
+            inv,
+            rel,
+            *other,
+            s2["post"](m0) != s["post"](m0),
+        )
     for name, (_, rel, _) in acts.items():
         if name not in posts:
             continue
-        lv &= ask(live, f"post-advances-{name}", f"does {name}(m0) move post[m0] closer to Acked?",
-                  f"Inv(s) ∧ {name}(s,s')[m1 := m0] ∧ rank'(m0) ≥ rank(m0)",
-                  inv, z3.substitute(rel, (m1, m0)), kv.post_rank(s2, m0) >= kv.post_rank(s, m0))
-    phases = {"PostKey(m1)": kv.UNSENT, "PostRead(m1)": kv.KEYW, "PostWrite(m1)": kv.PREAD, "PostAck(m1)": kv.CW}
-    lv &= ask(live, "post-enabled", "is the step of post[m0]'s phase enabled until m0 is acknowledged?",
-              "Inv(s) ∧ post(m0) ≠ Acked ∧ ∧_P ¬(post(m0) = phase_P ∧ guard_P(m0))",
-              inv, z3.Not(acked0), *[z3.Not(z3.And(s["post"](m0) == ph, z3.substitute(acts[n][0], (m1, m0))))
-                                     for n, ph in phases.items()])
+        lv &= ask(
+            live,
+            f"post-advances-{name}",
+            f"does {name}(m0) move post[m0] closer to Acked?",
+            f"Inv(s) ∧ {name}(s,s')[m1 := m0] ∧ rank'(m0) ≥ rank(m0)",
+            inv,
+            z3.substitute(rel, (m1, m0)),
+            kv.post_rank(s2, m0) >= kv.post_rank(s, m0),
+        )
+    phases = {
+        "PostKey(m1)": kv.UNSENT,
+        "PostRead(m1)": kv.KEYW,
+        "PostWrite(m1)": kv.PREAD,
+        "PostAck(m1)": kv.CW,
+    }
+    lv &= ask(
+        live,
+        "post-enabled",
+        "is the step of post[m0]'s phase enabled until m0 is acknowledged?",
+        "Inv(s) ∧ post(m0) ≠ Acked ∧ ∧_P ¬(post(m0) = phase_P ∧ guard_P(m0))",
+        inv,
+        z3.Not(acked0),
+        *[
+            z3.Not(z3.And(s["post"](m0) == ph, z3.substitute(acts[n][0], (m1, m0))))
+            for n, ph in phases.items()
+        ],
+    )
     # L2: a step that is not an effective write leaves the cache as it is.
     j = kv.j
     for name, (_, rel, eff) in acts.items():
-        lv &= ask(live, f"cache-frame-{name}", f"does {name}, unless an effective write, keep the cache?",
-                  f"Inv(s) ∧ {name}(s,s') ∧ ¬effective ∧ ∃j. cache'(j) ≠ cache(j)",
-                  inv, rel, z3.Not(eff), z3.Exists([j], s2["cache"](j) != s["cache"](j)))
+        lv &= ask(
+            live,
+            f"cache-frame-{name}",
+            f"does {name}, unless an effective write, keep the cache?",
+            f"Inv(s) ∧ {name}(s,s') ∧ ¬effective ∧ ∃j. cache'(j) ≠ cache(j)",
+            inv,
+            rel,
+            z3.Not(eff),
+            z3.Exists([j], s2["cache"](j) != s["cache"](j)),
+        )
     # L3: the chain of an acknowledged id m0 missing from the cache.
     d, d2 = kv.dist(s, m0), kv.dist(s2, m0)
     for name, (_, rel, eff) in acts.items():
-        lv &= ask(live, f"chain-no-increase-{name}",
-                  f"can {name}, not an effective write, move m0's heal chain back?",
-                  f"Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ {name}(s,s') ∧ ¬effective ∧ dist'(m0) > dist(m0)",
-                  inv, acked0, missing0, rel, z3.Not(eff), d2 > d)
+        lv &= ask(
+            live,
+            f"chain-no-increase-{name}",
+            f"can {name}, not an effective write, move m0's heal chain back?",
+            f"Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ {name}(s,s') ∧ ¬effective ∧ dist'(m0) > dist(m0)",
+            inv,
+            acked0,
+            missing0,
+            rel,
+            z3.Not(eff),
+            d2 > d,
+        )
     o = kv.owner(m0)
     if sweeper:  # the sweeper's loop is m0's chain
-        designated = {"SweepList": (d == 3, m1, m1), "SweepRead": (z3.Or(d == 1, d == 5), m1, m1),
-                      "SweepWrite": (z3.Or(d == 0, d == 4), m1, m1)}
+        designated = {
+            "SweepList": (d == 3, m1, m1),
+            "SweepRead": (z3.Or(d == 1, d == 5), m1, m1),
+            "SweepWrite": (z3.Or(d == 0, d == 4), m1, m1),
+        }
     else:
-        designated = {"PollRead(t1)": (d == 4, t1, o), "PollDone(t1)": (z3.Or(d == 3, d == 5), t1, o),
-                      "HealKey(m1)": (d == 2, m1, m0), "HealRead(m1)": (d == 1, m1, m0),
-                      "HealWrite(m1)": (z3.Or(d == 0, d == 6), m1, m0)}
-    lv &= ask(live, "chain-designated", "is a step designated for every value of m0's chain?",
-              "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ ∧_h ¬D_h",
-              inv, acked0, missing0, *[z3.Not(c) for c, _, _ in designated.values()])
+        designated = {
+            "PollRead(t1)": (d == 4, t1, o),
+            "PollDone(t1)": (z3.Or(d == 3, d == 5), t1, o),
+            "HealKey(m1)": (d == 2, m1, m0),
+            "HealRead(m1)": (d == 1, m1, m0),
+            "HealWrite(m1)": (z3.Or(d == 0, d == 6), m1, m0),
+        }
+    lv &= ask(
+        live,
+        "chain-designated",
+        "is a step designated for every value of m0's chain?",
+        "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ ∧_h ¬D_h",
+        inv,
+        acked0,
+        missing0,
+        *[z3.Not(c) for c, _, _ in designated.values()],
+    )
     for name, (cond, var, val) in designated.items():
         guard, rel, eff = (z3.substitute(x, (var, val)) for x in acts[name])
-        lv &= ask(live, f"chain-enabled-{name}", f"is {name} enabled where designated for m0?",
-                  "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ ¬guard_h(s)",
-                  inv, acked0, missing0, cond, z3.Not(guard))
-        lv &= ask(live, f"chain-helps-{name}",
-                  f"does {name}, where designated, shorten m0's chain or write the cache effectively?",
-                  "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ h(s,s') ∧ ¬effective ∧ dist'(m0) ≥ dist(m0)",
-                  inv, acked0, missing0, cond, rel, z3.Not(eff), d2 >= d)
+        lv &= ask(
+            live,
+            f"chain-enabled-{name}",
+            f"is {name} enabled where designated for m0?",
+            "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ ¬guard_h(s)",
+            inv,
+            acked0,
+            missing0,
+            cond,
+            z3.Not(guard),
+        )
+        lv &= ask(
+            live,
+            f"chain-helps-{name}",
+            f"does {name}, where designated, shorten m0's chain or write the cache effectively?",
+            "Inv(s) ∧ post(m0) = Acked ∧ m0 ∉ cache ∧ D_h(s) ∧ h(s,s') ∧ ¬effective ∧ dist'(m0) ≥ dist(m0)",
+            inv,
+            acked0,
+            missing0,
+            cond,
+            rel,
+            z3.Not(eff),
+            d2 >= d,
+        )
     out: dict[str, PropertyProof] = {}
     for name in ("AckedIsStored", "CacheFromStore"):
-        pf = PropertyProof(name, "invariant", PROVED if implied[name] else UNKNOWN,
-                           "parameterized inductive invariant (EPR)", queries=implied[name + "-log"],
-                           invariants=list(parts))
+        pf = PropertyProof(
+            name,
+            "invariant",
+            PROVED if implied[name] else UNKNOWN,
+            "parameterized inductive invariant (EPR)",
+            queries=implied[name + "-log"],
+            invariants=list(parts),
+        )
         out[name] = pf
     out["NoDuplicates"] = PropertyProof(
-        "NoDuplicates", "invariant", PROVED if ok else UNKNOWN, "parameterized inductive invariant (EPR)",
-        queries=list(safety), invariants=list(parts),
+        "NoDuplicates",
+        "invariant",
+        PROVED if ok else UNKNOWN,
+        "parameterized inductive invariant (EPR)",
+        queries=list(safety),
+        invariants=list(parts),
         note="the cache is modelled as a set, which is exact here: with dedupe a writer adds its id only "
-             "when its snapshot (a copy of the cache) lacks it, so no value repeats an id")
+        "when its snapshot (a copy of the cache) lacks it, so no value repeats an id",
+    )
     writes: list[Query] = []
     fw = ok and _finite_writes(kv, inv, ask, writes)
     conv = PropertyProof(
-        "Converges", "eventually_always", PROVED if (lv and fw) else UNKNOWN,
+        "Converges",
+        "eventually_always",
+        PROVED if (lv and fw) else UNKNOWN,
         "parameterized per-message WF premises (EPR) + finite effective writes (ghost levels)",
-        queries=list(safety) + live + writes, invariants=list(parts))
-    conv.note = ("" if lv and fw else "a premise failed (see the queries); ") + KV_ARGUMENT + (
-        SWEEPER_ARGUMENT if sweeper else "")
+        queries=list(safety) + live + writes,
+        invariants=list(parts),
+    )
+    conv.note = (
+        ("" if lv and fw else "a premise failed (see the queries); ")
+        + KV_ARGUMENT
+        + (SWEEPER_ARGUMENT if sweeper else "")
+    )
     out["Converges"] = conv
     for pf in out.values():
         pf.seconds = sum(q.seconds for q in pf.queries)
@@ -771,8 +1303,7 @@ KV_ASSUMPTIONS = (
     "no cache value repeats an id, so nothing is trimmed and the cache and every snapshot are "
     "sets: the all-tabs encoding models them as sets (argued here; the fixed-size proofs check "
     "it as ValuesNoDuplicates and ValuesFit).",
-    "Weak fairness on every action instance (SPEC §7); the variant has no crashes and per-tab "
-    "pending lists.",
+    "Weak fairness on every action instance (SPEC §7); the variant has no crashes and per-tab pending lists.",
     "The proof rules that combine the one-step queries (KV_ARGUMENT: well-founded ranking under "
     "weak fairness, induction on the level k, finiteness of the set of messages) are argued on "
     "paper, as is the existence of the ghost numberings when they start (finite sets can be "
@@ -831,8 +1362,9 @@ def encoding(variants: Iterable[str] | str) -> _AtomicDedupe | _KeepVerifying:
         return _KeepVerifying()
     if vs == {"dedupe", "sweeper"}:
         return _KeepVerifying(keep_verifying=False, sweeper=True)
-    raise ConfigError(f"no all-tabs encoding of {','.join(sorted(vs)) or 'seed'}; "
-                      f"there are {', '.join(ALL_TABS_DESIGNS)}")
+    raise ConfigError(
+        f"no all-tabs encoding of {','.join(sorted(vs)) or 'seed'}; there are {', '.join(ALL_TABS_DESIGNS)}"
+    )
 
 
 def prove_all_tabs(variants: Iterable[str], properties: set[str] | None = None) -> ParamResult:
@@ -852,8 +1384,10 @@ def prove_all_tabs(variants: Iterable[str], properties: set[str] | None = None) 
         props, inv = {}, []
         for name in ("Converges",):
             pf = PropertyProof(name, "eventually_always", UNKNOWN, "none")
-            pf.note = ("no parameterized argument for this variant: only atomic_cache,dedupe, "
-                       "dedupe,keep_verifying and dedupe,sweeper are done")
+            pf.note = (
+                "no parameterized argument for this variant: only atomic_cache,dedupe, "
+                "dedupe,keep_verifying and dedupe,sweeper are done"
+            )
             props[name] = pf
     if properties:
         unknown = properties - set(props)

@@ -34,6 +34,7 @@ states run by default (54 designs, 1.2M states: about 30 s of CPU); the others a
 hours and several GiB for the largest. Flags the registry adds beyond the seven (the as-built
 ones) are compared alone and together, ``slow``, not pinned.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -160,8 +161,11 @@ class Agreement:
                 group = tuple(nxt[n] for n in ns)
                 if slot in written:
                     if group != self.group(slot, t):
-                        self._fail(s, f"{sym.instances[i]} leads to {sym.view(nxt)}\n"
-                                      f"  the explicit model to {model.view(t)}")
+                        self._fail(
+                            s,
+                            f"{sym.instances[i]} leads to {sym.view(nxt)}\n"
+                            f"  the explicit model to {model.view(t)}",
+                        )
                 elif group != tuple(vals[n] for n in ns):
                     self._fail(s, f"{sym.instances[i]} writes slot {slot}, not in its terms")
             writes = tuple((slot, t[slot]) for slot in written)
@@ -212,8 +216,10 @@ class Agreement:
                 rep.evaluated += 1
                 self._evaluate(s, succ, misses, memo, expected)
             if expected != dict(succ):
-                labels = {model.instances[i].name + str(model.instances[i].pairs) for i in set(expected) ^ {
-                    lab for lab, _ in succ}}
+                labels = {
+                    model.instances[i].name + str(model.instances[i].pairs)
+                    for i in set(expected) ^ {lab for lab, _ in succ}
+                }
                 self._fail(s, f"successors differ (instances enabled in one engine only: {sorted(labels)})")
             if direct_stride and count % direct_stride == 0:
                 self.direct(s)
@@ -225,9 +231,13 @@ class Agreement:
     def direct(self, s) -> None:
         """The slow check of one state: both engines' successors as views."""
         model, sym = self.model, self.sym
-        want = {(model.instances[lab].name, model.instances[lab].pairs, _key(model.view(t)))
-                for lab, t in model.successors(s)}
-        got = {(i.name, i.pairs, _key(sym.view(v))) for i, v in self.ev.successors(sym.values_of(model.view(s)))}
+        want = {
+            (model.instances[lab].name, model.instances[lab].pairs, _key(model.view(t)))
+            for lab, t in model.successors(s)
+        }
+        got = {
+            (i.name, i.pairs, _key(sym.view(v))) for i, v in self.ev.successors(sym.values_of(model.view(s)))
+        }
         if got != want:
             self._fail(s, f"views differ: z3 only {sorted(got - want)}, explicit only {sorted(want - got)}")
 
@@ -241,7 +251,15 @@ def _apply(s: tuple[int, ...], writes: tuple[tuple[int, int], ...]) -> tuple[int
 
 # ---------------------------------------------------------------------- the configurations
 #: The flags whose every combination is pinned below: SPEC §5's six and heal_atomic.
-PINNED_FLAGS = ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper", "tab_crash", "shared_pending")
+PINNED_FLAGS = (
+    "dedupe",
+    "keep_verifying",
+    "atomic_cache",
+    "heal_atomic",
+    "sweeper",
+    "tab_crash",
+    "shared_pending",
+)
 
 
 def combinations(flags: tuple[str, ...]) -> list[str]:
@@ -261,7 +279,8 @@ def combinations(flags: tuple[str, ...]) -> list[str]:
 #: Every combination of the pinned flags, then every non-empty combination of the registry's
 #: other flags alone (flags newer than PINNED: compared, not pinned, ``slow``).
 CASES = combinations(PINNED_FLAGS) + [
-    v for v in combinations(tuple(f for f in VARIANTS if f not in PINNED_FLAGS)) if v]
+    v for v in combinations(tuple(f for f in VARIANTS if f not in PINNED_FLAGS)) if v
+]
 
 
 #: About this many states of each design are also checked the slow way (views of both
@@ -394,7 +413,10 @@ def test_every_combination_of_the_pinned_flags_is_pinned_or_listed_unmeasured() 
     assert set(PINNED) | set(UNMEASURED) == set(everything)
     default = [v for v in PINNED if not _slow(v)]  # the default run: 54 designs, 1.2M states
     assert (len(default), sum(PINNED[v][0] for v in default), sum(PINNED[v][1] for v in default)) == (
-        54, 1_201_603, 6_294_513)
+        54,
+        1_201_603,
+        6_294_513,
+    )
 
 
 #: The slow cases' time limit (the configured 300 s is too short: shared_pending alone takes
@@ -402,9 +424,14 @@ def test_every_combination_of_the_pinned_flags_is_pinned_or_listed_unmeasured() 
 SLOW_TIMEOUT = 3 * 3600
 
 
-@pytest.mark.parametrize("variant", [
-    pytest.param(v, marks=[pytest.mark.slow, pytest.mark.timeout(SLOW_TIMEOUT)] if _slow(v) else [])
-    for v in CASES], ids=lambda v: v or "seed")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(v, marks=[pytest.mark.slow, pytest.mark.timeout(SLOW_TIMEOUT)] if _slow(v) else [])
+        for v in CASES
+    ],
+    ids=lambda v: v or "seed",
+)
 def test_the_z3_relation_has_exactly_the_explicit_successors_on_every_reachable_state(variant: str) -> None:
     """Every reachable state of the design at tabs 2: the z3 relation's successors (the
     Evaluator's compiled terms) are the explicit ones (module docstring). The combinations

@@ -1,4 +1,5 @@
 """Parameterized (all tabs) proofs."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,7 +19,11 @@ from kvheal.model.prove import PROVED, UNKNOWN
 def test_atomic_dedupe_converges_for_every_number_of_tabs() -> None:
     result = prove_all_tabs({"atomic_cache", "dedupe"})
     assert {n: p.status for n, p in result.properties.items()} == {
-        "AckedIsStored": PROVED, "CacheFromStore": PROVED, "NoDuplicates": PROVED, "Converges": PROVED}
+        "AckedIsStored": PROVED,
+        "CacheFromStore": PROVED,
+        "NoDuplicates": PROVED,
+        "Converges": PROVED,
+    }
     qs = result.properties["Converges"].queries
     assert len(qs) == 9 and all(q.answer == "unsat" for q in qs)
 
@@ -31,15 +36,35 @@ def _kinds(queries) -> Counter:
 def test_keep_verifying_converges_for_every_number_of_tabs() -> None:
     result = prove_all_tabs({"dedupe", "keep_verifying"})
     assert {n: p.status for n, p in result.properties.items()} == {
-        "AckedIsStored": PROVED, "CacheFromStore": PROVED, "NoDuplicates": PROVED, "Converges": PROVED}
+        "AckedIsStored": PROVED,
+        "CacheFromStore": PROVED,
+        "NoDuplicates": PROVED,
+        "Converges": PROVED,
+    }
     conv = result.properties["Converges"]
     assert all(q.answer == "unsat" for q in conv.queries)
     # 9 action schemas; per-message chain over 5 designated steps; ghost levels.
-    assert _kinds(conv.queries) == Counter({
-        "init": 1, "step": 9, "post-frame": 9, "post-advances": 4, "post-enabled": 1, "cache-frame": 9,
-        "chain-no-increase": 9, "chain-designated": 1, "chain-enabled": 5, "chain-helps": 5,
-        "acked-stays": 9, "ghost": 9, "level": 9, "top-no-new": 9, "writer-stays": 9,
-        "level-falls": 1, "level-zero": 1})
+    assert _kinds(conv.queries) == Counter(
+        {
+            "init": 1,
+            "step": 9,
+            "post-frame": 9,
+            "post-advances": 4,
+            "post-enabled": 1,
+            "cache-frame": 9,
+            "chain-no-increase": 9,
+            "chain-designated": 1,
+            "chain-enabled": 5,
+            "chain-helps": 5,
+            "acked-stays": 9,
+            "ghost": 9,
+            "level": 9,
+            "top-no-new": 9,
+            "writer-stays": 9,
+            "level-falls": 1,
+            "level-zero": 1,
+        }
+    )
     assert not any("FiniteEffectiveWrites" in a for a in result.assumptions)  # no extra assumption
     assert "weak fairness" in conv.note
 
@@ -57,7 +82,9 @@ def test_keep_verifying_premises_are_not_vacuous(monkeypatch: pytest.MonkeyPatch
     conv = prove_all_tabs({"dedupe", "keep_verifying"}).properties["Converges"]
     assert conv.status == UNKNOWN
     assert sorted(q.name for q in conv.queries if q.answer != "unsat") == [
-        "chain-helps-PollDone(t1)", "chain-no-increase-PollDone(t1)"]
+        "chain-helps-PollDone(t1)",
+        "chain-no-increase-PollDone(t1)",
+    ]
 
 
 def test_ghost_levels_catch_a_wrong_bound(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,15 +107,36 @@ def test_ghost_levels_catch_a_wrong_bound(monkeypatch: pytest.MonkeyPatch) -> No
 def test_sweeper_converges_for_every_number_of_tabs() -> None:
     result = prove_all_tabs({"dedupe", "sweeper"})
     assert {n: p.status for n, p in result.properties.items()} == {
-        "AckedIsStored": PROVED, "CacheFromStore": PROVED, "NoDuplicates": PROVED, "Converges": PROVED}
+        "AckedIsStored": PROVED,
+        "CacheFromStore": PROVED,
+        "NoDuplicates": PROVED,
+        "Converges": PROVED,
+    }
     conv = result.properties["Converges"]
     assert all(q.answer == "unsat" for q in conv.queries)
     # 12 action schemas; the chain is the sweeper's 3 steps; two writers and two readers in W.
-    assert _kinds(conv.queries) == Counter({
-        "init": 1, "step": 12, "post-frame": 12, "post-advances": 4, "post-enabled": 1, "cache-frame": 12,
-        "chain-no-increase": 12, "chain-designated": 1, "chain-enabled": 3, "chain-helps": 3,
-        "acked-stays": 12, "ghost": 12, "level": 12, "top-no-new": 12, "writer-stays": 12,
-        "sweeper-stays": 11, "level-falls": 2, "level-zero": 2})
+    assert _kinds(conv.queries) == Counter(
+        {
+            "init": 1,
+            "step": 12,
+            "post-frame": 12,
+            "post-advances": 4,
+            "post-enabled": 1,
+            "cache-frame": 12,
+            "chain-no-increase": 12,
+            "chain-designated": 1,
+            "chain-enabled": 3,
+            "chain-helps": 3,
+            "acked-stays": 12,
+            "ghost": 12,
+            "level": 12,
+            "top-no-new": 12,
+            "writer-stays": 12,
+            "sweeper-stays": 11,
+            "level-falls": 2,
+            "level-zero": 2,
+        }
+    )
     assert "sweeper's loop" in conv.note
 
 
@@ -123,10 +171,15 @@ def finite(formula: z3.ExprRef, sizes: dict[str, int]) -> Callable[[dict], bool]
         if k == z3.Z3_OP_UNINTERPRETED:
             name = e.decl().name()
             return f"V[{name!r}][({', '.join(args)},)]" if args else f"V[{name!r}]"
-        ops = {z3.Z3_OP_AND: lambda a: "(" + " and ".join(a) + ")", z3.Z3_OP_OR: lambda a: "(" + " or ".join(a) + ")",
-               z3.Z3_OP_NOT: lambda a: f"(not {a[0]})", z3.Z3_OP_IMPLIES: lambda a: f"((not {a[0]}) or {a[1]})",
-               z3.Z3_OP_EQ: lambda a: f"({a[0]} == {a[1]})", z3.Z3_OP_ITE: lambda a: f"({a[1]} if {a[0]} else {a[2]})",
-               z3.Z3_OP_DISTINCT: lambda a: f"(len({{{', '.join(a)}}}) == {len(a)})"}
+        ops = {
+            z3.Z3_OP_AND: lambda a: "(" + " and ".join(a) + ")",
+            z3.Z3_OP_OR: lambda a: "(" + " or ".join(a) + ")",
+            z3.Z3_OP_NOT: lambda a: f"(not {a[0]})",
+            z3.Z3_OP_IMPLIES: lambda a: f"((not {a[0]}) or {a[1]})",
+            z3.Z3_OP_EQ: lambda a: f"({a[0]} == {a[1]})",
+            z3.Z3_OP_ITE: lambda a: f"({a[1]} if {a[0]} else {a[2]})",
+            z3.Z3_OP_DISTINCT: lambda a: f"(len({{{', '.join(a)}}}) == {len(a)})",
+        }
         if k not in ops:
             raise ValueError(f"not in the finite fragment: {e.decl()}")
         return ops[k](args)
@@ -142,13 +195,15 @@ def tables(enc, view: dict, cfg, tag: str = "") -> dict:
     def held(phase: tuple, name: str) -> set:
         return set(phase[1]) if phase[0] == name else set()
 
-    out = {"post": {(m,): view["post"][m][0] for m in range(M)},
-           "stored": {(m,): m in view["stored"] for m in range(M)},
-           "cache": {(m,): m in view["cache"] for m in range(M)},
-           "pending": {(m,): m in view["pending"][cfg.owner(m)] for m in range(M)},
-           "heal": {(m,): view["heal"][m][0] for m in range(M)},
-           "poll": {(t,): view["poll"][t][0] == "Read" for t in range(T)},
-           "snap": {(t, j): j in held(view["poll"][t], "Read") for t in range(T) for j in range(M)}}
+    out = {
+        "post": {(m,): view["post"][m][0] for m in range(M)},
+        "stored": {(m,): m in view["stored"] for m in range(M)},
+        "cache": {(m,): m in view["cache"] for m in range(M)},
+        "pending": {(m,): m in view["pending"][cfg.owner(m)] for m in range(M)},
+        "heal": {(m,): view["heal"][m][0] for m in range(M)},
+        "poll": {(t,): view["poll"][t][0] == "Read" for t in range(T)},
+        "snap": {(t, j): j in held(view["poll"][t], "Read") for t in range(T) for j in range(M)},
+    }
     if "psnap" in enc.s:
         out["psnap"] = {(m, j): j in held(view["post"][m], "CacheRead") for m in range(M) for j in range(M)}
         out["hsnap"] = {(m, j): j in held(view["heal"][m], "CacheRead") for m in range(M) for j in range(M)}
@@ -163,11 +218,14 @@ def tables(enc, view: dict, cfg, tag: str = "") -> dict:
 
 #: (design, tabs, per_tab) -> (reachable states, explicit transitions): every one checked.
 ENCODING_SIZES = {
-    ("atomic_cache,dedupe", 2, 1): (780, 2692), ("atomic_cache,dedupe", 1, 2): (202, 504),
+    ("atomic_cache,dedupe", 2, 1): (780, 2692),
+    ("atomic_cache,dedupe", 1, 2): (202, 504),
     ("atomic_cache,dedupe", 3, 1): (60230, 308526),
-    ("dedupe,keep_verifying", 2, 1): (1318, 4708), ("dedupe,keep_verifying", 1, 2): (364, 956),
+    ("dedupe,keep_verifying", 2, 1): (1318, 4708),
+    ("dedupe,keep_verifying", 1, 2): (364, 956),
     ("dedupe,keep_verifying", 3, 1): (426612, 2260704),
-    ("dedupe,sweeper", 2, 1): (102083, 470617), ("dedupe,sweeper", 1, 2): (24231, 87606),
+    ("dedupe,sweeper", 2, 1): (102083, 470617),
+    ("dedupe,sweeper", 1, 2): (24231, 87606),
 }
 #: Past about 10 s: in ``pytest -m slow`` (each about 0.5 ms per state).
 SLOW_SIZES = {("atomic_cache,dedupe", 3, 1), ("dedupe,keep_verifying", 3, 1), ("dedupe,sweeper", 2, 1)}
@@ -176,7 +234,9 @@ SLOW_SIZES = {("atomic_cache,dedupe", 3, 1), ("dedupe,keep_verifying", 3, 1), ("
 def test_every_all_tabs_design_is_checked_against_the_model() -> None:
     assert {d for d, _, _ in ENCODING_SIZES} == set(param.ALL_TABS_DESIGNS)
     for design in param.ALL_TABS_DESIGNS:  # the schemas are the definition's actions, in its order
-        assert list(param.encoding(design).steps()) == [a.name for a in param.design_actions(design.split(","))]
+        assert list(param.encoding(design).steps()) == [
+            a.name for a in param.design_actions(design.split(","))
+        ]
 
 
 def test_an_encoding_that_misses_an_action_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,16 +270,24 @@ def test_all_tabs_steps_are_deterministic(design: str) -> None:
         return z3.Exists(xs, f(*xs) != s3[k](*xs))
 
     for st in enc.steps().values():
-        other = z3.substitute_funs(z3.substitute(st.rel, *consts) if consts else st.rel,
-                                   *[(a, b(*[z3.Var(i, a.domain(i)) for i in range(a.arity())])) for a, b in funs])
+        other = z3.substitute_funs(
+            z3.substitute(st.rel, *consts) if consts else st.rel,
+            *[(a, b(*[z3.Var(i, a.domain(i)) for i in range(a.arity())])) for a, b in funs],
+        )
         slv = z3.Solver()
         slv.add(st.rel, other, z3.Or([differ(k) for k in enc.s]))
         assert slv.check() == z3.unsat, st.label
 
 
-@pytest.mark.parametrize("design,tabs,per_tab", [
-    pytest.param(d, t, k, marks=[pytest.mark.slow, pytest.mark.timeout(3600)] if (d, t, k) in SLOW_SIZES else [])
-    for d, t, k in ENCODING_SIZES])
+@pytest.mark.parametrize(
+    "design,tabs,per_tab",
+    [
+        pytest.param(
+            d, t, k, marks=[pytest.mark.slow, pytest.mark.timeout(3600)] if (d, t, k) in SLOW_SIZES else []
+        )
+        for d, t, k in ENCODING_SIZES
+    ],
+)
 def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int, per_tab: int) -> None:
     """The hand-written all-tabs encoding, instantiated with Msg and Tab the configuration's ids
     (evaluated by :func:`finite`), against the explicit model, on every reachable state: the

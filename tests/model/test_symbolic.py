@@ -1,6 +1,7 @@
 """The z3 encoding agrees with the explicit model: z3 itself enumerates the successors of
 sampled states (the exhaustive comparison, every reachable state of every design at tabs 2
 through the compiled terms, is ``test_agreement.py``), and the initial state."""
+
 from __future__ import annotations
 
 import random
@@ -38,9 +39,14 @@ def _walks(model: KVHealModel, seed: int) -> list:
 
 #: design -> (states sampled, transitions compared); the walks follow the kernel's successor
 #: order, so a change of that order moves these numbers.
-Z3_SAMPLES = {"": (49, 172), "dedupe,keep_verifying": (39, 129), "atomic_cache,sweeper": (44, 164),
-              "shared_pending,tab_crash": (54, 289), "keep_verifying,sweeper": (54, 245),
-              "dedupe,atomic_cache,sweeper,tab_crash,shared_pending": (48, 264)}
+Z3_SAMPLES = {
+    "": (49, 172),
+    "dedupe,keep_verifying": (39, 129),
+    "atomic_cache,sweeper": (44, 164),
+    "shared_pending,tab_crash": (54, 289),
+    "keep_verifying,sweeper": (54, 245),
+    "dedupe,atomic_cache,sweeper,tab_crash,shared_pending": (48, 264),
+}
 
 
 @pytest.mark.parametrize("variant", list(Z3_SAMPLES), ids=lambda v: v or "seed")
@@ -62,11 +68,17 @@ def test_z3_successors_are_exactly_the_explicit_ones(variant: str) -> None:
             m = solver.model()
             inst = sym.instance_at(m, sel)
             got.append((inst.name, inst.pairs, _key(sym.decode(m, s2))))
-            solver.add(z3.Or(sel != m.eval(sel), z3.Or([s2[n] != m.eval(s2[n], model_completion=True)
-                                                        for n in sym.var_names])))
+            solver.add(
+                z3.Or(
+                    sel != m.eval(sel),
+                    z3.Or([s2[n] != m.eval(s2[n], model_completion=True) for n in sym.var_names]),
+                )
+            )
         solver.pop()
-        want = {(model.instances[lab].name, model.instances[lab].pairs, _key(model.view(t)))
-                for lab, t in model.successors(st)}
+        want = {
+            (model.instances[lab].name, model.instances[lab].pairs, _key(model.view(t)))
+            for lab, t in model.successors(st)
+        }
         assert len(got) == len(set(got)) == len(want) and set(got) == want, model.view(st)
         compared += len(want)
     assert (len(states), compared) == Z3_SAMPLES[variant]
