@@ -12,7 +12,10 @@ them with the original's schedule:
     poll_done(snap)     for each pending id: found -> leaves the list (unless
                         keep_verifying); missing -> a heal, at most one in flight   PollDone
                         per id per client
-    heal(id)            POST /api/admin/add-to-cache with the id's heal token
+    heal(id)            POST /api/admin/add-to-cache with the id's heal token; an id the worker
+                        answers "not found" (404: the store lost it) or "outside the cache's
+                        window" (older than a full cache) is given up with `give_up_hopeless`
+                        (`abandoned`): never healed again, dropped at the next write-back
 
 The pending store plays localStorage: it survives restarts (SQLite or JSON file), and several
 clients may share one (`shared_pending`). Reading the list and writing it back are two
@@ -168,6 +171,13 @@ class JsonFilePendingStore(PendingStore):
             raise
 
 
+def _result(response: httpx2.Response) -> str | None:
+    try:
+        return response.json().get("result")
+    except (ValueError, AttributeError):
+        return None
+
+
 @dataclass(frozen=True)
 class PollSchedule:
     """Delay before each poll: `first`, growing by `step` per poll, at most `maximum` (seconds)."""
@@ -235,6 +245,11 @@ class Client:
     retry_delay: float = 0.2
     #: most pages one poll reads (a cache of poll_limit × max_pages entries)
     max_pages: int = 100
+    #: stop healing ids no heal can bring back; `abandoned` maps each such id to the worker's
+    #: answer. Off by default: the model's tabs heal for ever, and the lockstep tests (and their
+    #: users' `make_client` hooks) build clients with the defaults
+    give_up_hopeless: bool = False
+    abandoned: dict[str, str] = field(default_factory=dict)
     #: ids this tab has displayed (its own posts at once, others when a poll returns them)
     shown: set[str] = field(default_factory=set)
     #: ids with a heal in flight from this tab
@@ -373,7 +388,9 @@ class Client:
             found = tuple(entry.id for entry in entries if entry.id in present)
             missing = [entry for entry in entries if entry.id not in present]
             keep = self.still_pending(entries, present)
-            heals = [entry for entry in missing if entry.id not in self.healing]
+            if self.abandoned:
+                keep = [entry for entry in keep if entry.id not in self.abandoned]
+            heals = [entry for entry in missing if entry.id not in self.healing and entry.id not in self.abandoned]
             self.healing.update(entry.id for entry in heals)
             # Heals go out before the list is written back, as the original sent them (and as
             # the model's PollDone requests them): a tab that dies before its write-back has
@@ -404,6 +421,11 @@ class Client:
             self.heals_sent += 1
             response = await self._send("POST", "/api/admin/add-to-cache", request_id,
                                         json={"messageId": message_id, "healToken": token})
+            if self.give_up_hopeless:
+                if response.status_code == 404:
+                    self.abandoned[message_id] = "not found"
+                elif response.status_code == 200 and _result(response) == "outside the cache's window":
+                    self.abandoned[message_id] = "outside the cache's window"
             return response.status_code
         finally:
             self.healing.discard(message_id)

@@ -241,3 +241,32 @@ async def test_a_post_that_never_gets_through_raises_after_its_retries():
             await tab.post("hello")
         assert (Down.calls, tab.post_retries_sent) == (3, 2)
         assert await tab.pending_ids() == []
+
+
+async def test_ids_no_heal_can_bring_back_are_given_up():
+    from kvheal.impl.messages import encode_cache
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig(variants="dedupe", cap=1))
+    store = MemoryPendingStore()
+    async with make(app, 0, store, give_up_hopeless=True) as tab:
+        old = await tab.post("old", id="old", timestamp=1)
+        await tab.post("new", id="new", timestamp=2)       # pushes "old" out of the one-entry cache
+        lost = await tab.post("lost", id="lost", timestamp=3)
+        await kv.put("comment:lost", "")                    # the store lost it (decodes as absent)
+        await kv.put("recent:comments", encode_cache([{"id": "new", "text": "new", "timestamp": 2}]))
+        first = await tab.poll_once()
+        await tab.wait_heals()
+        assert (set(first.heals), tab.heals_sent) == ({"old", "lost"}, 2)
+        assert tab.abandoned == {"old": "outside the cache's window", "lost": "not found"}
+        assert sorted(await tab.pending_ids()) == ["lost", "old"]  # written back before the answers
+        second = await tab.poll_once()
+        await tab.wait_heals()
+        assert (second.heals, tab.heals_sent) == ((), 2)           # never healed again
+        assert await tab.pending_ids() == []                      # and dropped at the write-back
+    assert old.cached and lost.cached
+    async with make(app, 1, MemoryPendingStore()) as stubborn:  # the default: heal for ever, as the model
+        await stubborn.record_ack(old)
+        for _ in range(2):
+            await stubborn.poll_once()
+            await stubborn.wait_heals()
+        assert (stubborn.heals_sent, stubborn.abandoned) == (2, {})
