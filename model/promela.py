@@ -7,7 +7,9 @@ action instance with values whose code is Promela expression text, exactly as
 as ``offset + payload`` codes, id sets as bitmasks, cache values interned with the kernel's
 tables ``ADD``, ``IDS``, ``DUP`` (and ``UNION``, ``NEWEST_k`` when used).
 
-The program is one process (``init``): a prelude ``d_step`` that fills the tables, then
+The program is one process (``init``): a prelude ``d_step`` that fills the tables (plain
+assignments; past :data:`PRELUDE_STATEMENTS` entries one ``c_code`` copy from C constant
+arrays, which SPIN's own simulator does not run, but pan does), then
 
     end: do
     :: d_step { guard -> effects }   /* one per action instance */
@@ -54,8 +56,12 @@ __all__ = ["promela", "PromelaExport", "export", "run_spin", "SpinResult", "Spin
 
 #: States SPIN stores beyond the model's: the one before the table prelude has run.
 PRELUDE_STATES = 1
-#: The most table entries the prelude fills (one assignment each, compiled into pan.c).
+#: The most table entries the prelude fills (compiled into pan.c).
 MAX_TABLE_ENTRIES = 1_000_000
+#: Past this many non-zero entries the prelude copies the tables from C arrays (``c_code``).
+PRELUDE_STATEMENTS = 1000
+#: Table entries per C array of such a prelude.
+C_CHUNK = 4096
 
 
 # ---------------------------------------------------------------------------- values
@@ -460,8 +466,10 @@ class PromelaExport:
             out.append(f"#define {name} {code}")
         if inv_macros:
             out.append("")
+        prelude, c_decls = self._table_init()
+        if c_decls:
+            out += [*c_decls, ""]
         out.append("init {")
-        prelude = self._table_init()
         if check:
             prelude.append(f"assert({check})")
         out.append("  d_step {\n    " + (";\n    ".join(prelude) if prelude else "skip") + "\n  };")
@@ -532,11 +540,26 @@ class PromelaExport:
         return [f"hidden {_ctype(max(max(vals) + 1, 3))} {name}[{len(vals)}];"  # no hidden bits
                 for name, vals in self._checked_tables().items()]
 
-    def _table_init(self) -> list[str]:
-        out = []
-        for name, vals in self._tables().items():
-            out += [f"{name}[{i}] = {v}" for i, v in enumerate(vals) if v]
-        return out
+    def _table_init(self) -> tuple[list[str], list[str]]:
+        """The prelude's statements, and C declarations for it. Up to :data:`PRELUDE_STATEMENTS`
+        entries, one Promela assignment each; beyond (SPIN refuses a d_step of more than about
+        2,000 statements), one ``c_code`` statement copying C constant arrays into the hidden
+        tables (pan keeps hidden globals as plain C variables of the same name)."""
+        tables = self._tables()
+        if sum(1 for vals in tables.values() for v in vals if v) <= PRELUDE_STATEMENTS:
+            return [f"{name}[{i}] = {v}" for name, vals in tables.items()
+                    for i, v in enumerate(vals) if v], []
+        ctype = {"byte": "unsigned char", "short": "short", "int": "int"}
+        decls, copies = [], []
+        for name, vals in tables.items():
+            c = ctype[_ctype(max(max(vals) + 1, 3))]
+            for at in range(0, len(vals), C_CHUNK):  # SPIN takes at most 64 KiB of text per block
+                part = vals[at:at + C_CHUNK]
+                rows = [", ".join(map(str, part[i:i + 32])) for i in range(0, len(part), 32)]
+                body = ",\n    ".join(rows)
+                decls += ["c_decl {", f"  static const {c} {name}_{at}[{len(part)}] = {{\n    {body}\n  }};", "}"]
+                copies.append(f"memcpy(&{name}[{at}], {name}_{at}, sizeof {name}_{at});")
+        return ["c_code { " + " ".join(copies) + " }"], decls
 
 
 def _newest(mask: int, count: int) -> int:

@@ -78,6 +78,21 @@ def test_write_only_variables_stay_in_the_state_vector(spin):
     assert r.errors == 0
 
 
+def test_large_tables_are_copied_from_c_arrays(spin, monkeypatch):
+    """Past PRELUDE_STATEMENTS entries (SPIN refuses a d_step of ~2,000 statements) the prelude
+    is one c_code copy from C arrays of at most C_CHUNK entries (SPIN takes 64 KiB per block):
+    forced here on a small model, with chunks that split every table."""
+    import kvheal.model.promela as promela
+
+    monkeypatch.setattr(promela, "PRELUDE_STATEMENTS", 0)
+    monkeypatch.setattr(promela, "C_CHUNK", 5)
+    text = export(KVHEAL, Config.make(tabs=2, variants="sweeper")).text
+    assert "c_code { memcpy(&ADD[0], ADD_0, sizeof ADD_0);" in text and "UNION_20[" in text
+    r = run_spin(text, timeout=120)
+    assert (r.states, r.transitions) == PINNED_BY_CONFIG[(2, 1, None, "sweeper")]
+    assert r.errors > 0  # NoDuplicates, as kvheal says
+
+
 def test_export_is_generated_per_instance():
     """One d_step per action instance (after the prelude's), the cache tables hidden."""
     cfg = Config.make(tabs=2, variants="sweeper")
