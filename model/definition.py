@@ -159,11 +159,13 @@ def cache_write(cfg, s, x, snap, m):
     return snap.add(m)
 
 
-def _aged(cfg, s, effects):
+def _aged(cfg, s, x, effects):
     """A cache write's effects; with ``stale_reads`` the value it replaces becomes the one a
-    read elsewhere may still be served (``prev``)."""
+    read elsewhere may still be served (``prev``), unless the write changes nothing."""
     if cfg.has("stale_reads"):
-        effects[s.prev] = s.cache
+        new = x.let(effects[s.cache])
+        effects[s.cache] = new
+        effects[s.prev] = x.ite(new.eq(s.cache), s.prev, s.cache)
     return effects
 
 
@@ -183,12 +185,12 @@ def PostRead(cfg, s, x, m):
 
 def PostWrite(cfg, s, x, m):
     snap = s.post[m].of("CacheRead").snap
-    return s.post[m].is_("CacheRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, snap, m),
+    return s.post[m].is_("CacheRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, m),
                                                      s.post[m]: POST.CacheWritten()})
 
 
 def PostCache(cfg, s, x, m):
-    return s.post[m].is_("KeyWritten"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, s.cache, m),
+    return s.post[m].is_("KeyWritten"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, m),
                                                       s.post[m]: POST.CacheWritten()})
 
 
@@ -268,12 +270,12 @@ def HealRead(cfg, s, x, h):
 
 def HealWrite(cfg, s, x, h):
     snap = s.heal[h].of("CacheRead").snap
-    return s.heal[h].is_("CacheRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
+    return s.heal[h].is_("CacheRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
                                                      s.heal[h]: HEAL.Idle()})
 
 
 def HealCache(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), _aged(cfg, s, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
+    return s.heal[h].is_("KeyRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
                                                    s.heal[h]: HEAL.Idle()})
 
 
@@ -324,13 +326,13 @@ def _sweep_write(s, x, listed, snap):
 
 def SweepWrite(cfg, s, x):
     read = s.sweep.of("Read")
-    return s.sweep.is_("Read"), _aged(cfg, s, {s.cache: _sweep_write(s, x, read.list, read.snap),
+    return s.sweep.is_("Read"), _aged(cfg, s, x, {s.cache: _sweep_write(s, x, read.list, read.snap),
                                                s.sweep: SWEEP.Idle()})
 
 
 def SweepCache(cfg, s, x):
     listed = s.sweep.of("Listed").list
-    return s.sweep.is_("Listed"), _aged(cfg, s, {s.cache: _sweep_write(s, x, listed, s.cache),
+    return s.sweep.is_("Listed"), _aged(cfg, s, x, {s.cache: _sweep_write(s, x, listed, s.cache),
                                                  s.sweep: SWEEP.Idle()})
 
 
