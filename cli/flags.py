@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails'
 """
@@ -74,6 +74,8 @@ FLAGS: tuple[Flag, ...] = (
          "answers success", modelled_only=True),
     Flag("stale_reads", "fault", "a cache read elsewhere may be served the value before the last write, "
          "until the clock ticks", modelled_only=True),
+    Flag("clock_skew", "fault", "the last tab's clock is one lag behind the others (its timestamps and "
+         "its cursor)", modelled_only=True),
 )
 
 VARIANTS: tuple[str, ...] = tuple(f.name for f in FLAGS)
@@ -101,7 +103,7 @@ CONFLICTS: tuple[tuple[frozenset[str], str], ...] = (
 
 #: Flags that need another flag (the tab's view of SPEC §6), checked by :func:`parse_variants`.
 REQUIRES: dict[str, str] = {"found_in_response": "tab_view", "reload": "tab_view", "full_poll": "tab_view",
-                             "stale_reads": "tab_view"}
+                             "stale_reads": "tab_view", "clock_skew": "tab_view"}
 
 
 def parse_variants(spec: str | Iterable[str] | None, known: Iterable[str] = VARIANTS) -> frozenset[str]:

@@ -90,6 +90,13 @@ def _browser(cfg, t):
     return range(cfg.messages) if cfg.has("shared_pending") else _own(cfg, t)
 
 
+def _local_clock(cfg, s, t):
+    """Tab t's clock: the clock, or with ``clock_skew`` one lag behind for the last tab."""
+    if cfg.has("clock_skew") and t == cfg.tabs - 1:
+        return s.clock - 1
+    return s.clock
+
+
 def validate(cfg):
     """Configurations the definition cannot honour: :class:`ConfigError`, one line."""
     if cfg.has("tab_view") and cfg.cap < cfg.messages:
@@ -174,7 +181,7 @@ def PostKey(cfg, s, x, m):
     if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
         owner = cfg.owner(m)
         if _cursor(cfg):
-            effects[s.ts[m]] = s.clock
+            effects[s.ts[m]] = _local_clock(cfg, s, owner)
         effects[s.shown[owner]] = s.shown[owner].with_(m)
     return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), effects
 
@@ -245,7 +252,7 @@ def _poll_view(cfg, s, x, t, effects):
         resp = x.let(snap.ids())
     else:
         resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in range(cfg.messages)}))
-        effects[s.cursor[t]] = s.clock - (LAG - 1)
+        effects[s.cursor[t]] = _local_clock(cfg, s, t) - (LAG - 1)
     effects[s.shown[t]] = s.shown[t].union(resp)
     if not cfg.has("found_in_response"):
         return x.let(snap.ids())
@@ -357,7 +364,7 @@ def Reload(cfg, s, x, t):
     localStorage) survives, the page-load snapshot is retaken from the browser's store."""
     effects = {s.poll[t]: POLL.Idle(), s.shown[t]: x.ids("m", {}), s.reloaded: s.reloaded.with_(t)}
     if _cursor(cfg):
-        effects[s.cursor[t]] = s.clock
+        effects[s.cursor[t]] = _local_clock(cfg, s, t)
     if _frozen(cfg):
         effects[s.frozen[t]] = x.ids("m", {m: s.stored.has(m) for m in _browser(cfg, t)})
     guard = s.alive.has(t) & ~s.reloaded.has(t)
@@ -448,6 +455,8 @@ FLAGS = [
     FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client", changes=("PollDone", "Reload")),
     FlagDef("put_fails", "fault: one cache put may fail (the write limit); the request still succeeds", "fault",
             adds=("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail")),
+    FlagDef("clock_skew", "the last tab's clock is one lag behind: its timestamps and cursor", "fault",
+            changes=("PostKey", "PollDone", "Reload")),
     FlagDef("stale_reads", "fault: a cache read may be served the value before the last write, until the "
             "next tick", "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
             changes=("PostWrite", "PostCache", "HealWrite", "HealCache", "SweepWrite", "SweepCache", "Tick")),

@@ -49,6 +49,11 @@ PINNED = {
                                           "EveryoneSees": 17}),
     (2, 1, "as_built_fixed"): (67510, 326723, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
                                                 "EveryoneSees": None}),
+    # clock skew: the fix has no timestamps, so the skew changes nothing there
+    (2, 1, "tab_view,clock_skew"): (80111, 282704, {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25,
+                                                    "EveryoneSees": 17}),
+    (2, 1, "as_built_fixed,clock_skew"): (67510, 326723, {"NoDuplicates": None, "Converges": None,
+                                                          "PendingDrains": None, "EveryoneSees": None}),
     # stale reads: the fix survives them
     (1, 1, "as_built,stale_reads"): (1536, 4971, {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12,
                                                   "EveryoneSees": 10}),
@@ -144,6 +149,21 @@ def test_a_failed_cache_write_and_a_reload_lose_a_message_for_good():
         "cache": "[0]", "pending[1]": "[]", "frozen[1]": "[1]", "post[1]": "Acked"}
 
 
+def test_a_skewed_clock_hides_a_message_that_is_in_the_cache():
+    """Tab 1's clock is a lag behind: a message it posts after tab 0 polled at tick 1 is stamped
+    0, below tab 0's cursor, so tab 0 never shows it although it is in the cache. Without the
+    skew the same steps show it."""
+    steps = [("Tick", {}), ("PollRead", {"t": 0}), ("PollDone", {"t": 0}), ("PostKey", {"m": 1}),
+             ("PostRead", {"m": 1}), ("PostWrite", {"m": 1}), ("PostAck", {"m": 1}),
+             ("PollRead", {"t": 0}), ("PollDone", {"t": 0})]
+    trace = [{"action": a, "args": args} for a, args in steps]
+    for variants, ts, shown in (("tab_view,clock_skew", "0", "[]"), ("tab_view", "1", "[1]")):
+        model = KVHealModel(Config.make(tabs=2, variants=variants))
+        last = flatten(model.view(replay_trace(model, trace)[-1]))
+        assert {k: last[k] for k in ("cache", "clock", "ts[1]", "cursor[0]", "shown[0]")} == {
+            "cache": "[1]", "clock": "1", "ts[1]": ts, "cursor[0]": "1", "shown[0]": shown}, variants
+
+
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
     assert parse_variants("as_built") == PRESETS["as_built"] == {"tab_view", "found_in_response", "reload",
@@ -185,15 +205,16 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
 
 
 def test_modelled_only_flags_stay_out_of_the_implementation():
-    assert MODELLED_ONLY == set(NEW) | {"put_fails", "stale_reads"}
+    assert MODELLED_ONLY == set(NEW) | {"put_fails", "stale_reads", "clock_skew"}
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper",
                              "tab_crash", "shared_pending")
     assert set(NEW) <= set(KVHEAL.flag_names())
     # combinations: a flag needing tab_view never comes without it
     combos = valid_combinations()
-    assert len(combos) == 3264
-    assert all("tab_view" in c for c in combos if c & {"reload", "found_in_response", "full_poll", "stale_reads"})
+    assert len(combos) == 6336
+    assert all("tab_view" in c for c in combos
+               if c & {"reload", "found_in_response", "full_poll", "stale_reads", "clock_skew"})
 
 
 def test_existing_designs_have_no_time():
@@ -253,6 +274,7 @@ def _agree(cfg: Config) -> int:
     (1, 1, "as_built_fixed", 651),
     (1, 1, "as_built,shared_pending", None),
     (1, 1, "as_built,stale_reads", 4971),
+    (1, 1, "as_built,clock_skew", None),
     (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),
     (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
     pytest.param(1, 2, "as_built", 260232, marks=pytest.mark.slow),  # a few minutes
