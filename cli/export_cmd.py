@@ -69,7 +69,8 @@ def spin_figures(cfg, kvheal: dict, *, timeout: float | None = None) -> dict:
     return {
         "states": r.states,
         "transitions": r.transitions,
-        "same_counts": (r.states, r.transitions) == (kvheal["states"], kvheal["transitions"]),
+        "same_counts": r.matches(kvheal["states"], kvheal["transitions"]),
+        "exact_counts": r.exact,
         "complete": r.complete,
         "stop": r.stop,
         "assert_errors": r.errors,

@@ -613,6 +613,14 @@ class SpinResult:
     complete: bool         # no depth truncation, no memory stop
     stop: str              # why not complete ("" when complete)
     output: str
+    exact: bool = True     # both counts printed exactly (pan rounds to 8 digits from 10^8 on)
+    printed: tuple[str, str] = ("", "")  # pan's stored and transitions figures as printed
+
+    def matches(self, states: int, transitions: int) -> bool:
+        """Whether pan's figures are those of a model with ``states`` and ``transitions``
+        (compared as pan prints them, so rounded ones compare too)."""
+        want = (states + PRELUDE_STATES, transitions + PRELUDE_STATES + 1)
+        return all(float(p) == float(f"{w:.8g}") for p, w in zip(self.printed, want))
 
     @property
     def total_seconds(self) -> float:
@@ -698,8 +706,10 @@ def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
-    stored = _figure(r"([\d,]+) states, stored", out)
-    trans = _figure(r"([\d,]+) transitions \(= stored\+matched\)", out)
+    # pan prints counts with printf("%9.8g"): exact below 10^8, rounded to 8 digits beyond
+    stored_text = _figure(r"(\S+) states, stored", out, str)
+    trans_text = _figure(r"(\S+) transitions \(= stored\+matched\)", out, str)
+    stored, trans = round(float(stored_text)), round(float(trans_text))
     stop = ""
     for needle, why in (("max search depth too small", f"depth beyond -m{depth}"),
                         ("reached -DMEMLIM bound", f"memory beyond -DMEMLIM={memlim_mib}"),
@@ -713,5 +723,6 @@ def run_spin(text: str, *, depth: int = 100_000, memlim_mib: int | None = None,
         vector_bytes=_figure(r"State-vector (\d+) byte", out),
         memory_mib=_figure(r"([\d.]+)\s+total actual memory usage", out, float),
         peak_rss_mib=round(rss, 1), spin_seconds=round(t_spin, 2), compile_seconds=round(t_cc, 2),
-        run_seconds=round(t_run, 2), complete=not stop, stop=stop, output=out)
+        run_seconds=round(t_run, 2), complete=not stop, stop=stop, output=out,
+        exact="e" not in stored_text + trans_text, printed=(stored_text, trans_text))
 

@@ -59,6 +59,7 @@ def test_spin_stores_exactly_the_pinned_states(spin, tabs, per_tab, cap, variant
     assert r.complete, r.output
     assert r.spin_states == r.states + PRELUDE_STATES
     assert (r.states, r.transitions) == PINNED_BY_CONFIG[(tabs, per_tab, cap, variants)]
+    assert r.exact and r.matches(r.states, r.transitions) and not r.matches(r.states + 1, r.transitions)
     if (tabs, per_tab, cap) == (2, 1, None):
         # the invariants are asserts: SPIN finds a violation iff kvheal's verdict table has one
         table = TABLE[variants]
