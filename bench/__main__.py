@@ -4,7 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ["bench.check_bench", "bench.prove_bench", "bench.impl_bench"]
+BENCHES = ["bench.check_bench", "bench.spin_bench", "bench.prove_bench", "bench.impl_bench", "bench.audit_bench",
+           "bench.chaos_bench"]
 
 
 def main() -> int:
