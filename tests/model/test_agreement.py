@@ -380,6 +380,7 @@ PINNED: dict[str, tuple[int, int, int | None]] = {
     "dedupe,keep_verifying,heal_atomic,tab_crash,shared_pending": (37_282, 214_544, None),
     "dedupe,keep_verifying,sweeper,tab_crash,shared_pending": (4_704_615, 35_240_993, None),
     "dedupe,atomic_cache,sweeper,tab_crash,shared_pending": (229_310, 1_709_428, None),
+    "dedupe,heal_atomic,sweeper,tab_crash,shared_pending": (4_172_013, 31_532_381, None),
     "keep_verifying,atomic_cache,sweeper,tab_crash,shared_pending": (142_508, 934_825, 4),
     "dedupe,keep_verifying,atomic_cache,sweeper,tab_crash,shared_pending": (64_950, 432_518, None),
 }
@@ -393,7 +394,6 @@ UNMEASURED: list[str] = [
     "sweeper,tab_crash,shared_pending",
     "dedupe,sweeper,tab_crash,shared_pending",
     "keep_verifying,sweeper,tab_crash,shared_pending",
-    "dedupe,heal_atomic,sweeper,tab_crash,shared_pending",
     "keep_verifying,heal_atomic,sweeper,tab_crash,shared_pending",
     "dedupe,keep_verifying,heal_atomic,sweeper,tab_crash,shared_pending",
 ]
