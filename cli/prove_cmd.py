@@ -4,8 +4,12 @@ BMC, a lasso), as a table, as JSON in `kvheal check --json`'s layout (SPEC §9, 
 replay` reads it), or as a Markdown report a reader can check without running anything."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +165,9 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
             _fail("--all-tabs proves every size with a capacity of at least the number of messages; drop --cap")
 
         try:
-            result = prove_all_tabs(cfg.variants, properties={prop} if prop else None)
+            with _interruptible() as say:
+                say("all-tabs proof: quantified invariants and per-message premises")
+                result = prove_all_tabs(cfg.variants, properties={prop} if prop else None)
         except ConfigError as e:
             _fail(str(e))
     else:
@@ -170,7 +176,9 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
         names = set(SymbolicModel(cfg).invariants()) | set(SymbolicModel(cfg).goals())
         if prop is not None and prop not in names:
             _fail(f"unknown property {prop!r} for this variant; one of: {', '.join(sorted(names))}")
-        result = run_prove(cfg, properties={prop} if prop else None, depth=depth, lasso_depth=lasso_depth)
+        with _interruptible() as say:
+            result = run_prove(cfg, properties={prop} if prop else None, depth=depth,
+                               lasso_depth=lasso_depth, progress=say)
     if report:
         Path(report).write_text(report_markdown(result), encoding="utf-8")
     if as_json:
@@ -180,6 +188,63 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
     else:
         render(Console(), result)
     sys.exit(prove_status(result))
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Progress on stderr (a spinner naming what z3 is asked, on a terminal) and a clean stop
+    on Ctrl-C: the command ends with one line and exit status 130 instead of a traceback, or
+    of minutes spent ignoring the key.
+
+    A Python signal handler runs only between bytecodes, and the main thread sits inside z3's
+    C code for as long as a query takes; so the signal also wakes a watcher thread (through
+    ``signal.set_wakeup_fd``), which interrupts z3's current query at once (z3 allows that
+    from another thread). z3's own Ctrl-C handling is off, so the signal is not swallowed."""
+    import z3
+
+    stop = threading.Event()
+    z3.set_param("ctrl_c", False)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+
+    def watch() -> None:
+        try:
+            while data := os.read(read_fd, 16):
+                if signal.SIGINT in data:
+                    stop.set()
+                    z3.main_ctx().interrupt()
+        except OSError:
+            pass
+        finally:
+            os.close(read_fd)
+
+    def on_sigint(_signum, _frame) -> None:  # runs once z3's interrupted call has returned
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_fd = signal.set_wakeup_fd(write_fd)
+    threading.Thread(target=watch, name="kvheal-sigint", daemon=True).start()
+    console = Console(stderr=True)
+    try:
+        with console.status("z3: starting", spinner="dots") as status:
+            def say(message: str) -> None:
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                status.update(f"z3: {message}")
+
+            yield say
+        if stop.is_set():
+            raise KeyboardInterrupt
+    except (KeyboardInterrupt, z3.Z3Exception) as e:
+        if not stop.is_set() and isinstance(e, z3.Z3Exception):
+            raise
+        click.echo("kvheal: interrupted (Ctrl-C): no verdict", err=True)
+        sys.exit(130)
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGINT, previous)
+        os.close(write_fd)  # the watcher reads end-of-file, closes its end and returns
 
 
 def prove_status(result: Any) -> int:

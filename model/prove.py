@@ -851,12 +851,13 @@ def _candidates_that_apply(sym: SymbolicModel) -> list[Strengthening]:
 
 # ---------------------------------------------------------------------- the whole verdict
 def prove(config: Config, properties: set[str] | None = None, depth: int | None = None,
-          lasso_depth: int | None = None) -> ProveResult:
+          lasso_depth: int | None = None, progress: Callable[[str], None] | None = None) -> ProveResult:
     """Decide each SPEC §7 property of ``config`` with z3 (see the module docstring).
 
     ``depth`` bounds BMC for invariants (default 12, the longest shortest counterexample at
     tabs 2 is 10); ``lasso_depth`` bounds the lasso search (default 26 at tabs 2, 0 beyond:
-    lassos are looked for only where the search is cheap)."""
+    lassos are looked for only where the search is cheap). ``progress`` is told, in a few
+    words, what is being asked of z3 next (it may raise to stop the proof)."""
     t0 = time.perf_counter()
     sym = SymbolicModel(config)
     depth = 12 if depth is None else depth
@@ -870,6 +871,8 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     # The named strengthenings and ranking arguments are written for kvheal's own definition;
     # a user's design gets BMC, plain induction and the lasso search.
     own = sym.definition is KVHEAL
+    say = progress or (lambda _msg: None)
+    say("strengthening invariants (Houdini)")
     strengthening, h_queries = houdini(sym, None if own else _candidates_that_apply(sym))
     inv_names = [c.name for c in strengthening]
 
@@ -877,6 +880,7 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     refuted: dict[str, PropertyProof] = {}
     for name in inv_wanted:
         t1 = time.perf_counter()
+        say(f"{name}: induction")
         pf = induction(sym, name, invs[name], strengthening)
         if pf.status == PROVED and pf.invariants:
             pf.queries = h_queries + pf.queries
@@ -887,6 +891,7 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     if refuted:
         # Not provable by induction: look for a shortest counterexample.
         t1 = time.perf_counter()
+        say(f"{', '.join(refuted)}: bounded model checking to depth {depth}")
         found = bmc(sym, {n: invs[n] for n in refuted}, depth)
         for name, pf in refuted.items():
             length, tr, qs = found[name]
@@ -905,6 +910,7 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
         arg = None if not own else (
             heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym)))
         if arg is not None:
+            say(f"{name}: ranking argument ({arg.name})")
             ok, qs = prove_eventually(sym, goals[name], arg, strengthening)
             pf.queries = h_queries + qs
             pf.invariants = inv_names
@@ -916,6 +922,7 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
             else:
                 pf.note = "a premise of the ranking argument failed (see its query)"
         if pf.status != PROVED and lasso_depth:
+            say(f"{name}: looking for a fair lasso up to {lasso_depth} steps")
             tr, qs = find_lasso(sym, goals[name], lasso_depth)
             pf.queries += qs
             if tr:

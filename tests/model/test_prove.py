@@ -214,3 +214,30 @@ def test_z3_verdicts_never_contradict_the_explicit_table() -> None:
             assert pf.status == want, (variants, name, pf.status)
             if pf.status == COUNTEREXAMPLE:
                 assert len(pf.trace) == expected[name]
+
+
+def test_prove_says_what_it_asks_z3_next() -> None:
+    """The progress callback hears each stage, in order (the CLI shows it as a spinner)."""
+    heard: list[str] = []
+    prove(Config.make(tabs=2, variants="dedupe,atomic_cache"), lasso_depth=0, progress=heard.append)
+    assert heard[0] == "strengthening invariants (Houdini)"
+    assert "NoDuplicates: induction" in heard
+    assert any(h.startswith("Converges: ranking argument") for h in heard)
+
+
+def test_ctrl_c_stops_prove_at_once_with_one_line_and_exit_130() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "kvheal", "prove", "--tabs", "7", "--variant",
+                             "dedupe,keep_verifying"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 10
+    assert err.strip().splitlines()[-1] == "kvheal: interrupted (Ctrl-C): no verdict"
+    assert "Traceback" not in err and out == ""
