@@ -196,7 +196,7 @@ def test_the_fuzzer_reaches_every_status():
                 r = await http.request(method, path, params=params, content=content, headers=headers)
                 seen.add((method, path, r.status_code))
 
-    @settings(max_examples=100, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=400, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(st.lists(requests(), min_size=1, max_size=4))
     def run(batch):
