@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (README's quick start):
 #   make demo   check the seed design at 2 tabs: verdicts and a counterexample
-#   make test   the whole test suite (installs redis-server, chromium, spin and gcc from Debian if missing)
+#   make test   ruff, then the whole test suite (installs redis-server, chromium, spin and gcc from Debian if missing)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvheal-installed
@@ -35,13 +35,15 @@ spin:
 	  echo "installing spin and gcc from Debian's packages" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spin gcc >/dev/null; }
 
-test: $(STAMP) redis chromium spin
+# Lint and format check first (seconds), then the suite; doctests run inside it
+# (tests/test_doctests.py runs every installed module's examples).
+test: $(STAMP) redis chromium spin lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# ruff's lint and format check (configured in pyproject.toml); not yet part of `test`.
+# ruff's lint and format check (configured in pyproject.toml); part of `test`.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,11 +1,18 @@
 """Run every benchmark in turn (`make bench`); each prints its own figures."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BENCHES = ["bench.check_bench", "bench.spin_bench", "bench.prove_bench", "bench.impl_bench", "bench.audit_bench",
-           "bench.chaos_bench"]
+BENCHES = [
+    "bench.check_bench",
+    "bench.spin_bench",
+    "bench.prove_bench",
+    "bench.impl_bench",
+    "bench.audit_bench",
+    "bench.chaos_bench",
+]
 
 
 def main() -> int:

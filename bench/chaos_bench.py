@@ -22,6 +22,7 @@ Sections (each prints its figures as it goes):
 Everything runs on loopback with the load generator on the same machine, so throughput figures
 are a floor, not a capacity.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,14 +41,30 @@ from kvheal.impl.stress import CONVERGING_DESIGNS, StressConfig, run_stress
 SECTIONS = ("durability", "contention", "tabs", "chaos")
 
 
-def _post_bench(backend: str, variants: str, n: int, concurrency: int, tmp: str, *, workers: int,
-                sqlite_sync: str = "FULL", redis_persistence: str = "aof") -> dict:
+def _post_bench(
+    backend: str,
+    variants: str,
+    n: int,
+    concurrency: int,
+    tmp: str,
+    *,
+    workers: int,
+    sqlite_sync: str = "FULL",
+    redis_persistence: str = "aof",
+) -> dict:
     redis = RedisServer(persistence=redis_persistence).start() if backend == "redis" else None
     try:
-        config = ServeConfig(backend=backend, variants=variants, port=0, workers=workers,
-                             db=f"{tmp}/{backend}-{variants or 'seed'}-{sqlite_sync}-{time.monotonic_ns()}.sqlite3",
-                             redis_url=redis.url if redis else ServeConfig.redis_url, sqlite_sync=sqlite_sync,
-                             allow_volatile=True, cap=200)
+        config = ServeConfig(
+            backend=backend,
+            variants=variants,
+            port=0,
+            workers=workers,
+            db=f"{tmp}/{backend}-{variants or 'seed'}-{sqlite_sync}-{time.monotonic_ns()}.sqlite3",
+            redis_url=redis.url if redis else ServeConfig.redis_url,
+            sqlite_sync=sqlite_sync,
+            allow_volatile=True,
+            cap=200,
+        )
         with ServerProcess(config) as url:
             return asyncio.run(load(url, "POST", n, concurrency, f"b{time.monotonic_ns()}"))
     finally:
@@ -59,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller numbers")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS)
+    )
     parser.add_argument("--workers", type=int, default=4, help="uvicorn processes")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -85,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 r = _post_bench(backend, "", n, 64, tmp, workers=args.workers, **kw)
                 label = f"{backend} {next(iter(kw.values()))}"
                 rows.append({"setting": label, **r})
-                say(f"durability {label:<20} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7.1f} ms  "
-                    f"p99 {r['p99_ms']:>7.1f} ms  ({r['errors']} errors)")
+                say(
+                    f"durability {label:<20} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7.1f} ms  "
+                    f"p99 {r['p99_ms']:>7.1f} ms  ({r['errors']} errors)"
+                )
             out["durability"] = rows
 
         if "contention" in sections:
@@ -97,11 +118,19 @@ def main(argv: list[str] | None = None) -> int:
                 seed = _post_bench(backend, "", n, 256, tmp, workers=args.workers)
                 atomic = _post_bench(backend, "atomic_cache,dedupe", n, 256, tmp, workers=args.workers)
                 ratio = atomic["rps"] / seed["rps"] if seed["rps"] else 0.0
-                rows.append({"backend": backend, "seed": seed, "atomic_cache,dedupe": atomic,
-                             "ratio": round(ratio, 3)})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "seed": seed,
+                        "atomic_cache,dedupe": atomic,
+                        "ratio": round(ratio, 3),
+                    }
+                )
                 for name, r in (("seed", seed), ("atomic_cache,dedupe", atomic)):
-                    say(f"contention {backend:<6} {name:<20} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7.1f} ms  "
-                        f"p99 {r['p99_ms']:>7.1f} ms  ({r['errors']} errors)")
+                    say(
+                        f"contention {backend:<6} {name:<20} {r['rps']:>8.1f} req/s  p50 {r['p50_ms']:>7.1f} ms  "
+                        f"p99 {r['p99_ms']:>7.1f} ms  ({r['errors']} errors)"
+                    )
                 say(f"contention {backend:<6} atomic/seed = {ratio:.0%} (target >= 80%, p99 < 1000 ms)")
             out["contention"] = rows
 
@@ -113,13 +142,26 @@ def main(argv: list[str] | None = None) -> int:
                 for tabs in tab_counts:
                     for design in ("", "atomic_cache,dedupe"):
                         cap = min(tabs, 1000)  # a GET returns at most 1,000
-                        report = run_stress(StressConfig(tabs=tabs, runs=1, backend=backend, variants=design,
-                                                         workers=args.workers, max_rounds=0, cap=cap))
+                        report = run_stress(
+                            StressConfig(
+                                tabs=tabs,
+                                runs=1,
+                                backend=backend,
+                                variants=design,
+                                workers=args.workers,
+                                max_rounds=0,
+                                cap=cap,
+                            )
+                        )
                         s = report.summary
-                        rows.append({"backend": backend, "tabs": tabs, "cap": cap, "design": design or "seed", **s})
-                        say(f"tabs {backend:<6} {tabs:>5} {design or 'seed':<20} acked {s['acked']:>5}  "
+                        rows.append(
+                            {"backend": backend, "tabs": tabs, "cap": cap, "design": design or "seed", **s}
+                        )
+                        say(
+                            f"tabs {backend:<6} {tabs:>5} {design or 'seed':<20} acked {s['acked']:>5}  "
                             f"refused {s['failed_posts']:>4}  cache {cap}: missing right after posting "
-                            f"{s['missing_after_post']:>4} (evicted {s['evicted']}, lost {s['lost']})  {s['seconds']} s")
+                            f"{s['missing_after_post']:>4} (evicted {s['evicted']}, lost {s['lost']})  {s['seconds']} s"
+                        )
             out["tabs"] = rows
 
         if "chaos" in sections:
@@ -129,24 +171,47 @@ def main(argv: list[str] | None = None) -> int:
             for backend in backends:
                 for design in CONVERGING_DESIGNS:
                     variants = ",".join(sorted(design))
-                    report = run_chaos(ChaosConfig(backend=backend, variants=variants, clients=clients,
-                                                   load_s=load_s, workers=args.workers))
+                    report = run_chaos(
+                        ChaosConfig(
+                            backend=backend,
+                            variants=variants,
+                            clients=clients,
+                            load_s=load_s,
+                            workers=args.workers,
+                        )
+                    )
                     for s in report.scenarios:
                         rows.append({"backend": backend, "design": variants, **s.to_dict()})
-                    total = {k: sum(getattr(s, k) for s in report.scenarios)
-                             for k in ("tried", "acked", "failed", "unknown", "lost")}
+                    total = {
+                        k: sum(getattr(s, k) for s in report.scenarios)
+                        for k in ("tried", "acked", "failed", "unknown", "lost")
+                    }
                     bad = [s.name for s in report.scenarios if not s.ok]
-                    say(f"chaos {backend:<6} {variants:<22} {len(report.scenarios)} scenarios  tried {total['tried']:>6}  "
+                    say(
+                        f"chaos {backend:<6} {variants:<22} {len(report.scenarios)} scenarios  tried {total['tried']:>6}  "
                         f"acked {total['acked']:>6}  failed {total['failed']:>5}  unknown {total['unknown']:>3}  "
-                        f"lost {total['lost']:>3}  {'ok' if not bad else 'FAILED: ' + ', '.join(bad)}")
+                        f"lost {total['lost']:>3}  {'ok' if not bad else 'FAILED: ' + ', '.join(bad)}"
+                    )
             if "redis" in backends:
                 for mode in ("aof", "aof-always", "rdb", "none"):
-                    report = run_chaos(ChaosConfig(backend="redis", scenarios=("kill-redis",), clients=clients,
-                                                   load_s=load_s, workers=args.workers, redis_persistence=mode))
+                    report = run_chaos(
+                        ChaosConfig(
+                            backend="redis",
+                            scenarios=("kill-redis",),
+                            clients=clients,
+                            load_s=load_s,
+                            workers=args.workers,
+                            redis_persistence=mode,
+                        )
+                    )
                     (s,) = report.scenarios
-                    rows.append({"backend": f"redis ({mode})", "design": "atomic_cache,dedupe", **s.to_dict()})
-                    say(f"chaos kill -9 redis-server, {mode:<10}  acked {s.acked:>5}  lost {s.lost:>5}  "
-                        f"{'ok' if s.ok else 'FAILED'}")
+                    rows.append(
+                        {"backend": f"redis ({mode})", "design": "atomic_cache,dedupe", **s.to_dict()}
+                    )
+                    say(
+                        f"chaos kill -9 redis-server, {mode:<10}  acked {s.acked:>5}  lost {s.lost:>5}  "
+                        f"{'ok' if s.ok else 'FAILED'}"
+                    )
             out["chaos"] = rows
     if args.json:
         print(json.dumps(out))

@@ -13,6 +13,7 @@ shares the machine's CPUs with the server, so the figures are a floor, not a cap
 Stress: `kvheal stress` per design at 8 and 64 tabs on SQLite with several processes.
 Redis is benchmarked only if `redis-server` is installed (a throwaway one is started).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 
 import httpx2
 
@@ -53,38 +53,63 @@ async def load(base_url: str, method: str, n: int, concurrency: int, tag: str) -
             for i in counter:
                 t0 = time.perf_counter()
                 if method == "POST":
-                    r = await http.post("/api/comments", json={"id": f"{tag}-{i}", "text": f"message {i}",
-                                                               "timestamp": i})
+                    r = await http.post(
+                        "/api/comments", json={"id": f"{tag}-{i}", "text": f"message {i}", "timestamp": i}
+                    )
                 else:
                     r = await http.get("/api/comments", params={"limit": 200})
                 latencies.append(time.perf_counter() - t0)
                 errors += r.status_code != 200
+
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
     latencies.sort()
-    return {"requests": n, "errors": errors, "rps": round(n / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-            "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-            "mean_ms": round(statistics.fmean(latencies) * 1000, 2)}
+    return {
+        "requests": n,
+        "errors": errors,
+        "rps": round(n / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
 
 
 def http_bench(backend: str, workers: int, n: int, concurrency: int, redis_url: str, tmp: str) -> list[dict]:
     """POST (seed, atomic_cache+dedupe) and GET figures for one backend."""
     rows = []
     for variants in ["", "atomic_cache,dedupe"]:
-        config = ServeConfig(backend=backend, variants=variants, port=0,
-                             workers=1 if backend == "memory" else workers,
-                             db=f"{tmp}/bench-{backend}-{variants or 'seed'}.sqlite3", redis_url=redis_url,
-                             redis_namespace=f"bench-{variants or 'seed'}:")
+        config = ServeConfig(
+            backend=backend,
+            variants=variants,
+            port=0,
+            workers=1 if backend == "memory" else workers,
+            db=f"{tmp}/bench-{backend}-{variants or 'seed'}.sqlite3",
+            redis_url=redis_url,
+            redis_namespace=f"bench-{variants or 'seed'}:",
+        )
         with ServerProcess(config) as url:
             post = asyncio.run(load(url, "POST", n, concurrency, "p"))
-            rows.append({"backend": backend, "workers": config.workers, "request": "POST",
-                         "design": variants or "seed", **post})
+            rows.append(
+                {
+                    "backend": backend,
+                    "workers": config.workers,
+                    "request": "POST",
+                    "design": variants or "seed",
+                    **post,
+                }
+            )
             if not variants:
                 get = asyncio.run(load(url, "GET", n, concurrency, "g"))
-                rows.append({"backend": backend, "workers": config.workers, "request": "GET",
-                             "design": "any (cache of 200)", **get})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "workers": config.workers,
+                        "request": "GET",
+                        "design": "any (cache of 200)",
+                        **get,
+                    }
+                )
     return rows
 
 
@@ -113,26 +138,36 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 out["notes"].append("redis-server not installed: Redis skipped")
                 say("# redis-server not installed: Redis skipped")
-            say(f"# HTTP: {n} requests per row, {args.concurrency} in flight, load generator on the same machine")
+            say(
+                f"# HTTP: {n} requests per row, {args.concurrency} in flight, load generator on the same machine"
+            )
             for backend in backends:
-                for row in http_bench(backend, args.workers, n, args.concurrency,
-                                      redis.url if redis else "", tmp):
+                for row in http_bench(
+                    backend, args.workers, n, args.concurrency, redis.url if redis else "", tmp
+                ):
                     out["http"].append(row)
-                    say(f"http   {row['backend']:<7} {row['request']:<4} {row['design']:<20} "
+                    say(
+                        f"http   {row['backend']:<7} {row['request']:<4} {row['design']:<20} "
                         f"{row['rps']:>8.1f} req/s  p50 {row['p50_ms']:>6.2f} ms  p99 {row['p99_ms']:>7.2f} ms"
-                        f"  ({row['workers']} proc, {row['errors']} errors)")
-            say("# stress: sqlite, 4 uvicorn processes; all tabs post at once, then poll rounds (20 ms +10 ms)")
+                        f"  ({row['workers']} proc, {row['errors']} errors)"
+                    )
+            say(
+                "# stress: sqlite, 4 uvicorn processes; all tabs post at once, then poll rounds (20 ms +10 ms)"
+            )
             for tabs in (8, 64):
                 for design in DESIGNS:
-                    report = run_stress(StressConfig(tabs=tabs, runs=runs[tabs], variants=design, workers=4,
-                                                     max_rounds=60))
+                    report = run_stress(
+                        StressConfig(tabs=tabs, runs=runs[tabs], variants=design, workers=4, max_rounds=60)
+                    )
                     s = report.summary
                     out["stress"].append({"tabs": tabs, "design": design or "seed", **s})
-                    say(f"stress {tabs:>2} tabs {design or 'seed':<20} runs {s['runs']}  acked {s['acked']:>3}  "
+                    say(
+                        f"stress {tabs:>2} tabs {design or 'seed':<20} runs {s['runs']}  acked {s['acked']:>3}  "
                         f"missing after post {s['missing_after_post']:>3} ({s['runs_with_missing_after_post']} runs)  "
                         f"after heal {s['in_cache_after_heal']:>3}  dup {s['duplicates']}  "
                         f"polls max {s['converge_polls_max']} mean {s['converge_polls_mean']}  "
-                        f"heals {s['heals_sent']}  {s['seconds']} s")
+                        f"heals {s['heals_sent']}  {s['seconds']} s"
+                    )
         finally:
             if redis is not None:
                 redis.stop()

@@ -5,6 +5,7 @@ search at tabs 2. Run: ``.venv/bin/python -m bench.prove_bench``.
 Each proof runs in a child process with a time limit (``--limit``, default 120 s): a row that
 exceeds it prints "timeout" instead of hanging the table. The time is the whole ``prove`` call
 for ``Converges`` (Houdini included), in the child process."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ import multiprocessing as mp
 import time
 
 
-def _one(tabs: int, variant: str, queue: "mp.Queue") -> None:
+def _one(tabs: int, variant: str, queue: mp.Queue) -> None:
     from kvheal.model import Config
     from kvheal.model.prove import prove
 
@@ -22,7 +23,7 @@ def _one(tabs: int, variant: str, queue: "mp.Queue") -> None:
     queue.put((p.status, len(p.queries), time.perf_counter() - t0))
 
 
-def _all_tabs(variant: str, queue: "mp.Queue") -> None:
+def _all_tabs(variant: str, queue: mp.Queue) -> None:
     from kvheal.model.param import prove_all_tabs
 
     t0 = time.perf_counter()
@@ -30,7 +31,7 @@ def _all_tabs(variant: str, queue: "mp.Queue") -> None:
     queue.put((p.status, len(p.queries), time.perf_counter() - t0))
 
 
-def _lasso(queue: "mp.Queue") -> None:
+def _lasso(queue: mp.Queue) -> None:
     from kvheal.model import Config
     from kvheal.model.prove import find_lasso
     from kvheal.model.symbolic import SymbolicModel
@@ -38,7 +39,7 @@ def _lasso(queue: "mp.Queue") -> None:
     sym = SymbolicModel(Config.make(tabs=2))
     t0 = time.perf_counter()
     trace, qs = find_lasso(sym, sym.converges_goal, 16)
-    queue.put(("lasso %d steps" % len(trace), len(qs), time.perf_counter() - t0))
+    queue.put((f"lasso {len(trace)} steps", len(qs), time.perf_counter() - t0))
 
 
 def run(target, args, limit: float) -> tuple[str, int, float]:

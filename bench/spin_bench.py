@@ -9,6 +9,7 @@ the same configuration (spin -a -o2, gcc -O2 -DSAFETY -DNOREDUCE, pan: safety on
 state storage, no partial-order reduction, one core). Both counts are compared with the
 pinned ones. The 1-minute load average is printed with each row: the machine is shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,20 @@ def available_gib() -> float:
 
 def run(tabs: int, variants: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "kvheal", "bench", "--tabs", str(tabs), "--variant", variants,
-         "--spin", "--json"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "kvheal",
+            "bench",
+            "--tabs",
+            str(tabs),
+            "--variant",
+            variants,
+            "--spin",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise SystemExit(f"kvheal bench failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -53,11 +65,13 @@ def main() -> int:
         print("skipped: spin and gcc are not installed (make spin)")
         return 0
     failures = 0
-    head = (f"{'configuration':32s} {'states':>10s} {'kvheal s':>8s} {'SPIN s':>7s} {'ratio':>5s} "
-            f"{'kvheal st/s':>11s} {'pan st/s':>10s} {'B/state kv':>10s} {'B/state SPIN':>12s} "
-            f"{'peak MiB kv':>11s} {'peak MiB SPIN':>13s} {'load':>9s}  counts")
+    head = (
+        f"{'configuration':32s} {'states':>10s} {'kvheal s':>8s} {'SPIN s':>7s} {'ratio':>5s} "
+        f"{'kvheal st/s':>11s} {'pan st/s':>10s} {'B/state kv':>10s} {'B/state SPIN':>12s} "
+        f"{'peak MiB kv':>11s} {'peak MiB SPIN':>13s} {'load':>9s}  counts"
+    )
     print(head)
-    for tabs, variants, states, transitions, need_gib in (QUICK if args.quick else TARGETS):
+    for tabs, variants, states, transitions, need_gib in QUICK if args.quick else TARGETS:
         name = f"tabs {tabs} {variants}"
         free = available_gib()
         if free < need_gib:
@@ -74,13 +88,17 @@ def main() -> int:
         failures += not ok
         kv_bytes = round(f["peak_rss_mib"] * 2**20 / f["states"])
         load = f"{s['load_avg_1min'][0]:.1f}-{os.getloadavg()[0]:.1f}"
-        print(f"{name:32s} {f['states']:>10,} {f['seconds']:>8.1f} {s['seconds']:>7.1f} "
-              f"{s['ratio_kvheal_to_spin']:>5.2f} {f['states_per_s_exploring']:>11,} "
-              f"{s['states_per_s']:>10,} {kv_bytes:>10,} {s['bytes_per_state']:>12,} "
-              f"{f['peak_rss_mib']:>11,} {s['peak_rss_mib']:>13,} {load:>9s}  "
-              f"{'as pinned, SPIN agrees' if ok else 'MISMATCH'}")
-        print(f"{'':32s} SPIN: spin -a {s['spin_a_seconds']} s, gcc {s['compile_seconds']} s, "
-              f"pan {s['run_seconds']} s; transitions {f['transitions']:,}; verdicts {f['verdicts']}")
+        print(
+            f"{name:32s} {f['states']:>10,} {f['seconds']:>8.1f} {s['seconds']:>7.1f} "
+            f"{s['ratio_kvheal_to_spin']:>5.2f} {f['states_per_s_exploring']:>11,} "
+            f"{s['states_per_s']:>10,} {kv_bytes:>10,} {s['bytes_per_state']:>12,} "
+            f"{f['peak_rss_mib']:>11,} {s['peak_rss_mib']:>13,} {load:>9s}  "
+            f"{'as pinned, SPIN agrees' if ok else 'MISMATCH'}"
+        )
+        print(
+            f"{'':32s} SPIN: spin -a {s['spin_a_seconds']} s, gcc {s['compile_seconds']} s, "
+            f"pan {s['run_seconds']} s; transitions {f['transitions']:,}; verdicts {f['verdicts']}"
+        )
     return 1 if failures else 0
 
 

@@ -1,4 +1,5 @@
 """`kvheal check` (SPEC §9) and `kvheal bench`: the explicit-state checker on the command line."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ class ProgressPrinter:
         if not self.enabled:
             return
         rate = p.states / p.seconds if p.seconds else 0.0
-        line = (f"explored {p.states:,} states, {p.transitions:,} transitions "
-                f"({rate:,.0f} states/s), queue {p.queue:,}, {p.seconds:.0f}s")
+        line = (
+            f"explored {p.states:,} states, {p.transitions:,} transitions "
+            f"({rate:,.0f} states/s), queue {p.queue:,}, {p.seconds:.0f}s"
+        )
         end = "\r" if self.tty else "\n"
         sys.stderr.write(line + end)
         sys.stderr.flush()
@@ -51,8 +54,9 @@ def render_trace(console: Console, model: KVHealModel, name: str, trace: Trace) 
     states = replay_trace(model, trace)
     loop = trace.loop_start
     kind = "lasso" if loop is not None else "path"
-    table = Table(title=f"{name}: counterexample ({kind} of {len(trace)} steps)",
-                  title_justify="left", show_lines=False)
+    table = Table(
+        title=f"{name}: counterexample ({kind} of {len(trace)} steps)", title_justify="left", show_lines=False
+    )
     table.add_column("step", justify="right")
     table.add_column("action")
     table.add_column("what changed")
@@ -66,19 +70,25 @@ def render_trace(console: Console, model: KVHealModel, name: str, trace: Trace) 
     console.print(table)
     last = model.view(states[-1])
     if loop is None:
-        console.print(f"  violated in the last state: cache {list(last['cache'])}, "
-                      f"posts {', '.join(fmt_value(p) for p in last['post'])}")
+        console.print(
+            f"  violated in the last state: cache {list(last['cache'])}, "
+            f"posts {', '.join(fmt_value(p) for p in last['post'])}"
+        )
     else:
-        console.print("  the loop returns to the state where it starts, for ever, and the goal "
-                      "fails on every pass.")
+        console.print(
+            "  the loop returns to the state where it starts, for ever, and the goal fails on every pass."
+        )
 
 
 def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     """The verdict table and every counterexample, for people."""
     cfg = model.config
     design = "" if cfg.design is None else f"design={cfg.design_name()} "
-    table = Table(title=f"kvheal check: {design}tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
-                        f"variant={cfg.variant_label()}", title_justify="left")
+    table = Table(
+        title=f"kvheal check: {design}tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
+        f"variant={cfg.variant_label()}",
+        title_justify="left",
+    )
     table.add_column("property")
     table.add_column("kind")
     table.add_column("verdict")
@@ -92,8 +102,10 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     console.print(table)
     rate = result.states / result.explore_seconds if result.explore_seconds else 0
     done = "" if result.complete else f" (stopped early: {result.stop_reason or 'search incomplete'})"
-    console.print(f"{result.states:,} states, {result.transitions:,} transitions, "
-                  f"{result.seconds:.2f}s ({rate:,.0f} states/s){done}")
+    console.print(
+        f"{result.states:,} states, {result.transitions:,} transitions, "
+        f"{result.seconds:.2f}s ({rate:,.0f} states/s){done}"
+    )
     if result.coverage is not None:
         cov = Table(title="coverage: transitions per action", title_justify="left")
         cov.add_column("action")
@@ -102,7 +114,9 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
             cov.add_row(action, f"{n:,}" if n else "[red]0[/]")
         console.print(cov)
         never = result.coverage["never_enabled"]
-        console.print("never enabled: " + (", ".join(never) if never else "none (every action instance was taken)"))
+        console.print(
+            "never enabled: " + (", ".join(never) if never else "none (every action instance was taken)")
+        )
     for name, p in result.properties.items():
         if p.status == VIOLATED:
             console.print()
@@ -111,36 +125,89 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
 
 @click.command()
 @config_options
-@click.option("--no-reduction", is_flag=True,
-              help="Explore the exact state space of SPEC §3-4 (no reduction is applied today "
-                   "either way; the flag is part of the contract).")
-@click.option("--max-states", type=click.IntRange(min=1), default=None,
-              help="Stop after this many distinct states; unfinished verdicts are 'unknown'.")
-@click.option("--property", "only", multiple=True, metavar="NAME",
-              help="Decide only this property (repeatable).")
+@click.option(
+    "--no-reduction",
+    is_flag=True,
+    help="Explore the exact state space of SPEC §3-4 (no reduction is applied today "
+    "either way; the flag is part of the contract).",
+)
+@click.option(
+    "--max-states",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many distinct states; unfinished verdicts are 'unknown'.",
+)
+@click.option(
+    "--property", "only", multiple=True, metavar="NAME", help="Decide only this property (repeatable)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (SPEC §9).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--memory", "memory", default=None, metavar="SIZE",
-              help="Memory budget (e.g. 4G, 800M; 0 for none). Past it the search stops with "
-                   "'unknown' (exit 3) instead of running out of memory. Default: 3/4 of the "
-                   "memory available, and 85% of an address-space limit (ulimit -v).")
-@click.option("--coverage", "show_coverage", is_flag=True,
-              help="Also report how many transitions each action produced and which action "
-                   "instances were never enabled (in --json: a \"coverage\" object).")
-@click.option("--simulate", "simulate_runs", type=click.IntRange(min=1), default=None, metavar="RUNS",
-              help="Instead of enumerating, take RUNS seeded random walks (see --depth, --seed): "
-                   "finds invariant violations in spaces too big to explore; never 'holds'.")
-@click.option("--depth", "walk_depth", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Steps per random walk (with --simulate).")
-@click.option("--seed", "seed", type=int, default=0, show_default=True,
-              help="Seed of the random walks (with --simulate): one seed, one set of walks.")
-@click.option("--itf", "itf_path", default=None, metavar="FILE",
-              help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
-                   "FILE; with several, one file each, the property's name before the extension.")
-def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: bool,
-          max_states: int | None, only: tuple[str, ...], as_json: bool, quiet: bool,
-          memory: str | None = None, show_coverage: bool = False, simulate_runs: int | None = None,
-          walk_depth: int = 100, seed: int = 0, itf_path: str | None = None) -> int:
+@click.option(
+    "--memory",
+    "memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget (e.g. 4G, 800M; 0 for none). Past it the search stops with "
+    "'unknown' (exit 3) instead of running out of memory. Default: 3/4 of the "
+    "memory available, and 85% of an address-space limit (ulimit -v).",
+)
+@click.option(
+    "--coverage",
+    "show_coverage",
+    is_flag=True,
+    help="Also report how many transitions each action produced and which action "
+    'instances were never enabled (in --json: a "coverage" object).',
+)
+@click.option(
+    "--simulate",
+    "simulate_runs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="RUNS",
+    help="Instead of enumerating, take RUNS seeded random walks (see --depth, --seed): "
+    "finds invariant violations in spaces too big to explore; never 'holds'.",
+)
+@click.option(
+    "--depth",
+    "walk_depth",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Steps per random walk (with --simulate).",
+)
+@click.option(
+    "--seed",
+    "seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random walks (with --simulate): one seed, one set of walks.",
+)
+@click.option(
+    "--itf",
+    "itf_path",
+    default=None,
+    metavar="FILE",
+    help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
+    "FILE; with several, one file each, the property's name before the extension.",
+)
+def check(
+    tabs: int,
+    per_tab: int,
+    cap: int | None,
+    variant: str,
+    no_reduction: bool,
+    max_states: int | None,
+    only: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+    memory: str | None = None,
+    show_coverage: bool = False,
+    simulate_runs: int | None = None,
+    walk_depth: int = 100,
+    seed: int = 0,
+    itf_path: str | None = None,
+) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
     Exit status: 0 when every property holds, 1 when one is violated, 2 for a usage or
@@ -151,8 +218,7 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     names = [p.name for p in model.properties()]
     unknown = [n for n in only if n not in names]
     if unknown:
-        raise click.UsageError(
-            f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
+        raise click.UsageError(f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
     if simulate_runs is not None:
         from kvheal.model.engine import simulate
 
@@ -160,8 +226,14 @@ def check(tabs: int, per_tab: int, cap: int | None, variant: str, no_reduction: 
     else:
         budget = memory_budget(memory)
         printer = ProgressPrinter(enabled=not quiet)
-        result = run_check(model, max_states=max_states, progress=printer,
-                           only=set(only) if only else None, budget=budget, with_coverage=show_coverage)
+        result = run_check(
+            model,
+            max_states=max_states,
+            progress=printer,
+            only=set(only) if only else None,
+            budget=budget,
+            with_coverage=show_coverage,
+        )
         printer.close()
         if result.stop_reason:
             click.echo(stop_message(result), err=True)
@@ -200,9 +272,11 @@ def memory_budget(text: str | None) -> Any:
 
 def stop_message(result: Any) -> str:
     """One line saying why a check stopped early, how far it got, and what to try."""
-    return (f"kvheal: stopped early: {result.stop_reason}, after {result.states:,} states at depth "
-            f"{result.depth}; unfinished verdicts are 'unknown'. Try a smaller --tabs/--per-tab/"
-            f"--cap, --property to decide fewer properties, or a larger --memory.")
+    return (
+        f"kvheal: stopped early: {result.stop_reason}, after {result.states:,} states at depth "
+        f"{result.depth}; unfinished verdicts are 'unknown'. Try a smaller --tabs/--per-tab/"
+        f"--cap, --property to decide fewer properties, or a larger --memory."
+    )
 
 
 def config_json(cfg: Any) -> dict[str, Any]:
@@ -213,13 +287,29 @@ def config_json(cfg: Any) -> dict[str, Any]:
 @click.command()
 @config_options(tabs=3, variant="dedupe")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.option("--memory", "memory", default=None, metavar="SIZE",
-              help="Memory budget, as for check (default: 3/4 of the memory available).")
-@click.option("--spin", "with_spin", is_flag=True,
-              help="Also run SPIN on the configuration's Promela export (kvheal export --promela; "
-                   "safety only) and print both side by side. Needs spin and gcc (make spin).")
-def bench(tabs: int, per_tab: int, cap: int | None, variant: str, as_json: bool,
-          memory: str | None = None, with_spin: bool = False) -> int:
+@click.option(
+    "--memory",
+    "memory",
+    default=None,
+    metavar="SIZE",
+    help="Memory budget, as for check (default: 3/4 of the memory available).",
+)
+@click.option(
+    "--spin",
+    "with_spin",
+    is_flag=True,
+    help="Also run SPIN on the configuration's Promela export (kvheal export --promela; "
+    "safety only) and print both side by side. Needs spin and gcc (make spin).",
+)
+def bench(
+    tabs: int,
+    per_tab: int,
+    cap: int | None,
+    variant: str,
+    as_json: bool,
+    memory: str | None = None,
+    with_spin: bool = False,
+) -> int:
     """Time a full verdict (defaults: the target configuration, tabs 3 with dedupe) and print
     time, distinct states/s, transitions/s and peak memory; with --spin, SPIN's beside them."""
     cfg = make_config(tabs, per_tab, cap, variant)

@@ -3,6 +3,7 @@
 Each subcommand lives in its own module beside this one (``kvheal.<module>``) and is
 imported only when it runs, so `kvheal check` never pays for Starlette or z3.
 """
+
 from __future__ import annotations
 
 import importlib

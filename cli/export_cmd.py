@@ -1,4 +1,5 @@
 """`kvheal export --promela`: the model as a Promela program, for SPIN (kvheal.model.promela)."""
+
 from __future__ import annotations
 
 import sys
@@ -10,15 +11,29 @@ from .options import config_options, current_design, make_config
 
 @click.command()
 @config_options
-@click.option("--promela", is_flag=True,
-              help="Write Promela (the one format today): one d_step per action instance, so SPIN "
-                   "stores exactly the model's reachable states, plus one (the table prelude).")
-@click.option("--no-invariants", is_flag=True,
-              help="Leave out the asserts of SPEC §7's invariants (state counts are the same).")
-@click.option("-o", "--output", "output", default=None, metavar="FILE",
-              help="Write to FILE instead of standard output.")
-def export(tabs: int, per_tab: int, cap: int | None, variant: str, promela: bool,
-           no_invariants: bool, output: str | None) -> int:
+@click.option(
+    "--promela",
+    is_flag=True,
+    help="Write Promela (the one format today): one d_step per action instance, so SPIN "
+    "stores exactly the model's reachable states, plus one (the table prelude).",
+)
+@click.option(
+    "--no-invariants",
+    is_flag=True,
+    help="Leave out the asserts of SPEC §7's invariants (state counts are the same).",
+)
+@click.option(
+    "-o", "--output", "output", default=None, metavar="FILE", help="Write to FILE instead of standard output."
+)
+def export(
+    tabs: int,
+    per_tab: int,
+    cap: int | None,
+    variant: str,
+    promela: bool,
+    no_invariants: bool,
+    output: str | None,
+) -> int:
     """Write the model of one configuration for another tool.
 
     SPIN: spin -a -o2 FILE && gcc -O2 -DSAFETY -DNOREDUCE -o pan pan.c && ./pan -m100000 -c0;
@@ -111,11 +126,18 @@ def side_by_side(figures: dict) -> str:
     kv_bytes = round(figures["peak_rss_mib"] * 2**20 / max(figures["states"], 1))
     rows = [
         ("", "kvheal (full verdict)", "SPIN (safety only)"),
-        ("states", f"{figures['states']:,}", f"{s['states']:,}" + ("" if s["same_counts"] else "  DIFFERENT")),
+        (
+            "states",
+            f"{figures['states']:,}",
+            f"{s['states']:,}" + ("" if s["same_counts"] else "  DIFFERENT"),
+        ),
         ("transitions", f"{figures['transitions']:,}", f"{s['transitions']:,}"),
-        ("time s", f"{figures['seconds']:.1f}",
-         f"{s['seconds']:.1f} (spin -a {s['spin_a_seconds']:.1f}, gcc {s['compile_seconds']:.1f}, "
-         f"pan {s['run_seconds']:.1f})"),
+        (
+            "time s",
+            f"{figures['seconds']:.1f}",
+            f"{s['seconds']:.1f} (spin -a {s['spin_a_seconds']:.1f}, gcc {s['compile_seconds']:.1f}, "
+            f"pan {s['run_seconds']:.1f})",
+        ),
         ("distinct states/s", kv_rate, f"{s['states_per_s']:,} (pan)"),
         ("bytes per state (peak RSS)", f"{kv_bytes:,}", f"{s['bytes_per_state']:,}"),
         ("peak memory MiB", f"{figures['peak_rss_mib']:,}", f"{s['peak_rss_mib']:,}"),
@@ -123,9 +145,11 @@ def side_by_side(figures: dict) -> str:
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{a:{w0}s}  {b:>{w1}s}  {c}" for a, b, c in rows]
-    lines.append(f"kvheal/SPIN time ratio: {s['ratio_kvheal_to_spin']}  (SPIN: state vector "
-                 f"{s['state_vector_bytes']} bytes, -w{s['hash_bits']}, depth {s['depth']}; "
-                 f"1-min load average {s['load_avg_1min'][0]} -> {s['load_avg_1min'][1]})")
+    lines.append(
+        f"kvheal/SPIN time ratio: {s['ratio_kvheal_to_spin']}  (SPIN: state vector "
+        f"{s['state_vector_bytes']} bytes, -w{s['hash_bits']}, depth {s['depth']}; "
+        f"1-min load average {s['load_avg_1min'][0]} -> {s['load_avg_1min'][1]})"
+    )
     if not s["complete"]:
         lines.append(f"SPIN stopped early: {s['stop']}")
     return "\n".join(lines)

@@ -26,14 +26,28 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails'
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Flag", "FLAGS", "VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "FAULT_VARIANTS",
-           "IMPL_VARIANTS", "MODELLED_ONLY", "PRESETS", "REQUIRES", "ConfigError", "parse_variants",
-           "valid_combinations", "variant_label"]
+__all__ = [
+    "Flag",
+    "FLAGS",
+    "VARIANTS",
+    "WORKER_VARIANTS",
+    "CLIENT_VARIANTS",
+    "FAULT_VARIANTS",
+    "IMPL_VARIANTS",
+    "MODELLED_ONLY",
+    "PRESETS",
+    "REQUIRES",
+    "ConfigError",
+    "parse_variants",
+    "valid_combinations",
+    "variant_label",
+]
 
 
 class ConfigError(ValueError):
@@ -62,20 +76,51 @@ FLAGS: tuple[Flag, ...] = (
     Flag("tab_crash", "fault", "a tab may die at any time (injected by tests)"),
     Flag("shared_pending", "client", "one pending list for all tabs of a browser, read-modify-written"),
     # SPEC §6, the app as deployed: in the model only, so far
-    Flag("tab_view", "client", "time and the tab's view: a clock, message timestamps, a lagging cursor "
-         "per tab, the set of messages each tab has shown", modelled_only=True),
-    Flag("found_in_response", "client", "a pending id counts as found if it is in the poll's response "
-         "or in the page-load snapshot, not in the cache", modelled_only=True),
-    Flag("reload", "client", "a tab may reload once: the cursor restarts at the load time, the shown "
-         "set starts over, the page-load snapshot is retaken", modelled_only=True),
-    Flag("full_poll", "client", "a poll returns the whole cache (no cursor), as the bot reads it",
-         modelled_only=True),
-    Flag("put_fails", "fault", "one cache put may fail (KV's write limit) while the request still "
-         "answers success", modelled_only=True),
-    Flag("stale_reads", "fault", "a cache read elsewhere may be served the value before the last write, "
-         "until the clock ticks", modelled_only=True),
-    Flag("clock_skew", "fault", "the last tab's clock is one lag behind the others (its timestamps and "
-         "its cursor)", modelled_only=True),
+    Flag(
+        "tab_view",
+        "client",
+        "time and the tab's view: a clock, message timestamps, a lagging cursor "
+        "per tab, the set of messages each tab has shown",
+        modelled_only=True,
+    ),
+    Flag(
+        "found_in_response",
+        "client",
+        "a pending id counts as found if it is in the poll's response "
+        "or in the page-load snapshot, not in the cache",
+        modelled_only=True,
+    ),
+    Flag(
+        "reload",
+        "client",
+        "a tab may reload once: the cursor restarts at the load time, the shown "
+        "set starts over, the page-load snapshot is retaken",
+        modelled_only=True,
+    ),
+    Flag(
+        "full_poll",
+        "client",
+        "a poll returns the whole cache (no cursor), as the bot reads it",
+        modelled_only=True,
+    ),
+    Flag(
+        "put_fails",
+        "fault",
+        "one cache put may fail (KV's write limit) while the request still answers success",
+        modelled_only=True,
+    ),
+    Flag(
+        "stale_reads",
+        "fault",
+        "a cache read elsewhere may be served the value before the last write, until the clock ticks",
+        modelled_only=True,
+    ),
+    Flag(
+        "clock_skew",
+        "fault",
+        "the last tab's clock is one lag behind the others (its timestamps and its cursor)",
+        modelled_only=True,
+    ),
 )
 
 VARIANTS: tuple[str, ...] = tuple(f.name for f in FLAGS)
@@ -102,8 +147,13 @@ CONFLICTS: tuple[tuple[frozenset[str], str], ...] = (
 )
 
 #: Flags that need another flag (the tab's view of SPEC §6), checked by :func:`parse_variants`.
-REQUIRES: dict[str, str] = {"found_in_response": "tab_view", "reload": "tab_view", "full_poll": "tab_view",
-                             "stale_reads": "tab_view", "clock_skew": "tab_view"}
+REQUIRES: dict[str, str] = {
+    "found_in_response": "tab_view",
+    "reload": "tab_view",
+    "full_poll": "tab_view",
+    "stale_reads": "tab_view",
+    "clock_skew": "tab_view",
+}
 
 
 def parse_variants(spec: str | Iterable[str] | None, known: Iterable[str] = VARIANTS) -> frozenset[str]:
@@ -147,7 +197,8 @@ def valid_combinations(known: Iterable[str] = VARIANTS) -> list[frozenset[str]]:
         for combo in combinations(known, r):
             flags = frozenset(combo)
             if not any(c <= flags for c, _ in CONFLICTS) and all(
-                    f not in flags or n not in known or n in flags for f, n in REQUIRES.items()):
+                f not in flags or n not in known or n in flags for f, n in REQUIRES.items()
+            ):
                 out.append(flags)
     return out
 

@@ -9,6 +9,7 @@ process's address-space limit, ``ulimit -v``) allows.
     >>> parse_size("4G"), parse_size("512m"), parse_size("1.5GiB")
     (4294967296, 536870912, 1610612736)
 """
+
 from __future__ import annotations
 
 import os

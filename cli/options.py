@@ -1,5 +1,6 @@
 """Options shared by the commands that build a model configuration (check, bench, prove),
 and the loader of a user's design (``--design path/to/module.py:NAME``)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -50,27 +51,42 @@ def remember_design(ctx: click.Context, _param: click.Parameter, value: str | No
             raise click.UsageError(str(e)) from None
 
 
-def config_options(func: Callable[..., Any] | None = None, *, tabs: int = 2,
-                   variant: str = "") -> Any:
+def config_options(func: Callable[..., Any] | None = None, *, tabs: int = 2, variant: str = "") -> Any:
     """Add SPEC §9's ``--tabs``, ``--per-tab``, ``--cap`` and ``--variant`` to a command; use
     as ``@config_options`` or, with other defaults, ``@config_options(tabs=3, variant=...)``."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         f = click.option(
-            "--variant", "variant", default=variant, show_default=bool(variant), metavar="FLAGS",
+            "--variant",
+            "variant",
+            default=variant,
+            show_default=bool(variant),
+            metavar="FLAGS",
             help="Comma-separated design flags of SPEC §5 (dedupe, keep_verifying, atomic_cache, "
-                 "sweeper, tab_crash, shared_pending); empty is the seed design.",
+            "sweeper, tab_crash, shared_pending); empty is the seed design.",
         )(f)
-        f = click.option("--design", default=None, metavar="FILE.py:NAME", expose_value=False,
-                         callback=remember_design, is_eager=True,
-                         help="Check a design of your own: a Definition in a Python file "
-                              "(see docs/designs.md); --variant then names its flags.")(f)
-        f = click.option("--cap", type=int, default=None,
-                         help="Cache capacity C (default T*K: no eviction).")(f)
-        f = click.option("--per-tab", "per_tab", type=int, default=1, show_default=True,
-                         help="Messages each tab posts (K).")(f)
-        f = click.option("--tabs", type=int, default=tabs, show_default=True,
-                         help="Number of tabs (T).")(f)
+        f = click.option(
+            "--design",
+            default=None,
+            metavar="FILE.py:NAME",
+            expose_value=False,
+            callback=remember_design,
+            is_eager=True,
+            help="Check a design of your own: a Definition in a Python file "
+            "(see docs/designs.md); --variant then names its flags.",
+        )(f)
+        f = click.option(
+            "--cap", type=int, default=None, help="Cache capacity C (default T*K: no eviction)."
+        )(f)
+        f = click.option(
+            "--per-tab",
+            "per_tab",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Messages each tab posts (K).",
+        )(f)
+        f = click.option("--tabs", type=int, default=tabs, show_default=True, help="Number of tabs (T).")(f)
         return f
 
     return decorate(func) if func is not None else decorate

@@ -2,6 +2,7 @@
 words of `kvheal check`; how each was reached is its method: induction, a ranking argument,
 BMC, a lasso), as a table, as JSON in `kvheal check --json`'s layout (SPEC §9, so `kvheal
 replay` reads it), or as a Markdown report a reader can check without running anything."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,7 @@ from rich.table import Table
 from kvheal.model import Config, ConfigError, Verdict
 
 from .check_cmd import exit_status
-from .options import remember_design, current_design
+from .options import current_design, remember_design
 
 STYLE = {Verdict.HOLDS: "green", Verdict.VIOLATED: "bold red", Verdict.UNKNOWN: "yellow"}
 
@@ -32,21 +33,38 @@ def _fail(msg: str) -> None:
 
 def render(console: Console, result: Any) -> None:
     cfg = result.config
-    table = Table(title=f"kvheal prove: tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
-                        f"variant={cfg.variant_label()}", title_justify="left")
+    table = Table(
+        title=f"kvheal prove: tabs={cfg.tabs} per_tab={cfg.per_tab} cap={cfg.cap} "
+        f"variant={cfg.variant_label()}",
+        title_justify="left",
+    )
     for col in ("property", "status", "method", "depth/k", "queries", "seconds"):
         table.add_column(col)
     for name, p in result.properties.items():
-        dk = "" if p.depth is None and p.k is None else f"{p.depth if p.depth is not None else ''}" + (
-            f" k={p.k}" if p.k else "")
-        table.add_row(name, f"[{STYLE[p.status]}]{p.status}[/]", p.method, dk.strip(), str(len(p.queries)),
-                      f"{p.seconds:.2f}")
+        dk = (
+            ""
+            if p.depth is None and p.k is None
+            else f"{p.depth if p.depth is not None else ''}" + (f" k={p.k}" if p.k else "")
+        )
+        table.add_row(
+            name,
+            f"[{STYLE[p.status]}]{p.status}[/]",
+            p.method,
+            dk.strip(),
+            str(len(p.queries)),
+            f"{p.seconds:.2f}",
+        )
     console.print(table)
     for name, p in result.properties.items():
         if p.trace:
-            steps = " → ".join(("↻ " if s.get("loop") and (i == 0 or not p.trace[i - 1].get("loop")) else "")
-                               + s["action"] + "(" + ", ".join(f"{k}={v}" for k, v in s["args"].items()) + ")"
-                               for i, s in enumerate(p.trace))
+            steps = " → ".join(
+                ("↻ " if s.get("loop") and (i == 0 or not p.trace[i - 1].get("loop")) else "")
+                + s["action"]
+                + "("
+                + ", ".join(f"{k}={v}" for k, v in s["args"].items())
+                + ")"
+                for i, s in enumerate(p.trace)
+            )
             console.print(f"[bold]{name}[/] counterexample ({len(p.trace)} steps): {steps}")
         elif p.note and p.status != Verdict.HOLDS:
             console.print(f"[bold]{name}[/]: {p.note}")
@@ -61,65 +79,94 @@ def report_markdown(result: Any) -> str:
     from kvheal.model.strengthen import CANDIDATES
 
     cfg = result.config
-    lines = [f"# kvheal prove: tabs={cfg.tabs}, per_tab={cfg.per_tab}, cap={cfg.cap}, "
-             f"variant={cfg.variant_label()}", ""]
+    lines = [
+        f"# kvheal prove: tabs={cfg.tabs}, per_tab={cfg.per_tab}, cap={cfg.cap}, "
+        f"variant={cfg.variant_label()}",
+        "",
+    ]
     model_text = getattr(result, "model_text", None) or (
         "SPEC §3-5 as a z3 transition system (`kvheal.model.symbolic`): the cache is a "
         "count per id (a sorted tuple is determined by its counts), each phase that holds a "
         "snapshot has its own counts, cleared when the phase ends; `T(s,s')` is the "
         "disjunction of the action instances of SPEC §4 with this variant's changes (§5), "
         "a selector naming the instance taken. A test checks it against the explicit model "
-        "transition for transition.")
+        "transition for transition."
+    )
     lines += ["## Model", "", model_text, ""]
     if hasattr(result, "assumptions"):
         lines += ["## Assumptions", ""] + [f"- {a}" for a in result.assumptions] + [""]
     if result.invariant:
-        lines += ["## Strengthening invariant `Inv`", "",
-                  "The largest inductive subset of the named candidates (Houdini); each holds "
-                  "initially and is kept by every step from a state satisfying all of them.", ""]
+        lines += [
+            "## Strengthening invariant `Inv`",
+            "",
+            "The largest inductive subset of the named candidates (Houdini); each holds "
+            "initially and is kept by every step from a state satisfying all of them.",
+            "",
+        ]
         why = {c.name: c.why for c in CANDIDATES}
         lines += [f"- **{n}**: {why.get(n, '')}" for n in result.invariant] + [""]
-    lines += ["## Verdicts", "", "| property | status | method | depth | queries | seconds |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Verdicts",
+        "",
+        "| property | status | method | depth | queries | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, p in result.properties.items():
-        lines.append(f"| {name} | {p.status} | {p.method} | {'' if p.depth is None else p.depth} | "
-                     f"{len(p.queries)} | {p.seconds:.2f} |")
+        lines.append(
+            f"| {name} | {p.status} | {p.method} | {'' if p.depth is None else p.depth} | "
+            f"{len(p.queries)} | {p.seconds:.2f} |"
+        )
     lines.append("")
     for name, p in result.properties.items():
         lines += [f"## {name}: {p.status}", ""]
         if p.note:
             lines += [p.note, ""]
         if p.status == Verdict.HOLDS and p.method.startswith("inductive invariant +"):
-            lines += ["The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
-                      "set implies the goal and is closed; no step outside it raises the rank "
-                      "(a tuple of naturals, compared lexicographically); every state outside it "
-                      "designates a fair step (`D_h`); a designated step is enabled and lowers the "
-                      "rank or enters the stable set; and a step that keeps the rank keeps every "
-                      "designation. Under weak fairness a run outside the stable set would, once "
-                      "its rank stops falling, keep one step designated and enabled for ever "
-                      "without taking it, so every fair run enters the stable set and the goal "
-                      "holds from then on.", ""]
+            lines += [
+                "The premises below are the ones of `kvheal.model.prove.Argument`: the stable "
+                "set implies the goal and is closed; no step outside it raises the rank "
+                "(a tuple of naturals, compared lexicographically); every state outside it "
+                "designates a fair step (`D_h`); a designated step is enabled and lowers the "
+                "rank or enters the stable set; and a step that keeps the rank keeps every "
+                "designation. Under weak fairness a run outside the stable set would, once "
+                "its rank stops falling, keep one step designated and enabled for ever "
+                "without taking it, so every fair run enters the stable set and the goal "
+                "holds from then on.",
+                "",
+            ]
         if p.cti:
-            lines += ["Counterexample to induction of the property alone (a state satisfying it, "
-                      "a step, a state violating it; the first state is unreachable, which the "
-                      "strengthening shows):", "",
-                      f"- state: `{_view_text(p.cti['state'])}`", f"- step: `{_view_text(p.cti['step'])}`",
-                      f"- next: `{_view_text(p.cti['next'])}`", ""]
+            lines += [
+                "Counterexample to induction of the property alone (a state satisfying it, "
+                "a step, a state violating it; the first state is unreachable, which the "
+                "strengthening shows):",
+                "",
+                f"- state: `{_view_text(p.cti['state'])}`",
+                f"- step: `{_view_text(p.cti['step'])}`",
+                f"- next: `{_view_text(p.cti['next'])}`",
+                "",
+            ]
         if p.trace:
             lines += ["Counterexample trace (SPEC §9 format; `loop` marks the cycle):", ""]
-            lines += [f"{i + 1}. {s['action']}({', '.join(f'{k}={v}' for k, v in s['args'].items())})"
-                      + ("  ↻" if s.get("loop") else "") for i, s in enumerate(p.trace)]
+            lines += [
+                f"{i + 1}. {s['action']}({', '.join(f'{k}={v}' for k, v in s['args'].items())})"
+                + ("  ↻" if s.get("loop") else "")
+                for i, s in enumerate(p.trace)
+            ]
             lines.append("")
         if p.queries:
             lines += ["| # | query | formula | needs | z3 | seconds |", "|---|---|---|---|---|---|"]
             for i, q in enumerate(p.queries):
-                lines.append(f"| {i + 1} | {q.purpose} | `{q.formula}` | {q.expect} | {q.answer} | {q.seconds:.3f} |")
+                lines.append(
+                    f"| {i + 1} | {q.purpose} | `{q.formula}` | {q.expect} | {q.answer} | {q.seconds:.3f} |"
+                )
             lines.append("")
     ok = all(p.status == Verdict.HOLDS for p in result.properties.values())
     bad = [n for n, p in result.properties.items() if p.status == Verdict.VIOLATED]
     lines += ["## Conclusion", ""]
     if ok:
-        lines.append("Every property is proved: each premise query above is unsatisfiable, as the argument needs.")
+        lines.append(
+            "Every property is proved: each premise query above is unsatisfiable, as the argument needs."
+        )
     elif bad:
         lines.append(f"Violated: {', '.join(bad)} (counterexamples above).")
     else:
@@ -130,18 +177,43 @@ def report_markdown(result: Any) -> str:
 @click.command("prove")
 @click.option("--tabs", type=int, default=2, show_default=True, help="Number of tabs (T).")
 @click.option("--all-tabs", is_flag=True, help="Parameterized proof for every number of tabs.")
-@click.option("--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts (K).")
+@click.option(
+    "--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts (K)."
+)
 @click.option("--cap", type=int, default=None, help="Cache capacity C (default T*K).")
-@click.option("--variant", default="", metavar="FLAGS", help="Comma-separated SPEC §5 flags; empty is the seed design.")
-@click.option("--design", default=None, metavar="FILE.py:NAME", expose_value=False, callback=remember_design,
-              is_eager=True, help="Prove a design of your own (a Definition in a Python file; docs/designs.md).")
+@click.option(
+    "--variant", default="", metavar="FLAGS", help="Comma-separated SPEC §5 flags; empty is the seed design."
+)
+@click.option(
+    "--design",
+    default=None,
+    metavar="FILE.py:NAME",
+    expose_value=False,
+    callback=remember_design,
+    is_eager=True,
+    help="Prove a design of your own (a Definition in a Python file; docs/designs.md).",
+)
 @click.option("--property", "prop", default=None, metavar="P", help="Only this property (a SPEC §7 name).")
 @click.option("--depth", type=int, default=None, help="BMC depth for invariants (default 12).")
-@click.option("--lasso-depth", type=int, default=None, help="Lasso search depth (default 26 at 2 messages, else 0).")
+@click.option(
+    "--lasso-depth", type=int, default=None, help="Lasso search depth (default 26 at 2 messages, else 0)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report to FILE.md.")
-def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str, prop: str | None,
-          depth: int | None, lasso_depth: int | None, as_json: bool, report: str | None) -> None:
+@click.option(
+    "--report", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report to FILE.md."
+)
+def prove(
+    tabs: int,
+    all_tabs: bool,
+    per_tab: int,
+    cap: int | None,
+    variant: str,
+    prop: str | None,
+    depth: int | None,
+    lasso_depth: int | None,
+    as_json: bool,
+    report: str | None,
+) -> None:
     """Prove or refute SPEC §7's properties with z3.
 
     Exit status, as `kvheal check`: 0 when every property asked is proved, 1 when one has a
@@ -162,7 +234,9 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
         if cfg.design is not None:
             _fail("--all-tabs proves kvheal's own designs only; drop --design (fixed sizes work)")
         if cap is not None:
-            _fail("--all-tabs proves every size with a capacity of at least the number of messages; drop --cap")
+            _fail(
+                "--all-tabs proves every size with a capacity of at least the number of messages; drop --cap"
+            )
 
         try:
             with _interruptible() as say:
@@ -177,8 +251,9 @@ def prove(tabs: int, all_tabs: bool, per_tab: int, cap: int | None, variant: str
         if prop is not None and prop not in names:
             _fail(f"unknown property {prop!r} for this variant; one of: {', '.join(sorted(names))}")
         with _interruptible() as say:
-            result = run_prove(cfg, properties={prop} if prop else None, depth=depth,
-                               lasso_depth=lasso_depth, progress=say)
+            result = run_prove(
+                cfg, properties={prop} if prop else None, depth=depth, lasso_depth=lasso_depth, progress=say
+            )
     if report:
         Path(report).write_text(report_markdown(result), encoding="utf-8")
     if as_json:
@@ -228,6 +303,7 @@ def _interruptible():
     console = Console(stderr=True)
     try:
         with console.status("z3: starting", spinner="dots") as status:
+
             def say(message: str) -> None:
                 if stop.is_set():
                     raise KeyboardInterrupt

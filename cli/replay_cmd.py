@@ -13,6 +13,7 @@ end or around its fair loop); one that is not, e.g. a truncated trace, is a usag
 the step. Exit status: 1 when the real system shows a violation, 0 when it follows every trace
 without showing one, 3 when it could not follow a trace, 2 for a usage error.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,8 @@ def _config(data: Any, tabs, per_tab, cap, variant) -> Config:
             tabs=tabs if tabs is not None else int(found.get("tabs", 2)),
             per_tab=per_tab if per_tab is not None else int(found.get("per_tab", 1)),
             cap=cap if cap is not None else (int(found["cap"]) if found.get("cap") is not None else None),
-            variants=variant if variant is not None else (fv or ""))
+            variants=variant if variant is not None else (fv or ""),
+        )
     except (ConfigError, ValueError, TypeError) as exc:
         raise click.UsageError(str(exc).splitlines()[0]) from None
 
@@ -65,7 +67,9 @@ def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
             raise click.UsageError("a bare list of steps needs --property NAME")
         return [(only, data)]
     if not isinstance(data, dict):
-        raise click.UsageError("TRACE.json must be kvheal check's JSON, {\"property\", \"trace\"} or a list of steps")
+        raise click.UsageError(
+            'TRACE.json must be kvheal check\'s JSON, {"property", "trace"} or a list of steps'
+        )
     if "trace" in data:
         name = only or data.get("property")
         if not isinstance(name, str):
@@ -73,9 +77,12 @@ def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
         return [(name, data["trace"])]
     props = data.get("properties")
     if not isinstance(props, dict):
-        raise click.UsageError("TRACE.json has neither \"trace\" nor \"properties\"")
-    out = [(name, p.get("trace", [])) for name, p in props.items()
-           if isinstance(p, dict) and p.get("status") == "violated" and (not only or name == only)]
+        raise click.UsageError('TRACE.json has neither "trace" nor "properties"')
+    out = [
+        (name, p.get("trace", []))
+        for name, p in props.items()
+        if isinstance(p, dict) and p.get("status") == "violated" and (not only or name == only)
+    ]
     if only and not out:
         raise click.UsageError(f"no violated property {only!r} in the file")
     return out
@@ -84,12 +91,20 @@ def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
 @click.command()
 @click.argument("trace_file", metavar="TRACE.json")
 @click.option("--property", "only", default=None, metavar="NAME", help="Replay only this property's trace.")
-@click.option("--backend", default="sqlite", show_default=True, metavar="sqlite|memory|redis",
-              help="The real KV: a SQLite file, this process's memory, or a Redis server.")
-@click.option("--db", default=None, help="SQLite file (default: a temporary one; an existing file is replaced).")
+@click.option(
+    "--backend",
+    default="sqlite",
+    show_default=True,
+    metavar="sqlite|memory|redis",
+    help="The real KV: a SQLite file, this process's memory, or a Redis server.",
+)
+@click.option(
+    "--db", default=None, help="SQLite file (default: a temporary one; an existing file is replaced)."
+)
 @click.option("--redis-url", default=None, help="Redis server (default: start a throwaway redis-server).")
-@click.option("--passes", type=click.IntRange(1, 100), default=2, show_default=True,
-              help="Times around a lasso's loop.")
+@click.option(
+    "--passes", type=click.IntRange(1, 100), default=2, show_default=True, help="Times around a lasso's loop."
+)
 @click.option("--tabs", type=int, default=None, help="Override the file's number of tabs.")
 @click.option("--per-tab", "per_tab", type=int, default=None, help="Override the file's messages per tab.")
 @click.option("--cap", type=int, default=None, help="Override the file's cache capacity.")
@@ -134,6 +149,7 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
             path = redis_url
             if path is None:
                 from kvheal.impl.redis_server import RedisServer, redis_server_binary
+
                 if redis_server_binary() is None:
                     raise click.UsageError("the redis backend needs --redis-url or an installed redis-server")
                 server = RedisServer().start()
@@ -145,15 +161,16 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
             except NotACounterexample as exc:
                 raise click.UsageError(f"{name}: not a counterexample in the model: {exc}") from None
             except TraceError as exc:
-                raise click.UsageError(f"{name}: the trace does not replay through the model: {exc}") from None
+                raise click.UsageError(
+                    f"{name}: the trace does not replay through the model: {exc}"
+                ) from None
             except ValueError as exc:
                 raise click.UsageError(f"{name}: {str(exc).splitlines()[0]}") from None
     finally:
         if server is not None:
             server.stop()
     if as_json:
-        click.echo(json.dumps({"config": _config_json(config),
-                               "results": [r.as_json() for r in results]}))
+        click.echo(json.dumps({"config": _config_json(config), "results": [r.as_json() for r in results]}))
     else:
         _render(config, results)
     return exit_status(r.status for r in results)
@@ -168,28 +185,40 @@ def _has_fixed_size(data: Any) -> bool:
 def _preflight(backend: str, db: str | None, redis_url: str | None) -> None:
     from kvheal.impl.config import ConfigError as ImplConfigError
     from kvheal.impl.server import ServeConfig, preflight
+
     try:
-        preflight(ServeConfig(backend=backend, db=db or "x", redis_url=redis_url or "", allow_volatile=True,
-                              port=0), bind=False)
+        preflight(
+            ServeConfig(
+                backend=backend, db=db or "x", redis_url=redis_url or "", allow_volatile=True, port=0
+            ),
+            bind=False,
+        )
     except ImplConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
 
 def _config_json(config: Config) -> dict:
-    return {"tabs": config.tabs, "per_tab": config.per_tab, "cap": config.cap,
-            "variant": sorted(config.variants)}
+    return {
+        "tabs": config.tabs,
+        "per_tab": config.per_tab,
+        "cap": config.cap,
+        "variant": sorted(config.variants),
+    }
 
 
 def _render(config: Config, results) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
     console = Console()
     for r in results:
         short = {real: f"#{m}" for m, real in enumerate(r.ids)}
-        table = Table(title=f"kvheal replay: {r.property} on the real worker ({r.backend}), tabs={config.tabs} "
-                            f"per_tab={config.per_tab} cap={config.cap} variant={config.variant_label()}",
-                      title_justify="left")
+        table = Table(
+            title=f"kvheal replay: {r.property} on the real worker ({r.backend}), tabs={config.tabs} "
+            f"per_tab={config.per_tab} cap={config.cap} variant={config.variant_label()}",
+            title_justify="left",
+        )
         table.add_column("step", justify="right")
         table.add_column("action")
         table.add_column("real KV / store calls")
@@ -198,8 +227,13 @@ def _render(config: Config, results) -> None:
         for s in r.steps:
             action = (f"↻{s.pass_no} " if s.loop else "") + s.action
             cache = "[" + ",".join(short.get(i, i) for i in s.cache) + "]"
-            table.add_row(str(s.number), escape(action), escape(", ".join(s.calls)), escape(cache),
-                          "yes" if s.violation else "")
+            table.add_row(
+                str(s.number),
+                escape(action),
+                escape(", ".join(s.calls)),
+                escape(cache),
+                "yes" if s.violation else "",
+            )
         console.print(table)
         console.print("  ids: " + ", ".join(f"#{m} = {real}" for m, real in enumerate(r.ids)))
         if r.reproduced:
@@ -211,15 +245,38 @@ def _render(config: Config, results) -> None:
 
 @click.command()
 @click.argument("log", metavar="LOG.jsonl")
-@click.option("--tabs", type=click.IntRange(1, 10_000), default=None,
-              help="Tabs of the run (default: from kvheal stress's ids r<run>-t<tab>-m<m>).")
-@click.option("--cap", type=click.IntRange(1), default=None, help="Cache capacity (default: the messages of a run; kvheal stress uses 200).")
-@click.option("--variant", default=None, metavar="FLAGS",
-              help="The design the run used (SPEC §5 flags; default: the log's design header, else the seed).")
-@click.option("--ids", "ids_file", default=None, metavar="IDS.json",
-              help="The message ids in timestamp order (default: inferred from the ids).")
-@click.option("--budget", type=click.IntRange(1), default=200_000, show_default=True,
-              help="Search states before giving up (verdict unknown, exit 3).")
+@click.option(
+    "--tabs",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Tabs of the run (default: from kvheal stress's ids r<run>-t<tab>-m<m>).",
+)
+@click.option(
+    "--cap",
+    type=click.IntRange(1),
+    default=None,
+    help="Cache capacity (default: the messages of a run; kvheal stress uses 200).",
+)
+@click.option(
+    "--variant",
+    default=None,
+    metavar="FLAGS",
+    help="The design the run used (SPEC §5 flags; default: the log's design header, else the seed).",
+)
+@click.option(
+    "--ids",
+    "ids_file",
+    default=None,
+    metavar="IDS.json",
+    help="The message ids in timestamp order (default: inferred from the ids).",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(1),
+    default=200_000,
+    show_default=True,
+    help="Search states before giving up (verdict unknown, exit 3).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
     """Check that a log of KV operations (kvheal serve/stress --op-log) is a behaviour of the model.
@@ -229,6 +286,7 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
 
     from kvheal.conformance.validate import load_log, validate_records
     from kvheal.model import parse_variants
+
     try:
         records = load_log(log)
     except OSError as exc:
@@ -237,10 +295,14 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
         raise click.UsageError(str(exc)) from None
     header = next((r for r in records if r.get("op") == "design"), None)  # written by kvheal serve
     try:
-        variants = parse_variants(variant if variant is not None else ",".join(header["variants"]) if header else "")
+        variants = parse_variants(
+            variant if variant is not None else ",".join(header["variants"]) if header else ""
+        )
         if header is not None and variant is not None and set(variants) != set(header["variants"]):
-            raise ConfigError(f"{log} was recorded with the design {','.join(header['variants']) or 'seed'}, "
-                              f"not {','.join(sorted(variants)) or 'seed'}: omit --variant to use the log's")
+            raise ConfigError(
+                f"{log} was recorded with the design {','.join(header['variants']) or 'seed'}, "
+                f"not {','.join(sorted(variants)) or 'seed'}: omit --variant to use the log's"
+            )
         if cap is None and header is not None and isinstance(header.get("cap"), int):
             cap = header["cap"]
         Config.make(tabs=tabs or 1, variants=variants)
@@ -252,8 +314,11 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise click.UsageError(f"{ids_file} must be a JSON list of message ids")
     if tabs is None:
-        found = [int(m.group(1)) for r in records
-                 if (m := re.match(r"^r\d+-t(\d+)-m\d+$", str(r.get("mid") or "")))]
+        found = [
+            int(m.group(1))
+            for r in records
+            if (m := re.match(r"^r\d+-t(\d+)-m\d+$", str(r.get("mid") or "")))
+        ]
         if not found:
             raise click.UsageError("cannot tell the number of tabs from the ids: give --tabs")
         tabs = max(found) + 1
@@ -264,11 +329,15 @@ def validate(log, tabs, cap, variant, ids_file, budget, as_json) -> int:
     if as_json:
         click.echo(json.dumps(result.as_json()))
     elif result.status == "ok":
-        click.echo(f"ok: {result.operations} operations in {result.runs} run(s) are a behaviour of the "
-                   f"model (tabs={tabs}, variant={','.join(sorted(variants)) or 'seed'})")
+        click.echo(
+            f"ok: {result.operations} operations in {result.runs} run(s) are a behaviour of the "
+            f"model (tabs={tabs}, variant={','.join(sorted(variants)) or 'seed'})"
+        )
         if result.invariant_violations:
-            click.echo(f"  the states reached violate {', '.join(result.invariant_violations)} "
-                       "(which this design allows)")
+            click.echo(
+                f"  the states reached violate {', '.join(result.invariant_violations)} "
+                "(which this design allows)"
+            )
     elif result.status == "illegal":
         click.echo(f"illegal: line {result.line}: {json.dumps(result.record)}")
         click.echo(f"  {result.reason}")

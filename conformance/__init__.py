@@ -11,12 +11,26 @@ The one place that imports both `kvheal.model` and `kvheal.impl`:
 * `validate`: a log of KV operations from a free run checked against the model;
 * `profiles`: the Hypothesis profiles (``ci``, ``explore``).
 """
+
 from .abstraction import SystemSnapshot, abstract
 from .faults import FAULTS
 from .lockstep import Divergence, LockstepMachine, lockstep_machine
-from .replay import ReplayResult, replay as replay_counterexample
+from .replay import ReplayResult
+from .replay import replay as replay_counterexample
 from .system import InProcessSystem
 from .validate import Validation, validate_log, validate_records
 
-__all__ = ["SystemSnapshot", "abstract", "FAULTS", "Divergence", "LockstepMachine", "lockstep_machine",
-           "ReplayResult", "replay_counterexample", "InProcessSystem", "Validation", "validate_log", "validate_records"]
+__all__ = [
+    "SystemSnapshot",
+    "abstract",
+    "FAULTS",
+    "Divergence",
+    "LockstepMachine",
+    "lockstep_machine",
+    "ReplayResult",
+    "replay_counterexample",
+    "InProcessSystem",
+    "Validation",
+    "validate_log",
+    "validate_records",
+]

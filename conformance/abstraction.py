@@ -29,6 +29,7 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,7 +111,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     def cache_of(raw: str | None) -> tuple:
         return ids(_cache_ids(raw))
 
-    stored = sorted_ids(k[len(COMMENT_PREFIX):] for k in snap.kv if k.startswith(COMMENT_PREFIX))
+    stored = sorted_ids(k[len(COMMENT_PREFIX) :] for k in snap.kv if k.startswith(COMMENT_PREFIX))
     view: dict[str, Any] = {"stored": stored, "cache": cache_of(snap.kv.get(CACHE_KEY))}
 
     current: dict[tuple, ActorRecord] = {}
@@ -140,8 +141,9 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     for m in range(M):
         record = current.get(("post", m))
         kv = record.kv_calls() if record else []
-        key_at = next((i for i, c in enumerate(kv)
-                       if c.op == "put" and c.key == COMMENT_PREFIX + snap.ids[m]), None)
+        key_at = next(
+            (i for i, c in enumerate(kv) if c.op == "put" and c.key == COMMENT_PREFIX + snap.ids[m]), None
+        )
         if record is None or key_at is None:
             posts.append(("Unsent",))
         elif record.responded and (record.done or (shared and _read_list(record))):
@@ -186,11 +188,11 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         return phase or ("KeyRead",)
 
     if shared:
-        view["heal"] = {(t, m): heal_phase((t, m), m, snap.ids[m] in snap.healing[t])
-                        for t in range(T) for m in range(M)}
+        view["heal"] = {
+            (t, m): heal_phase((t, m), m, snap.ids[m] in snap.healing[t]) for t in range(T) for m in range(M)
+        }
     else:
-        view["heal"] = {m: heal_phase(m, m, any(snap.ids[m] in h for h in snap.healing))
-                        for m in range(M)}
+        view["heal"] = {m: heal_phase(m, m, any(snap.ids[m] in h for h in snap.healing)) for m in range(M)}
     view["alive"] = tuple(snap.alive)
 
     sweep: tuple = ("Idle",)
@@ -199,10 +201,10 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         kv = record.kv_calls()
         listed = next((i for i, c in enumerate(kv) if c.op == "list"), None)
         if listed is not None:
-            k = sorted_ids(key[len(COMMENT_PREFIX):] for key in kv[listed].value)
+            k = sorted_ids(key[len(COMMENT_PREFIX) :] for key in kv[listed].value)
             sweep = ("Listed", k)
             if reads_are_steps.get("sweeper", False):
-                for call in kv[listed + 1:]:
+                for call in kv[listed + 1 :]:
                     if call.op == "get" and call.key == CACHE_KEY:
                         sweep = ("Read", k, cache_of(call.value))
     view["sweep"] = sweep

@@ -10,6 +10,7 @@ and the client's documented override points), so `kvheal serve` can never reach 
 
 `FAULTS[name]` is a `Fault`: the hooks to give `lockstep_machine` and the design it shows in.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -84,13 +85,16 @@ class VersionBlindCAS(KV):
 def _worker_app(worker_cls):
     def make_app(self, kv, worker_config):
         return create_app(kv, worker_config, worker=worker_cls(kv, worker_config))
+
     return make_app
 
 
 def _client(client_cls):
     def make_client(self, tab, store, transport, keep_verifying):
-        return client_cls("http://worker", tab=str(tab), store=store, transport=transport,
-                          keep_verifying=keep_verifying)
+        return client_cls(
+            "http://worker", tab=str(tab), store=store, transport=transport, keep_verifying=keep_verifying
+        )
+
     return make_client
 
 
@@ -106,15 +110,39 @@ class Fault:
     tabs: int = 2
 
 
-FAULTS: dict[str, Fault] = {f.name: f for f in [
-    Fault("cache_before_key", "the worker adds the message to the cache before writing its key",
-          "", {"make_app": _worker_app(_CacheBeforeKey)}),
-    Fault("dedupe_wrong_field", "dedupe compares the text instead of the id", "dedupe",
-          {"make_app": _worker_app(_DedupeOnText)}),
-    Fault("pending_dropped", "the tab drops its oldest pending id before checking it", "",
-          {"make_client": _client(_PendingDropped)}),
-    Fault("cas_ignores_version", "compare-and-swap writes whatever the version", "atomic_cache",
-          {"wrap_kv": lambda self, kv: VersionBlindCAS(kv)}, tabs=3),
-    Fault("ack_before_cache", "the worker answers the post before updating the cache", "",
-          {"make_app": _worker_app(_AckBeforeCache)}),
-]}
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in [
+        Fault(
+            "cache_before_key",
+            "the worker adds the message to the cache before writing its key",
+            "",
+            {"make_app": _worker_app(_CacheBeforeKey)},
+        ),
+        Fault(
+            "dedupe_wrong_field",
+            "dedupe compares the text instead of the id",
+            "dedupe",
+            {"make_app": _worker_app(_DedupeOnText)},
+        ),
+        Fault(
+            "pending_dropped",
+            "the tab drops its oldest pending id before checking it",
+            "",
+            {"make_client": _client(_PendingDropped)},
+        ),
+        Fault(
+            "cas_ignores_version",
+            "compare-and-swap writes whatever the version",
+            "atomic_cache",
+            {"wrap_kv": lambda self, kv: VersionBlindCAS(kv)},
+            tabs=3,
+        ),
+        Fault(
+            "ack_before_cache",
+            "the worker answers the post before updating the cache",
+            "",
+            {"make_app": _worker_app(_AckBeforeCache)},
+        ),
+    ]
+}

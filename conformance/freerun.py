@@ -9,6 +9,7 @@ SQLite or Redis), many concurrent tabs, no gates; every KV call logged, then val
 The run is `kvheal stress` with one run and its operation log on; the log is then checked by
 `kvheal.conformance.validate`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,11 +31,28 @@ class FreeRun:
     log: str
 
 
-def free_run(log: str, *, tabs: int = 8, per_tab: int = 1, variants: str = "", backend: str = "sqlite",
-             workers: int = 3, runs: int = 1, **stress: Any) -> FreeRun:
+def free_run(
+    log: str,
+    *,
+    tabs: int = 8,
+    per_tab: int = 1,
+    variants: str = "",
+    backend: str = "sqlite",
+    workers: int = 3,
+    runs: int = 1,
+    **stress: Any,
+) -> FreeRun:
     """Race `tabs` tabs against a served worker, log every KV call to `log`, validate the log."""
-    config = StressConfig(tabs=tabs, per_tab=per_tab, variants=variants, backend=backend,
-                          workers=workers, runs=runs, op_log=log, **stress)
+    config = StressConfig(
+        tabs=tabs,
+        per_tab=per_tab,
+        variants=variants,
+        backend=backend,
+        workers=workers,
+        runs=runs,
+        op_log=log,
+        **stress,
+    )
     report = run_stress(config)
     validation = validate_log(log, tabs=tabs, cap=config.cap, variants=config.variants)
     return FreeRun(report, validation, log)

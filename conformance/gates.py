@@ -12,6 +12,7 @@ attributed without the worker's help (any ASGI worker can be put under the gates
 The worker runs in-process: `TabTransport` hands requests to `httpx2.ASGITransport`, which
 awaits the app in the caller's task, so the KV calls of a request run in the task that sent it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,17 @@ import httpx2
 from kvheal.impl.client import MemoryPendingStore, PendingEntry, PendingStore
 from kvheal.impl.kv import KV
 
-__all__ = ["ACTOR", "Call", "Gate", "Gatekeeper", "GatedKV", "GatedPendingStore", "GatedLock", "TabTransport",
-           "ActorRecord"]
+__all__ = [
+    "ACTOR",
+    "Call",
+    "Gate",
+    "Gatekeeper",
+    "GatedKV",
+    "GatedPendingStore",
+    "GatedLock",
+    "TabTransport",
+    "ActorRecord",
+]
 
 #: the actor making the current call: ("post", m) | ("poll", t) | ("heal", t, m) | ("sweep",)
 ACTOR: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("kvheal_actor", default=None)
@@ -104,8 +114,9 @@ class Gatekeeper:
             self.history.append(record)
         return record
 
-    async def through(self, call: Call, run: Callable[[], Awaitable[Any]],
-                      finish: Callable[[Any], Call] | None = None) -> Any:
+    async def through(
+        self, call: Call, run: Callable[[], Awaitable[Any]], finish: Callable[[Any], Call] | None = None
+    ) -> Any:
         """Park `call`, wait for its release, run it, record it (as `finish(result)` when
         given), return its result."""
         self._seq += 1
@@ -151,26 +162,32 @@ class GatedKV(KV):
 
     async def get(self, key: str) -> str | None:
         return await self.keeper.through(
-            Call("kv", "get", key), lambda: self.inner.get(key),
-            lambda v: Call("kv", "get", key, v))
+            Call("kv", "get", key), lambda: self.inner.get(key), lambda v: Call("kv", "get", key, v)
+        )
 
     async def put(self, key: str, value: str) -> None:
         return await self.keeper.through(Call("kv", "put", key, value), lambda: self.inner.put(key, value))
 
     async def list(self, prefix: str) -> list[str]:
         return await self.keeper.through(
-            Call("kv", "list", prefix), lambda: self.inner.list(prefix),
-            lambda keys: Call("kv", "list", prefix, tuple(keys)))
+            Call("kv", "list", prefix),
+            lambda: self.inner.list(prefix),
+            lambda keys: Call("kv", "list", prefix, tuple(keys)),
+        )
 
     async def get_versioned(self, key: str) -> tuple[str | None, int]:
         return await self.keeper.through(
-            Call("kv", "get_versioned", key), lambda: self.inner.get_versioned(key),
-            lambda r: Call("kv", "get_versioned", key, r[0]))
+            Call("kv", "get_versioned", key),
+            lambda: self.inner.get_versioned(key),
+            lambda r: Call("kv", "get_versioned", key, r[0]),
+        )
 
     async def cas(self, key: str, expected_version: int, value: str) -> bool:
         return await self.keeper.through(
-            Call("kv", "cas", key, value), lambda: self.inner.cas(key, expected_version, value),
-            lambda ok: Call("kv", "cas", key, value, ok=bool(ok)))
+            Call("kv", "cas", key, value),
+            lambda: self.inner.cas(key, expected_version, value),
+            lambda ok: Call("kv", "cas", key, value, ok=bool(ok)),
+        )
 
     async def clear(self) -> None:
         await self.inner.clear()
@@ -189,13 +206,16 @@ class GatedPendingStore(PendingStore):
 
     async def read(self) -> list[PendingEntry]:
         return await self.keeper.through(
-            Call("store", "read", tab=self.tab), self.inner.read,
-            lambda entries: Call("store", "read", value=tuple(e.id for e in entries), tab=self.tab))
+            Call("store", "read", tab=self.tab),
+            self.inner.read,
+            lambda entries: Call("store", "read", value=tuple(e.id for e in entries), tab=self.tab),
+        )
 
     async def write(self, entries: list[PendingEntry]) -> None:
         ids = tuple(e.id for e in entries)
-        return await self.keeper.through(Call("store", "write", value=ids, tab=self.tab),
-                                         lambda: self.inner.write(entries))
+        return await self.keeper.through(
+            Call("store", "write", value=ids, tab=self.tab), lambda: self.inner.write(entries)
+        )
 
 
 async def _nothing() -> None:
@@ -233,8 +253,13 @@ class TabTransport(httpx2.AsyncBaseTransport):
 
     HEAL_PATH = "/api/admin/add-to-cache"
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, tab: int, keeper: Gatekeeper,
-                 message_of: Callable[[str], int | None]) -> None:
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        tab: int,
+        keeper: Gatekeeper,
+        message_of: Callable[[str], int | None],
+    ) -> None:
         self.inner = inner
         self.tab = tab
         self.keeper = keeper

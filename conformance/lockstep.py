@@ -46,6 +46,7 @@ A machine can also be driven by hand, for a scripted scenario or a regression te
 machine.release_call(0); ...; machine.teardown()``; each call raises `Divergence` with the
 table as soon as the two sides disagree.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,19 +60,17 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from kvheal.model import Action, Config, KVHealModel, State
 
 from .abstraction import first_difference, flatten
+from .system import Blocked, InProcessSystem
 
 #: KV operations that only read (the rest write).
 READ_OPS = frozenset({"get", "get_versioned", "list"})
-from .system import Blocked, InProcessSystem
 
-__all__ = ["LockstepMachine", "lockstep_machine", "Divergence", "Step", "divergence_table",
-           "RULE_GROUPS"]
+__all__ = ["LockstepMachine", "lockstep_machine", "Divergence", "Step", "divergence_table", "RULE_GROUPS"]
 
 #: rule name -> the SPEC §4 action names it performs
 RULE_GROUPS: dict[str, tuple[str, ...]] = {
     "start_post": ("PostKey",),
-    "worker_step": ("PostRead", "PostWrite", "PostCache", "HealKey", "HealRead", "HealWrite",
-                    "HealCache"),
+    "worker_step": ("PostRead", "PostWrite", "PostCache", "HealKey", "HealRead", "HealWrite", "HealCache"),
     "poll": ("PollRead",),
     "deliver_ack": ("PostAck",),
     "check_pending": ("PollDone",),
@@ -108,8 +107,12 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
             out.add(a.label)
         elif key[0] == "poll" and a.name in ("PollRead", "PollDone", "PendingWrite") and args["t"] == key[1]:
             out.add(a.label)
-        elif key[0] == "heal" and a.name.startswith("Heal") and args["m"] == key[2] and \
-                args.get("t", key[1]) == key[1]:
+        elif (
+            key[0] == "heal"
+            and a.name.startswith("Heal")
+            and args["m"] == key[2]
+            and args.get("t", key[1]) == key[1]
+        ):
             out.add(a.label)
         elif key[0] == "sweep" and a.name.startswith("Sweep"):
             out.add(a.label)
@@ -119,8 +122,9 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
     return out
 
 
-def _explain(model: KVHealModel, start: State, labels: set[int], target: dict[str, Any],
-             depth: int = 3) -> list[tuple[list[int], State]]:
+def _explain(
+    model: KVHealModel, start: State, labels: set[int], target: dict[str, Any], depth: int = 3
+) -> list[tuple[list[int], State]]:
     """Paths of at most `depth` steps with `labels` from `start` to a state whose view is `target`."""
     frontier = [([], start)]
     found = []
@@ -160,10 +164,15 @@ def divergence_table(config: Config, steps: list[Step], failed: Step, reason: st
         impl_text = "(same)" if fm == fi else " ".join(changed_i) + " ◀"
         rows.append((str(step.number), label, " ".join(changed_m), impl_text))
         prev_m, prev_i = fm, fi
-    widths = [max(len(r[i]) for r in rows + [("step", "action", "model state (changed fields)", "")])
-              for i in range(3)]
-    lines = [f"lockstep divergence (tabs={config.tabs} per_tab={config.per_tab} cap={config.cap} "
-             f"variant={config.variant_label()}): {reason}", ""]
+    widths = [
+        max(len(r[i]) for r in rows + [("step", "action", "model state (changed fields)", "")])
+        for i in range(3)
+    ]
+    lines = [
+        f"lockstep divergence (tabs={config.tabs} per_tab={config.per_tab} cap={config.cap} "
+        f"variant={config.variant_label()}): {reason}",
+        "",
+    ]
     head = ("step", "action", "model state (changed fields)", "implementation state")
     lines.append(f"{head[0]:>{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]:<{widths[2]}}  {head[3]}")
     for r in rows:
@@ -191,6 +200,7 @@ class LockstepMachine(RuleBasedStateMachine):
     def make_app(self, kv, worker_config):
         """The ASGI worker over `kv` (default: kvheal's own)."""
         from kvheal.impl.worker import create_app
+
         return create_app(kv, worker_config)
 
     def wrap_kv(self, kv):
@@ -200,8 +210,10 @@ class LockstepMachine(RuleBasedStateMachine):
     def make_client(self, tab: int, store, transport, keep_verifying: bool):
         """Tab `tab`'s client (default: kvheal's own `Client`)."""
         from kvheal.impl.client import Client
-        return Client("http://worker", tab=str(tab), store=store, transport=transport,
-                      keep_verifying=keep_verifying)
+
+        return Client(
+            "http://worker", tab=str(tab), store=store, transport=transport, keep_verifying=keep_verifying
+        )
 
     async def sweep_once(self, app) -> None:
         """One pass of the worker's sweeper."""
@@ -218,15 +230,23 @@ class LockstepMachine(RuleBasedStateMachine):
             self._tmp = tempfile.TemporaryDirectory(prefix="kvheal-lockstep-")
             path = os.path.join(self._tmp.name, "kv.sqlite3")
         self.system = InProcessSystem(
-            self.config, backend=self.backend, path=path, wrap_kv=self.wrap_kv,
-            make_app=self.make_app, make_client=self.make_client, sweep_once=self.sweep_once)
+            self.config,
+            backend=self.backend,
+            path=path,
+            wrap_kv=self.wrap_kv,
+            make_app=self.make_app,
+            make_client=self.make_client,
+            sweep_once=self.sweep_once,
+        )
         self.steps: list[Step] = []
 
     @initialize()
     def start(self) -> None:
         """The initial states agree."""
-        self._compare(Step(0, "", ["initial"], self.model.view(self.state), self.system.view()),
-                      "the initial states differ")
+        self._compare(
+            Step(0, "", ["initial"], self.model.view(self.state), self.system.view()),
+            "the initial states differ",
+        )
 
     def teardown(self) -> None:
         self.system.close()
@@ -235,14 +255,14 @@ class LockstepMachine(RuleBasedStateMachine):
 
     # -- the bookkeeping ---------------------------------------------------------------------
     def _available(self, names: tuple[str, ...]) -> list[Action]:
-        return [a for a in self.model.actions(self.state)
-                if a.name in names and self.system.can_perform(a)]
+        return [a for a in self.model.actions(self.state) if a.name in names and self.system.can_perform(a)]
 
     def _compare(self, step: Step, reason: str) -> None:
         if step.model != step.impl:
             field = first_difference(step.model, step.impl)
-            raise Divergence(divergence_table(self.config, self.steps, step, f"{reason}; first "
-                                                                            f"difference: {field}"))
+            raise Divergence(
+                divergence_table(self.config, self.steps, step, f"{reason}; first difference: {field}")
+            )
         self.steps.append(step)
 
     def _check_complete(self) -> None:
@@ -255,9 +275,14 @@ class LockstepMachine(RuleBasedStateMachine):
                 continue
             impl = self.system.view()
             step = Step(len(self.steps), "", [f"{action}?"], self.model.view(self.state), impl)
-            raise Divergence(divergence_table(
-                self.config, self.steps, step,
-                f"the model can take {action} here, but the implementation cannot"))
+            raise Divergence(
+                divergence_table(
+                    self.config,
+                    self.steps,
+                    step,
+                    f"the model can take {action} here, but the implementation cannot",
+                )
+            )
 
     def _do(self, action: Action) -> None:
         number = len(self.steps)
@@ -277,8 +302,10 @@ class LockstepMachine(RuleBasedStateMachine):
                 path, expected = found[0]
                 actions += [str(self.model.instances[lab]) for lab in path]
         self.state = expected
-        self._compare(Step(number, did, actions, self.model.view(expected), impl),
-                      f"after {action} the implementation is not in the model's state")
+        self._compare(
+            Step(number, did, actions, self.model.view(expected), impl),
+            f"after {action} the implementation is not in the model's state",
+        )
         self._check_complete()
 
     def _group(self, data, rule_name: str) -> None:
@@ -377,23 +404,35 @@ class LockstepMachine(RuleBasedStateMachine):
         if found:
             path, self.state = found[0]
             actions = [str(self.model.instances[lab]) for lab in path]
-        self._compare(Step(number, f"release {who}: {call}", actions, self.model.view(self.state), impl),
-                      f"no model step of {who} explains its {call}")
+        self._compare(
+            Step(number, f"release {who}: {call}", actions, self.model.view(self.state), impl),
+            f"no model step of {who} explains its {call}",
+        )
         self._check_complete()
 
-    @precondition(lambda self: not any(self.system.can_perform(a)
-                                       for a in self.model.actions(self.state))
-                  and not self.system.kv_gates())
+    @precondition(
+        lambda self: (
+            not any(self.system.can_perform(a) for a in self.model.actions(self.state))
+            and not self.system.kv_gates()
+        )
+    )
     @rule()
     def stutter(self) -> None:
         """Nothing can move (every tab dead, nothing in flight): the states still agree."""
-        self._compare(Step(len(self.steps), "stutter", [], self.model.view(self.state),
-                           self.system.view()), "the states differ at rest")
+        self._compare(
+            Step(len(self.steps), "stutter", [], self.model.view(self.state), self.system.view()),
+            "the states differ at rest",
+        )
 
 
-def lockstep_machine(config: Config, *, base: type[LockstepMachine] = LockstepMachine,
-                     backend: str | None = None, name: str | None = None,
-                     **hooks: Any) -> type[LockstepMachine]:
+def lockstep_machine(
+    config: Config,
+    *,
+    base: type[LockstepMachine] = LockstepMachine,
+    backend: str | None = None,
+    name: str | None = None,
+    **hooks: Any,
+) -> type[LockstepMachine]:
     """A `LockstepMachine` subclass for `config` (and optional hook overrides as functions
     taking `self` first); its `TestCase` is a unittest test case."""
     attrs: dict[str, Any] = {"config": config, **hooks}

@@ -6,6 +6,7 @@ every planted bug) and ``explore`` (long runs).
 `register_profiles()` registers both and loads the one the environment names (``ci`` when
 unset); the conformance tests' conftest calls it.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,21 @@ ENV_PROFILE = "KVHEAL_HYPOTHESIS_PROFILE"
 #: name -> settings keyword arguments
 PROFILES: dict[str, dict] = {
     # CI: a fixed seed (derandomize) so a run is repeatable and its time predictable.
-    "ci": dict(max_examples=50, stateful_step_count=30, deadline=None, derandomize=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-               phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]),
+    "ci": dict(
+        max_examples=50,
+        stateful_step_count=30,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    ),
     # Long runs: many more and longer examples, a fresh seed each time, the example database on.
-    "explore": dict(max_examples=2_000, stateful_step_count=120, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]),
+    "explore": dict(
+        max_examples=2_000,
+        stateful_step_count=120,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    ),
 }
 
 

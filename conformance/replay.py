@@ -31,6 +31,7 @@ The verdict (``status``, the shared :class:`~kvheal.model.results.Verdict`) is a
 system along this trace: ``violated`` when it shows the violation, ``holds`` when it follows
 the trace without showing it, ``unknown`` when it could not follow the trace.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,13 +88,26 @@ class ReplayResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "property": self.property, "kind": self.kind, "status": str(self.status),
+            "property": self.property,
+            "kind": self.kind,
+            "status": str(self.status),
             "reproduced": self.reproduced,
-            "evidence": self.evidence, "diverged": self.diverged or None, "backend": self.backend,
+            "evidence": self.evidence,
+            "diverged": self.diverged or None,
+            "backend": self.backend,
             "ids": list(self.ids),
-            "steps": [{"step": s.number, "action": s.action, "calls": s.calls, "cache": s.cache,
-                       "loop": s.loop, "pass": s.pass_no, "violation": s.violation or None}
-                      for s in self.steps],
+            "steps": [
+                {
+                    "step": s.number,
+                    "action": s.action,
+                    "calls": s.calls,
+                    "cache": s.cache,
+                    "loop": s.loop,
+                    "pass": s.pass_no,
+                    "violation": s.violation or None,
+                }
+                for s in self.steps
+            ],
         }
 
 
@@ -115,10 +129,9 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
         bad = [m for m in acked if m not in stored]
         return f"message {ids[bad[0]]} was acknowledged but its key is absent" if bad else ""
     if name == "Converges":
-        newest = sorted(acked)[-system.config.cap:]
+        newest = sorted(acked)[-system.config.cap :]
         missing = [ids[m] for m in newest if ids[m] not in cache]
-        return (f"acknowledged {', '.join(missing)} absent from the real cache "
-                f"{cache}") if missing else ""
+        return (f"acknowledged {', '.join(missing)} absent from the real cache {cache}") if missing else ""
     if name == "PendingDrains":
         alive = view["alive"]
         if "shared_pending" in system.variants:
@@ -165,8 +178,15 @@ class _Driver:
         return f"{key}: model {flatten(want)[key]}, real {flatten(impl).get(key)}"
 
 
-def replay(config: Config, name: str, trace: Trace | Sequence[Mapping[str, Any]], *, backend: str = "sqlite",
-           path: str | None = None, passes: int = 2) -> ReplayResult:
+def replay(
+    config: Config,
+    name: str,
+    trace: Trace | Sequence[Mapping[str, Any]],
+    *,
+    backend: str = "sqlite",
+    path: str | None = None,
+    passes: int = 2,
+) -> ReplayResult:
     """Drive the real system through `trace` (a counterexample to property `name`: a
     :class:`Trace` or its JSON) and say whether the real system shows the violation. Raises
     `TraceError` if the trace is not a counterexample in the model (a step does not replay,
@@ -203,8 +223,17 @@ def replay(config: Config, name: str, trace: Trace | Sequence[Mapping[str, Any]]
                     result.diverged = f"step {number}: {exc}"
                     return False
             view = system.view()
-            result.steps.append(ReplayStep(number, action, calls, system.cache_ids(), in_loop, pass_no,
-                                           real_violation(name, system, view)))
+            result.steps.append(
+                ReplayStep(
+                    number,
+                    action,
+                    calls,
+                    system.cache_ids(),
+                    in_loop,
+                    pass_no,
+                    real_violation(name, system, view),
+                )
+            )
             diff = driver.difference()
             if diff is not None:
                 result.diverged = f"step {number} ({action}): the real system left the model's path: {diff}"
@@ -238,8 +267,11 @@ def replay(config: Config, name: str, trace: Trace | Sequence[Mapping[str, Any]]
         if stutter:
             result.evidence = f"nothing can move any more, and for ever: {last}" if last else ""
         else:
-            result.evidence = (f"on each of {total} passes around the loop, which returns to where "
-                               f"it started: {last}") if result.reproduced else ""
+            result.evidence = (
+                (f"on each of {total} passes around the loop, which returns to where it started: {last}")
+                if result.reproduced
+                else ""
+            )
         return result
     finally:
         system.close()

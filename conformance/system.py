@@ -12,6 +12,7 @@ until the abstraction changes. That needs no table of which KV call is which ste
 with a different call pattern (an extra read, a retry) passes as long as each call is a model
 step or changes nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,7 @@ from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
 
 from .abstraction import SystemSnapshot, abstract
-from .gates import ACTOR, Gate, Gatekeeper, GatedKV, GatedLock, GatedPendingStore, TabTransport
+from .gates import ACTOR, Gate, GatedKV, GatedLock, GatedPendingStore, Gatekeeper, TabTransport
 
 __all__ = ["InProcessSystem", "Blocked", "message_ids", "BASE_TIMESTAMP"]
 
@@ -45,8 +46,10 @@ class Blocked(Exception):
 
 def message_ids(messages: int) -> tuple[str, ...]:
     """Real-looking ids (`<ms>-<hex>`, as the original's browsers made them) of messages 0..M-1."""
-    return tuple(f"{BASE_TIMESTAMP + 1000 * m}-{hashlib.sha256(str(m).encode()).hexdigest()[:6]}"
-                 for m in range(messages))
+    return tuple(
+        f"{BASE_TIMESTAMP + 1000 * m}-{hashlib.sha256(str(m).encode()).hexdigest()[:6]}"
+        for m in range(messages)
+    )
 
 
 def _make_app(kv: KV, config: WorkerConfig):
@@ -54,8 +57,9 @@ def _make_app(kv: KV, config: WorkerConfig):
 
 
 def _make_client(tab: int, store, transport, keep_verifying: bool) -> Client:
-    return Client("http://worker", tab=str(tab), store=store, transport=transport,
-                  keep_verifying=keep_verifying)
+    return Client(
+        "http://worker", tab=str(tab), store=store, transport=transport, keep_verifying=keep_verifying
+    )
 
 
 async def _sweep_once(app) -> None:
@@ -70,11 +74,17 @@ class InProcessSystem:
     store, transport, keep_verifying)` a tab; `sweep_once(app)` runs one sweeper pass.
     """
 
-    def __init__(self, config: Config, *, backend: str = "memory", path: str | None = None,
-                 wrap_kv: Callable[[KV], KV] | None = None,
-                 make_app: Callable[[KV, WorkerConfig], Any] | None = None,
-                 make_client: Callable[..., Client] | None = None,
-                 sweep_once: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backend: str = "memory",
+        path: str | None = None,
+        wrap_kv: Callable[[KV], KV] | None = None,
+        make_app: Callable[[KV, WorkerConfig], Any] | None = None,
+        make_client: Callable[..., Client] | None = None,
+        sweep_once: Callable[[Any], Any] | None = None,
+    ) -> None:
         self.config = config
         self.T, self.M = config.tabs, config.messages
         self.variants = frozenset(config.variants)
@@ -86,6 +96,7 @@ class InProcessSystem:
             self.backend: KV = MemoryKV()
         elif backend == "sqlite":
             from kvheal.impl.sqlite_kv import SqliteKV
+
             if path is None:
                 raise ValueError("the sqlite backend needs a path")
             if os.path.exists(path):
@@ -93,6 +104,7 @@ class InProcessSystem:
             self.backend = SqliteKV(path)
         elif backend == "redis":
             from kvheal.impl.redis_kv import RedisKV
+
             if path is None:
                 raise ValueError("the redis backend needs a URL")
             self.backend = self.loop.run_until_complete(self._redis(RedisKV, path))
@@ -101,12 +113,18 @@ class InProcessSystem:
         inner = wrap_kv(self.backend) if wrap_kv else self.backend
         self.kv = GatedKV(inner, self.keeper)
         self.worker_config = WorkerConfig(
-            variants=self.variants & WORKER_VARIANTS, cap=config.cap,
-            secret=b"kvheal-conformance", max_cas_attempts=1_000_000, cas_backoff_ms=0.0,
+            variants=self.variants & WORKER_VARIANTS,
+            cap=config.cap,
+            secret=b"kvheal-conformance",
+            max_cas_attempts=1_000_000,
+            cas_backoff_ms=0.0,
             sweeper_in_app=False,
             # the model's behaviour: any cache update may go first, no-op writes are written
-            cache_lock=False, skip_noop_cache_write=False, store_update=False,
-            sweeper_skip_noop_write=False)
+            cache_lock=False,
+            skip_noop_cache_write=False,
+            store_update=False,
+            sweeper_skip_noop_write=False,
+        )
         self.app = (make_app or _make_app)(self.kv, self.worker_config)
         self._sweep_once = sweep_once or _sweep_once
         shared = "shared_pending" in self.variants
@@ -117,8 +135,11 @@ class InProcessSystem:
         for t in range(self.T):
             store = GatedPendingStore(inners[0 if shared else t], t, self.keeper)
             transport = TabTransport(asgi, t, self.keeper, self.index.get)
-            client = self.loop.run_until_complete(self._client(
-                make_client or _make_client, t, store, transport, "keep_verifying" in self.variants))
+            client = self.loop.run_until_complete(
+                self._client(
+                    make_client or _make_client, t, store, transport, "keep_verifying" in self.variants
+                )
+            )
             if isinstance(getattr(client, "_lock", None), asyncio.Lock):
                 client._lock = GatedLock(t, self.keeper)  # see GatedLock: the test picks the order
             self.clients.append(client)
@@ -127,6 +148,7 @@ class InProcessSystem:
     @staticmethod
     async def _redis(cls, url: str):
         import uuid
+
         return cls(url, namespace=f"kvheal-conformance-{uuid.uuid4().hex[:8]}:")
 
     @staticmethod
@@ -162,7 +184,9 @@ class InProcessSystem:
                     return
             else:
                 idle = 0
-        raise RuntimeError("the system under test did not settle within 30 s (a released call never returned)")
+        raise RuntimeError(
+            "the system under test did not settle within 30 s (a released call never returned)"
+        )
 
     def settle(self) -> None:
         """Run the loop until nothing can run."""
@@ -179,6 +203,7 @@ class InProcessSystem:
             record.done = True
             if not _task.cancelled():
                 _task.exception()  # retrieve: a refused post or poll is visible in the state
+
         task.add_done_callback(done)
         self.settle()
 
@@ -187,8 +212,7 @@ class InProcessSystem:
         """Tab m mod T posts message m (its calls park at the gates)."""
         client = self.clients[m % self.T]
         text = "hello"  # the same text for every message, as in a real chat
-        self._start(("post", m), lambda: client.post(text, id=self.ids[m],
-                                                     timestamp=self.timestamp(m)))
+        self._start(("post", m), lambda: client.post(text, id=self.ids[m], timestamp=self.timestamp(m)))
 
     def start_poll(self, t: int) -> None:
         """Tab t polls once (read, then check its pending list and heal)."""
@@ -272,8 +296,9 @@ class InProcessSystem:
 
     def tab_busy(self, t: int) -> bool:
         """Whether tab t is in the middle of a pending-list task (its one thread is busy)."""
-        return any(g.call.target == "store" and g.call.op != "lock" and g.call.tab == t
-                   for g in self.keeper.parked)
+        return any(
+            g.call.target == "store" and g.call.op != "lock" and g.call.tab == t for g in self.keeper.parked
+        )
 
     def kv_gates(self) -> list[Gate]:
         """Parked worker-side calls (KV), in a stable order: by actor, then arrival."""
@@ -332,14 +357,22 @@ class InProcessSystem:
 
     def snapshot(self) -> SystemSnapshot:
         """What can be observed of the system now (call between steps)."""
-        writes = tuple((g.call.tab, g.call.value) for g in self.keeper.parked
-                       if g.call.target == "store" and g.call.op == "write")
+        writes = tuple(
+            (g.call.tab, g.call.value)
+            for g in self.keeper.parked
+            if g.call.target == "store" and g.call.op == "write"
+        )
         return SystemSnapshot(
-            tabs=self.T, ids=self.ids, variants=self.variants, kv=self.run(self._kv_contents()),
-            actors=tuple(self.keeper.history), parked_writes=writes,
+            tabs=self.T,
+            ids=self.ids,
+            variants=self.variants,
+            kv=self.run(self._kv_contents()),
+            actors=tuple(self.keeper.history),
+            parked_writes=writes,
             stores=tuple(tuple(e.id for e in s.peek()) for s in self.inner_stores),
             healing=tuple(frozenset(c.healing) for c in self.clients),
-            alive=tuple(c.alive for c in self.clients))
+            alive=tuple(c.alive for c in self.clients),
+        )
 
     def view(self) -> dict[str, Any]:
         """The abstraction of the current state (`KVHealModel.view`'s shape)."""
@@ -348,11 +381,13 @@ class InProcessSystem:
     def cache_ids(self) -> list[str]:
         """The real ids in the real cache, in stored order."""
         from .abstraction import _cache_ids
+
         return _cache_ids(self.run(self._kv_contents()).get(CACHE_KEY))
 
     # -- the end -----------------------------------------------------------------------------
     def close(self) -> None:
         """Cancel every task, close clients and the backend, close the loop."""
+
         async def shutdown():
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
@@ -361,6 +396,7 @@ class InProcessSystem:
             for client in self.clients:
                 await client.aclose()
             await self.backend.aclose()
+
         try:
             self.loop.run_until_complete(shutdown())
         finally:

@@ -35,6 +35,7 @@ store; each run is validated on its own.
 Results are three-valued, like porcupine's: ``ok``, ``illegal`` (with the first call no order
 can explain, the reason and the state there) and ``unknown`` (the search budget ran out).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,16 @@ from kvheal.model.config import Config
 from kvheal.model.definition import KVHEAL
 from kvheal.model.results import Verdict
 
-__all__ = ["OK", "ILLEGAL", "UNKNOWN", "Validation", "validate_records", "validate_log",
-           "load_log", "infer_ids"]
+__all__ = [
+    "OK",
+    "ILLEGAL",
+    "UNKNOWN",
+    "Validation",
+    "validate_records",
+    "validate_log",
+    "load_log",
+    "infer_ids",
+]
 
 OK, ILLEGAL, UNKNOWN = "ok", "illegal", "unknown"
 
@@ -84,9 +93,17 @@ class Validation:
         return {OK: Verdict.HOLDS, ILLEGAL: Verdict.VIOLATED}.get(self.status, Verdict.UNKNOWN)
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "verdict": str(self.verdict), "operations": self.operations, "runs": self.runs,
-                "line": self.line, "record": self.record, "reason": self.reason or None,
-                "state": self.state or None, "invariant_violations": self.invariant_violations}
+        return {
+            "status": self.status,
+            "verdict": str(self.verdict),
+            "operations": self.operations,
+            "runs": self.runs,
+            "line": self.line,
+            "record": self.record,
+            "reason": self.reason or None,
+            "state": self.state or None,
+            "invariant_violations": self.invariant_violations,
+        }
 
 
 def load_log(path: str) -> list[dict]:
@@ -110,8 +127,13 @@ def load_log(path: str) -> list[dict]:
 def infer_ids(records: Iterable[Mapping]) -> list[str]:
     """The message ids of one run in timestamp order, from its `put comment:` records: ids of
     the form ``r<run>-t<tab>-m<m>`` (kvheal stress) by m, ids ``<ms>-<rest>`` by their time."""
-    ids = sorted({r["key"][len(COMMENT_PREFIX):] for r in records
-                  if r.get("op") == "put" and str(r.get("key", "")).startswith(COMMENT_PREFIX)})
+    ids = sorted(
+        {
+            r["key"][len(COMMENT_PREFIX) :]
+            for r in records
+            if r.get("op") == "put" and str(r.get("key", "")).startswith(COMMENT_PREFIX)
+        }
+    )
     if all(_STRESS_ID.match(i) for i in ids):
         return sorted(ids, key=lambda i: int(_STRESS_ID.match(i).group(3)))
     if all(re.match(r"^\d+", i) for i in ids):
@@ -128,8 +150,8 @@ class _State:
     cache: tuple
     version: int
     stored: frozenset
-    phases: tuple          # sorted (rid, phase) pairs
-    reads: frozenset       # (tab, frozenset of ids seen missing) is too big: (tab, m) pairs seen missing
+    phases: tuple  # sorted (rid, phase) pairs
+    reads: frozenset  # (tab, frozenset of ids seen missing) is too big: (tab, m) pairs seen missing
     cache_done: frozenset  # messages whose post finished its cache step
 
 
@@ -143,9 +165,11 @@ class _Checker:
         # Which cache updates are one atomic step (a versioned read and a swap) and which a
         # read then a put: the model's definition says, per actor, which KV calls are steps.
         calls = KVHEAL.kv_calls(Config.make(tabs=tabs, variants=variants))
-        self.atomic_for = {"post": "cas cache" in calls.get("request", ()),
-                           "heal": "cas cache" in calls.get("heal", ()),
-                           "sweep": "cas cache" in calls.get("sweeper", ())}
+        self.atomic_for = {
+            "post": "cas cache" in calls.get("request", ()),
+            "heal": "cas cache" in calls.get("heal", ()),
+            "sweep": "cas cache" in calls.get("sweeper", ()),
+        }
         self.shared = "shared_pending" in variants
 
     def m(self, real: Any) -> int:
@@ -161,11 +185,16 @@ class _Checker:
         return tuple(self.m(i) for i in summary)
 
     def add(self, s: tuple, ms: Iterable[int]) -> tuple:
-        return tuple(sorted(s + tuple(ms)))[-self.cap:]
+        return tuple(sorted(s + tuple(ms)))[-self.cap :]
 
     def step(self, st: _State, r: Mapping) -> _State:
         """The state after record `r`, or _Illegal with the reason."""
-        op, key, rid, endpoint = r.get("op"), r.get("key", r.get("prefix", "")), r.get("rid"), r.get("endpoint")
+        op, key, rid, endpoint = (
+            r.get("op"),
+            r.get("key", r.get("prefix", "")),
+            r.get("rid"),
+            r.get("endpoint"),
+        )
         if "error" in r:
             return st  # a failed call changed nothing we can see (the backend refused it)
         phases = dict(st.phases)
@@ -198,8 +227,9 @@ class _Checker:
                 want = self.add(phase[1], [m])
                 got = self.value(r.get("value"))
                 if got != want:
-                    raise _Illegal(f"{owner_kind} {m} wrote {list(got)}; add({list(phase[1])}, {m}) "
-                                   f"is {list(want)}")
+                    raise _Illegal(
+                        f"{owner_kind} {m} wrote {list(got)}; add({list(phase[1])}, {m}) is {list(want)}"
+                    )
                 cache, version, phase = got, version + 1, ("done",)
                 if owner_kind == "post":
                     done.add(m)
@@ -221,8 +251,10 @@ class _Checker:
                 if r.get("expected") is not None and r["expected"] != phase[2]:
                     raise _Illegal(f"swap expects version {r['expected']}, its read saw {phase[2]}")
                 if bool(r.get("ok")) != expected_ok:
-                    raise _Illegal(f"the swap {'succeeded' if r.get('ok') else 'failed'} but the version "
-                                   f"{'moved' if not expected_ok else 'did not move'} since its read")
+                    raise _Illegal(
+                        f"the swap {'succeeded' if r.get('ok') else 'failed'} but the version "
+                        f"{'moved' if not expected_ok else 'did not move'} since its read"
+                    )
                 if expected_ok:
                     want = self.add(phase[1], [m])
                     got = self.value(r.get("value"))
@@ -239,15 +271,21 @@ class _Checker:
                     raise _Illegal(f"{owner_kind} {m} updates the cache out of turn ({phase})")
                 s = self.value(r.get("read"))
                 if s != cache:
-                    raise _Illegal(f"{owner_kind} {m}'s atomic update read {list(s)} but the cache is {list(cache)}")
+                    raise _Illegal(
+                        f"{owner_kind} {m}'s atomic update read {list(s)} but the cache is {list(cache)}"
+                    )
                 want = self.add(s, [m])
                 if r.get("ok"):
                     got = self.value(r.get("value"))
                     if (self.dedupe and m in s) or got != want:
-                        raise _Illegal(f"{owner_kind} {m} updated the cache to {list(got)}; add is {list(want)}")
+                        raise _Illegal(
+                            f"{owner_kind} {m} updated the cache to {list(got)}; add is {list(want)}"
+                        )
                     cache, version = got, version + 1
                 elif not ((self.dedupe and m in s) or want == s):
-                    raise _Illegal(f"{owner_kind} {m}'s atomic update wrote nothing, but add changes the cache")
+                    raise _Illegal(
+                        f"{owner_kind} {m}'s atomic update wrote nothing, but add changes the cache"
+                    )
                 phase = ("done",)
                 if owner_kind == "post":
                     done.add(m)
@@ -260,7 +298,9 @@ class _Checker:
                 # the worker's ownership check before PostKey (a repost of a stored id is
                 # refused or answered as a retry): a read, a step that changes nothing
                 if (r.get("value") is not None) != (m in stored):
-                    raise _Illegal(f"post read comment:{mid} as {r.get('value')!r}, stored is {sorted(stored)}")
+                    raise _Illegal(
+                        f"post read comment:{mid} as {r.get('value')!r}, stored is {sorted(stored)}"
+                    )
             elif op == "put" and key == COMMENT_PREFIX + str(mid):
                 if phase is not None or m in stored:
                     raise _Illegal(f"message {m} is posted twice")
@@ -301,13 +341,13 @@ class _Checker:
                 if phase is not None:
                     raise _Illegal("the sweeper lists twice in one pass")
                 keys = r.get("keys") or []
-                listed = frozenset(self.m(k[len(COMMENT_PREFIX):]) for k in keys)
+                listed = frozenset(self.m(k[len(COMMENT_PREFIX) :]) for k in keys)
                 if listed != frozenset(stored):
                     raise _Illegal(f"the sweeper listed {sorted(listed)}, stored is {sorted(stored)}")
                 phase = ("listed", listed)
             elif op == "get" and str(key).startswith(COMMENT_PREFIX):
                 got = r.get("value")
-                if (got is not None) != (self.m(key[len(COMMENT_PREFIX):]) in stored):
+                if (got is not None) != (self.m(key[len(COMMENT_PREFIX) :]) in stored):
                     raise _Illegal(f"the sweeper read {key} as {got!r}, stored is {sorted(stored)}")
             elif not phase:
                 raise _Illegal("the sweeper touches the cache before listing")
@@ -318,7 +358,9 @@ class _Checker:
                 want = self.add(s, sorted(listed - set(s)))
                 got = self.value(r.get("value"))
                 if got != want:
-                    raise _Illegal(f"the sweeper wrote {list(got)}; {list(s)} plus the missing ids is {list(want)}")
+                    raise _Illegal(
+                        f"the sweeper wrote {list(got)}; {list(s)} plus the missing ids is {list(want)}"
+                    )
                 cache, version, phase = got, version + 1, None
             elif op == "get_versioned" and key == CACHE_KEY and self.atomic_for["sweep"]:
                 s = read_cache()
@@ -343,8 +385,14 @@ class _Checker:
             phases.pop(rid, None)
         else:
             phases[rid] = phase
-        return _State(cache, version, frozenset(stored), tuple(sorted(phases.items(), key=lambda kv: str(kv[0]))),
-                      frozenset(reads), frozenset(done))
+        return _State(
+            cache,
+            version,
+            frozenset(stored),
+            tuple(sorted(phases.items(), key=lambda kv: str(kv[0]))),
+            frozenset(reads),
+            frozenset(done),
+        )
 
 
 def _tab(rid: Any) -> int | None:
@@ -353,12 +401,17 @@ def _tab(rid: Any) -> int | None:
 
 
 def _describe(checker: _Checker, st: _State) -> dict:
-    return {"cache": list(st.cache), "stored": sorted(st.stored), "version": st.version,
-            "in_flight": {str(k): str(v) for k, v in st.phases}}
+    return {
+        "cache": list(st.cache),
+        "stored": sorted(st.stored),
+        "version": st.version,
+        "in_flight": {str(k): str(v) for k, v in st.phases},
+    }
 
 
-def _validate_run(records: list[dict], ids: Sequence[str], tabs: int, cap: int,
-                  variants: frozenset[str], budget: int) -> tuple[str, dict | None, str, dict, list[str]]:
+def _validate_run(
+    records: list[dict], ids: Sequence[str], tabs: int, cap: int, variants: frozenset[str], budget: int
+) -> tuple[str, dict | None, str, dict, list[str]]:
     checker = _Checker(ids, tabs, cap, variants)
     ops = [r for r in records if r.get("op") in ("get", "put", "list", "get_versioned", "cas", "update")]
     n = len(ops)
@@ -408,9 +461,15 @@ def _validate_run(records: list[dict], ids: Sequence[str], tabs: int, cap: int,
     return ILLEGAL, rec, best.get("reason", ""), _describe(checker, best["state"]) if rec else {}, dup_seen
 
 
-def validate_records(records: Sequence[Mapping], *, tabs: int, cap: int | None = None,
-                     variants: Iterable[str] = (), ids: Sequence[str] | None = None,
-                     budget: int = 200_000) -> Validation:
+def validate_records(
+    records: Sequence[Mapping],
+    *,
+    tabs: int,
+    cap: int | None = None,
+    variants: Iterable[str] = (),
+    ids: Sequence[str] | None = None,
+    budget: int = 200_000,
+) -> Validation:
     """Validate operation records (a whole log: runs separated by ``{"op": "clear"}``).
 
     `ids` are the messages in timestamp order (inferred per run when None); `cap` defaults to
@@ -428,7 +487,8 @@ def validate_records(records: Sequence[Mapping], *, tabs: int, cap: int | None =
     for run in runs:
         run_ids = list(ids) if ids is not None else infer_ids(run)
         status, rec, reason, state, invariants = _validate_run(
-            run, run_ids, tabs, cap or len(run_ids) or 1, variants, budget)
+            run, run_ids, tabs, cap or len(run_ids) or 1, variants, budget
+        )
         for name in invariants:
             if name not in result.invariant_violations:
                 result.invariant_violations.append(name)

@@ -31,27 +31,59 @@ Example: a worker in-process, one tab posting and polling::
 
     assert asyncio.run(main()) == (("m0",), ("m0",))
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _EXPORTS = {
-    "KV": "kv", "KVError": "kv", "CASUnsupported": "kv", "MemoryKV": "kv", "StaleReadKV": "kv",
-    "LoggedKV": "kv", "JsonlOpLog": "kv", "summarize_value": "kv",
-    "SqliteKV": "sqlite_kv", "RedisKV": "redis_kv",
-    "RequestContext": "context", "current_request": "context",
-    "WorkerConfig": "config", "VARIANTS": "config", "ConfigError": "config", "parse_variants": "config",
-    "Worker": "worker", "Sweeper": "worker", "create_app": "worker", "CacheUpdate": "worker",
+    "KV": "kv",
+    "KVError": "kv",
+    "CASUnsupported": "kv",
+    "MemoryKV": "kv",
+    "StaleReadKV": "kv",
+    "LoggedKV": "kv",
+    "JsonlOpLog": "kv",
+    "summarize_value": "kv",
+    "SqliteKV": "sqlite_kv",
+    "RedisKV": "redis_kv",
+    "RequestContext": "context",
+    "current_request": "context",
+    "WorkerConfig": "config",
+    "VARIANTS": "config",
+    "ConfigError": "config",
+    "parse_variants": "config",
+    "Worker": "worker",
+    "Sweeper": "worker",
+    "create_app": "worker",
+    "CacheUpdate": "worker",
     "SweepResult": "worker",
-    "CACHE_KEY": "messages", "COMMENT_PREFIX": "messages", "comment_key": "messages",
-    "cache_add": "messages", "decode_cache": "messages",
-    "Client": "client", "ClientError": "client", "PollSchedule": "client", "Snapshot": "client",
-    "PollResult": "client", "Ack": "client", "PendingEntry": "client", "PendingStore": "client",
-    "MemoryPendingStore": "client", "SqlitePendingStore": "client", "JsonFilePendingStore": "client",
-    "ServeConfig": "server", "serve": "server", "UvicornThread": "server", "ServerProcess": "server",
+    "CACHE_KEY": "messages",
+    "COMMENT_PREFIX": "messages",
+    "comment_key": "messages",
+    "cache_add": "messages",
+    "decode_cache": "messages",
+    "Client": "client",
+    "ClientError": "client",
+    "PollSchedule": "client",
+    "Snapshot": "client",
+    "PollResult": "client",
+    "Ack": "client",
+    "PendingEntry": "client",
+    "PendingStore": "client",
+    "MemoryPendingStore": "client",
+    "SqlitePendingStore": "client",
+    "JsonFilePendingStore": "client",
+    "ServeConfig": "server",
+    "serve": "server",
+    "UvicornThread": "server",
+    "ServerProcess": "server",
     "RedisServer": "redis_server",
-    "StressConfig": "stress", "StressReport": "stress", "RunResult": "stress", "run_stress": "stress",
+    "StressConfig": "stress",
+    "StressReport": "stress",
+    "RunResult": "stress",
+    "run_stress": "stress",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,6 +25,7 @@ say why.
 `run_chaos(config)` returns a `ChaosReport`; `kvheal chaos` prints it (`--json`:
 `{"scenarios": [{"name", "tried", "failed", "unknown", "lost", ...}]}`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,8 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
 
 import httpx2
 
@@ -50,7 +51,7 @@ from .stress import converging_design, shared_ssl_context, terminate_as_interrup
 
 __all__ = ["ChaosConfig", "ScenarioResult", "ChaosReport", "run_chaos", "SCENARIOS", "DEFAULT_SCENARIOS"]
 
-FAR_FUTURE = 2 ** 53 - 1
+FAR_FUTURE = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class ChaosConfig:
         if self.backend not in ("sqlite", "redis"):
             raise ConfigError(f"chaos runs on sqlite or redis (real processes), not {self.backend!r}")
         if self.redis_persistence not in PERSISTENCE_MODES:
-            raise ConfigError(f"unknown --redis-persistence {self.redis_persistence!r} "
-                              f"(known: {', '.join(PERSISTENCE_MODES)})")
+            raise ConfigError(
+                f"unknown --redis-persistence {self.redis_persistence!r} "
+                f"(known: {', '.join(PERSISTENCE_MODES)})"
+            )
         names = self.scenarios or tuple(n for n in DEFAULT_SCENARIOS if _applies(n, self.backend))
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown:
@@ -167,16 +170,24 @@ class Deployment:
         self.config = config
         self.redis: RedisServer | None = None
         if config.backend == "redis":
-            self.redis = RedisServer(persistence=config.redis_persistence,
-                                     data_dir=os.path.join(workdir, "redis"))
+            self.redis = RedisServer(
+                persistence=config.redis_persistence, data_dir=os.path.join(workdir, "redis")
+            )
             os.makedirs(self.redis.data_dir, exist_ok=True)
         self.serve = ServeConfig(
-            backend=config.backend, variants=config.variants, workers=config.workers, port=free_port(),
+            backend=config.backend,
+            variants=config.variants,
+            workers=config.workers,
+            port=free_port(),
             db=os.path.join(workdir, "kv.sqlite3"),
             redis_url=self.redis.url if self.redis else ServeConfig.redis_url,
-            redis_namespace=f"kvheal-chaos-{uuid.uuid4().hex[:8]}:", cap=cap,
-            sweep_interval=config.sweep_interval, allow_volatile=True, redis_timeout=2.0,
-            secret=os.urandom(32).hex())
+            redis_namespace=f"kvheal-chaos-{uuid.uuid4().hex[:8]}:",
+            cap=cap,
+            sweep_interval=config.sweep_interval,
+            allow_volatile=True,
+            redis_timeout=2.0,
+            secret=os.urandom(32).hex(),
+        )
         self.server = ServerProcess(self.serve)
 
     @property
@@ -215,7 +226,7 @@ class Post:
     text: str
     timestamp: int
     client: int
-    outcome: str = "pending"      # acked | refused | unknown
+    outcome: str = "pending"  # acked | refused | unknown
     status: int | None = None
     retried: bool = False
     error: str = ""
@@ -237,16 +248,24 @@ class Load:
         self.killed: set[int] = set()
 
     def _client(self, c: int) -> Client:
-        http = httpx2.AsyncClient(base_url=self.base_url, timeout=self.config.client_timeout,
-                                  verify=shared_ssl_context())
-        return Client(self.base_url, tab=f"{self.tag}{c}", store=MemoryPendingStore(), http=http,
-                      keep_verifying="keep_verifying" in self.config.variants,
-                      schedule=PollSchedule(0.05, 0.05, 0.3), timeout=self.config.client_timeout)
+        http = httpx2.AsyncClient(
+            base_url=self.base_url, timeout=self.config.client_timeout, verify=shared_ssl_context()
+        )
+        return Client(
+            self.base_url,
+            tab=f"{self.tag}{c}",
+            store=MemoryPendingStore(),
+            http=http,
+            keep_verifying="keep_verifying" in self.config.variants,
+            schedule=PollSchedule(0.05, 0.05, 0.3),
+            timeout=self.config.client_timeout,
+        )
 
     async def _one(self, c: int, k: int) -> None:
         client = self.clients[c]
-        post = Post(f"{self.tag}-c{c}-m{k}", f"message {k} of client {c} ({self.tag})",
-                    int(time.time() * 1000), c)
+        post = Post(
+            f"{self.tag}-c{c}-m{k}", f"message {k} of client {c} ({self.tag})", int(time.time() * 1000), c
+        )
         self.posts.append(post)
         await self.send(client, post)
         if post.outcome == "acked" and c in self.doomed:
@@ -276,6 +295,7 @@ class Load:
                 k += 1
                 backoff = 0.2 if self.posts and self.posts[-1].outcome == "unknown" else 0
                 await asyncio.sleep(backoff + self.rng.uniform(0, 2 * self.config.think_s))
+
         await asyncio.gather(*(client_loop(c) for c in range(self.config.clients)))
 
     async def retry_unknown(self, rounds: int = 3) -> None:
@@ -289,6 +309,7 @@ class Load:
                 await self.send(self.clients[post.client], post)
                 if post.outcome == "acked":
                     post.retried = True
+
             await asyncio.gather(*(again(p) for p in pending))
             if any(p.outcome == "unknown" for p in pending):
                 await asyncio.sleep(0.5)
@@ -315,6 +336,7 @@ class Load:
                     await client.wait_heals()
                 except (ClientError, httpx2.HTTPError):
                     pass
+
             await asyncio.gather(*(poll(c) for c in live))
         return self.config.heal_rounds
 
@@ -333,7 +355,7 @@ class Load:
 async def _read_state(kv: KV, ids: list[str]) -> tuple[dict[str, dict | None], list[dict]]:
     stored: dict[str, dict | None] = {}
     for i in range(0, len(ids), 64):
-        chunk = ids[i:i + 64]
+        chunk = ids[i : i + 64]
         values = await asyncio.gather(*(kv.get(comment_key(mid)) for mid in chunk))
         for mid, raw in zip(chunk, values):
             stored[mid] = json.loads(raw) if raw is not None else None
@@ -350,18 +372,24 @@ async def _check_load(result: ScenarioResult, load: Load, kv: KV, *, converging:
     result.unknown += sum(p.outcome == "unknown" for p in posts)
     result.retried += sum(p.retried for p in posts)
     result.unknown_stored += sum(p.outcome == "unknown" and stored[p.id] is not None for p in posts)
-    errors = sorted({p.error.split(":")[0] + ":" + p.error.split(":")[-1][:60] for p in posts
-                     if p.outcome == "unknown"})
+    errors = sorted(
+        {p.error.split(":")[0] + ":" + p.error.split(":")[-1][:60] for p in posts if p.outcome == "unknown"}
+    )
     if errors:
         result.notes.append(f"unknown outcomes: {'; '.join(errors[:3])}")
     not_stored = [p.id for p in posts if p.outcome == "acked" and stored[p.id] is None]
-    not_cached = [p.id for p in posts if p.outcome == "acked" and stored[p.id] is not None
-                  and p.id not in cached] if converging else []
+    not_cached = (
+        [p.id for p in posts if p.outcome == "acked" and stored[p.id] is not None and p.id not in cached]
+        if converging
+        else []
+    )
     result.lost += len(not_stored) + len(not_cached)
     if not_stored:
         result.notes.append(f"{len(not_stored)} acknowledged post(s) not in the store, e.g. {not_stored[0]}")
     if not_cached:
-        result.notes.append(f"{len(not_cached)} acknowledged post(s) stored but never cached, e.g. {not_cached[0]}")
+        result.notes.append(
+            f"{len(not_cached)} acknowledged post(s) stored but never cached, e.g. {not_cached[0]}"
+        )
     written = [p.id for p in posts if p.outcome == "refused" and stored[p.id] is not None]
     if written:
         result.violations.append(f"{len(written)} refused post(s) were written, e.g. {written[0]}")
@@ -385,6 +413,7 @@ async def _honest_missing(load: Load, kv: KV, converging: bool) -> Callable[[], 
         except KVError:
             return len(acked)
         return len(acked - {entry["id"] for entry in cache})
+
     return missing
 
 
@@ -434,9 +463,13 @@ async def _fault_kill_main(ctx: ScenarioContext) -> None:
         ctx.result.violations.append(f"{len(alive)} worker process(es) outlived their killed main process")
     await asyncio.sleep(ctx.config.down_s)
     try:
-        seconds = ctx.deployment.restart_server()  # on this thread: the child's parent-death signal is tied to it
-        ctx.result.notes.append(f"killed the main process; its workers died with it; restarted on the same "
-                                f"port in {seconds:.2f} s")
+        seconds = (
+            ctx.deployment.restart_server()
+        )  # on this thread: the child's parent-death signal is tied to it
+        ctx.result.notes.append(
+            f"killed the main process; its workers died with it; restarted on the same "
+            f"port in {seconds:.2f} s"
+        )
     except RuntimeError as exc:
         ctx.result.violations.append(f"restart on the same port failed: {str(exc).splitlines()[0][:200]}")
 
@@ -454,7 +487,9 @@ async def _fault_kill_redis(ctx: ScenarioContext) -> None:
     redis.kill()
     await asyncio.sleep(ctx.config.down_s)
     redis.start()
-    ctx.result.notes.append(f"kill -9 of redis-server ({ctx.config.redis_persistence}), restarted on its data")
+    ctx.result.notes.append(
+        f"kill -9 of redis-server ({ctx.config.redis_persistence}), restarted on its data"
+    )
 
 
 async def _fault_pause_redis(ctx: ScenarioContext) -> None:
@@ -483,17 +518,24 @@ _FAULTS: dict[str, Fault] = {
 
 
 async def _http(ctx: ScenarioContext) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(base_url=ctx.deployment.base_url, timeout=ctx.config.client_timeout,
-                              verify=shared_ssl_context(),
-                              limits=httpx2.Limits(max_connections=64))
+    return httpx2.AsyncClient(
+        base_url=ctx.deployment.base_url,
+        timeout=ctx.config.client_timeout,
+        verify=shared_ssl_context(),
+        limits=httpx2.Limits(max_connections=64),
+    )
 
 
 async def _honest_posts(http: httpx2.AsyncClient, tag: str, n: int, *, ts: int | None = None) -> list[dict]:
     async def one(i: int) -> dict | None:
         body = {"id": f"{tag}-{i}", "text": f"honest {i}", "timestamp": ts or int(time.time() * 1000)}
         r = await http.post("/api/comments", json=body)
-        return {"body": body, "status": r.status_code,
-                "token": r.json().get("healToken") if r.status_code == 200 else None}
+        return {
+            "body": body,
+            "status": r.status_code,
+            "token": r.json().get("healToken") if r.status_code == 200 else None,
+        }
+
     # One after another: racing honest posts would lose cache entries in the designs without
     # atomic_cache, and nobody heals them here; these scenarios test the hostile side.
     return [await one(i) for i in range(n)]
@@ -505,9 +547,19 @@ async def _hostile_repost(ctx: ScenarioContext, kv: KV) -> None:
         honest = [h for h in await _honest_posts(http, "own", 20) if h["status"] == 200]
         r.tried += 20
         r.acked += len(honest)
-        answers = await asyncio.gather(*(http.post("/api/comments", json={
-            "id": h["body"]["id"], "text": "overwritten by someone else", "timestamp": h["body"]["timestamp"]})
-            for h in honest))
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/api/comments",
+                    json={
+                        "id": h["body"]["id"],
+                        "text": "overwritten by someone else",
+                        "timestamp": h["body"]["timestamp"],
+                    },
+                )
+                for h in honest
+            )
+        )
         r.tried += len(answers)
         r.failed += sum(400 <= a.status_code < 500 for a in answers)
         same = [a for a in answers if a.status_code == 200]
@@ -519,8 +571,13 @@ async def _hostile_repost(ctx: ScenarioContext, kv: KV) -> None:
         r.notes.append(f"reposts answered {sorted({a.status_code for a in answers})}")
     stored, cache = await _read_state(kv, [h["body"]["id"] for h in honest])
     text = {e["id"]: e["text"] for e in cache}
-    changed = [mid for mid, m in stored.items() if m is None or m.get("text") != next(
-        h["body"]["text"] for h in honest if h["body"]["id"] == mid) or text.get(mid) not in (None, m.get("text"))]
+    changed = [
+        mid
+        for mid, m in stored.items()
+        if m is None
+        or m.get("text") != next(h["body"]["text"] for h in honest if h["body"]["id"] == mid)
+        or text.get(mid) not in (None, m.get("text"))
+    ]
     r.lost += len(changed)
     if changed:
         r.notes.append(f"{len(changed)} honest message(s) overwritten in the store, e.g. {changed[0]}")
@@ -530,8 +587,15 @@ async def _hostile_future(ctx: ScenarioContext, kv: KV) -> None:
     r = ctx.result
     cap = ctx.deployment.serve.cap
     async with await _http(ctx) as http:
-        answers = await asyncio.gather(*(http.post("/api/comments", json={
-            "id": f"future-{i}", "text": "from the far future", "timestamp": FAR_FUTURE - i}) for i in range(cap)))
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/api/comments",
+                    json={"id": f"future-{i}", "text": "from the far future", "timestamp": FAR_FUTURE - i},
+                )
+                for i in range(cap)
+            )
+        )
         r.tried += len(answers)
         r.failed += sum(400 <= a.status_code < 500 for a in answers)
         r.notes.append(f"{cap} posts dated {FAR_FUTURE}: answered {sorted({a.status_code for a in answers})}")
@@ -544,8 +608,10 @@ async def _hostile_future(ctx: ScenarioContext, kv: KV) -> None:
     pushed = [h["body"]["id"] for h in honest if h["body"]["id"] not in cached]
     r.lost += len(pushed)
     if pushed:
-        r.notes.append(f"{len(pushed)} honest post(s) made after the far-future ones are not in the cache "
-                       "(the server lets clients date their posts)")
+        r.notes.append(
+            f"{len(pushed)} honest post(s) made after the far-future ones are not in the cache "
+            "(the server lets clients date their posts)"
+        )
     future = max((e["timestamp"] for e in cache), default=0)
     if future > int(time.time() * 1000) + 3_600_000:
         r.violations.append(f"the cache holds a message dated {future} (more than an hour ahead)")
@@ -561,17 +627,27 @@ async def _hostile_heal_replay(ctx: ScenarioContext, kv: KV) -> None:
             r.violations.append("the honest posts of the scenario were refused")
             return
         victim = honest[0]
-        await http.post("/api/admin/add-to-cache", json={"messageId": victim["body"]["id"],
-                                                          "healToken": victim["token"]})
+        await http.post(
+            "/api/admin/add-to-cache", json={"messageId": victim["body"]["id"], "healToken": victim["token"]}
+        )
         _, before = await kv.get_versioned(CACHE_KEY)
-        answers = await asyncio.gather(*(http.post("/api/admin/add-to-cache", json={
-            "messageId": victim["body"]["id"], "healToken": victim["token"]}) for _ in range(200)))
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/api/admin/add-to-cache",
+                    json={"messageId": victim["body"]["id"], "healToken": victim["token"]},
+                )
+                for _ in range(200)
+            )
+        )
         _, after = await kv.get_versioned(CACHE_KEY)
     r.tried += len(answers)
     r.failed += sum(a.status_code != 200 for a in answers)
     added = sum(a.status_code == 200 and a.json().get("added") is True for a in answers)
-    r.notes.append(f"200 replays of one heal token: answered {sorted({a.status_code for a in answers})}, "
-                   f"{after - before} cache write(s)")
+    r.notes.append(
+        f"200 replays of one heal token: answered {sorted({a.status_code for a in answers})}, "
+        f"{after - before} cache write(s)"
+    )
     if after != before and "dedupe" in ctx.config.variants:
         r.violations.append(f"replayed heals of a cached message wrote the cache {after - before} time(s)")
     if added:
@@ -589,10 +665,16 @@ async def _hostile_heal_flood(ctx: ScenarioContext, kv: KV) -> None:
         r.tried += 5
         r.acked += len(honest)
         _, before = await kv.get_versioned(CACHE_KEY)
-        forged = [{"messageId": honest[i % len(honest)]["body"]["id"] if i % 2 and honest else f"ghost-{i}",
-                   "healToken": uuid.uuid4().hex} for i in range(1000)]
-        answers = await asyncio.gather(*(http.post("/api/admin/add-to-cache", json=body) for body in forged),
-                                       return_exceptions=True)
+        forged = [
+            {
+                "messageId": honest[i % len(honest)]["body"]["id"] if i % 2 and honest else f"ghost-{i}",
+                "healToken": uuid.uuid4().hex,
+            }
+            for i in range(1000)
+        ]
+        answers = await asyncio.gather(
+            *(http.post("/api/admin/add-to-cache", json=body) for body in forged), return_exceptions=True
+        )
         _, after = await kv.get_versioned(CACHE_KEY)
         health = await http.get("/api/health")
         later = [h for h in await _honest_posts(http, "after-flood", 5) if h["status"] == 200]
@@ -601,8 +683,9 @@ async def _hostile_heal_flood(ctx: ScenarioContext, kv: KV) -> None:
     codes = [a.status_code for a in answers if not isinstance(a, BaseException)]
     r.tried += len(forged)
     r.failed += len(codes)
-    r.notes.append(f"1,000 forged heals answered {sorted(set(codes))} "
-                   f"({len(answers) - len(codes)} without an answer)")
+    r.notes.append(
+        f"1,000 forged heals answered {sorted(set(codes))} ({len(answers) - len(codes)} without an answer)"
+    )
     if after != before:
         r.violations.append(f"forged heals wrote the cache {after - before} time(s)")
     if any(c == 200 for c in codes):
@@ -625,9 +708,20 @@ _HOSTILE = {
 }
 
 SCENARIOS = tuple(_FAULTS) + tuple(_HOSTILE)
-DEFAULT_SCENARIOS = ("baseline", "kill-worker", "pause-worker", "kill-main", "pause-main", "kill-redis",
-                     "pause-redis", "kill-clients", "hostile-repost", "hostile-future", "hostile-heal-replay",
-                     "hostile-heal-flood")
+DEFAULT_SCENARIOS = (
+    "baseline",
+    "kill-worker",
+    "pause-worker",
+    "kill-main",
+    "pause-main",
+    "kill-redis",
+    "pause-redis",
+    "kill-clients",
+    "hostile-repost",
+    "hostile-future",
+    "hostile-heal-replay",
+    "hostile-heal-flood",
+)
 
 
 def _applies(name: str, backend: str) -> bool:
@@ -637,7 +731,9 @@ def _applies(name: str, backend: str) -> bool:
 # -- running -------------------------------------------------------------------------------------
 
 
-async def _scenario(config: ChaosConfig, name: str, deployment: Deployment, rng: random.Random) -> ScenarioResult:
+async def _scenario(
+    config: ChaosConfig, name: str, deployment: Deployment, rng: random.Random
+) -> ScenarioResult:
     result = ScenarioResult(name=name)
     converging = converging_design(config.variants)
     kv = deployment.admin_kv()
@@ -668,13 +764,22 @@ async def _scenario(config: ChaosConfig, name: str, deployment: Deployment, rng:
         await kv.aclose()
 
 
-def run_chaos(config: ChaosConfig, *, on_scenario: Callable[[ScenarioResult], None] | None = None) -> ChaosReport:
+def run_chaos(
+    config: ChaosConfig, *, on_scenario: Callable[[ScenarioResult], None] | None = None
+) -> ChaosReport:
     """Run every scenario of `config` on a fresh deployment each; returns the report."""
     if config.backend == "redis" and redis_server_binary() is None:
-        raise ConfigError("chaos on redis needs an installed redis-server (Debian: apt-get install redis-server)")
-    report = ChaosReport(config={**asdict(config), "variants": sorted(config.variants),
-                                 "scenarios": list(config.scenarios),
-                                 "converging": converging_design(config.variants)})
+        raise ConfigError(
+            "chaos on redis needs an installed redis-server (Debian: apt-get install redis-server)"
+        )
+    report = ChaosReport(
+        config={
+            **asdict(config),
+            "variants": sorted(config.variants),
+            "scenarios": list(config.scenarios),
+            "converging": converging_design(config.variants),
+        }
+    )
     rng = random.Random(config.seed)
     with terminate_as_interrupt():
         for name in config.scenarios:
@@ -686,8 +791,9 @@ def run_chaos(config: ChaosConfig, *, on_scenario: Callable[[ScenarioResult], No
                 deployment.start()
                 result = asyncio.run(_scenario(config, name, deployment, rng))
             except (RuntimeError, KVError, OSError) as exc:
-                result = ScenarioResult(name=name, violations=[f"the scenario could not run: "
-                                                               f"{str(exc).splitlines()[0][:300]}"])
+                result = ScenarioResult(
+                    name=name, violations=[f"the scenario could not run: {str(exc).splitlines()[0][:300]}"]
+                )
             finally:
                 deployment.stop()
                 shutil.rmtree(workdir, ignore_errors=True)

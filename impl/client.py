@@ -23,6 +23,7 @@ separate awaitable calls, so clients sharing a store can overwrite each other's 
 browser tabs do. A client never interleaves its own read-modify-writes (a tab's script is
 single-threaded): each client holds its own lock around them, which is no lock between clients.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,18 +31,28 @@ import json
 import os
 import secrets
 import sqlite3
-import time
 import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Awaitable, Callable
 
 import httpx2
 
-__all__ = ["PendingEntry", "PendingStore", "MemoryPendingStore", "SqlitePendingStore",
-           "JsonFilePendingStore", "PollSchedule", "Ack", "Snapshot", "PollResult", "Client",
-           "ClientError"]
+__all__ = [
+    "PendingEntry",
+    "PendingStore",
+    "MemoryPendingStore",
+    "SqlitePendingStore",
+    "JsonFilePendingStore",
+    "PollSchedule",
+    "Ack",
+    "Snapshot",
+    "PollResult",
+    "Client",
+    "ClientError",
+]
 
 
 class ClientError(Exception):
@@ -135,7 +146,9 @@ class SqlitePendingStore(PendingStore):
         await asyncio.sleep(0)
         self._connection().execute(
             "INSERT INTO storage (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (self.name, _encode(entries)))
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (self.name, _encode(entries)),
+        )
 
     async def aclose(self) -> None:
         if self._conn is not None:
@@ -263,14 +276,15 @@ class Client:
         self.tab = str(self.tab)
         self._owns_http = self.http is None
         if self.http is None:
-            self.http = httpx2.AsyncClient(base_url=self.base_url, transport=self.transport,
-                                           timeout=self.timeout)
+            self.http = httpx2.AsyncClient(
+                base_url=self.base_url, transport=self.transport, timeout=self.timeout
+            )
         self._lock = asyncio.Lock()
         self._heal_tasks: dict[str, asyncio.Task] = {}
         self._requests = 0
         self._session = uuid.uuid4().hex[:6]
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -288,8 +302,10 @@ class Client:
         return f"t{self.tab}-{kind}-{self._requests}-{self._session}"
 
     async def _send(self, method: str, path: str, request_id: str | None, **kwargs) -> httpx2.Response:
-        kind = {"/api/comments": "post" if method == "POST" else "poll",
-                "/api/admin/add-to-cache": "heal"}.get(path, "req")
+        kind = {
+            "/api/comments": "post" if method == "POST" else "poll",
+            "/api/admin/add-to-cache": "heal",
+        }.get(path, "req")
         headers = {"x-request-id": request_id or self._request_id(kind)}
         try:
             return await self.http.request(method, path, headers=headers, **kwargs)
@@ -297,8 +313,9 @@ class Client:
             raise ClientError(f"{method} {path}: {exc}") from exc
 
     # -- the steps -------------------------------------------------------------------------------
-    async def post(self, text: str, *, id: str | None = None, timestamp: int | None = None,
-                   request_id: str | None = None) -> Ack:
+    async def post(
+        self, text: str, *, id: str | None = None, timestamp: int | None = None, request_id: str | None = None
+    ) -> Ack:
         """POST a message; after the 200, record it as pending (one read and one write of the store)."""
         if not self.alive:
             raise ClientError(f"tab {self.tab} has crashed")
@@ -324,8 +341,9 @@ class Client:
         for attempt in range(self.post_retries + 1):
             last = attempt == self.post_retries
             try:
-                response = await self._send("POST", "/api/comments", request_id if attempt == 0 else None,
-                                            json=body)
+                response = await self._send(
+                    "POST", "/api/comments", request_id if attempt == 0 else None, json=body
+                )
             except ClientError:
                 if last or not self.alive:
                     raise
@@ -355,10 +373,13 @@ class Client:
             params = {"limit": self.poll_limit}
             if page:
                 params["offset"] = len(newest_first)
-            response = await self._send("GET", "/api/comments", request_id if page == 0 else None,
-                                        params=params)
+            response = await self._send(
+                "GET", "/api/comments", request_id if page == 0 else None, params=params
+            )
             if response.status_code != 200:
-                raise ClientError(f"poll failed: {response.status_code} {response.text}", response.status_code)
+                raise ClientError(
+                    f"poll failed: {response.status_code} {response.text}", response.status_code
+                )
             data = response.json()
             newest_first.extend(data["comments"])
             # `total` is what the cache held at this page's read; pages are separate reads, so a
@@ -390,7 +411,9 @@ class Client:
             keep = self.still_pending(entries, present)
             if self.abandoned:
                 keep = [entry for entry in keep if entry.id not in self.abandoned]
-            heals = [entry for entry in missing if entry.id not in self.healing and entry.id not in self.abandoned]
+            heals = [
+                entry for entry in missing if entry.id not in self.healing and entry.id not in self.abandoned
+            ]
             self.healing.update(entry.id for entry in heals)
             # Heals go out before the list is written back, as the original sent them (and as
             # the model's PollDone requests them): a tab that dies before its write-back has
@@ -398,7 +421,8 @@ class Client:
             if start_heals:
                 for entry in heals:
                     self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
-                        self.heal(entry.id, entry.token))
+                        self.heal(entry.id, entry.token)
+                    )
             await self.store.write(keep)
         return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
 
@@ -419,8 +443,12 @@ class Client:
                 if token is None:
                     raise ClientError(f"no heal token for {message_id} in the pending store")
             self.heals_sent += 1
-            response = await self._send("POST", "/api/admin/add-to-cache", request_id,
-                                        json={"messageId": message_id, "healToken": token})
+            response = await self._send(
+                "POST",
+                "/api/admin/add-to-cache",
+                request_id,
+                json={"messageId": message_id, "healToken": token},
+            )
             if self.give_up_hopeless:
                 if response.status_code == 404:
                     self.abandoned[message_id] = "not found"
@@ -448,8 +476,13 @@ class Client:
         """The tab dies: it never acts again; its pending list stays in the store, unused."""
         self.alive = False
 
-    async def run(self, *, max_polls: int | None = None, until_drained: bool = False,
-                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> int:
+    async def run(
+        self,
+        *,
+        max_polls: int | None = None,
+        until_drained: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> int:
         """Poll on the schedule until crashed, `max_polls` polls, or (with `until_drained`) an empty list."""
         done = 0
         while self.alive and (max_polls is None or done < max_polls):

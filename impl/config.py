@@ -5,6 +5,7 @@ the client (`keep_verifying`, `shared_pending`; `tab_crash` is a fault that test
 stress runner inject into clients) is the registry's word (`kvheal.flags`). One
 `WorkerConfig` carries everything the worker needs, so a test can build a worker in any design (or a subclass with a planted fault) without touching globals.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,35 @@ from dataclasses import dataclass, field, replace
 
 from kvheal.flags import CLIENT_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError, parse_variants
 
-__all__ = ["VARIANTS", "WORKER_VARIANTS", "CLIENT_VARIANTS", "ConfigError", "parse_variants",
-           "WorkerConfig", "OPTIONS_ENV", "SERVE_OPTIONS"]
+__all__ = [
+    "VARIANTS",
+    "WORKER_VARIANTS",
+    "CLIENT_VARIANTS",
+    "ConfigError",
+    "parse_variants",
+    "WorkerConfig",
+    "OPTIONS_ENV",
+    "SERVE_OPTIONS",
+]
 
 #: environment variable through which `kvheal serve` hands its worker options (a JSON object of
 #: `SERVE_OPTIONS` fields) to every worker process; `WorkerConfig.with_env_options` applies it
 OPTIONS_ENV = "KVHEAL_WORKER_OPTIONS"
 #: the WorkerConfig fields `kvheal serve` (and benchmarks) may set through OPTIONS_ENV
-SERVE_OPTIONS = ("max_future_ms", "post_rate", "post_burst", "heal_rate", "heal_burst",
-                 "cors_origins", "allowed_hosts", "body_timeout", "max_json_depth", "store_update",
-                 "cache_lock")
+SERVE_OPTIONS = (
+    "max_future_ms",
+    "post_rate",
+    "post_burst",
+    "heal_rate",
+    "heal_burst",
+    "cors_origins",
+    "allowed_hosts",
+    "body_timeout",
+    "max_json_depth",
+    "store_update",
+    "cache_lock",
+)
+
 
 # The design flags, which part of the system each changes, their parser and the one error
 # type are the registry's (kvheal.flags), shared with the model and the command line.
@@ -106,7 +126,7 @@ class WorkerConfig:
         if self.max_future_ms is not None and self.max_future_ms < 0:
             raise ConfigError("max_future_ms must be at least 0")
 
-    def with_env_options(self, environ=None) -> "WorkerConfig":
+    def with_env_options(self, environ=None) -> WorkerConfig:
         """This configuration with the options in OPTIONS_ENV applied (unchanged if unset)."""
         raw = (os.environ if environ is None else environ).get(OPTIONS_ENV)
         if not raw:

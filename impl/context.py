@@ -5,6 +5,7 @@ The worker sets a `RequestContext` in a contextvar for every request, so layers 
 call without the worker passing it down. A contextvar follows the request's task, and is
 copied into tasks it starts, so concurrent requests never see each other's context.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -12,8 +13,14 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 
-__all__ = ["RequestContext", "current_request", "set_request", "reset_request",
-           "new_request_id", "valid_request_id"]
+__all__ = [
+    "RequestContext",
+    "current_request",
+    "set_request",
+    "reset_request",
+    "new_request_id",
+    "valid_request_id",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -26,13 +33,14 @@ class RequestContext:
     endpoint: str = ""
     message_id: str | None = None
 
-    def with_message(self, message_id: str) -> "RequestContext":
+    def with_message(self, message_id: str) -> RequestContext:
         """The same context, now naming the message the request is about."""
         return replace(self, message_id=message_id)
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "kvheal_request", default=None)
+    "kvheal_request", default=None
+)
 
 
 def current_request() -> RequestContext | None:

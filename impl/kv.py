@@ -23,6 +23,7 @@ Wrappers: `StaleReadKV` emulates a Workers KV location that serves cached reads 
 `max_staleness_ms`; `LoggedKV` reports every call (request id, op, key, what was read or
 written, result) to a sink such as `JsonlOpLog`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,13 +32,26 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .context import current_request
 from .messages import CACHE_KEY, COMMENT_PREFIX, cache_add, decode_cache, encode_cache
 
-__all__ = ["KV", "KVError", "CASUnsupported", "MemoryKV", "StaleReadKV", "LoggedKV",
-           "JsonlOpLog", "summarize_value", "read_design", "CACHE_ADDED", "CACHE_PRESENT", "CACHE_OUTSIDE"]
+__all__ = [
+    "KV",
+    "KVError",
+    "CASUnsupported",
+    "MemoryKV",
+    "StaleReadKV",
+    "LoggedKV",
+    "JsonlOpLog",
+    "summarize_value",
+    "read_design",
+    "CACHE_ADDED",
+    "CACHE_PRESENT",
+    "CACHE_OUTSIDE",
+]
 
 
 #: what `KV.cache_add` did
@@ -90,8 +104,9 @@ class KV(ABC):
         """
         raise CASUnsupported(f"the {self.name} backend has no atomic update")
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
-                        write_outside: bool = False) -> str:
+    async def cache_add(
+        self, key: str, message: dict, *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> str:
         """Atomically add `message` to the cache list at `key` (SPEC §3 `add`: append, stable sort
         by timestamp, keep the last `cap`). Returns what it did:
 
@@ -115,6 +130,7 @@ class KV(ABC):
                 return encode_cache(updated) if write_outside else None
             outcome.append(CACHE_ADDED)
             return encode_cache(updated)
+
         await self.update(key, add)
         return outcome[-1]
 
@@ -208,7 +224,9 @@ class StaleReadKV(KV):
     Give each worker process its own wrapper: each is one location.
     """
 
-    def __init__(self, inner: KV, max_staleness_ms: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, inner: KV, max_staleness_ms: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.inner = inner
         self.max_staleness = max_staleness_ms / 1000.0
         self.supports_cas = inner.supports_cas
@@ -257,8 +275,9 @@ class StaleReadKV(KV):
         self._values[key] = (self._clock(), new if new is not None else old)
         return old, new
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
-                        write_outside: bool = False) -> str:
+    async def cache_add(
+        self, key: str, message: dict, *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> str:
         self._values.pop(key, None)  # the next read asks the store
         return await self.inner.cache_add(key, message, cap=cap, dedupe=dedupe, write_outside=write_outside)
 
@@ -311,7 +330,10 @@ class LoggedKV(KV):
             rid=ctx.request_id if ctx else None,
             endpoint=ctx.endpoint if ctx else None,
             mid=ctx.message_id if ctx else None,
-            pid=self._pid, t0=t0, t1=time.time_ns())
+            pid=self._pid,
+            t0=t0,
+            t1=time.time_ns(),
+        )
         self.sink(record)
 
     async def _call(self, record: dict, call):
@@ -351,8 +373,7 @@ class LoggedKV(KV):
         return value, version
 
     async def cas(self, key: str, expected_version: int, value: str) -> bool:
-        record = {"op": "cas", "key": key, "expected": expected_version,
-                  "value": summarize_value(key, value)}
+        record = {"op": "cas", "key": key, "expected": expected_version, "value": summarize_value(key, value)}
         t0, ok = await self._call(record, self.inner.cas(key, expected_version, value))
         record["ok"] = ok
         self._emit(t0, record)
@@ -365,11 +386,13 @@ class LoggedKV(KV):
         self._emit(t0, record)
         return old, new
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
-                        write_outside: bool = False) -> str:
+    async def cache_add(
+        self, key: str, message: dict, *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> str:
         record = {"op": "cache_add", "key": key, "value": message.get("id"), "cap": cap, "dedupe": dedupe}
-        t0, result = await self._call(record, self.inner.cache_add(key, message, cap=cap, dedupe=dedupe,
-                                                                    write_outside=write_outside))
+        t0, result = await self._call(
+            record, self.inner.cache_add(key, message, cap=cap, dedupe=dedupe, write_outside=write_outside)
+        )
         record["result"] = result
         self._emit(t0, record)
         return result

@@ -6,6 +6,7 @@ of messages sorted by timestamp ascending and trimmed to the cache capacity. `ad
 definition of the cache update that every writer (post, heal, sweeper) uses, so the designs
 differ only in how they read and write the cache, never in what they compute.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +14,29 @@ import json
 import re
 import secrets
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
-    "CACHE_KEY", "COMMENT_PREFIX", "comment_key", "BadInput", "validate_post", "validate_heal",
-    "decode_cache", "encode_cache", "decode_message", "encode_message", "cache_add",
-    "cache_add_all", "cache_ids", "ID_PATTERN", "MAX_ID_LENGTH", "check_json_depth", "body_digest",
-    "same_message", "TOKEN_PATTERN",
+    "CACHE_KEY",
+    "COMMENT_PREFIX",
+    "comment_key",
+    "BadInput",
+    "validate_post",
+    "validate_heal",
+    "decode_cache",
+    "encode_cache",
+    "decode_message",
+    "encode_message",
+    "cache_add",
+    "cache_add_all",
+    "cache_ids",
+    "ID_PATTERN",
+    "MAX_ID_LENGTH",
+    "check_json_depth",
+    "body_digest",
+    "same_message",
+    "TOKEN_PATTERN",
 ]
 
 CACHE_KEY = "recent:comments"
@@ -65,8 +82,9 @@ def _check_unicode(value: str, field: str) -> None:
         raise BadInput(f"{field} is not valid Unicode (a lone surrogate)") from None
 
 
-def validate_post(body: Any, *, max_text: int, now_ms: int | None = None,
-                  max_future_ms: int | None = None) -> dict:
+def validate_post(
+    body: Any, *, max_text: int, now_ms: int | None = None, max_future_ms: int | None = None
+) -> dict:
     """The message a POST body describes, or BadInput; `id`/`timestamp` are generated when absent.
 
     With `max_future_ms`, a timestamp more than that far ahead of the server's clock is refused
@@ -124,9 +142,12 @@ def validate_heal(body: Any) -> tuple[str, str]:
 def same_message(stored: dict, message: dict, *, timestamp_given: bool) -> bool:
     """Whether a POST of `message` repeats the stored message (an idempotent retry): same id,
     text and username, and the same timestamp unless the retry let the server choose it."""
-    return (stored.get("id") == message["id"] and stored.get("text") == message["text"]
-            and stored.get("username") == message.get("username")
-            and (not timestamp_given or stored.get("timestamp") == message["timestamp"]))
+    return (
+        stored.get("id") == message["id"]
+        and stored.get("text") == message["text"]
+        and stored.get("username") == message.get("username")
+        and (not timestamp_given or stored.get("timestamp") == message["timestamp"])
+    )
 
 
 def body_digest(message: dict) -> str:
@@ -161,8 +182,12 @@ def check_json_depth(body: bytes, max_depth: int) -> None:
 
 
 def _valid_entry(entry: Any) -> bool:
-    return (isinstance(entry, dict) and isinstance(entry.get("id"), str)
-            and isinstance(entry.get("timestamp"), int) and not isinstance(entry["timestamp"], bool))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and isinstance(entry.get("timestamp"), int)
+        and not isinstance(entry["timestamp"], bool)
+    )
 
 
 def decode_cache(raw: str | bytes | None) -> list[dict]:

@@ -5,6 +5,7 @@ the running worker by `tests/impl/test_openapi_fuzz.py`, which builds its Hypoth
 from this schema: every documented status is the only one an endpoint gives, and requests the
 schema calls invalid are refused with 4xx and write nothing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,22 +20,36 @@ TOKEN_REGEX = "^[0-9a-f]{48}$"
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
     """The OpenAPI document of a worker with `config` (its limits appear in the schemas)."""
     config = config or WorkerConfig()
     message_id = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_REGEX}
-    timestamp = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP,
-                 "description": "milliseconds since 1970"
-                                + (f"; at most {config.max_future_ms} ms ahead of the server's clock"
-                                   if config.max_future_ms is not None else "")}
+    timestamp = {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_TIMESTAMP,
+        "description": "milliseconds since 1970"
+        + (
+            f"; at most {config.max_future_ms} ms ahead of the server's clock"
+            if config.max_future_ms is not None
+            else ""
+        ),
+    }
     comment = {
-        "type": "object", "required": ["id", "text", "timestamp"],
-        "properties": {"id": message_id, "text": {"type": "string"}, "timestamp": timestamp,
-                       "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH}},
+        "type": "object",
+        "required": ["id", "text", "timestamp"],
+        "properties": {
+            "id": message_id,
+            "text": {"type": "string"},
+            "timestamp": timestamp,
+            "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
+        },
     }
     common = {
         "400": _error("malformed body or parameter (the reason is in `error`)"),
@@ -46,52 +61,103 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "kvheal worker", "version": "1",
-                 "description": "SPEC §8's chat cache API: post, poll, heal. Refused requests (4xx) write nothing."},
+        "info": {
+            "title": "kvheal worker",
+            "version": "1",
+            "description": "SPEC §8's chat cache API: post, poll, heal. Refused requests (4xx) write nothing.",
+        },
         "paths": {
             "/api/comments": {
                 "get": {
                     "summary": "The cached messages, newest first",
                     "parameters": [
-                        {"name": "after", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
-                         "description": "only messages with a larger timestamp"},
-                        {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
-                         "description": f"at most this many (default {config.default_limit}, "
-                                        f"capped at {config.max_limit})"},
-                        {"name": "offset", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
-                         "description": "skip this many of the newest (paging through a large cache)"},
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
+                            "description": "only messages with a larger timestamp",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_TIMESTAMP},
+                            "description": f"at most this many (default {config.default_limit}, "
+                            f"capped at {config.max_limit})",
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
+                            "description": "skip this many of the newest (paging through a large cache)",
+                        },
                     ],
                     "responses": {
-                        "200": {"description": "a page of the cache",
-                                "content": {"application/json": {"schema": {
-                                    "type": "object", "required": ["comments", "total"],
-                                    "properties": {"comments": {"type": "array", "items": comment},
-                                                   "total": {"type": "integer", "minimum": 0}}}}}},
-                        "400": common["400"], "503": common["503"],
+                        "200": {
+                            "description": "a page of the cache",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["comments", "total"],
+                                        "properties": {
+                                            "comments": {"type": "array", "items": comment},
+                                            "total": {"type": "integer", "minimum": 0},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": common["400"],
+                        "503": common["503"],
                     },
                 },
                 "post": {
                     "summary": "Post a message (stored, then added to the cache)",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["text"],
-                        "properties": {
-                            "text": {"type": "string", "minLength": 1, "maxLength": config.max_text,
-                                     "pattern": r"\S"},
-                            "id": message_id, "timestamp": timestamp,
-                            "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
-                        }}}}},
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["text"],
+                                    "properties": {
+                                        "text": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": config.max_text,
+                                            "pattern": r"\S",
+                                        },
+                                        "id": message_id,
+                                        "timestamp": timestamp,
+                                        "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
+                                    },
+                                }
+                            }
+                        },
+                    },
                     "responses": {
-                        "200": {"description": "stored (an idempotent retry of the same message "
-                                               "answers the original acknowledgement with `repeat`)",
-                                "content": {"application/json": {"schema": {
-                                    "type": "object", "required": ["success", "comment", "healToken", "cached"],
-                                    "properties": {"success": {"const": True}, "comment": comment,
-                                                   "healToken": {"type": "string", "pattern": TOKEN_REGEX},
-                                                   "cached": {"type": "boolean"},
-                                                   "repeat": {"type": "boolean"}}}}}},
+                        "200": {
+                            "description": "stored (an idempotent retry of the same message "
+                            "answers the original acknowledgement with `repeat`)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["success", "comment", "healToken", "cached"],
+                                        "properties": {
+                                            "success": {"const": True},
+                                            "comment": comment,
+                                            "healToken": {"type": "string", "pattern": TOKEN_REGEX},
+                                            "cached": {"type": "boolean"},
+                                            "repeat": {"type": "boolean"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
                         "409": _error("a different message with this id exists"),
                         **{k: common[k] for k in ("400", "408", "413", "415", "429", "503")},
                     },
@@ -100,30 +166,80 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
             "/api/admin/add-to-cache": {
                 "post": {
                     "summary": "Heal: add a stored message to the cache (needs its heal token)",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["messageId", "healToken"],
-                        "properties": {"messageId": message_id,
-                                       "healToken": {"type": "string", "pattern": TOKEN_REGEX}}}}}},
-                    "responses": {
-                        "200": {"description": "what the heal did",
-                                "content": {"application/json": {"schema": {
-                                    "type": "object", "required": ["success", "added", "result"],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["messageId", "healToken"],
                                     "properties": {
-                                        "success": {"const": True}, "added": {"type": "boolean"},
-                                        "result": {"enum": ["added", "already present",
-                                                            "outside the cache's window"]}}}}}},
+                                        "messageId": message_id,
+                                        "healToken": {"type": "string", "pattern": TOKEN_REGEX},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "what the heal did",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["success", "added", "result"],
+                                        "properties": {
+                                            "success": {"const": True},
+                                            "added": {"type": "boolean"},
+                                            "result": {
+                                                "enum": [
+                                                    "added",
+                                                    "already present",
+                                                    "outside the cache's window",
+                                                ]
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
                         "403": _error("the heal token does not match this message"),
                         "404": _error("no such message"),
                         **{k: common[k] for k in ("400", "408", "413", "415", "429", "503")},
                     },
                 },
             },
-            "/api/health": {"get": {"summary": "Liveness", "responses": {"200": {
-                "description": "the worker answers",
-                "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
-                "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/api/health": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": {
+                            "description": "the worker answers",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
-        "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
-                                             "properties": {"error": {"type": "string"}}}}},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                }
+            }
+        },
     }

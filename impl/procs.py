@@ -12,6 +12,7 @@ drained, and bad addresses or paths are found before any long work starts.
   on a full pipe (64 KB of warnings) and the tail is at hand for an error message.
 - `check_port`, `check_parent_dir`, `check_new_file`: one-line `ConfigError`s for the CLI.
 """
+
 from __future__ import annotations
 
 import collections
@@ -25,8 +26,16 @@ import time
 
 from .config import ConfigError
 
-__all__ = ["die_with_parent", "child_preexec", "PipeDrain", "check_port", "check_parent_dir", "child_pids_of",
-           "check_new_file", "PARENT_PID_ENV"]
+__all__ = [
+    "die_with_parent",
+    "child_preexec",
+    "PipeDrain",
+    "check_port",
+    "check_parent_dir",
+    "child_pids_of",
+    "check_new_file",
+    "PARENT_PID_ENV",
+]
 
 PARENT_PID_ENV = "KVHEAL_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
@@ -47,8 +56,9 @@ def child_preexec() -> None:
     _prctl_pdeathsig(signal.SIGKILL)
 
 
-def die_with_parent(parent_pid: int | None = None, *, sig: int = signal.SIGTERM, poll_s: float = 0.5,
-                    grace_s: float = 10.0) -> None:
+def die_with_parent(
+    parent_pid: int | None = None, *, sig: int = signal.SIGTERM, poll_s: float = 0.5, grace_s: float = 10.0
+) -> None:
     """Make this process exit when `parent_pid` (default: the current parent) dies.
 
     The kernel sends `sig` (SIGTERM: uvicorn shuts down gracefully); a watcher thread also polls
@@ -65,6 +75,7 @@ def die_with_parent(parent_pid: int | None = None, *, sig: int = signal.SIGTERM,
         os.kill(os.getpid(), sig)
         time.sleep(grace_s)
         os.kill(os.getpid(), signal.SIGKILL)
+
     threading.Thread(target=watch, name="kvheal-parent-watch", daemon=True).start()
 
 
@@ -104,7 +115,7 @@ class PipeDrain:
         if timeout:
             self._thread.join(timeout)
         with self._lock:
-            data = b"".join(self._chunks)[-self._keep:]
+            data = b"".join(self._chunks)[-self._keep :]
         return data.decode(errors="replace")
 
     def join(self, timeout: float | None = None) -> None:
@@ -162,7 +173,7 @@ def child_pids_of(pid: int, *, recursive: bool = False) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1 and fields[0] != b"Z":
             parents.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [pid]

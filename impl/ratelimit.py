@@ -7,12 +7,13 @@ with N processes a client gets at most N times the rate), and forgotten once ful
 memory stays bounded by the clients active in the last `burst / rate` seconds (and at most
 `max_clients`; the oldest bucket is dropped first).
 """
+
 from __future__ import annotations
 
 import math
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["RateLimiter"]
 
@@ -20,8 +21,14 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """Token buckets keyed by client; `rate` 0 means no limit."""
 
-    def __init__(self, rate: float, burst: int, *, max_clients: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_clients: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = float(rate)
         self.burst = max(1, int(burst))
         self.max_clients = max_clients

@@ -29,6 +29,7 @@ across processes: a short lock (`SET NX PX`) admits one writer at a time, and th
 a compare-and-swap on the version read, so a holder whose lock expired while it was paused can
 never overwrite a newer value: the lock is for speed under contention, the CAS for safety.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,7 @@ import json
 import random
 import re
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -176,15 +177,28 @@ class RedisKV(KV):
     supports_update = True
     name = "redis"
 
-    def __init__(self, url: str = DEFAULT_REDIS_URL, *, namespace: str = "kvheal:", timeout: float = 5.0,
-                 max_connections: int = 64, pool_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_REDIS_URL,
+        *,
+        namespace: str = "kvheal:",
+        timeout: float = 5.0,
+        max_connections: int = 64,
+        pool_timeout: float = 10.0,
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
         self.pool_timeout = pool_timeout
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, decode_responses=True, max_connections=max_connections, timeout=pool_timeout,
-            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+            url,
+            decode_responses=True,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
         self._redis = aioredis.Redis.from_pool(pool)
         self._put = self._redis.register_script(_PUT)
         self._cas = self._redis.register_script(_CAS)
@@ -218,6 +232,7 @@ class RedisKV(KV):
 
         async def scan():
             return [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
+
         keys = await self._guard(scan(), deadline=60 * self.timeout)
         cut = len(self.namespace)
         return sorted({key[cut:] for key in keys if not key.startswith(self.namespace + "lock:")})
@@ -232,8 +247,9 @@ class RedisKV(KV):
         ok = await self._guard(self._cas(keys=[self._key(key)], args=[expected_version, value]))
         return ok == 1
 
-    async def update(self, key: str, fn: Callable[[str | None], str | None], *,
-                     lock_ms: int = 2000, wait_s: float = 30.0) -> tuple[str | None, str | None]:
+    async def update(
+        self, key: str, fn: Callable[[str | None], str | None], *, lock_ms: int = 2000, wait_s: float = 30.0
+    ) -> tuple[str | None, str | None]:
         """Atomically: read `key`, compute `fn(value)`, write it unless it is None.
 
         Returns (the value read, the value written or None). Raises KVError when no write got
@@ -264,8 +280,9 @@ class RedisKV(KV):
             await asyncio.sleep(random.uniform(0, pause))
             pause = min(pause * 2, 0.02)
 
-    async def cache_add(self, key: str, message: dict, *, cap: int, dedupe: bool,
-                        write_outside: bool = False) -> str:
+    async def cache_add(
+        self, key: str, message: dict, *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> str:
         """SPEC §3 `add` of `message` to the cache list at `key`, as one Lua script (see `KV.cache_add`).
 
         The server runs it atomically: no lock, no retry, one round trip. Entries are re-encoded by
@@ -274,8 +291,12 @@ class RedisKV(KV):
         if cap < 1:
             raise ValueError("cap must be at least 1")
         entry = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-        done = await self._guard(self._cache_add(keys=[self._key(key)], args=[
-            entry, cap, "1" if dedupe else "0", "1" if write_outside else "0"]))
+        done = await self._guard(
+            self._cache_add(
+                keys=[self._key(key)],
+                args=[entry, cap, "1" if dedupe else "0", "1" if write_outside else "0"],
+            )
+        )
         return {0: CACHE_PRESENT, 1: CACHE_ADDED, 2: CACHE_OUTSIDE}[int(done)]
 
     async def persistence(self) -> dict:
@@ -292,7 +313,8 @@ class RedisKV(KV):
         async def wipe():
             batch = [key async for key in self._redis.scan_iter(match=pattern, count=1000)]
             for i in range(0, len(batch), 500):
-                await self._redis.delete(*batch[i:i + 500])
+                await self._redis.delete(*batch[i : i + 500])
+
         await self._guard(wipe(), deadline=60 * self.timeout)
 
     async def aclose(self) -> None:
@@ -310,12 +332,20 @@ async def redis_persistence(client, url: str = "") -> dict:
             conf = await client.config_get("appendonly")
             conf.update(await client.config_get("appendfsync"))
             conf.update(await client.config_get("save"))
-            return {"appendonly": str(conf.get("appendonly", "no")).lower() == "yes",
-                    "appendfsync": conf.get("appendfsync"), "save": conf.get("save"), "source": "config"}
+            return {
+                "appendonly": str(conf.get("appendonly", "no")).lower() == "yes",
+                "appendfsync": conf.get("appendfsync"),
+                "save": conf.get("save"),
+                "source": "config",
+            }
         except ResponseError:
             info = await client.info("persistence")
-            return {"appendonly": int(info.get("aof_enabled", 0)) == 1, "appendfsync": None,
-                    "save": None, "source": "info"}
+            return {
+                "appendonly": int(info.get("aof_enabled", 0)) == 1,
+                "appendfsync": None,
+                "save": None,
+                "source": "info",
+            }
     except (RedisError, OSError) as exc:
         raise KVError(f"redis {url}: {exc}") from exc
 

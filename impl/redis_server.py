@@ -13,6 +13,7 @@ process that started it dies (`procs.child_preexec`). Its persistence is chosen 
 The data lives in `data_dir` (a temporary folder when not given, removed by `stop()`), so a
 server killed with `kill()` and `start()`ed again on the same port recovers what it persisted.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,14 @@ def redis_server_binary() -> str | None:
 class RedisServer:
     """A `redis-server` child process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int | None = None, *, binary: str | None = None, persistence: str = "aof",
-                 data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+        persistence: str = "aof",
+        data_dir: str | None = None,
+    ) -> None:
         self.binary = binary or redis_server_binary()
         if self.binary is None:
             raise FileNotFoundError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -74,13 +81,27 @@ class RedisServer:
         """The server's process id while it runs."""
         return self.process.pid if self.process is not None else None
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server (recovering what `data_dir` holds) and wait until it answers PING."""
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.data_dir,
-             *PERSISTENCE_MODES[self.persistence],
-             "--protected-mode", "yes", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=child_preexec)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.data_dir,
+                *PERSISTENCE_MODES[self.persistence],
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_preexec,
+        )
         self._stderr = PipeDrain(self.process.stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -133,7 +154,7 @@ class RedisServer:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -19,10 +19,12 @@ next interval, and a sweeper loop that dies is restarted after a second.
 range or taken, a `--db`/`--op-log` in a missing folder, an unreachable Redis, and a Redis
 without AOF (refused unless `allow_volatile`).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import signal
@@ -33,20 +35,36 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-import logging
-
 import uvicorn
 
 from .config import ConfigError, WorkerConfig, parse_variants
 from .kv import KV, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV
-from .procs import (PARENT_PID_ENV, PipeDrain, check_parent_dir, check_port, child_pids_of, child_preexec,
-                    die_with_parent)
+from .procs import (
+    PARENT_PID_ENV,
+    PipeDrain,
+    check_parent_dir,
+    check_port,
+    child_pids_of,
+    child_preexec,
+    die_with_parent,
+)
 from .redis_server import free_port
 from .sqlite_kv import DEFAULT_SQLITE_PATH, SYNC_MODES, SqliteKV
 from .worker import Sweeper, create_app
 
-__all__ = ["BACKENDS", "ServeConfig", "build_kv", "build_app", "app_from_env", "serve", "preflight",
-           "UvicornThread", "ServerProcess", "ENV_CONFIG", "child_pids"]
+__all__ = [
+    "BACKENDS",
+    "ServeConfig",
+    "build_kv",
+    "build_app",
+    "app_from_env",
+    "serve",
+    "preflight",
+    "UvicornThread",
+    "ServerProcess",
+    "ENV_CONFIG",
+    "child_pids",
+]
 
 log = logging.getLogger("kvheal.serve")
 
@@ -94,8 +112,10 @@ class ServeConfig:
         if self.cap < 1:
             raise ConfigError(f"--cap must be at least 1, got {self.cap}")
         if self.sqlite_sync.upper() not in SYNC_MODES:
-            raise ConfigError(f"--sqlite-sync must be one of {', '.join(m.lower() for m in SYNC_MODES)}, "
-                              f"got {self.sqlite_sync!r}")
+            raise ConfigError(
+                f"--sqlite-sync must be one of {', '.join(m.lower() for m in SYNC_MODES)}, "
+                f"got {self.sqlite_sync!r}"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
 
@@ -106,13 +126,13 @@ class ServeConfig:
         return json.dumps(data)
 
     @classmethod
-    def from_json(cls, text: str) -> "ServeConfig":
+    def from_json(cls, text: str) -> ServeConfig:
         """The configuration `to_json` wrote."""
         data = json.loads(text)
         data["variants"] = frozenset(data["variants"])
         return cls(**data)
 
-    def with_secret(self) -> "ServeConfig":
+    def with_secret(self) -> ServeConfig:
         """This configuration with a definite secret, shared by all its worker processes."""
         if self.secret:
             return self
@@ -122,8 +142,13 @@ class ServeConfig:
 
     def worker_config(self, *, sweeper_in_app: bool) -> WorkerConfig:
         """The `WorkerConfig` of each worker process."""
-        return WorkerConfig(variants=self.variants, cap=self.cap, secret=bytes.fromhex(self.secret),
-                            sweep_interval=self.sweep_interval, sweeper_in_app=sweeper_in_app)
+        return WorkerConfig(
+            variants=self.variants,
+            cap=self.cap,
+            secret=bytes.fromhex(self.secret),
+            sweep_interval=self.sweep_interval,
+            sweeper_in_app=sweeper_in_app,
+        )
 
 
 def _sqlite_secret(db: str) -> str:
@@ -150,8 +175,13 @@ def build_kv(config: ServeConfig, *, op_log: bool = True) -> KV:
         kv: KV = SqliteKV(config.db, synchronous=config.sqlite_sync)
     elif config.backend == "redis":
         from .redis_kv import RedisKV
-        kv = RedisKV(config.redis_url, namespace=config.redis_namespace, timeout=config.redis_timeout,
-                     max_connections=config.redis_max_connections)
+
+        kv = RedisKV(
+            config.redis_url,
+            namespace=config.redis_namespace,
+            timeout=config.redis_timeout,
+            max_connections=config.redis_max_connections,
+        )
     else:
         kv = MemoryKV()
     if config.stale_ms > 0:
@@ -179,15 +209,21 @@ def app_from_env():
 
 def _design(config: ServeConfig) -> dict:
     """The op log's design header."""
-    return {"variants": sorted(config.variants), "cap": config.cap, "backend": config.backend,
-            "workers": config.workers}
+    return {
+        "variants": sorted(config.variants),
+        "cap": config.cap,
+        "backend": config.backend,
+        "workers": config.workers,
+    }
 
 
 async def check_redis(config: ServeConfig) -> dict:
     """Connect to the configured Redis; its persistence (see `redis_kv.redis_persistence`)."""
     from .redis_kv import RedisKV
-    kv = RedisKV(config.redis_url, namespace=config.redis_namespace, timeout=2.0, max_connections=2,
-                 pool_timeout=2.0)
+
+    kv = RedisKV(
+        config.redis_url, namespace=config.redis_namespace, timeout=2.0, max_connections=2, pool_timeout=2.0
+    )
     try:
         await kv.ping()
         return await kv.persistence()
@@ -210,22 +246,31 @@ def preflight(config: ServeConfig, *, bind: bool = True) -> list[str]:
         check_parent_dir(config.op_log, "--op-log")
     if config.backend == "redis":
         from .redis_kv import describe_persistence
+
         try:
             persistence = asyncio.run(check_redis(config))
         except KVError as exc:
-            raise ConfigError(f"cannot reach Redis at {config.redis_url}: {str(exc).split(': ', 1)[-1]}") from None
+            raise ConfigError(
+                f"cannot reach Redis at {config.redis_url}: {str(exc).split(': ', 1)[-1]}"
+            ) from None
         except ValueError as exc:  # a malformed URL
             raise ConfigError(f"--redis-url {config.redis_url!r}: {exc}") from None
         if not persistence["appendonly"]:
             what = describe_persistence(persistence)
             if not config.allow_volatile:
-                raise ConfigError(f"Redis at {config.redis_url} has {what}: acknowledged posts would be lost "
-                                  "when it restarts; enable AOF (appendonly yes) or pass --allow-volatile")
-            warnings.append(f"Redis at {config.redis_url} has {what}: acknowledged posts are lost when it "
-                            "restarts (--allow-volatile)")
+                raise ConfigError(
+                    f"Redis at {config.redis_url} has {what}: acknowledged posts would be lost "
+                    "when it restarts; enable AOF (appendonly yes) or pass --allow-volatile"
+                )
+            warnings.append(
+                f"Redis at {config.redis_url} has {what}: acknowledged posts are lost when it "
+                "restarts (--allow-volatile)"
+            )
         elif persistence["appendfsync"] == "no":
-            warnings.append(f"Redis at {config.redis_url} has AOF with appendfsync no: a power loss can lose "
-                            "an unbounded number of acknowledged posts (everysec or always are safer)")
+            warnings.append(
+                f"Redis at {config.redis_url} has AOF with appendfsync no: a power loss can lose "
+                "an unbounded number of acknowledged posts (everysec or always are safer)"
+            )
     return warnings
 
 
@@ -250,6 +295,7 @@ def _sweeper_thread(config: ServeConfig, stop: threading.Event) -> threading.Thr
             except BaseException as exc:  # noqa: BLE001 - the supervisor restarts a dead sweeper
                 log.error("sweeper died (%s: %s); restarting it in 1 s", type(exc).__name__, exc)
                 stop.wait(1.0)
+
     thread = threading.Thread(target=supervise, name="kvheal-sweeper", daemon=True)
     thread.start()
     return thread
@@ -286,8 +332,15 @@ def serve(config: ServeConfig) -> None:
     sweeper = _sweeper_thread(config, stop) if "sweeper" in config.variants else None
     try:
         from uvicorn.supervisors import Multiprocess
-        uv_config = _TcpConfig("kvheal.impl.server:app_from_env", factory=True, host=config.host,
-                               port=config.port, workers=config.workers, log_level=config.log_level)
+
+        uv_config = _TcpConfig(
+            "kvheal.impl.server:app_from_env",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            log_level=config.log_level,
+        )
         Multiprocess(uv_config, sockets=[uv_config.bind_socket()]).run()
     except KeyboardInterrupt:
         pass
@@ -378,11 +431,17 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> str:
         """Start the process and wait until /api/health answers; returns the base URL."""
         import httpx2
+
         env = dict(os.environ, **{ENV_CONFIG: self.config.to_json()})
         env.pop(PARENT_PID_ENV, None)
-        self.process = subprocess.Popen([sys.executable, "-m", "kvheal.impl.server"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True, preexec_fn=child_preexec)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kvheal.impl.server"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=child_preexec,
+        )
         self._stderr = PipeDrain(self.process.stderr, echo=self._echo)
         deadline = time.monotonic() + timeout
         with httpx2.Client(timeout=1.0) as http:
@@ -485,7 +544,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-        return stat[stat.rfind(b")") + 2:].split()[0] != b"Z"
+        return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
     except OSError:
         return False
 

@@ -22,13 +22,15 @@ connection's thread afterwards: its outcome is unknown to the caller, as with an
 `BEGIN IMMEDIATE` transaction: SQLite's write lock serialises it against every other writer of
 every process, so the update is atomic without a retry loop.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from .kv import KV, KVError
 
@@ -54,8 +56,14 @@ class SqliteKV(KV):
     supports_update = True
     name = "sqlite"
 
-    def __init__(self, path: str | os.PathLike, *, busy_timeout_ms: int = 10_000,
-                 synchronous: str = "FULL", timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        busy_timeout_ms: int = 10_000,
+        synchronous: str = "FULL",
+        timeout: float = 15.0,
+    ) -> None:
         self.path = os.fspath(path)
         self.busy_timeout_ms = busy_timeout_ms
         if synchronous.upper() not in SYNC_MODES:
@@ -68,8 +76,7 @@ class SqliteKV(KV):
     # All of these run on the executor's single thread.
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
-                                   isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -80,6 +87,7 @@ class SqliteKV(KV):
     async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         def job():
             return fn(self._connection())
+
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, job)
             async with asyncio.timeout(self.timeout):
@@ -90,40 +98,51 @@ class SqliteKV(KV):
             raise KVError(f"sqlite {self.path}: {exc}") from exc
 
     async def get(self, key: str) -> str | None:
-        row = await self._run(lambda c: c.execute(
-            "SELECT value FROM kv WHERE key = ?", (key,)).fetchone())
+        row = await self._run(lambda c: c.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone())
         return None if row is None else row[0]
 
     async def put(self, key: str, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"KV values are str, not {type(value).__name__}")
-        await self._run(lambda c: c.execute(
-            "INSERT INTO kv (key, value, version) VALUES (?, ?, 1) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
-            (key, value)))
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO kv (key, value, version) VALUES (?, ?, 1) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = kv.version + 1",
+                (key, value),
+            )
+        )
 
     async def list(self, prefix: str) -> list[str]:
-        rows = await self._run(lambda c: c.execute(
-            "SELECT key FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
-            (len(prefix), prefix)).fetchall())
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT key FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+            ).fetchall()
+        )
         return [row[0] for row in rows]
 
     async def get_versioned(self, key: str) -> tuple[str | None, int]:
-        row = await self._run(lambda c: c.execute(
-            "SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone())
+        row = await self._run(
+            lambda c: c.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        )
         return (None, 0) if row is None else (row[0], row[1])
 
     async def cas(self, key: str, expected_version: int, value: str) -> bool:
         if not isinstance(value, str):
             raise TypeError(f"KV values are str, not {type(value).__name__}")
         if expected_version == 0:
-            cursor = await self._run(lambda c: c.execute(
-                "INSERT INTO kv (key, value, version) VALUES (?, ?, 1) ON CONFLICT(key) DO NOTHING",
-                (key, value)))
+            cursor = await self._run(
+                lambda c: c.execute(
+                    "INSERT INTO kv (key, value, version) VALUES (?, ?, 1) ON CONFLICT(key) DO NOTHING",
+                    (key, value),
+                )
+            )
         else:
-            cursor = await self._run(lambda c: c.execute(
-                "UPDATE kv SET value = ?, version = version + 1 WHERE key = ? AND version = ?",
-                (value, key, expected_version)))
+            cursor = await self._run(
+                lambda c: c.execute(
+                    "UPDATE kv SET value = ?, version = version + 1 WHERE key = ? AND version = ?",
+                    (value, key, expected_version),
+                )
+            )
         return cursor.rowcount == 1
 
     async def update(self, key: str, fn: Callable[[str | None], str | None]) -> tuple[str | None, str | None]:
@@ -132,6 +151,7 @@ class SqliteKV(KV):
         Returns (the value read, the value written or None). `fn` runs on the connection's
         thread inside the transaction, so it must be quick and must not touch the event loop.
         """
+
         def job(c: sqlite3.Connection):
             c.execute("BEGIN IMMEDIATE")  # waits (busy_timeout) for the write lock
             try:
@@ -141,13 +161,17 @@ class SqliteKV(KV):
                 if new is not None:
                     if not isinstance(new, str):
                         raise TypeError(f"KV values are str, not {type(new).__name__}")
-                    c.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, 1) ON CONFLICT(key) "
-                              "DO UPDATE SET value = excluded.value, version = kv.version + 1", (key, new))
+                    c.execute(
+                        "INSERT INTO kv (key, value, version) VALUES (?, ?, 1) ON CONFLICT(key) "
+                        "DO UPDATE SET value = excluded.value, version = kv.version + 1",
+                        (key, new),
+                    )
                 c.execute("COMMIT")
                 return old, new
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
+
         return await self._run(job)
 
     async def clear(self) -> None:
@@ -158,6 +182,7 @@ class SqliteKV(KV):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, close)
         finally:

@@ -24,6 +24,7 @@ shutdown as Ctrl-C (SIGINT), and the server's stderr is drained on a thread.
 
 `run_stress` returns a `StressReport` (nothing is printed); `kvheal stress` renders it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,12 +33,12 @@ import os
 import shutil
 import signal
 import statistics
-import threading
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import httpx2
 
@@ -47,12 +48,22 @@ from .kv import KV, JsonlOpLog, MemoryKV
 from .redis_server import RedisServer, redis_server_binary
 from .server import ServeConfig, ServerProcess, UvicornThread, preflight
 
-__all__ = ["StressConfig", "RunResult", "StressReport", "run_stress", "converging_design",
-           "CONVERGING_DESIGNS", "terminate_as_interrupt"]
+__all__ = [
+    "StressConfig",
+    "RunResult",
+    "StressReport",
+    "run_stress",
+    "converging_design",
+    "CONVERGING_DESIGNS",
+    "terminate_as_interrupt",
+]
 
 #: the designs whose convergence the model proves (README: `kvheal check`, `kvheal prove`)
-CONVERGING_DESIGNS = (frozenset({"atomic_cache", "dedupe"}), frozenset({"dedupe", "keep_verifying"}),
-                      frozenset({"dedupe", "sweeper"}))
+CONVERGING_DESIGNS = (
+    frozenset({"atomic_cache", "dedupe"}),
+    frozenset({"dedupe", "keep_verifying"}),
+    frozenset({"dedupe", "sweeper"}),
+)
 
 
 def converging_design(variants) -> bool:
@@ -73,6 +84,7 @@ def terminate_as_interrupt():
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
+
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
@@ -211,23 +223,44 @@ def _run_stress(config: StressConfig, on_run, started: float, workdir: str) -> S
     redis: RedisServer | None = None
     try:
         db = config.db or os.path.join(workdir, "kv.sqlite3")
-        serve = ServeConfig(backend=config.backend, variants=config.variants, workers=config.workers,
-                            port=0, db=db, redis_url=config.redis_url or ServeConfig.redis_url,
-                            redis_namespace=f"kvheal-stress-{uuid.uuid4().hex[:8]}:", cap=config.cap,
-                            sweep_interval=config.sweep_interval, op_log=config.op_log, allow_volatile=True)
+        serve = ServeConfig(
+            backend=config.backend,
+            variants=config.variants,
+            workers=config.workers,
+            port=0,
+            db=db,
+            redis_url=config.redis_url or ServeConfig.redis_url,
+            redis_namespace=f"kvheal-stress-{uuid.uuid4().hex[:8]}:",
+            cap=config.cap,
+            sweep_interval=config.sweep_interval,
+            op_log=config.op_log,
+            allow_volatile=True,
+        )
         # Bad paths and an unreachable Redis are found before anything starts (ConfigError).
-        warnings = preflight(replace(serve, backend="sqlite" if config.backend == "redis" and not config.redis_url
-                                     else config.backend), bind=False)
+        warnings = preflight(
+            replace(
+                serve,
+                backend="sqlite" if config.backend == "redis" and not config.redis_url else config.backend,
+            ),
+            bind=False,
+        )
         if config.backend == "redis" and not config.redis_url:
             if redis_server_binary() is None:
                 raise ConfigError("the redis backend needs --redis-url or an installed redis-server")
             redis = RedisServer(persistence=config.redis_persistence).start()
             serve = replace(serve, redis_url=redis.url)
-        report = StressReport(config={**asdict(config), "variants": sorted(config.variants),
-                                      "workers": serve.workers, "warnings": warnings})
+        report = StressReport(
+            config={
+                **asdict(config),
+                "variants": sorted(config.variants),
+                "workers": serve.workers,
+                "warnings": warnings,
+            }
+        )
         if config.backend == "memory":
             from .server import build_kv
             from .worker import create_app
+
             serve = serve.with_secret()
             kv = build_kv(serve)
             app = create_app(kv, serve.worker_config(sweeper_in_app=True))
@@ -235,9 +268,19 @@ def _run_stress(config: StressConfig, on_run, started: float, workdir: str) -> S
                 asyncio.run(_runs(config, base_url, lambda: kv, workdir, report, on_run, started))
         else:
             from .server import build_kv
+
             with ServerProcess(serve) as base_url:
-                asyncio.run(_runs(config, base_url, lambda: build_kv(serve, op_log=False), workdir,
-                                  report, on_run, started))
+                asyncio.run(
+                    _runs(
+                        config,
+                        base_url,
+                        lambda: build_kv(serve, op_log=False),
+                        workdir,
+                        report,
+                        on_run,
+                        started,
+                    )
+                )
         report.seconds = time.monotonic() - started
         return report
     finally:
@@ -245,8 +288,15 @@ def _run_stress(config: StressConfig, on_run, started: float, workdir: str) -> S
             redis.stop()
 
 
-async def _runs(config: StressConfig, base_url: str, admin_kv: Callable[[], KV], workdir: str,
-                report: StressReport, on_run, started: float) -> None:
+async def _runs(
+    config: StressConfig,
+    base_url: str,
+    admin_kv: Callable[[], KV],
+    workdir: str,
+    report: StressReport,
+    on_run,
+    started: float,
+) -> None:
     kv = admin_kv()
     try:
         for run in range(config.runs):
@@ -297,13 +347,23 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
     t0 = time.monotonic()
     shared = "shared_pending" in config.variants
     limits = httpx2.Limits(max_connections=config.per_tab + 2, max_keepalive_connections=config.per_tab + 2)
-    stores = [SqlitePendingStore(pending_path, "pendingMessages" if shared else f"pending:{t}")
-              for t in range(config.tabs)]
-    clients = [Client(base_url, tab=t, store=stores[t], keep_verifying="keep_verifying" in config.variants,
-                      schedule=config.schedule,
-                      http=httpx2.AsyncClient(base_url=base_url, limits=limits, timeout=60.0,
-                                              verify=shared_ssl_context()))
-               for t in range(config.tabs)]
+    stores = [
+        SqlitePendingStore(pending_path, "pendingMessages" if shared else f"pending:{t}")
+        for t in range(config.tabs)
+    ]
+    clients = [
+        Client(
+            base_url,
+            tab=t,
+            store=stores[t],
+            keep_verifying="keep_verifying" in config.variants,
+            schedule=config.schedule,
+            http=httpx2.AsyncClient(
+                base_url=base_url, limits=limits, timeout=60.0, verify=shared_ssl_context()
+            ),
+        )
+        for t in range(config.tabs)
+    ]
     checker = httpx2.AsyncClient(base_url=base_url, timeout=60.0)
     try:
         await asyncio.gather(*(c.http.get("/api/health") for c in clients))  # connections up first
@@ -316,20 +376,23 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
             async def one(k: int) -> str | None:
                 m = k * config.tabs + t
                 try:
-                    ack = await clients[t].post(f"message {m} from tab {t}", id=f"r{run}-t{t}-m{m}",
-                                                timestamp=base_ts + m)
+                    ack = await clients[t].post(
+                        f"message {m} from tab {t}", id=f"r{run}-t{t}-m{m}", timestamp=base_ts + m
+                    )
                     return ack.id, base_ts + m
                 except ClientError:
                     return None
+
             return [a for a in await asyncio.gather(*(one(k) for k in range(config.per_tab))) if a]
 
-        stamps = dict(pair for pairs in await asyncio.gather(*(tab(t) for t in range(config.tabs)))
-                      for pair in pairs)
+        stamps = dict(
+            pair for pairs in await asyncio.gather(*(tab(t) for t in range(config.tabs))) for pair in pairs
+        )
         acked = list(stamps)
         after_post = await _cache_ids(checker)
         missing = sorted(set(acked) - set(after_post))
         if "tab_crash" in config.variants:
-            for client in clients[:config.crash_tabs]:
+            for client in clients[: config.crash_tabs]:
                 client.crash()
         live = [c for c in clients if c.alive]
 
@@ -342,8 +405,7 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
         converged_at = 0 if done else None
         rounds = 0
         while rounds < config.max_rounds:
-            drained = ("keep_verifying" in config.variants
-                       or not any([await c.pending_ids() for c in live]))
+            drained = "keep_verifying" in config.variants or not any([await c.pending_ids() for c in live])
             if done and drained:
                 break
             await asyncio.sleep(config.schedule.delay(rounds))
@@ -360,12 +422,19 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
         final = [c["id"] for c in final_cache]
         evicted = evicted_ids(stamps, final_cache, config.cap)
         return RunResult(
-            run=run, acked=len(acked), failed_posts=config.tabs * config.per_tab - len(acked),
+            run=run,
+            acked=len(acked),
+            failed_posts=config.tabs * config.per_tab - len(acked),
             in_cache_after_post=len(acked_set & set(after_post)),
-            in_cache_after_heal=len(acked_set & set(final)), missing_after_post=missing,
-            evicted=len(evicted), lost=sorted(acked_set - set(final) - evicted),
-            duplicates=len(final) - len(set(final)), converged_after_polls=converged_at,
-            heals_sent=sum(c.heals_sent for c in clients), seconds=round(time.monotonic() - t0, 4))
+            in_cache_after_heal=len(acked_set & set(final)),
+            missing_after_post=missing,
+            evicted=len(evicted),
+            lost=sorted(acked_set - set(final) - evicted),
+            duplicates=len(final) - len(set(final)),
+            converged_after_polls=converged_at,
+            heals_sent=sum(c.heals_sent for c in clients),
+            seconds=round(time.monotonic() - t0, 4),
+        )
     finally:
         await checker.aclose()
         for client in clients:
@@ -384,6 +453,7 @@ def shared_ssl_context():
     global _SSL_CONTEXT
     if _SSL_CONTEXT is None:
         import ssl
+
         _SSL_CONTEXT = ssl.create_default_context()
     return _SSL_CONTEXT
 

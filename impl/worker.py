@@ -63,6 +63,7 @@ lock and the store update off (the model lets any update go first, with SPEC §8
 To plant a fault for tests, subclass `Worker` (or `Sweeper`) and override one small method
 (`post`, `update_cache`, `already_cached`, ...), then pass it to `create_app(worker=...)`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,17 +84,47 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .config import ConfigError, WorkerConfig
-from .context import (RequestContext, current_request, new_request_id, reset_request, set_request,
-                      valid_request_id)
+from .context import (
+    RequestContext,
+    current_request,
+    new_request_id,
+    reset_request,
+    set_request,
+    valid_request_id,
+)
 from .kv import KV, KVError, LoggedKV
+from .messages import (
+    CACHE_KEY,
+    COMMENT_PREFIX,
+    MAX_TIMESTAMP,
+    BadInput,
+    body_digest,
+    cache_add,
+    cache_add_all,
+    check_json_depth,
+    comment_key,
+    decode_cache,
+    decode_message,
+    encode_cache,
+    encode_message,
+    same_message,
+    validate_heal,
+    validate_post,
+)
 from .openapi import openapi_schema
 from .ratelimit import RateLimiter
-from .messages import (CACHE_KEY, MAX_TIMESTAMP, COMMENT_PREFIX, BadInput, body_digest, cache_add, cache_add_all,
-                       check_json_depth, comment_key, decode_cache, decode_message, encode_cache,
-                       encode_message, same_message, validate_heal, validate_post)
 
-__all__ = ["Worker", "Sweeper", "CacheUpdate", "SweepResult", "create_app", "BodyTooLarge",
-           "ADDED", "ALREADY_PRESENT", "OUTSIDE_WINDOW"]
+__all__ = [
+    "Worker",
+    "Sweeper",
+    "CacheUpdate",
+    "SweepResult",
+    "create_app",
+    "BodyTooLarge",
+    "ADDED",
+    "ALREADY_PRESENT",
+    "OUTSIDE_WINDOW",
+]
 
 log = logging.getLogger("kvheal.worker")
 
@@ -144,8 +175,10 @@ class Worker:
         self.config = config or WorkerConfig()
         if self.config.heal_atomic and not kv.supports_cas:
             design = "atomic_cache" if self.config.atomic_cache else "heal_atomic"
-            raise ConfigError(f"the {design} design needs compare-and-swap, which the {kv.name} "
-                              "backend does not offer (use sqlite, redis or memory)")
+            raise ConfigError(
+                f"the {design} design needs compare-and-swap, which the {kv.name} "
+                "backend does not offer (use sqlite, redis or memory)"
+            )
         self._queue: list[tuple[dict, asyncio.Future, RequestContext | None]] = []
         self._flusher: asyncio.Task | None = None
         self._claims: dict[str, asyncio.Lock] = {}
@@ -188,7 +221,7 @@ class Worker:
             return "repeat", stored
         return "taken", stored
 
-    def claimed(self, message_id: str) -> "_Claim":
+    def claimed(self, message_id: str) -> _Claim:
         """An async context that serialises this process's posts of one id."""
         return _Claim(self._claims, message_id)
 
@@ -259,10 +292,15 @@ class Worker:
             else:
                 batch, self._queue = self._queue, []
             ctxs = [ctx for _, _, ctx in batch]
-            token = set_request(ctxs[0] if len(batch) == 1 and ctxs[0] else RequestContext(
-                "+".join(c.request_id if c else "?" for c in ctxs),
-                "+".join(c.endpoint if c else "?" for c in ctxs),
-                "+".join(m["id"] for m, _, _ in batch)))
+            token = set_request(
+                ctxs[0]
+                if len(batch) == 1 and ctxs[0]
+                else RequestContext(
+                    "+".join(c.request_id if c else "?" for c in ctxs),
+                    "+".join(c.endpoint if c else "?" for c in ctxs),
+                    "+".join(m["id"] for m, _, _ in batch),
+                )
+            )
             try:
                 updates = await self._update_batch([m for m, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
@@ -318,8 +356,10 @@ class Worker:
             if await self.kv.cas(CACHE_KEY, version, encode_cache(updated)):
                 return [CacheUpdate(written=r == ADDED, attempts=attempt, result=r) for r in results]
             await cas_backoff(self.config, attempt)
-        raise KVError(f"cache update for {', '.join(m['id'] for m in messages)} lost {limit} "
-                      "compare-and-swap races in a row")
+        raise KVError(
+            f"cache update for {', '.join(m['id'] for m in messages)} lost {limit} "
+            "compare-and-swap races in a row"
+        )
 
     async def _update_cache_in_store(self, messages: list[dict]) -> list[CacheUpdate]:
         # The store serialises the read-modify-write itself (`KV.update`: a SQLite write
@@ -330,6 +370,7 @@ class Worker:
             results, updated = self._plan_all(decode_cache(raw), messages)
             outcome["results"] = results
             return None if updated is None else encode_cache(updated)
+
         _, written = await self.kv.update(CACHE_KEY, plan)
         return [CacheUpdate(written=written is not None and r == ADDED, result=r) for r in outcome["results"]]
 
@@ -398,9 +439,9 @@ class Sweeper:
         self.kv = kv
         self.config = config or WorkerConfig()
         self._bodies: dict[str, dict] = {}
-        self._timestamps: dict[str, int] = {}     # comment key -> timestamp
+        self._timestamps: dict[str, int] = {}  # comment key -> timestamp
         self._inside: list[tuple[int, str]] = []  # heap of known keys not in `_outside`
-        self._outside: set[str] = set()           # known keys older than the floor
+        self._outside: set[str] = set()  # known keys older than the floor
         self._floor: int | None = None
         self._task: asyncio.Task | None = None
         self.passes = 0
@@ -422,8 +463,9 @@ class Sweeper:
         finally:
             reset_request(token)
 
-    async def _repair(self, keys: list[str], entries: list[dict]
-                      ) -> tuple[tuple[str, ...], int, list[dict] | None]:
+    async def _repair(
+        self, keys: list[str], entries: list[dict]
+    ) -> tuple[tuple[str, ...], int, list[dict] | None]:
         """The listed ids missing from `entries` (but those known to be older than a full cache,
         when the config skips no-op writes), how many those were, and the cache value that adds
         the missing ids (None when nothing is to be written)."""
@@ -441,7 +483,7 @@ class Sweeper:
             before = len(absent)
             absent -= self._outside
             outside = before - len(absent)
-        missing = tuple(sorted(key[len(COMMENT_PREFIX):] for key in absent))
+        missing = tuple(sorted(key[len(COMMENT_PREFIX) :] for key in absent))
         if not missing:
             return missing, outside, None
         updated = cache_add_all(entries, await self._bodies_of(missing), self.config.cap)
@@ -575,8 +617,9 @@ async def _read_json(request: Request, config: WorkerConfig):
                 if len(body) > max_body:
                     raise Refused(413, f"body larger than {max_body} bytes")
     except TimeoutError:
-        raise Refused(408, f"request body not received within {config.body_timeout:g} s",
-                      {"connection": "close"}) from None
+        raise Refused(
+            408, f"request body not received within {config.body_timeout:g} s", {"connection": "close"}
+        ) from None
     except ClientDisconnect:
         # nobody will read the answer; no traceback in the log, nothing written
         raise Refused(400, "the client went away before sending its body") from None
@@ -616,8 +659,9 @@ def _client_key(request: Request) -> str:
 def _limit(limiter: RateLimiter, request: Request, what: str) -> None:
     wait = limiter.take(_client_key(request))
     if wait > 0:
-        raise Refused(429, f"too many {what} from this address; retry later",
-                      {"retry-after": limiter.retry_after(wait)})
+        raise Refused(
+            429, f"too many {what} from this address; retry later", {"retry-after": limiter.retry_after(wait)}
+        )
 
 
 def _routes(worker: Worker) -> list[Route]:
@@ -644,16 +688,27 @@ def _routes(worker: Worker) -> list[Route]:
                     return _error(409, "a different message with this id exists")
                 if outcome == "repeat":
                     # an idempotent retry: the original acknowledgement, nothing written
-                    return JSONResponse({"success": True, "comment": stored,
-                                         "healToken": worker.heal_token(stored),
-                                         "cached": False, "repeat": True})
+                    return JSONResponse(
+                        {
+                            "success": True,
+                            "comment": stored,
+                            "healToken": worker.heal_token(stored),
+                            "cached": False,
+                            "repeat": True,
+                        }
+                    )
                 update = await worker.post(message)
         except KVError as exc:
             log.warning("post %s failed: %s", message["id"], exc)
             return _error(503, "store unavailable")
-        return JSONResponse({"success": True, "comment": message,
-                             "healToken": worker.heal_token(message),
-                             "cached": update is not None and update.result != OUTSIDE_WINDOW})
+        return JSONResponse(
+            {
+                "success": True,
+                "comment": message,
+                "healToken": worker.heal_token(message),
+                "cached": update is not None and update.result != OUTSIDE_WINDOW,
+            }
+        )
 
     async def get_comments(request: Request) -> JSONResponse:
         _enter("read")
@@ -672,7 +727,7 @@ def _routes(worker: Worker) -> list[Route]:
         if after is not None:
             entries = [entry for entry in entries if entry["timestamp"] > after]
         newest_first = entries[::-1]
-        return JSONResponse({"comments": newest_first[offset:offset + limit], "total": len(entries)})
+        return JSONResponse({"comments": newest_first[offset : offset + limit], "total": len(entries)})
 
     async def add_to_cache(request: Request) -> JSONResponse:
         _enter("heal")
@@ -747,8 +802,14 @@ class RequestIdMiddleware:
             reset_request(token)
 
 
-def create_app(kv: KV, config: WorkerConfig | None = None, *, worker: Worker | None = None,
-               sweeper: Sweeper | None = None, close_kv: bool = False) -> Starlette:
+def create_app(
+    kv: KV,
+    config: WorkerConfig | None = None,
+    *,
+    worker: Worker | None = None,
+    sweeper: Sweeper | None = None,
+    close_kv: bool = False,
+) -> Starlette:
     """The worker's ASGI app over `kv`.
 
     `app.state` holds `kv`, `config`, `worker` and `sweeper` (a `Sweeper` when the design has
@@ -782,10 +843,16 @@ def create_app(kv: KV, config: WorkerConfig | None = None, *, worker: Worker | N
     if config.allowed_hosts:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts)))
     if config.cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
-                                     allow_methods=["GET", "POST"],
-                                     allow_headers=["content-type", "x-request-id"],
-                                     expose_headers=["x-request-id", "retry-after"], max_age=600))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["content-type", "x-request-id"],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            )
+        )
     app = Starlette(routes=_routes(worker), lifespan=lifespan, middleware=middleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.kv = kv

@@ -7,14 +7,31 @@
 
 The model is pure: no I/O, and no imports of kvheal.impl.
 """
+
 from .config import VARIANTS, Config, ConfigError, parse_variants
 from .core import Action, KVHealModel, Property, State
 from .engine import CheckResult, Progress, PropertyResult, check, replay
 from .results import HOLDS, UNKNOWN, VIOLATED, Step, Trace, TraceError, Verdict
 
 __all__ = [
-    "VARIANTS", "Config", "ConfigError", "parse_variants",
-    "Action", "KVHealModel", "Property", "State",
-    "CheckResult", "Progress", "PropertyResult", "check", "replay",
-    "Verdict", "HOLDS", "UNKNOWN", "VIOLATED", "Step", "Trace", "TraceError",
+    "VARIANTS",
+    "Config",
+    "ConfigError",
+    "parse_variants",
+    "Action",
+    "KVHealModel",
+    "Property",
+    "State",
+    "CheckResult",
+    "Progress",
+    "PropertyResult",
+    "check",
+    "replay",
+    "Verdict",
+    "HOLDS",
+    "UNKNOWN",
+    "VIOLATED",
+    "Step",
+    "Trace",
+    "TraceError",
 ]

@@ -4,6 +4,7 @@ A configuration that the model cannot honour (tabs < 1, an unknown flag, a size 
 encoding would not fit in memory) raises :class:`ConfigError` at once, with a one-line
 reason that names the fix.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,7 @@ class Config:
         object.__setattr__(self, "variants", parse_variants(self.variants, self.known))
         if self.messages > MAX_MESSAGES:
             raise ConfigError(
-                f"tabs*per_tab = {self.messages} messages is beyond the encoding's limit of "
-                f"{MAX_MESSAGES}"
+                f"tabs*per_tab = {self.messages} messages is beyond the encoding's limit of {MAX_MESSAGES}"
             )
         if self.cache_value_bound() > MAX_CACHE_VALUES:
             raise ConfigError(
@@ -76,15 +76,21 @@ class Config:
         cap: int | None = None,
         variants: str | frozenset[str] | set[str] | tuple[str, ...] | list[str] | None = None,
         design: Any = None,
-    ) -> "Config":
+    ) -> Config:
         """A validated configuration; ``variants`` may be a comma-separated string. ``design``
         is a user's :class:`~kvheal.model.dsl.Definition` (None: kvheal's own); its flags
         are the ones ``variants`` may name."""
         from .definition import KVHEAL  # the definition imports the registry, not this module
 
         known = design.flag_names() if design is not None else VARIANTS
-        cfg = cls(tabs=tabs, per_tab=per_tab, cap=cap, variants=parse_variants(variants, known),
-                  known=tuple(known), design=design)
+        cfg = cls(
+            tabs=tabs,
+            per_tab=per_tab,
+            cap=cap,
+            variants=parse_variants(variants, known),
+            known=tuple(known),
+            design=design,
+        )
         (design or KVHEAL).validate(cfg)  # what the definition cannot honour (tab_view needs cap >= M)
         return cfg
 

@@ -6,6 +6,7 @@
 (``actions``, ``step``, ``view``). Nothing here says what an action does: that is written
 once, in the definition. Readings of SPEC where it leaves a choice are in SPEC §3-5.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

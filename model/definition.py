@@ -17,12 +17,25 @@ reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 (``stale_reads``: ``prev``, ``PollReadStale``, ...) and the fix's whole-cache poll
 (``full_poll``); their readings are in SPEC §6.
 """
+
 from __future__ import annotations
 
 from kvheal.flags import ConfigError
 
-from .dsl import (ActionDef, BoolType, CacheType, Definition, Derived, Enum, FlagDef, IdsType, IntType,
-                  Phase, PropertyDef, Var)
+from .dsl import (
+    ActionDef,
+    BoolType,
+    CacheType,
+    Definition,
+    Derived,
+    Enum,
+    FlagDef,
+    IdsType,
+    IntType,
+    Phase,
+    PropertyDef,
+    Var,
+)
 
 CACHE = CacheType()
 MSGS = IdsType("m")
@@ -34,13 +47,24 @@ HORIZON = 1
 LAG = 1
 TIME = IntType(0, HORIZON)
 
-POST = Enum("Post", Phase("Unsent"), Phase("KeyWritten"), Phase("CacheRead", (("snap", CACHE),)),
-            Phase("CacheWritten"), Phase("Acked"))
-HEAL = Enum("Heal", Phase("Idle"), Phase("Requested"), Phase("KeyRead"),
-            Phase("CacheRead", (("snap", CACHE),)))
+POST = Enum(
+    "Post",
+    Phase("Unsent"),
+    Phase("KeyWritten"),
+    Phase("CacheRead", (("snap", CACHE),)),
+    Phase("CacheWritten"),
+    Phase("Acked"),
+)
+HEAL = Enum(
+    "Heal", Phase("Idle"), Phase("Requested"), Phase("KeyRead"), Phase("CacheRead", (("snap", CACHE),))
+)
 POLL = Enum("Poll", Phase("Idle"), Phase("Read", (("snap", CACHE),)))
-SWEEP = Enum("Sweep", Phase("Idle"), Phase("Listed", (("list", MSGS),)),
-             Phase("Read", (("list", MSGS), ("snap", CACHE))))
+SWEEP = Enum(
+    "Sweep",
+    Phase("Idle"),
+    Phase("Listed", (("list", MSGS),)),
+    Phase("Read", (("list", MSGS), ("snap", CACHE))),
+)
 LIST = Enum("List", Phase("Idle"), Phase("Write", (("set", MSGS),)))
 
 
@@ -100,8 +124,10 @@ def _local_clock(cfg, s, t):
 def validate(cfg):
     """Configurations the definition cannot honour: :class:`ConfigError`, one line."""
     if cfg.has("tab_view") and cfg.cap < cfg.messages:
-        raise ConfigError(f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (the cache orders by id, "
-                          f"timestamps come from the clock); got cap {cfg.cap}")
+        raise ConfigError(
+            f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (the cache orders by id, "
+            f"timestamps come from the clock); got cap {cfg.cap}"
+        )
 
 
 def msg_of(h):
@@ -110,12 +136,13 @@ def msg_of(h):
 
 
 # ---------------------------------------------------------------------------- state (SPEC §3)
+# The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
+# fmt: off
 VARIABLES = [
     Var("cache", CACHE, doc="the value of recent:comments"),
     Var("post", POST, "m", "the worker's handling of the POST of m",
         unused=lambda cfg: ("CacheRead",) if cfg.has("atomic_cache") else ()),
-    Var("pending", IdsType("m", universe=_own), "t", "tab t's pending list",
-        when=_lacks("shared_pending")),
+    Var("pending", IdsType("m", universe=_own), "t", "tab t's pending list", when=_lacks("shared_pending")),
     Var("pending", MSGS, doc="the one pending list all tabs share", when=_has("shared_pending")),
     Var("poll", POLL, "t", "tab t's poll: the cache value its GET returned, not yet processed"),
     Var("heal", HEAL, "heal", "the heal request for m (per (t, m) with shared_pending)",
@@ -127,8 +154,9 @@ VARIABLES = [
     Var("lists", LIST, "t", "the list value tab t has read-modified and will write back",
         when=_has("shared_pending")),
     Var("clock", TIME, doc="the time, in lags (0..HORIZON)", when=_view),
-    Var("ts", TIME, "m", "m's timestamp: the poster's clock at PostKey (0 before); only the cursor "
-        "reads it, so it exists only with one (not with full_poll)", when=_cursor),
+    Var("ts", TIME, "m",
+        "m's timestamp: the poster's clock at PostKey (0 before); only the cursor " "reads it, so it exists only with one (not with full_poll)",
+        when=_cursor),
     Var("cursor", TIME, "t", "tab t's cursor: a poll returns the messages with timestamp >= it",
         when=_cursor),
     Var("shown", MSGS, "t", "the messages tab t's page has shown since it was loaded", when=_view),
@@ -138,9 +166,11 @@ VARIABLES = [
         when=_has("reload")),
     Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
         when=_has("put_fails")),
-    Var("prev", CACHE, doc="the cache value before its last write, still served elsewhere until the next "
-        "tick", when=_has("stale_reads")),
+    Var("prev", CACHE,
+        doc="the cache value before its last write, still served elsewhere until the next tick",
+        when=_has("stale_reads")),
 ]
+# fmt: on
 
 
 def _stored(cfg, s, x):
@@ -151,10 +181,13 @@ def _acked(cfg, s, x):
     return x.ids("m", {m: s.post[m].is_("Acked") for m in range(cfg.messages)})
 
 
+# The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
+# fmt: off
 DERIVED = [
     Derived("stored", MSGS, _stored, "ids whose comment:<id> key exists: only PostKey adds to it"),
     Derived("acked", MSGS, _acked, "the acknowledged ids", view=False),
 ]
+# fmt: on
 
 
 # ---------------------------------------------------------------------------- actions (SPEC §4)
@@ -192,13 +225,15 @@ def PostRead(cfg, s, x, m):
 
 def PostWrite(cfg, s, x, m):
     snap = s.post[m].of("CacheRead").snap
-    return s.post[m].is_("CacheRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, m),
-                                                     s.post[m]: POST.CacheWritten()})
+    return s.post[m].is_("CacheRead"), _aged(
+        cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, m), s.post[m]: POST.CacheWritten()}
+    )
 
 
 def PostCache(cfg, s, x, m):
-    return s.post[m].is_("KeyWritten"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, m),
-                                                      s.post[m]: POST.CacheWritten()})
+    return s.post[m].is_("KeyWritten"), _aged(
+        cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, m), s.post[m]: POST.CacheWritten()}
+    )
 
 
 def PostAck(cfg, s, x, m):
@@ -206,11 +241,12 @@ def PostAck(cfg, s, x, m):
     live = s.alive.has(owner)
     if cfg.has("shared_pending"):  # the owner reads the shared list, to write it back with m
         slot = s.lists[owner]
-        return (s.post[m].is_("CacheWritten") & (~live | slot.is_("Idle")),
-                {s.post[m]: POST.Acked(), slot: x.ite(live, LIST.Write(set=s.pending.with_(m)), slot)})
+        return (
+            s.post[m].is_("CacheWritten") & (~live | slot.is_("Idle")),
+            {s.post[m]: POST.Acked(), slot: x.ite(live, LIST.Write(set=s.pending.with_(m)), slot)},
+        )
     mine = s.pending[owner]
-    return s.post[m].is_("CacheWritten"), {s.post[m]: POST.Acked(),
-                                           mine: x.ite(live, mine.with_(m), mine)}
+    return s.post[m].is_("CacheWritten"), {s.post[m]: POST.Acked(), mine: x.ite(live, mine.with_(m), mine)}
 
 
 def PollRead(cfg, s, x, t):
@@ -277,13 +313,15 @@ def HealRead(cfg, s, x, h):
 
 def HealWrite(cfg, s, x, h):
     snap = s.heal[h].of("CacheRead").snap
-    return s.heal[h].is_("CacheRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)),
-                                                     s.heal[h]: HEAL.Idle()})
+    return s.heal[h].is_("CacheRead"), _aged(
+        cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)), s.heal[h]: HEAL.Idle()}
+    )
 
 
 def HealCache(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), _aged(cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)),
-                                                   s.heal[h]: HEAL.Idle()})
+    return s.heal[h].is_("KeyRead"), _aged(
+        cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)), s.heal[h]: HEAL.Idle()}
+    )
 
 
 def PostWriteFail(cfg, s, x, m):
@@ -333,14 +371,16 @@ def _sweep_write(s, x, listed, snap):
 
 def SweepWrite(cfg, s, x):
     read = s.sweep.of("Read")
-    return s.sweep.is_("Read"), _aged(cfg, s, x, {s.cache: _sweep_write(s, x, read.list, read.snap),
-                                               s.sweep: SWEEP.Idle()})
+    return s.sweep.is_("Read"), _aged(
+        cfg, s, x, {s.cache: _sweep_write(s, x, read.list, read.snap), s.sweep: SWEEP.Idle()}
+    )
 
 
 def SweepCache(cfg, s, x):
     listed = s.sweep.of("Listed").list
-    return s.sweep.is_("Listed"), _aged(cfg, s, x, {s.cache: _sweep_write(s, x, listed, s.cache),
-                                                 s.sweep: SWEEP.Idle()})
+    return s.sweep.is_("Listed"), _aged(
+        cfg, s, x, {s.cache: _sweep_write(s, x, listed, s.cache), s.sweep: SWEEP.Idle()}
+    )
 
 
 def Crash(cfg, s, x, t):
@@ -379,24 +419,28 @@ _sweeper = _has("sweeper")
 _fails = _has("put_fails")
 _stale = _has("stale_reads")
 
+# The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
+# fmt: off
 ACTIONS = [
-    ActionDef("PostKey", "m", "request", PostKey, "put comment:<id>: the message is stored", kv="put comment"),
+    ActionDef("PostKey", "m", "request", PostKey, "put comment:<id>: the message is stored",
+              kv="put comment"),
     ActionDef("PostRead", "m", "request", PostRead, "get recent:comments", when=_plain, kv="get cache"),
-    ActionDef("PostWrite", "m", "request", PostWrite, "put recent:comments: add(snapshot, m)",
-              when=_plain, kv="put cache"),
+    ActionDef("PostWrite", "m", "request", PostWrite, "put recent:comments: add(snapshot, m)", when=_plain,
+              kv="put cache"),
     ActionDef("PostCache", "m", "request", PostCache, "the atomic cache update (a successful CAS)",
               when=_atomic, kv="cas cache"),
     ActionDef("PostReadStale", "m", "request", PostReadStale, "get recent:comments, served an older value",
               fair=False, when=_both(_stale, _plain), kv="get cache"),
     ActionDef("PostWriteFail", "m", "request", PostWriteFail, "put recent:comments fails (the write limit)",
               fair=False, when=_both(_fails, _plain), kv="put cache"),
-    ActionDef("PostCacheFail", "m", "request", PostCacheFail, "the atomic cache update fails (the write limit)",
-              fair=False, when=_both(_fails, _atomic), kv="cas cache"),
+    ActionDef("PostCacheFail", "m", "request", PostCacheFail,
+              "the atomic cache update fails (the write limit)", fair=False, when=_both(_fails, _atomic),
+              kv="cas cache"),
     ActionDef("PostAck", "m", "request", PostAck, "the 200; the owner, if alive, records m as pending",
               kv=""),
     ActionDef("PollRead", "t", "tab", PollRead, "the tab's GET of the cache", group=1, kv="get cache"),
-    ActionDef("PollReadStale", "t", "tab", PollReadStale, "the tab's GET, served an older value", fair=False,
-              when=_stale, group=1, kv="get cache"),
+    ActionDef("PollReadStale", "t", "tab", PollReadStale, "the tab's GET, served an older value",
+              fair=False, when=_stale, group=1, kv="get cache"),
     ActionDef("PollDone", "t", "tab", PollDone,
               "drop found ids (unless keep_verifying), request heals for missing ones", group=1),
     ActionDef("PendingWrite", "t", "tab", PendingWrite, "the tab writes the shared list back",
@@ -409,16 +453,17 @@ ACTIONS = [
               when=_heal_plain, group=3, kv="put cache"),
     ActionDef("HealCache", "heal", "heal", HealCache, "the atomic cache update of a heal",
               when=_heal_atomic, group=3, kv="cas cache"),
-    ActionDef("HealReadStale", "heal", "heal", HealReadStale, "the heal's get recent:comments, served an "
-              "older value", fair=False, when=_both(_stale, _heal_plain), group=3, kv="get cache"),
+    ActionDef("HealReadStale", "heal", "heal", HealReadStale,
+              "the heal's get recent:comments, served an older value", fair=False,
+              when=_both(_stale, _heal_plain), group=3, kv="get cache"),
     ActionDef("HealWriteFail", "heal", "heal", HealWriteFail, "the heal's put fails (the write limit)",
               fair=False, when=_both(_fails, _heal_plain), group=3, kv="put cache"),
-    ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails",
-              fair=False, when=_both(_fails, _heal_atomic), group=3, kv="cas cache"),
+    ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails", fair=False,
+              when=_both(_fails, _heal_atomic), group=3, kv="cas cache"),
     ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
               kv="list comment"),
-    ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments",
-              when=_both(_sweeper, _plain), group=4, kv="get cache"),
+    ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments", when=_both(_sweeper, _plain),
+              group=4, kv="get cache"),
     ActionDef("SweepWrite", "", "sweeper", SweepWrite, "put the cache plus the listed ids it lacks",
               when=_both(_sweeper, _plain), group=4, kv="put cache"),
     ActionDef("SweepCache", "", "sweeper", SweepCache, "the atomic sweeper write",
@@ -429,9 +474,12 @@ ACTIONS = [
               fair=False, when=_has("reload"), group=5),
     ActionDef("Tick", "", "clock", Tick, "the clock advances one lag, up to HORIZON", when=_view, group=6),
 ]
+# fmt: on
 
 
 # ---------------------------------------------------------------------------- flags (SPEC §5)
+# The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
+# fmt: off
 FLAGS = [
     FlagDef("dedupe", "every cache writer skips an id already in its snapshot", "worker",
             changes=("PostWrite", "PostCache", "HealWrite", "HealCache")),
@@ -440,8 +488,8 @@ FLAGS = [
     FlagDef("atomic_cache", "the cache update is one atomic step", "worker",
             adds=("PostCache", "HealCache", "SweepCache"),
             removes=("PostRead", "PostWrite", "HealRead", "HealWrite", "SweepRead", "SweepWrite")),
-    FlagDef("heal_atomic", "only the heal's cache update is atomic", "worker",
-            adds=("HealCache",), removes=("HealRead", "HealWrite")),
+    FlagDef("heal_atomic", "only the heal's cache update is atomic", "worker", adds=("HealCache",),
+            removes=("HealRead", "HealWrite")),
     FlagDef("sweeper", "a server-side reconciler re-adds stored ids the cache lacks", "worker",
             adds=("SweepList", "SweepRead", "SweepWrite", "SweepCache")),
     FlagDef("tab_crash", "fault: a tab may die at any time", "fault", adds=("Crash",)),
@@ -452,15 +500,18 @@ FLAGS = [
     FlagDef("found_in_response", "found = in the poll's response or the page-load snapshot", "client",
             changes=("PollDone",)),
     FlagDef("reload", "a tab may reload once", "client", adds=("Reload",)),
-    FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client", changes=("PollDone", "Reload")),
-    FlagDef("put_fails", "fault: one cache put may fail (the write limit); the request still succeeds", "fault",
-            adds=("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail")),
+    FlagDef("full_poll", "a poll returns the whole cache, no cursor", "client",
+            changes=("PollDone", "Reload")),
+    FlagDef("put_fails", "fault: one cache put may fail (the write limit); the request still succeeds",
+            "fault", adds=("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail")),
     FlagDef("clock_skew", "the last tab's clock is one lag behind: its timestamps and cursor", "fault",
             changes=("PostKey", "PollDone", "Reload")),
-    FlagDef("stale_reads", "fault: a cache read may be served the value before the last write, until the "
-            "next tick", "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
+    FlagDef("stale_reads",
+            "fault: a cache read may be served the value before the last write, until the next tick",
+            "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
             changes=("PostWrite", "PostCache", "HealWrite", "HealCache", "SweepWrite", "SweepCache", "Tick")),
 ]
+# fmt: on
 
 
 # ---------------------------------------------------------------------------- properties (SPEC §7)
@@ -490,6 +541,8 @@ def _everyone_sees(cfg, s, x):
     return x.all(~s.alive.has(t) | s.acked.newest(cfg.cap).subset(s.shown[t]) for t in range(cfg.tabs))
 
 
+# The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
+# fmt: off
 PROPERTIES = [
     PropertyDef("AckedIsStored", "invariant", _acked_is_stored, "an acknowledged message's key is stored"),
     PropertyDef("CacheFromStore", "invariant", _cache_from_store, "every id in the cache has its key stored"),
@@ -502,6 +555,16 @@ PROPERTIES = [
                 "eventually always: every live tab has shown every acknowledged message among the C newest",
                 when=_view),
 ]
+# fmt: on
 
-KVHEAL = Definition("kvheal", VARIABLES, DERIVED, ACTIONS, PROPERTIES, FLAGS, heal_slots=_heal_slots,
-                    doc=__doc__ or "", validate=validate)
+KVHEAL = Definition(
+    "kvheal",
+    VARIABLES,
+    DERIVED,
+    ACTIONS,
+    PROPERTIES,
+    FLAGS,
+    heal_slots=_heal_slots,
+    doc=__doc__ or "",
+    validate=validate,
+)

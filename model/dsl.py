@@ -34,6 +34,7 @@ its value.
     >>> [a.name for a in KVHEAL.actions][:4]
     ['PostKey', 'PostRead', 'PostWrite', 'PostCache']
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -41,8 +42,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "Phase", "Enum", "IdsType", "CacheType", "BoolType", "IntType", "Var", "Derived", "ActionDef",
-    "PropertyDef", "FlagDef", "Definition", "PhaseValue", "DefinitionError",
+    "Phase",
+    "Enum",
+    "IdsType",
+    "CacheType",
+    "BoolType",
+    "IntType",
+    "Var",
+    "Derived",
+    "ActionDef",
+    "PropertyDef",
+    "FlagDef",
+    "Definition",
+    "PhaseValue",
+    "DefinitionError",
 ]
 
 
@@ -63,7 +76,7 @@ class Phase:
 class PhaseValue:
     """A backend-neutral phase constant or constructor: ``enum``, ``phase``, payload values."""
 
-    enum: "Enum"
+    enum: Enum
     phase: str
     fields: tuple[tuple[str, Any], ...] = ()
 
@@ -91,8 +104,9 @@ class Enum:
         try:
             return self.index[phase]
         except KeyError:
-            raise DefinitionError(f"{self.name} has no phase {phase!r}; it has "
-                                  f"{', '.join(self.index)}") from None
+            raise DefinitionError(
+                f"{self.name} has no phase {phase!r}; it has {', '.join(self.index)}"
+            ) from None
 
     def phase(self, name: str) -> Phase:
         return self.phases[self.code(name)]
@@ -273,9 +287,17 @@ class Definition:
         """The design flags a configuration of this definition may name."""
         return tuple(f.name for f in self.flags)
 
-    def derive(self, name: str, *, replace: Iterable[ActionDef] = (), add: Iterable[ActionDef] = (),
-               drop: Iterable[str] = (), properties: Iterable[PropertyDef] = (),
-               variables: Iterable[Var] = (), flags: Iterable[FlagDef] | None = None) -> "Definition":
+    def derive(
+        self,
+        name: str,
+        *,
+        replace: Iterable[ActionDef] = (),
+        add: Iterable[ActionDef] = (),
+        drop: Iterable[str] = (),
+        properties: Iterable[PropertyDef] = (),
+        variables: Iterable[Var] = (),
+        flags: Iterable[FlagDef] | None = None,
+    ) -> Definition:
         """A new definition from this one: actions replaced by name (in place), added (each
         right after the last action of its ``group``), dropped; properties replaced by name
         or added; variables added; flags replaced. The way a user writes a design that
@@ -291,9 +313,17 @@ class Definition:
         props = {p.name: p for p in self.properties}
         for p in properties:
             props[p.name] = p
-        return Definition(name, [*self.variables, *variables], list(self.derived), acts,
-                          list(props.values()), list(self.flags if flags is None else flags),
-                          self.heal_slots, self.doc, self.validate)
+        return Definition(
+            name,
+            [*self.variables, *variables],
+            list(self.derived),
+            acts,
+            list(props.values()),
+            list(self.flags if flags is None else flags),
+            self.heal_slots,
+            self.doc,
+            self.validate,
+        )
 
     def variables_of(self, cfg: Any) -> list[Var]:
         """The variables this configuration has, in declaration order (a name may be declared

@@ -26,6 +26,7 @@ How it works, and why:
   the component, until every fair action instance enabled throughout the cycle is either
   taken on it or disabled at one of its states; then it returns to the start.
 """
+
 from __future__ import annotations
 
 import time
@@ -132,13 +133,17 @@ def _failing_fn(model: Any, props: list[Any]) -> Callable[[Any], int]:
         remap = [(1 << order.index(p.name)) for p in props]
         if remap == [1 << i for i in range(len(props))] and len(order) == len(props):
             return fast
+
         def pick(state: Any) -> int:
             bits = fast(state)
             return sum(1 << i for i, b in enumerate(remap) if bits & b)
+
         return pick
     checks = [p.holds for p in props]
+
     def slow(state: Any) -> int:
         return sum(1 << i for i, holds in enumerate(checks) if not holds(state))
+
     return slow
 
 
@@ -223,7 +228,7 @@ def explore(
         # Free the queue, and keep only what is whole: rows of fully expanded states, and
         # states whose parent link and property bits were both recorded.
         states.clear()
-        del dst[rowptr[-1]:], label[rowptr[-1]:]
+        del dst[rowptr[-1] :], label[rowptr[-1] :]
         whole = min(len(parent), len(parent_label), len(fails))
         del parent[whole:], parent_label[whole:], fails[whole:]
     peak_queue = max(peak_queue, len(states) - head)
@@ -329,12 +334,12 @@ class LivenessAnalysis:
         sub = self.matrix[members][:, members]
 
         def enabled(v: int) -> set[int]:
-            return {int(x) for x in lab[rowptr[v]:rowptr[v + 1]]}
+            return {int(x) for x in lab[rowptr[v] : rowptr[v + 1]]}
 
         def edges(v: int) -> list[tuple[int, int]]:
             return [
                 (int(l), int(d))
-                for l, d in zip(lab[rowptr[v]:rowptr[v + 1]], dst[rowptr[v]:rowptr[v + 1]])
+                for l, d in zip(lab[rowptr[v] : rowptr[v + 1]], dst[rowptr[v] : rowptr[v + 1]])
                 if int(d) in local
             ]
 
@@ -343,8 +348,7 @@ class LivenessAnalysis:
             (as (label, state) steps); [] when ``src`` meets it."""
             if goal(src):
                 return []
-            order, pred = breadth_first_order(sub, local[src], directed=True,
-                                              return_predecessors=True)
+            order, pred = breadth_first_order(sub, local[src], directed=True, return_predecessors=True)
             for v_local in order[1:]:
                 v = int(members[v_local])
                 if goal(v):
@@ -421,8 +425,9 @@ def check(
     invariants = [p for p in props if p.kind == "invariant"]
     goals = [p for p in props if p.kind == "eventually_always"]
     props = invariants + goals
-    g, fails, complete, peak_queue, reason, depth = explore(model, props, max_states=max_states,
-                                                            progress=progress, budget=budget)
+    g, fails, complete, peak_queue, reason, depth = explore(
+        model, props, max_states=max_states, progress=progress, budget=budget
+    )
     explore_seconds = time.perf_counter() - t0
     masks = np.frombuffer(fails, dtype=np.uint64) if len(fails) else np.zeros(0, np.uint64)
     results: dict[str, PropertyResult] = {}
@@ -430,16 +435,19 @@ def check(
         hits = np.flatnonzero(masks & np.uint64(1 << bit))
         if len(hits):
             num = int(hits[0])
-            results[p.name] = PropertyResult(p.name, p.kind, VIOLATED,
-                                             Trace(tuple(_steps(model, path_labels(g, num)))))
+            results[p.name] = PropertyResult(
+                p.name, p.kind, VIOLATED, Trace(tuple(_steps(model, path_labels(g, num))))
+            )
         else:
             results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
     if goals and complete and budget is not None:
         need = g.n * LIVENESS_BYTES_PER_STATE + len(g.dst) * LIVENESS_BYTES_PER_EDGE
         if budget.room() < need:
             complete = False
-            reason = (f"the liveness analysis needs about {need / (1 << 20):,.0f} MiB more than the "
-                      f"memory budget ({budget.describe()}) leaves")
+            reason = (
+                f"the liveness analysis needs about {need / (1 << 20):,.0f} MiB more than the "
+                f"memory budget ({budget.describe()}) leaves"
+            )
     if goals and complete:
         try:
             live = LivenessAnalysis(model, g)
@@ -528,9 +536,9 @@ def simulate(model: Any, runs: int, depth: int, seed: int = 0, only: set[str] | 
             seen.add(s)
             if s in where:  # a cycle: the shortest way here is the first visit
                 cut = where[s]
-                for t in path_states[cut + 1:]:
+                for t in path_states[cut + 1 :]:
                     where.pop(t, None)
-                del path_states[cut + 1:], path_labels_[cut:]
+                del path_states[cut + 1 :], path_labels_[cut:]
             else:
                 where[s] = len(path_states)
                 path_states.append(s)
@@ -544,6 +552,12 @@ def simulate(model: Any, runs: int, depth: int, seed: int = 0, only: set[str] | 
         else:
             results[p.name] = PropertyResult(p.name, p.kind, UNKNOWN)
     secs = time.perf_counter() - t0
-    return CheckResult(states=len(seen), transitions=steps_taken, seconds=secs, explore_seconds=secs,
-                       complete=False, properties=results,
-                       stop_reason=f"simulation: {runs:,} random walks of at most {depth} steps (seed {seed})")
+    return CheckResult(
+        states=len(seen),
+        transitions=steps_taken,
+        seconds=secs,
+        explore_seconds=secs,
+        complete=False,
+        properties=results,
+        stop_reason=f"simulation: {runs:,} random walks of at most {depth} steps (seed {seed})",
+    )

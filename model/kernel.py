@@ -22,6 +22,7 @@ Two states that differ only in a value no phase holds are one state by construct
     >>> [k.instances[lab].name for lab, _ in k.successors(k.init_state)]
     ['PostKey', 'PollRead']
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -73,7 +74,7 @@ class CacheValues:
 
     def trim(self, value: tuple[int, ...]) -> tuple[int, ...]:
         """SPEC's ``add`` without the append: sort (stable) and keep the last ``cap``."""
-        return tuple(sorted(value))[-self.cap:]
+        return tuple(sorted(value))[-self.cap :]
 
     def _intern(self, value: tuple[int, ...]) -> int:
         c = self.code.get(value)
@@ -127,9 +128,13 @@ class EnumLayout:
             if p.name in unused:
                 continue
             if any(isinstance(t, IntType) for _, t in p.payload):
-                raise DefinitionError(f"{enum.name}.{p.name}: a payload holds caches or id sets, not integers")
-            kinds = [(f, "cache" if isinstance(t, CacheType) else "ids", getattr(t, "of", "m"))
-                     for f, t in p.payload]
+                raise DefinitionError(
+                    f"{enum.name}.{p.name}: a payload holds caches or id sets, not integers"
+                )
+            kinds = [
+                (f, "cache" if isinstance(t, CacheType) else "ids", getattr(t, "of", "m"))
+                for f, t in p.payload
+            ]
             field_sizes = [sizes[k if k == "cache" else f"ids_{of}"] for _, k, of in kinds]
             fields, stride = [], 1
             for (f, k, of), size in reversed(list(zip(kinds, field_sizes))):
@@ -144,7 +149,9 @@ class EnumLayout:
         try:
             return self.phases[phase]
         except KeyError:
-            raise DefinitionError(f"phase {self.enum.name}.{phase} is not used in this configuration") from None
+            raise DefinitionError(
+                f"phase {self.enum.name}.{phase} is not used in this configuration"
+            ) from None
 
     def decode(self, code: int) -> tuple[str, list[int]]:
         """The phase name and payload field values of ``code``."""
@@ -162,8 +169,18 @@ class Val:
 
     __slots__ = ("kind", "code", "const", "ref", "elt", "elems", "lay", "k")
 
-    def __init__(self, k: "_Compiler", kind: str, code: str, *, const: Any = None, ref: Any = None,
-                 of: str = "m", elems: dict[int, "Val"] | None = None, lay: EnumLayout | None = None):
+    def __init__(
+        self,
+        k: _Compiler,
+        kind: str,
+        code: str,
+        *,
+        const: Any = None,
+        ref: Any = None,
+        of: str = "m",
+        elems: dict[int, Val] | None = None,
+        lay: EnumLayout | None = None,
+    ):
         self.k, self.kind, self.code, self.const, self.ref = k, kind, code, const, ref
         self.elt, self.elems, self.lay = of, elems, lay
 
@@ -176,19 +193,19 @@ class Val:
         return isinstance(other, Val) and self.ref is not None and self.ref == other.ref
 
     # -- bool
-    def __and__(self, other: "Val") -> "Val":
+    def __and__(self, other: Val) -> Val:
         return self.k.all([self, other])
 
-    def __or__(self, other: "Val") -> "Val":
+    def __or__(self, other: Val) -> Val:
         return self.k.any([self, other])
 
-    def __invert__(self) -> "Val":
+    def __invert__(self) -> Val:
         if self.const is not None:
             return self.k.boolc(not self.const)
         return Val(self.k, "bool", f"(not {self.code})")
 
     # -- ids
-    def has(self, i: int) -> "Val":
+    def has(self, i: int) -> Val:
         if self.kind == "cache":
             return Val(self.k, "bool", f"(IDS[{self.code}] >> {i} & 1)")
         if self.elems is not None:
@@ -197,52 +214,52 @@ class Val:
             return self.k.boolc(bool(self.const >> i & 1))
         return Val(self.k, "bool", f"({self.code} >> {i} & 1)")
 
-    def _ids(self, code: str) -> "Val":
+    def _ids(self, code: str) -> Val:
         return Val(self.k, "ids", code, of=self.elt)
 
-    def with_(self, i: int) -> "Val":
+    def with_(self, i: int) -> Val:
         return self._ids(f"({self.code} | {1 << i})")
 
-    def without(self, i: int) -> "Val":
+    def without(self, i: int) -> Val:
         return self._ids(f"({self.code} & {~(1 << i)})")
 
-    def minus(self, other: "Val") -> "Val":
+    def minus(self, other: Val) -> Val:
         return self._ids(f"({self.code} & ~{other.code})")
 
-    def union(self, other: "Val") -> "Val":
+    def union(self, other: Val) -> Val:
         return self._ids(f"({self.code} | {other.code})")
 
-    def is_empty(self) -> "Val":
+    def is_empty(self) -> Val:
         if self.const is not None:
             return self.k.boolc(self.const == 0)
         return Val(self.k, "bool", f"({self.code} == 0)")
 
-    def subset(self, other: "Val") -> "Val":
+    def subset(self, other: Val) -> Val:
         return Val(self.k, "bool", f"({self.code} & ~{other.code} == 0)")
 
-    def eq(self, other: "Val | int") -> "Val":
+    def eq(self, other: Val | int) -> Val:
         # one code per cache value (interned) and per id set (a bitmask); ints are values
         return Val(self.k, "bool", f"({self.code} == {_code(other)})")
 
     # -- bounded integers
-    def _cmp(self, op: str, other: "Val | int") -> "Val":
+    def _cmp(self, op: str, other: Val | int) -> Val:
         if self.kind != "int":
             raise DefinitionError(f"{op} compares integers, not {self.kind} values")
         return Val(self.k, "bool", f"({self.code} {op} {_code(other)})")
 
-    def __lt__(self, other: "Val | int") -> "Val":
+    def __lt__(self, other: Val | int) -> Val:
         return self._cmp("<", other)
 
-    def __le__(self, other: "Val | int") -> "Val":
+    def __le__(self, other: Val | int) -> Val:
         return self._cmp("<=", other)
 
-    def __gt__(self, other: "Val | int") -> "Val":
+    def __gt__(self, other: Val | int) -> Val:
         return self._cmp(">", other)
 
-    def __ge__(self, other: "Val | int") -> "Val":
+    def __ge__(self, other: Val | int) -> Val:
         return self._cmp(">=", other)
 
-    def __add__(self, k: int) -> "Val":
+    def __add__(self, k: int) -> Val:
         if self.kind != "int" or isinstance(k, bool) or not isinstance(k, int):
             raise DefinitionError("only an integer plus a constant is defined")
         if k == 0:
@@ -251,30 +268,30 @@ class Val:
         code = f"min({self.code} + {k}, {hi})" if k > 0 else f"max({self.code} - {-k}, {lo})"
         return Val(self.k, "int", code, lay=self.lay)
 
-    def __sub__(self, k: int) -> "Val":
+    def __sub__(self, k: int) -> Val:
         if isinstance(k, bool) or not isinstance(k, int):
             raise DefinitionError("only an integer minus a constant is defined")
         return self + (-k)
 
-    def newest(self, count: int) -> "Val":
+    def newest(self, count: int) -> Val:
         self.k.env["NEWEST"] = self.k.newest
         return self._ids(f"NEWEST({self.code}, {count})")
 
     # -- cache
-    def add(self, m: int) -> "Val":
+    def add(self, m: int) -> Val:
         return Val(self.k, "cache", f"ADD[{self.code}][{m}]")
 
-    def add_all(self, ids: "Val") -> "Val":
+    def add_all(self, ids: Val) -> Val:
         return Val(self.k, "cache", f"UNION({self.code}, {ids.code})")
 
-    def ids(self) -> "Val":
+    def ids(self) -> Val:
         return Val(self.k, "ids", f"IDS[{self.code}]")
 
-    def no_dup(self) -> "Val":
+    def no_dup(self) -> Val:
         return Val(self.k, "bool", f"(not DUP[{self.code}])")
 
     # -- phase
-    def is_(self, phase: str) -> "Val":
+    def is_(self, phase: str) -> Val:
         pc = self.lay.code(phase)
         if pc.size == 1:
             return Val(self.k, "bool", f"({self.code} == {pc.offset})")
@@ -296,7 +313,7 @@ class Val:
         return _Payload(out)
 
 
-def _code(v: "Val | int") -> str:
+def _code(v: Val | int) -> str:
     if isinstance(v, Val):
         return v.code
     if isinstance(v, bool) or not isinstance(v, int):
@@ -319,7 +336,7 @@ class _Ite:
 class _Compiler:
     """The value algebra ``x`` of the explicit kernel, and the reader's backend."""
 
-    def __init__(self, definition: Definition, cfg: Any, layout: "Kernel") -> None:
+    def __init__(self, definition: Definition, cfg: Any, layout: Kernel) -> None:
         self.d, self.cfg, self.lay = definition, cfg, layout
         self.ops = self
         self.env: dict[str, Any] = {}
@@ -477,8 +494,13 @@ class Kernel:
         self.props = definition.properties_of(cfg)
         self.init_state = self._init()
         self.source = self._generate()
-        env: dict[str, Any] = {"ADD": self.cv.add, "IDS": self.cv.ids, "DUP": self.cv.dup,
-                               "UNION": self.cv.union, **self._env}
+        env: dict[str, Any] = {
+            "ADD": self.cv.add,
+            "IDS": self.cv.ids,
+            "DUP": self.cv.dup,
+            "UNION": self.cv.union,
+            **self._env,
+        }
         exec(compile(self.source, f"<kernel {cfg.variant_label()}>", "exec"), env)  # noqa: S102
         self.successors = env["successors"]
         self.failing = env["failing"]
@@ -512,8 +534,14 @@ class Kernel:
         unpack = ", ".join(f"v{i}" for i in range(self.width)) + ("," if self.width == 1 else "")
         lines = ["def successors(s):", f"    {unpack} = s", "    out = []", "    app = out.append"]
         self._env: dict[str, Any] = {}
-        order = sorted(range(len(self.defs)), key=lambda lab: (
-            self.defs[lab][0].group, _index_key(self.defs[lab][1]), d.actions.index(self.defs[lab][0])))
+        order = sorted(
+            range(len(self.defs)),
+            key=lambda lab: (
+                self.defs[lab][0].group,
+                _index_key(self.defs[lab][1]),
+                d.actions.index(self.defs[lab][0]),
+            ),
+        )
         for label in order:
             a, args = self.defs[label]
             comp = _Compiler(d, cfg, self)
@@ -549,7 +577,13 @@ class Kernel:
             value = der.compute(cfg, StateReader(d, cfg, comp), comp)
             self._env.update(comp.env)
             body = [f"    {name} = {code}" for name, code in comp.lets]
-            lines += [f"def derived_{der.name}(s):", f"    {unpack} = s", *body, f"    return {value.code}", ""]
+            lines += [
+                f"def derived_{der.name}(s):",
+                f"    {unpack} = s",
+                *body,
+                f"    return {value.code}",
+                "",
+            ]
         return "\n".join(lines + fail) + "\n"
 
     # -- decoding

@@ -26,6 +26,7 @@ Methods, by property kind:
   and weak fairness as constraints on the unrolling); when there is none to the depth and
   a ranking argument applies to the variant, the premises of :func:`convergence_argument`.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,11 +37,21 @@ from typing import Any
 import z3
 
 from .config import Config
-from .results import Trace, Verdict
 from .definition import KVHEAL
+from .results import Trace, Verdict
 from .strengthen import Strengthening, candidates_for
-from .symbolic import HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, REQUESTED, SWEEP_IDLE, \
-    SWEEP_LISTED, SWEEP_READ, State, SymbolicModel
+from .symbolic import (
+    HEAL_CACHE_READ,
+    IDLE,
+    KEY_READ,
+    POST_CACHE_READ,
+    REQUESTED,
+    SWEEP_IDLE,
+    SWEEP_LISTED,
+    SWEEP_READ,
+    State,
+    SymbolicModel,
+)
 
 #: The shared verdicts under prove's old names: proved is HOLDS, a counterexample VIOLATED.
 PROVED, COUNTEREXAMPLE, UNKNOWN = Verdict.HOLDS, Verdict.VIOLATED, Verdict.UNKNOWN
@@ -72,8 +83,14 @@ class Query:
         return self.answer == self.expect
 
     def as_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "purpose": self.purpose, "formula": self.formula,
-               "expect": self.expect, "answer": self.answer, "seconds": round(self.seconds, 4)}
+        out = {
+            "name": self.name,
+            "purpose": self.purpose,
+            "formula": self.formula,
+            "expect": self.expect,
+            "answer": self.answer,
+            "seconds": round(self.seconds, 4),
+        }
         if self.witness is not None:
             out["witness"] = self.witness
         return out
@@ -107,10 +124,19 @@ class PropertyProof:
 
     def as_json(self) -> dict[str, Any]:
         """``kvheal check --json``'s ``{"status", "trace"}`` (SPEC §9) and prove's own fields."""
-        return {"status": str(self.status), "trace": self.trace.as_json(), "method": self.method,
-                "depth": self.depth, "k": self.k, "queries": len(self.queries),
-                "seconds": round(self.seconds, 3), "cti": self.cti, "invariants": self.invariants,
-                "note": self.note, "query_log": [q.as_json() for q in self.queries]}
+        return {
+            "status": str(self.status),
+            "trace": self.trace.as_json(),
+            "method": self.method,
+            "depth": self.depth,
+            "k": self.k,
+            "queries": len(self.queries),
+            "seconds": round(self.seconds, 3),
+            "cti": self.cti,
+            "invariants": self.invariants,
+            "note": self.note,
+            "query_log": [q.as_json() for q in self.queries],
+        }
 
 
 @dataclass
@@ -148,14 +174,24 @@ def proof_json(result: Any) -> dict[str, Any]:
     if isinstance(cfg, Config):
         config = {"tabs": cfg.tabs, "per_tab": cfg.per_tab, "cap": cfg.cap, "variant": sorted(cfg.variants)}
     else:  # every number of tabs (kvheal.model.param)
-        config = {"tabs": "all", "per_tab": "any", "cap": None,
-                  "variant": sorted(getattr(result, "variants", ()))}
+        config = {
+            "tabs": "all",
+            "per_tab": "any",
+            "cap": None,
+            "variant": sorted(getattr(result, "variants", ())),
+        }
     props = result.properties
-    return {"states": None, "transitions": None, "seconds": round(result.seconds, 3),
-            "complete": all(p.status != UNKNOWN for p in props.values()), "config": config,
-            "properties": {n: p.as_json() for n, p in props.items()},
-            "engine": "z3", "invariant": list(result.invariant),
-            "assumptions": list(getattr(result, "assumptions", ()))}
+    return {
+        "states": None,
+        "transitions": None,
+        "seconds": round(result.seconds, 3),
+        "complete": all(p.status != UNKNOWN for p in props.values()),
+        "config": config,
+        "properties": {n: p.as_json() for n, p in props.items()},
+        "engine": "z3",
+        "invariant": list(result.invariant),
+        "assumptions": list(getattr(result, "assumptions", ())),
+    }
 
 
 def _ask(solver: z3.Solver, *assumptions: z3.BoolRef) -> tuple[str, float]:
@@ -199,8 +235,9 @@ class Unrolling:
         self.sels.append(sel)
 
 
-def bmc(sym: SymbolicModel, props: dict[str, Callable[[State], z3.BoolRef]], depth: int
-        ) -> dict[str, tuple[int | None, list[dict], list[Query]]]:
+def bmc(
+    sym: SymbolicModel, props: dict[str, Callable[[State], z3.BoolRef]], depth: int
+) -> dict[str, tuple[int | None, list[dict], list[Query]]]:
     """For each invariant, the length and trace of a shortest counterexample within ``depth``
     steps (``None`` and ``[]`` when there is none), with the queries asked."""
     un = Unrolling(sym)
@@ -213,9 +250,16 @@ def bmc(sym: SymbolicModel, props: dict[str, Callable[[State], z3.BoolRef]], dep
             un.solver.push()
             un.solver.add(z3.Not(props[name](un.states[k])))
             ans, secs = _ask(un.solver)
-            q = Query(f"bmc-{name}-{k}", f"is {name} false after exactly {k} steps?",
-                      f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ ¬{name}(s{k})" if k else f"Init(s0) ∧ ¬{name}(s0)",
-                      "sat", ans, secs)
+            q = Query(
+                f"bmc-{name}-{k}",
+                f"is {name} false after exactly {k} steps?",
+                f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ ¬{name}(s{k})"
+                if k
+                else f"Init(s0) ∧ ¬{name}(s0)",
+                "sat",
+                ans,
+                secs,
+            )
             out[name][2].append(q)
             if ans == "sat":
                 tr = _trace(sym, un.solver.model(), un.sels)
@@ -232,8 +276,9 @@ def _names(invs: list[Strengthening]) -> str:
     return " ∧ ".join(c.name for c in invs) or "true"
 
 
-def houdini(sym: SymbolicModel, cands: list[Strengthening] | None = None
-            ) -> tuple[list[Strengthening], list[Query]]:
+def houdini(
+    sym: SymbolicModel, cands: list[Strengthening] | None = None
+) -> tuple[list[Strengthening], list[Query]]:
     """The largest subset of the candidates that holds initially and is inductive, with the
     queries of the final round (each a premise the proof rests on)."""
     cands = list(candidates_for(sym) if cands is None else cands)
@@ -249,8 +294,16 @@ def houdini(sym: SymbolicModel, cands: list[Strengthening] | None = None
         init.pop()
         if ans == "unsat":
             kept.append(c)
-            queries.append(Query(f"init-{c.name}", f"does every initial state satisfy {c.name}?",
-                                 f"Init(s) ∧ ¬{c.name}(s)", "unsat", ans, secs))
+            queries.append(
+                Query(
+                    f"init-{c.name}",
+                    f"does every initial state satisfy {c.name}?",
+                    f"Init(s) ∧ ¬{c.name}(s)",
+                    "unsat",
+                    ans,
+                    secs,
+                )
+            )
     step = z3.Solver()
     step.add(sym.dom(s), sym.trans(s, s2, sel))
     lits = {c.name: z3.Bool(f"assume_{c.name}") for c in kept}
@@ -264,9 +317,16 @@ def houdini(sym: SymbolicModel, cands: list[Strengthening] | None = None
             step.add(z3.Not(c.formula(sym, s2)))
             ans, secs = _ask(step, *[lits[d.name] for d in kept])
             step.pop()
-            round_queries.append(Query(
-                f"step-{c.name}", f"does every step from a state satisfying the invariant keep {c.name}?",
-                f"{_names(kept)} (s) ∧ T(s,s') ∧ ¬{c.name}(s')", "unsat", ans, secs))
+            round_queries.append(
+                Query(
+                    f"step-{c.name}",
+                    f"does every step from a state satisfying the invariant keep {c.name}?",
+                    f"{_names(kept)} (s) ∧ T(s,s') ∧ ¬{c.name}(s')",
+                    "unsat",
+                    ans,
+                    secs,
+                )
+            )
             if ans != "unsat":
                 kept.remove(c)
                 dropped = True
@@ -275,37 +335,64 @@ def houdini(sym: SymbolicModel, cands: list[Strengthening] | None = None
             return kept, [q for q in queries if q.name[5:] in {c.name for c in kept}] + round_queries
 
 
-def induction(sym: SymbolicModel, name: str, prop: Callable[[State], z3.BoolRef],
-              strengthening: list[Strengthening]) -> PropertyProof:
+def induction(
+    sym: SymbolicModel, name: str, prop: Callable[[State], z3.BoolRef], strengthening: list[Strengthening]
+) -> PropertyProof:
     """Prove invariant ``prop``: 1-induction alone, else with ``strengthening``."""
     pf = PropertyProof(name, "invariant")
     s0, s, s2, sel = sym.fresh("i0"), sym.fresh("i"), sym.fresh("i'"), z3.Int("a_i")
     slv = z3.Solver()
     slv.add(sym.init(s0), z3.Not(prop(s0)))
     ans, secs = _ask(slv)
-    pf.queries.append(Query(f"init-{name}", f"does every initial state satisfy {name}?",
-                            f"Init(s) ∧ ¬{name}(s)", "unsat", ans, secs))
+    pf.queries.append(
+        Query(
+            f"init-{name}",
+            f"does every initial state satisfy {name}?",
+            f"Init(s) ∧ ¬{name}(s)",
+            "unsat",
+            ans,
+            secs,
+        )
+    )
     slv = z3.Solver()
     slv.add(sym.dom(s), prop(s), sym.trans(s, s2, sel), z3.Not(prop(s2)))
     ans, secs = _ask(slv)
-    pf.queries.append(Query(f"step-{name}", f"is {name} inductive on its own?",
-                            f"{name}(s) ∧ T(s,s') ∧ ¬{name}(s')", "unsat", ans, secs))
+    pf.queries.append(
+        Query(
+            f"step-{name}",
+            f"is {name} inductive on its own?",
+            f"{name}(s) ∧ T(s,s') ∧ ¬{name}(s')",
+            "unsat",
+            ans,
+            secs,
+        )
+    )
     if ans == "unsat":
         pf.status, pf.method, pf.k = PROVED, "1-induction", 1
         return pf
     if ans == "sat":
         m = slv.model()
         inst = sym.instance_at(m, sel)
-        pf.cti = {"state": _jsonable(sym.decode(m, s)), "step": inst.as_json() if inst else None,
-                  "next": _jsonable(sym.decode(m, s2))}
+        pf.cti = {
+            "state": _jsonable(sym.decode(m, s)),
+            "step": inst.as_json() if inst else None,
+            "next": _jsonable(sym.decode(m, s2)),
+        }
     # Strengthened: Inv ∧ prop is inductive because Inv is (Houdini) and Inv ∧ prop keeps prop.
     inv = [c.formula(sym, s) for c in strengthening]
     slv = z3.Solver()
     slv.add(sym.dom(s), *inv, prop(s), sym.trans(s, s2, sel), z3.Not(prop(s2)))
     ans, secs = _ask(slv)
-    pf.queries.append(Query(f"step-{name}-strengthened",
-                            f"is {name} inductive relative to the strengthening invariant?",
-                            f"{_names(strengthening)} (s) ∧ {name}(s) ∧ T(s,s') ∧ ¬{name}(s')", "unsat", ans, secs))
+    pf.queries.append(
+        Query(
+            f"step-{name}-strengthened",
+            f"is {name} inductive relative to the strengthening invariant?",
+            f"{_names(strengthening)} (s) ∧ {name}(s) ∧ T(s,s') ∧ ¬{name}(s')",
+            "unsat",
+            ans,
+            secs,
+        )
+    )
     pf.invariants = [c.name for c in strengthening]
     if ans == "unsat":
         pf.status, pf.method, pf.k = PROVED, "induction with strengthening", 1
@@ -317,15 +404,18 @@ def induction(sym: SymbolicModel, name: str, prop: Callable[[State], z3.BoolRef]
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
-        return {(",".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(x) for k, x in v.items()}
+        return {
+            (",".join(map(str, k)) if isinstance(k, tuple) else str(k)): _jsonable(x) for k, x in v.items()
+        }
     if isinstance(v, tuple | list):
         return [_jsonable(x) for x in v]
     return v
 
 
 # ---------------------------------------------------------------------- lassos
-def find_lasso(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], depth: int
-               ) -> tuple[list[dict], list[Query]]:
+def find_lasso(
+    sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], depth: int
+) -> tuple[list[dict], list[Query]]:
     """A shortest fair lasso (at most ``depth`` steps) on which ``goal`` fails somewhere in
     every pass of the cycle, as a SPEC §9 trace; ``[]`` when there is none to that depth."""
     un = Unrolling(sym, stutter=True, tag="L")
@@ -343,15 +433,23 @@ def find_lasso(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], depth: i
             same = z3.And([sk[v] == un.states[l][v] for v in sym.var_names])
             cond.append(z3.Implies(loop == l, same))
         for i in fair:
-            cond.append(z3.Or([z3.And(loop <= j, z3.Or(un.sels[j] == i, z3.Not(enabled_at[j][i])))
-                               for j in range(k)]))
+            cond.append(
+                z3.Or([z3.And(loop <= j, z3.Or(un.sels[j] == i, z3.Not(enabled_at[j][i]))) for j in range(k)])
+            )
         cond.append(z3.Or([z3.And(loop <= j, z3.Not(goal(un.states[j]))) for j in range(k)]))
         un.solver.push()
         un.solver.add(cond)
         ans, secs = _ask(un.solver)
-        queries.append(Query(f"lasso-{k}", f"is there a fair lasso of {k} steps on which the goal keeps failing?",
-                             f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ s{k} = s_l ∧ fair(l..{k}) ∧ ∃j≥l ¬goal(s_j)",
-                             "sat", ans, secs))
+        queries.append(
+            Query(
+                f"lasso-{k}",
+                f"is there a fair lasso of {k} steps on which the goal keeps failing?",
+                f"Init(s0) ∧ T(s0,s1) ∧ … ∧ T(s{k - 1},s{k}) ∧ s{k} = s_l ∧ fair(l..{k}) ∧ ∃j≥l ¬goal(s_j)",
+                "sat",
+                ans,
+                secs,
+            )
+        )
         if ans == "sat":
             m = un.solver.model()
             tr = _trace(sym, m, un.sels, loop=m.eval(loop).as_long())
@@ -472,8 +570,13 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     is effective. A step that keeps the rank writes no cache value, so it keeps every missing
     id missing and every designation.
     """
-    if not (sym.dedupe and sym.C >= sym.M and not sym.shared and (sym.sweeper or not sym.tab_crash)
-            and (sym.atomic or sym.keep_verifying or sym.sweeper)):
+    if not (
+        sym.dedupe
+        and sym.C >= sym.M
+        and not sym.shared
+        and (sym.sweeper or not sym.tab_crash)
+        and (sym.atomic or sym.keep_verifying or sym.sweeper)
+    ):
         return None
     if sym.config.has("heal_atomic"):  # written for plain or all-atomic cache updates only
         return None
@@ -515,11 +618,15 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     def sweep_effective(s: State) -> z3.BoolRef:
         if not sym.sweeper or sym.atomic:
             return z3.BoolVal(False)
-        return z3.And(s["sweep"] == SWEEP_READ,
-                      z3.Or([z3.And(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] == 0) for j in range(M)]))
+        return z3.And(
+            s["sweep"] == SWEEP_READ,
+            z3.Or([z3.And(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] == 0) for j in range(M)]),
+        )
 
     def sweep_token(s: State) -> z3.ArithRef:
-        return M - z3.Sum([z3.If(z3.Or(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] >= 1), 1, 0) for j in range(M)])
+        return M - z3.Sum(
+            [z3.If(z3.Or(s[f"sweeplist[{j}]"], s[f"sweepsnap[{j}]"] >= 1), 1, 0) for j in range(M)]
+        )
 
     def acked_missing(s: State) -> z3.BoolRef:
         return z3.Or([z3.And(sym.acked(s, m), missing(s, m)) for m in range(M)])
@@ -531,12 +638,16 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         terms = []
         pot = table(n_missing(s) - 1)
         if sym.sweeper:
-            terms.append(z3.If(sweep_effective(s), table(sweep_token(s)),
-                               z3.If(n_missing(s) >= 1, pot, 0)))
+            terms.append(z3.If(sweep_effective(s), table(sweep_token(s)), z3.If(n_missing(s) >= 1, pot, 0)))
         for h in sym.heal_keys:
             k = sym.hk(h)
-            terms.append(z3.If(effective(s, h), table(token_size(s, f"healsnap[{k}]")),
-                               z3.If(missing(s, sym.heal_msg(h)), pot, 0)))
+            terms.append(
+                z3.If(
+                    effective(s, h),
+                    table(token_size(s, f"healsnap[{k}]")),
+                    z3.If(missing(s, sym.heal_msg(h)), pot, 0),
+                )
+            )
         for m in range(M):
             terms.append(z3.If(post_effective(s, m), table(token_size(s, f"postsnap[{m}]")), 0))
         return z3.Sum(terms)
@@ -548,8 +659,9 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         idle = z3.If(poll, z3.If(seen, 5, 3), 4)
         noop = z3.IntVal(6) if not sym.atomic else z3.IntVal(0)
         eff = effective(s, m)
-        return z3.If(hv == IDLE, idle, z3.If(hv == REQUESTED, 2, z3.If(hv == KEY_READ, 1,
-                     z3.If(eff, 0, noop))))
+        return z3.If(
+            hv == IDLE, idle, z3.If(hv == REQUESTED, 2, z3.If(hv == KEY_READ, 1, z3.If(eff, 0, noop)))
+        )
 
     def sweep_dist(s: State) -> z3.ArithRef:
         # Idle 3 -> Listed (an acknowledged missing id is stored, so listed) 1 -> an effective
@@ -571,8 +683,10 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         parts = [z3.Or(sym.acked(s, m), never_posted(s, m)) for m in range(M)]
         parts += [z3.Implies(z3.Not(never_posted(s, j)), z3.Not(missing(s, j))) for j in range(M)]
         if not sym.atomic:
-            parts += [z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
-                      for h in sym.heal_keys]
+            parts += [
+                z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
+                for h in sym.heal_keys
+            ]
         if sym.sweeper and not sym.atomic:
             parts.append(z3.Implies(sweep_effective(s), sweep_token(s) == 0))
         return z3.And(parts)
@@ -587,12 +701,19 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         if inst.name.startswith("Post"):
             return sym.enabled(i, s)
         if inst.name.startswith("Sweep"):
-            phase = {"SweepList": SWEEP_IDLE, "SweepRead": SWEEP_LISTED, "SweepCache": SWEEP_LISTED,
-                     "SweepWrite": SWEEP_READ}[inst.name]
+            phase = {
+                "SweepList": SWEEP_IDLE,
+                "SweepRead": SWEEP_LISTED,
+                "SweepCache": SWEEP_LISTED,
+                "SweepWrite": SWEEP_READ,
+            }[inst.name]
             return z3.And(s["sweep"] == phase, z3.Or(acked_missing(s), sweep_effective(s)))
         if sym.sweeper:  # the tabs' heals only matter as writers: an effective one is designated
-            return z3.And(s[f"heal[{a['m']}]"] == HEAL_CACHE_READ, effective(s, a["m"])) \
-                if inst.name == "HealWrite" else None
+            return (
+                z3.And(s[f"heal[{a['m']}]"] == HEAL_CACHE_READ, effective(s, a["m"]))
+                if inst.name == "HealWrite"
+                else None
+            )
         if inst.name == "PollRead":
             return z3.And(z3.Not(s[f"poll[{a['t']}]"]), waiting(s, a["t"]))
         if inst.name == "PollDone":
@@ -607,17 +728,27 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         return None
 
     return Argument(
-        "heal-ranking", stable, rank,
+        "heal-ranking",
+        stable,
+        rank,
         "every message is acknowledged, every id is in the cache, and every effective heal in "
         "flight writes a value holding every id",
-        ["posts: post steps still to come", "Φ: the tree bound on effective cache writes to come"
-         + (" (0: the cache update is atomic)" if sym.atomic else ""),
-         "chain: steps until the sweeper reads the cache while an acknowledged id is missing" if sym.sweeper
-         else "chain: steps until each missing acknowledged id's heal reads the cache"],
+        [
+            "posts: post steps still to come",
+            "Φ: the tree bound on effective cache writes to come"
+            + (" (0: the cache update is atomic)" if sym.atomic else ""),
+            "chain: steps until the sweeper reads the cache while an acknowledged id is missing"
+            if sym.sweeper
+            else "chain: steps until each missing acknowledged id's heal reads the cache",
+        ],
         helper,
-        "a post step in its phase; an effective HealWrite; " + (
-            "the sweeper's next step while an acknowledged id is missing" if sym.sweeper else
-            "for a missing acknowledged id, the next step of its poll/heal chain"))
+        "a post step in its phase; an effective HealWrite; "
+        + (
+            "the sweeper's next step while an acknowledged id is missing"
+            if sym.sweeper
+            else "for a missing acknowledged id, the next step of its poll/heal chain"
+        ),
+    )
 
 
 def pending_argument(sym: SymbolicModel) -> Argument | None:
@@ -625,8 +756,14 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
     is in the cache for good, so each poll removes its tab's ids. Rank: post steps to come,
     then for each pending id the steps until its tab's PollDone sees it (Read-present 1,
     Idle 2, Read-missing 3)."""
-    if not (sym.atomic and sym.dedupe and sym.C >= sym.M and not sym.shared and not sym.tab_crash
-            and not sym.keep_verifying):
+    if not (
+        sym.atomic
+        and sym.dedupe
+        and sym.C >= sym.M
+        and not sym.shared
+        and not sym.tab_crash
+        and not sym.keep_verifying
+    ):
         return None
     M = sym.M
 
@@ -640,12 +777,18 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
         return [posts, z3.Sum(terms)]
 
     def stable(s: State) -> z3.BoolRef:
-        return z3.And([sym.acked(s, m) for m in range(M)]
-                      + [z3.Not(s[f"pending[{sym.owner[m]}][{m}]"]) for m in range(M)])
+        return z3.And(
+            [sym.acked(s, m) for m in range(M)]
+            + [z3.Not(s[f"pending[{sym.owner[m]}][{m}]"]) for m in range(M)]
+        )
 
-    return Argument("pending-ranking", stable, rank,
-                    "every message is acknowledged and every pending list is empty",
-                    ["posts: post steps still to come", "polls: steps until each pending id is seen"])
+    return Argument(
+        "pending-ranking",
+        stable,
+        rank,
+        "every message is acknowledged and every pending list is empty",
+        ["posts: post steps still to come", "polls: steps until each pending id is seen"],
+    )
 
 
 def drain_argument(sym: SymbolicModel) -> Argument | None:
@@ -689,14 +832,20 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
             return mine if d is None else z3.Or(d, mine)
         return d
 
-    return Argument("drain-ranking", stable, lambda s: conv.rank(s) + [polls(s)],
-                    conv.stable_text + ", and every pending list is empty",
-                    conv.rank_text + ["polls: once the cache has converged, steps until each pending id is seen"],
-                    helper, conv.helper_text + "; once the cache has converged, the polls of a tab with a pending id")
+    return Argument(
+        "drain-ranking",
+        stable,
+        lambda s: conv.rank(s) + [polls(s)],
+        conv.stable_text + ", and every pending list is empty",
+        conv.rank_text + ["polls: once the cache has converged, steps until each pending id is seen"],
+        helper,
+        conv.helper_text + "; once the cache has converged, the polls of a tab with a pending id",
+    )
 
 
-def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument,
-                     invariant: list[Strengthening]) -> tuple[bool, list[Query]]:
+def prove_eventually(
+    sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument, invariant: list[Strengthening]
+) -> tuple[bool, list[Query]]:
     """Check the premises of ``arg`` (see :class:`Argument`); all hold iff the result is True.
 
     Every query is about one state ``s`` and, where a step is involved, one instance's
@@ -713,8 +862,9 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
     r_nxt = [arg.rank(x) for x in nxt]
     st_nxt = [arg.stable(x) for x in nxt]
 
-    def record(name: str, purpose: str, formula: str, slv: z3.Solver, ans: str, secs: float,
-               step: int | None = None) -> bool:
+    def record(
+        name: str, purpose: str, formula: str, slv: z3.Solver, ans: str, secs: float, step: int | None = None
+    ) -> bool:
         q = Query(name, purpose, formula, "unsat", ans, secs)
         if ans == "sat":
             m = slv.model()
@@ -730,23 +880,45 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
         ans, secs = _ask(slv)
         return record(name, purpose, formula, slv, ans, secs)
 
-    ok = ask("stable-goal", "does the stable set imply the goal?", "Inv(s) ∧ Stable(s) ∧ ¬goal(s)",
-             inv, st, z3.Not(goal(s)))
-    ok &= ask("stable-closed", "is the stable set closed under every step?",
-              "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')",
-              inv, st, sym.trans(s, s2, sel), z3.Not(arg.stable(s2)))
-    ok &= ask("rank-natural", "is every rank component a natural number?", "Inv(s) ∧ ∨_i rank_i(s) < 0",
-              inv, z3.Or([x < 0 for x in r]))
+    ok = ask(
+        "stable-goal",
+        "does the stable set imply the goal?",
+        "Inv(s) ∧ Stable(s) ∧ ¬goal(s)",
+        inv,
+        st,
+        z3.Not(goal(s)),
+    )
+    ok &= ask(
+        "stable-closed",
+        "is the stable set closed under every step?",
+        "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')",
+        inv,
+        st,
+        sym.trans(s, s2, sel),
+        z3.Not(arg.stable(s2)),
+    )
+    ok &= ask(
+        "rank-natural",
+        "is every rank component a natural number?",
+        "Inv(s) ∧ ∨_i rank_i(s) < 0",
+        inv,
+        z3.Or([x < 0 for x in r]),
+    )
     base = z3.Solver()
     base.add(inv, z3.Not(st))
     for i in range(n):
         base.push()
         base.add(sym.enabled(i, s), z3.Not(st_nxt[i]), _lex_lt(r, r_nxt[i]))
         ans, secs = _ask(base)
-        ok &= record(f"rank-no-increase-{sym.instances[i]}",
-                     f"can {sym.instances[i]} outside the stable set raise the rank?",
-                     f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s) <lex rank(s')",
-                     base, ans, secs, i)
+        ok &= record(
+            f"rank-no-increase-{sym.instances[i]}",
+            f"can {sym.instances[i]} outside the stable set raise the rank?",
+            f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s) <lex rank(s')",
+            base,
+            ans,
+            secs,
+            i,
+        )
         base.pop()
     if arg.helper is None:
         return _helpful_premises(sym, arg, s, s2, inv, st, r, nxt, r_nxt, st_nxt, fair, queries, ok)
@@ -754,17 +926,29 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
     names = {v.get_id(): k for k, v in s.items()}
     D = {h: arg.helper(h, s) for h in fair}
     D = {h: d for h, d in D.items() if d is not None}
-    ok &= ask("helper-exists", "is some fair step designated in every state outside the stable set?",
-              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬D_h(s)", inv, z3.Not(st), *[z3.Not(d) for d in D.values()])
+    ok &= ask(
+        "helper-exists",
+        "is some fair step designated in every state outside the stable set?",
+        "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬D_h(s)",
+        inv,
+        z3.Not(st),
+        *[z3.Not(d) for d in D.values()],
+    )
     for h, d in D.items():
         base.push()
         base.add(d, z3.Not(z3.And(sym.enabled(h, s), z3.Or(st_nxt[h], _lex_lt(r_nxt[h], r)))))
         ans, secs = _ask(base)
-        ok &= record(f"helper-helps-{sym.instances[h]}",
-                     f"is {sym.instances[h]}, where designated, enabled and does it lower the rank "
-                     f"or reach the stable set?",
-                     f"Inv(s) ∧ ¬Stable(s) ∧ D_h(s) ∧ ¬(enabled_h(s) ∧ (Stable(h(s)) ∨ rank(h(s)) <lex rank(s)))"
-                     f"  [h = {sym.instances[h]}]", base, ans, secs, h)
+        ok &= record(
+            f"helper-helps-{sym.instances[h]}",
+            f"is {sym.instances[h]}, where designated, enabled and does it lower the rank "
+            f"or reach the stable set?",
+            f"Inv(s) ∧ ¬Stable(s) ∧ D_h(s) ∧ ¬(enabled_h(s) ∧ (Stable(h(s)) ∨ rank(h(s)) <lex rank(s)))"
+            f"  [h = {sym.instances[h]}]",
+            base,
+            ans,
+            secs,
+            h,
+        )
         base.pop()
     reads = {h: _free_vars(d, names) for h, d in D.items()}
     for i in range(n):
@@ -773,22 +957,48 @@ def prove_eventually(sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], ar
         if not touched:
             continue
         base.push()
-        base.add(sym.enabled(i, s), z3.Not(st_nxt[i]), _eq(r_nxt[i], r),
-                 z3.Or([z3.And(D[h], z3.Not(z3.substitute(D[h], *[(s[k], nxt[i][k]) for k in writes])))
-                        for h in touched]))
+        base.add(
+            sym.enabled(i, s),
+            z3.Not(st_nxt[i]),
+            _eq(r_nxt[i], r),
+            z3.Or(
+                [
+                    z3.And(D[h], z3.Not(z3.substitute(D[h], *[(s[k], nxt[i][k]) for k in writes])))
+                    for h in touched
+                ]
+            ),
+        )
         ans, secs = _ask(base)
-        ok &= record(f"helper-stays-{sym.instances[i]}",
-                     f"can {sym.instances[i]}, keeping the rank, end a designation? "
-                     f"({len(touched)} designations read what it writes; the others keep by the frame)",
-                     f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s)"
-                     f" ∧ ∨_h (D_h(s) ∧ ¬D_h(s'))", base, ans, secs, i)
+        ok &= record(
+            f"helper-stays-{sym.instances[i]}",
+            f"can {sym.instances[i]}, keeping the rank, end a designation? "
+            f"({len(touched)} designations read what it writes; the others keep by the frame)",
+            f"Inv(s) ∧ ¬Stable(s) ∧ s' = {sym.instances[i]}(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s)"
+            f" ∧ ∨_h (D_h(s) ∧ ¬D_h(s'))",
+            base,
+            ans,
+            secs,
+            i,
+        )
         base.pop()
     return ok, queries
 
 
-def _helpful_premises(sym: SymbolicModel, arg: Argument, s: State, s2: State, inv: z3.BoolRef,
-                      st: z3.BoolRef, r: list, nxt: list, r_nxt: list, st_nxt: list, fair: list[int],
-                      queries: list[Query], ok: bool) -> tuple[bool, list[Query]]:
+def _helpful_premises(
+    sym: SymbolicModel,
+    arg: Argument,
+    s: State,
+    s2: State,
+    inv: z3.BoolRef,
+    st: z3.BoolRef,
+    r: list,
+    nxt: list,
+    r_nxt: list,
+    st_nxt: list,
+    fair: list[int],
+    queries: list[Query],
+    ok: bool,
+) -> tuple[bool, list[Query]]:
     """Premises 3-5 with ``D_h`` = "``h`` is helpful" (enabled, and its step lowers the rank
     or enters the stable set), premise 5 one query per ``(h, i)``."""
     n = len(sym.instances)
@@ -800,8 +1010,14 @@ def _helpful_premises(sym: SymbolicModel, arg: Argument, s: State, s2: State, in
     slv = z3.Solver()
     slv.add(inv, z3.Not(st), *[z3.Not(x) for x in help_s.values()])
     ans, secs = _ask(slv)
-    q = Query("helpful-exists", "does every state outside the stable set have a helpful fair step?",
-              "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬help_h(s)", "unsat", ans, secs)
+    q = Query(
+        "helpful-exists",
+        "does every state outside the stable set have a helpful fair step?",
+        "Inv(s) ∧ ¬Stable(s) ∧ ∧_h ¬help_h(s)",
+        "unsat",
+        ans,
+        secs,
+    )
     queries.append(q)
     ok &= ans == "unsat"
     r2 = arg.rank(s2)
@@ -826,11 +1042,18 @@ def _helpful_premises(sym: SymbolicModel, arg: Argument, s: State, s2: State, in
                 witness = {"state": _jsonable(sym.decode(m, s)), "step": sym.instances[i].as_json()}
         base.pop()
         ans = "unsat" if answers == {"unsat"} else ("sat" if "sat" in answers else "unknown")
-        queries.append(Query(
-            f"helpful-stays-{sym.instances[h]}",
-            f"can a step that keeps the rank stop {sym.instances[h]} being helpful? ({n} queries, one per step)",
-            f"Inv(s) ∧ ¬Stable(s) ∧ help_h(s) ∧ s' = i(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s) ∧ ¬help_h(s')"
-            f"  [h = {sym.instances[h]}, every instance i]", "unsat", ans, secs_h, witness))
+        queries.append(
+            Query(
+                f"helpful-stays-{sym.instances[h]}",
+                f"can a step that keeps the rank stop {sym.instances[h]} being helpful? ({n} queries, one per step)",
+                f"Inv(s) ∧ ¬Stable(s) ∧ help_h(s) ∧ s' = i(s) ∧ ¬Stable(s') ∧ rank(s') = rank(s) ∧ ¬help_h(s')"
+                f"  [h = {sym.instances[h]}, every instance i]",
+                "unsat",
+                ans,
+                secs_h,
+                witness,
+            )
+        )
         ok &= ans == "unsat"
     return ok, queries
 
@@ -850,8 +1073,13 @@ def _candidates_that_apply(sym: SymbolicModel) -> list[Strengthening]:
 
 
 # ---------------------------------------------------------------------- the whole verdict
-def prove(config: Config, properties: set[str] | None = None, depth: int | None = None,
-          lasso_depth: int | None = None, progress: Callable[[str], None] | None = None) -> ProveResult:
+def prove(
+    config: Config,
+    properties: set[str] | None = None,
+    depth: int | None = None,
+    lasso_depth: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ProveResult:
     """Decide each SPEC §7 property of ``config`` with z3 (see the module docstring).
 
     ``depth`` bounds BMC for invariants (default 12, the longest shortest counterexample at
@@ -907,8 +1135,13 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
     for name in [n for n in wanted if n in goals]:
         t1 = time.perf_counter()
         pf = PropertyProof(name, "eventually_always")
-        arg = None if not own else (
-            heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym)))
+        arg = (
+            None
+            if not own
+            else (
+                heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym))
+            )
+        )
         if arg is not None:
             say(f"{name}: ranking argument ({arg.name})")
             ok, qs = prove_eventually(sym, goals[name], arg, strengthening)
@@ -931,7 +1164,10 @@ def prove(config: Config, properties: set[str] | None = None, depth: int | None 
             else:
                 pf.method = pf.method or "lasso bmc"
                 pf.depth = lasso_depth
-                pf.note = pf.note or f"no fair lasso within {lasso_depth} steps and no ranking argument for this variant"
+                pf.note = (
+                    pf.note
+                    or f"no fair lasso within {lasso_depth} steps and no ranking argument for this variant"
+                )
         elif pf.status != PROVED and not pf.note:
             pf.note = "no ranking argument for this variant; lasso search is run at tabs*per_tab <= 2"
         pf.seconds = time.perf_counter() - t1

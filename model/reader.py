@@ -4,6 +4,7 @@ Shared by the explicit kernel and the z3 engine: each supplies ``read(var, index
 variable's value), ``const(type, value)`` (a constant, for a variable the configuration
 lacks) and the value algebra ``x``; derived values are computed once per state view.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,11 @@ class StateReader:
         d, cfg, b = self._d, self._cfg, self._b
         var = d.variable(cfg, name)
         if var is not None:
-            got = b.read(var, None) if var.scope == "global" else _Indexed(
-                lambda idx, var=var: b.read(var, idx))
+            got = (
+                b.read(var, None)
+                if var.scope == "global"
+                else _Indexed(lambda idx, var=var: b.read(var, idx))
+            )
         else:
             for der in d.derived:
                 if der.name == name:
@@ -50,10 +54,15 @@ class StateReader:
                     raise DefinitionError(f"the definition has no variable {name!r}")
                 var = absent[0]
                 if var.absent is None:
-                    raise DefinitionError(f"{name} is read in a configuration without it "
-                                          f"({cfg.variant_label()}) and has no value when absent")
+                    raise DefinitionError(
+                        f"{name} is read in a configuration without it "
+                        f"({cfg.variant_label()}) and has no value when absent"
+                    )
                 value = var.absent(cfg)
-                got = b.const(var, value) if var.scope == "global" else _Indexed(
-                    lambda idx, var=var, value=value: b.const(var, value))
+                got = (
+                    b.const(var, value)
+                    if var.scope == "global"
+                    else _Indexed(lambda idx, var=var, value=value: b.const(var, value))
+                )
         self._cache[name] = got
         return got

@@ -24,6 +24,7 @@ A step also reads as the SPEC §9 mapping it stands for (``step["action"]``,
 ``step.get("loop")``), and a trace equals the list of those mappings, so code written for
 JSON steps keeps working.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,8 +32,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, overload
 
-__all__ = ["Verdict", "HOLDS", "VIOLATED", "UNKNOWN", "EXIT_STATUS", "overall", "exit_status",
-           "STUTTER", "Step", "Trace", "TraceError", "jsonable"]
+__all__ = [
+    "Verdict",
+    "HOLDS",
+    "VIOLATED",
+    "UNKNOWN",
+    "EXIT_STATUS",
+    "overall",
+    "exit_status",
+    "STUTTER",
+    "Step",
+    "Trace",
+    "TraceError",
+    "jsonable",
+]
 
 
 class Verdict(StrEnum):
@@ -77,8 +90,10 @@ class TraceError(ValueError):
 def jsonable(value: Any) -> Any:
     """A view (or any value in one) as plain JSON: tuples as lists, tuple keys as ``"t,m"``."""
     if isinstance(value, Mapping):
-        return {(",".join(str(k) for k in key) if isinstance(key, tuple) else str(key)): jsonable(v)
-                for key, v in value.items()}
+        return {
+            (",".join(str(k) for k in key) if isinstance(key, tuple) else str(key)): jsonable(v)
+            for key, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return value
@@ -95,8 +110,13 @@ class Step(Mapping[str, Any]):
     state: Any = None
 
     @classmethod
-    def of(cls, action: str, args: Mapping[str, int] | Iterable[tuple[str, int]] = (),
-           loop: bool = False, state: Any = None) -> Step:
+    def of(
+        cls,
+        action: str,
+        args: Mapping[str, int] | Iterable[tuple[str, int]] = (),
+        loop: bool = False,
+        state: Any = None,
+    ) -> Step:
         items = args.items() if isinstance(args, Mapping) else args
         return cls(action, tuple((str(k), int(v)) for k, v in items), bool(loop), state)
 
@@ -123,10 +143,10 @@ class Step(Mapping[str, Any]):
     def from_json(cls, data: Any, number: int = 1) -> Step:
         """A step from its JSON; :class:`TraceError` naming step ``number`` if it is not one."""
         if not isinstance(data, Mapping):
-            raise TraceError(f"step {number}: expected {{\"action\": str, \"args\": {{...}}}}, got {data!r}")
+            raise TraceError(f'step {number}: expected {{"action": str, "args": {{...}}}}, got {data!r}')
         name, args = data.get("action"), data.get("args", {})
         if not isinstance(name, str) or not isinstance(args, Mapping):
-            raise TraceError(f"step {number}: expected {{\"action\": str, \"args\": {{...}}}}")
+            raise TraceError(f'step {number}: expected {{"action": str, "args": {{...}}}}')
         try:
             pairs = tuple((str(k), int(v)) for k, v in args.items())
         except (TypeError, ValueError):
@@ -135,8 +155,11 @@ class Step(Mapping[str, Any]):
 
     # -- the SPEC §9 mapping this step stands for (so JSON-style readers keep working)
     def _keys(self) -> tuple[str, ...]:
-        return ("action", "args") + (("loop",) if self.loop else ()) + (
-            ("state",) if self.state is not None else ())
+        return (
+            ("action", "args")
+            + (("loop",) if self.loop else ())
+            + (("state",) if self.state is not None else ())
+        )
 
     def __getitem__(self, key: str) -> Any:
         if key == "action":
@@ -180,8 +203,9 @@ class Trace(Sequence[Step]):
     initial: Any = None
 
     def __post_init__(self) -> None:
-        steps = tuple(s if isinstance(s, Step) else Step.from_json(s, i + 1)
-                      for i, s in enumerate(self.steps))
+        steps = tuple(
+            s if isinstance(s, Step) else Step.from_json(s, i + 1) for i, s in enumerate(self.steps)
+        )
         object.__setattr__(self, "steps", steps)
 
     @classmethod
@@ -194,7 +218,7 @@ class Trace(Sequence[Step]):
         """A trace from SPEC §9's JSON list of steps; :class:`TraceError` (naming the step)
         if it is not one."""
         if not isinstance(data, list):
-            raise TraceError("a trace is a list of {\"action\", \"args\"} steps")
+            raise TraceError('a trace is a list of {"action", "args"} steps')
         return cls(tuple(Step.from_json(s, i + 1) for i, s in enumerate(data)))
 
     def as_json(self) -> list[dict[str, Any]]:
@@ -249,6 +273,8 @@ class Trace(Sequence[Step]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        parts = [("↻ " if s.loop and (i == 0 or not self.steps[i - 1].loop) else "") + str(s)
-                 for i, s in enumerate(self.steps)]
+        parts = [
+            ("↻ " if s.loop and (i == 0 or not self.steps[i - 1].loop) else "") + str(s)
+            for i, s in enumerate(self.steps)
+        ]
         return f"Trace([{', '.join(parts)}])"

@@ -6,6 +6,7 @@ configurations it is stated for, and its formula over a :class:`SymbolicModel` s
 The prover keeps the largest inductive subset of the candidates that apply (Houdini), so a
 candidate that is wrong for some variant is dropped there, never assumed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -13,8 +14,19 @@ from dataclasses import dataclass
 
 import z3
 
-from .symbolic import ACKED, CACHE_WRITTEN, HEAL_CACHE_READ, IDLE, KEY_READ, POST_CACHE_READ, \
-    SWEEP_IDLE, SWEEP_READ, UNSENT, State, SymbolicModel
+from .symbolic import (
+    ACKED,
+    CACHE_WRITTEN,
+    HEAL_CACHE_READ,
+    IDLE,
+    KEY_READ,
+    POST_CACHE_READ,
+    SWEEP_IDLE,
+    SWEEP_READ,
+    UNSENT,
+    State,
+    SymbolicModel,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +71,11 @@ def snapshots_cleared(sym: SymbolicModel, s: State) -> z3.BoolRef:
     if sym.sweeper:
         parts += [z3.Implies(s["sweep"] == SWEEP_IDLE, z3.Not(s[f"sweeplist[{j}]"])) for j in range(sym.M)]
     if sym.shared:
-        parts += [z3.Implies(z3.Not(s[f"lists[{t}]"]), z3.Not(s[f"listsset[{t}][{m}]"]))
-                  for t in range(sym.T) for m in range(sym.M)]
+        parts += [
+            z3.Implies(z3.Not(s[f"lists[{t}]"]), z3.Not(s[f"listsset[{t}][{m}]"]))
+            for t in range(sym.T)
+            for m in range(sym.M)
+        ]
     return z3.And(parts)
 
 
@@ -82,67 +97,116 @@ def values_no_duplicates(sym: SymbolicModel, s: State) -> z3.BoolRef:
 def pending_is_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
     if sym.shared:
         parts = [z3.Implies(s[f"pending[{m}]"], sym.acked(s, m)) for m in range(sym.M)]
-        parts += [z3.Implies(s[f"listsset[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in range(sym.M)]
+        parts += [
+            z3.Implies(s[f"listsset[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in range(sym.M)
+        ]
         return z3.And(parts)
-    return z3.And([z3.Implies(s[f"pending[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in sym.own[t]])
+    return z3.And(
+        [z3.Implies(s[f"pending[{t}][{m}]"], sym.acked(s, m)) for t in range(sym.T) for m in sym.own[t]]
+    )
 
 
 def heals_are_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And([z3.Implies(s[f"heal[{sym.hk(h)}]"] != IDLE, sym.acked(s, sym.heal_msg(h))) for h in sym.heal_keys])
+    return z3.And(
+        [z3.Implies(s[f"heal[{sym.hk(h)}]"] != IDLE, sym.acked(s, sym.heal_msg(h))) for h in sym.heal_keys]
+    )
 
 
 def written_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And([z3.Implies(z3.Or(s[f"post[{m}]"] == CACHE_WRITTEN, s[f"post[{m}]"] == ACKED), sym.in_cache(s, m))
-                   for m in range(sym.M)])
+    return z3.And(
+        [
+            z3.Implies(z3.Or(s[f"post[{m}]"] == CACHE_WRITTEN, s[f"post[{m}]"] == ACKED), sym.in_cache(s, m))
+            for m in range(sym.M)
+        ]
+    )
 
 
 def acked_is_pending(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And([z3.Implies(z3.And(sym.acked(s, m), sym.alive(s, sym.owner[m])), s[f"pending[{sym.owner[m]}][{m}]"])
-                   for m in range(sym.M)])
+    return z3.And(
+        [
+            z3.Implies(
+                z3.And(sym.acked(s, m), sym.alive(s, sym.owner[m])), s[f"pending[{sym.owner[m]}][{m}]"]
+            )
+            for m in range(sym.M)
+        ]
+    )
 
 
 def key_read_is_stored(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And([z3.Implies(s[f"heal[{sym.hk(h)}]"] >= KEY_READ, s[f"stored[{sym.heal_msg(h)}]"])
-                   for h in sym.heal_keys])
+    return z3.And(
+        [
+            z3.Implies(s[f"heal[{sym.hk(h)}]"] >= KEY_READ, s[f"stored[{sym.heal_msg(h)}]"])
+            for h in sym.heal_keys
+        ]
+    )
 
 
 #: The candidates, in the order reports list them.
 CANDIDATES: tuple[Strengthening, ...] = (
-    Strengthening("StoredIsPosted",
-                  "only PostKey adds to stored and it moves post[m] off Unsent for good, so "
-                  "stored[m] holds exactly when post[m] is past Unsent.", stored_is_posted),
-    Strengthening("SnapshotsCleared",
-                  "every step that leaves a phase holding a snapshot (or a list) clears it, so a "
-                  "snapshot variable is empty unless its phase holds it.", snapshots_cleared),
-    Strengthening("ValuesFit",
-                  "add and the sweeper trim to C entries and every snapshot is a copy of the "
-                  "cache, so the cache and every snapshot hold at most C entries.", values_fit),
-    Strengthening("ValuesFromStore",
-                  "ids enter a cache value only from a stored key (PostWrite after PostKey, a heal "
-                  "after reading the key, the sweeper from its listing of stored keys), and "
-                  "snapshots are copies of cache values, so every id in the cache, a snapshot or "
-                  "the sweeper's listing is stored.", values_from_store),
-    Strengthening("ValuesNoDuplicates",
-                  "with dedupe a writer adds an id only when its snapshot lacks it, and snapshots "
-                  "are copies of the cache, so no cache value anywhere repeats an id.",
-                  values_no_duplicates, lambda sym: sym.dedupe),
-    Strengthening("PendingIsAcked",
-                  "ids enter a pending list (or a list being written back) only at PostAck, so "
-                  "every pending id is acknowledged.", pending_is_acked),
-    Strengthening("HealsAreAcked",
-                  "a heal is requested only for a pending id, which is acknowledged, so every "
-                  "busy heal is for an acknowledged message.", heals_are_acked),
-    Strengthening("KeyReadIsStored",
-                  "HealKey moves past Requested only when the key is stored, and stored never "
-                  "shrinks.", key_read_is_stored),
-    Strengthening("WrittenIsCached",
-                  "with an atomic, deduplicating cache update and room for every message, the "
-                  "cache only grows, so a message whose post wrote the cache stays in it.",
-                  written_is_cached, lambda sym: sym.atomic and sym.dedupe and sym.C >= sym.M),
-    Strengthening("AckedIsPending",
-                  "with keep_verifying a tab never drops an id, so an acknowledged message of a "
-                  "live tab is in its pending list.",
-                  acked_is_pending, lambda sym: sym.keep_verifying and not sym.shared),
+    Strengthening(
+        "StoredIsPosted",
+        "only PostKey adds to stored and it moves post[m] off Unsent for good, so "
+        "stored[m] holds exactly when post[m] is past Unsent.",
+        stored_is_posted,
+    ),
+    Strengthening(
+        "SnapshotsCleared",
+        "every step that leaves a phase holding a snapshot (or a list) clears it, so a "
+        "snapshot variable is empty unless its phase holds it.",
+        snapshots_cleared,
+    ),
+    Strengthening(
+        "ValuesFit",
+        "add and the sweeper trim to C entries and every snapshot is a copy of the "
+        "cache, so the cache and every snapshot hold at most C entries.",
+        values_fit,
+    ),
+    Strengthening(
+        "ValuesFromStore",
+        "ids enter a cache value only from a stored key (PostWrite after PostKey, a heal "
+        "after reading the key, the sweeper from its listing of stored keys), and "
+        "snapshots are copies of cache values, so every id in the cache, a snapshot or "
+        "the sweeper's listing is stored.",
+        values_from_store,
+    ),
+    Strengthening(
+        "ValuesNoDuplicates",
+        "with dedupe a writer adds an id only when its snapshot lacks it, and snapshots "
+        "are copies of the cache, so no cache value anywhere repeats an id.",
+        values_no_duplicates,
+        lambda sym: sym.dedupe,
+    ),
+    Strengthening(
+        "PendingIsAcked",
+        "ids enter a pending list (or a list being written back) only at PostAck, so "
+        "every pending id is acknowledged.",
+        pending_is_acked,
+    ),
+    Strengthening(
+        "HealsAreAcked",
+        "a heal is requested only for a pending id, which is acknowledged, so every "
+        "busy heal is for an acknowledged message.",
+        heals_are_acked,
+    ),
+    Strengthening(
+        "KeyReadIsStored",
+        "HealKey moves past Requested only when the key is stored, and stored never shrinks.",
+        key_read_is_stored,
+    ),
+    Strengthening(
+        "WrittenIsCached",
+        "with an atomic, deduplicating cache update and room for every message, the "
+        "cache only grows, so a message whose post wrote the cache stays in it.",
+        written_is_cached,
+        lambda sym: sym.atomic and sym.dedupe and sym.C >= sym.M,
+    ),
+    Strengthening(
+        "AckedIsPending",
+        "with keep_verifying a tab never drops an id, so an acknowledged message of a "
+        "live tab is in its pending list.",
+        acked_is_pending,
+        lambda sym: sym.keep_verifying and not sym.shared,
+    ),
 )
 
 

@@ -29,6 +29,7 @@ The relation ``trans(s, s2, sel)`` says: instance number ``sel`` is enabled in `
 ``s2`` is its effect; every variable is one if-then-else chain over the selector values of
 the instances that write it, so the frame is implicit and the term stays linear in size.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -80,8 +81,9 @@ class _Z:
 
     __slots__ = ("sym", "kind", "t", "ref", "rng")
 
-    def __init__(self, sym: "SymbolicModel", kind: str, t: Any, ref: Any = None,
-                 rng: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, sym: SymbolicModel, kind: str, t: Any, ref: Any = None, rng: tuple[int, int] | None = None
+    ) -> None:
         #: bool: a BoolRef; ids: {element: BoolRef}; cache: [count per id];
         #: phase: (phase term, {field: _Z}, layout); int: an ArithRef (``rng``: its bounds)
         self.sym, self.kind, self.t, self.ref, self.rng = sym, kind, t, ref, rng
@@ -94,71 +96,71 @@ class _Z:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Z) and self.ref is not None and self.ref == other.ref
 
-    def _b(self, t: z3.BoolRef) -> "_Z":
+    def _b(self, t: z3.BoolRef) -> _Z:
         return _Z(self.sym, "bool", t)
 
-    def _ids(self, elems: dict[int, z3.BoolRef]) -> "_Z":
+    def _ids(self, elems: dict[int, z3.BoolRef]) -> _Z:
         return _Z(self.sym, "ids", elems)
 
     # -- bool
-    def __and__(self, other: "_Z") -> "_Z":
+    def __and__(self, other: _Z) -> _Z:
         return self._b(z3.And(self.t, other.t))
 
-    def __or__(self, other: "_Z") -> "_Z":
+    def __or__(self, other: _Z) -> _Z:
         return self._b(z3.Or(self.t, other.t))
 
-    def __invert__(self) -> "_Z":
+    def __invert__(self) -> _Z:
         return self._b(z3.Not(self.t))
 
     # -- ids and cache
-    def has(self, i: int) -> "_Z":
+    def has(self, i: int) -> _Z:
         if self.kind == "cache":
             return self._b(self.t[i] >= 1)
         return self._b(self.t.get(i, z3.BoolVal(False)))
 
-    def _elems(self, other: "_Z") -> list[int]:
+    def _elems(self, other: _Z) -> list[int]:
         return sorted(set(self.t) | set(other.t))
 
-    def with_(self, i: int) -> "_Z":
+    def with_(self, i: int) -> _Z:
         return self._ids({**self.t, i: z3.BoolVal(True)})
 
-    def without(self, i: int) -> "_Z":
+    def without(self, i: int) -> _Z:
         return self._ids({**self.t, i: z3.BoolVal(False)})
 
-    def minus(self, other: "_Z") -> "_Z":
+    def minus(self, other: _Z) -> _Z:
         f = z3.BoolVal(False)
         return self._ids({e: z3.And(v, z3.Not(other.t.get(e, f))) for e, v in self.t.items()})
 
-    def union(self, other: "_Z") -> "_Z":
+    def union(self, other: _Z) -> _Z:
         f = z3.BoolVal(False)
         return self._ids({e: z3.Or(self.t.get(e, f), other.t.get(e, f)) for e in self._elems(other)})
 
-    def is_empty(self) -> "_Z":
+    def is_empty(self) -> _Z:
         return self._b(z3.Not(z3.Or(list(self.t.values())))) if self.t else self._b(z3.BoolVal(True))
 
-    def subset(self, other: "_Z") -> "_Z":
+    def subset(self, other: _Z) -> _Z:
         f = z3.BoolVal(False)
         return self._b(z3.And([z3.Implies(v, other.t.get(e, f)) for e, v in self.t.items()]))
 
     # -- bounded integers
-    def _cmp(self, op: Callable[[Any, Any], z3.BoolRef], other: Any) -> "_Z":
+    def _cmp(self, op: Callable[[Any, Any], z3.BoolRef], other: Any) -> _Z:
         if self.kind != "int":
             raise DefinitionError(f"comparisons are of integers, not {self.kind} values")
         return self._b(op(self.t, other.t if isinstance(other, _Z) else z3.IntVal(other)))
 
-    def __lt__(self, other: Any) -> "_Z":
+    def __lt__(self, other: Any) -> _Z:
         return self._cmp(lambda a, b: a < b, other)
 
-    def __le__(self, other: Any) -> "_Z":
+    def __le__(self, other: Any) -> _Z:
         return self._cmp(lambda a, b: a <= b, other)
 
-    def __gt__(self, other: Any) -> "_Z":
+    def __gt__(self, other: Any) -> _Z:
         return self._cmp(lambda a, b: a > b, other)
 
-    def __ge__(self, other: Any) -> "_Z":
+    def __ge__(self, other: Any) -> _Z:
         return self._cmp(lambda a, b: a >= b, other)
 
-    def __add__(self, k: int) -> "_Z":
+    def __add__(self, k: int) -> _Z:
         if self.kind != "int" or isinstance(k, bool) or not isinstance(k, int):
             raise DefinitionError("only an integer plus a constant is defined")
         if k == 0:
@@ -168,12 +170,12 @@ class _Z:
         term = z3.If(raw > hi, z3.IntVal(hi), raw) if k > 0 else z3.If(raw < lo, z3.IntVal(lo), raw)
         return _Z(self.sym, "int", term, rng=self.rng)
 
-    def __sub__(self, k: int) -> "_Z":
+    def __sub__(self, k: int) -> _Z:
         if isinstance(k, bool) or not isinstance(k, int):
             raise DefinitionError("only an integer minus a constant is defined")
         return self + (-k)
 
-    def eq(self, other: Any) -> "_Z":
+    def eq(self, other: Any) -> _Z:
         if self.kind == "int":
             return self._cmp(lambda a, b: a == b, other)
         if self.kind == "cache":
@@ -181,28 +183,30 @@ class _Z:
         f = z3.BoolVal(False)
         return self._b(z3.And([self.t.get(e, f) == other.t.get(e, f) for e in self._elems(other)]))
 
-    def newest(self, count: int) -> "_Z":
+    def newest(self, count: int) -> _Z:
         out = {}
         for m, v in self.t.items():
             newer = _sum([z3.If(w, 1, 0) for e, w in self.t.items() if e > m])
             out[m] = z3.And(v, newer < count)
         return self._ids(out)
 
-    def add(self, m: int) -> "_Z":
+    def add(self, m: int) -> _Z:
         return _Z(self.sym, "cache", self.sym.add(self.t, m))
 
-    def add_all(self, ids: "_Z") -> "_Z":
+    def add_all(self, ids: _Z) -> _Z:
         f = z3.BoolVal(False)
-        return _Z(self.sym, "cache", self.sym.trim([c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)]))
+        return _Z(
+            self.sym, "cache", self.sym.trim([c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)])
+        )
 
-    def ids(self) -> "_Z":
+    def ids(self) -> _Z:
         return self._ids({j: c >= 1 for j, c in enumerate(self.t)})
 
-    def no_dup(self) -> "_Z":
+    def no_dup(self) -> _Z:
         return self._b(z3.And([c <= 1 for c in self.t]))
 
     # -- phase
-    def is_(self, phase: str) -> "_Z":
+    def is_(self, phase: str) -> _Z:
         term, _, var = self.t
         code = var.type.code(phase)
         if phase in self.sym._unused[var.name]:
@@ -232,7 +236,7 @@ class _Ite:
 class _Ops:
     """The value algebra ``x`` for z3, and the reader's backend over one state dict."""
 
-    def __init__(self, sym: "SymbolicModel", s: State) -> None:
+    def __init__(self, sym: SymbolicModel, s: State) -> None:
         self.sym, self.s, self.ops = sym, s, self
 
     def read(self, var, idx) -> _Z:
@@ -314,9 +318,11 @@ class SymbolicModel:
             if not a.fair:
                 self._unfair.add(n)
         self._guards: list[Callable[[State], z3.BoolRef]] = [
-            (lambda s, n=n: self._body(n, s)[0]) for n in range(len(self._defs))]
+            (lambda s, n=n: self._body(n, s)[0]) for n in range(len(self._defs))
+        ]
         self._effects: list[Callable[[State], dict[str, z3.ExprRef]]] = [
-            (lambda s, n=n: self._body(n, s)[1]) for n in range(len(self._defs))]
+            (lambda s, n=n: self._body(n, s)[1]) for n in range(len(self._defs))
+        ]
         self.index = {(i.name, i.pairs): n for n, i in enumerate(self.instances)}
         self._props = {p.name: p for p in d.properties_of(cfg)}
 
@@ -454,7 +460,7 @@ class SymbolicModel:
         """Keep the C largest entries of a multiset given as counts per id."""
         out = []
         for j in range(self.M):
-            above = _sum(counts[j + 1:])
+            above = _sum(counts[j + 1 :])
             room = z3.If(above >= self.C, 0, self.C - above)
             out.append(z3.If(counts[j] <= room, counts[j], room))
         return out
@@ -471,8 +477,9 @@ class SymbolicModel:
     def _body(self, n: int, s: State) -> tuple[z3.BoolRef, dict[str, z3.ExprRef]]:
         a, args = self._defs[n]
         ops = _Ops(self, s)
-        guard, effects = self.definition.apply(a, self.config, StateReader(self.definition, self.config, ops),
-                                               ops, args)
+        guard, effects = self.definition.apply(
+            a, self.config, StateReader(self.definition, self.config, ops), ops, args
+        )
         out: dict[str, z3.ExprRef] = {}
         for target, value in effects.items():
             if not isinstance(target, _Z) or target.ref is None:
@@ -508,7 +515,9 @@ class SymbolicModel:
                         out.update(zip(names[f], terms))
                     else:
                         fz = z3.BoolVal(False)
-                        out.update({n: (v.t.get(e, fz) if v is not None else fz) for e, n in names[f].items()})
+                        out.update(
+                            {n: (v.t.get(e, fz) if v is not None else fz) for e, n in names[f].items()}
+                        )
                 return out
             if isinstance(value, _Z) and value.kind == "phase":  # a copy of another phase value
                 term, fields, _ = value.t
@@ -640,8 +649,9 @@ class SymbolicModel:
         derived = {}
         for der in d.derived:
             dom = range(self.T if der.type.of == "t" else self.M)
-            derived[der.name] = tuple(e for e in dom
-                                      if z3.is_true(z3.simplify(consts.get(f"{der.name}[{e}]", z3.BoolVal(False)))))
+            derived[der.name] = tuple(
+                e for e in dom if z3.is_true(z3.simplify(consts.get(f"{der.name}[{e}]", z3.BoolVal(False))))
+            )
         return view_of(d, cfg, values, derived)
 
     def _view_value(self, var, idx, vals) -> Any:
@@ -805,7 +815,9 @@ def compile_terms(terms: dict[str, z3.ExprRef], state: State) -> Callable[[dict]
 
     result = {name: go(t) for name, t in terms.items()}
     body = "\n".join(lines) or "    pass"
-    src = "def f(v):\n" + body + "\n    return {" + ", ".join(f"{k!r}: {r}" for k, r in result.items()) + "}\n"
+    src = (
+        "def f(v):\n" + body + "\n    return {" + ", ".join(f"{k!r}: {r}" for k, r in result.items()) + "}\n"
+    )
     env: dict[str, Any] = {}
     exec(compile(src, "<symbolic>", "exec"), env)  # noqa: S102 - code generated from our own terms
     return env["f"]

@@ -7,6 +7,7 @@ flag; optionally the state each reaches); in JSON, a list of ``{"action": name, 
 is a stutter (no action enabled) is the single pseudo-step ``{"action": "Stutter", "args": {},
 "loop": true}``. Every function here takes a ``Trace`` or its JSON list.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -15,8 +16,20 @@ from typing import Any
 from .core import KVHealModel, State
 from .results import STUTTER, Step, Trace, TraceError
 
-__all__ = ["STUTTER", "Step", "Trace", "TraceError", "NotACounterexample", "replay_trace",
-           "check_counterexample", "with_states", "loop_start", "fmt_value", "flatten", "changes"]
+__all__ = [
+    "STUTTER",
+    "Step",
+    "Trace",
+    "TraceError",
+    "NotACounterexample",
+    "replay_trace",
+    "check_counterexample",
+    "with_states",
+    "loop_start",
+    "fmt_value",
+    "flatten",
+    "changes",
+]
 
 
 class NotACounterexample(TraceError):
@@ -79,8 +92,9 @@ def check_counterexample(model: KVHealModel, name: str, trace: Iterable[Mapping[
     if prop.kind == "invariant" and loop is not None:
         raise NotACounterexample(f"{name} is an invariant; its counterexample is a path, not a lasso")
     if prop.kind != "invariant" and loop is None:
-        raise NotACounterexample(f"{name} is a liveness property; its counterexample must be a lasso "
-                                 "(steps with \"loop\": true)")
+        raise NotACounterexample(
+            f'{name} is a liveness property; its counterexample must be a lasso (steps with "loop": true)'
+        )
     states = replay_trace(model, trace)  # TraceError at the first step that does not replay
     n = len(trace)
     if loop is None:
@@ -91,12 +105,15 @@ def check_counterexample(model: KVHealModel, name: str, trace: Iterable[Mapping[
         return states
     gap = next((i for i in range(loop, n) if not trace[i].loop), None)
     if gap is not None:
-        raise NotACounterexample(f"step {gap + 1} is in the loop (steps {loop + 1}-{n}) but has no "
-                                 "\"loop\": true")
+        raise NotACounterexample(
+            f'step {gap + 1} is in the loop (steps {loop + 1}-{n}) but has no "loop": true'
+        )
     span = _span(loop + 1, n)
     if states[loop] != states[-1]:
-        raise NotACounterexample(f"the loop ({span}) does not return to the state where it starts "
-                                 f"(before step {loop + 1}): is the trace truncated?")
+        raise NotACounterexample(
+            f"the loop ({span}) does not return to the state where it starts "
+            f"(before step {loop + 1}): is the trace truncated?"
+        )
     cycle = states[loop:-1]
     if all(prop.holds(s) for s in cycle):
         raise NotACounterexample(f"{name}'s goal holds in every state of the loop ({span})")
@@ -104,8 +121,10 @@ def check_counterexample(model: KVHealModel, name: str, trace: Iterable[Mapping[
     throughout = set.intersection(*({lab for lab, _ in model.successors(s)} for s in cycle))
     unfair = sorted(lab for lab in throughout if model.is_fair(lab) and lab not in taken)
     if unfair:
-        raise NotACounterexample(f"the loop ({span}) is not fair: {model.instances[unfair[0]]} is "
-                                 "enabled in every state of it and never taken")
+        raise NotACounterexample(
+            f"the loop ({span}) is not fair: {model.instances[unfair[0]]} is "
+            "enabled in every state of it and never taken"
+        )
     return states
 
 

@@ -8,6 +8,7 @@ cache again. Posts keep their plain read-modify-write. Check it with
     kvheal check --design docs/examples/heal_cas.py:HEAL_CAS --tabs 2 --variant dedupe
     kvheal prove --design docs/examples/heal_cas.py:HEAL_CAS --tabs 2 --property NoDuplicates
 """
+
 from kvheal.model.definition import HEAL, KVHEAL, cache_write, msg_of
 from kvheal.model.dsl import ActionDef
 
@@ -16,8 +17,10 @@ def HealWrite(cfg, s, x, h):
     """Swap in add(snapshot, m), only if the cache still equals the snapshot."""
     heal = s.heal[h]
     snap = heal.of("CacheRead").snap
-    return (heal.is_("CacheRead") & snap.eq(s.cache),
-            {s.cache: cache_write(cfg, s, x, snap, msg_of(h)), heal: HEAL.Idle()})
+    return (
+        heal.is_("CacheRead") & snap.eq(s.cache),
+        {s.cache: cache_write(cfg, s, x, snap, msg_of(h)), heal: HEAL.Idle()},
+    )
 
 
 def HealRetry(cfg, s, x, h):
@@ -30,8 +33,27 @@ _plain = next(a for a in KVHEAL.actions if a.name == "HealWrite").when
 
 HEAL_CAS = KVHEAL.derive(
     "heal_cas",
-    replace=[ActionDef("HealWrite", "heal", "heal", HealWrite, "compare-and-swap add(snapshot, m)",
-                       when=_plain, group=3, kv="cas cache")],
-    add=[ActionDef("HealRetry", "heal", "heal", HealRetry, "the swap lost: read the cache again",
-                   when=_plain, group=3)],
+    replace=[
+        ActionDef(
+            "HealWrite",
+            "heal",
+            "heal",
+            HealWrite,
+            "compare-and-swap add(snapshot, m)",
+            when=_plain,
+            group=3,
+            kv="cas cache",
+        )
+    ],
+    add=[
+        ActionDef(
+            "HealRetry",
+            "heal",
+            "heal",
+            HealRetry,
+            "the swap lost: read the cache again",
+            when=_plain,
+            group=3,
+        )
+    ],
 )

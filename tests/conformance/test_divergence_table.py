@@ -1,5 +1,6 @@
 """The divergence report, pinned: a scripted lockstep run of the compare-and-swap that
 ignores the version (the stale swap of post 0 overwrites post 1's update)."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,10 +45,10 @@ def test_divergence_table_golden():
         machine.start()
         machine.do("PostKey", m=0)
         machine.do("PostKey", m=1)
-        machine.release_call(0)          # post 0 reads the cache and its version
-        machine.do("PostCache", m=1)     # post 1 swaps in [1]
+        machine.release_call(0)  # post 0 reads the cache and its version
+        machine.do("PostCache", m=1)  # post 1 swaps in [1]
         with pytest.raises(Divergence) as info:
-            machine.release_call(0)      # post 0's stale swap succeeds anyway
+            machine.release_call(0)  # post 0's stale swap succeeds anyway
     finally:
         machine.teardown()
     assert str(info.value) == GOLDEN
@@ -61,9 +62,9 @@ def test_the_same_script_passes_without_the_fault():
         machine.do("PostKey", m=1)
         machine.release_call(0)
         machine.do("PostCache", m=1)
-        machine.release_call(0)          # the swap fails: a stutter
-        machine.release_call(0)          # read again
-        machine.release_call(0)          # swap: PostCache(m=0)
+        machine.release_call(0)  # the swap fails: a stutter
+        machine.release_call(0)  # read again
+        machine.release_call(0)  # swap: PostCache(m=0)
         assert machine.model.view(machine.state)["cache"] == (0, 1)
         assert machine.system.cache_ids() == list(message_ids(2))
     finally:

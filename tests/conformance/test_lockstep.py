@@ -1,17 +1,23 @@
 """The real worker and clients in lockstep with the model, in every design at tabs 2 and 3."""
+
 from __future__ import annotations
 
 import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
-from kvheal.conformance.lockstep import Divergence, LockstepMachine, lockstep_machine
-from kvheal.flags import IMPL_VARIANTS as VARIANTS  # the model-only flags (SPEC §6) have no implementation yet
+from kvheal.conformance.lockstep import LockstepMachine, lockstep_machine
+from kvheal.flags import (
+    IMPL_VARIANTS as VARIANTS,  # the model-only flags (SPEC §6) have no implementation yet
+)
 from kvheal.model import Config
 
 #: every flag alone and with dedupe, the seed design, and two larger combinations
-DESIGNS = [""] + list(VARIANTS) + [f"dedupe,{v}" for v in VARIANTS if v != "dedupe"] + [
-    "dedupe,atomic_cache,sweeper,tab_crash", "keep_verifying,shared_pending",
-    "shared_pending,tab_crash"]
+DESIGNS = (
+    [""]
+    + list(VARIANTS)
+    + [f"dedupe,{v}" for v in VARIANTS if v != "dedupe"]
+    + ["dedupe,atomic_cache,sweeper,tab_crash", "keep_verifying,shared_pending", "shared_pending,tab_crash"]
+)
 
 
 @pytest.mark.parametrize("tabs", [2, 3])
@@ -29,8 +35,11 @@ def test_lockstep_with_eviction_and_two_posts_per_tab(variants):
 def test_lockstep_on_sqlite():
     """The same machine over a real SQLite file (each KV call on the backend's thread)."""
     from hypothesis import settings
-    run_state_machine_as_test(lockstep_machine(Config.make(tabs=2, variants="atomic_cache"), backend="sqlite"),
-                              settings=settings(settings.default, max_examples=5))
+
+    run_state_machine_as_test(
+        lockstep_machine(Config.make(tabs=2, variants="atomic_cache"), backend="sqlite"),
+        settings=settings(settings.default, max_examples=5),
+    )
 
 
 def test_heals_sent_before_the_list_write_back_survive_a_crash():
@@ -42,10 +51,19 @@ def test_heals_sent_before_the_list_write_back_survive_a_crash():
     model = machine.model
     try:
         machine.start()
-        for name, args in [("PollRead", {"t": 0}), ("PostKey", {"m": 0}), ("PostRead", {"m": 0}),
-                           ("PostWrite", {"m": 0}), ("PostAck", {"m": 0}), ("PendingWrite", {"t": 0}),
-                           ("PollDone", {"t": 0}), ("Crash", {"t": 0}), ("HealKey", {"t": 0, "m": 0}),
-                           ("HealRead", {"t": 0, "m": 0}), ("HealWrite", {"t": 0, "m": 0})]:
+        for name, args in [
+            ("PollRead", {"t": 0}),
+            ("PostKey", {"m": 0}),
+            ("PostRead", {"m": 0}),
+            ("PostWrite", {"m": 0}),
+            ("PostAck", {"m": 0}),
+            ("PendingWrite", {"t": 0}),
+            ("PollDone", {"t": 0}),
+            ("Crash", {"t": 0}),
+            ("HealKey", {"t": 0, "m": 0}),
+            ("HealRead", {"t": 0, "m": 0}),
+            ("HealWrite", {"t": 0, "m": 0}),
+        ]:
             machine._do(model.action(name, args))
         # every step above ran in lockstep; the dead tab's heal really wrote (no dedupe: twice)
         assert model.view(machine.state)["cache"] == (0, 0)
@@ -65,6 +83,7 @@ class SubclassedWorkerMachine(LockstepMachine):
 
         class MyWorker(Worker):
             pass
+
         return create_app(kv, worker_config, worker=MyWorker(kv, worker_config))
 
 

@@ -1,6 +1,7 @@
 """Does the lockstep machine really find bugs? Each planted fault must be caught under the
 default (CI) profile, and the report must be the side-by-side table. (The same designs without
 the faults pass in test_lockstep.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -13,6 +14,7 @@ from kvheal.model import Config
 
 def counting(cls):
     """`cls` with a count of the runs (examples) started before the first divergence."""
+
     class Counting(cls):
         runs = 0
         first_failure = None
@@ -28,6 +30,7 @@ def counting(cls):
                 if type(self).first_failure is None:
                     type(self).first_failure = type(self).runs
                 raise
+
     Counting.__name__ = cls.__name__
     return Counting
 
@@ -35,8 +38,11 @@ def counting(cls):
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_planted_bug_is_found(name):
     fault = FAULTS[name]
-    machine = counting(lockstep_machine(Config.make(tabs=fault.tabs, variants=fault.variants),
-                                        name=f"Planted_{name}", **fault.hooks))
+    machine = counting(
+        lockstep_machine(
+            Config.make(tabs=fault.tabs, variants=fault.variants), name=f"Planted_{name}", **fault.hooks
+        )
+    )
     with pytest.raises(Divergence) as info:
         run_state_machine_as_test(machine)
     text = str(info.value)

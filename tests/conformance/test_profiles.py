@@ -1,4 +1,5 @@
 """The Hypothesis profiles: ``ci`` by default, ``explore`` on request, a clear error otherwise."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Every counterexample `kvheal check` finds at tabs 2 is a real bug: replayed call by call
 through the real worker and clients on real SQLite, it shows the same violation there."""
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,18 @@ from click.testing import CliRunner
 
 from kvheal.cli import main
 from kvheal.conformance.replay import replay
-from kvheal.flags import IMPL_VARIANTS as VARIANTS  # the model-only flags (SPEC §6) have no implementation yet
+from kvheal.flags import (
+    IMPL_VARIANTS as VARIANTS,  # the model-only flags (SPEC §6) have no implementation yet
+)
 from kvheal.model import Config, KVHealModel, check
 
 from ..model.test_verdicts import TABLE
 
 # shared_pending alone has its own slow test below: its 6.2M states take over a minute and
 # about 3.9 GiB to check.
-DESIGNS = [""] + [v for v in VARIANTS if v != "shared_pending"] + [
-    f"dedupe,{v}" for v in VARIANTS if v != "dedupe"]
+DESIGNS = (
+    [""] + [v for v in VARIANTS if v != "shared_pending"] + [f"dedupe,{v}" for v in VARIANTS if v != "dedupe"]
+)
 
 #: design -> the properties violated at tabs 2: the model's verdict table, pinned once in
 #: tests/model/test_verdicts.py (shared_pending alone is a slow case there, so it is here)
@@ -44,8 +48,13 @@ def _replay_all(variants, tmp_path):
     violated = [n for n, p in result.properties.items() if p.status == "violated"]
     assert violated == VIOLATED[variants]
     for name in violated:
-        r = replay(config, name, result.properties[name].trace, backend="sqlite",
-                   path=str(tmp_path / f"{name}.sqlite3"))
+        r = replay(
+            config,
+            name,
+            result.properties[name].trace,
+            backend="sqlite",
+            path=str(tmp_path / f"{name}.sqlite3"),
+        )
         assert r.diverged == ""
         assert r.reproduced, (name, r.evidence)
         if name == "NoDuplicates":
@@ -64,8 +73,9 @@ def _run(args, stdin=None):
 @pytest.fixture(scope="module")
 def seed_check(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "check.json"
-    out = subprocess.run([sys.executable, "-m", "kvheal", "check", "--tabs", "2", "--json"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "kvheal", "check", "--tabs", "2", "--json"], capture_output=True, text=True
+    )
     assert out.returncode == 1
     path.write_text(out.stdout)
     return path
@@ -90,23 +100,31 @@ def test_cli_table(seed_check):
 
 def test_cli_one_trace_from_stdin():
     trace = check(KVHealModel(Config.make(tabs=2, variants="atomic_cache"))).properties["NoDuplicates"].trace
-    code, out = _run(["replay", "-", "--property", "NoDuplicates", "--variant", "atomic_cache", "--json"],
-                     stdin=json.dumps(trace.as_json()))
+    code, out = _run(
+        ["replay", "-", "--property", "NoDuplicates", "--variant", "atomic_cache", "--json"],
+        stdin=json.dumps(trace.as_json()),
+    )
     assert code == 1
     assert json.loads(out)["results"][0]["reproduced"] is True
 
 
-@pytest.mark.parametrize("content, args, message", [
-    ("{bad", [], "is not JSON"),
-    ('[{"action": "PostRead", "args": {"m": 0}}]', ["--property", "NoDuplicates"],
-     "the trace does not replay through the model: step 1: PostRead(m=0) is not enabled"),
-    ('[{"action": "PostKey", "args": {"m": 0}}]', [], "a bare list of steps needs --property NAME"),
-    ('[{"action": "PostKey", "args": {"m": 0}}]', ["--property", "Nope"], "does not apply"),
-    ('[{"action": "PostKey", "args": {"m": 0}}]', ["--property", "Converges"], "must be a lasso"),
-    ('{"properties": {}}', ["--backend", "mongo"], "unknown backend"),
-    ('{"properties": {}}', ["--variant", "turbo"], "unknown variant"),
-    ("[]", ["--property", "NoDuplicates", "--tabs", "0"], "tabs must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        ("{bad", [], "is not JSON"),
+        (
+            '[{"action": "PostRead", "args": {"m": 0}}]',
+            ["--property", "NoDuplicates"],
+            "the trace does not replay through the model: step 1: PostRead(m=0) is not enabled",
+        ),
+        ('[{"action": "PostKey", "args": {"m": 0}}]', [], "a bare list of steps needs --property NAME"),
+        ('[{"action": "PostKey", "args": {"m": 0}}]', ["--property", "Nope"], "does not apply"),
+        ('[{"action": "PostKey", "args": {"m": 0}}]', ["--property", "Converges"], "must be a lasso"),
+        ('{"properties": {}}', ["--backend", "mongo"], "unknown backend"),
+        ('{"properties": {}}', ["--variant", "turbo"], "unknown variant"),
+        ("[]", ["--property", "NoDuplicates", "--tabs", "0"], "tabs must be at least 1"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, content, args, message):
     path = tmp_path / "trace.json"
     path.write_text(content)
@@ -131,8 +149,24 @@ def test_cli_nothing_violated(tmp_path):
 def test_cli_replays_a_prove_file(tmp_path):
     """prove --json has check --json's layout, so its counterexamples replay (they used to give
     "nothing to replay" and exit 0)."""
-    out = subprocess.run([sys.executable, "-m", "kvheal", "prove", "--tabs", "2", "--property", "NoDuplicates",
-                          "--depth", "9", "--json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvheal",
+            "prove",
+            "--tabs",
+            "2",
+            "--property",
+            "NoDuplicates",
+            "--depth",
+            "9",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1, out.stderr
     path = tmp_path / "prove.json"
     path.write_text(out.stdout)
@@ -146,8 +180,21 @@ def test_cli_replays_a_prove_file(tmp_path):
 
 
 def test_cli_a_proof_with_nothing_refuted_has_nothing_to_replay(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "kvheal", "prove", "--all-tabs", "--variant", "dedupe,keep_verifying",
-                          "--json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvheal",
+            "prove",
+            "--all-tabs",
+            "--variant",
+            "dedupe,keep_verifying",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     path = tmp_path / "all.json"
     path.write_text(out.stdout)
@@ -155,14 +202,29 @@ def test_cli_a_proof_with_nothing_refuted_has_nothing_to_replay(tmp_path):
     assert (code, text.strip()) == (0, "nothing to replay: no property is violated in the file")
 
 
-@pytest.mark.parametrize("name, cut, message", [
-    ("NoDuplicates", 1, "NoDuplicates: not a counterexample in the model: NoDuplicates holds after step 8, "
-                        "the last (is the trace truncated?)"),
-    ("Converges", 1, "Converges: not a counterexample in the model: the loop (steps 13-15) does not return "
-                     "to the state where it starts (before step 13): is the trace truncated?"),
-    ("Converges", 4, "Converges: not a counterexample in the model: Converges is a liveness property; its "
-                     "counterexample must be a lasso"),
-])
+@pytest.mark.parametrize(
+    "name, cut, message",
+    [
+        (
+            "NoDuplicates",
+            1,
+            "NoDuplicates: not a counterexample in the model: NoDuplicates holds after step 8, "
+            "the last (is the trace truncated?)",
+        ),
+        (
+            "Converges",
+            1,
+            "Converges: not a counterexample in the model: the loop (steps 13-15) does not return "
+            "to the state where it starts (before step 13): is the trace truncated?",
+        ),
+        (
+            "Converges",
+            4,
+            "Converges: not a counterexample in the model: Converges is a liveness property; its "
+            "counterexample must be a lasso",
+        ),
+    ],
+)
 def test_cli_refuses_a_truncated_trace(seed_check, tmp_path, name, cut, message):
     """A trace that is not a counterexample in the model is a usage error naming the step,
     never "not reproduced"; nothing is run on the real system."""
@@ -173,8 +235,9 @@ def test_cli_refuses_a_truncated_trace(seed_check, tmp_path, name, cut, message)
     path.write_text(json.dumps(data))
     code, out = _run(["replay", str(path), "--backend", "memory"])
     assert code == 2
-    assert out.strip().splitlines() == [f"kvheal: error: {message}" + (
-        ' (steps with "loop": true)' if "lasso" in message else "")]
+    assert out.strip().splitlines() == [
+        f"kvheal: error: {message}" + (' (steps with "loop": true)' if "lasso" in message else "")
+    ]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Trace validation: logs of KV operations checked against the model, from in-process runs
 (with and without planted bugs) and from free runs of the served worker on SQLite and Redis."""
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,11 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
 
     def wrap(kv):
         return LoggedKV(inner_wrap(None, kv) if inner_wrap else kv, records.append)
+
     make_app = hooks.get("make_app")
-    system = InProcessSystem(config, wrap_kv=wrap,
-                             make_app=(lambda kv, wc: make_app(None, kv, wc)) if make_app else None)
+    system = InProcessSystem(
+        config, wrap_kv=wrap, make_app=(lambda kv, wc: make_app(None, kv, wc)) if make_app else None
+    )
     rnd = random.Random(seed)
     try:
         for _ in range(steps):
@@ -38,10 +41,18 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
             if gates and rnd.random() < 0.3:
                 system.release(rnd.choice(gates))
                 continue
-            options = [a for a in model.instances if system.can_perform(a) and a.name in
-                       ("PostKey", "PollRead", "SweepList", "PostAck", "PollDone")] + \
-                      [a for a in model.instances if a.name.startswith(("Post", "Heal", "Sweep"))
-                       and a.name not in ("PostKey", "SweepList") and system.can_perform(a)]
+            options = [
+                a
+                for a in model.instances
+                if system.can_perform(a)
+                and a.name in ("PostKey", "PollRead", "SweepList", "PostAck", "PollDone")
+            ] + [
+                a
+                for a in model.instances
+                if a.name.startswith(("Post", "Heal", "Sweep"))
+                and a.name not in ("PostKey", "SweepList")
+                and system.can_perform(a)
+            ]
             if not options:
                 break
             try:
@@ -53,8 +64,9 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
     return records, system.ids, config
 
 
-@pytest.mark.parametrize("variants", ["", "dedupe", "atomic_cache", "sweeper", "dedupe,atomic_cache,sweeper",
-                                      "shared_pending"])
+@pytest.mark.parametrize(
+    "variants", ["", "dedupe", "atomic_cache", "sweeper", "dedupe,atomic_cache,sweeper", "shared_pending"]
+)
 def test_in_process_runs_are_behaviours_of_the_model(variants):
     for seed in range(15):
         records, ids, config = logged_run(variants, seed)
@@ -62,10 +74,13 @@ def test_in_process_runs_are_behaviours_of_the_model(variants):
         assert v.status == OK, (seed, v.reason, v.record)
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ("cache_before_key", "touches the cache before writing its key"),
-    ("cas_ignores_version", "the swap succeeded but the version moved since its read"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("cache_before_key", "touches the cache before writing its key"),
+        ("cas_ignores_version", "the swap succeeded but the version moved since its read"),
+    ],
+)
 def test_planted_bugs_make_illegal_logs(fault, reason):
     found = []
     for seed in range(30):
@@ -88,6 +103,7 @@ def test_first_bad_operation_is_reported(tmp_path):
     log = tmp_path / "ops.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in bad))
     from kvheal.conformance.validate import validate_log
+
     v = validate_log(str(log), tabs=2, ids=ids)
     assert v.status == ILLEGAL
     assert v.line == puts[0] + 1
@@ -105,8 +121,9 @@ def test_free_run_is_a_behaviour_of_the_model(tmp_path, backend, variants):
     """Served worker: 3 uvicorn processes, 8 tabs posting at once, real SQLite / Redis, no gates."""
     if backend == "redis" and redis_server_binary() is None:
         pytest.skip("redis-server is not installed")
-    run = free_run(str(tmp_path / "ops.jsonl"), tabs=8, per_tab=1, variants=variants, backend=backend,
-                   workers=3)
+    run = free_run(
+        str(tmp_path / "ops.jsonl"), tabs=8, per_tab=1, variants=variants, backend=backend, workers=3
+    )
     assert run.report.summary["acked"] == 8
     assert run.validation.status == OK, (run.validation.reason, run.validation.record)
     assert run.validation.operations >= 8 * 3
@@ -130,8 +147,23 @@ def test_cli_validate(tmp_path):
 def test_stress_record_validates_every_run(tmp_path):
     """`kvheal stress --record LOG`: several runs (the log marks each fresh store), validated."""
     log = tmp_path / "rec.jsonl"
-    result = CliRunner().invoke(main, ["stress", "--tabs", "8", "--runs", "2", "--workers", "2",
-                                       "--variant", "sweeper", "--record", str(log), "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "stress",
+            "--tabs",
+            "8",
+            "--runs",
+            "2",
+            "--workers",
+            "2",
+            "--variant",
+            "sweeper",
+            "--record",
+            str(log),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     # the sweeper may log passes before the first run: those form one more (empty-store) segment
@@ -140,5 +172,7 @@ def test_stress_record_validates_every_run(tmp_path):
 
 
 def test_stress_record_and_op_log_conflict(tmp_path):
-    result = CliRunner().invoke(main, ["stress", "--record", str(tmp_path / "a"), "--op-log", str(tmp_path / "b")])
+    result = CliRunner().invoke(
+        main, ["stress", "--record", str(tmp_path / "a"), "--op-log", str(tmp_path / "b")]
+    )
     assert result.exit_code == 2 and "not both" in result.output

@@ -1,4 +1,5 @@
 """Fixtures for the implementation's tests: a real redis-server for the session, and a KV per backend."""
+
 from __future__ import annotations
 
 import uuid
@@ -29,6 +30,7 @@ async def make_kv(backend: str, tmp_path, request):
         return SqliteKV(tmp_path / "kv.sqlite3")
     if backend == "redis":
         from kvheal.impl.redis_kv import RedisKV
+
         url = request.getfixturevalue("redis_url")
         return RedisKV(url, namespace=f"test-{uuid.uuid4().hex[:8]}:")
     raise ValueError(backend)
@@ -46,6 +48,8 @@ async def kv(request, tmp_path):
 @pytest.fixture
 def backend_factory(request, tmp_path):
     """Build further KV objects on demand: factory(backend) -> KV (closed by the caller)."""
+
     async def factory(backend: str):
         return await make_kv(backend, tmp_path, request)
+
     return factory

@@ -1,4 +1,5 @@
 """Shared helpers of the implementation tests."""
+
 from __future__ import annotations
 
 import httpx2

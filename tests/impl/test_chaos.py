@@ -1,4 +1,5 @@
 """`kvheal chaos`, small and bounded: real uvicorn processes, a real SQLite file, a real redis-server."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,11 @@ def test_redis_with_aof_survives_kill_and_pause_of_redis_server():
 @needs_redis
 def test_redis_without_persistence_loses_acknowledged_posts():
     """The check can fail: without AOF, a kill -9 of redis-server loses what was acknowledged before."""
-    report = run_chaos(ChaosConfig(backend="redis", scenarios=("kill-redis",), redis_persistence="none",
-                                   **{**SMALL, "load_s": 1.2}))
+    report = run_chaos(
+        ChaosConfig(
+            backend="redis", scenarios=("kill-redis",), redis_persistence="none", **{**SMALL, "load_s": 1.2}
+        )
+    )
     (s,) = report.scenarios
     assert s.lost > 0 and not report.ok
     assert any(n.startswith(f"{s.lost} acknowledged post(s) not in the store") for n in s.notes)
@@ -63,15 +67,29 @@ def test_heal_flood_writes_nothing_and_cli_json():
     assert result.exit_code == 0 and out["ok"] is True
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["chaos", "--scenario", "nope"], "kvheal: error: unknown scenario 'nope' (known: baseline, kill-worker, "
-                                      "pause-worker, kill-main, pause-main, kill-redis, pause-redis, kill-clients, "
-                                      "hostile-repost, hostile-future, hostile-heal-replay, hostile-heal-flood)"),
-    (["chaos", "--scenario", "kill-redis"], "kvheal: error: scenario 'kill-redis' needs the redis backend"),
-    (["chaos", "--backend", "memory"], "kvheal: error: chaos runs on sqlite or redis (real processes), not 'memory'"),
-    (["chaos", "--redis-persistence", "maybe"],
-     "kvheal: error: unknown --redis-persistence 'maybe' (known: aof, aof-always, rdb, none)"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (
+            ["chaos", "--scenario", "nope"],
+            "kvheal: error: unknown scenario 'nope' (known: baseline, kill-worker, "
+            "pause-worker, kill-main, pause-main, kill-redis, pause-redis, kill-clients, "
+            "hostile-repost, hostile-future, hostile-heal-replay, hostile-heal-flood)",
+        ),
+        (
+            ["chaos", "--scenario", "kill-redis"],
+            "kvheal: error: scenario 'kill-redis' needs the redis backend",
+        ),
+        (
+            ["chaos", "--backend", "memory"],
+            "kvheal: error: chaos runs on sqlite or redis (real processes), not 'memory'",
+        ),
+        (
+            ["chaos", "--redis-persistence", "maybe"],
+            "kvheal: error: unknown --redis-persistence 'maybe' (known: aof, aof-always, rdb, none)",
+        ),
+    ],
+)
 def test_chaos_usage_errors(args, reason):
     result = kvheal(*args)
     assert (result.exit_code, result.output.strip()) == (2, reason)

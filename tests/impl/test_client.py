@@ -1,4 +1,5 @@
 """The client (browser tab): pending store, poll steps, heals, schedule, crash, shared list."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,16 @@ import json
 import httpx2
 import pytest
 
-from kvheal.impl.client import (Client, ClientError, JsonFilePendingStore, MemoryPendingStore,
-                                PendingEntry, PollSchedule, Snapshot, SqlitePendingStore)
+from kvheal.impl.client import (
+    Client,
+    ClientError,
+    JsonFilePendingStore,
+    MemoryPendingStore,
+    PendingEntry,
+    PollSchedule,
+    Snapshot,
+    SqlitePendingStore,
+)
 from kvheal.impl.config import WorkerConfig
 from kvheal.impl.kv import MemoryKV
 from kvheal.impl.worker import create_app
@@ -103,6 +112,7 @@ async def test_shared_pending_race_loses_an_entry():
         value = await real_read()
         await both_read.wait()
         return value
+
     shared.read = read
     async with make(app, 0, shared) as a, make(app, 1, shared) as b:
         await asyncio.gather(a.post("from a", id="a1", timestamp=1), b.post("from b", id="b1", timestamp=2))
@@ -144,6 +154,7 @@ async def test_schedule_and_run_loop():
     delays = []
 
     async with make(app, 0, MemoryPendingStore(), schedule=PollSchedule(0.01, 0.005, 0.02)) as tab:
+
         async def sleep(seconds):  # a fake clock that lets background heals finish
             delays.append(seconds)
             await tab.wait_heals()
@@ -165,12 +176,14 @@ async def test_post_refused_raises_with_status():
 
 async def test_request_ids_name_the_tab_and_still_pending_is_a_hook():
     from impl_helpers import logged
+
     kv, records = logged(MemoryKV())
     app = create_app(kv, WorkerConfig())
 
     class Forgetful(Client):  # a planted client fault: drops every pending id unchecked
         def still_pending(self, entries, present):
             return []
+
     async with make(app, 3, MemoryPendingStore()) as tab:
         await tab.post("hi", id="m1", timestamp=1)
         await tab.poll_read()
@@ -187,6 +200,7 @@ async def test_request_ids_name_the_tab_and_still_pending_is_a_hook():
 
 async def test_poll_pages_through_a_cache_larger_than_one_response():
     from kvheal.impl.messages import encode_cache
+
     kv = MemoryKV()
     app = create_app(kv, WorkerConfig(cap=2500))
     messages = [{"id": f"m{i}", "text": "x", "timestamp": i} for i in range(2500)]
@@ -197,7 +211,10 @@ async def test_poll_pages_through_a_cache_larger_than_one_response():
         async def handle_async_request(self, request):
             seen.append(str(request.url.params))
             return await super().handle_async_request(request)
-    async with Client("http://worker", tab="0", store=MemoryPendingStore(), transport=Counting(app=app)) as tab:
+
+    async with Client(
+        "http://worker", tab="0", store=MemoryPendingStore(), transport=Counting(app=app)
+    ) as tab:
         snap = await tab.poll_read()
     assert snap.ids == tuple(f"m{i}" for i in range(2500))
     assert seen == ["limit=1000", "limit=1000&offset=1000", "limit=1000&offset=2000"]
@@ -215,9 +232,11 @@ async def test_a_post_whose_answer_was_lost_is_retried_idempotently():
             if len(answered) == 1:  # the worker stored the post; its answer never arrives
                 raise httpx2.ReadTimeout("timed out", request=request)
             return response
+
     store = MemoryPendingStore()
-    async with Client("http://worker", tab="0", store=store, transport=LosesFirstAnswer(app=app),
-                      retry_delay=0.01) as tab:
+    async with Client(
+        "http://worker", tab="0", store=store, transport=LosesFirstAnswer(app=app), retry_delay=0.01
+    ) as tab:
         ack = await tab.post("hello")
         assert tab.post_retries_sent == 1
     assert answered == [200, 200]
@@ -235,8 +254,15 @@ async def test_a_post_that_never_gets_through_raises_after_its_retries():
         async def handle_async_request(self, request):
             Down.calls += 1
             raise httpx2.ConnectError("refused", request=request)
-    async with Client("http://worker", tab="0", store=MemoryPendingStore(), transport=Down(),
-                      retry_delay=0.001, post_retries=2) as tab:
+
+    async with Client(
+        "http://worker",
+        tab="0",
+        store=MemoryPendingStore(),
+        transport=Down(),
+        retry_delay=0.001,
+        post_retries=2,
+    ) as tab:
         with pytest.raises(ClientError, match="POST /api/comments"):
             await tab.post("hello")
         assert (Down.calls, tab.post_retries_sent) == (3, 2)
@@ -245,14 +271,15 @@ async def test_a_post_that_never_gets_through_raises_after_its_retries():
 
 async def test_ids_no_heal_can_bring_back_are_given_up():
     from kvheal.impl.messages import encode_cache
+
     kv = MemoryKV()
     app = create_app(kv, WorkerConfig(variants="dedupe", cap=1))
     store = MemoryPendingStore()
     async with make(app, 0, store, give_up_hopeless=True) as tab:
         old = await tab.post("old", id="old", timestamp=1)
-        await tab.post("new", id="new", timestamp=2)       # pushes "old" out of the one-entry cache
+        await tab.post("new", id="new", timestamp=2)  # pushes "old" out of the one-entry cache
         lost = await tab.post("lost", id="lost", timestamp=3)
-        await kv.put("comment:lost", "")                    # the store lost it (decodes as absent)
+        await kv.put("comment:lost", "")  # the store lost it (decodes as absent)
         await kv.put("recent:comments", encode_cache([{"id": "new", "text": "new", "timestamp": 2}]))
         first = await tab.poll_once()
         await tab.wait_heals()
@@ -261,8 +288,8 @@ async def test_ids_no_heal_can_bring_back_are_given_up():
         assert sorted(await tab.pending_ids()) == ["lost", "old"]  # written back before the answers
         second = await tab.poll_once()
         await tab.wait_heals()
-        assert (second.heals, tab.heals_sent) == ((), 2)           # never healed again
-        assert await tab.pending_ids() == []                      # and dropped at the write-back
+        assert (second.heals, tab.heals_sent) == ((), 2)  # never healed again
+        assert await tab.pending_ids() == []  # and dropped at the write-back
     assert old.cached and lost.cached
     async with make(app, 1, MemoryPendingStore()) as stubborn:  # the default: heal for ever, as the model
         await stubborn.record_ack(old)

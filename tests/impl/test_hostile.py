@@ -1,6 +1,7 @@
 """Hostile clients against the worker through real uvicorn: every refusal is a 4xx with a reason
 and writes nothing; reposts, far-future timestamps, forged or stale heal tokens, floods, slow
 bodies, foreign origins and hosts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,13 +11,12 @@ import time
 
 import httpx2
 import pytest
+from conftest import make_kv
 
-from kvheal.impl.config import ConfigError, OPTIONS_ENV, WorkerConfig
+from kvheal.impl.config import OPTIONS_ENV, ConfigError, WorkerConfig
 from kvheal.impl.kv import MemoryKV
 from kvheal.impl.server import UvicornThread
 from kvheal.impl.worker import Worker, create_app
-
-from conftest import make_kv
 
 JSON = {"content-type": "application/json"}
 
@@ -45,27 +45,46 @@ async def test_inputs_that_once_gave_500_get_400_and_write_nothing(kv):
             before = await dump(kv)
             cases = [
                 ("/api/comments", b'{"text": "x\\ud800y"}', "text is not valid Unicode (a lone surrogate)"),
-                ("/api/comments", b'{"text": "x", "username": "\\udfff"}',
-                 "username is not valid Unicode (a lone surrogate)"),
+                (
+                    "/api/comments",
+                    b'{"text": "x", "username": "\\udfff"}',
+                    "username is not valid Unicode (a lone surrogate)",
+                ),
                 ("/api/comments", b"[" * 5000 + b"]" * 5000, "JSON nested deeper than 32 levels"),
-                ("/api/comments", b'{"text": "x", "pad": ' + b"[" * 33 + b"]" * 33 + b"}",
-                 "JSON nested deeper than 32 levels"),
-                ("/api/comments", json.dumps({"text": "x", "id": "a-2\n"}).encode(),
-                 "id may only contain letters, digits, '-' and '_'"),
-                ("/api/admin/add-to-cache", json.dumps({"messageId": "a-1", "healToken": "é" * 48}).encode(),
-                 "missing or malformed field: healToken"),
-                ("/api/admin/add-to-cache", json.dumps({"messageId": "a-1\n", "healToken": token}).encode(),
-                 "messageId may only contain letters, digits, '-' and '_'"),
-                ("/api/comments", json.dumps({"text": "x", "timestamp": 2**53 - 1}).encode(),
-                 "timestamp more than 60000 ms ahead of the server's clock"),
+                (
+                    "/api/comments",
+                    b'{"text": "x", "pad": ' + b"[" * 33 + b"]" * 33 + b"}",
+                    "JSON nested deeper than 32 levels",
+                ),
+                (
+                    "/api/comments",
+                    json.dumps({"text": "x", "id": "a-2\n"}).encode(),
+                    "id may only contain letters, digits, '-' and '_'",
+                ),
+                (
+                    "/api/admin/add-to-cache",
+                    json.dumps({"messageId": "a-1", "healToken": "é" * 48}).encode(),
+                    "missing or malformed field: healToken",
+                ),
+                (
+                    "/api/admin/add-to-cache",
+                    json.dumps({"messageId": "a-1\n", "healToken": token}).encode(),
+                    "messageId may only contain letters, digits, '-' and '_'",
+                ),
+                (
+                    "/api/comments",
+                    json.dumps({"text": "x", "timestamp": 2**53 - 1}).encode(),
+                    "timestamp more than 60000 ms ahead of the server's clock",
+                ),
             ]
             for path, body, reason in cases:
                 r = await http.post(path, content=body, headers=JSON)
                 assert (r.status_code, r.json()) == (400, {"error": reason}), body[:40]
                 assert "Traceback" not in r.text
             # brackets inside strings are not nesting
-            r = await http.post("/api/comments", content=json.dumps({"text": "[" * 100, "id": "b-1"}).encode(),
-                                headers=JSON)
+            r = await http.post(
+                "/api/comments", content=json.dumps({"text": "[" * 100, "id": "b-1"}).encode(), headers=JSON
+            )
             assert r.status_code == 200
             assert (await dump(kv)).keys() == before.keys() | {"comment:b-1"}
 
@@ -74,8 +93,12 @@ async def test_json_bodies_need_a_json_content_type(kv):
     with serve(kv) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
             body = json.dumps({"text": "from a cross-site form"})
-            for headers in ({"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"},
-                            {}, {"content-type": "multipart/form-data; boundary=x"}):
+            for headers in (
+                {"content-type": "text/plain"},
+                {"content-type": "application/x-www-form-urlencoded"},
+                {},
+                {"content-type": "multipart/form-data; boundary=x"},
+            ):
                 r = await http.post("/api/comments", content=body, headers=headers)
                 assert (r.status_code, r.json()) == (415, {"error": "Content-Type must be application/json"})
             assert await dump(kv) == {}
@@ -90,18 +113,28 @@ async def test_repost_of_a_taken_id_is_refused_and_a_retry_is_idempotent(kv):
             first = await http.post("/api/comments", json={"id": "m-1", "text": "mine", "timestamp": 5})
             assert first.status_code == 200 and first.json()["cached"] is True
             before = await dump(kv)
-            for body in ({"id": "m-1", "text": "yours", "timestamp": 5},
-                         {"id": "m-1", "text": "mine", "timestamp": 6},
-                         {"id": "m-1", "text": "mine", "timestamp": 5, "username": "eve"}):
+            for body in (
+                {"id": "m-1", "text": "yours", "timestamp": 5},
+                {"id": "m-1", "text": "mine", "timestamp": 6},
+                {"id": "m-1", "text": "mine", "timestamp": 5, "username": "eve"},
+            ):
                 r = await http.post("/api/comments", json=body)
-                assert (r.status_code, r.json()) == (409, {"error": "a different message with this id exists"})
+                assert (r.status_code, r.json()) == (
+                    409,
+                    {"error": "a different message with this id exists"},
+                )
             assert await dump(kv) == before
             # the same message again (with or without its timestamp): the original acknowledgement
             for body in ({"id": "m-1", "text": "mine", "timestamp": 5}, {"id": "m-1", "text": "mine"}):
                 r = await http.post("/api/comments", json=body)
                 assert r.status_code == 200
-                assert r.json() == {"success": True, "comment": {"id": "m-1", "text": "mine", "timestamp": 5},
-                                    "healToken": first.json()["healToken"], "cached": False, "repeat": True}
+                assert r.json() == {
+                    "success": True,
+                    "comment": {"id": "m-1", "text": "mine", "timestamp": 5},
+                    "healToken": first.json()["healToken"],
+                    "cached": False,
+                    "repeat": True,
+                }
             assert await dump(kv) == before
 
 
@@ -132,8 +165,10 @@ async def test_tokens_are_bound_to_the_body_and_survive_a_restart(kv):
     assert await kv.get("recent:comments") == "[]"
 
 
-@pytest.mark.parametrize("variants, store_update", [("dedupe", False), ("atomic_cache,dedupe", False),
-                                                    ("atomic_cache,dedupe", True)])
+@pytest.mark.parametrize(
+    "variants, store_update",
+    [("dedupe", False), ("atomic_cache,dedupe", False), ("atomic_cache,dedupe", True)],
+)
 async def test_heals_answer_what_they_did_and_write_only_when_something_changes(kv, variants, store_update):
     with serve(kv, variants=variants, cap=2, store_update=store_update) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
@@ -146,16 +181,20 @@ async def test_heals_answer_what_they_did_and_write_only_when_something_changes(
             async def heal(i):
                 r = await http.post("/api/admin/add-to-cache", json={"messageId": i, "healToken": tokens[i]})
                 return r.status_code, r.json()
+
             cache = await kv.get("recent:comments")
             assert await heal("a") == (200, {"success": True, "added": False, "result": "already present"})
-            assert await heal("old") == (200, {"success": True, "added": False,
-                                               "result": "outside the cache's window"})
+            assert await heal("old") == (
+                200,
+                {"success": True, "added": False, "result": "outside the cache's window"},
+            )
             assert await kv.get("recent:comments") == cache  # nothing written
             await kv.put("recent:comments", json.dumps([json.loads(await kv.get("comment:b"))]))
             assert await heal("a") == (200, {"success": True, "added": True, "result": "added"})
             assert [e["id"] for e in json.loads(await kv.get("recent:comments"))] == ["a", "b"]
             tokens["ghost"] = Worker(MemoryKV(), create_app(kv).state.config).heal_token(
-                {"id": "ghost", "text": "x", "timestamp": 1})
+                {"id": "ghost", "text": "x", "timestamp": 1}
+            )
             status, _ = await heal("ghost")
             assert status == 403  # another secret than the served worker's
 
@@ -177,10 +216,15 @@ async def test_far_future_timestamps_are_refused_and_near_ones_accepted():
         async with httpx2.AsyncClient(base_url=url) as http:
             now = int(time.time() * 1000)
             r = await http.post("/api/comments", json={"text": "x", "timestamp": now + 3_600_000})
-            assert (r.status_code, r.json()) == (400, {"error": "timestamp more than 60000 ms ahead of the server's clock"})
+            assert (r.status_code, r.json()) == (
+                400,
+                {"error": "timestamp more than 60000 ms ahead of the server's clock"},
+            )
             r = await http.post("/api/comments", json={"text": "x", "timestamp": now + 30_000})
             assert r.status_code == 200
-            r = await http.post("/api/comments", json={"text": "x", "timestamp": 0})  # the past: only its own loss
+            r = await http.post(
+                "/api/comments", json={"text": "x", "timestamp": 0}
+            )  # the past: only its own loss
             assert r.status_code == 200
     assert len(await kv.list("comment:")) == 2
 
@@ -197,7 +241,7 @@ async def test_rate_limits_per_client_answer_429_with_retry_after():
             assert r.headers["retry-after"] == "2"
             assert r.json() == {"error": "too many posts from this address; retry later"}
             assert sorted(await kv.list("comment:")) == ["comment:m0", "comment:m1"]
-            token = (await http.post("/api/comments", json={"id": "m0", "text": "x", "timestamp": 0}))
+            token = await http.post("/api/comments", json={"id": "m0", "text": "x", "timestamp": 0})
             assert token.status_code == 429  # even a retry waits its turn
     with serve(kv, variants="dedupe", heal_rate=0.5, heal_burst=1) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
@@ -228,8 +272,12 @@ async def test_a_slow_body_gets_408_and_the_connection_closes():
     with serve(kv, body_timeout=0.3) as url:
         port = int(url.rsplit(":", 1)[1])
         started = time.monotonic()
-        sock = await asyncio.to_thread(_raw, port, b"POST /api/comments HTTP/1.1\r\nHost: x\r\n"
-                                                   b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"te")
+        sock = await asyncio.to_thread(
+            _raw,
+            port,
+            b"POST /api/comments HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"te',
+        )
         answer = await asyncio.to_thread(_read_all, sock)  # returns only once the server closes
         sock.close()
         elapsed = time.monotonic() - started
@@ -241,8 +289,11 @@ async def test_a_slow_body_gets_408_and_the_connection_closes():
 
 async def test_cors_is_off_by_default_and_configurable():
     kv = MemoryKV()
-    preflight = {"origin": "https://chat.example", "access-control-request-method": "POST",
-                 "access-control-request-headers": "content-type"}
+    preflight = {
+        "origin": "https://chat.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+    }
     with serve(kv) as url:
         async with httpx2.AsyncClient(base_url=url) as http:
             r = await http.get("/api/comments", headers={"origin": "https://evil.example"})
@@ -277,9 +328,16 @@ async def test_openapi_document_is_served():
         async with httpx2.AsyncClient(base_url=url) as http:
             doc = (await http.get("/openapi.json")).json()
     assert doc["openapi"] == "3.1.0"
-    assert sorted(doc["paths"]) == ["/api/admin/add-to-cache", "/api/comments", "/api/health", "/openapi.json"]
+    assert sorted(doc["paths"]) == [
+        "/api/admin/add-to-cache",
+        "/api/comments",
+        "/api/health",
+        "/openapi.json",
+    ]
     post = doc["paths"]["/api/comments"]["post"]
-    assert post["requestBody"]["content"]["application/json"]["schema"]["properties"]["text"]["maxLength"] == 100
+    assert (
+        post["requestBody"]["content"]["application/json"]["schema"]["properties"]["text"]["maxLength"] == 100
+    )
     assert sorted(post["responses"]) == ["200", "400", "408", "409", "413", "415", "429", "503"]
 
 
@@ -299,9 +357,15 @@ def _start_serve(args: list[str], port: int):
     import os
     import subprocess
     import sys
+
     env = {k: v for k, v in os.environ.items() if k != OPTIONS_ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "kvheal", "serve", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvheal", "serve", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
     for _ in range(300):
         try:
             if httpx2.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
@@ -315,6 +379,7 @@ def _start_serve(args: list[str], port: int):
 def _stop_serve(proc) -> str:
     import os
     import signal
+
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=15)
     err = proc.stderr.read().decode()
@@ -324,18 +389,38 @@ def _stop_serve(proc) -> str:
 
 def test_serve_secret_file_and_http_options(tmp_path):
     from kvheal.impl.redis_server import free_port
+
     secret = tmp_path / "heal.key"
     secret.write_text("a shared deployment key\n")
     port = free_port()
-    proc = _start_serve(["--backend", "memory", "--secret-file", str(secret), "--post-burst", "2",
-                         "--post-rate", "0.1", "--cors-origin", "https://chat.example", "--host", "0.0.0.0"], port)
+    proc = _start_serve(
+        [
+            "--backend",
+            "memory",
+            "--secret-file",
+            str(secret),
+            "--post-burst",
+            "2",
+            "--post-rate",
+            "0.1",
+            "--cors-origin",
+            "https://chat.example",
+            "--host",
+            "0.0.0.0",
+        ],
+        port,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         message = {"id": "a", "text": "x", "timestamp": 1}
         r = httpx2.post(base + "/api/comments", json=message)
         # the token is the one any worker with this key mints: valid after a restart, in any process
-        assert r.json()["healToken"] == Worker(MemoryKV(), WorkerConfig(secret=b"a shared deployment key")).heal_token(message)
-        r = httpx2.post(base + "/api/comments", content=b'{"text": "x"}', headers={"content-type": "text/plain"})
+        assert r.json()["healToken"] == Worker(
+            MemoryKV(), WorkerConfig(secret=b"a shared deployment key")
+        ).heal_token(message)
+        r = httpx2.post(
+            base + "/api/comments", content=b'{"text": "x"}', headers={"content-type": "text/plain"}
+        )
         assert r.status_code == 415  # (it took the burst's second token)
         r = httpx2.post(base + "/api/comments", json={"id": "c", "text": "x"})
         assert (r.status_code, r.headers["retry-after"]) == (429, "10")
@@ -343,20 +428,29 @@ def test_serve_secret_file_and_http_options(tmp_path):
         assert r.headers["access-control-allow-origin"] == "https://chat.example"
     finally:
         err = _stop_serve(proc)
-    assert "kvheal: warning: --host 0.0.0.0 serves beyond this machine, and the API has no authentication" in err
+    assert (
+        "kvheal: warning: --host 0.0.0.0 serves beyond this machine, and the API has no authentication" in err
+    )
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["--secret-file", "/nonexistent/heal.key"],
-     "cannot read --secret-file /nonexistent/heal.key: No such file or directory"),
-    (["--secret", "a", "--secret-file", "b"], "give --secret or --secret-file, not both"),
-    (["--post-rate", "-1"], "post_rate must be at least 0 (0: no limit)"),
-    (["--body-timeout", "0"], "body_timeout must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (
+            ["--secret-file", "/nonexistent/heal.key"],
+            "cannot read --secret-file /nonexistent/heal.key: No such file or directory",
+        ),
+        (["--secret", "a", "--secret-file", "b"], "give --secret or --secret-file, not both"),
+        (["--post-rate", "-1"], "post_rate must be at least 0 (0: no limit)"),
+        (["--body-timeout", "0"], "body_timeout must be positive"),
+    ],
+)
 def test_serve_bad_options_one_line_exit_2(args, reason, tmp_path):
     from click.testing import CliRunner
+
     from kvheal.cli import main
+
     result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "kv.sqlite3"), *args])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == f"Error: {reason}" or reason in result.output
@@ -365,20 +459,27 @@ def test_serve_bad_options_one_line_exit_2(args, reason, tmp_path):
 
 def test_serve_empty_secret_file(tmp_path):
     from click.testing import CliRunner
+
     from kvheal.cli import main
+
     empty = tmp_path / "empty.key"
     empty.write_text("\n")
-    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "kv.sqlite3"), "--secret-file", str(empty)])
+    result = CliRunner().invoke(
+        main, ["serve", "--db", str(tmp_path / "kv.sqlite3"), "--secret-file", str(empty)]
+    )
     assert result.exit_code == 2 and f"--secret-file {empty} is empty" in result.output
 
 
 def test_serve_on_redis_without_a_secret_file_warns(redis_url):
     from kvheal.impl.redis_server import free_port
+
     port = free_port()
     proc = _start_serve(["--backend", "redis", "--redis-url", redis_url, "--allow-volatile"], port)
     err = _stop_serve(proc)
-    assert ("kvheal: warning: no --secret-file: heal tokens are signed with a key drawn now, and every token "
-            "handed out stops working when serve restarts") in err
+    assert (
+        "kvheal: warning: no --secret-file: heal tokens are signed with a key drawn now, and every token "
+        "handed out stops working when serve restarts"
+    ) in err
 
 
 async def test_a_client_that_leaves_mid_body_leaves_no_traceback(caplog):
@@ -392,10 +493,19 @@ async def test_a_client_that_leaves_mid_body_leaves_no_traceback(caplog):
 
     async def send(message):
         sent.append(message)
-    scope = {"type": "http", "method": "POST", "path": "/api/comments", "headers": [
-        (b"content-type", b"application/json"), (b"host", b"x")], "query_string": b"",
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1",
-        "root_path": ""}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/comments",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"x")],
+        "query_string": b"",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"]) == {"error": "the client went away before sending its body"}

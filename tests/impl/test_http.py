@@ -1,16 +1,16 @@
 """The worker through real uvicorn on loopback, on every backend: the API and its refusals."""
+
 from __future__ import annotations
 
 import json
 
 import httpx2
 import pytest
+from conftest import BACKENDS, make_kv
 
 from kvheal.impl.config import WorkerConfig
 from kvheal.impl.server import UvicornThread
 from kvheal.impl.worker import create_app
-
-from conftest import BACKENDS, make_kv
 
 
 async def dump(kv) -> dict[str, str | None]:
@@ -26,9 +26,11 @@ async def served(request, tmp_path):
         inspect = kv
     elif backend == "sqlite":
         from kvheal.impl.sqlite_kv import SqliteKV
+
         inspect = SqliteKV(kv.path)
     else:
         from kvheal.impl.redis_kv import RedisKV
+
         inspect = RedisKV(kv.url, namespace=kv.namespace)
     app = create_app(kv, WorkerConfig(variants="dedupe", max_body=4096, max_text=100), close_kv=True)
     with UvicornThread(app) as url:
@@ -85,9 +87,17 @@ BAD_HEALS = [
     (b"nope", 400, "body is not valid JSON"),
     (b"{}", 400, "missing field: messageId"),
     (b'{"messageId": "a-1"}', 400, "missing or malformed field: healToken"),
-    (b'{"messageId": "a/1", "healToken": "t"}', 400, "messageId may only contain letters, digits, '-' and '_'"),
+    (
+        b'{"messageId": "a/1", "healToken": "t"}',
+        400,
+        "messageId may only contain letters, digits, '-' and '_'",
+    ),
     (b'{"messageId": "a-1", "healToken": "forged"}', 400, "missing or malformed field: healToken"),
-    (json.dumps({"messageId": "a-1", "healToken": "0" * 48}).encode(), 403, "heal token does not match this message"),
+    (
+        json.dumps({"messageId": "a-1", "healToken": "0" * 48}).encode(),
+        403,
+        "heal token does not match this message",
+    ),
     (json.dumps({"messageId": "a-1", "healToken": "t" * 5000}).encode(), 413, "body larger than 4096 bytes"),
 ]
 
@@ -108,11 +118,14 @@ async def test_bad_input_is_refused_and_writes_nothing(served):
         async def chunks():  # no Content-Length: the limit is enforced while reading
             for _ in range(10):
                 yield b"x" * 1000
+
         r = await http.post("/api/comments", content=chunks(), headers={"content-type": "application/json"})
         assert (r.status_code, r.json()) == (413, {"error": "body larger than 4096 bytes"})
-        for params, reason in [({"after": "x"}, "after must be an integer"),
-                               ({"limit": "0"}, "limit must be at least 1"),
-                               ({"after": "-5"}, "after must be at least 0")]:
+        for params, reason in [
+            ({"after": "x"}, "after must be an integer"),
+            ({"limit": "0"}, "limit must be at least 1"),
+            ({"after": "-5"}, "after must be at least 0"),
+        ]:
             r = await http.get("/api/comments", params=params)
             assert (r.status_code, r.json()) == (400, {"error": reason})
         token = app.state.worker.heal_token({"id": "ghost", "text": "x", "timestamp": 1})

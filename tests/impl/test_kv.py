@@ -1,4 +1,5 @@
 """One suite for every KV backend: Workers KV semantics through get/put, plus compare-and-swap."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,16 @@ import uuid
 
 import pytest
 
-from kvheal.impl.kv import CASUnsupported, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV, summarize_value
 from kvheal.impl.context import RequestContext, reset_request, set_request
+from kvheal.impl.kv import (
+    CASUnsupported,
+    JsonlOpLog,
+    KVError,
+    LoggedKV,
+    MemoryKV,
+    StaleReadKV,
+    summarize_value,
+)
 from kvheal.impl.sqlite_kv import SqliteKV
 
 
@@ -26,8 +35,8 @@ async def test_put_then_get_last_write_wins(kv):
 
 
 async def test_values_are_text(kv):
-    await kv.put("k", "é\n{\"x\": [1]}")
-    assert await kv.get("k") == "é\n{\"x\": [1]}"
+    await kv.put("k", 'é\n{"x": [1]}')
+    assert await kv.get("k") == 'é\n{"x": [1]}'
     with pytest.raises(TypeError):
         await kv.put("k", b"bytes")
 
@@ -74,6 +83,7 @@ async def test_racy_read_modify_write_loses_updates_but_cas_loop_does_not(kv):
         value = json.loads(await kv.get("n"))
         await both_read.wait()
         await kv.put("n", json.dumps(value + [i]))
+
     await asyncio.gather(racy(1), racy(2))
     assert len(json.loads(await kv.get("n"))) == 1
 
@@ -84,6 +94,7 @@ async def test_racy_read_modify_write_loses_updates_but_cas_loop_does_not(kv):
             raw, version = await kv.get_versioned("n")
             if await kv.cas("n", version, json.dumps(json.loads(raw) + [i])):
                 return
+
     await asyncio.gather(*(atomic(i) for i in range(8)))
     assert sorted(json.loads(await kv.get("n"))) == list(range(8))
 
@@ -136,10 +147,11 @@ async def test_sqlite_several_processes(tmp_path):
         "            raw, v = await kv.get_versioned('n')\n"
         "            if await kv.cas('n', v, str(int(raw or '0') + 1)): break\n"
         "    await kv.aclose()\n"
-        "asyncio.run(main())\n")
+        "asyncio.run(main())\n"
+    )
     import sys
-    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(path))
-             for _ in range(4)]
+
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(path)) for _ in range(4)]
     codes = [await p.wait() for p in procs]
     assert codes == [0, 0, 0, 0]
     kv = SqliteKV(path)
@@ -153,12 +165,12 @@ async def test_stale_reads_bounded():
     stale = StaleReadKV(inner, max_staleness_ms=1000, clock=lambda: now[0])
     await inner.put("k", "old")
     assert await stale.get("k") == "old"
-    await inner.put("k", "new")           # written at another location
+    await inner.put("k", "new")  # written at another location
     now[0] = 0.5
     assert await stale.get("k") == "old"  # still served from this location's cache
     now[0] = 1.0
     assert await stale.get("k") == "new"  # expired: fetched again
-    await stale.put("k", "mine")          # a write here is visible here at once
+    await stale.put("k", "mine")  # a write here is visible here at once
     assert await stale.get("k") == "mine"
     assert await stale.get("absent") is None
     await inner.put("absent", "now here")
@@ -209,6 +221,7 @@ def test_summarize_value():
 
 def test_public_api_and_docstring_example():
     import kvheal.impl as impl
+
     for name in impl.__all__:
         assert getattr(impl, name) is not None
     # the example in the package docstring runs
@@ -220,10 +233,10 @@ def test_public_api_and_docstring_example():
 def test_impl_never_imports_model_or_conformance():
     import pathlib
     import re
+
     root = pathlib.Path(__file__).resolve().parents[2] / "impl"
     for path in root.glob("*.py"):
-        imports = [line for line in path.read_text().splitlines()
-                   if re.match(r"\s*(from|import)\s", line)]
+        imports = [line for line in path.read_text().splitlines() if re.match(r"\s*(from|import)\s", line)]
         assert not [line for line in imports if re.search(r"model|conformance", line)], path
 
 
@@ -240,6 +253,7 @@ async def test_update_is_atomic_across_connections(kv, backend_factory):
 
     def append(item):
         return lambda old: json.dumps(json.loads(old or "[]") + [item])
+
     await asyncio.gather(*((kv if i % 2 else other).update("list", append(i)) for i in range(50)))
     assert sorted(json.loads(await kv.get("list"))) == list(range(50))
     assert await kv.update("list", lambda old: None) == (await kv.get("list"), None)  # None writes nothing
@@ -252,8 +266,12 @@ async def test_logged_update_is_recorded(tmp_path):
     logged = LoggedKV(MemoryKV(), records.append)
     assert logged.supports_update
     assert await logged.update("k", lambda old: "v") == (None, "v")
-    assert {k: records[0][k] for k in ("op", "key", "read", "ok")} == {"op": "update", "key": "k", "read": None,
-                                                                        "ok": True}
+    assert {k: records[0][k] for k in ("op", "key", "read", "ok")} == {
+        "op": "update",
+        "key": "k",
+        "read": None,
+        "ok": True,
+    }
     with pytest.raises(CASUnsupported):
         await MemoryKV(cas=False).update("k", lambda old: "v")
 
@@ -261,6 +279,7 @@ async def test_logged_update_is_recorded(tmp_path):
 async def test_redis_paused_server_times_out_into_kverror():
     from kvheal.impl.redis_kv import RedisKV
     from kvheal.impl.redis_server import RedisServer, redis_server_binary
+
     if redis_server_binary() is None:
         pytest.skip("redis-server is not installed")
     with RedisServer() as server:
@@ -279,6 +298,7 @@ async def test_redis_paused_server_times_out_into_kverror():
 
 async def test_redis_pool_waits_instead_of_failing(redis_url):
     from kvheal.impl.redis_kv import RedisKV
+
     kv = RedisKV(redis_url, namespace=f"pool-{uuid.uuid4().hex[:6]}:", max_connections=2, pool_timeout=10)
     await kv.put("k", "v")
     values = await asyncio.gather(*(kv.get("k") for _ in range(300)))  # 300 calls, 2 connections
@@ -289,12 +309,16 @@ async def test_redis_pool_waits_instead_of_failing(redis_url):
 
 async def test_redis_persistence_is_reported(redis_url):
     from kvheal.impl.redis_kv import RedisKV, describe_persistence
+
     kv = RedisKV(redis_url)
     p = await kv.persistence()
     await kv.aclose()
     assert (p["appendonly"], p["appendfsync"], p["source"]) == (True, "everysec", "config")
     assert describe_persistence(p) == "AOF, appendfsync everysec"
-    assert describe_persistence({"appendonly": False, "save": ""}) == "no persistence (neither AOF nor snapshots)"
+    assert (
+        describe_persistence({"appendonly": False, "save": ""})
+        == "no persistence (neither AOF nor snapshots)"
+    )
 
 
 async def test_sqlite_synchronous_full_by_default_and_busy_lock_is_kverror(tmp_path):
@@ -323,6 +347,7 @@ async def test_sqlite_synchronous_full_by_default_and_busy_lock_is_kverror(tmp_p
 
 def test_op_log_design_header(tmp_path):
     from kvheal.impl.kv import read_design
+
     path = tmp_path / "ops.jsonl"
     JsonlOpLog(path, design={"variants": ["dedupe"], "cap": 7}).close()
     JsonlOpLog(path, design={"variants": ["other"], "cap": 1}).close()  # not new: no second header
@@ -339,12 +364,22 @@ def test_op_log_design_header(tmp_path):
 
 CACHE_CASES = [
     ([], {"id": "a", "text": "x", "timestamp": 5}),
-    ([{"id": "a", "text": "x", "timestamp": 5}], {"id": "b", "text": "y", "timestamp": 5}),  # a tie keeps order
-    ([{"id": "b", "text": "y", "timestamp": 9}, {"id": "c", "text": "é/\"\\n", "timestamp": 12}],
-     {"id": "a", "text": "older", "timestamp": 1}),
-    ([{"id": "f", "text": "far", "timestamp": 2 ** 53 - 1}], {"id": "n", "text": "now", "timestamp": 1732900000000,
-                                                             "username": "ü", "extra": None}),
-    ([{"id": str(i), "text": "t", "timestamp": i} for i in range(5)], {"id": "x", "text": "mid", "timestamp": 2}),
+    (
+        [{"id": "a", "text": "x", "timestamp": 5}],
+        {"id": "b", "text": "y", "timestamp": 5},
+    ),  # a tie keeps order
+    (
+        [{"id": "b", "text": "y", "timestamp": 9}, {"id": "c", "text": 'é/"\\n', "timestamp": 12}],
+        {"id": "a", "text": "older", "timestamp": 1},
+    ),
+    (
+        [{"id": "f", "text": "far", "timestamp": 2**53 - 1}],
+        {"id": "n", "text": "now", "timestamp": 1732900000000, "username": "ü", "extra": None},
+    ),
+    (
+        [{"id": str(i), "text": "t", "timestamp": i} for i in range(5)],
+        {"id": "x", "text": "mid", "timestamp": 2},
+    ),
     ([{"id": "a", "text": "x", "timestamp": 5}], {"id": "a", "text": "again", "timestamp": 6}),  # dedupe
 ]
 
@@ -352,6 +387,7 @@ CACHE_CASES = [
 @pytest.mark.parametrize("case", range(len(CACHE_CASES)))
 async def test_cache_add_matches_spec_add_on_every_backend(kv, case):
     from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+
     entries, message = CACHE_CASES[case]
     for dedupe in (True, False):
         await kv.put("cache", encode_cache(entries))
@@ -365,11 +401,18 @@ async def test_cache_add_matches_spec_add_on_every_backend(kv, case):
 
 async def test_cache_add_concurrent_from_two_connections(kv, backend_factory):
     from kvheal.impl.messages import decode_cache
+
     other = kv if kv.name == "memory" else await backend_factory(kv.name)
     if kv.name == "redis":
         other.namespace = kv.namespace
-    results = await asyncio.gather(*((kv if i % 2 else other).cache_add(
-        "cache", {"id": f"m{i % 40}", "text": "t", "timestamp": i % 40}, cap=1000, dedupe=True) for i in range(80)))
+    results = await asyncio.gather(
+        *(
+            (kv if i % 2 else other).cache_add(
+                "cache", {"id": f"m{i % 40}", "text": "t", "timestamp": i % 40}, cap=1000, dedupe=True
+            )
+            for i in range(80)
+        )
+    )
     assert sorted(results) == ["added"] * 40 + ["present"] * 40  # every id written once, the repeats found it
     assert [e["id"] for e in decode_cache(await kv.get("cache"))] == [f"m{i}" for i in range(40)]
     _, version = await kv.get_versioned("cache")
@@ -381,7 +424,9 @@ async def test_cache_add_concurrent_from_two_connections(kv, backend_factory):
 async def test_cache_add_sequences_match_the_reference(kv):
     """Many adds (the Redis script's fast path), a plain put in between (its rebuild), ties, trimming."""
     import random
+
     from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+
     rng = random.Random(7)
     reference: list[dict] = []
     for i in range(120):
@@ -390,7 +435,7 @@ async def test_cache_add_sequences_match_the_reference(kv):
             await kv.put("cache", encode_cache(reference))  # someone else's plain write
         message = {"id": f"id {rng.randrange(90)}/é", "text": f"t{i}\u2028", "timestamp": rng.randrange(30)}
         if i % 17 == 0:
-            message["timestamp"] = 2 ** 53 - 1 - i
+            message["timestamp"] = 2**53 - 1 - i
         dedupe = i % 3 != 0
         write_outside = i % 5 == 0
         result = await kv.cache_add("cache", message, cap=25, dedupe=dedupe, write_outside=write_outside)

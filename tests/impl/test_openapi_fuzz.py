@@ -7,6 +7,7 @@ non-JSON content types). For every request: no 5xx, the status is one the schema
 the operation, a 200's body has the documented required fields, and a refused request (4xx)
 leaves the KV exactly as it was.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,8 @@ import json
 import re
 
 import httpx2
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kvheal.impl.config import WorkerConfig
 from kvheal.impl.kv import MemoryKV
@@ -26,9 +28,11 @@ SEEDED = [{"id": f"s{i}", "text": f"seed {i}", "timestamp": 1000 + i} for i in r
 
 def _document() -> dict:
     async def fetch():
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(MemoryKV(), CONFIG)),
-                                      base_url="http://worker") as http:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=create_app(MemoryKV(), CONFIG)), base_url="http://worker"
+        ) as http:
             return (await http.get("/openapi.json")).json()
+
     return asyncio.run(fetch())
 
 
@@ -99,19 +103,29 @@ def body_for(schema: dict) -> st.SearchStrategy:
         else:
             value[name] = draw(broken(props[name]))
         return value
-    junk_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-                             max_leaves=10)
+
+    junk_json = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=10,
+    )
     as_json = st.one_of(good, one_broken(), junk_json).map(lambda v: json.dumps(v).encode())
-    surrogate = good.map(lambda v: json.dumps({**v, **{k: "a\\ud800" for k in list(v)[:1]}},
-                                              ensure_ascii=True).replace("\\\\ud800", "\\ud800").encode())
+    surrogate = good.map(
+        lambda v: (
+            json.dumps({**v, **{k: "a\\ud800" for k in list(v)[:1]}}, ensure_ascii=True)
+            .replace("\\\\ud800", "\\ud800")
+            .encode()
+        )
+    )
     deep = st.integers(30, 3000).map(lambda n: b'{"text": "x", "n": ' + b"[" * n + b"]" * n + b"}")
     oversized = st.integers(2100, 5000).map(lambda n: json.dumps({"text": "x" * n}).encode())
     return st.one_of(as_json, as_json, as_json, surrogate, deep, oversized, st.binary(max_size=64))
 
 
-CONTENT_TYPES = st.sampled_from(["application/json"] * 6 + ["text/plain", "", "application/x-www-form-urlencoded",
-                                                             "application/json; charset=utf-8"])
+CONTENT_TYPES = st.sampled_from(
+    ["application/json"] * 6
+    + ["text/plain", "", "application/x-www-form-urlencoded", "application/json; charset=utf-8"]
+)
 
 
 def operations():
@@ -129,7 +143,9 @@ def requests(draw):
     for p in op.get("parameters", []):
         if draw(st.booleans()):
             value = draw(st.one_of(valid(p["schema"]), broken(p["schema"])))
-            params[p["name"]] = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            params[p["name"]] = (
+                "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            )
     if "requestBody" in op:
         schema = op["requestBody"]["content"]["application/json"]["schema"]
         content = draw(body_for(schema))
@@ -147,8 +163,12 @@ def requests(draw):
 TOKENS: dict[str, str] = {}
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.lists(requests(), min_size=1, max_size=4))
 def test_fuzz_from_the_openapi_document(batch):
     asyncio.run(_run(batch))
@@ -191,19 +211,34 @@ def test_the_fuzzer_reaches_every_status():
         for message in SEEDED:
             await app.state.worker.post(message)
             TOKENS[message["id"]] = app.state.worker.heal_token(message)
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://worker") as http:
-            for path, method, op, params, content, headers in batch:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://worker"
+        ) as http:
+            for path, method, _op, params, content, headers in batch:
                 r = await http.request(method, path, params=params, content=content, headers=headers)
                 seen.add((method, path, r.status_code))
 
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=400,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.lists(requests(), min_size=1, max_size=4))
     def run(batch):
         asyncio.run(collect(batch))
+
     run()
-    for wanted in [("POST", "/api/comments", 200), ("POST", "/api/comments", 400), ("POST", "/api/comments", 415),
-                   ("POST", "/api/comments", 413), ("POST", "/api/admin/add-to-cache", 200),
-                   ("POST", "/api/admin/add-to-cache", 400), ("POST", "/api/admin/add-to-cache", 403),
-                   ("GET", "/api/comments", 200), ("GET", "/api/comments", 400)]:
+    for wanted in [
+        ("POST", "/api/comments", 200),
+        ("POST", "/api/comments", 400),
+        ("POST", "/api/comments", 415),
+        ("POST", "/api/comments", 413),
+        ("POST", "/api/admin/add-to-cache", 200),
+        ("POST", "/api/admin/add-to-cache", 400),
+        ("POST", "/api/admin/add-to-cache", 403),
+        ("GET", "/api/comments", 200),
+        ("GET", "/api/comments", 400),
+    ]:
         assert wanted in seen, (wanted, sorted(seen))

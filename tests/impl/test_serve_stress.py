@@ -1,4 +1,5 @@
 """`kvheal serve` and `kvheal stress` end to end: real processes on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -30,16 +31,30 @@ def _unknown_flag_message(flag: str) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["serve", "--backend", "foo"], "kvheal: error: unknown backend 'foo' (known: sqlite, redis, memory)"),
-    (["serve", "--variant", "dedupe,nope"], "kvheal: error: " + _unknown_flag_message("nope")),
-    (["serve", "--backend", "memory", "--workers", "2"],
-     "kvheal: error: the memory backend lives in one process: use --workers 1, or sqlite/redis"),
-    (["serve", "--cap", "0"], "kvheal: error: --cap must be at least 1, got 0"),
-    (["stress", "--backend", "nope"], "kvheal: error: unknown backend 'nope' (known: sqlite, redis, memory)"),
-    (["stress", "--tabs", "0"], "kvheal: error: --tabs must be between 1 and 1024, got 0"),
-    (["stress", "--poll-ms", "1,2"], "kvheal: error: --poll-ms wants FIRST,STEP,MAX in milliseconds, got '1,2'"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (
+            ["serve", "--backend", "foo"],
+            "kvheal: error: unknown backend 'foo' (known: sqlite, redis, memory)",
+        ),
+        (["serve", "--variant", "dedupe,nope"], "kvheal: error: " + _unknown_flag_message("nope")),
+        (
+            ["serve", "--backend", "memory", "--workers", "2"],
+            "kvheal: error: the memory backend lives in one process: use --workers 1, or sqlite/redis",
+        ),
+        (["serve", "--cap", "0"], "kvheal: error: --cap must be at least 1, got 0"),
+        (
+            ["stress", "--backend", "nope"],
+            "kvheal: error: unknown backend 'nope' (known: sqlite, redis, memory)",
+        ),
+        (["stress", "--tabs", "0"], "kvheal: error: --tabs must be between 1 and 1024, got 0"),
+        (
+            ["stress", "--poll-ms", "1,2"],
+            "kvheal: error: --poll-ms wants FIRST,STEP,MAX in milliseconds, got '1,2'",
+        ),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(args, reason):
     result = kvheal(*args)
     assert result.exit_code == 2
@@ -49,11 +64,25 @@ def test_usage_errors_exit_2_with_one_line(args, reason):
 def test_serve_command_with_two_processes_and_restart(tmp_path):
     port = free_port()
     db = str(tmp_path / "kv.sqlite3")
-    cmd = [sys.executable, "-m", "kvheal", "serve", "--db", db, "--port", str(port), "--workers", "2",
-           "--variant", "dedupe"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kvheal",
+        "serve",
+        "--db",
+        db,
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--variant",
+        "dedupe",
+    ]
 
     def start():
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         for _ in range(300):
             try:
                 if httpx2.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
@@ -70,14 +99,18 @@ def test_serve_command_with_two_processes_and_restart(tmp_path):
 
     proc = start()
     try:
-        r = httpx2.post(f"http://127.0.0.1:{port}/api/comments", json={"id": "a", "text": "x", "timestamp": 1})
+        r = httpx2.post(
+            f"http://127.0.0.1:{port}/api/comments", json={"id": "a", "text": "x", "timestamp": 1}
+        )
         token = r.json()["healToken"]
     finally:
         stop(proc)
     assert os.path.exists(db + ".secret")
     proc = start()  # the heal token of a message posted before a restart still works
     try:
-        r = httpx2.post(f"http://127.0.0.1:{port}/api/admin/add-to-cache", json={"messageId": "a", "healToken": token})
+        r = httpx2.post(
+            f"http://127.0.0.1:{port}/api/admin/add-to-cache", json={"messageId": "a", "healToken": token}
+        )
         assert r.json() == {"success": True, "added": False, "result": "already present"}
         r = httpx2.get(f"http://127.0.0.1:{port}/api/comments")
         assert [c["id"] for c in r.json()["comments"]] == ["a"]
@@ -86,15 +119,25 @@ def test_serve_command_with_two_processes_and_restart(tmp_path):
 
 
 def test_sweeper_runs_once_for_several_processes(tmp_path):
-    from kvheal.impl.sqlite_kv import SqliteKV
     import asyncio
-    config = ServeConfig(backend="sqlite", variants="sweeper", workers=2, db=str(tmp_path / "kv.sqlite3"),
-                         sweep_interval=0.02, op_log=str(tmp_path / "ops.jsonl"))
+
+    from kvheal.impl.sqlite_kv import SqliteKV
+
+    config = ServeConfig(
+        backend="sqlite",
+        variants="sweeper",
+        workers=2,
+        db=str(tmp_path / "kv.sqlite3"),
+        sweep_interval=0.02,
+        op_log=str(tmp_path / "ops.jsonl"),
+    )
     with ServerProcess(config) as url:
+
         async def plant():  # a message whose post never reached the cache
             kv = SqliteKV(config.db)
             await kv.put("comment:lost", json.dumps({"id": "lost", "text": "x", "timestamp": 5}))
             await kv.aclose()
+
         asyncio.run(plant())
         for _ in range(200):
             ids = [c["id"] for c in httpx2.get(url + "/api/comments").json()["comments"]]
@@ -105,7 +148,12 @@ def test_sweeper_runs_once_for_several_processes(tmp_path):
     records = [json.loads(line) for line in open(config.op_log)]
     header = records.pop(0)  # the design header, written once by the main process
     assert {k: header[k] for k in ("op", "variants", "cap", "backend", "workers")} == {
-        "op": "design", "variants": ["sweeper"], "cap": 200, "backend": "sqlite", "workers": 2}
+        "op": "design",
+        "variants": ["sweeper"],
+        "cap": 200,
+        "backend": "sqlite",
+        "workers": 2,
+    }
     assert all(r["op"] != "design" for r in records)
     sweep_pids = {r["pid"] for r in records if r["endpoint"] == "sweep"}
     assert len(sweep_pids) == 1
@@ -120,14 +168,21 @@ def test_stress_seed_heals_and_atomic_never_misses(tmp_path):
     assert s["in_cache_after_post"] + s["missing_after_post"] == 18
     atomic = run_stress(StressConfig(tabs=6, runs=3, workers=2, variants="atomic_cache,dedupe"))
     s = atomic.summary
-    assert (s["acked"], s["in_cache_after_post"], s["missing_after_post"], s["duplicates"], s["heals_sent"],
-            s["converge_polls_max"]) == (18, 18, 0, 0, 0, 0)
+    assert (
+        s["acked"],
+        s["in_cache_after_post"],
+        s["missing_after_post"],
+        s["duplicates"],
+        s["heals_sent"],
+        s["converge_polls_max"],
+    ) == (18, 18, 0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("variants", ["keep_verifying,dedupe", "shared_pending", "tab_crash", "sweeper"])
 def test_stress_client_variants_on_memory(variants):
-    report = run_stress(StressConfig(tabs=4, per_tab=2, runs=2, backend="memory", variants=variants,
-                                     max_rounds=10))
+    report = run_stress(
+        StressConfig(tabs=4, per_tab=2, runs=2, backend="memory", variants=variants, max_rounds=10)
+    )
     s = report.summary
     assert (s["runs"], s["acked"]) == (2, 16)
     if variants in ("keep_verifying,dedupe", "sweeper"):
@@ -154,12 +209,18 @@ def test_serve_help_says_which_variants_are_client_side():
 def test_build_kv_wrappers(tmp_path):
     from kvheal.impl.kv import LoggedKV, StaleReadKV
     from kvheal.impl.server import build_kv
+
     kv = build_kv(ServeConfig(backend="memory", stale_ms=50, op_log=str(tmp_path / "ops.jsonl")))
     assert isinstance(kv, LoggedKV) and isinstance(kv.inner, StaleReadKV) and kv.inner.max_staleness == 0.05
     kv.sink.close()
     secret_a = ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret
-    assert ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret == secret_a  # kept in a.sqlite3.secret
-    assert ServeConfig(backend="memory").with_secret().secret != ServeConfig(backend="memory").with_secret().secret
+    assert (
+        ServeConfig(db=str(tmp_path / "a.sqlite3")).with_secret().secret == secret_a
+    )  # kept in a.sqlite3.secret
+    assert (
+        ServeConfig(backend="memory").with_secret().secret
+        != ServeConfig(backend="memory").with_secret().secret
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
@@ -167,6 +228,7 @@ def test_512_tabs_at_once_refuses_no_post(backend):
     """The Redis pool waits for a connection instead of failing; SQLite waits for its lock."""
     if backend == "redis":
         from kvheal.impl.redis_server import redis_server_binary
+
         if redis_server_binary() is None:
             pytest.skip("redis-server is not installed")
     report = run_stress(StressConfig(tabs=512, runs=1, backend=backend, max_rounds=0))

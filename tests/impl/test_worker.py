@@ -1,17 +1,17 @@
 """The worker's KV calls, step by step, in every design (in-process, memory KV)."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 
 import pytest
+from impl_helpers import asgi_client, calls, logged
 
 from kvheal.impl.config import ConfigError, WorkerConfig
 from kvheal.impl.kv import MemoryKV
 from kvheal.impl.messages import cache_add
 from kvheal.impl.worker import Sweeper, Worker, create_app
-
-from impl_helpers import asgi_client, calls, logged
 
 C, K = "recent:comments", "comment:"
 
@@ -35,12 +35,15 @@ async def cache_ids(kv) -> list[str]:
     return [e["id"] for e in json.loads(await kv.get(C) or "[]")]
 
 
-@pytest.mark.parametrize("variants, expected", [
-    ("", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
-    ("dedupe", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
-    ("atomic_cache", [("get", K + "m1"), ("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
-    ("atomic_cache+update", [("get", K + "m1"), ("put", K + "m1"), ("update", C)]),
-])
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ("", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
+        ("dedupe", [("get", K + "m1"), ("put", K + "m1"), ("get", C), ("put", C)]),
+        ("atomic_cache", [("get", K + "m1"), ("put", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+        ("atomic_cache+update", [("get", K + "m1"), ("put", K + "m1"), ("update", C)]),
+    ],
+)
 async def test_post_calls(variants, expected):
     kv, records = logged(MemoryKV())
     app = create_app(kv, config_of(variants))
@@ -84,11 +87,14 @@ async def test_request_id_header_is_used_and_echoed():
     assert [r["rid"] for r in records] == ["post-1"] * 4 + [records[-1]["rid"]]
 
 
-@pytest.mark.parametrize("variants, expected", [
-    ("", [("get", K + "m1"), ("get", C), ("put", C)]),
-    ("atomic_cache", [("get", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
-    ("atomic_cache+update", [("get", K + "m1"), ("update", C)]),
-])
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ("", [("get", K + "m1"), ("get", C), ("put", C)]),
+        ("atomic_cache", [("get", K + "m1"), ("get_versioned", C), ("cas", C, True)]),
+        ("atomic_cache+update", [("get", K + "m1"), ("update", C)]),
+    ],
+)
 async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
     kv, records = logged(MemoryKV())
     app = create_app(kv, config_of(variants))
@@ -101,11 +107,14 @@ async def test_heal_calls_and_duplicates_without_dedupe(variants, expected):
     assert await cache_ids(kv) == ["m1", "m1"]  # the seed's heal does not look: a duplicate
 
 
-@pytest.mark.parametrize("variants, expected", [
-    ("dedupe", [("get", K + "m1"), ("get", C)]),
-    ("dedupe,atomic_cache", [("get", K + "m1"), ("get_versioned", C)]),
-    ("dedupe,atomic_cache+update", [("get", K + "m1"), ("update", C)]),
-])
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ("dedupe", [("get", K + "m1"), ("get", C)]),
+        ("dedupe,atomic_cache", [("get", K + "m1"), ("get_versioned", C)]),
+        ("dedupe,atomic_cache+update", [("get", K + "m1"), ("update", C)]),
+    ],
+)
 async def test_heal_of_cached_id_writes_nothing_with_dedupe(variants, expected):
     kv, records = logged(MemoryKV())
     async with asgi_client(create_app(kv, config_of(variants))) as http:
@@ -127,11 +136,15 @@ async def test_heal_authorization_and_unknown_id():
         records.clear()
         r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": "0" * 48})
         assert (r.status_code, r.json()) == (403, {"error": "heal token does not match this message"})
-        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m1", "healToken": worker.heal_token(msg(2))})
+        r = await http.post(
+            "/api/admin/add-to-cache", json={"messageId": "m1", "healToken": worker.heal_token(msg(2))}
+        )
         assert r.status_code == 403
         assert records == []  # refused before touching the store
-        r = await http.post("/api/admin/add-to-cache",
-                            json={"messageId": "nope", "healToken": worker.heal_token({**msg(1), "id": "nope"})})
+        r = await http.post(
+            "/api/admin/add-to-cache",
+            json={"messageId": "nope", "healToken": worker.heal_token({**msg(1), "id": "nope"})},
+        )
         assert (r.status_code, r.json()) == (404, {"error": "no such message"})
         assert calls(records) == [("get", K + "nope")]
         # a token minted for another body of the same id (not the stored one): 403 after the read
@@ -177,18 +190,20 @@ async def test_seed_race_loses_a_message_and_atomic_does_not():
         async def get(key, _real=real_get):
             value = await _real(key)
             if key == C:
-                await gate.wait()
+                await gate.wait()  # noqa: B023 (awaited within this iteration)
             return value
+
         kv.get = get
         if variants == "atomic_cache":
             first = {"n": 0}
 
             async def gv(key, _real=real_gv):
                 value = await _real(key)
-                first["n"] += 1
-                if first["n"] <= 2:
-                    await gate.wait()
+                first["n"] += 1  # noqa: B023 (awaited within this iteration)
+                if first["n"] <= 2:  # noqa: B023 (awaited within this iteration)
+                    await gate.wait()  # noqa: B023 (awaited within this iteration)
                 return value
+
             kv.get_versioned = gv
         await asyncio.gather(worker.post(msg(1)), worker.post(msg(2)))
         kv.get, kv.get_versioned = real_get, real_gv
@@ -202,7 +217,11 @@ async def test_cache_capacity_and_order():
     for i in (5, 1, 4, 2, 3):
         await worker.post(msg(i))
     assert await cache_ids(kv) == ["m3", "m4", "m5"]
-    assert cache_add([msg(1), msg(3)], {"id": "x", "timestamp": 1}, 10) == [msg(1), {"id": "x", "timestamp": 1}, msg(3)]
+    assert cache_add([msg(1), msg(3)], {"id": "x", "timestamp": 1}, 10) == [
+        msg(1),
+        {"id": "x", "timestamp": 1},
+        msg(3),
+    ]
 
 
 async def test_atomic_cache_needs_cas():
@@ -225,6 +244,7 @@ async def test_cas_conflict_retries():
             sneaked["done"] = True
             await inner.put(C, json.dumps([msg(9)]))  # another writer between read and cas
         return value
+
     inner.get_versioned = get_versioned
     update = await worker.update_cache(msg(1))
     assert update.attempts == 2 and update.written
@@ -294,8 +314,10 @@ async def test_sweeper_writes_back_when_configured_like_the_model():
 
 
 async def test_sweeper_background_loop_in_lifespan():
-    from kvheal.impl.server import UvicornThread
     import httpx2
+
+    from kvheal.impl.server import UvicornThread
+
     kv = MemoryKV()
     await kv.put(K + "m1", json.dumps(msg(1)))
     app = create_app(kv, WorkerConfig(variants="sweeper", sweep_interval=0.01))
@@ -311,6 +333,7 @@ async def test_sweeper_background_loop_in_lifespan():
 
 async def test_cache_write_failure_still_acknowledges():
     from kvheal.impl.kv import KVError
+
     kv = MemoryKV()
     real_put = kv.put
 
@@ -318,6 +341,7 @@ async def test_cache_write_failure_still_acknowledges():
         if key == C:
             raise KVError("disk full")
         await real_put(key, value)
+
     kv.put = put
     async with asgi_client(create_app(kv)) as http:
         body = await post(http, 1)
@@ -337,6 +361,7 @@ async def test_concurrent_updates_of_one_process_are_batched_and_all_cached(stor
         async def update(self, key, fn):
             Counting.writes += 1
             return await super().update(key, fn)
+
     kv = Counting()
     worker = Worker(kv, WorkerConfig(variants="atomic_cache,dedupe", cap=1000, store_update=store_update))
     results = await asyncio.gather(*(worker.post(msg(i)) for i in range(200)))
@@ -358,6 +383,7 @@ async def test_a_logged_kv_gets_one_update_per_message():
 
 async def test_a_failed_batch_fails_each_waiting_post_and_the_next_one_works():
     from kvheal.impl.kv import KVError
+
     kv = MemoryKV()
     real = kv.update
     failing = {"on": True}
@@ -366,6 +392,7 @@ async def test_a_failed_batch_fails_each_waiting_post_and_the_next_one_works():
         if failing["on"]:
             raise KVError("disk full")
         return await real(key, fn)
+
     kv.update = update
     worker = Worker(kv, WorkerConfig(variants="atomic_cache"))
     assert await asyncio.gather(*(worker.post(msg(i)) for i in range(3))) == [None, None, None]

@@ -1,4 +1,5 @@
 """Shared helpers for the model tests: checking a counterexample really is one."""
+
 from __future__ import annotations
 
 import functools
@@ -9,9 +10,10 @@ from kvheal.model import CheckResult, Config, KVHealModel, check
 from kvheal.model.trace import loop_start, replay_trace
 
 
-@functools.lru_cache(maxsize=None)
-def checked(tabs: int, per_tab: int = 1, cap: int | None = None,
-            variants: str = "") -> tuple[KVHealModel, CheckResult]:
+@functools.cache
+def checked(
+    tabs: int, per_tab: int = 1, cap: int | None = None, variants: str = ""
+) -> tuple[KVHealModel, CheckResult]:
     """One full check per configuration for the whole session (counts and verdicts share it)."""
     model = KVHealModel(Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variants))
     return model, check(model)
@@ -39,8 +41,11 @@ def assert_counterexample(model: KVHealModel, name: str, trace: list[dict]) -> N
     else:
         assert states[loop] == states[-1], "the loop must return to where it starts"
     assert any(not prop.holds(s) for s in cycle_states), "the goal must fail on the loop"
-    taken = {model.action(step["action"], step["args"]).label for step in trace[loop:]
-             if step["action"] != "Stutter"}
+    taken = {
+        model.action(step["action"], step["args"]).label
+        for step in trace[loop:]
+        if step["action"] != "Stutter"
+    }
     enabled_throughout = set.intersection(*({lab for lab, _ in model.successors(s)} for s in cycle_states))
     unfair = {lab for lab in enabled_throughout if model.is_fair(lab) and lab not in taken}
     assert not unfair, f"loop is not fair: {[str(model.instances[l]) for l in unfair]} never taken"

@@ -2,6 +2,7 @@
 presets as_built and as_built_fixed, the DSL's bounded integers in both engines, and
 EveryoneSees (SPEC §7). Counts, verdicts and counterexample lengths are pinned; every
 counterexample is replayed; z3 agrees with the kernel on every reachable state."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,17 @@ import json
 import pytest
 import z3
 
-from kvheal.flags import (CLIENT_VARIANTS, FAULT_VARIANTS, IMPL_VARIANTS, MODELLED_ONLY, PRESETS,
-                          WORKER_VARIANTS, ConfigError, parse_variants, valid_combinations)
+from kvheal.flags import (
+    CLIENT_VARIANTS,
+    FAULT_VARIANTS,
+    IMPL_VARIANTS,
+    MODELLED_ONLY,
+    PRESETS,
+    WORKER_VARIANTS,
+    ConfigError,
+    parse_variants,
+    valid_combinations,
+)
 from kvheal.model import Config, KVHealModel, check
 from kvheal.model.definition import HORIZON, KVHEAL, LAG
 from kvheal.model.dsl import ActionDef, BoolType, Definition, DefinitionError, IntType, PropertyDef, Var
@@ -25,44 +35,98 @@ NEW = ("tab_view", "found_in_response", "reload", "full_poll")
 
 # (tabs, per_tab, variants) -> (states, transitions, {property: None (holds) | trace length})
 PINNED = {
-    (1, 1, "tab_view"): (112, 227, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                    "EveryoneSees": None}),
-    (1, 1, "as_built"): (768, 1840, {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12,
-                                     "EveryoneSees": 10}),
-    (1, 1, "as_built_fixed"): (242, 651, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                          "EveryoneSees": None}),
-    (1, 1, "tab_view,put_fails"): (224, 474, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                              "EveryoneSees": None}),
-    (1, 2, "tab_view"): (8390, 21248, {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21,
-                                       "EveryoneSees": None}),
-    (1, 2, "as_built"): (87734, 260232, {"NoDuplicates": 9, "Converges": 14, "PendingDrains": 16,
-                                         "EveryoneSees": 14}),
-    (1, 2, "as_built_fixed"): (4778, 16265, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                              "EveryoneSees": None}),
-    (1, 2, "as_built,shared_pending"): (219160, 635829, {"NoDuplicates": 10, "Converges": 15,
-                                                         "PendingDrains": 17, "EveryoneSees": 16}),
-    (1, 2, "as_built_fixed,shared_pending"): (11420, 37536, {"NoDuplicates": None, "Converges": None,
-                                                             "PendingDrains": None, "EveryoneSees": None}),
-    (1, 2, "tab_view,full_poll,reload"): (11582, 35921, {"NoDuplicates": 9, "Converges": 15,
-                                                         "PendingDrains": 21, "EveryoneSees": 16}),
-    (2, 1, "tab_view"): (173792, 589758, {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25,
-                                          "EveryoneSees": 17}),
-    (2, 1, "as_built_fixed"): (67510, 326723, {"NoDuplicates": None, "Converges": None, "PendingDrains": None,
-                                                "EveryoneSees": None}),
+    (1, 1, "tab_view"): (
+        112,
+        227,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 1, "as_built"): (
+        768,
+        1840,
+        {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12, "EveryoneSees": 10},
+    ),
+    (1, 1, "as_built_fixed"): (
+        242,
+        651,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 1, "tab_view,put_fails"): (
+        224,
+        474,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 2, "tab_view"): (
+        8390,
+        21248,
+        {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21, "EveryoneSees": None},
+    ),
+    (1, 2, "as_built"): (
+        87734,
+        260232,
+        {"NoDuplicates": 9, "Converges": 14, "PendingDrains": 16, "EveryoneSees": 14},
+    ),
+    (1, 2, "as_built_fixed"): (
+        4778,
+        16265,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 2, "as_built,shared_pending"): (
+        219160,
+        635829,
+        {"NoDuplicates": 10, "Converges": 15, "PendingDrains": 17, "EveryoneSees": 16},
+    ),
+    (1, 2, "as_built_fixed,shared_pending"): (
+        11420,
+        37536,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 2, "tab_view,full_poll,reload"): (
+        11582,
+        35921,
+        {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21, "EveryoneSees": 16},
+    ),
+    (2, 1, "tab_view"): (
+        173792,
+        589758,
+        {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25, "EveryoneSees": 17},
+    ),
+    (2, 1, "as_built_fixed"): (
+        67510,
+        326723,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
     # clock skew: the fix has no timestamps, so the skew changes nothing there
-    (2, 1, "tab_view,clock_skew"): (80111, 282704, {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25,
-                                                    "EveryoneSees": 17}),
-    (2, 1, "as_built_fixed,clock_skew"): (67510, 326723, {"NoDuplicates": None, "Converges": None,
-                                                          "PendingDrains": None, "EveryoneSees": None}),
+    (2, 1, "tab_view,clock_skew"): (
+        80111,
+        282704,
+        {"NoDuplicates": 9, "Converges": 17, "PendingDrains": 25, "EveryoneSees": 17},
+    ),
+    (2, 1, "as_built_fixed,clock_skew"): (
+        67510,
+        326723,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
     # stale reads: the fix survives them
-    (1, 1, "as_built,stale_reads"): (1536, 4971, {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12,
-                                                  "EveryoneSees": 10}),
-    (1, 1, "as_built_fixed,stale_reads"): (419, 1344, {"NoDuplicates": None, "Converges": None,
-                                                       "PendingDrains": None, "EveryoneSees": None}),
-    (1, 2, "tab_view,stale_reads"): (77952, 293066, {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21,
-                                                     "EveryoneSees": None}),
-    (1, 2, "as_built_fixed,stale_reads"): (11975, 46939, {"NoDuplicates": None, "Converges": None,
-                                                           "PendingDrains": None, "EveryoneSees": None}),
+    (1, 1, "as_built,stale_reads"): (
+        1536,
+        4971,
+        {"NoDuplicates": None, "Converges": 10, "PendingDrains": 12, "EveryoneSees": 10},
+    ),
+    (1, 1, "as_built_fixed,stale_reads"): (
+        419,
+        1344,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
+    (1, 2, "tab_view,stale_reads"): (
+        77952,
+        293066,
+        {"NoDuplicates": 9, "Converges": 15, "PendingDrains": 21, "EveryoneSees": None},
+    ),
+    (1, 2, "as_built_fixed,stale_reads"): (
+        11975,
+        46939,
+        {"NoDuplicates": None, "Converges": None, "PendingDrains": None, "EveryoneSees": None},
+    ),
 }
 
 
@@ -92,8 +156,14 @@ def test_as_built_tabs_2(check_counterexample):
     result = check(model)
     assert (result.states, result.transitions) == (3493892, 14923601)
     got = {n: (len(p.trace) if p.status == "violated" else None) for n, p in result.properties.items()}
-    assert got == {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 17,
-                   "PendingDrains": 20, "EveryoneSees": 17}
+    assert got == {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 9,
+        "Converges": 17,
+        "PendingDrains": 20,
+        "EveryoneSees": 17,
+    }
     for name, p in result.properties.items():
         if p.status == "violated":
             check_counterexample(model, name, p.trace)
@@ -109,8 +179,9 @@ NOT_ENOUGH = {
 }
 
 
-@pytest.mark.parametrize("change", [pytest.param(c, marks=pytest.mark.slow) if i >= 2 else c
-                                    for i, c in enumerate(NOT_ENOUGH)])
+@pytest.mark.parametrize(
+    "change", [pytest.param(c, marks=pytest.mark.slow) if i >= 2 else c for i, c in enumerate(NOT_ENOUGH)]
+)
 def test_smaller_changes_do_not_fix_as_built(change, check_counterexample):
     model, result = checked(2, 1, None, f"as_built,{change}")
     got = {n: len(p.trace) for n, p in result.properties.items() if p.status == "violated"}
@@ -125,13 +196,28 @@ def test_everyone_sees_counterexample_is_a_cursor_passing_a_message():
     model, result = checked(1, 1, None, "as_built")
     trace = result.properties["EveryoneSees"].trace
     assert [str(s) for s in trace] == [
-        "PostKey(m=0)", "PostRead(m=0)", "PostWrite(m=0)", "PostAck(m=0)", "PollRead(t=0)",
-        "PollDone(t=0)", "Tick()", "Reload(t=0)", "PollRead(t=0)", "PollDone(t=0)"]
+        "PostKey(m=0)",
+        "PostRead(m=0)",
+        "PostWrite(m=0)",
+        "PostAck(m=0)",
+        "PollRead(t=0)",
+        "PollDone(t=0)",
+        "Tick()",
+        "Reload(t=0)",
+        "PollRead(t=0)",
+        "PollDone(t=0)",
+    ]
     states = replay_trace(model, trace)
     last = flatten(model.view(states[-1]))
     # the readable view has the clock, the cursor, the shown set, the snapshot
     assert {k: last[k] for k in ("clock", "ts[0]", "cursor[0]", "shown[0]", "frozen[0]", "cache")} == {
-        "clock": "1", "ts[0]": "0", "cursor[0]": "1", "shown[0]": "[]", "frozen[0]": "[0]", "cache": "[0]"}
+        "clock": "1",
+        "ts[0]": "0",
+        "cursor[0]": "1",
+        "shown[0]": "[]",
+        "frozen[0]": "[0]",
+        "cache": "[0]",
+    }
 
 
 def test_a_failed_cache_write_and_a_reload_lose_a_message_for_good():
@@ -141,46 +227,83 @@ def test_a_failed_cache_write_and_a_reload_lose_a_message_for_good():
     model, result = checked(2, 1, None, "as_built,full_poll,atomic_cache,dedupe")
     trace = result.properties["Converges"].trace
     names = [s.action for s in trace]
-    assert names[:11] == ["PostKey", "PostCache", "PostAck", "PostKey", "PostCacheFail", "PostAck",
-                          "PollRead", "PollDone", "Reload", "PollRead", "PollDone"]
+    assert names[:11] == [
+        "PostKey",
+        "PostCache",
+        "PostAck",
+        "PostKey",
+        "PostCacheFail",
+        "PostAck",
+        "PollRead",
+        "PollDone",
+        "Reload",
+        "PollRead",
+        "PollDone",
+    ]
     states = replay_trace(model, trace)
     after = flatten(model.view(states[11]))
     assert {k: after[k] for k in ("cache", "pending[1]", "frozen[1]", "post[1]")} == {
-        "cache": "[0]", "pending[1]": "[]", "frozen[1]": "[1]", "post[1]": "Acked"}
+        "cache": "[0]",
+        "pending[1]": "[]",
+        "frozen[1]": "[1]",
+        "post[1]": "Acked",
+    }
 
 
 def test_a_skewed_clock_hides_a_message_that_is_in_the_cache():
     """Tab 1's clock is a lag behind: a message it posts after tab 0 polled at tick 1 is stamped
     0, below tab 0's cursor, so tab 0 never shows it although it is in the cache. Without the
     skew the same steps show it."""
-    steps = [("Tick", {}), ("PollRead", {"t": 0}), ("PollDone", {"t": 0}), ("PostKey", {"m": 1}),
-             ("PostRead", {"m": 1}), ("PostWrite", {"m": 1}), ("PostAck", {"m": 1}),
-             ("PollRead", {"t": 0}), ("PollDone", {"t": 0})]
+    steps = [
+        ("Tick", {}),
+        ("PollRead", {"t": 0}),
+        ("PollDone", {"t": 0}),
+        ("PostKey", {"m": 1}),
+        ("PostRead", {"m": 1}),
+        ("PostWrite", {"m": 1}),
+        ("PostAck", {"m": 1}),
+        ("PollRead", {"t": 0}),
+        ("PollDone", {"t": 0}),
+    ]
     trace = [{"action": a, "args": args} for a, args in steps]
     for variants, ts, shown in (("tab_view,clock_skew", "0", "[]"), ("tab_view", "1", "[1]")):
         model = KVHealModel(Config.make(tabs=2, variants=variants))
         last = flatten(model.view(replay_trace(model, trace)[-1]))
         assert {k: last[k] for k in ("cache", "clock", "ts[1]", "cursor[0]", "shown[0]")} == {
-            "cache": "[1]", "clock": "1", "ts[1]": ts, "cursor[0]": "1", "shown[0]": shown}, variants
+            "cache": "[1]",
+            "clock": "1",
+            "ts[1]": ts,
+            "cursor[0]": "1",
+            "shown[0]": shown,
+        }, variants
 
 
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
-    assert parse_variants("as_built") == PRESETS["as_built"] == {"tab_view", "found_in_response", "reload",
-                                                                 "put_fails"}
+    assert (
+        parse_variants("as_built")
+        == PRESETS["as_built"]
+        == {"tab_view", "found_in_response", "reload", "put_fails"}
+    )
     # the fix: poll the whole cache, update it atomically without duplicates, and judge a
     # pending id by that answer alone (no page-load snapshot)
     assert parse_variants("as_built_fixed") == (PRESETS["as_built"] - {"found_in_response"}) | {
-        "full_poll", "atomic_cache", "dedupe"}
+        "full_poll",
+        "atomic_cache",
+        "dedupe",
+    }
     assert parse_variants("as_built,shared_pending") == PRESETS["as_built"] | {"shared_pending"}
     assert Config.make(variants="as_built").variant_label() == "tab_view,found_in_response,reload,put_fails"
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("reload", "reload needs tab_view; add it to the variant list"),
-    ("found_in_response", "found_in_response needs tab_view; add it to the variant list"),
-    ("full_poll,dedupe", "full_poll needs tab_view; add it to the variant list"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("reload", "reload needs tab_view; add it to the variant list"),
+        ("found_in_response", "found_in_response needs tab_view; add it to the variant list"),
+        ("full_poll,dedupe", "full_poll needs tab_view; add it to the variant list"),
+    ],
+)
 def test_flags_that_need_the_tab_view(spec, message):
     with pytest.raises(ConfigError) as err:
         parse_variants(spec)
@@ -191,8 +314,10 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
     for build in (lambda c: KVHealModel(c), lambda c: SymbolicModel(c)):
         with pytest.raises(ConfigError) as err:
             build(Config.make(tabs=2, cap=1, variants="tab_view"))
-        assert str(err.value) == ("tab_view needs cap >= tabs*per_tab = 2 (the cache orders by id, "
-                                  "timestamps come from the clock); got cap 1")
+        assert str(err.value) == (
+            "tab_view needs cap >= tabs*per_tab = 2 (the cache orders by id, "
+            "timestamps come from the clock); got cap 1"
+        )
         assert "\n" not in str(err.value)
     from click.testing import CliRunner
 
@@ -200,28 +325,42 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
 
     res = CliRunner().invoke(main, ["check", "--tabs", "2", "--cap", "1", "--variant", "as_built"])
     assert res.exit_code == 2
-    assert res.stderr.strip().splitlines() == ["kvheal: error: tab_view needs cap >= tabs*per_tab = 2 (the cache "
-                                               "orders by id, timestamps come from the clock); got cap 1"]
+    assert res.stderr.strip().splitlines() == [
+        "kvheal: error: tab_view needs cap >= tabs*per_tab = 2 (the cache "
+        "orders by id, timestamps come from the clock); got cap 1"
+    ]
 
 
 def test_modelled_only_flags_stay_out_of_the_implementation():
     assert MODELLED_ONLY == set(NEW) | {"put_fails", "stale_reads", "clock_skew"}
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
-    assert IMPL_VARIANTS == ("dedupe", "keep_verifying", "atomic_cache", "heal_atomic", "sweeper",
-                             "tab_crash", "shared_pending")
+    assert IMPL_VARIANTS == (
+        "dedupe",
+        "keep_verifying",
+        "atomic_cache",
+        "heal_atomic",
+        "sweeper",
+        "tab_crash",
+        "shared_pending",
+    )
     assert set(NEW) <= set(KVHEAL.flag_names())
     # combinations: a flag needing tab_view never comes without it
     combos = valid_combinations()
     assert len(combos) == 6336
-    assert all("tab_view" in c for c in combos
-               if c & {"reload", "found_in_response", "full_poll", "stale_reads", "clock_skew"})
+    assert all(
+        "tab_view" in c
+        for c in combos
+        if c & {"reload", "found_in_response", "full_poll", "stale_reads", "clock_skew"}
+    )
 
 
 def test_existing_designs_have_no_time():
     """An existing design's state is what it was: none of SPEC §6's variables, no Tick."""
     model = KVHealModel(Config.make(tabs=2, variants="dedupe"))
     assert model.width == 9  # cache, post[0..1], pending[0..1], poll[0..1], heal[0..1]
-    assert not {"clock", "ts", "cursor", "shown", "frozen", "reloaded"} & set(model.view(model.init_states()[0]))
+    assert not {"clock", "ts", "cursor", "shown", "frozen", "reloaded"} & set(
+        model.view(model.init_states()[0])
+    )
     assert "Tick" not in {a.name for a in model.instances}
     assert "EveryoneSees" not in {p.name for p in model.properties()}
 
@@ -258,8 +397,14 @@ def _agree(cfg: Config) -> int:
         vals = ev.values_of(model.view(s))
         # z3's variable values, against the kernel's successors' views turned into those values
         got = sorted((i.name, i.pairs, repr(sorted(v.items()))) for i, v in ev.successors(vals))
-        want = sorted((model.instances[lab].name, model.instances[lab].pairs,
-                       repr(sorted(ev.values_of(model.view(t)).items()))) for lab, t in model.successors(s))
+        want = sorted(
+            (
+                model.instances[lab].name,
+                model.instances[lab].pairs,
+                repr(sorted(ev.values_of(model.view(t)).items())),
+            )
+            for lab, t in model.successors(s)
+        )
         assert got == want, model.view(s)
         compared += len(want)
         for _, t in model.successors(s):
@@ -269,17 +414,20 @@ def _agree(cfg: Config) -> int:
     return compared
 
 
-@pytest.mark.parametrize("tabs,per_tab,variants,transitions", [
-    (1, 1, "as_built", 1840),
-    (1, 1, "as_built_fixed", 651),
-    (1, 1, "as_built,shared_pending", None),
-    (1, 1, "as_built,stale_reads", 4971),
-    (1, 1, "as_built,clock_skew", None),
-    (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),
-    (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
-    pytest.param(1, 2, "as_built", 260232, marks=pytest.mark.slow),  # a few minutes
-    pytest.param(1, 2, "as_built_fixed,shared_pending", 37536, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "tabs,per_tab,variants,transitions",
+    [
+        (1, 1, "as_built", 1840),
+        (1, 1, "as_built_fixed", 651),
+        (1, 1, "as_built,shared_pending", None),
+        (1, 1, "as_built,stale_reads", 4971),
+        (1, 1, "as_built,clock_skew", None),
+        (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),
+        (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
+        pytest.param(1, 2, "as_built", 260232, marks=pytest.mark.slow),  # a few minutes
+        pytest.param(1, 2, "as_built_fixed,shared_pending", 37536, marks=pytest.mark.slow),
+    ],
+)
 def test_z3_agrees_on_every_reachable_state(tabs, per_tab, variants, transitions):
     n = _agree(Config.make(tabs=tabs, per_tab=per_tab, variants=variants))
     if transitions is not None:
@@ -346,9 +494,15 @@ def _counter_def() -> Definition:
     return Definition(
         "counter",
         [Var("n", n_t, init=lambda cfg, _: 1), Var("m", m_t), Var("b", BoolType())],
-        [], [ActionDef("Up", "", "tab", up), ActionDef("Down", "", "tab", down),
-             ActionDef("Mark", "", "tab", mark)],
-        [PropertyDef("Low", "invariant", lambda cfg, s, x: s.n <= 1, "n stays at most 1")], [])
+        [],
+        [
+            ActionDef("Up", "", "tab", up),
+            ActionDef("Down", "", "tab", down),
+            ActionDef("Mark", "", "tab", mark),
+        ],
+        [PropertyDef("Low", "invariant", lambda cfg, s, x: s.n <= 1, "n stays at most 1")],
+        [],
+    )
 
 
 def test_int_type_in_both_engines():
@@ -365,9 +519,22 @@ def test_int_type_in_both_engines():
                 todo.append(t)
     views = sorted(tuple(k.decode(s).values()) for s in seen)
     # the same set, enumerated by hand from the actions' meaning
-    assert views == [(-1, 3, False), (-1, 3, True), (0, 0, False), (0, 0, True), (0, 3, False), (0, 3, True),
-                     (1, 0, False), (1, 0, True), (1, 3, False), (1, 3, True), (2, 0, False), (2, 0, True),
-                     (2, 3, False), (2, 3, True)]
+    assert views == [
+        (-1, 3, False),
+        (-1, 3, True),
+        (0, 0, False),
+        (0, 0, True),
+        (0, 3, False),
+        (0, 3, True),
+        (1, 0, False),
+        (1, 0, True),
+        (1, 3, False),
+        (1, 3, True),
+        (2, 0, False),
+        (2, 0, True),
+        (2, 3, False),
+        (2, 3, True),
+    ]
     assert "min(" in k.source and "max(" in k.source
     model, sym = KVHealModel(cfg, d), SymbolicModel(cfg, d)
     ev = Evaluator(sym)
@@ -387,12 +554,19 @@ def test_int_type_errors():
     with pytest.raises(DefinitionError):
         IntType(2, 1)
     d = _counter_def()
-    bad = Definition("bad", d.variables, [], [ActionDef("Far", "", "tab", lambda cfg, s, x: (s.b, {s.n: 5}))],
-                     [], [])
+    bad = Definition(
+        "bad", d.variables, [], [ActionDef("Far", "", "tab", lambda cfg, s, x: (s.b, {s.n: 5}))], [], []
+    )
     with pytest.raises(DefinitionError, match="outside n's range"):
         Kernel(bad, Config.make(tabs=1, design=bad))
-    worse = Definition("worse", d.variables, [], [ActionDef("Mul", "", "tab", lambda cfg, s, x: (s.b, {s.n: s.n + s.n}))],
-                       [], [])
+    worse = Definition(
+        "worse",
+        d.variables,
+        [],
+        [ActionDef("Mul", "", "tab", lambda cfg, s, x: (s.b, {s.n: s.n + s.n}))],
+        [],
+        [],
+    )
     with pytest.raises(DefinitionError, match="plus a constant"):
         Kernel(worse, Config.make(tabs=1, design=worse))
 
@@ -406,6 +580,12 @@ def test_check_as_built_fixed_exits_0():
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert (out["states"], out["transitions"]) == (67510, 326723)
-    assert set(out["properties"]) == {"AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges",
-                                      "PendingDrains", "EveryoneSees"}
+    assert set(out["properties"]) == {
+        "AckedIsStored",
+        "CacheFromStore",
+        "NoDuplicates",
+        "Converges",
+        "PendingDrains",
+        "EveryoneSees",
+    }
     assert all(p["status"] == "holds" for p in out["properties"].values())

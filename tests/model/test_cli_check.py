@@ -1,4 +1,5 @@
 """`kvheal check` as a user runs it: SPEC §9's JSON, exit codes, readable output, errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from kvheal.model.trace import replay_trace
 
 
 def kvheal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kvheal", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_json_seed_tabs_2():
@@ -23,8 +25,12 @@ def test_json_seed_tabs_2():
     assert (out["states"], out["transitions"]) == (7070, 23756)
     assert isinstance(out["seconds"], float)
     assert {n: p["status"] for n, p in out["properties"].items()} == {
-        "AckedIsStored": "holds", "CacheFromStore": "holds", "NoDuplicates": "violated",
-        "Converges": "violated", "PendingDrains": "violated"}
+        "AckedIsStored": "holds",
+        "CacheFromStore": "holds",
+        "NoDuplicates": "violated",
+        "Converges": "violated",
+        "PendingDrains": "violated",
+    }
     conv = out["properties"]["Converges"]["trace"]
     assert all(set(step) >= {"action", "args"} for step in conv)
     loop = [i for i, s in enumerate(conv) if s.get("loop")]
@@ -34,8 +40,7 @@ def test_json_seed_tabs_2():
 
 
 def test_json_holds_exit_0():
-    proc = kvheal("check", "--tabs", "2", "--variant", "atomic_cache,dedupe", "--json",
-                  "--no-reduction")
+    proc = kvheal("check", "--tabs", "2", "--variant", "atomic_cache,dedupe", "--json", "--no-reduction")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert (out["states"], out["transitions"]) == (780, 2692)
@@ -51,16 +56,19 @@ def test_human_output_has_verdicts_and_a_step_table():
     assert "PostWrite(m=1)" in proc.stdout and "cache: [0] → [1]" in proc.stdout
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--tabs", "0"], "tabs must be at least 1"),
-    (["--variant", "dedupe,bogus"], "unknown variant 'bogus'"),
-    (["--tabs", "x"], "'x' is not a valid integer"),
-    (["--cap", "0"], "cap must be at least 1"),
-    (["--property", "Nope"], "property 'Nope' does not apply"),
-    (["--variant", "keep_verifying", "--property", "PendingDrains"], "does not apply"),
-    (["--max-states", "0"], "--max-states"),
-    (["--frobnicate"], "No such option"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--tabs", "0"], "tabs must be at least 1"),
+        (["--variant", "dedupe,bogus"], "unknown variant 'bogus'"),
+        (["--tabs", "x"], "'x' is not a valid integer"),
+        (["--cap", "0"], "cap must be at least 1"),
+        (["--property", "Nope"], "property 'Nope' does not apply"),
+        (["--variant", "keep_verifying", "--property", "PendingDrains"], "does not apply"),
+        (["--max-states", "0"], "--max-states"),
+        (["--frobnicate"], "No such option"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(args, fragment):
     proc = kvheal("check", *args)
     assert proc.returncode == 2
@@ -94,11 +102,28 @@ def test_check_and_prove_json_share_one_layout():
     prv = kvheal("prove", "--tabs", "2", "--json", "--property", "NoDuplicates", "--depth", "9")
     assert (chk.returncode, prv.returncode) == (1, 1), prv.stderr
     c, p = json.loads(chk.stdout), json.loads(prv.stdout)
-    assert set(c) == {"states", "transitions", "seconds", "complete", "depth", "config", "reduction",
-                      "properties"}
+    assert set(c) == {
+        "states",
+        "transitions",
+        "seconds",
+        "complete",
+        "depth",
+        "config",
+        "reduction",
+        "properties",
+    }
     assert c["depth"] == 33  # the seed design's longest shortest path at tabs 2
-    assert set(p) == {"states", "transitions", "seconds", "complete", "config", "properties",
-                      "engine", "invariant", "assumptions"}
+    assert set(p) == {
+        "states",
+        "transitions",
+        "seconds",
+        "complete",
+        "config",
+        "properties",
+        "engine",
+        "invariant",
+        "assumptions",
+    }
     assert (p["states"], p["transitions"], p["complete"], p["engine"]) == (None, None, True, "z3")
     assert c["config"] == p["config"] == {"tabs": 2, "per_tab": 1, "cap": 2, "variant": []}
     cn, pn = c["properties"]["NoDuplicates"], p["properties"]["NoDuplicates"]
@@ -114,11 +139,16 @@ def test_prove_all_tabs_json_has_the_layout_too():
     proc = kvheal("prove", "--all-tabs", "--variant", "dedupe,keep_verifying", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["config"] == {"tabs": "all", "per_tab": "any", "cap": None,
-                             "variant": ["dedupe", "keep_verifying"]}
+    assert out["config"] == {
+        "tabs": "all",
+        "per_tab": "any",
+        "cap": None,
+        "variant": ["dedupe", "keep_verifying"],
+    }
     assert out["complete"] is True and out["states"] is None
     assert {n: (p["status"], p["trace"]) for n, p in out["properties"].items()} == {
-        n: ("holds", []) for n in ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges")}
+        n: ("holds", []) for n in ("AckedIsStored", "CacheFromStore", "NoDuplicates", "Converges")
+    }
 
 
 def test_a_memory_budget_stops_the_search_with_unknown_and_exit_3():

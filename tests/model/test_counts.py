@@ -1,5 +1,6 @@
 """Exact state and transition counts (SPEC §9: distinct reachable states; enabled action
 instances summed over them), pinned, and cross-checked against an independent enumerator."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,10 +45,13 @@ def test_pinned_counts(tabs, per_tab, cap, variants, states, transitions):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tabs,variants,states,transitions", [
-    (2, "shared_pending", 6225349, 32932409),
-    (3, "dedupe", 2194874, 11514840),  # also measured by `kvheal bench`
-])
+@pytest.mark.parametrize(
+    "tabs,variants,states,transitions",
+    [
+        (2, "shared_pending", 6225349, 32932409),
+        (3, "dedupe", 2194874, 11514840),  # also measured by `kvheal bench`
+    ],
+)
 def test_pinned_counts_large(tabs, variants, states, transitions):
     result = check(KVHealModel(Config.make(tabs=tabs, variants=variants)))
     assert (result.states, result.transitions) == (states, transitions)
@@ -70,13 +74,23 @@ def test_hand_count_one_tab_atomic_dedupe_cap_one():
 
 
 REFERENCE_CASES = [
-    (1, 1, None, ""), (1, 1, 1, "atomic_cache,dedupe"), (1, 2, None, ""), (2, 1, 1, ""),
-    (2, 1, None, ""), (2, 1, None, "dedupe"), (2, 1, None, "keep_verifying"),
-    (2, 1, None, "atomic_cache"), (2, 1, None, "tab_crash"), (2, 1, None, "dedupe,keep_verifying"),
-    (2, 1, None, "dedupe,atomic_cache"), (2, 1, None, "dedupe,tab_crash"),
-    (2, 1, None, "atomic_cache,sweeper"), (1, 2, None, "shared_pending"),
+    (1, 1, None, ""),
+    (1, 1, 1, "atomic_cache,dedupe"),
+    (1, 2, None, ""),
+    (2, 1, 1, ""),
+    (2, 1, None, ""),
+    (2, 1, None, "dedupe"),
+    (2, 1, None, "keep_verifying"),
+    (2, 1, None, "atomic_cache"),
+    (2, 1, None, "tab_crash"),
+    (2, 1, None, "dedupe,keep_verifying"),
+    (2, 1, None, "dedupe,atomic_cache"),
+    (2, 1, None, "dedupe,tab_crash"),
+    (2, 1, None, "atomic_cache,sweeper"),
+    (1, 2, None, "shared_pending"),
     (1, 2, None, "shared_pending,tab_crash,keep_verifying"),
-    (2, 1, 1, "shared_pending,atomic_cache"), (1, 2, 1, "sweeper,dedupe"),
+    (2, 1, 1, "shared_pending,atomic_cache"),
+    (1, 2, 1, "sweeper,dedupe"),
 ]
 
 
@@ -93,8 +107,7 @@ def test_every_successor_matches_the_reference_on_a_sample():
     model's (compared through the model's SPEC-level view)."""
     for variants in ["", "sweeper", "shared_pending,tab_crash"]:
         flags = [v for v in variants.split(",") if v]
-        ref = Reference(1 if "shared" in variants else 2, 2 if "shared" in variants else 1,
-                        None, flags)
+        ref = Reference(1 if "shared" in variants else 2, 2 if "shared" in variants else 1, None, flags)
         model = KVHealModel(Config.make(tabs=ref.T, per_tab=ref.M // ref.T, variants=variants))
         frontier = [(ref.init(), model.init_states()[0])]
         seen = set()
@@ -120,5 +133,4 @@ def _as_ref(model, s):
     if sweep[0] != "Idle":
         sweep = (sweep[0], frozenset(sweep[1])) + tuple(sweep[2:])
     lists = tuple(p if p[0] == "Idle" else ("Write", frozenset(p[1])) for p in v.get("lists", ()))
-    return (frozenset(v["stored"]), v["cache"], post, pending, v["poll"], heal, v["alive"],
-            sweep, lists)
+    return (frozenset(v["stored"]), v["cache"], post, pending, v["poll"], heal, v["alive"], sweep, lists)

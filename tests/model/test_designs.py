@@ -1,4 +1,5 @@
 """A user's design (docs/designs.md's example) runs through every engine from its definition."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from kvheal.flags import ConfigError
 from kvheal.model import Config, KVHealModel, check
 from kvheal.model.definition import KVHEAL
 from kvheal.model.dsl import ActionDef, DefinitionError
 from kvheal.model.prove import prove
 from kvheal.options import load_design
-from kvheal.flags import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "heal_cas.py"
 SPEC = f"{EXAMPLE}:HEAL_CAS"
@@ -32,9 +33,13 @@ def test_the_example_checks_with_its_own_actions(design) -> None:
     result = check(model)
     assert (result.states, result.transitions) == (3329, 11786)
     verdicts = {n: (p.status, len(p.trace or [])) for n, p in result.properties.items()}
-    assert verdicts == {"AckedIsStored": ("holds", 0), "CacheFromStore": ("holds", 0),
-                        "NoDuplicates": ("holds", 0), "Converges": ("violated", 16),
-                        "PendingDrains": ("holds", 0)}
+    assert verdicts == {
+        "AckedIsStored": ("holds", 0),
+        "CacheFromStore": ("holds", 0),
+        "NoDuplicates": ("holds", 0),
+        "Converges": ("violated", 16),
+        "PendingDrains": ("holds", 0),
+    }
 
 
 def test_the_seed_of_the_example_still_duplicates(design) -> None:
@@ -85,23 +90,46 @@ def test_kvheal_definition_is_unchanged_by_deriving(design) -> None:
     assert len(design.actions) == len(KVHEAL.actions) + 1
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nowhere.py:X", "no such file nowhere.py"),
-    (f"{EXAMPLE}:NOPE", "has no Definition named 'NOPE'"),
-    ("design.txt", "wants path/to/module.py:NAME"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nowhere.py:X", "no such file nowhere.py"),
+        (f"{EXAMPLE}:NOPE", "has no Definition named 'NOPE'"),
+        ("design.txt", "wants path/to/module.py:NAME"),
+    ],
+)
 def test_bad_design_paths_are_one_line_errors(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_design(spec)
-    proc = subprocess.run([sys.executable, "-m", "kvheal", "check", "--design", spec], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kvheal", "check", "--design", spec],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
 
 
 def test_cli_checks_a_user_design() -> None:
-    proc = subprocess.run([sys.executable, "-m", "kvheal", "check", "--design", SPEC, "--tabs", "2",
-                           "--variant", "dedupe", "--json"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvheal",
+            "check",
+            "--design",
+            SPEC,
+            "--tabs",
+            "2",
+            "--variant",
+            "dedupe",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     out = json.loads(proc.stdout)
     assert (out["states"], out["transitions"]) == (3329, 11786)

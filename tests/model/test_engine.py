@@ -1,4 +1,5 @@
 """The checker engine is generic: toy models pin its weak-fairness semantics exactly."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ class Toy:
         return self.instances[label].name not in self.unfair
 
     def properties(self):
-        return [Property("Small", "invariant", lambda s: s < 10, "below ten"),
-                Property("Goal", "eventually_always", lambda s: s in self.goal_states, "goal")]
+        return [
+            Property("Small", "invariant", lambda s: s < 10, "below ten"),
+            Property("Goal", "eventually_always", lambda s: s in self.goal_states, "goal"),
+        ]
 
 
 def test_action_enabled_everywhere_in_a_cycle_must_be_taken():
@@ -49,13 +52,16 @@ def test_action_enabled_only_sometimes_need_not_be_taken():
     toy = Toy({0: [("spin", 1), ("exit", 2)], 1: [("spin", 0)]}, {2})
     goal = check(toy).properties["Goal"]
     assert goal.status == "violated"
-    assert goal.trace == [{"action": "spin", "args": {}, "loop": True},
-                          {"action": "spin", "args": {}, "loop": True}]
+    assert goal.trace == [
+        {"action": "spin", "args": {}, "loop": True},
+        {"action": "spin", "args": {}, "loop": True},
+    ]
 
 
 def test_unfair_actions_are_not_forced():
-    toy = Toy({0: [("spin", 1), ("crash", 2)], 1: [("spin", 0), ("crash", 2)]}, {2},
-              unfair=frozenset({"crash"}))
+    toy = Toy(
+        {0: [("spin", 1), ("crash", 2)], 1: [("spin", 0), ("crash", 2)]}, {2}, unfair=frozenset({"crash"})
+    )
     assert check(toy).properties["Goal"].status == "violated"
 
 
@@ -63,8 +69,10 @@ def test_deadlock_stutters_for_ever():
     toy = Toy({0: [("go", 1)], 1: [("go", 2)]}, {0})
     r = check(toy)
     assert r.properties["Goal"].trace == [
-        {"action": "go", "args": {}}, {"action": "go", "args": {}},
-        {"action": "Stutter", "args": {}, "loop": True}]
+        {"action": "go", "args": {}},
+        {"action": "go", "args": {}},
+        {"action": "Stutter", "args": {}, "loop": True},
+    ]
 
 
 def test_invariant_counterexample_is_shortest():
@@ -78,8 +86,7 @@ def test_invariant_counterexample_is_shortest():
 def test_lasso_detours_to_take_what_the_cycle_keeps_enabled():
     # The goal fails at 0 only. The loop 0->1->0 keeps `side` enabled throughout (it is
     # enabled in 0 and 1, not in 3), so a fair loop must take `side` or pass state 3.
-    toy = Toy({0: [("spin", 1), ("side", 3)], 1: [("spin", 0), ("side", 3)], 3: [("back", 0)]},
-              {1, 3})
+    toy = Toy({0: [("spin", 1), ("side", 3)], 1: [("spin", 0), ("side", 3)], 3: [("back", 0)]}, {1, 3})
     goal = check(toy).properties["Goal"]
     assert goal.status == "violated"
     names = [s["action"] for s in goal.trace]
@@ -96,9 +103,14 @@ def test_results_are_typed_values_and_json_only_on_request():
     assert isinstance(goal.trace, Trace) and all(isinstance(s, Step) for s in goal.trace)
     assert [(s.action, s.loop) for s in goal.trace] == [("go", False), ("go", False), ("Stutter", True)]
     assert goal.trace.loop_start == 2 and small.trace == Trace()
-    assert goal.as_json() == {"status": "violated", "trace": [
-        {"action": "go", "args": {}}, {"action": "go", "args": {}},
-        {"action": "Stutter", "args": {}, "loop": True}]}
+    assert goal.as_json() == {
+        "status": "violated",
+        "trace": [
+            {"action": "go", "args": {}},
+            {"action": "go", "args": {}},
+            {"action": "Stutter", "args": {}, "loop": True},
+        ],
+    }
     assert small.as_json() == {"status": "holds", "trace": []}
     out = r.as_json()
     assert set(out) == {"states", "transitions", "seconds", "complete", "depth", "properties"}

@@ -1,6 +1,7 @@
 """`kvheal export --promela` cross-checked by SPIN: an independent model checker, run on the
 exported program, stores exactly the pinned state counts (plus the prelude's one state) and
 finds an assertion violation exactly where kvheal finds an invariant violated."""
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,15 @@ def spin() -> None:
     """SPIN and a C compiler, installed from Debian's packages when missing and we are root."""
     if shutil.which("spin") is None or shutil.which("gcc") is None:
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
-            pytest.skip("spin/gcc are not installed and installing them needs root "
-                        "(apt-get install spin gcc; `make spin`)")
+            pytest.skip(
+                "spin/gcc are not installed and installing them needs root "
+                "(apt-get install spin gcc; `make spin`)"
+            )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "spin", "gcc"], env=env,
-                       capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "spin", "gcc"], env=env, capture_output=True, timeout=900
+        )
         if shutil.which("spin") is None or shutil.which("gcc") is None:
             pytest.skip("apt-get could not install spin and gcc")
 
@@ -51,8 +55,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("tabs,per_tab,cap,variants", CASES,
-                         ids=lambda v: v if isinstance(v, str) and v else None)
+@pytest.mark.parametrize(
+    "tabs,per_tab,cap,variants", CASES, ids=lambda v: v if isinstance(v, str) and v else None
+)
 def test_spin_stores_exactly_the_pinned_states(spin, tabs, per_tab, cap, variants):
     cfg = Config.make(tabs=tabs, per_tab=per_tab, cap=cap, variants=variants)
     r = run_spin(export(KVHEAL, cfg).text, timeout=120)
@@ -80,9 +85,11 @@ def test_write_only_variables_stay_in_the_state_vector(spin):
         return guard, {**effects, s.last: m}
 
     old = next(a for a in KVHEAL.actions if a.name == "PostKey")
-    design = KVHEAL.derive("last_posted", variables=[Var("last", IntType(0, 1), doc="write-only")],
-                           replace=[ActionDef("PostKey", "m", "request", post_key, when=old.when,
-                                              kv=old.kv)])
+    design = KVHEAL.derive(
+        "last_posted",
+        variables=[Var("last", IntType(0, 1), doc="write-only")],
+        replace=[ActionDef("PostKey", "m", "request", post_key, when=old.when, kv=old.kv)],
+    )
     cfg = Config.make(tabs=2, variants="dedupe", design=design)
     result = check(KVHealModel(cfg), only=set())
     r = run_spin(export(design, cfg, invariants=False).text, timeout=120)
@@ -118,8 +125,9 @@ def test_export_is_generated_per_instance():
 
 
 def kvheal(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kvheal", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_writes_the_file(tmp_path):
@@ -131,13 +139,16 @@ def test_cli_writes_the_file(tmp_path):
     assert stdout.returncode == 0 and stdout.stdout.startswith("/* kvheal's model")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--tabs", "1"], "choose a format: --promela"),
-    (["--promela", "-o", "/nonexistent-dir/m.pml"], "cannot write /nonexistent-dir/m.pml"),
-    (["--promela", "-o", "/"], "cannot write /"),
-    (["--promela", "--variant", "bogus"], "unknown variant 'bogus'"),
-    (["--promela", "--tabs", "0"], "tabs must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--tabs", "1"], "choose a format: --promela"),
+        (["--promela", "-o", "/nonexistent-dir/m.pml"], "cannot write /nonexistent-dir/m.pml"),
+        (["--promela", "-o", "/"], "cannot write /"),
+        (["--promela", "--variant", "bogus"], "unknown variant 'bogus'"),
+        (["--promela", "--tabs", "0"], "tabs must be at least 1"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_2(args, message):
     proc = kvheal("export", *args)
     assert proc.returncode == 2

@@ -1,5 +1,6 @@
 """Typed results: one verdict vocabulary for every engine, the Trace type, and what makes a
 trace a counterexample in the model (SPEC §7, §9)."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,10 @@ from .conftest import checked
 # ---------------------------------------------------------------- the one vocabulary
 def test_verdict_is_exactly_three_words():
     assert [(v.name, v.value) for v in Verdict] == [
-        ("HOLDS", "holds"), ("VIOLATED", "violated"), ("UNKNOWN", "unknown")]
+        ("HOLDS", "holds"),
+        ("VIOLATED", "violated"),
+        ("UNKNOWN", "unknown"),
+    ]
     assert json.dumps([Verdict.HOLDS, Verdict.VIOLATED]) == '["holds", "violated"]'
     assert f"{Verdict.UNKNOWN}" == "unknown"
     with pytest.raises(ValueError):
@@ -30,6 +34,7 @@ def test_the_old_names_are_the_same_objects():
     assert prove.COUNTEREXAMPLE is Verdict.VIOLATED
     assert prove.UNKNOWN is Verdict.UNKNOWN
     from kvheal import model
+
     assert model.HOLDS is Verdict.HOLDS and model.Verdict is results.Verdict
 
 
@@ -42,7 +47,9 @@ def test_every_engine_returns_the_same_verdict_type():
     assert {type(p.status) for p in explicit.properties.values()} == {Verdict}
     z3 = prove.prove(cfg, properties={"NoDuplicates", "AckedIsStored"}, depth=9)
     assert {n: p.status for n, p in z3.properties.items()} == {
-        "AckedIsStored": Verdict.HOLDS, "NoDuplicates": Verdict.VIOLATED}
+        "AckedIsStored": Verdict.HOLDS,
+        "NoDuplicates": Verdict.VIOLATED,
+    }
     assert all(type(p.status) is Verdict for p in z3.properties.values())
     # "proved" is holds; how it was proved is the method, kept apart
     assert z3.properties["AckedIsStored"].method in ("1-induction", "induction with strengthening")
@@ -50,7 +57,10 @@ def test_every_engine_returns_the_same_verdict_type():
     real = replay(cfg, "NoDuplicates", explicit.properties["NoDuplicates"].trace, backend="memory")
     assert real.status is Verdict.VIOLATED and real.as_json()["status"] == "violated"
     assert [Validation(s, 0).verdict for s in ("ok", "illegal", "unknown")] == [
-        Verdict.HOLDS, Verdict.VIOLATED, Verdict.UNKNOWN]
+        Verdict.HOLDS,
+        Verdict.VIOLATED,
+        Verdict.UNKNOWN,
+    ]
     assert Validation("illegal", 3).as_json()["verdict"] == "violated"
 
 
@@ -64,12 +74,15 @@ def test_a_status_set_late_is_still_a_verdict():
         pf.status = "proved"
 
 
-@pytest.mark.parametrize("verdicts, overall, status", [
-    ([], "holds", 0),
-    (["holds", "holds"], "holds", 0),
-    (["holds", "unknown"], "unknown", 3),
-    (["unknown", "violated", "holds"], "violated", 1),
-])
+@pytest.mark.parametrize(
+    "verdicts, overall, status",
+    [
+        ([], "holds", 0),
+        (["holds", "holds"], "holds", 0),
+        (["holds", "unknown"], "unknown", 3),
+        (["unknown", "violated", "holds"], "violated", 1),
+    ],
+)
 def test_overall_verdict_and_exit_status(verdicts, overall, status):
     assert results.overall(verdicts) is Verdict(overall)
     assert results.exit_status(Verdict(v) for v in verdicts) == status
@@ -108,12 +121,15 @@ def test_a_step_reads_as_its_json_mapping():
     assert Trace.from_json(LASSO_JSON) == LASSO_JSON  # a trace equals its JSON list
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"action": "PostKey"}, "a trace is a list"),
-    ([{"action": "PostKey", "args": {"m": 0}}, "PostKey"], "step 2: expected"),
-    ([{"args": {"m": 0}}], "step 1: expected"),
-    ([{"action": "PostKey", "args": {"m": "zero"}}], "step 1: the arguments of PostKey must be integers"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"action": "PostKey"}, "a trace is a list"),
+        ([{"action": "PostKey", "args": {"m": 0}}, "PostKey"], "step 2: expected"),
+        ([{"args": {"m": 0}}], "step 1: expected"),
+        ([{"action": "PostKey", "args": {"m": "zero"}}], "step 1: the arguments of PostKey must be integers"),
+    ],
+)
 def test_bad_trace_json_names_the_step(data, message):
     with pytest.raises(TraceError, match=message):
         Trace.from_json(data)
@@ -130,7 +146,10 @@ def test_a_trace_can_carry_its_states():
     assert full.initial["cache"] == () and full[-1].state["cache"] == (0, 0)
     assert full[0].state["post"][0] == ("KeyWritten",)
     data = full.as_json()
-    assert data[-1]["state"]["cache"] == [0, 0] and data[-1]["state"]["heal"] == {"0": ["Idle"], "1": ["Idle"]}
+    assert data[-1]["state"]["cache"] == [0, 0] and data[-1]["state"]["heal"] == {
+        "0": ["Idle"],
+        "1": ["Idle"],
+    }
     json.dumps(data)  # plain JSON all the way down
     assert [{k: v for k, v in s.items() if k != "state"} for s in data] == trace.as_json()
 
@@ -156,8 +175,11 @@ def test_a_truncated_path_is_refused_naming_its_last_step():
     nodup = result.properties["NoDuplicates"].trace
     assert len(nodup) == 9
     assert _refusal("NoDuplicates", nodup[:-1]) == (
-        "NoDuplicates holds after step 8, the last (is the trace truncated?)")
-    assert _refusal("NoDuplicates", Trace()) == "NoDuplicates holds in the initial state and the trace is empty"
+        "NoDuplicates holds after step 8, the last (is the trace truncated?)"
+    )
+    assert (
+        _refusal("NoDuplicates", Trace()) == "NoDuplicates holds in the initial state and the trace is empty"
+    )
 
 
 def test_lassos_that_are_not_counterexamples_are_refused():
@@ -166,19 +188,27 @@ def test_lassos_that_are_not_counterexamples_are_refused():
     assert (len(conv), conv.loop_start) == (16, 12)
     assert _refusal("Converges", conv[:-1]) == (
         "the loop (steps 13-15) does not return to the state where it starts (before step 13): "
-        "is the trace truncated?")
-    unfair = Trace(conv.stem.steps + (Step.of("PollRead", {"t": 1}, loop=True),
-                                      Step.of("PollDone", {"t": 1}, loop=True)))
+        "is the trace truncated?"
+    )
+    unfair = Trace(
+        conv.stem.steps + (Step.of("PollRead", {"t": 1}, loop=True), Step.of("PollDone", {"t": 1}, loop=True))
+    )
     assert _refusal("Converges", unfair) == (
-        "the loop (steps 13-14) is not fair: PollRead(t=0) is enabled in every state of it and never taken")
-    idle = Trace.from_json([{"action": "PollRead", "args": {"t": 0}, "loop": True},
-                            {"action": "PollDone", "args": {"t": 0}, "loop": True}])
+        "the loop (steps 13-14) is not fair: PollRead(t=0) is enabled in every state of it and never taken"
+    )
+    idle = Trace.from_json(
+        [
+            {"action": "PollRead", "args": {"t": 0}, "loop": True},
+            {"action": "PollDone", "args": {"t": 0}, "loop": True},
+        ]
+    )
     assert _refusal("Converges", idle) == "Converges's goal holds in every state of the loop (steps 1-2)"
     gap = conv.as_json()
     del gap[-1]["loop"]
     assert _refusal("Converges", gap) == 'step 16 is in the loop (steps 13-16) but has no "loop": true'
     assert _refusal("NoDuplicates", conv) == (
-        "NoDuplicates is an invariant; its counterexample is a path, not a lasso")
+        "NoDuplicates is an invariant; its counterexample is a path, not a lasso"
+    )
     assert "must be a lasso" in _refusal("Converges", result.properties["NoDuplicates"].trace)
 
 

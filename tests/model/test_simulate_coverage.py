@@ -1,4 +1,5 @@
 """Random walks (--simulate) and coverage (--coverage) of the explicit checker."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,17 @@ def test_coverage_counts_every_transition_by_action() -> None:
     model = KVHealModel(Config.make(tabs=2, variants="dedupe,atomic_cache"))
     result = check(model, with_coverage=True)
     assert result.coverage == {
-        "actions": {"PostKey": 112, "PostCache": 112, "PostAck": 268, "PollRead": 514, "PollDone": 1046,
-                    "HealKey": 320, "HealCache": 320},
-        "never_enabled": []}
+        "actions": {
+            "PostKey": 112,
+            "PostCache": 112,
+            "PostAck": 268,
+            "PollRead": 514,
+            "PollDone": 1046,
+            "HealKey": 320,
+            "HealCache": 320,
+        },
+        "never_enabled": [],
+    }
     assert sum(result.coverage["actions"].values()) == result.transitions == 2692
     assert "coverage" in result.as_json() and "coverage" not in check(model).as_json()
 
@@ -54,8 +63,21 @@ def test_walks_never_claim_a_property_holds() -> None:
 
 
 def test_cli_simulate_is_reproducible_and_exits_1_on_a_violation() -> None:
-    args = [sys.executable, "-m", "kvheal", "check", "--tabs", "3", "--simulate", "300", "--depth", "60",
-            "--seed", "3", "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "kvheal",
+        "check",
+        "--tabs",
+        "3",
+        "--simulate",
+        "300",
+        "--depth",
+        "60",
+        "--seed",
+        "3",
+        "--json",
+    ]
     one = subprocess.run(args, capture_output=True, text=True, timeout=120)
     two = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert one.returncode == two.returncode == 1

@@ -1,5 +1,6 @@
 """The full verdict table of every design at tabs 2 (each flag alone and with dedupe, and
 notable combinations), with exact counterexample lengths; every counterexample replayed."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,30 +11,116 @@ from .conftest import checked
 
 # variants -> {property: None (holds) | length of the counterexample}
 TABLE = {
-    "": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 16, "PendingDrains": 22},
-    "dedupe": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": 16, "PendingDrains": None},
+    "": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 9,
+        "Converges": 16,
+        "PendingDrains": 22,
+    },
+    "dedupe": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": 16,
+        "PendingDrains": None,
+    },
     "keep_verifying": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 20},
-    "atomic_cache": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 7, "Converges": 18, "PendingDrains": 18},
-    "sweeper": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 6, "Converges": 23, "PendingDrains": 23},
-    "tab_crash": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 9, "Converges": 11, "PendingDrains": 19},
-    "heal_atomic": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": 8, "Converges": 16, "PendingDrains": 20},
-    "dedupe,heal_atomic": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": 16, "PendingDrains": None},
-    "dedupe,keep_verifying": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": None},
-    "dedupe,atomic_cache": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": None, "PendingDrains": None},
-    "dedupe,sweeper": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": None, "PendingDrains": None},
-    "dedupe,tab_crash": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": 11, "PendingDrains": None},
-    "dedupe,shared_pending": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": 17, "PendingDrains": None},
-    "dedupe,keep_verifying,heal_atomic": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": None},
-    "dedupe,keep_verifying,tab_crash": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": 11},
-    "dedupe,atomic_cache,sweeper,tab_crash": {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": None, "Converges": None, "PendingDrains": None},
+    "atomic_cache": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 7,
+        "Converges": 18,
+        "PendingDrains": 18,
+    },
+    "sweeper": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 6,
+        "Converges": 23,
+        "PendingDrains": 23,
+    },
+    "tab_crash": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 9,
+        "Converges": 11,
+        "PendingDrains": 19,
+    },
+    "heal_atomic": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": 8,
+        "Converges": 16,
+        "PendingDrains": 20,
+    },
+    "dedupe,heal_atomic": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": 16,
+        "PendingDrains": None,
+    },
+    "dedupe,keep_verifying": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": None,
+    },
+    "dedupe,atomic_cache": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": None,
+        "PendingDrains": None,
+    },
+    "dedupe,sweeper": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": None,
+        "PendingDrains": None,
+    },
+    "dedupe,tab_crash": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": 11,
+        "PendingDrains": None,
+    },
+    "dedupe,shared_pending": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": 17,
+        "PendingDrains": None,
+    },
+    "dedupe,keep_verifying,heal_atomic": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": None,
+    },
+    "dedupe,keep_verifying,tab_crash": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": 11,
+    },
+    "dedupe,atomic_cache,sweeper,tab_crash": {
+        "AckedIsStored": None,
+        "CacheFromStore": None,
+        "NoDuplicates": None,
+        "Converges": None,
+        "PendingDrains": None,
+    },
 }
 
 
 @pytest.mark.parametrize("variants", list(TABLE), ids=lambda v: v or "seed")
 def test_verdict_table_tabs_2(variants, check_counterexample):
     model, result = checked(2, 1, None, variants)
-    got = {name: (len(p.trace) if p.status == "violated" else None)
-           for name, p in result.properties.items()}
+    got = {name: (len(p.trace) if p.status == "violated" else None) for name, p in result.properties.items()}
     assert got == TABLE[variants]
     for name, p in result.properties.items():
         assert p.status == ("violated" if TABLE[variants][name] else "holds")
@@ -47,8 +134,12 @@ def test_verdicts_seed_shared_pending(check_counterexample):
     model = KVHealModel(Config.make(tabs=2, variants="shared_pending"))
     result = check(model)
     assert {n: p.status for n, p in result.properties.items()} == {
-        "AckedIsStored": "holds", "CacheFromStore": "holds", "NoDuplicates": "violated",
-        "Converges": "violated", "PendingDrains": "violated"}
+        "AckedIsStored": "holds",
+        "CacheFromStore": "holds",
+        "NoDuplicates": "violated",
+        "Converges": "violated",
+        "PendingDrains": "violated",
+    }
     assert len(result.properties["NoDuplicates"].trace) == 10  # = BMC's, test_prove.py
     for name, p in result.properties.items():
         if p.status == "violated":
