@@ -4,8 +4,8 @@ selector.
 
 Nothing here says what an action does: each action body of the definition is run with z3
 values (:class:`_Z`), as the explicit kernel runs it with source code, so the two engines
-read one text. ``tests/model/test_symbolic.py`` still checks them against each other, on
-every reachable state at tabs 2.
+read one text. ``tests/model/test_agreement.py`` still checks them against each other on
+every reachable state at tabs 2, for every flag combination it has measured.
 
 Encoding. A state is a dict ``name -> z3 term`` over a fixed list of variables:
 
