@@ -61,6 +61,20 @@ def _config(data: Any, tabs, per_tab, cap, variant) -> Config:
         raise click.UsageError(str(exc).splitlines()[0]) from None
 
 
+def _implemented(config: Config) -> Config:
+    """``config``, or a usage error naming a flag the real system does not have (replay runs
+    the real worker and clients)."""
+    from kvheal.flags import IMPL_VARIANTS
+
+    missing = sorted(config.variants - set(IMPL_VARIANTS))
+    if missing:
+        raise click.UsageError(
+            f"{missing[0]} is modelled only: the real worker and client do not have it, so its "
+            "counterexamples cannot be replayed (kvheal check and prove decide it)"
+        )
+    return config
+
+
 def _traces(data: Any, only: str | None) -> list[tuple[str, list]]:
     if isinstance(data, list):
         if not only:
@@ -124,7 +138,7 @@ def replay(trace_file, only, backend, db, redis_url, passes, tabs, per_tab, cap,
         raise click.UsageError(f"unknown backend {backend!r} (known: sqlite, memory, redis)")
     data = _load(trace_file)
     # prove --all-tabs's file has no one size (and no trace): nothing to build then
-    config = _config(data, tabs, per_tab, cap, variant) if _has_fixed_size(data) else None
+    config = _implemented(_config(data, tabs, per_tab, cap, variant)) if _has_fixed_size(data) else None
     found = _traces(data, only)
     if not found:
         if as_json:

@@ -13,7 +13,8 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 
-from kvheal.flags import CLIENT_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError, parse_variants
+from kvheal.flags import CLIENT_VARIANTS, IMPL_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError
+from kvheal.flags import parse_variants as parse_any_variants
 
 __all__ = [
     "VARIANTS",
@@ -47,6 +48,21 @@ SERVE_OPTIONS = (
 
 # The design flags, which part of the system each changes, their parser and the one error
 # type are the registry's (kvheal.flags), shared with the model and the command line.
+
+
+def parse_variants(spec) -> frozenset[str]:
+    """The registry's parser, refusing flags the implementation does not have (modelled only,
+    such as the as-built app's clock and cursors): one line naming the flag."""
+    flags = parse_any_variants(spec)
+    missing = sorted(flags - set(IMPL_VARIANTS))
+    if missing:
+        raise ConfigError(
+            f"{missing[0]} is modelled only: the worker and the client do not implement it "
+            "(kvheal check and prove decide it)"
+        )
+    return flags
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """How the worker behaves: the design flags, cache capacity, limits, heal secret, sweeper."""

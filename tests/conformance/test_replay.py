@@ -122,6 +122,11 @@ def test_cli_one_trace_from_stdin():
         ('[{"action": "PostKey", "args": {"m": 0}}]', ["--property", "Converges"], "must be a lasso"),
         ('{"properties": {}}', ["--backend", "mongo"], "unknown backend"),
         ('{"properties": {}}', ["--variant", "turbo"], "unknown variant"),
+        (
+            '{"properties": {}}',
+            ["--variant", "tab_view"],
+            "tab_view is modelled only: the real worker and client",
+        ),
         ("[]", ["--property", "NoDuplicates", "--tabs", "0"], "tabs must be at least 1"),
     ],
 )

@@ -40,6 +40,11 @@ def _unknown_flag_message(flag: str) -> str:
         ),
         (["serve", "--variant", "dedupe,nope"], "kvheal: error: " + _unknown_flag_message("nope")),
         (
+            ["serve", "--variant", "tab_view"],
+            "kvheal: error: tab_view is modelled only: the worker and the client do not implement it "
+            "(kvheal check and prove decide it)",
+        ),
+        (
             ["serve", "--backend", "memory", "--workers", "2"],
             "kvheal: error: the memory backend lives in one process: use --workers 1, or sqlite/redis",
         ),
