@@ -340,6 +340,11 @@ class SymbolicModel:
             return list(t.universe(self.config, idx))
         return list(range(self.T if t.of == "t" else self.M))
 
+    def variable_names(self, var, idx) -> list[str]:
+        """Every z3 variable name of the definition's variable ``var`` at index ``idx`` (its
+        phase, payload fields, or elements): the group one explicit state slot maps to."""
+        return _flat(self._names(var, idx))
+
     def _names(self, var, idx) -> dict[str, Any]:
         """The z3 variable names of ``var[idx]``: ``{"": phase/bool/...}`` plus, per payload
         field, the names of its elements; for ids and caches, one name per element."""

@@ -52,18 +52,6 @@ from kvheal.model.symbolic import Evaluator, SymbolicModel
 _MISS = object()
 
 
-def _flat(names: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for v in names.values():
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, list):
-            out += v
-        else:
-            out += list(v.values())
-    return out
-
-
 def _key(view: dict) -> str:
     return repr(sorted(view.items(), key=lambda kv: kv[0]))
 
@@ -94,7 +82,7 @@ class Agreement:
         k = model.kernel
         assert [(i.name, i.pairs) for i in model.instances] == [(i.name, i.pairs) for i in sym.instances]
         # the z3 variables of each explicit slot: a partition of all of them
-        self.names = [tuple(_flat(sym._names(var, idx))) for var, idx in k.slot_var]
+        self.names = [tuple(sym.variable_names(var, idx)) for var, idx in k.slot_var]
         slot_of = {n: slot for slot, ns in enumerate(self.names) for n in ns}
         assert sorted(slot_of) == sorted(sym.var_names) and sum(map(len, self.names)) == len(slot_of)
         self.fwd: list[dict[int, tuple]] = [{} for _ in self.names]
