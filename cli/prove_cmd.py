@@ -295,6 +295,9 @@ def _interruptible():
 
     def on_sigint(_signum, _frame) -> None:  # runs once z3's interrupted call has returned
         stop.set()
+        # z3 objects the interrupt catches half-built fail in their finalizers ("Exception
+        # ignored in __del__"): harmless on the way out, and not worth a screenful.
+        sys.unraisablehook = lambda _unraisable: None
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -312,15 +315,28 @@ def _interruptible():
             yield say
         if stop.is_set():
             raise KeyboardInterrupt
-    except (KeyboardInterrupt, z3.Z3Exception) as e:
-        if not stop.is_set() and isinstance(e, z3.Z3Exception):
+    except Exception:  # after Ctrl-C, whatever z3 or ctypes raised is the interrupt
+        # The handler's KeyboardInterrupt can surface wrapped (ctypes turns one raised while it
+        # converts a call's arguments into an ArgumentError), so once Ctrl-C was seen, any
+        # exception is the interrupt.
+        if not stop.is_set():
             raise
-        click.echo("kvheal: interrupted (Ctrl-C): no verdict", err=True)
-        sys.exit(130)
+        _interrupted()
+    except KeyboardInterrupt:
+        _interrupted()
     finally:
         signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous)
         os.close(write_fd)  # the watcher reads end-of-file, closes its end and returns
+
+
+def _interrupted() -> None:
+    """One line, exit 130, at once: z3 objects caught half-built by the interrupt would
+    otherwise print their finalizers' errors on the way out."""
+    click.echo("kvheal: interrupted (Ctrl-C): no verdict", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def prove_status(result: Any) -> int:
