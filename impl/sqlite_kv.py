@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -78,7 +79,18 @@ class SqliteKV(KV):
         if self._conn is None:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching to WAL takes an exclusive lock and can fail at once ("database is
+            # locked") without waiting, when another process opens the file at the same moment
+            # (worker processes starting together): retry within the busy timeout.
+            deadline = time.monotonic() + self.busy_timeout_ms / 1000
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(_SCHEMA)
             self._conn = conn
