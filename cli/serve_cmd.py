@@ -157,24 +157,10 @@ def serve(
     max_future_ms,
 ):
     """Serve the worker (SPEC §8) with uvicorn until interrupted."""
-    import os
-
-    from kvheal.impl.config import OPTIONS_ENV, WorkerConfig
     from kvheal.impl.server import ServeConfig, preflight
     from kvheal.impl.server import serve as run_server
 
-    options = {
-        "post_rate": post_rate,
-        "post_burst": post_burst,
-        "heal_rate": heal_rate,
-        "heal_burst": heal_burst,
-        "cors_origins": list(cors_origins),
-        "allowed_hosts": list(allowed_hosts),
-        "body_timeout": body_timeout,
-        "max_future_ms": max_future_ms,
-    }
     try:
-        WorkerConfig(**options)  # the same checks the worker processes make, before they start
         secret_hex = _secret_hex(secret, secret_file)
         config = ServeConfig(
             backend=backend,
@@ -192,6 +178,14 @@ def serve(
             sqlite_sync=sqlite_sync,
             allow_volatile=allow_volatile,
             secret=secret_hex,
+            post_rate=post_rate,
+            post_burst=post_burst,
+            heal_rate=heal_rate,
+            heal_burst=heal_burst,
+            cors_origins=cors_origins,
+            allowed_hosts=allowed_hosts,
+            body_timeout=body_timeout,
+            max_future_ms=max_future_ms,
         )
         for warning in preflight(config):
             click.echo(f"kvheal: warning: {warning}", err=True)
@@ -215,17 +209,10 @@ def serve(
         f"on http://{host}:{port} with {workers} process(es)",
         err=True,
     )
-    previous = os.environ.get(OPTIONS_ENV)
-    os.environ[OPTIONS_ENV] = json.dumps(options)  # every worker process applies them
     try:
         run_server(config)
     except ConfigError as exc:
         raise _usage(exc) from None
-    finally:
-        if previous is None:
-            os.environ.pop(OPTIONS_ENV, None)
-        else:
-            os.environ[OPTIONS_ENV] = previous
 
 
 def _secret_hex(secret: str, secret_file: str) -> str:

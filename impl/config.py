@@ -8,10 +8,8 @@ stress runner inject into clients) is the registry's word (`kvheal.flags`). One
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from kvheal.flags import CLIENT_VARIANTS, IMPL_VARIANTS, VARIANTS, WORKER_VARIANTS, ConfigError
 from kvheal.flags import parse_variants as parse_any_variants
@@ -23,27 +21,7 @@ __all__ = [
     "ConfigError",
     "parse_variants",
     "WorkerConfig",
-    "OPTIONS_ENV",
-    "SERVE_OPTIONS",
 ]
-
-#: environment variable through which `kvheal serve` hands its worker options (a JSON object of
-#: `SERVE_OPTIONS` fields) to every worker process; `WorkerConfig.with_env_options` applies it
-OPTIONS_ENV = "KVHEAL_WORKER_OPTIONS"
-#: the WorkerConfig fields `kvheal serve` (and benchmarks) may set through OPTIONS_ENV
-SERVE_OPTIONS = (
-    "max_future_ms",
-    "post_rate",
-    "post_burst",
-    "heal_rate",
-    "heal_burst",
-    "cors_origins",
-    "allowed_hosts",
-    "body_timeout",
-    "max_json_depth",
-    "store_update",
-    "cache_lock",
-)
 
 
 # The design flags, which part of the system each changes, their parser and the one error
@@ -141,22 +119,6 @@ class WorkerConfig:
             raise ConfigError("max_json_depth must be at least 2")
         if self.max_future_ms is not None and self.max_future_ms < 0:
             raise ConfigError("max_future_ms must be at least 0")
-
-    def with_env_options(self, environ=None) -> WorkerConfig:
-        """This configuration with the options in OPTIONS_ENV applied (unchanged if unset)."""
-        raw = (os.environ if environ is None else environ).get(OPTIONS_ENV)
-        if not raw:
-            return self
-        try:
-            options = json.loads(raw)
-        except ValueError:
-            raise ConfigError(f"{OPTIONS_ENV} is not a JSON object") from None
-        if not isinstance(options, dict):
-            raise ConfigError(f"{OPTIONS_ENV} is not a JSON object")
-        unknown = sorted(set(options) - set(SERVE_OPTIONS))
-        if unknown:
-            raise ConfigError(f"{OPTIONS_ENV}: unknown option {', '.join(unknown)}")
-        return replace(self, **options)
 
     @property
     def dedupe(self) -> bool:

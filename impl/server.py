@@ -1,8 +1,9 @@
 """Running the worker: backends by name, uvicorn in a thread or in worker processes.
 
-`ServeConfig` is everything `kvheal serve` needs; it travels to uvicorn's worker processes as
-JSON in the `KVHEAL_SERVE_CONFIG` environment variable, and `app_from_env` (a uvicorn app
-factory) rebuilds the app in each process with its own KV connection. With several processes
+`ServeConfig` is everything `kvheal serve` needs, the worker's limits and HTTP options included
+(`WORKER_OPTIONS`); it travels to uvicorn's worker processes as JSON in the
+`KVHEAL_SERVE_CONFIG` environment variable, and `app_from_env` (a uvicorn app factory) rebuilds
+the app in each process with its own KV connection. With several processes
 the sweeper runs once, in the supervising process, not once per worker.
 
 `UvicornThread` serves an app object in a background thread on a free loopback port (tests);
@@ -63,6 +64,7 @@ __all__ = [
     "UvicornThread",
     "ServerProcess",
     "ENV_CONFIG",
+    "WORKER_OPTIONS",
     "child_pids",
 ]
 
@@ -70,6 +72,17 @@ log = logging.getLogger("kvheal.serve")
 
 BACKENDS = ("sqlite", "redis", "memory")
 ENV_CONFIG = "KVHEAL_SERVE_CONFIG"
+#: the `WorkerConfig` fields a `ServeConfig` carries (same names, same defaults) to every worker
+WORKER_OPTIONS = (
+    "max_future_ms",
+    "post_rate",
+    "post_burst",
+    "heal_rate",
+    "heal_burst",
+    "cors_origins",
+    "allowed_hosts",
+    "body_timeout",
+)
 
 
 @dataclass(frozen=True)
@@ -100,9 +113,23 @@ class ServeConfig:
     #: seconds a Redis call may take (socket timeouts); connections per process (the pool waits)
     redis_timeout: float = 5.0
     redis_max_connections: int = 64
+    # What the worker refuses and limits: `WorkerConfig`'s fields of the same names and defaults
+    # (WORKER_OPTIONS). `kvheal serve`'s own defaults turn the rate limits on.
+    max_future_ms: int | None = WorkerConfig.max_future_ms
+    post_rate: float = WorkerConfig.post_rate
+    post_burst: int = WorkerConfig.post_burst
+    heal_rate: float = WorkerConfig.heal_rate
+    heal_burst: int = WorkerConfig.heal_burst
+    cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    body_timeout: float = WorkerConfig.body_timeout
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", parse_variants(self.variants))
+        for name in ("cors_origins", "allowed_hosts"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        # the worker's own checks, here, before any process starts
+        WorkerConfig(secret=b"-", **self.worker_options())
         if self.backend not in BACKENDS:
             raise ConfigError(f"unknown backend {self.backend!r} (known: {', '.join(BACKENDS)})")
         if self.workers < 1:
@@ -140,6 +167,10 @@ class ServeConfig:
             return replace(self, secret=_sqlite_secret(self.db))
         return replace(self, secret=secrets.token_hex(32))
 
+    def worker_options(self) -> dict:
+        """The `WORKER_OPTIONS` fields of this configuration, by name."""
+        return {name: getattr(self, name) for name in WORKER_OPTIONS}
+
     def worker_config(self, *, sweeper_in_app: bool) -> WorkerConfig:
         """The `WorkerConfig` of each worker process."""
         return WorkerConfig(
@@ -148,6 +179,7 @@ class ServeConfig:
             secret=bytes.fromhex(self.secret),
             sweep_interval=self.sweep_interval,
             sweeper_in_app=sweeper_in_app,
+            **self.worker_options(),
         )
 
 

@@ -820,7 +820,6 @@ def create_app(
     """
     config = config or (worker.config if worker is not None else WorkerConfig())
     if worker is None:
-        config = config.with_env_options()
         worker = Worker(kv, config)
     if sweeper is None and config.sweeper:
         sweeper = Sweeper(kv, config)

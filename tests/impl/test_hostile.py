@@ -13,9 +13,9 @@ import httpx2
 import pytest
 from conftest import make_kv
 
-from kvheal.impl.config import OPTIONS_ENV, ConfigError, WorkerConfig
+from kvheal.impl.config import ConfigError, WorkerConfig
 from kvheal.impl.kv import MemoryKV
-from kvheal.impl.server import UvicornThread
+from kvheal.impl.server import WORKER_OPTIONS, ServeConfig, ServerProcess, UvicornThread, build_app
 from kvheal.impl.worker import Worker, create_app
 
 JSON = {"content-type": "application/json"}
@@ -341,30 +341,47 @@ async def test_openapi_document_is_served():
     assert sorted(post["responses"]) == ["200", "400", "408", "409", "413", "415", "429", "503"]
 
 
-def test_http_options_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv(OPTIONS_ENV, json.dumps({"post_rate": 2.5, "cors_origins": ["https://a.example"]}))
-    config = create_app(MemoryKV(), WorkerConfig()).state.config
-    assert (config.post_rate, config.cors_origins) == (2.5, ("https://a.example",))
-    monkeypatch.setenv(OPTIONS_ENV, json.dumps({"cap": 3}))
-    with pytest.raises(ConfigError, match=f"{OPTIONS_ENV}: unknown option cap"):
-        create_app(MemoryKV(), WorkerConfig())
-    monkeypatch.setenv(OPTIONS_ENV, json.dumps({"post_rate": -1}))
+def test_serve_config_carries_the_worker_options_to_the_app():
+    config = ServeConfig(backend="memory", post_rate=2.5, cors_origins=["https://a.example"], max_future_ms=7)
+    assert ServeConfig.from_json(config.to_json()) == config  # what worker processes rebuild
+    app_config = build_app(config, sweeper_in_app=True).state.config
+    assert (app_config.post_rate, app_config.cors_origins, app_config.max_future_ms) == (
+        2.5,
+        ("https://a.example",),
+        7,
+    )
+    # the defaults are the worker's own (stress, chaos and benchmarks rely on them: no rate limits)
+    default = build_app(ServeConfig(backend="memory"), sweeper_in_app=True).state.config
+    assert {name: getattr(default, name) for name in WORKER_OPTIONS} == {
+        name: getattr(WorkerConfig(), name) for name in WORKER_OPTIONS
+    }
     with pytest.raises(ConfigError, match="post_rate must be at least 0"):
-        create_app(MemoryKV(), WorkerConfig())
+        ServeConfig(backend="memory", post_rate=-1)
+
+
+def test_worker_options_reach_every_worker_process(tmp_path):
+    config = ServeConfig(
+        db=str(tmp_path / "kv.sqlite3"), workers=2, allowed_hosts=["127.0.0.1"], max_future_ms=1000
+    )
+    with ServerProcess(config) as url, httpx2.Client(base_url=url) as http:
+        future = int(time.time() * 1000) + 60_000
+        for i in range(6):  # new connections: uvicorn's processes share them out
+            with httpx2.Client(base_url=url) as fresh:
+                r = fresh.post("/api/comments", json={"id": f"f{i}", "text": "x", "timestamp": future})
+                assert r.status_code == 400 and "ahead" in r.text, r.text
+                assert fresh.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+        assert http.get("/api/health").status_code == 200
 
 
 def _start_serve(args: list[str], port: int):
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != OPTIONS_ENV}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kvheal", "serve", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        env=env,
     )
     for _ in range(300):
         try:
