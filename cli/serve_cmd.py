@@ -124,6 +124,13 @@ def _usage(exc: Exception) -> click.UsageError:
     help="Seconds a request body may take to arrive (then 408 and the connection is closed).",
 )
 @click.option(
+    "--header-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds a request's headers may take to arrive (then 408 and the connection is closed).",
+)
+@click.option(
     "--max-future-ms",
     type=int,
     default=60_000,
@@ -154,6 +161,7 @@ def serve(
     cors_origins,
     allowed_hosts,
     body_timeout,
+    header_timeout,
     max_future_ms,
 ):
     """Serve the worker (SPEC §8) with uvicorn until interrupted."""
@@ -185,6 +193,7 @@ def serve(
             cors_origins=cors_origins,
             allowed_hosts=allowed_hosts,
             body_timeout=body_timeout,
+            header_timeout=header_timeout,
             max_future_ms=max_future_ms,
         )
         for warning in preflight(config):

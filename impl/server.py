@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol, h11
 
 from .config import ConfigError, WorkerConfig, parse_variants
 from .kv import KV, JsonlOpLog, KVError, LoggedKV, MemoryKV, StaleReadKV
@@ -63,6 +64,7 @@ __all__ = [
     "preflight",
     "UvicornThread",
     "ServerProcess",
+    "HeaderTimeoutProtocol",
     "ENV_CONFIG",
     "WORKER_OPTIONS",
     "child_pids",
@@ -72,6 +74,8 @@ log = logging.getLogger("kvheal.serve")
 
 BACKENDS = ("sqlite", "redis", "memory")
 ENV_CONFIG = "KVHEAL_SERVE_CONFIG"
+#: seconds a client may take to send a request's headers (`HeaderTimeoutProtocol`)
+DEFAULT_HEADER_TIMEOUT = 10.0
 #: the `WorkerConfig` fields a `ServeConfig` carries (same names, same defaults) to every worker
 WORKER_OPTIONS = (
     "max_future_ms",
@@ -123,6 +127,8 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     body_timeout: float = WorkerConfig.body_timeout
+    #: seconds a request's headers may take to arrive (then 408 and the connection is closed)
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", parse_variants(self.variants))
@@ -143,6 +149,8 @@ class ServeConfig:
                 f"--sqlite-sync must be one of {', '.join(m.lower() for m in SYNC_MODES)}, "
                 f"got {self.sqlite_sync!r}"
             )
+        if self.header_timeout <= 0:
+            raise ConfigError(f"--header-timeout must be positive, got {self.header_timeout}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {self.port}")
 
@@ -333,14 +341,74 @@ def _sweeper_thread(config: ServeConfig, stop: threading.Event) -> threading.Thr
     return thread
 
 
-class _TcpConfig(uvicorn.Config):
-    """uvicorn's config, with a listening socket that says it is TCP.
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, with a bound on the time a request's headers take to arrive.
+
+    uvicorn times out only an idle keep-alive connection (`timeout_keep_alive`, armed after a
+    response and cancelled by the first byte of the next request): a connection that never
+    sends anything, or sends its headers a byte at a time (slowloris), is held for ever, and a
+    few thousand of them hold every file descriptor of the process. Slow bodies are the app's
+    to time out (`WorkerConfig.body_timeout`, 408); the headers come before the app is called,
+    so their bound lives here: from the connection's opening, or from the first byte of a
+    request on a kept-alive connection, the headers must be complete within `header_timeout`
+    seconds (the uvicorn config's attribute), else the answer is a 408 and the connection is
+    closed.
+    """
+
+    def __init__(self, config, server_state, app_state, _loop=None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout = getattr(config, "header_timeout", DEFAULT_HEADER_TIMEOUT)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # the headers are in: a request is under way
+            self._cancel_header_timer()
+        elif self.conn.trailing_data[0]:  # part of the next request's headers has arrived
+            self._arm_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None and self.header_timeout:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+            return
+        body = f"request headers not received within {self.header_timeout:g} s".encode()
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
+class _UvicornConfig(uvicorn.Config):
+    """uvicorn's config with kvheal's HTTP protocol (`HeaderTimeoutProtocol`, whose bound is
+    `header_timeout`), and a listening socket that says it is TCP.
 
     uvicorn binds the shared socket of its worker processes with protocol 0; asyncio only sets
     TCP_NODELAY on connections of sockets whose protocol is IPPROTO_TCP, so every response
     waited ~40 ms for a delayed ACK (Nagle). Re-wrapping the descriptor lets the kernel report
     the real protocol.
     """
+
+    def __init__(self, app, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs) -> None:
+        super().__init__(app, http=HeaderTimeoutProtocol, **kwargs)
+        self.header_timeout = header_timeout
 
     def bind_socket(self):
         sock = super().bind_socket()
@@ -356,7 +424,14 @@ def serve(config: ServeConfig) -> None:
         JsonlOpLog(config.op_log, design=_design(config)).close()
     if config.workers == 1:
         app = build_app(config, sweeper_in_app=True)
-        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+        uv_config = _UvicornConfig(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            header_timeout=config.header_timeout,
+        )
+        uvicorn.Server(uv_config).run()
         return
     os.environ[ENV_CONFIG] = config.to_json()
     os.environ[PARENT_PID_ENV] = str(os.getpid())
@@ -365,13 +440,14 @@ def serve(config: ServeConfig) -> None:
     try:
         from uvicorn.supervisors import Multiprocess
 
-        uv_config = _TcpConfig(
+        uv_config = _UvicornConfig(
             "kvheal.impl.server:app_from_env",
             factory=True,
             host=config.host,
             port=config.port,
             workers=config.workers,
             log_level=config.log_level,
+            header_timeout=config.header_timeout,
         )
         Multiprocess(uv_config, sockets=[uv_config.bind_socket()]).run()
     except KeyboardInterrupt:
@@ -389,8 +465,18 @@ class UvicornThread:
     a KV bound to a loop (Redis) must be used only by the app while it runs.
     """
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+    def __init__(
+        self,
+        app,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    ) -> None:
+        self.config = _UvicornConfig(
+            app, host=host, port=port, log_level=log_level, lifespan="on", header_timeout=header_timeout
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="kvheal-uvicorn", daemon=True)
         self.base_url = ""

@@ -404,6 +404,99 @@ def _stop_serve(proc) -> str:
     return err
 
 
+async def _slowloris(port: int, *, slow: int, bound: float) -> dict:
+    """`slow` connections send a request's headers a byte every 50 ms (never finishing), one
+    more first completes a request and then trickles the next one's, one opens and sends
+    nothing, one sends its headers slowly but within the bound; meanwhile a client makes
+    ordinary requests. Returns when each connection closed and what it was answered."""
+    never_done = b"GET /api/comments HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 2000
+    deadline = bound + 5
+
+    async def connection(head: bytes, *, first: bytes = b"", delay: float = 0.05) -> tuple[float, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if first:  # a complete request on the same connection, answered before the slow one starts
+            writer.write(first)
+            await writer.drain()
+            await reader.readuntil(b'{"ok":true}')
+        started = time.monotonic()
+
+        async def trickle() -> None:
+            try:
+                for i in range(len(head)):
+                    writer.write(head[i : i + 1])
+                    await writer.drain()
+                    await asyncio.sleep(delay)
+            except ConnectionError:
+                pass
+
+        sender = asyncio.create_task(trickle())
+        try:
+            answer = await asyncio.wait_for(reader.read(), deadline)  # until the server closes
+        except ConnectionError:
+            answer = b"reset"
+        except TimeoutError:
+            answer = b"still open"
+        elapsed = time.monotonic() - started
+        sender.cancel()
+        writer.close()
+        return elapsed, answer
+
+    async def ordinary() -> list[int]:
+        statuses = []
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for i in range(40):
+                r = await http.post("/api/comments", json={"id": f"ok{i}", "text": "fine"})
+                statuses.append(r.status_code)
+                statuses.append((await http.get("/api/comments")).status_code)
+                await asyncio.sleep(0.02)
+        return statuses
+
+    keep_alive_first = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    in_time = b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    results = await asyncio.gather(
+        *(connection(never_done) for _ in range(slow)),
+        connection(never_done, first=keep_alive_first),
+        connection(b""),
+        connection(in_time, delay=bound * 0.4 / len(in_time)),
+        ordinary(),
+    )
+    return {
+        "slow": results[:slow],
+        "kept_alive": results[slow],
+        "silent": results[slow + 1],
+        "in_time": results[slow + 2],
+        "ordinary": results[slow + 3],
+    }
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_slow_headers_are_cut_off_while_normal_requests_succeed(tmp_path, workers):
+    """Slowloris against a real `kvheal serve`: connections that send their headers a byte at
+    a time, or nothing at all, are answered 408 and closed within the bound (uvicorn alone
+    holds them for ever); headers that arrive slowly but in time, and every ordinary request
+    made meanwhile, are served."""
+    from kvheal.impl.redis_server import free_port
+
+    bound = 1.0
+    port = free_port()
+    args = ["--db", str(tmp_path / "kv.sqlite3"), "--workers", str(workers), "--header-timeout", str(bound)]
+    proc = _start_serve([*args, "--post-rate", "0"], port)
+    try:
+        found = asyncio.run(_slowloris(port, slow=30, bound=bound))
+    finally:
+        err = _stop_serve(proc)
+    cut = [*found["slow"], found["kept_alive"], found["silent"]]
+    for elapsed, answer in cut:
+        assert bound * 0.9 < elapsed < bound + 2.5, (elapsed, answer[:80])
+        assert answer.startswith(b"HTTP/1.1 408 ") or answer == b"reset", answer[:80]
+    assert sum(answer.startswith(b"HTTP/1.1 408 ") for _, answer in cut) >= len(cut) // 2
+    assert b"request headers not received within 1 s" in next(a for _, a in cut if a != b"reset")
+    elapsed, answer = found["in_time"]
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'{"ok":true}' in answer, answer[:200]
+    assert found["ordinary"] == [200] * 80
+    assert "Traceback" not in err
+
+
 def test_serve_secret_file_and_http_options(tmp_path):
     from kvheal.impl.redis_server import free_port
 
