@@ -34,8 +34,9 @@ import time
 
 from bench.impl_bench import load
 from kvheal.impl.chaos import ChaosConfig, run_chaos
-from kvheal.impl.redis_server import RedisServer, redis_server_binary
-from kvheal.impl.server import ServeConfig, ServerProcess
+from kvheal.impl.deploy import Deployment
+from kvheal.impl.redis_server import redis_server_binary
+from kvheal.impl.server import ServeConfig
 from kvheal.impl.stress import CONVERGING_DESIGNS, StressConfig, run_stress
 
 SECTIONS = ("durability", "contention", "tabs", "chaos")
@@ -52,24 +53,21 @@ def _post_bench(
     sqlite_sync: str = "FULL",
     redis_persistence: str = "aof",
 ) -> dict:
-    redis = RedisServer(persistence=redis_persistence).start() if backend == "redis" else None
-    try:
-        config = ServeConfig(
+    deployment = Deployment(
+        ServeConfig(
             backend=backend,
             variants=variants,
-            port=0,
             workers=workers,
             db=f"{tmp}/{backend}-{variants or 'seed'}-{sqlite_sync}-{time.monotonic_ns()}.sqlite3",
-            redis_url=redis.url if redis else ServeConfig.redis_url,
             sqlite_sync=sqlite_sync,
             allow_volatile=True,
             cap=200,
-        )
-        with ServerProcess(config) as url:
-            return asyncio.run(load(url, "POST", n, concurrency, f"b{time.monotonic_ns()}"))
-    finally:
-        if redis is not None:
-            redis.stop()
+        ),
+        own_redis=backend == "redis",
+        redis_persistence=redis_persistence,
+    )
+    with deployment:
+        return asyncio.run(load(deployment.base_url, "POST", n, concurrency, f"b{time.monotonic_ns()}"))
 
 
 def main(argv: list[str] | None = None) -> int:

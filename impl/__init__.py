@@ -11,6 +11,7 @@ not pull in Starlette or uvicorn)::
     client        Client, PollSchedule, Snapshot, PendingEntry, MemoryPendingStore,
                   SqlitePendingStore, JsonFilePendingStore                 (client)
     running       ServeConfig, serve, UvicornThread, ServerProcess, RedisServer  (server, redis_server)
+                  Deployment, tab_client: a throwaway deployment and its tabs  (deploy)
     stress        StressConfig, run_stress, StressReport                   (stress)
 
 It never imports the model: `kvheal.conformance` is the one place that knows both.
@@ -80,6 +81,8 @@ _EXPORTS = {
     "UvicornThread": "server",
     "ServerProcess": "server",
     "RedisServer": "redis_server",
+    "Deployment": "deploy",
+    "tab_client": "deploy",
     "StressConfig": "stress",
     "StressReport": "stress",
     "RunResult": "stress",

@@ -43,11 +43,12 @@ import httpx2
 
 from .client import Client, ClientError, MemoryPendingStore, PollSchedule
 from .config import ConfigError, parse_variants
+from .deploy import Deployment, shared_ssl_context, tab_client, terminate_as_interrupt
 from .kv import KV, KVError
 from .messages import CACHE_KEY, comment_key, decode_cache
-from .redis_server import PERSISTENCE_MODES, RedisServer, free_port, redis_server_binary
-from .server import ServeConfig, ServerProcess, build_kv
-from .stress import converging_design, shared_ssl_context, terminate_as_interrupt
+from .redis_server import PERSISTENCE_MODES, redis_server_binary
+from .server import ServeConfig
+from .stress import converging_design
 
 __all__ = ["ChaosConfig", "ScenarioResult", "ChaosReport", "run_chaos", "SCENARIOS", "DEFAULT_SCENARIOS"]
 
@@ -163,58 +164,25 @@ class ChaosReport:
 # -- the deployment under test -------------------------------------------------------------------
 
 
-class Deployment:
+def _deployment(config: ChaosConfig, workdir: str, *, cap: int) -> Deployment:
     """A served worker (and its redis-server) that scenarios can kill, pause and restart."""
-
-    def __init__(self, config: ChaosConfig, workdir: str, *, cap: int) -> None:
-        self.config = config
-        self.redis: RedisServer | None = None
-        if config.backend == "redis":
-            self.redis = RedisServer(
-                persistence=config.redis_persistence, data_dir=os.path.join(workdir, "redis")
-            )
-            os.makedirs(self.redis.data_dir, exist_ok=True)
-        self.serve = ServeConfig(
+    return Deployment(
+        ServeConfig(
             backend=config.backend,
             variants=config.variants,
             workers=config.workers,
-            port=free_port(),
             db=os.path.join(workdir, "kv.sqlite3"),
-            redis_url=self.redis.url if self.redis else ServeConfig.redis_url,
             redis_namespace=f"kvheal-chaos-{uuid.uuid4().hex[:8]}:",
             cap=cap,
             sweep_interval=config.sweep_interval,
             allow_volatile=True,
             redis_timeout=2.0,
             secret=os.urandom(32).hex(),
-        )
-        self.server = ServerProcess(self.serve)
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def start(self) -> None:
-        if self.redis is not None:
-            self.redis.start()
-        self.server.start()
-
-    def restart_server(self) -> float:
-        """Start the served worker again on the same port; seconds it took to answer."""
-        t0 = time.monotonic()
-        self.server = ServerProcess(self.serve)
-        self.server.start(timeout=20)
-        return time.monotonic() - t0
-
-    def admin_kv(self) -> KV:
-        return build_kv(self.serve, op_log=False)
-
-    def stop(self) -> None:
-        try:
-            self.server.stop()
-        finally:
-            if self.redis is not None:
-                self.redis.stop()
+        ),
+        own_redis=config.backend == "redis",
+        redis_persistence=config.redis_persistence,
+        redis_dir=os.path.join(workdir, "redis"),
+    )
 
 
 # -- the load ------------------------------------------------------------------------------------
@@ -248,15 +216,11 @@ class Load:
         self.killed: set[int] = set()
 
     def _client(self, c: int) -> Client:
-        http = httpx2.AsyncClient(
-            base_url=self.base_url, timeout=self.config.client_timeout, verify=shared_ssl_context()
-        )
-        return Client(
+        return tab_client(
             self.base_url,
-            tab=f"{self.tag}{c}",
-            store=MemoryPendingStore(),
-            http=http,
-            keep_verifying="keep_verifying" in self.config.variants,
+            f"{self.tag}{c}",
+            MemoryPendingStore(),
+            variants=self.config.variants,
             schedule=PollSchedule(0.05, 0.05, 0.3),
             timeout=self.config.client_timeout,
         )
@@ -344,7 +308,6 @@ class Load:
         for client in self.clients:
             try:
                 await asyncio.wait_for(client.aclose(), 5)
-                await client.http.aclose()
             except Exception:  # noqa: BLE001
                 pass
 
@@ -785,7 +748,7 @@ def run_chaos(
         for name in config.scenarios:
             workdir = tempfile.mkdtemp(prefix=f"kvheal-chaos-{name}-")
             cap = 1000 if name != "hostile-future" else 50
-            deployment = Deployment(config, workdir, cap=cap)
+            deployment = _deployment(config, workdir, cap=cap)
             t0 = time.monotonic()
             try:
                 deployment.start()

@@ -37,6 +37,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx2
 
@@ -253,6 +254,9 @@ class Client:
     schedule: PollSchedule = field(default_factory=PollSchedule)
     poll_limit: int = 1000
     timeout: float = 30.0
+    #: the connection pool and TLS verification of the HTTP client the tab makes (without `http`)
+    limits: httpx2.Limits | None = None
+    verify: Any = True
     #: times a post whose outcome is unknown is sent again, and the first wait (doubling) before
     post_retries: int = 3
     retry_delay: float = 0.2
@@ -276,8 +280,13 @@ class Client:
         self.tab = str(self.tab)
         self._owns_http = self.http is None
         if self.http is None:
+            pool = {} if self.limits is None else {"limits": self.limits}
             self.http = httpx2.AsyncClient(
-                base_url=self.base_url, transport=self.transport, timeout=self.timeout
+                base_url=self.base_url,
+                transport=self.transport,
+                timeout=self.timeout,
+                verify=self.verify,
+                **pool,
             )
         self._lock = asyncio.Lock()
         self._heal_tasks: dict[str, asyncio.Task] = {}

@@ -28,25 +28,23 @@ shutdown as Ctrl-C (SIGINT), and the server's stderr is drained on a thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import httpx2
 
 from .client import Client, ClientError, PollSchedule, SqlitePendingStore
 from .config import ConfigError, parse_variants
-from .kv import KV, JsonlOpLog, MemoryKV
-from .redis_server import RedisServer, redis_server_binary
-from .server import ServeConfig, ServerProcess, UvicornThread, preflight
+from .deploy import Deployment, tab_client, terminate_as_interrupt
+from .kv import JsonlOpLog
+from .redis_server import redis_server_binary
+from .server import ServeConfig
 
 __all__ = [
     "StressConfig",
@@ -55,7 +53,6 @@ __all__ = [
     "run_stress",
     "converging_design",
     "CONVERGING_DESIGNS",
-    "terminate_as_interrupt",
 ]
 
 #: the designs whose convergence the model proves (README: `kvheal check`, `kvheal prove`)
@@ -72,24 +69,6 @@ def converging_design(variants) -> bool:
     if variants & {"tab_crash", "shared_pending"}:
         return False
     return any(design <= variants for design in CONVERGING_DESIGNS)
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt():
-    """While inside, SIGTERM raises KeyboardInterrupt (as SIGINT does), so `finally` blocks stop
-    the children; outside the main thread this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -220,84 +199,44 @@ def run_stress(config: StressConfig, *, on_run: Callable[[RunResult], None] | No
 
 
 def _run_stress(config: StressConfig, on_run, started: float, workdir: str) -> StressReport:
-    redis: RedisServer | None = None
-    try:
-        db = config.db or os.path.join(workdir, "kv.sqlite3")
-        serve = ServeConfig(
+    own_redis = config.backend == "redis" and not config.redis_url
+    if own_redis and redis_server_binary() is None:
+        raise ConfigError("the redis backend needs --redis-url or an installed redis-server")
+    deployment = Deployment(
+        ServeConfig(
             backend=config.backend,
             variants=config.variants,
             workers=config.workers,
             port=0,
-            db=db,
+            db=config.db or os.path.join(workdir, "kv.sqlite3"),
             redis_url=config.redis_url or ServeConfig.redis_url,
             redis_namespace=f"kvheal-stress-{uuid.uuid4().hex[:8]}:",
             cap=config.cap,
             sweep_interval=config.sweep_interval,
             op_log=config.op_log,
             allow_volatile=True,
-        )
-        # Bad paths and an unreachable Redis are found before anything starts (ConfigError).
-        warnings = preflight(
-            replace(
-                serve,
-                backend="sqlite" if config.backend == "redis" and not config.redis_url else config.backend,
-            ),
-            bind=False,
-        )
-        if config.backend == "redis" and not config.redis_url:
-            if redis_server_binary() is None:
-                raise ConfigError("the redis backend needs --redis-url or an installed redis-server")
-            redis = RedisServer(persistence=config.redis_persistence).start()
-            serve = replace(serve, redis_url=redis.url)
-        report = StressReport(
-            config={
-                **asdict(config),
-                "variants": sorted(config.variants),
-                "workers": serve.workers,
-                "warnings": warnings,
-            }
-        )
-        if config.backend == "memory":
-            from .server import build_kv
-            from .worker import create_app
-
-            serve = serve.with_secret()
-            kv = build_kv(serve)
-            app = create_app(kv, serve.worker_config(sweeper_in_app=True))
-            with UvicornThread(app) as base_url:
-                asyncio.run(_runs(config, base_url, lambda: kv, workdir, report, on_run, started))
-        else:
-            from .server import build_kv
-
-            with ServerProcess(serve) as base_url:
-                asyncio.run(
-                    _runs(
-                        config,
-                        base_url,
-                        lambda: build_kv(serve, op_log=False),
-                        workdir,
-                        report,
-                        on_run,
-                        started,
-                    )
-                )
-        report.seconds = time.monotonic() - started
-        return report
-    finally:
-        if redis is not None:
-            redis.stop()
+        ),
+        own_redis=own_redis,
+        redis_persistence=config.redis_persistence,
+    )
+    report = StressReport(
+        config={
+            **asdict(config),
+            "variants": sorted(config.variants),
+            "workers": deployment.serve.workers,
+            "warnings": deployment.warnings,
+        }
+    )
+    with deployment:
+        asyncio.run(_runs(config, deployment, workdir, report, on_run, started))
+    report.seconds = time.monotonic() - started
+    return report
 
 
 async def _runs(
-    config: StressConfig,
-    base_url: str,
-    admin_kv: Callable[[], KV],
-    workdir: str,
-    report: StressReport,
-    on_run,
-    started: float,
+    config: StressConfig, deployment: Deployment, workdir: str, report: StressReport, on_run, started: float
 ) -> None:
-    kv = admin_kv()
+    kv = deployment.admin_kv()
     try:
         for run in range(config.runs):
             if time.monotonic() - started > config.timeout_s:
@@ -305,13 +244,14 @@ async def _runs(
             await kv.clear()
             if config.op_log:
                 _mark_clear(config.op_log, run)
-            result = await _one_run(config, base_url, run, os.path.join(workdir, f"pending-{run}.sqlite3"))
+            result = await _one_run(
+                config, deployment.base_url, run, os.path.join(workdir, f"pending-{run}.sqlite3")
+            )
             report.runs.append(result)
             if on_run is not None:
                 on_run(result)
     finally:
-        if not isinstance(kv, MemoryKV):
-            await kv.aclose()
+        await kv.aclose()
 
 
 def _mark_clear(path: str, run: int) -> None:
@@ -346,21 +286,19 @@ def evicted_ids(acked: dict[str, int], cache: list[dict], cap: int) -> set[str]:
 async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: str) -> RunResult:
     t0 = time.monotonic()
     shared = "shared_pending" in config.variants
-    limits = httpx2.Limits(max_connections=config.per_tab + 2, max_keepalive_connections=config.per_tab + 2)
     stores = [
         SqlitePendingStore(pending_path, "pendingMessages" if shared else f"pending:{t}")
         for t in range(config.tabs)
     ]
     clients = [
-        Client(
+        tab_client(
             base_url,
-            tab=t,
-            store=stores[t],
-            keep_verifying="keep_verifying" in config.variants,
+            t,
+            stores[t],
+            variants=config.variants,
             schedule=config.schedule,
-            http=httpx2.AsyncClient(
-                base_url=base_url, limits=limits, timeout=60.0, verify=shared_ssl_context()
-            ),
+            timeout=60.0,
+            max_connections=config.per_tab + 2,
         )
         for t in range(config.tabs)
     ]
@@ -439,23 +377,8 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
         await checker.aclose()
         for client in clients:
             await client.aclose()
-            await client.http.aclose()
         for store in stores:
             await store.aclose()
-
-
-_SSL_CONTEXT = None
-
-
-def shared_ssl_context():
-    """One SSL context for every client: httpx builds one per client otherwise, and loading the
-    CA bundle costs ~65 ms each (17 s for 256 tabs, before anything is posted)."""
-    global _SSL_CONTEXT
-    if _SSL_CONTEXT is None:
-        import ssl
-
-        _SSL_CONTEXT = ssl.create_default_context()
-    return _SSL_CONTEXT
 
 
 async def _poll(client: Client) -> None:
