@@ -453,6 +453,7 @@ def _print_report(report) -> None:
         ("runs converged", f"{s['converged_runs']} / {s['runs']}"),
         ("poll cycles to converge (max / mean)", f"{s['converge_polls_max']} / {s['converge_polls_mean']}"),
         ("heals sent", str(s["heals_sent"])),
+        ("  ids given up (not found, or outside the cache's window)", str(s["heals_given_up"])),
         ("seconds", str(s["seconds"])),
     ]
     for name, value in rows:

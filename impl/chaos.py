@@ -13,6 +13,9 @@ and then checks the store and the cache directly through the KV:
   retries them (same id, text and timestamp: an idempotent retry) once the fault is over; those
   still unresolved are reported apart, never counted as lost.
 
+The clients are `deploy.tab_client`s: an id whose heal is answered 404 (the store lost it) is
+given up, not healed on every poll for ever; `heals` and `heals_given_up` count both.
+
 Faults (`SCENARIOS`): kill -9 or SIGSTOP a worker process, the main process (its workers must
 die with it, and a restart on the same port must work at once), or redis-server (restarted on
 its data: what survives depends on its persistence mode); clients killed right after their
@@ -36,6 +39,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
@@ -128,6 +132,10 @@ class ScenarioResult:
     lost: int = 0
     #: of the unknown posts, how many were stored anyway
     unknown_stored: int = 0
+    #: heals the honest clients sent, and the ids they gave up healing (the worker answered 404:
+    #: not stored, or "outside the cache's window"; `Client.give_up_hopeless`)
+    heals: int = 0
+    heals_given_up: int = 0
     #: other broken promises, one sentence each (writes by refused requests, orphans, ...)
     violations: list[str] = field(default_factory=list)
     #: remarks that are not failures
@@ -361,6 +369,13 @@ async def _check_load(result: ScenarioResult, load: Load, kv: KV, *, converging:
         result.notes.append(f"refusals answered {', '.join(map(str, statuses))}")
     if load.killed:
         result.notes.append(f"{len(load.killed)} client(s) killed right after an acknowledgement")
+    result.heals += sum(c.heals_sent for c in load.clients)
+    given_up = Counter(why for c in load.clients for why in c.abandoned.values())
+    result.heals_given_up += sum(given_up.values())
+    if given_up:
+        result.notes.append(
+            "heals given up: " + ", ".join(f"{n} {why}" for why, n in sorted(given_up.items()))
+        )
     dup = len(cache) - len(cached)
     if dup and "dedupe" in load.config.variants:
         result.violations.append(f"{dup} duplicate entr(ies) in the cache")

@@ -10,7 +10,10 @@ server and `restart_server` start it again where the clients expect it; `admin_k
 store directly, around the worker.
 
 `tab_client` makes one tab: a `Client` in the design's client flags, with its own connection
-pool.
+pool, that gives up the heals no heal can bring back (`give_up_hopeless`): an id the worker
+answers 404 (the store lost the message) or "outside the cache's window" (older than a full
+cache) is not healed again, and leaves the pending list at the next write-back, instead of
+costing a heal on every poll for ever.
 
 `terminate_as_interrupt` turns SIGTERM into the KeyboardInterrupt of a Ctrl-C while a
 deployment runs, so `finally` blocks stop its children.
@@ -135,7 +138,8 @@ def tab_client(
     max_connections: int | None = None,
 ) -> Client:
     """One tab of stress or chaos: a `Client` with its own connection pool (at most
-    `max_connections`; httpx's default when None), keep_verifying as the design says."""
+    `max_connections`; httpx's default when None), keep_verifying as the design says, and
+    `give_up_hopeless` (`Client.abandoned` says which ids it gave up, and why)."""
     limits = (
         httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         if max_connections
@@ -150,6 +154,7 @@ def tab_client(
         timeout=timeout,
         limits=limits,
         verify=shared_ssl_context(),
+        give_up_hopeless=True,
     )
 
 

@@ -10,7 +10,9 @@ posts at once through a barrier, and measures:
   cache holds every acknowledged message and every pending list is empty, or `max_rounds`;
 - how many are in the cache after healing, duplicates in the final cache, the round at which
   the cache first held every acknowledged message ("time to converge in poll cycles"; 0 when
-  nothing was missing), and the heals sent.
+  nothing was missing), the heals sent, and the ids the tabs gave up healing (the worker
+  answered 404 or "outside the cache's window": `deploy.tab_client`), which also leave the
+  pending lists, so a run whose window moved past some messages ends once the rest converged.
 
 An acknowledged message absent from the final cache is *evicted* when the cache is full and
 the message is older than everything in it (the cache's window moved past it: what a capacity
@@ -137,6 +139,9 @@ class RunResult:
     converged_after_polls: int | None
     heals_sent: int
     seconds: float
+    #: ids the tabs stopped healing: the worker answered 404 (not stored) or "outside the
+    #: cache's window" (`Client.give_up_hopeless`)
+    heals_given_up: int = 0
 
 
 @dataclass
@@ -167,6 +172,7 @@ class StressReport:
             "converge_polls_max": max(converge, default=None),
             "converge_polls_mean": round(statistics.fmean(converge), 3) if converge else None,
             "heals_sent": sum(r.heals_sent for r in self.runs),
+            "heals_given_up": sum(r.heals_given_up for r in self.runs),
             "seconds": round(self.seconds, 3),
         }
 
@@ -372,6 +378,7 @@ async def _one_run(config: StressConfig, base_url: str, run: int, pending_path: 
             converged_after_polls=converged_at,
             heals_sent=sum(c.heals_sent for c in clients),
             seconds=round(time.monotonic() - t0, 4),
+            heals_given_up=sum(len(c.abandoned) for c in clients),
         )
     finally:
         await checker.aclose()

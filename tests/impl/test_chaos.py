@@ -55,6 +55,42 @@ def test_redis_without_persistence_loses_acknowledged_posts():
     (s,) = report.scenarios
     assert s.lost > 0 and not report.ok
     assert any(n.startswith(f"{s.lost} acknowledged post(s) not in the store") for n in s.notes)
+    assert 0 < s.heals_given_up <= s.lost  # heals of the lost ids answered 404, and given up
+
+
+async def test_chaos_clients_give_up_heals_of_posts_the_store_lost():
+    """The honest load's clients post, then the store loses everything (as redis-server without
+    persistence does on a kill -9). Every heal of an acknowledged id is answered 404; each id is
+    healed once and given up, instead of once per poll round until the rounds run out (before
+    give_up_hopeless: 1,232 heals in 8 rounds)."""
+    import asyncio
+    import random
+
+    from kvheal.impl.chaos import Load, ScenarioResult, _check_load, _honest_missing
+    from kvheal.impl.kv import MemoryKV
+    from kvheal.impl.server import UvicornThread
+    from kvheal.impl.worker import WorkerConfig, create_app
+
+    kv = MemoryKV()
+    config = ChaosConfig(clients=4, heal_pause_s=0.02, think_s=0.01)
+    with UvicornThread(create_app(kv, WorkerConfig(variants="atomic_cache,dedupe"))) as url:
+        load = Load(config, url, "g", random.Random(0))
+        runner = asyncio.create_task(load.run())
+        await asyncio.sleep(0.5)
+        load.stop.set()
+        await runner
+        acked = [p.id for p in load.posts if p.outcome == "acked"]
+        await kv.clear()  # the store forgets every acknowledged post
+        rounds = await load.heal(await _honest_missing(load, kv, True))
+        result = ScenarioResult("lost-store")
+        await _check_load(result, load, kv, converging=True)
+        await load.aclose()
+    assert len(acked) >= 4 and rounds >= 10  # ten rounds without progress end the healing
+    assert {mid: why for c in load.clients for mid, why in c.abandoned.items()} == dict.fromkeys(
+        acked, "not found"
+    )
+    assert (result.heals, result.heals_given_up, result.lost) == (len(acked), len(acked), len(acked))
+    assert f"heals given up: {len(acked)} not found" in result.notes
 
 
 def test_heal_flood_writes_nothing_and_cli_json():

@@ -183,6 +183,20 @@ def test_stress_seed_heals_and_atomic_never_misses(tmp_path):
     ) == (18, 18, 0, 0, 0, 0)
 
 
+def test_stress_tabs_give_up_messages_the_window_moved_past():
+    """Six tabs post at once into a cache of 3: the three oldest messages are evicted. Each owner
+    heals its evicted message once, is answered "outside the cache's window", and gives it up
+    (it leaves the pending list), so the run ends at once instead of healing every round until
+    max_rounds (3 heals a round, 90 in all, before give_up_hopeless)."""
+    report = run_stress(
+        StressConfig(tabs=6, runs=1, backend="memory", cap=3, variants="atomic_cache,dedupe", max_rounds=30)
+    )
+    s = report.summary
+    assert (s["acked"], s["evicted"], s["lost"], s["converged_runs"]) == (6, 3, 0, 1)
+    assert (s["heals_sent"], s["heals_given_up"]) == (3, 3)
+    assert report.runs[0].seconds < 4  # 30 rounds of the 20 ms (+10 ms) schedule take over 4 s
+
+
 @pytest.mark.parametrize("variants", ["keep_verifying,dedupe", "shared_pending", "tab_crash", "sweeper"])
 def test_stress_client_variants_on_memory(variants):
     report = run_stress(
