@@ -345,6 +345,31 @@ async def test_sqlite_synchronous_full_by_default_and_busy_lock_is_kverror(tmp_p
         await k.aclose()
 
 
+async def test_sqlite_puts_that_queue_up_share_one_commit(tmp_path):
+    """Group commit: 200 concurrent puts (some of one key) are written in a handful of
+    transactions, not 200, in the order they were called; a batch that cannot get the write
+    lock fails every put in it, and the next put works."""
+    path = tmp_path / "kv.sqlite3"
+    kv = SqliteKV(path, busy_timeout_ms=300)
+    statements: list[str] = []
+    await kv._run(lambda c: c.set_trace_callback(statements.append))
+    await asyncio.gather(*(kv.put(f"k{i % 150}", f"v{i}") for i in range(200)))
+    commits = statements.count("COMMIT")
+    assert 1 <= commits <= 20, commits
+    # the later put of a key wins, as if each had been its own transaction
+    assert [await kv.get(f"k{i}") for i in (0, 49, 50, 149)] == ["v150", "v199", "v50", "v149"]
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    outcomes = await asyncio.gather(*(kv.put(f"x{i}", "1") for i in range(5)), return_exceptions=True)
+    assert all(isinstance(o, KVError) and "locked" in str(o) for o in outcomes), outcomes
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert [await kv.get(f"x{i}") for i in range(5)] == [None] * 5
+    await kv.put("x0", "2")
+    assert await kv.get("x0") == "2"
+    await kv.aclose()
+
+
 def test_op_log_design_header(tmp_path):
     from kvheal.impl.kv import read_design
 
