@@ -10,6 +10,13 @@ per KV key (``comment:<id>``, ``recent:comments``). Time runs down, one row per 
 message has its own colour, used for its arrows and wherever its id appears; a lasso's cycle is
 bracketed "repeats for ever". The SVG is self-contained: inline attributes, generic font
 families only.
+
+With SPEC §6's tab view (``tab_view``: the views carry ``clock`` and ``shown``, and
+``cursor`` unless ``full_poll``) a block of columns between the actions and the lanes says,
+after every step, the clock and what each tab's page has shown (its cursor beside it); each
+cell is a ``<text class="shown" data-step=".." data-tab="..">`` (``class="clock"`` for the
+clock), so a program can read the diagram back. A ``Tick`` is a dashed rule across the lanes;
+the step table gains the same columns.
 """
 
 from __future__ import annotations
@@ -70,7 +77,9 @@ GROUP_FILL = {
 }
 
 
-def _lanes(views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]]) -> list[Lane]:
+def _lanes(
+    views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]], left: float = LEFT
+) -> list[Lane]:
     first = views[0]
     tabs = len(first["poll"])
     msgs = len(first["post"])
@@ -93,7 +102,7 @@ def _lanes(views: Sequence[Mapping[str, Any]], trace: Sequence[Mapping[str, Any]
     lanes += [Lane(f"key{m}", f"comment:{m}", "KV key", "kv", colour(m)) for m in range(msgs)]
     lanes.append(Lane("cache", "recent:comments", "KV key (the cache)", "kv"))
     for i, lane in enumerate(lanes):
-        lane.x = LEFT + LANE * i + LANE / 2
+        lane.x = left + LANE * i + LANE / 2
     return lanes
 
 
@@ -121,6 +130,7 @@ def _text(
     fill: str = "#111111",
     weight: str = "normal",
     italic: bool = False,
+    attrs: str = "",
 ) -> str:
     if isinstance(pieces, str):
         pieces = [(pieces, None)]
@@ -129,8 +139,9 @@ def _text(
         for t, c in pieces
     )
     style = ' font-style="italic"' if italic else ""
+    extra = f" {attrs}" if attrs else ""
     return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{FONT}" '
+        f'<text{extra} x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-family="{FONT}" '
         f'font-size="{size}" font-weight="{weight}" fill="{fill}"{style}>{spans}</text>'
     )
 
@@ -146,6 +157,8 @@ class Mark:
     notes: list[tuple[str, list[tuple[str, str | None]]]] = field(default_factory=list)
     crosses: list[str] = field(default_factory=list)
     colour: str = NEUTRAL
+    #: a dashed rule across every lane with this label (time passing: ``Tick``)
+    rule: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def _heal_lane(args: Mapping[str, Any]) -> str:
@@ -156,7 +169,9 @@ def _phase_ids(phase: Any, index: int = 1) -> tuple[int, ...]:
     return tuple(phase[index]) if isinstance(phase, tuple) and len(phase) > index else ()
 
 
-def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any]) -> Mark:
+def _mark(
+    step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any], dedupe: bool | None = None
+) -> Mark:
     """The arrows and notes of one step, from the views around it (SPEC §4-5's actions)."""
     name, args = step["action"], dict(step.get("args", {}))
     m, t = args.get("m"), args.get("t")
@@ -167,14 +182,25 @@ def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str
     if name == "PostKey":
         mk.arrows.append((f"tab{m % tabs}", f"post{m}", [(f"POST m{m}", None)], True))
         mk.arrows.append((f"post{m}", f"key{m}", [(f"put comment:{m}", None)], False))
-    elif name in ("PostRead", "HealRead"):
-        lane = f"post{m}" if name == "PostRead" else _heal_lane(args)
-        side = after["post"][m] if name == "PostRead" else after["heal"][_heal_key(args)]
-        mk.arrows.append(("cache", lane, [("get → ", None), *_ids(_phase_ids(side))], False))
+        if "shown" in after and m not in _shown_of(before, m % tabs):
+            mk.notes.append((f"tab{m % tabs}", [("shows ", None), *_ids([m], "{}")]))
+    elif name in ("PostRead", "HealRead", "PostReadStale", "HealReadStale"):
+        lane = f"post{m}" if name.startswith("Post") else _heal_lane(args)
+        side = after["post"][m] if name.startswith("Post") else after["heal"][_heal_key(args)]
+        verb = "stale get → " if name.endswith("Stale") else "get → "
+        mk.arrows.append(("cache", lane, [(verb, None), *_ids(_phase_ids(side))], False))
+    elif name in ("PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail"):
+        lane = f"post{m}" if name.startswith("Post") else _heal_lane(args)
+        verb = "CAS put" if "Cache" in name else "put"
+        mk.arrows.append((lane, "cache", [(f"{verb} fails (1 write/s): cache unchanged", None)], True))
+        mk.crosses.append("cache")
     elif name in ("PostWrite", "HealWrite", "PostCache", "HealCache"):
         lane = f"post{m}" if name.startswith("Post") else _heal_lane(args)
         verb = "CAS put " if name.endswith("Cache") else "put "
-        if wrote or (name.endswith("Write") and not _skipped(before, name, args)):
+        skipped = (
+            _skipped(before, name, args) if dedupe is None else dedupe and _holds_own(before, name, args)
+        )
+        if wrote or (name.endswith("Write") and not skipped):
             mk.arrows.append((lane, "cache", [(verb, None), *_ids(cache_after)], False))
         else:
             mk.notes.append((lane, [(f"m{m} already cached: no write", None)]))
@@ -183,8 +209,11 @@ def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str
         got = _pending_of(after, owner) != _pending_of(before, owner) or "lists" in after
         label = "200 OK" + (f"; pending += m{m}" if got and "lists" not in after else "")
         mk.arrows.append((f"post{m}", f"tab{owner}", [(label, None)], True))
-    elif name == "PollRead":
-        mk.arrows.append(("cache", f"tab{t}", [("GET → ", None), *_ids(_phase_ids(after["poll"][t]))], False))
+    elif name in ("PollRead", "PollReadStale"):
+        verb = "stale GET → " if name.endswith("Stale") else "GET → "
+        mk.arrows.append(("cache", f"tab{t}", [(verb, None), *_ids(_phase_ids(after["poll"][t]))], False))
+    elif name == "PollDone" and "shown" in after:
+        mk = _mark_view_poll(mk, t, before, after)
     elif name == "PollDone":
         seen = _phase_ids(before["poll"][t])
         pend_before = _pending_of(before, t)
@@ -223,12 +252,68 @@ def _mark(step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str
     elif name == "Crash":
         mk.crosses.append(f"tab{t}")
         mk.notes.append((f"tab{t}", [("crashes", None)]))
+    elif name == "Tick":
+        mk.rule = [(f"time passes: clock {before['clock']} → {after['clock']}", None)]
+    elif name == "Reload":
+        text = [("reloads: shows ", None), *_ids(_shown_of(after, t), "{}")]
+        if "cursor" in after:
+            text.append((f"; cursor {after['cursor'][t]}", None))
+        if "frozen" in after:
+            text += [("; page-load list ", None), *_ids(after["frozen"][t], "{}")]
+        mk.notes.append((f"tab{t}", text))
     elif name == "PendingWrite":
         mk.arrows.append((f"tab{t}", "pending", [("write ", None), *_ids(after["pending"], "{}")], False))
     elif name == STUTTER:
         mk.notes.append(("tab0", [("no action enabled: the state repeats", None)]))
     else:  # an action this renderer does not know: say so rather than draw nothing
         mk.notes.append(("tab0", [(f"? {name}{args}: not drawn", None)]))
+    return mk
+
+
+def _healed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Any]:
+    return [k for k, p in after["heal"].items() if p != before["heal"][k] and p[0] == "Requested"]
+
+
+def _heal_arrows(mk: Mark, t: int, keys: Sequence[Any]) -> None:
+    for k in keys:
+        hm = k[1] if isinstance(k, tuple) else k
+        lane = f"heal{k[0]},{k[1]}" if isinstance(k, tuple) else f"heal{k}"
+        mk.arrows.append((f"tab{t}", lane, [(f"heal m{hm}", colour(hm))], True))
+
+
+def _shown_of(view: Mapping[str, Any], t: int) -> tuple[int, ...]:
+    shown = view.get("shown", ())
+    return tuple(shown[t]) if t < len(shown) else ()
+
+
+def response(before: Mapping[str, Any], t: int) -> tuple[int, ...]:
+    """What tab t's poll returns with the tab view (SPEC §6): the ids of its snapshot stamped
+    at or after its cursor (the whole snapshot without a cursor, ``full_poll``)."""
+    snap = _phase_ids(before["poll"][t])
+    if "cursor" not in before:
+        return snap
+    return tuple(i for i in snap if before["ts"][i] >= before["cursor"][t])
+
+
+def _mark_view_poll(mk: Mark, t: int, before: Mapping[str, Any], after: Mapping[str, Any]) -> Mark:
+    """``PollDone(t)`` with the tab view: what the response held, what the page newly shows,
+    where the cursor went, which pending ids counted as found."""
+    resp = response(before, t)
+    new = [i for i in _shown_of(after, t) if i not in _shown_of(before, t)]
+    pend_before = _pending_of(before, t)
+    if "lists" in after:
+        left = set(_phase_ids(after["lists"][t]))
+        found = [i for i in pend_before if i not in left]
+    else:
+        found = [i for i in pend_before if i not in _pending_of(after, t)]
+    text: list[tuple[str, str | None]] = [("response ", None), *_ids(resp)]
+    if new:
+        text += [("; shows +", None), *_ids(new, "{}")]
+    if "cursor" in after and after["cursor"][t] != before["cursor"][t]:
+        text.append((f"; cursor → {after['cursor'][t]}", None))
+    text += [("; found ", None), *_ids(found, "{}")]
+    mk.notes.append((f"tab{t}", text))
+    _heal_arrows(mk, t, _healed(before, after))
     return mk
 
 
@@ -243,11 +328,16 @@ def _pending_of(view: Mapping[str, Any], t: int) -> tuple[int, ...]:
     return tuple(pending[t]) if t < len(pending) else ()
 
 
+def _holds_own(before: Mapping[str, Any], name: str, args: Mapping[str, Any]) -> bool:
+    """Whether the snapshot a ``PostWrite``/``HealWrite`` writes from already holds its id."""
+    phase = before["post"][args["m"]] if name.startswith("Post") else before["heal"][_heal_key(args)]
+    return args["m"] in _phase_ids(phase)
+
+
 def _skipped(before: Mapping[str, Any], name: str, args: Mapping[str, Any]) -> bool:
     """A dedupe writer whose snapshot holds its id writes nothing; we cannot see the flag, so a
     write that changes nothing and whose snapshot holds ``m`` is drawn as skipped."""
-    phase = before["post"][args["m"]] if name.startswith("Post") else before["heal"][_heal_key(args)]
-    return args["m"] in _phase_ids(phase)
+    return _holds_own(before, name, args)
 
 
 def _sweep_writes(before: Mapping[str, Any]) -> bool:
@@ -270,14 +360,57 @@ def _state_line(view: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return out
 
 
+CLOCK_W = 46  # the clock column (tab view)
+
+
+def _shown_w(views: Sequence[Mapping[str, Any]]) -> int:
+    """The width of one tab's "shows" column: room for every message id and the cursor."""
+    return max(84, 16 * len(views[0]["post"]) + 56)
+
+
+def view_cell(view: Mapping[str, Any], t: int) -> str:
+    """What tab t shows in a state, as text: ``{0,1}``, with ``≥c`` for its cursor when it
+    has one (a poll returns the messages stamped at or after it)."""
+    text = "{" + ",".join(str(i) for i in _shown_of(view, t)) + "}"
+    if "cursor" in view:
+        text += f" ≥{view['cursor'][t]}"
+    return text
+
+
+def never_shown(
+    trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]
+) -> dict[int, list[int]]:
+    """For a lasso over the tab view: per live tab, the acknowledged messages it shows in no
+    state of the loop (what ``EveryoneSees`` waits for in vain); empty otherwise."""
+    loop = loop_start(list(trace))
+    if loop is None or "shown" not in views[0]:
+        return {}
+    cycle = views[loop + 1 :] or views[-1:]
+    out = {}
+    for t in range(len(views[0]["poll"])):
+        if not all(v["alive"][t] for v in cycle):
+            continue
+        acked = set.intersection(*({m for m, p in enumerate(v["post"]) if p[0] == "Acked"} for v in cycle))
+        missing = sorted(m for m in acked if all(m not in _shown_of(v, t) for v in cycle))
+        if missing:
+            out[t] = missing
+    return out
+
+
 def sequence_svg(
     trace: Sequence[Mapping[str, Any]],
     views: Sequence[Mapping[str, Any]],
     title: str = "",
     violated: str = "",
     ident: str = "",
+    dedupe: bool | None = None,
 ) -> str:
     """A counterexample as an SVG sequence diagram (see the module's docstring).
+
+    ``dedupe`` says whether the design has the flag: a write from a snapshot that already
+    holds its id is then drawn as skipped, otherwise as a put (of an unchanged value, when
+    trimming drops the duplicate). None guesses it from the views: a write that changes
+    nothing and whose snapshot holds its id is drawn as skipped.
 
     ``views`` has one more element than ``trace``; ``title`` heads the picture and
     ``violated`` (a property name) is written under the last row; ``ident`` prefixes the
@@ -286,12 +419,17 @@ def sequence_svg(
     pre = "".join(c if c.isalnum() else "-" for c in ident) + "-ah" if ident else "ah"
     if len(views) != len(trace) + 1:
         raise ValueError(f"{len(trace)} steps need {len(trace) + 1} views, got {len(views)}")
-    lanes = _lanes(views, trace)
+    tab_view = "shown" in views[0]
+    tabs = len(views[0]["poll"])
+    shown_w = _shown_w(views)
+    view_w = CLOCK_W + shown_w * tabs + 10 if tab_view else 0
+    lanes = _lanes(views, trace, LEFT + view_w)
     at = {lane.key: lane for lane in lanes}
     loop = loop_start(list(trace))
-    width = LEFT + LANE * len(lanes) + STATE_COL + 40
+    right = LEFT + view_w + LANE * len(lanes)  # where the lanes end
+    width = right + STATE_COL + 40
     top = 34 + HEAD
-    height = top + ROW * (len(trace) + 1) + 40
+    height = top + ROW * (len(trace) + 1) + (58 if tab_view else 40)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img">',
@@ -335,11 +473,18 @@ def sequence_svg(
             f'stroke="#bbbbbb" stroke-width="1" stroke-dasharray="{"2,3" if lane.group == "request" else "none"}"/>'
         )
     out.append(_text(8, top - 8, "step  action", anchor="start", size=10, fill="#555555"))
-    out.append(
-        _text(
-            LEFT + LANE * len(lanes) + 10, top - 8, "after this step", anchor="start", size=10, fill="#555555"
+    out.append(_text(right + 10, top - 8, "after this step", anchor="start", size=10, fill="#555555"))
+    if tab_view:
+        out.append(
+            f'<rect x="{LEFT}" y="34" width="{view_w - 10}" height="{HEAD - 10}" rx="6" '
+            f'fill="{GROUP_FILL["tab"]}" stroke="{NEUTRAL}" stroke-width="1"/>'
         )
-    )
+        what = "{shown} ≥cursor" if "cursor" in views[0] else "{shown}"
+        out.append(_text(LEFT + (view_w - 10) / 2, 50, f"shown by each tab: {what}", size=10, weight="bold"))
+        out.append(_text(LEFT + CLOCK_W / 2, 72, "clock", size=10, fill="#555555"))
+        for t in range(tabs):
+            cx = LEFT + CLOCK_W + shown_w * t + shown_w / 2
+            out.append(_text(cx, 72, f"tab {t}", size=10, weight="bold", fill="#1a4d8f"))
     if loop is not None:
         y0 = top + ROW * loop + 2
         y1 = top + ROW * len(trace) - 2
@@ -362,13 +507,22 @@ def sequence_svg(
         if i % 2:
             out.append(f'<rect x="0" y="{top + ROW * i}" width="{LEFT - 6}" height="{ROW}" fill="#f6f6f6"/>')
         args = ", ".join(f"{k}={v}" for k, v in step.get("args", {}).items())
-        mk = _mark(step, views[i], views[i + 1])
+        mk = _mark(step, views[i], views[i + 1], dedupe)
         out.append(_text(8, y + 4, f"{i + 1:>2}", anchor="start", size=11, fill="#555555"))
         out.append(
             _text(
                 30, y + 4, f"{step['action']}({args})", anchor="start", size=11, fill=mk.colour, weight="bold"
             )
         )
+        if tab_view:
+            out += _view_cells(i, views, y, shown_w)
+        if mk.rule:
+            ry = top + ROW * i + 4
+            out.append(
+                f'<line x1="{LEFT + view_w}" y1="{ry}" x2="{right}" y2="{ry}" stroke="#8a6d00" '
+                f'stroke-width="1.5" stroke-dasharray="8,4"/>'
+            )
+            out.append(_text(LEFT + view_w + 8, y + 6, mk.rule, anchor="start", size=10, fill="#8a6d00"))
         for src, dst, label, dashed in mk.arrows:
             if src not in at or dst not in at:
                 continue
@@ -400,7 +554,7 @@ def sequence_svg(
             )
         out.append(
             _text(
-                LEFT + LANE * len(lanes) + 10,
+                right + 10,
                 y + 4,
                 _state_line(views[i + 1]),
                 anchor="start",
@@ -418,8 +572,65 @@ def sequence_svg(
         out.append(
             _text(8, foot, f"✗ {violated}: {what}", anchor="start", size=12, weight="bold", fill="#b00020")
         )
+        unseen = never_shown(trace, views) if violated == "EveryoneSees" else {}
+        if unseen:
+            cycle = views[loop + 1 :] if loop is not None else views[-1:]
+            said = "; ".join(
+                f"tab {t} never shows "
+                + ", ".join(
+                    f"m{m}" + (" (in the cache throughout)" if all(m in v["cache"] for v in cycle) else "")
+                    for m in ms
+                )
+                for t, ms in unseen.items()
+            )
+            out.append(_text(8, foot + 18, said, anchor="start", size=11, fill="#b00020"))
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _view_cells(i: int, views: Sequence[Mapping[str, Any]], y: float, shown_w: int) -> list[str]:
+    """Row ``i``'s clock and shown cells (the state after step ``i + 1``); a cell whose value
+    the step changed is tinted: green when the page shows more, red when it shows less (a
+    reload), yellow for the clock or a cursor that moved."""
+    before, after = views[i], views[i + 1]
+    out = []
+    ytop = y - ROW / 2 + 3
+    if after["clock"] != before["clock"]:
+        out.append(
+            f'<rect x="{LEFT + 4}" y="{ytop}" width="{CLOCK_W - 8}" height="{ROW - 6}" fill="#fff0b3"/>'
+        )
+    out.append(
+        _text(
+            LEFT + CLOCK_W / 2,
+            y + 4,
+            str(after["clock"]),
+            size=11,
+            weight="bold" if after["clock"] != before["clock"] else "normal",
+            attrs=f'class="clock" data-step="{i + 1}"',
+        )
+    )
+    for t in range(len(after["poll"])):
+        x0 = LEFT + CLOCK_W + shown_w * t
+        old, new = set(_shown_of(before, t)), set(_shown_of(after, t))
+        moved = "cursor" in after and after["cursor"][t] != before["cursor"][t]
+        tint = "#fbe0e0" if old - new else "#dff3e0" if new - old else "#fff0b3" if moved else ""
+        if tint:
+            out.append(
+                f'<rect x="{x0 + 4}" y="{ytop}" width="{shown_w - 8}" height="{ROW - 6}" rx="3" fill="{tint}"/>'
+            )
+        pieces = _ids(_shown_of(after, t), "{}")
+        if "cursor" in after:
+            pieces.append((f" ≥{after['cursor'][t]}", None))
+        out.append(
+            _text(
+                x0 + shown_w / 2,
+                y + 4,
+                pieces,
+                size=11,
+                attrs=f'class="shown" data-step="{i + 1}" data-tab="{t}"',
+            )
+        )
+    return out
 
 
 # -- the step table -----------------------------------------------------------------------------------
@@ -452,9 +663,20 @@ def step_rows(
 
 def step_table_md(trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]) -> str:
     """The step table in Markdown: step, action, what changed; a lasso's loop noted under it."""
-    lines = ["| step | action | what changed |", "|---:|---|---|"]
+    head, rule = "| step | action | what changed |", "|---:|---|---|"
+    tab_view = "shown" in views[0]
+    tabs = range(len(views[0]["poll"]))
+    if tab_view:  # SPEC §6: the clock and what each tab has shown after the step
+        cursor = " (cursor)" if "cursor" in views[0] else ""
+        head += " clock | " + " | ".join(f"tab {t} shows{cursor}" for t in tabs) + " |"
+        rule += "---:|" + "---|" * len(tabs)
+    lines = [head, rule]
     for n, action, what in step_rows(trace, views):
-        lines.append(f"| {n} | `{action}` | {_md_cell(what)} |")
+        row = f"| {n} | `{action}` | {_md_cell(what)} |"
+        if tab_view:
+            view = views[n]
+            row += f" {view['clock']} | " + " | ".join(view_cell(view, t) for t in tabs) + " |"
+        lines.append(row)
     loop = loop_start(list(trace))
     if loop is not None:
         lines.append("")

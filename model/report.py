@@ -674,7 +674,9 @@ def assemble(
             stem = slug(d, prop)
             kind = "lasso" if any(s.get("loop") for s in trace) else "path"
             title = f"{d}: {prop} violated ({kind} of {len(trace)} steps, tabs {rec['tabs']})"
-            svg = sequence_svg(trace, views, title=title, violated=prop, ident=stem)
+            svg = sequence_svg(
+                trace, views, title=title, violated=prop, ident=stem, dedupe="dedupe" in model.config.variants
+            )
             table = step_table_md(trace, views)
             files[f"cex/{stem}.svg"] = svg
             files[f"cex/{stem}.md"] = (
