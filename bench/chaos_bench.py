@@ -52,6 +52,7 @@ def _post_bench(
     workers: int,
     sqlite_sync: str = "FULL",
     redis_persistence: str = "aof",
+    shared_pool: bool = False,
 ) -> dict:
     deployment = Deployment(
         ServeConfig(
@@ -67,7 +68,16 @@ def _post_bench(
         redis_persistence=redis_persistence,
     )
     with deployment:
-        return asyncio.run(load(deployment.base_url, "POST", n, concurrency, f"b{time.monotonic_ns()}"))
+        return asyncio.run(
+            load(
+                deployment.base_url,
+                "POST",
+                n,
+                concurrency,
+                f"b{time.monotonic_ns()}",
+                shared_pool=shared_pool,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS)
     )
     parser.add_argument("--workers", type=int, default=4, help="uvicorn processes")
+    parser.add_argument(
+        "--shared-pool",
+        action="store_true",
+        help="send the load through one httpx pool (the load generator before #13's review) "
+        "instead of a connection per client",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -99,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             if "redis" in backends:
                 settings += [("redis", {"redis_persistence": m}) for m in ("aof", "aof-always", "none")]
             for backend, kw in settings:
-                r = _post_bench(backend, "", n, 64, tmp, workers=args.workers, **kw)
+                r = _post_bench(
+                    backend, "", n, 64, tmp, workers=args.workers, shared_pool=args.shared_pool, **kw
+                )
                 label = f"{backend} {next(iter(kw.values()))}"
                 rows.append({"setting": label, **r})
                 say(
@@ -110,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if "contention" in sections:
             n = 800 if args.quick else 3000
-            say(f"# contention: POST, {n} requests, 256 in flight, {args.workers} processes")
+            clients = "one shared httpx pool" if args.shared_pool else "a connection per client"
+            say(f"# contention: POST, {n} requests, 256 clients ({clients}), {args.workers} processes")
             rows = []
             for backend in backends:
-                seed = _post_bench(backend, "", n, 256, tmp, workers=args.workers)
-                atomic = _post_bench(backend, "atomic_cache,dedupe", n, 256, tmp, workers=args.workers)
+                kw = {"workers": args.workers, "shared_pool": args.shared_pool}
+                seed = _post_bench(backend, "", n, 256, tmp, **kw)
+                atomic = _post_bench(backend, "atomic_cache,dedupe", n, 256, tmp, **kw)
                 ratio = atomic["rps"] / seed["rps"] if seed["rps"] else 0.0
                 rows.append(
                     {
