@@ -352,7 +352,8 @@ class HeaderTimeoutProtocol(H11Protocol):
     so their bound lives here: from the connection's opening, or from the first byte of a
     request on a kept-alive connection, the headers must be complete within `header_timeout`
     seconds (the uvicorn config's attribute), else the answer is a 408 and the connection is
-    closed.
+    closed. kvheal always serves with it, so with h11: uvicorn's `auto` would take httptools
+    when that is installed (it is not a dependency), whose protocol has no such bound either.
     """
 
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
