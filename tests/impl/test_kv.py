@@ -355,7 +355,7 @@ async def test_sqlite_puts_that_queue_up_share_one_commit(tmp_path):
     await kv._run(lambda c: c.set_trace_callback(statements.append))
     await asyncio.gather(*(kv.put(f"k{i % 150}", f"v{i}") for i in range(200)))
     commits = statements.count("COMMIT")
-    assert 1 <= commits <= 20, commits
+    assert 1 <= commits <= 50, commits  # not 200 (autocommit: one per put, no COMMIT statement)
     # the later put of a key wins, as if each had been its own transaction
     assert [await kv.get(f"k{i}") for i in (0, 49, 50, 149)] == ["v150", "v199", "v50", "v149"]
     locker = sqlite3.connect(path, isolation_level=None)
