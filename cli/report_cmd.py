@@ -32,6 +32,7 @@ from kvheal.model.report import (
     config_of,
     design_name,
     designs_for,
+    modelled_only,
     record_of,
     z3_record,
 )
@@ -243,7 +244,11 @@ def report(
                 progress.update(task, description=f"checking {d} at tabs {tabs}")
                 model = KVHealModel(config_of(d, tabs))
                 rec = record_of(model, run_check(model, max_states=max_states))
-                if rec["complete"] and all(p["status"] == "holds" for p in rec["properties"].values()):
+                if (
+                    rec["complete"]
+                    and all(p["status"] == "holds" for p in rec["properties"].values())
+                    and not modelled_only(d)
+                ):
                     from kvheal.model.prove import prove
 
                     progress.update(task, description=f"z3: {d} at tabs {tabs}")
@@ -260,7 +265,9 @@ def report(
                 records.append(rec)
                 cache[key] = rec
                 _write(cache_path, json.dumps(cache))
-            if replay and any(p["status"] == "violated" for p in records[-1]["properties"].values()):
+            if modelled_only(d):
+                pass  # kvheal replay refuses model-only flags: the real system does not have them
+            elif replay and any(p["status"] == "violated" for p in records[-1]["properties"].values()):
                 rkey = json.dumps({"replay": key, "impl": impl_digest()}, sort_keys=True)
                 if rkey not in cache:
                     progress.update(task, description=f"replaying {d}'s counterexamples on the real system")

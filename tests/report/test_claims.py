@@ -9,8 +9,12 @@ from kvheal.model.claims import (
     CLAIMS,
     CONFIRMED,
     DEPLOYED,
+    FIXED,
+    MEASURED,
     NOT_APPLICABLE,
     NOT_MODELLED,
+    REFRESH,
+    REFRESH_CONTROL,
     REFUTED,
     UNDECIDED,
     decide,
@@ -29,7 +33,7 @@ def test_quotes_are_the_post_mortems_words():
 
 
 def test_every_claim_says_how_it_is_decided():
-    names = {p.name for p in KVHealModel(Config.make(tabs=1)).properties()}
+    names = {p.name for p in KVHealModel(Config.make(tabs=1, variants="as_built")).properties()}
     for claim in CLAIMS:
         assert claim.checks or claim.measured or claim.not_modelled, claim.id
         for check in claim.checks:
@@ -84,4 +88,58 @@ def test_the_locking_claim_is_about_the_atomic_design():
 
 def test_claims_without_checks():
     kinds = {c.id: decide(c, {})["post_mortem"]["verdict"] for c in CLAIMS if not c.checks}
-    assert kinds == {"survives-refresh": NOT_MODELLED, "no-backoff": NOT_MODELLED}
+    assert kinds == {"no-backoff": NOT_MODELLED}
+
+
+def test_claims_decided_for_the_app_as_deployed_and_its_fix():
+    """Each claim with checks has a verdict for as_built and for as_built_fixed, from the
+    verdicts of those designs only."""
+    assert (DEPLOYED, FIXED) == ("as_built", "as_built_fixed")
+    success = next(c for c in CLAIMS if c.id == "success-100")
+    dec = decide(success, {(DEPLOYED, "Converges"): "violated", (FIXED, "Converges"): "holds"}, [FIXED])
+    assert dec["deployed"]["verdict"] == REFUTED and dec["deployed"]["design"] == "as_built"
+    assert dec["fixed"]["verdict"] == CONFIRMED and dec["true_of"] == ["as_built_fixed"]
+    # EveryoneSees decides "bot and all users see message" where the design has the tab view
+    sees = next(c for c in CLAIMS if c.id == "everyone-sees")
+    v = {
+        ("seed", "Converges"): "violated",
+        ("seed", "EveryoneSees"): NOT_APPLICABLE,
+        (DEPLOYED, "Converges"): "violated",
+        (DEPLOYED, "EveryoneSees"): "violated",
+        (FIXED, "Converges"): "holds",
+        (FIXED, "EveryoneSees"): "holds",
+    }
+    dec = decide(sees, v)
+    assert [b["property"] for b in dec["post_mortem"]["by"]] == ["Converges"]
+    assert [b["property"] for b in dec["deployed"]["by"]] == ["Converges", "EveryoneSees"]
+    assert dec["fixed"]["verdict"] == CONFIRMED
+    v[(FIXED, "EveryoneSees")] = "violated"
+    assert decide(sees, v)["fixed"]["verdict"] == REFUTED
+
+
+def test_survives_refresh_is_decided_where_a_reload_is_the_only_difference():
+    refresh = next(c for c in CLAIMS if c.id == "survives-refresh")
+    assert (refresh.deployed_on, refresh.control) == (REFRESH, REFRESH_CONTROL)
+    # the two designs differ by the reload flag alone
+    flags = lambda d: Config.make(tabs=1, variants=d).variants  # noqa: E731
+    assert flags(REFRESH) - flags(REFRESH_CONTROL) == {"reload"} and flags(REFRESH_CONTROL) < flags(REFRESH)
+    v = {
+        (d, p): "holds"
+        for d in (REFRESH, REFRESH_CONTROL, FIXED)
+        for p in ("Converges", "PendingDrains", "EveryoneSees")
+    }
+    v[(REFRESH, "Converges")] = "violated"
+    dec = decide(refresh, v, designs=[REFRESH, REFRESH_CONTROL, FIXED, "seed"])
+    assert dec["post_mortem"]["verdict"] == NOT_MODELLED  # the post-mortem design has no reloads
+    assert dec["deployed"]["verdict"] == REFUTED and dec["deployed"]["design"] == REFRESH
+    assert [b["property"] for b in dec["deployed"]["by"]] == ["Converges"]
+    assert dec["control"]["verdict"] == CONFIRMED  # the same design without reloads: all hold
+    assert dec["fixed"]["verdict"] == CONFIRMED
+    assert dec["true_of"] == [FIXED]
+
+
+def test_a_bound_the_model_does_not_check_is_not_confirmed():
+    cycle = next(c for c in CLAIMS if c.id == "one-poll-cycle")
+    dec = decide(cycle, {(FIXED, "Converges"): "holds", ("seed", "Converges"): "violated"})
+    assert dec["post_mortem"]["verdict"] == REFUTED  # never healed is not healed in one cycle
+    assert dec["fixed"]["verdict"] == MEASURED  # healed eventually; the bound is measured only
