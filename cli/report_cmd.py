@@ -183,7 +183,8 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
     "--stress/--no-stress",
     default=None,
     help="Also race the real system with kvheal stress (seed, dedupe, atomic_cache,dedupe at "
-    "2, 8 and 16 tabs, 3 runs each; about a minute) and plot it. Default: on with --full.",
+    "2, 8 and 16 tabs, 3 runs each; about a minute), time its POSTs (20 bursts of every tab "
+    "posting at once; half a minute) and plot both. Default: on with --full.",
 )
 @click.option(
     "--replay/--no-replay",
@@ -282,9 +283,10 @@ def report(
         words += ["--designs", ";".join(chosen)] if designs else []
         words += ["--max-states", str(max_states)] if max_states else []
         command = " ".join(shlex.quote(w) for w in words)
-        measured = None
+        measured = latency = None
         if stress if stress is not None else mode == "full":
             measured = run_stress(cache, cache_path, progress, task)
+            latency = run_latency(cache, cache_path, progress, task)
         files = assemble(
             records,
             {
@@ -295,6 +297,7 @@ def report(
                 "skipped": skipped,
             },
             measured,
+            latency,
         )
         for rel, text in files.items():
             _write(out / rel, text)
@@ -342,6 +345,37 @@ def run_stress(cache: dict[str, Any], cache_path: Path, progress: Any, task: Any
             if "summary" in rec:
                 cache[key] = rec
                 _write(cache_path, json.dumps(cache))
+    return out
+
+
+#: POST latency: bursts of every tab posting at once, per design and number of tabs.
+LATENCY_ROUNDS = 20
+
+
+def run_latency(cache: dict[str, Any], cache_path: Path, progress: Any, task: Any) -> list[dict[str, Any]]:
+    """POST latency of the real worker (:func:`kvheal.latency.measure`) per design of the
+    stress runs and number of tabs; cached like them (``--no-cache`` re-measures)."""
+    from kvheal.latency import WORKERS, measure
+
+    out = []
+    for d in STRESS_DESIGNS:
+        for n in STRESS_TABS:
+            key = json.dumps(
+                {"latency": d, "tabs": n, "rounds": LATENCY_ROUNDS, "workers": WORKERS, "kvheal": version()},
+                sort_keys=True,
+            )
+            if key in cache:
+                out.append(cache[key])
+                continue
+            progress.update(task, description=f"POST latency: {d} at {n} tabs")
+            try:
+                rec = measure(d, n, LATENCY_ROUNDS)
+            except Exception as e:  # the server did not start, a request failed: shown, not fatal
+                out.append({"design": d, "tabs": n, "error": f"{type(e).__name__}: {e}"[:200]})
+                continue
+            out.append(rec)
+            cache[key] = rec
+            _write(cache_path, json.dumps(cache))
     return out
 
 

@@ -734,10 +734,15 @@ def line_chart_svg(
     width: int = 560,
     height: int = 320,
     y_max: float | None = None,
+    colours: Mapping[str, str] | None = None,
+    dashed: Sequence[str] = (),
 ) -> str:
     """A small self-contained SVG line chart: one coloured line with dots per series, axes with
-    ticks at the x values and five y ticks from 0, a legend. Pure: points in, text out."""
-    left, right, top, bottom = 62, 160, 34, 48
+    ticks at the x values and five y ticks from 0, a legend. ``colours`` gives a series its
+    colour (default: the palette in order), series named in ``dashed`` are drawn dashed.
+    Pure: points in, text out."""
+    longest = max((len(name) for name in series), default=0)
+    left, right, top, bottom = 62, max(160, round(6.4 * longest) + 50), 34, 48
     pw, ph = width - left - right, height - top - bottom
     xs = sorted({x for pts in series.values() for x, _ in pts}) or [0.0]
     ys = [y for pts in series.values() for _, y in pts]
@@ -777,18 +782,20 @@ def line_chart_svg(
         f'transform="rotate(-90 14 {top + ph / 2:.1f})">{escape(y_label)}</text>'
     )
     for i, (name, pts) in enumerate(series.items()):
-        c = PALETTE[i % len(PALETTE)]
+        c = (colours or {}).get(name) or PALETTE[i % len(PALETTE)]
+        dash = ' stroke-dasharray="6,4"' if name in dashed else ""
         pts = sorted(pts)
         if len(pts) > 1:
             path = " ".join(
                 f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y) in enumerate(pts)
             )
-            out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2.5"/>')
+            out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2.5"{dash}/>')
         for x, y in pts:
             out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{c}"/>')
         ly = top + 8 + 18 * i
         out.append(
-            f'<line x1="{left + pw + 14}" y1="{ly}" x2="{left + pw + 34}" y2="{ly}" stroke="{c}" stroke-width="3"/>'
+            f'<line x1="{left + pw + 14}" y1="{ly}" x2="{left + pw + 34}" y2="{ly}" stroke="{c}" '
+            f'stroke-width="3"{dash}/>'
         )
         out.append(_text(left + pw + 40, ly + 4, name, anchor="start", size=10))
     out.append("</svg>")

@@ -35,7 +35,7 @@ from .claims import (
 from .config import Config
 from .itf import dumps as itf_dumps
 from .itf import to_itf
-from .render import line_chart_svg, sequence_svg, state_table_md, step_table_md, trace_views
+from .render import PALETTE, line_chart_svg, sequence_svg, state_table_md, step_table_md, trace_views
 
 #: The designs of README's verdict table, in its order (variant labels).
 DESIGNS: tuple[str, ...] = (
@@ -474,12 +474,13 @@ def assemble(
     records: Sequence[Mapping[str, Any]],
     meta: Mapping[str, Any],
     stress: Sequence[Mapping[str, Any]] | None = None,
+    latency: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The report's files, ``relative path -> text``: ``report.md``, ``index.html``,
     ``verdicts.json`` (the records without traces, for README's table) and per counterexample
     ``cex/<design>-<property>.svg``, ``.itf.json`` and ``.md``; with ``stress`` (records of
     ``kvheal stress --json`` runs, see :func:`stress_blocks`) the real system's section and its
-    charts under ``stress/``.
+    charts under ``stress/``; with ``latency`` (:func:`latency_blocks`) the POST latency chart.
 
     ``meta`` carries ``command``, ``version``, ``tabs`` and ``mode`` (written in the header);
     nothing time-dependent is added here, so the same records give the same files."""
@@ -720,6 +721,8 @@ def assemble(
     # the counterexamples
     if stress:
         blocks += stress_blocks(stress, files)
+    if latency:
+        blocks += latency_blocks(latency, files)
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(
         (
@@ -904,6 +907,70 @@ def readme_table_from_verdicts(data: Mapping[str, Any]) -> str:
 
 
 # -- the real system ------------------------------------------------------------------------------------
+
+
+def latency_blocks(latency: Sequence[Mapping[str, Any]], files: dict[str, str]) -> list[Any]:
+    """POST latency of the real worker (records of :func:`kvheal.latency.measure`:
+    ``{"design", "tabs", "rounds", "posts", "errors", "p50_ms", "p99_ms", ...}`` or with
+    ``"error"``): a chart of the median and the 99th percentile against the number of tabs
+    posting at once, one colour per design, written to ``stress/post-latency.svg``, and a table."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    colours: dict[str, str] = {}
+    dashed = []
+    rows = []
+    designs = list(dict.fromkeys(r["design"] for r in latency))
+    for r in latency:
+        if "p50_ms" not in r:
+            rows.append([[r["design"]], [str(r["tabs"])], [f"failed: {r.get('error', '?')}"], *[[""]] * 5])
+            continue
+        c = PALETTE[designs.index(r["design"]) % len(PALETTE)]
+        for label, key in (("median", "p50_ms"), ("p99", "p99_ms")):
+            name = f"{r['design']} {label}"
+            series.setdefault(name, []).append((r["tabs"], r[key]))
+            colours[name] = c
+            if label == "p99" and name not in dashed:
+                dashed.append(name)
+        rows.append(
+            [
+                [r["design"]],
+                [str(r["tabs"])],
+                [f"{r['posts']} ({r['rounds']} bursts)" + (f", {r['errors']} errors" if r["errors"] else "")],
+                [f"{r['p50_ms']:.1f}"],
+                [f"{r['p90_ms']:.1f}"],
+                [f"{r['p99_ms']:.1f}"],
+                [f"{r['max_ms']:.1f}"],
+                [f"{r['mean_ms']:.1f}"],
+            ]
+        )
+    blocks: list[Any] = [
+        ("h", 3, ["POST latency"], "post-latency"),
+        (
+            "p",
+            [
+                "Each POST /api/comments timed from the request to its answer, with every tab "
+                "posting at the same instant, burst after burst (the real worker over SQLite, "
+                f"{latency[0].get('workers', '?')} processes, each tab on its own connection; the "
+                "load generator shares the machine, so these are this machine's figures under this "
+                "load). Solid: the median; dashed: the 99th percentile.",
+            ],
+        ),
+    ]
+    if series:
+        files["stress/post-latency.svg"] = line_chart_svg(
+            "POST latency (median solid, 99th percentile dashed)",
+            "tabs posting at once",
+            "milliseconds",
+            series,
+            colours=colours,
+            dashed=dashed,
+            width=680,
+        )
+        blocks.append(("svg", files["stress/post-latency.svg"], "stress/post-latency.svg", "POST latency"))
+    blocks.append(
+        ("table", ["design", "tabs", "posts", "median ms", "p90 ms", "p99 ms", "max ms", "mean ms"], rows)
+    )
+    files["stress/latency.json"] = json.dumps(list(latency), indent=1) + "\n"
+    return blocks
 
 
 def stress_blocks(stress: Sequence[Mapping[str, Any]], files: dict[str, str]) -> list[Any]:
