@@ -191,6 +191,16 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     help="Also write the counterexample as ITF JSON (Apalache/Quint's trace format) to "
     "FILE; with several, one file each, the property's name before the extension.",
 )
+@click.option(
+    "--engine",
+    "engine",
+    type=click.Choice(["auto", "compiled", "python"]),
+    default="auto",
+    show_default=True,
+    help="The search: 'compiled' runs the kernel generated from the definition as "
+    "machine code (numba) over packed states; 'python' the interpreted search; 'auto' "
+    "the compiled one where it can run. Both give the same counts, verdicts and traces.",
+)
 def check(
     tabs: int,
     per_tab: int,
@@ -207,6 +217,7 @@ def check(
     walk_depth: int = 100,
     seed: int = 0,
     itf_path: str | None = None,
+    engine: str = "auto",
 ) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
@@ -233,6 +244,7 @@ def check(
             only=set(only) if only else None,
             budget=budget,
             with_coverage=show_coverage,
+            engine=engine_for(model, engine),
         )
         printer.close()
         if result.stop_reason:
@@ -254,6 +266,18 @@ def check(
     else:
         render(Console(), model, result)
     return exit_status(result.properties.values())
+
+
+def engine_for(model: Any, engine: str) -> str:
+    """``engine``, checked: ``compiled`` where it cannot run is a usage error naming why."""
+    from kvheal.model.engine import pick_engine
+    from kvheal.model.fast import CompiledUnavailable
+
+    try:
+        pick_engine(model, engine)
+    except CompiledUnavailable as e:
+        raise click.UsageError(f"--engine compiled: {e}") from None
+    return engine
 
 
 def memory_budget(text: str | None) -> Any:

@@ -76,6 +76,16 @@ class KVHealModel:
         self.unfair_labels = k.unfair
         self._props = [Property(p.name, p.kind, fn, p.doc) for p, fn in zip(k.props, k.prop_fns)]
 
+    def compiled(self) -> Any:
+        """The compiled kernel of this configuration (:mod:`kvheal.model.fast`), built once;
+        raises ``CompiledUnavailable`` where it cannot run."""
+        ck = getattr(self, "_compiled", None)
+        if ck is None:
+            from .fast import CompiledKernel
+
+            ck = self._compiled = CompiledKernel(self.kernel)
+        return ck
+
     @property
     def instances(self) -> list[Action]:
         """Every action instance of this configuration, indexed by its label."""

@@ -75,6 +75,8 @@ class CheckResult:
     depth: int = 0
     #: transitions per action and never-enabled instances (``check(..., coverage=True)``)
     coverage: dict[str, Any] | None = None
+    #: which search ran: "compiled" or "python" (and "simulate" for random walks)
+    engine: str = "python"
 
     @property
     def ok(self) -> bool:
@@ -89,6 +91,7 @@ class CheckResult:
             "seconds": round(self.seconds, 3),
             "complete": self.complete,
             "depth": self.depth,
+            "engine": self.engine,
             **({"stopped": self.stop_reason} if self.stop_reason else {}),
             **({"coverage": self.coverage} if self.coverage is not None else {}),
             "properties": {n: p.as_json() for n, p in self.properties.items()},
@@ -119,6 +122,10 @@ class StateGraph:
     @property
     def n(self) -> int:
         return len(self.rowptr) - 1
+
+    @property
+    def transitions(self) -> int:
+        return len(self.dst)
 
 
 def _failing_fn(model: Any, props: list[Any]) -> Callable[[Any], int]:
@@ -250,8 +257,18 @@ def replay(model: Any, labels: list[int]) -> list[Any]:
     return out
 
 
-def path_labels(g: StateGraph, num: int) -> list[int]:
+def _np(a: Any, dtype: Any) -> np.ndarray:
+    """``a`` (an ``array.array`` or a numpy array) as a numpy array of ``dtype``, without a
+    copy where the types agree."""
+    if isinstance(a, np.ndarray):
+        return a.astype(dtype, copy=False)
+    return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype)
+
+
+def path_labels(g: Any, num: int) -> list[int]:
     """The labels of the BFS-tree path from an initial state to state ``num``."""
+    if hasattr(g, "path_labels"):
+        return g.path_labels(num)
     labels = []
     while g.parent[num] >= 0:
         labels.append(g.parent_label[num])
@@ -268,6 +285,44 @@ def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[
     return steps
 
 
+def _fair_compiled(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray | None:
+    """Which components are fair, by :mod:`kvheal.model.fastlive` (None without numba)."""
+    try:
+        from .fastlive import fair_components
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return fair_components(rowptr, dst, lab, comp, n_comp, fair_label)
+
+
+def _fair_numpy(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray:
+    """Which components are fair, with numpy sorts (the reference for the compiled version)."""
+    n = len(comp)
+    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(rowptr))
+    c_src = comp[src]
+    internal = c_src == comp[dst]
+    out_degree = np.diff(rowptr)
+    size = np.bincount(comp, minlength=n_comp)
+    n_labels = len(fair_label)
+
+    # A component has a cycle if an edge stays inside it, or it is one state with no
+    # enabled action (that state stutters for ever).
+    cyclic = np.zeros(n_comp, dtype=bool)
+    cyclic[c_src[internal]] = True
+    dead = out_degree == 0
+    cyclic[comp[dead]] = True
+
+    # Fair action instances enabled in every state of the component...
+    key = c_src * n_labels + lab
+    keys, counts = np.unique(key[fair_label[lab]], return_counts=True)
+    everywhere = keys[counts == size[keys // n_labels]]
+    # ...must each be taken on an edge inside it.
+    taken = np.unique(key[internal])
+    missed = everywhere[~np.isin(everywhere, taken)]
+    fair = cyclic.copy()
+    fair[missed // n_labels] = False
+    return fair
+
+
 class LivenessAnalysis:
     """Strongly connected components of a complete graph and which of them are fair."""
 
@@ -277,38 +332,19 @@ class LivenessAnalysis:
 
         n = g.n
         self.g = g
-        rowptr = np.frombuffer(g.rowptr, dtype=np.int64)
-        dst = np.frombuffer(g.dst, dtype=np.int32) if len(g.dst) else np.zeros(0, np.int32)
-        lab = np.frombuffer(g.label, dtype=np.int32) if len(g.label) else np.zeros(0, np.int32)
+        rowptr = _np(g.rowptr, np.int64)
+        dst = _np(g.dst, np.int32)
+        lab = _np(g.label, np.int32)
         self.rowptr, self.dst, self.lab = rowptr, dst, lab
         self.matrix = csr_matrix((np.ones(len(dst), dtype=np.int8), dst, rowptr), shape=(n, n))
         _, comp = connected_components(self.matrix, directed=True, connection="strong")
         self.comp = comp.astype(np.int64)
         n_comp = int(comp.max()) + 1 if n else 0
-        src = np.repeat(np.arange(n, dtype=np.int64), np.diff(rowptr))
-        c_src = self.comp[src]
-        internal = c_src == self.comp[dst]
-        out_degree = np.diff(rowptr)
-        size = np.bincount(self.comp, minlength=n_comp)
         n_labels = len(model.instances)
         fair_label = np.array([model.is_fair(i) for i in range(n_labels)], dtype=bool)
-
-        # A component has a cycle if an edge stays inside it, or it is one state with no
-        # enabled action (that state stutters for ever).
-        cyclic = np.zeros(n_comp, dtype=bool)
-        cyclic[c_src[internal]] = True
-        dead = out_degree == 0
-        cyclic[self.comp[dead]] = True
-
-        # Fair action instances enabled in every state of the component...
-        key = c_src * n_labels + lab
-        keys, counts = np.unique(key[fair_label[lab]], return_counts=True)
-        everywhere = keys[counts == size[keys // n_labels]]
-        # ...must each be taken on an edge inside it.
-        taken = np.unique(key[internal])
-        missed = everywhere[~np.isin(everywhere, taken)]
-        fair = cyclic.copy()
-        fair[missed // n_labels] = False
+        fair = _fair_compiled(rowptr, dst, lab, self.comp, n_comp, fair_label)
+        if fair is None:
+            fair = _fair_numpy(rowptr, dst, lab, self.comp, n_comp, fair_label)
         self.fair = fair
         self.n_labels = n_labels
         self.fair_label = fair_label
@@ -412,6 +448,7 @@ def check(
     only: set[str] | None = None,
     budget: Any = None,
     with_coverage: bool = False,
+    engine: str = "auto",
 ) -> CheckResult:
     """Explore every reachable state of ``model`` and decide each of its properties.
 
@@ -419,17 +456,21 @@ def check(
     ``only`` restricts the verdicts to the named properties. ``budget`` (``room()`` in
     bytes, ``describe()``) bounds memory the same way, and the liveness analysis is skipped
     (its goals ``unknown``) when the budget has no room for it; a MemoryError never escapes.
+    ``engine`` is ``"compiled"`` (:mod:`kvheal.model.fast`), ``"python"`` (this module's
+    search) or ``"auto"``: compiled for a model that has it, when numba can run it.
     """
     t0 = time.perf_counter()
     props = [p for p in model.properties() if only is None or p.name in only]
     invariants = [p for p in props if p.kind == "invariant"]
     goals = [p for p in props if p.kind == "eventually_always"]
     props = invariants + goals
-    g, fails, complete, peak_queue, reason, depth = explore(
-        model, props, max_states=max_states, progress=progress, budget=budget
+    search = pick_engine(model, engine)
+    kwargs = {"graph": bool(goals)} if search is not explore else {}
+    g, fails, complete, peak_queue, reason, depth = search(
+        model, props, max_states=max_states, progress=progress, budget=budget, **kwargs
     )
     explore_seconds = time.perf_counter() - t0
-    masks = np.frombuffer(fails, dtype=np.uint64) if len(fails) else np.zeros(0, np.uint64)
+    masks = _np(fails, np.uint64)
     results: dict[str, PropertyResult] = {}
     for bit, p in enumerate(invariants):
         hits = np.flatnonzero(masks & np.uint64(1 << bit))
@@ -472,7 +513,7 @@ def check(
     ordered = {p.name: results[p.name] for p in props}
     return CheckResult(
         states=g.n if not reason else len(g.parent),
-        transitions=len(g.dst),
+        transitions=g.transitions,
         seconds=time.perf_counter() - t0,
         explore_seconds=explore_seconds,
         complete=complete,
@@ -481,16 +522,39 @@ def check(
         stop_reason=reason,
         depth=depth,
         coverage=coverage(model, g) if with_coverage else None,
+        engine="python" if search is explore else "compiled",
     )
 
 
-def coverage(model: Any, g: StateGraph) -> dict[str, Any]:
+ENGINES = ("auto", "compiled", "python")
+
+
+def pick_engine(model: Any, engine: str = "auto") -> Callable[..., Any]:
+    """The ``explore`` function for ``engine`` (see :func:`check`); ``"compiled"`` raises
+    :class:`~kvheal.model.fast.CompiledUnavailable` with the reason where it cannot run."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "python" or (engine == "auto" and not hasattr(model, "compiled")):
+        return explore
+    from . import fast
+
+    try:
+        model.compiled()
+    except fast.CompiledUnavailable:
+        if engine == "compiled":
+            raise
+        return explore
+    return fast.explore
+
+
+def coverage(model: Any, g: Any) -> dict[str, Any]:
     """How many transitions each action produced, and which action instances were never
     enabled in the explored states (as TLC's ``-coverage``): a guard that is never true, or an
     instance the configuration makes unreachable, shows up here."""
     n = len(model.instances)
-    labels = np.frombuffer(g.label, dtype=np.int32) if len(g.label) else np.zeros(0, np.int32)
-    counts = np.bincount(labels, minlength=n)
+    counts = getattr(g, "label_counts", None)
+    if counts is None:
+        counts = np.bincount(_np(g.label, np.int32), minlength=n)
     per_action: dict[str, int] = {}
     for inst in model.instances:
         per_action[inst.name] = per_action.get(inst.name, 0) + int(counts[inst.label])
@@ -559,5 +623,6 @@ def simulate(model: Any, runs: int, depth: int, seed: int = 0, only: set[str] | 
         explore_seconds=secs,
         complete=False,
         properties=results,
+        engine="simulate",
         stop_reason=f"simulation: {runs:,} random walks of at most {depth} steps (seed {seed})",
     )

@@ -275,13 +275,19 @@ class Val:
 
     def newest(self, count: int) -> Val:
         self.k.env["NEWEST"] = self.k.newest
+        if self.k.nb:  # a table indexed by (mask, count) in the compiled kernel
+            return self._ids(f"NEWEST[{self.code}, {count}]")
         return self._ids(f"NEWEST({self.code}, {count})")
 
     # -- cache
     def add(self, m: int) -> Val:
+        if self.k.nb:
+            return Val(self.k, "cache", f"ADD[{self.code}, {m}]")
         return Val(self.k, "cache", f"ADD[{self.code}][{m}]")
 
     def add_all(self, ids: Val) -> Val:
+        if self.k.nb:  # a table indexed by (cache, mask) in the compiled kernel
+            return Val(self.k, "cache", f"UNION[{self.code}, {ids.code}]")
         return Val(self.k, "cache", f"UNION({self.code}, {ids.code})")
 
     def ids(self) -> Val:
@@ -334,10 +340,13 @@ class _Ite:
 
 
 class _Compiler:
-    """The value algebra ``x`` of the explicit kernel, and the reader's backend."""
+    """The value algebra ``x`` of the explicit kernel, and the reader's backend.
 
-    def __init__(self, definition: Definition, cfg: Any, layout: Kernel) -> None:
-        self.d, self.cfg, self.lay = definition, cfg, layout
+    ``nb`` selects the compiled kernel's dialect (:mod:`kvheal.model.fast`): the same Python
+    expressions, with ``UNION`` and ``NEWEST`` as tables instead of functions."""
+
+    def __init__(self, definition: Definition, cfg: Any, layout: Kernel, nb: bool = False) -> None:
+        self.d, self.cfg, self.lay, self.nb = definition, cfg, layout, nb
         self.ops = self
         self.env: dict[str, Any] = {}
         self.lets: list[tuple[str, str]] = []
@@ -528,12 +537,18 @@ class Kernel:
             out.append(0 if value is None else int(self.encode_const(v, value)))
         return tuple(out)
 
+    def newest_helper(self) -> Any:
+        """``newest(mask, count)``: the ``count`` largest ids of ``mask``, as a bitmask."""
+        return _Compiler(self.definition, self.config, self).newest
+
     # -- code generation
-    def _generate(self) -> str:
+    def blocks(self, nb: bool = False) -> KernelCode:
+        """The definition compiled to expressions over locals ``v0..`` (slot values): per
+        action instance (in the kernel's order) its guard, named temporaries and writes; per
+        property and derived value its temporaries and expression. ``nb`` picks the compiled
+        kernel's dialect."""
         cfg, d = self.config, self.definition
-        unpack = ", ".join(f"v{i}" for i in range(self.width)) + ("," if self.width == 1 else "")
-        lines = ["def successors(s):", f"    {unpack} = s", "    out = []", "    app = out.append"]
-        self._env: dict[str, Any] = {}
+        env: dict[str, Any] = {}
         order = sorted(
             range(len(self.defs)),
             key=lambda lab: (
@@ -542,48 +557,60 @@ class Kernel:
                 d.actions.index(self.defs[lab][0]),
             ),
         )
+        actions: list[ActionCode] = []
         for label in order:
             a, args = self.defs[label]
-            comp = _Compiler(d, cfg, self)
+            comp = _Compiler(d, cfg, self, nb)
             guard, effects = d.apply(a, cfg, StateReader(d, cfg, comp), comp, args)
-            self._env.update(comp.env)
+            env.update(comp.env)
             if guard.const is False:
                 continue
-            new = [f"v{i}" for i in range(self.width)]
+            writes: dict[int, str] = {}
             for target, value in effects.items():
                 if not isinstance(target, Val) or target.ref is None:
                     raise DefinitionError(f"{a.name} writes something that is not a state variable")
-                new[target.ref] = comp.code_for(value, target.ref)
+                writes[target.ref] = comp.code_for(value, target.ref)
             if any(name in guard.code for name, _ in comp.lets):
                 raise DefinitionError(f"{a.name}'s guard uses a value named with x.let")
-            lines.append(f"    # {self.instances[label]}")
-            lines.append(f"    if {guard.code}:" if guard.const is not True else "    if True:")
-            lines += [f"        {name} = {code}" for name, code in comp.lets]
+            code = "True" if guard.const is True else guard.code
+            actions.append(ActionCode(label, str(self.instances[label]), code, tuple(comp.lets), writes))
+        props: list[tuple[tuple[tuple[str, str], ...], str]] = []
+        for p in self.props:
+            comp = _Compiler(d, cfg, self, nb)
+            holds = p.holds(cfg, StateReader(d, cfg, comp), comp)
+            env.update(comp.env)
+            props.append((tuple(comp.lets), holds.code))
+        derived: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
+        for der in d.derived:
+            comp = _Compiler(d, cfg, self, nb)
+            value = der.compute(cfg, StateReader(d, cfg, comp), comp)
+            env.update(comp.env)
+            derived[der.name] = (tuple(comp.lets), value.code)
+        return KernelCode(actions, props, derived, env)
+
+    def _generate(self) -> str:
+        code = self.blocks()
+        self._env = code.env
+        unpack = ", ".join(f"v{i}" for i in range(self.width)) + ("," if self.width == 1 else "")
+        lines = ["def successors(s):", f"    {unpack} = s", "    out = []", "    app = out.append"]
+        for a in code.actions:
+            new = [a.writes.get(i, f"v{i}") for i in range(self.width)]
+            lines.append(f"    # {a.name}")
+            lines.append(f"    if {a.guard}:")
+            lines += [f"        {name} = {expr}" for name, expr in a.lets]
             tup = ", ".join(new) + ("," if self.width == 1 else "")
-            lines.append(f"        app(({label}, ({tup})))")
+            lines.append(f"        app(({a.label}, ({tup})))")
         lines.append("    return out")
         lines.append("")
         fail = ["def failing(s):", f"    {unpack} = s", "    bad = 0"]
-        for i, p in enumerate(self.props):
-            comp = _Compiler(d, cfg, self)
-            holds = p.holds(cfg, StateReader(d, cfg, comp), comp)
-            self._env.update(comp.env)
-            body = [f"    {name} = {code}" for name, code in comp.lets]
-            lines += [f"def prop_{i}(s):", f"    {unpack} = s", *body, f"    return bool({holds.code})", ""]
-            fail += body + [f"    if not ({holds.code}):", f"        bad |= {1 << i}"]
+        for i, (lets, holds) in enumerate(code.props):
+            body = [f"    {name} = {expr}" for name, expr in lets]
+            lines += [f"def prop_{i}(s):", f"    {unpack} = s", *body, f"    return bool({holds})", ""]
+            fail += body + [f"    if not ({holds}):", f"        bad |= {1 << i}"]
         fail.append("    return bad")
-        for der in d.derived:
-            comp = _Compiler(d, cfg, self)
-            value = der.compute(cfg, StateReader(d, cfg, comp), comp)
-            self._env.update(comp.env)
-            body = [f"    {name} = {code}" for name, code in comp.lets]
-            lines += [
-                f"def derived_{der.name}(s):",
-                f"    {unpack} = s",
-                *body,
-                f"    return {value.code}",
-                "",
-            ]
+        for name, (lets, value) in code.derived.items():
+            body = [f"    {n} = {expr}" for n, expr in lets]
+            lines += [f"def derived_{name}(s):", f"    {unpack} = s", *body, f"    return {value}", ""]
         return "\n".join(lines + fail) + "\n"
 
     # -- decoding
@@ -620,6 +647,28 @@ class Kernel:
 
     def _payload(self, f: Field, x: int) -> Any:
         return self.cv.values[x] if f.kind == "cache" else tuple(bits(x))
+
+
+@dataclass(frozen=True)
+class ActionCode:
+    """One action instance compiled: its label and name, guard, temporaries, writes by slot."""
+
+    label: int
+    name: str
+    guard: str
+    lets: tuple[tuple[str, str], ...]
+    writes: dict[int, str]
+
+
+@dataclass
+class KernelCode:
+    """What :meth:`Kernel.blocks` compiles: actions, properties, derived values, and the
+    helpers their code names (``NEWEST``)."""
+
+    actions: list[ActionCode]
+    props: list[tuple[tuple[tuple[str, str], ...], str]]
+    derived: dict[str, tuple[tuple[tuple[str, str], ...], str]]
+    env: dict[str, Any]
 
 
 def absent_view(definition: Definition, cfg: Any, var: Any) -> Any:

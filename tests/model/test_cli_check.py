@@ -108,10 +108,12 @@ def test_check_and_prove_json_share_one_layout():
         "seconds",
         "complete",
         "depth",
+        "engine",
         "config",
         "reduction",
         "properties",
     }
+    assert c["engine"] == "compiled"  # numba is installed with kvheal
     assert c["depth"] == 33  # the seed design's longest shortest path at tabs 2
     assert set(p) == {
         "states",
@@ -183,8 +185,28 @@ def test_the_engine_never_lets_a_memory_error_escape():
         return real(s)
 
     model.successors = failing_successors
-    result = check(model)
+    result = check(model, engine="python")
     assert result.complete is False and result.stop_reason == "the process ran out of memory"
     assert result.states >= 499
     assert all(p.status in ("unknown", "violated") for p in result.properties.values())
+    assert result.properties["Converges"].status == "unknown"
+
+
+def test_the_compiled_search_never_lets_a_memory_error_escape(monkeypatch):
+    """The compiled search grows its arrays between chunks; a MemoryError there is an
+    'unknown' verdict, and the states found so far are kept."""
+    from kvheal.model import check, fast
+
+    def no_room(a, size):
+        raise MemoryError
+
+    monkeypatch.setattr(fast, "_grow", no_room)
+    result = check(KVHealModel(Config.make(tabs=3, variants="dedupe")), engine="compiled")
+    assert (result.complete, result.stop_reason, result.engine) == (
+        False,
+        "the process ran out of memory",
+        "compiled",
+    )
+    # the first arrays hold 65,536 states; growing them is refused
+    assert 65_536 - 27 <= result.states <= 65_536
     assert result.properties["Converges"].status == "unknown"

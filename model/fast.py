@@ -1,0 +1,571 @@
+"""The compiled explicit-state checker: the kernel's code over packed states, run by numba.
+
+:class:`~kvheal.model.kernel.Kernel` compiles the one definition to Python expressions over
+slot values; this module emits the same expressions (in the kernel's ``nb`` dialect, where
+``UNION`` and ``NEWEST`` are tables) into a module of ``numba.njit`` functions:
+
+* **packed states**: each slot takes ``ceil(log2(size))`` bits of one of ``W`` 63-bit words
+  (``int64``, never negative), so a state is one word for every configuration up to tabs 4
+  (``atomic_cache,dedupe``) and two for the largest ones; ``expand`` unpacks a state into
+  locals, runs every guard and writes each successor's words with masks and shifts;
+* **the visited set**: open addressing over an ``int32`` table of state numbers (linear
+  probing, load at most 3/4, the hash a multiply-xorshift of the words); the states
+  themselves live once, in BFS order, in an ``int64`` array that is also the queue; per
+  state the parent's number (``int32``). The label of each tree edge is not stored: a trace
+  is rebuilt by expanding each parent again. Exact state identity: no hash compaction;
+* **the graph** for liveness, only when an eventually-always goal is checked: CSR rows
+  (``int64``), targets (``int32``) and labels (``int16``), as the Python engine keeps;
+* the search runs in chunks of expansions so the caller gets progress, the memory budget is
+  asked, and arrays grow (doubling) between chunks, in Python.
+
+States are numbered in the order the Python engine numbers them (same initial states, same
+successor order, FIFO), so counts, depths, verdicts and counterexamples are identical; the
+tests compare them. The generated module is written to a cache folder
+(``$KVHEAL_CACHE`` or ``~/.cache/kvheal``) named by the hash of its source, so numba's own
+cache makes the second run of a configuration start at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .dsl import CacheType, Enum, IdsType, IntType
+
+#: Expansions per call into compiled code: between two calls the caller reports progress,
+#: asks the memory budget and grows arrays.
+CHUNK = 1 << 18
+WORD_BITS = 63
+
+
+class CompiledUnavailable(RuntimeError):
+    """The compiled kernel cannot run here (numba missing) or cannot express this model."""
+
+
+def available() -> bool:
+    """Whether numba imports."""
+    try:
+        import numba  # noqa: F401
+    except Exception:  # pragma: no cover - numba is a dependency
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- packing
+class Packing:
+    """Where each slot of the kernel's state lives in the packed words."""
+
+    def __init__(self, kernel: Any) -> None:
+        cfg = kernel.config
+        self.sizes: list[int] = []
+        for v, _ in kernel.slot_var:
+            t = v.type
+            if isinstance(t, Enum):
+                size = kernel.enums[v.name].limit
+            elif isinstance(t, CacheType):
+                size = len(kernel.cv)
+            elif isinstance(t, IdsType):
+                size = 1 << (cfg.tabs if t.of == "t" else cfg.messages)
+            elif isinstance(t, IntType):
+                size = t.hi - t.lo + 1
+            else:
+                size = 2
+            self.sizes.append(size)
+        self.bits = [max(1, (s - 1).bit_length()) for s in self.sizes]
+        self.word: list[int] = []
+        self.shift: list[int] = []
+        used = [0]
+        for b in self.bits:
+            if b > WORD_BITS:
+                raise CompiledUnavailable(f"a slot needs {b} bits, more than a word")
+            if used[-1] + b > WORD_BITS:
+                used.append(0)
+            self.word.append(len(used) - 1)
+            self.shift.append(used[-1])
+            used[-1] += b
+        self.words = len(used)
+        self.total_bits = sum(self.bits)
+
+    def pack(self, s: tuple[int, ...]) -> tuple[int, ...]:
+        out = [0] * self.words
+        for x, w, sh in zip(s, self.word, self.shift):
+            out[w] |= x << sh
+        return tuple(out)
+
+    def unpack(self, words: Any) -> tuple[int, ...]:
+        return tuple(
+            int(words[w]) >> sh & ((1 << b) - 1) for w, sh, b in zip(self.word, self.shift, self.bits)
+        )
+
+
+# ---------------------------------------------------------------------------- code
+def _tables(kernel: Any) -> dict[str, np.ndarray]:
+    cfg, cv = kernel.config, kernel.cv
+    m = cfg.messages
+    add = np.array(cv.add, dtype=np.int64).reshape(len(cv), m)
+    ids = np.array(cv.ids, dtype=np.int64)
+    dup = np.array(cv.dup, dtype=np.bool_)
+    union = np.array([[cv.union(c, mask) for mask in range(1 << m)] for c in range(len(cv))], dtype=np.int64)
+    rows = 1 << max(m, cfg.tabs)
+    cols = max(m, cfg.tabs, cfg.cap) + 1
+    comp = kernel.newest_helper()
+    newest = np.array([[comp(mask, c) for c in range(cols)] for mask in range(rows)], dtype=np.int64)
+    return {"ADD": add, "IDS": ids, "DUP": dup, "UNION": union, "NEWEST": newest}
+
+
+TABLES = ("ADD", "IDS", "DUP", "UNION", "NEWEST")
+
+
+def generate(kernel: Any, pk: Packing) -> str:
+    """The source of the compiled module for ``kernel``'s configuration."""
+    code = kernel.blocks(nb=True)
+    unknown = set(code.env) - {"NEWEST"}
+    if unknown:
+        raise CompiledUnavailable(f"the compiled kernel has no {', '.join(sorted(unknown))}")
+    W = pk.words
+    ws = [f"w{i}" for i in range(W)]
+    wargs = ", ".join(ws)
+    targs = ", ".join(TABLES)
+    unpack = [
+        f"    v{i} = ({pk_w}) >> {sh} & {(1 << b) - 1}" if sh else f"    v{i} = {pk_w} & {(1 << b) - 1}"
+        for i, (pk_w, sh, b) in enumerate(zip((ws[w] for w in pk.word), pk.shift, pk.bits))
+    ]
+    L = [
+        "# generated by kvheal.model.fast from the one definition: do not edit",
+        "import numpy as np",
+        "from numba import njit",
+        "",
+        "I64 = np.int64",
+        "",
+        "@njit(cache=True, nogil=True, inline='always')",
+        f"def expand({wargs}, {targs}, out, lab):",
+        *unpack,
+        "    n = 0",
+    ]
+    for a in code.actions:
+        L.append(f"    # {a.name}")
+        L.append(f"    if {a.guard}:")
+        L += [f"        {name} = {expr}" for name, expr in a.lets]
+        for w in range(W):
+            slots = [i for i in a.writes if pk.word[i] == w]
+            if not slots:
+                L.append(f"        out[n, {w}] = {ws[w]}")
+                continue
+            clear = sum(((1 << pk.bits[i]) - 1) << pk.shift[i] for i in slots)
+            parts = [f"({ws[w]} & {~clear})"]
+            for i in slots:
+                parts.append(
+                    f"(I64({a.writes[i]}) << {pk.shift[i]})" if pk.shift[i] else f"I64({a.writes[i]})"
+                )
+            L.append(f"        out[n, {w}] = " + " | ".join(parts))
+        L.append(f"        lab[n] = {a.label}")
+        L.append("        n += 1")
+    L += ["    return n", ""]
+    L += [
+        "@njit(cache=True, nogil=True, inline='always')",
+        f"def failing({wargs}, {targs}):",
+        *unpack,
+        "    bad = 0",
+    ]
+    for i, (lets, holds) in enumerate(code.props):
+        L += [f"    {name} = {expr}" for name, expr in lets]
+        L += [f"    if not ({holds}):", f"        bad |= {1 << i}"]
+    L += ["    return bad", ""]
+    L.append(_RUNTIME.replace("@W@", str(W)).replace("@NI@", str(len(kernel.instances))))
+    L.append(_runtime_words(W))
+    return "\n".join(L) + "\n"
+
+
+def _runtime_words(W: int) -> str:
+    """The W-specific pieces of the search: hashing, comparing, expanding, failing."""
+    ws = [f"x{i}" for i in range(W)]
+    h = ["    h = np.uint64(0x9E3779B97F4A7C15)"]
+    for x in ws:
+        h += [f"    h = (h ^ np.uint64({x})) * np.uint64(0xBF58476D1CE4E5B9)", "    h ^= h >> np.uint64(31)"]
+    h += ["    h *= np.uint64(0x94D049BB133111EB)", "    h ^= h >> np.uint64(29)", "    return h"]
+    loads = lambda arr, row: ", ".join(f"{arr}[{row}, {i}]" for i in range(W))  # noqa: E731
+    eq = " and ".join(f"states[num, {i}] == out[i, {i}]" for i in range(W))
+    return "\n".join(
+        [
+            "@njit(cache=True, nogil=True, inline='always')",
+            f"def hash_words({', '.join(ws)}):",
+            *h,
+            "",
+            "@njit(cache=True, nogil=True, inline='always')",
+            "def expand_row(states, row, ADD, IDS, DUP, UNION, NEWEST, out, lab):",
+            f"    return expand({loads('states', 'row')}, ADD, IDS, DUP, UNION, NEWEST, out, lab)",
+            "",
+            "@njit(cache=True, nogil=True, inline='always')",
+            "def hash_row(a, row):",
+            f"    return hash_words({loads('a', 'row')})",
+            "",
+            "@njit(cache=True, nogil=True, inline='always')",
+            "def same(states, num, out, i):",
+            f"    return {eq}",
+            "",
+            "@njit(cache=True, nogil=True)",
+            "def failing_rows(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST):",
+            "    res = np.empty(hi - lo, np.int64)",
+            "    for r in range(lo, hi):",
+            f"        res[r - lo] = failing({loads('states', 'r')}, ADD, IDS, DUP, UNION, NEWEST)",
+            "    return res",
+            "",
+        ]
+    )
+
+
+# The search itself, the same for every configuration but for W (words per state) and NI
+# (action instances, the most successors a state can have).
+_RUNTIME = """
+W = @W@
+NI = @NI@
+
+# ctl: 0 head, 1 states, 2 transitions, 3 depth, 4 level end, 5 state bound, 6 status
+#      (0 done, 1 chunk used up, 2 arrays full: grow, 3 state bound reached)
+@njit(cache=True, nogil=True)
+def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
+        ADD, IDS, DUP, UNION, NEWEST):
+    head = ctl[0]
+    n = ctl[1]
+    e = ctl[2]
+    depth = ctl[3]
+    level_end = ctl[4]
+    bound = ctl[5]
+    mask = table.shape[0] - 1
+    ncap = states.shape[0]
+    ecap = dst.shape[0]
+    out = np.empty((NI, W), np.int64)
+    lab = np.empty(NI, np.int32)
+    status = 0
+    done = 0
+    while head < n:
+        if done >= chunk:
+            status = 1
+            break
+        if n + NI > ncap or 4 * (n + NI) > 3 * (mask + 1) or (graph and e + NI > ecap):
+            status = 2
+            break
+        if head == level_end:
+            depth += 1
+            level_end = n
+        k = expand_row(states, head, ADD, IDS, DUP, UNION, NEWEST, out, lab)
+        e0 = e
+        for i in range(k):
+            h = np.int64(hash_row(out, i) & np.uint64(mask))
+            while True:
+                num = table[h]
+                if num < 0:
+                    if n >= bound:
+                        status = 3
+                        break
+                    num = n
+                    table[h] = n
+                    for j in range(W):
+                        states[n, j] = out[i, j]
+                    parent[n] = head
+                    n += 1
+                    break
+                if same(states, num, out, i):
+                    break
+                h = (h + 1) & mask
+            if status == 3:
+                break
+            if graph:
+                dst[e] = num
+                elab[e] = lab[i]
+            e += 1
+            counts[lab[i]] += 1
+        if status == 3:
+            if graph:
+                e = e0
+            else:
+                e = e0
+            break
+        if graph:
+            rowptr[head + 1] = e
+        head += 1
+        done += 1
+    ctl[0] = head
+    ctl[1] = n
+    ctl[2] = e
+    ctl[3] = depth
+    ctl[4] = level_end
+    ctl[6] = status
+
+
+@njit(cache=True, nogil=True)
+def rehash(states, n, cap):
+    table = np.full(cap, -1, np.int32)
+    mask = cap - 1
+    for r in range(n):
+        h = np.int64(hash_row(states, r) & np.uint64(mask))
+        while table[h] >= 0:
+            h = (h + 1) & mask
+        table[h] = r
+    return table
+
+
+@njit(cache=True, nogil=True)
+def successors_of(states, row, ADD, IDS, DUP, UNION, NEWEST):
+    out = np.empty((NI, W), np.int64)
+    lab = np.empty(NI, np.int32)
+    k = expand_row(states, row, ADD, IDS, DUP, UNION, NEWEST, out, lab)
+    return out[:k].copy(), lab[:k].copy()
+"""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("KVHEAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "kvheal")
+    return Path(base) / "kernels"
+
+
+class CompiledKernel:
+    """A configuration's compiled module and tables."""
+
+    def __init__(self, kernel: Any) -> None:
+        if not available():
+            raise CompiledUnavailable("numba is not installed")
+        self.kernel = kernel
+        self.packing = pk = Packing(kernel)
+        self.source = generate(kernel, pk)
+        self.tables = _tables(kernel)
+        self.targs = tuple(self.tables[t] for t in TABLES)
+        digest = hashlib.sha256(self.source.encode()).hexdigest()[:20]
+        folder = _cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"k_{digest}.py"
+            if not path.exists():
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(self.source)
+                os.replace(tmp, path)
+        except OSError as exc:
+            raise CompiledUnavailable(f"cannot write the compiled kernel to {folder}: {exc}") from exc
+        name = f"kvheal_kernel_{digest}"
+        mod = sys.modules.get(name)
+        if mod is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)  # type: ignore[union-attr]
+            sys.modules[name] = mod
+        self.mod = mod
+        try:
+            self._warm()
+        except Exception as exc:  # numba's typing errors: a construct it cannot compile
+            raise CompiledUnavailable(f"numba cannot compile this model: {str(exc).splitlines()[0]}") from exc
+
+    def _warm(self) -> None:
+        """Compile (or load from numba's cache) every function before the search starts."""
+        states = self.states_array([self.kernel.init_state])
+        self.mod.successors_of(states, 0, *self.targs)
+        self.mod.failing_rows(states, 0, 1, *self.targs)
+        table = self.mod.rehash(states, 1, 4)
+        ctl = np.array([0, 1, 0, 0, 1, 1, 0], np.int64)
+        for graph in (False, True):
+            self.mod.run(
+                ctl,
+                states,
+                np.zeros(1, np.int32),
+                table,
+                np.zeros(2, np.int64),
+                np.zeros(1, np.int32),
+                np.zeros(1, np.int16),
+                np.zeros(len(self.kernel.instances), np.int64),
+                graph,
+                0,
+                *self.targs,
+            )
+
+    def states_array(self, states: list[tuple[int, ...]]) -> np.ndarray:
+        return np.array([self.packing.pack(s) for s in states], dtype=np.int64).reshape(
+            len(states), self.packing.words
+        )
+
+    def successors(self, words: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        out, lab = self.mod.successors_of(words.reshape(1, -1), 0, *self.targs)
+        return [(int(l), out[i]) for i, l in enumerate(lab)]
+
+
+class CompiledGraph:
+    """The explored graph in the Python engine's shape (``n``, ``parent``, ``rowptr``,
+    ``dst``, ``label``), states packed; tree-edge labels found again by expanding parents."""
+
+    def __init__(
+        self, ck: CompiledKernel, states, parent, rowptr, dst, label, counts, transitions: int
+    ) -> None:
+        self.ck, self.transitions = ck, transitions
+        self.states, self.parent = states, parent
+        self.rowptr, self.dst, self.label = rowptr, dst, label
+        self.label_counts = counts
+
+    @property
+    def n(self) -> int:
+        return len(self.states)
+
+    def path_labels(self, num: int) -> list[int]:
+        nums = []
+        while num >= 0:
+            nums.append(num)
+            num = int(self.parent[num])
+        nums.reverse()
+        labels = []
+        for a, b in zip(nums, nums[1:]):
+            target = self.states[b]
+            out, lab = self.ck.mod.successors_of(self.states, a, *self.ck.targs)
+            hit = np.flatnonzero((out == target).all(axis=1))
+            labels.append(int(lab[hit[0]]))
+        return labels
+
+
+def explore(
+    model: Any,
+    props: list[Any],
+    max_states: int | None = None,
+    progress: Callable[[Any], None] | None = None,
+    progress_every: float = 1.0,
+    budget: Any = None,
+    graph: bool = True,
+) -> tuple[CompiledGraph, np.ndarray, bool, int, str, int]:
+    """:func:`kvheal.model.engine.explore` on the compiled kernel: the same results."""
+    from .engine import Progress
+
+    ck = model.compiled()
+    mod = ck.mod
+    W = ck.packing.words
+    ni = len(model.instances)
+    init = []
+    seen = set()
+    for s in model.init_states():
+        if s not in seen:
+            seen.add(s)
+            init.append(s)
+    n0 = len(init)
+    cap_n = 1 << 16
+    states = np.zeros((cap_n, W), np.int64)
+    states[:n0] = ck.states_array(init)
+    parent = np.full(cap_n, -1, np.int32)  # parents of later states are written as found
+    table = mod.rehash(states, n0, 1 << 17)
+    rowptr = np.zeros(cap_n + 1 if graph else 1, np.int64)
+    dst = np.zeros(1 << 18 if graph else 0, np.int32)
+    elab = np.zeros(1 << 18 if graph else 0, np.int16)
+    counts = np.zeros(ni, np.int64)
+    bound = max_states if max_states is not None else (1 << 31) - 1
+    ctl = np.array([0, n0, 0, 0, n0, min(bound, (1 << 31) - 1), 0], np.int64)
+    complete, reason = True, ""
+    start = last = time.perf_counter()
+    peak_queue = 0
+    try:
+        while True:
+            mod.run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, CHUNK, *ck.targs)
+            head, n, e, status = int(ctl[0]), int(ctl[1]), int(ctl[2]), int(ctl[6])
+            peak_queue = max(peak_queue, n - head)
+            if status == 0:
+                break
+            if status == 3:
+                complete = False
+                reason = f"the state bound (--max-states {max_states:,}) was reached"
+                break
+            if status == 2:
+                grow = _growth(states, table, dst, n, e, ni, graph)
+                if budget is not None:
+                    # numpy's fresh arrays are not resident until written: count what the
+                    # arrays already hold but have not filled, and what growing allocates.
+                    unfilled = (len(states) - n) * states.itemsize * W + (len(dst) - e) * 6
+                    need = sum(_nbytes(k, size, W) for k, size in grow.items())
+                    if budget.room() - unfilled < need:
+                        complete = False
+                        reason = f"the memory budget ({budget.describe()}) was reached"
+                        break
+                if "states" in grow:
+                    size = grow["states"]
+                    states, parent = _grow(states, size), _grow(parent, size)
+                    if graph:
+                        rowptr = _grow(rowptr, size + 1)
+                if "table" in grow:
+                    table = None  # free it before the new one is built
+                    table = mod.rehash(states, n, grow["table"])
+                if "dst" in grow:
+                    dst, elab = _grow(dst, grow["dst"]), _grow(elab, grow["dst"])
+            if budget is not None and budget.room() < 0:
+                complete = False
+                reason = f"the memory budget ({budget.describe()}) was reached"
+                break
+            if progress is not None:
+                now = time.perf_counter()
+                if now - last >= progress_every:
+                    last = now
+                    progress(Progress(n, e, n - head, now - start))
+    except MemoryError:
+        complete = False
+        reason = "the process ran out of memory"
+    head, n, e, depth = int(ctl[0]), int(ctl[1]), int(ctl[2]), int(ctl[3])
+    table = None
+    states, parent = states[:n], parent[:n]
+    if graph:
+        rowptr = rowptr[: head + 1]
+        e = int(rowptr[-1]) if not complete else e
+        dst, elab = dst[:e], elab[:e]
+    else:
+        rowptr = np.zeros(1, np.int64)
+    g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    fails = _fails(model, ck, props, states)
+    return g, fails, complete, peak_queue, reason, depth
+
+
+def _table_len(n: int) -> int:
+    cap = 1 << 10
+    while 3 * cap < 4 * n:
+        cap <<= 1
+    return cap
+
+
+def _growth(states, table, dst, n: int, e: int, ni: int, graph: bool) -> dict[str, int]:
+    """The arrays the search must grow before it can expand one more state, and their new
+    lengths (doubling)."""
+    out = {}
+    if n + ni > len(states):
+        out["states"] = max(2 * len(states), n + ni)
+    if 4 * (n + ni) > 3 * len(table):
+        out["table"] = 2 * _table_len(n + ni)
+    if graph and e + ni > len(dst):
+        out["dst"] = max(2 * len(dst), e + ni)
+    return out
+
+
+def _nbytes(kind: str, size: int, words: int) -> int:
+    """Bytes the grown array(s) of ``kind`` take: states with parents and rows, the table,
+    edge targets with labels."""
+    return size * {"states": 8 * words + 4 + 8, "table": 4, "dst": 6}[kind]
+
+
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` in a longer array; the new part is left unwritten (numpy's pages stay untouched
+    until the search fills them, so resident memory grows only as it does)."""
+    out = np.empty((size, *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def _fails(model: Any, ck: CompiledKernel, props: list[Any], states: np.ndarray) -> np.ndarray:
+    """Per state the bitmask of ``props`` false in it (bits in ``props``' order)."""
+    raw = np.empty(len(states), np.uint64)
+    step = 1 << 22
+    for lo in range(0, len(states), step):
+        hi = min(lo + step, len(states))
+        raw[lo:hi] = ck.mod.failing_rows(states, lo, hi, *ck.targs).view(np.uint64)
+    order = [p.name for p in model.properties()]
+    remap = [order.index(p.name) for p in props]
+    if remap == list(range(len(order))):
+        return raw
+    out = np.zeros(len(states), np.uint64)
+    for i, j in enumerate(remap):
+        out |= ((raw >> np.uint64(j)) & np.uint64(1)) << np.uint64(i)
+    return out

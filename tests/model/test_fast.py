@@ -1,0 +1,102 @@
+"""The compiled search (model/fast.py) against the interpreted one: the same states in the
+same order, the same graph, the same verdicts and traces, for every design."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kvheal.model import Config, check, engine, fast
+from kvheal.model.core import KVHealModel
+
+CONFIGS = [
+    (2, ""),
+    (2, "dedupe"),
+    (2, "sweeper"),
+    (2, "atomic_cache,dedupe"),
+    (2, "keep_verifying"),
+    (2, "heal_atomic"),
+    (2, "as_built_fixed"),
+    (1, "as_built"),
+    (3, "atomic_cache,dedupe"),
+]
+
+
+@pytest.mark.parametrize("tabs,variant", CONFIGS)
+def test_compiled_search_numbers_states_as_the_python_search_does(tabs, variant):
+    model = KVHealModel(Config.make(tabs=tabs, variants=variant))
+    props = model.properties()
+    g1, f1, c1, _, r1, d1 = engine.explore(model, props)
+    g2, f2, c2, _, r2, d2 = fast.explore(model, props)
+    assert (c1, r1, d1, g1.n) == (c2, r2, d2, g2.n)
+    pk = model.compiled().packing
+    assert np.array_equal(np.array([pk.pack(s) for s in g1.index]), g2.states)
+    assert np.array_equal(np.frombuffer(g1.parent, np.int32), g2.parent)
+    assert np.array_equal(np.frombuffer(g1.rowptr, np.int64), g2.rowptr)
+    assert np.array_equal(np.frombuffer(g1.dst, np.int32), g2.dst)
+    assert np.array_equal(np.frombuffer(g1.label, np.int32), g2.label)
+    assert np.array_equal(np.frombuffer(f1, np.uint64), f2)
+    # tree-edge labels are recomputed, not stored
+    for num in (g1.n - 1, g1.n // 2):
+        assert engine.path_labels(g2, num) == engine.path_labels(g1, num)
+
+
+@pytest.mark.parametrize("tabs,variant", [(2, ""), (2, "sweeper"), (2, "as_built_fixed"), (3, "dedupe")])
+def test_compiled_check_gives_the_python_check_json(tabs, variant):
+    model = KVHealModel(Config.make(tabs=tabs, variants=variant))
+    a = check(model, engine="compiled", with_coverage=True).as_json()
+    b = check(model, engine="python", with_coverage=True).as_json()
+    assert (a.pop("engine"), b.pop("engine")) == ("compiled", "python")
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+
+
+def test_safety_only_checks_keep_no_graph_but_count_transitions():
+    model = KVHealModel(Config.make(tabs=3, variants="dedupe"))
+    r = check(model, engine="compiled", only={"NoDuplicates"})
+    assert (r.states, r.transitions, r.depth) == (2_194_874, 11_514_840, 44)
+    assert r.properties["NoDuplicates"].status == "holds"
+
+
+def test_the_state_bound_stops_both_searches_alike():
+    model = KVHealModel(Config.make(tabs=2))
+    a = check(model, engine="compiled", max_states=1000).as_json()
+    b = check(model, engine="python", max_states=1000).as_json()
+    for x in (a, b):
+        x.pop("seconds"), x.pop("engine")
+    assert a == b and a["states"] == 1000 and a["complete"] is False
+
+
+@pytest.mark.parametrize("tabs,variant", [(2, ""), (2, "sweeper"), (3, "atomic_cache,dedupe")])
+def test_compiled_fairness_bookkeeping_matches_numpy(tabs, variant):
+    model = KVHealModel(Config.make(tabs=tabs, variants=variant))
+    g, *_ = fast.explore(model, model.properties())
+    live = engine.LivenessAnalysis(model, g)
+    ref = engine._fair_numpy(live.rowptr, live.dst, live.lab, live.comp, len(live.fair), live.fair_label)
+    assert np.array_equal(live.fair, ref) and ref.any() and not ref.all()
+
+
+def test_packing_round_trips_and_words():
+    model = KVHealModel(Config.make(tabs=3, variants="sweeper,shared_pending,dedupe"))
+    pk = model.compiled().packing
+    assert (pk.words, pk.total_bits) == (2, 85)
+    s = model.init_states()[0]
+    for _lab, t in model.successors(s):
+        assert pk.unpack(pk.pack(t)) == t
+
+
+def test_engine_names_are_checked():
+    with pytest.raises(ValueError, match="unknown engine 'fast'"):
+        engine.pick_engine(KVHealModel(Config.make(tabs=1)), "fast")
+
+
+def test_states_of_several_words_search_alike(monkeypatch):
+    """Words of 16 bits force the seed design at tabs 2 (29 bits) into two words."""
+    monkeypatch.setattr(fast, "WORD_BITS", 16)
+    model = KVHealModel(Config.make(tabs=2, variants="sweeper"))
+    assert model.compiled().packing.words == 3
+    a = check(model, engine="compiled").as_json()
+    b = check(KVHealModel(Config.make(tabs=2, variants="sweeper")), engine="python").as_json()
+    for x in (a, b):
+        x.pop("seconds"), x.pop("engine")
+    assert a == b and a["states"] == 307_038
