@@ -522,11 +522,17 @@ def check(
         stop_reason=reason,
         depth=depth,
         coverage=coverage(model, g) if with_coverage else None,
-        engine="python" if search is explore else "compiled",
+        engine="compiled" if hasattr(g, "ck") else "python",
     )
 
 
 ENGINES = ("auto", "compiled", "python")
+
+#: ``engine="auto"`` searches this many states interpreted before it compiles: compiling a
+#: configuration's kernel takes numba 2-4 s the first time, the interpreted search does this
+#: many states in about a second, and most checks (every test, every design at tabs 2) end
+#: before it.
+AUTO_INTERPRETED_STATES = 200_000
 
 
 def pick_engine(model: Any, engine: str = "auto") -> Callable[..., Any]:
@@ -534,17 +540,38 @@ def pick_engine(model: Any, engine: str = "auto") -> Callable[..., Any]:
     :class:`~kvheal.model.fast.CompiledUnavailable` with the reason where it cannot run."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if engine == "python" or (engine == "auto" and not hasattr(model, "compiled")):
+    if engine == "python" or not hasattr(model, "compiled"):
+        if engine == "compiled":
+            from .fast import CompiledUnavailable
+
+            raise CompiledUnavailable("this model has no compiled kernel")
         return explore
+    if engine == "auto":
+        return _explore_auto
     from . import fast
 
+    model.compiled()
+    return fast.explore
+
+
+def _explore_auto(model: Any, props: list[Any], max_states: int | None = None, **kw: Any) -> Any:
+    """The interpreted search up to :data:`AUTO_INTERPRETED_STATES` states; past it, the
+    compiled search from the start (where it can run; else the interpreted one goes on)."""
+    from . import fast
+
+    graph = kw.pop("graph", True)
+    small = max_states is not None and max_states <= AUTO_INTERPRETED_STATES
+    bound = max_states if small else AUTO_INTERPRETED_STATES
+    out = explore(model, props, max_states=bound, **kw)
+    g, _, complete, _, reason, _ = out
+    if complete or small or not reason.startswith("the state bound"):
+        return out
+    del g, out
     try:
         model.compiled()
     except fast.CompiledUnavailable:
-        if engine == "compiled":
-            raise
-        return explore
-    return fast.explore
+        return explore(model, props, max_states=max_states, **kw)
+    return fast.explore(model, props, max_states=max_states, graph=graph, **kw)
 
 
 def coverage(model: Any, g: Any) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_check_and_prove_json_share_one_layout():
         "reduction",
         "properties",
     }
-    assert c["engine"] == "compiled"  # numba is installed with kvheal
+    assert c["engine"] == "python"  # 7,070 states: 'auto' does not compile for so few
     assert c["depth"] == 33  # the seed design's longest shortest path at tabs 2
     assert set(p) == {
         "states",

@@ -100,3 +100,15 @@ def test_states_of_several_words_search_alike(monkeypatch):
     for x in (a, b):
         x.pop("seconds"), x.pop("engine")
     assert a == b and a["states"] == 307_038
+
+
+def test_auto_compiles_only_past_the_interpreted_bound(monkeypatch):
+    monkeypatch.setattr(engine, "AUTO_INTERPRETED_STATES", 5_000)
+    small = check(KVHealModel(Config.make(tabs=2, variants="dedupe")))  # 3,329 states
+    big = check(KVHealModel(Config.make(tabs=2)))  # 7,070 states
+    assert (small.engine, small.states) == ("python", 3_329)
+    assert (big.engine, big.states, big.complete) == ("compiled", 7_070, True)
+    bounded = check(KVHealModel(Config.make(tabs=2)), max_states=4_000)
+    assert (bounded.engine, bounded.states, bounded.complete) == ("python", 4_000, False)
+    past = check(KVHealModel(Config.make(tabs=2)), max_states=6_000)
+    assert (past.engine, past.states, past.complete) == ("compiled", 6_000, False)
