@@ -314,6 +314,36 @@ def rehash(states, n, cap):
 
 
 @njit(cache=True, nogil=True)
+def expand_many(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST):
+    # every successor of rows lo..hi: (words, source row, label), in row then kernel order
+    cnt = (hi - lo) * NI
+    out = np.empty((cnt, W), np.int64)
+    src = np.empty(cnt, np.int64)
+    labs = np.empty(cnt, np.int32)
+    buf = np.empty((NI, W), np.int64)
+    lab = np.empty(NI, np.int32)
+    k = 0
+    for r in range(lo, hi):
+        m = expand_row(states, r, ADD, IDS, DUP, UNION, NEWEST, buf, lab)
+        for i in range(m):
+            for j in range(W):
+                out[k, j] = buf[i, j]
+            src[k] = r
+            labs[k] = lab[i]
+            k += 1
+    return out[:k], src[:k], labs[:k]
+
+
+@njit(cache=True, nogil=True)
+def hash_rows(a):
+    # the 64-bit hash of each row of words (the visited set's; partitions may use it)
+    res = np.empty(a.shape[0], np.uint64)
+    for r in range(a.shape[0]):
+        res[r] = hash_row(a, r)
+    return res
+
+
+@njit(cache=True, nogil=True)
 def successors_of(states, row, ADD, IDS, DUP, UNION, NEWEST):
     out = np.empty((NI, W), np.int64)
     lab = np.empty(NI, np.int32)
@@ -366,6 +396,8 @@ class CompiledKernel:
         """Compile (or load from numba's cache) every function before the search starts."""
         states = self.states_array([self.kernel.init_state])
         self.mod.successors_of(states, 0, *self.targs)
+        self.mod.expand_many(states, 0, 1, *self.targs)
+        self.mod.hash_rows(states)
         self.mod.failing_rows(states, 0, 1, *self.targs)
         table = self.mod.rehash(states, 1, 4)
         ctl = np.array([0, 1, 0, 0, 1, 1, 0], np.int64)
