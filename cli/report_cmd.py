@@ -39,9 +39,9 @@ from kvheal.model.report import (
 
 CACHE = ".kvheal-cache.json"
 #: Bumped when a record gains fields (2: z3's all-tabs verdicts, 3: their SMT-LIB queries, 4: vacuity,
-#: 5: z3 at the report's size), so
+#: 5: z3 at the report's size, 6: its SMT-LIB queries), so
 #: older caches are not reused.
-RECORD_VERSION = 5
+RECORD_VERSION = 6
 #: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
 ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.
@@ -251,9 +251,13 @@ def report(
                     and not modelled_only(d)
                 ):
                     from kvheal.model.prove import prove
+                    from kvheal.model.smtlib import capture, paired
 
                     progress.update(task, description=f"z3: {d} at tabs {tabs}")
-                    rec["z3"] = z3_record(prove(config_of(d, tabs)))
+                    with capture() as calls:
+                        fixed = prove(config_of(d, tabs))
+                    rec["z3"] = z3_record(fixed)
+                    rec["z3_queries"] = paired(fixed, calls)
                 if d in ALL_TABS_DESIGNS:
                     from kvheal.model.param import prove_all_tabs
                     from kvheal.model.smtlib import capture, paired, qualified_enums

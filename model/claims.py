@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kvheal.flags import PRESETS, variant_label
+
 #: The design the post-mortem describes, the app as deployed (SPEC §6's preset; the shared
 #: pending list, ``shared_pending``, is left out of it at tabs 2, see SPEC §6) and its fix.
 POST_MORTEM = "seed"
@@ -34,7 +36,7 @@ FIXED = "as_built_fixed"
 #: The as-deployed app with its cache races fixed (full_poll, atomic_cache, dedupe), so that only
 #: the page-load check of a reload is at stake; and the same without reloads.
 REFRESH = "as_built,atomic_cache,dedupe,full_poll"
-REFRESH_CONTROL = "atomic_cache,dedupe,found_in_response,full_poll,put_fails,tab_view"
+REFRESH_CONTROL = variant_label((PRESETS[DEPLOYED] | {"atomic_cache", "dedupe", "full_poll"}) - {"reload"})
 
 #: What a claim's verdict can be.
 CONFIRMED, REFUTED, MEASURED, NOT_MODELLED, UNDECIDED = (

@@ -77,6 +77,8 @@ class Query:
     answer: str
     seconds: float
     witness: Any = None
+    #: how many solver checks this query stands for (one per step for the grouped premises)
+    calls: int = 1
 
     @property
     def holds(self) -> bool:
@@ -1052,6 +1054,7 @@ def _helpful_premises(
                 ans,
                 secs_h,
                 witness,
+                calls=n,
             )
         )
         ok &= ans == "unsat"

@@ -159,6 +159,8 @@ class Mark:
     colour: str = NEUTRAL
     #: a dashed rule across every lane with this label (time passing: ``Tick``)
     rule: list[tuple[str, str | None]] = field(default_factory=list)
+    #: an action this renderer does not draw: only its name is written (class "undrawn")
+    undrawn: bool = False
 
 
 def _heal_lane(args: Mapping[str, Any]) -> str:
@@ -263,10 +265,14 @@ def _mark(
         mk.notes.append((f"tab{t}", text))
     elif name == "PendingWrite":
         mk.arrows.append((f"tab{t}", "pending", [("write ", None), *_ids(after["pending"], "{}")], False))
+    elif name == "PostFail":
+        mk.arrows.append((f"post{m}", f"tab{m % tabs}", [("POST fails (key stored): not acked", None)], True))
     elif name == STUTTER:
         mk.notes.append(("tab0", [("no action enabled: the state repeats", None)]))
-    else:  # an action this renderer does not know: say so rather than draw nothing
-        mk.notes.append(("tab0", [(f"? {name}{args}: not drawn", None)]))
+    else:  # an action this renderer does not draw (a newer flag's): its name on its actor's lane
+        lane = f"tab{t}" if t is not None else f"post{m}" if m is not None else "tab0"
+        mk.notes.append((lane, [(f"{name}({', '.join(f'{k}={v}' for k, v in args.items())})", None)]))
+        mk.undrawn = True
     return mk
 
 
@@ -315,6 +321,19 @@ def _mark_view_poll(mk: Mark, t: int, before: Mapping[str, Any], after: Mapping[
     mk.notes.append((f"tab{t}", text))
     _heal_arrows(mk, t, _healed(before, after))
     return mk
+
+
+#: The actions :func:`sequence_svg` draws as what they do (arrows, notes); any other is written
+#: by name on its actor's lane (``class="undrawn"``).
+DRAWN = frozenset(
+    {
+        "PostKey", "PostRead", "PostReadStale", "PostWrite", "PostCache", "PostAck", "PostFail",
+        "PostWriteFail", "PostCacheFail", "PollRead", "PollReadStale", "PollDone", "HealKey",
+        "HealRead", "HealReadStale", "HealWrite", "HealCache", "HealWriteFail", "HealCacheFail",
+        "SweepList", "SweepRead", "SweepWrite", "SweepCache", "Crash", "PendingWrite", "Tick",
+        "Reload", STUTTER,
+    }
+)  # fmt: skip
 
 
 def _heal_key(args: Mapping[str, Any]) -> Any:
@@ -545,7 +564,18 @@ def sequence_svg(
             x = at[key].x
             out.append(f'<circle cx="{x:.1f}" cy="{y + 6:.1f}" r="4" fill="{mk.colour}"/>')
             ny = y + 19 if mk.arrows else y + 4  # under the arrow when the step also sends one
-            out.append(_text(x + 8, ny, label, anchor="start", size=10, fill="#222222", italic=True))
+            out.append(
+                _text(
+                    x + 8,
+                    ny,
+                    label,
+                    anchor="start",
+                    size=10,
+                    fill="#222222",
+                    italic=True,
+                    attrs='class="undrawn"' if mk.undrawn else "",
+                )
+            )
         for key in mk.crosses:
             x = at[key].x
             out.append(

@@ -81,6 +81,15 @@ def designs_for(mode: str) -> list[str]:
     return [d for d in DESIGNS if mode == "full" or d not in SLOW] + list(AS_BUILT_DESIGNS)
 
 
+def properties_of(records: Iterable[Mapping[str, Any]], first: Sequence[str] = PROPERTIES) -> list[str]:
+    """The columns for these records: ``first``, then any other property a record decides
+    (a newer one of SPEC §7), in the order the records list them: none is left out."""
+    out = list(first)
+    for rec in records:
+        out += [p for p in rec["properties"] if p not in out]
+    return out
+
+
 def tab_view(rec: Mapping[str, Any]) -> bool:
     """Whether a record's design has SPEC §6's tab view (it decides EveryoneSees)."""
     return "EveryoneSees" in rec["properties"]
@@ -162,7 +171,7 @@ def verdict_map(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], s
     """``(design, property) -> status`` for the claims ledger."""
     out = {}
     for rec in records:
-        for prop in REPORT_PROPERTIES:
+        for prop in properties_of([rec], REPORT_PROPERTIES):
             out[(rec["design"], prop)] = status_of(rec, prop)
     return out
 
@@ -537,7 +546,7 @@ def assemble(
             if dec["deployed"]["design"] != DEPLOYED:
                 dep.append(f" (on {dec['deployed']['design']})")
             if "control" in dec:
-                dep += [f"; without {claim.needs} ({dec['control']['design']}): "]
+                dep += [f"; the same without {claim.needs} (control): "]
                 dep += _claim_cell(dec["control"], claim, by)
             fixed = _claim_cell(dec["fixed"], claim, by)
         else:
@@ -589,12 +598,13 @@ def assemble(
     mrows = []
     plain = [d for d in designs if not tab_view(by[d])]
     built = [d for d in designs if tab_view(by[d])]
+    columns = properties_of([by[d] for d in plain])
     for d in plain:
         rec = by[d]
         mrows.append(
             [
                 [d],
-                *[_cell(rec, p) for p in PROPERTIES],
+                *[_cell(rec, p) for p in columns],
                 [f"{rec['states']:,}"],
                 [f"{rec['transitions']:,}"],
                 [f"{rec['seconds']:.2f} s"],
@@ -620,7 +630,7 @@ def assemble(
     blocks.append(
         (
             "table",
-            ["design", *PROPERTIES, "states", "transitions", "time", "method", f"z3 at tabs {tabs}"],
+            ["design", *columns, "states", "transitions", "time", "method", f"z3 at tabs {tabs}"],
             mrows,
         )
     )
@@ -643,6 +653,30 @@ def assemble(
             )
         )
         blocks.append(("table", ["design", "property", "z3 verdict", "method", "time"], z3_fixed))
+        smt_fixed = _smt_rows(
+            [d for d in designs if by[d].get("z3_queries")],
+            lambda d: by[d]["z3_queries"],
+            lambda d: f"smt/tabs-{tabs}/{d.replace(',', '+')}/",
+            lambda d, q: smt2_file(q, d, f"tabs {tabs} (kvheal prove --tabs {tabs} --variant {d})"),
+            files,
+        )
+        if smt_fixed:
+            blocks.append(
+                (
+                    "p",
+                    [
+                        f"Every query z3 answered for these proofs at tabs {tabs} is beside this report as "
+                        "an SMT-LIB 2 file with the answer a re-run must give in a comment (",
+                        ("code", "; expect: unsat"),
+                        "); where that is not the answer the argument asked for (a plain induction step "
+                        "that was then strengthened, a candidate invariant that was dropped) the file "
+                        "says so. ",
+                        ("code", "kvheal recheck DIR"),
+                        " (or any SMT-LIB solver) re-runs them.",
+                    ],
+                )
+            )
+            blocks.append(("table", SMT_HEAD, smt_fixed))
     if skipped:
         blocks.append(("p", ["Not run in this mode: " + ", ".join(skipped) + " (use --full)."]))
     if built:
@@ -663,28 +697,13 @@ def assemble(
         blocks.append(("table", ["design", "property", "verdict", "method", "queries"], z3rows))
         for d, items in assumptions.items():
             blocks.append(("p", [("b", f"Assumed for {d}: "), " ".join(items)]))
-        smt_rows = []
-        for d in designs:
-            queries = (by[d].get("all_tabs") or {}).get("queries") or []
-            for i, q in enumerate(queries):
-                name = re.sub(r"[^\w.-]+", "_", q["name"]).strip("_") or "query"
-                files[f"smt/{d.replace(',', '+')}/{i + 1:03d}-{name}.smt2"] = smt2_file(q, d)
-            if queries:
-                agree = sum(q["answer"] == q["expect"] for q in queries)
-                checked = [q for q in queries if q.get("premises")]
-                vacuous = [q["name"] for q in checked if q["premises"] == "unsat"]
-                smt_rows.append(
-                    [
-                        [d],
-                        [str(len(queries))],
-                        [f"{agree} of {len(queries)}"],
-                        [
-                            f"{len(checked) - len(vacuous)} of {len(checked)} not vacuous"
-                            + (f"; vacuous: {', '.join(vacuous)}" if vacuous else "")
-                        ],
-                        [("a", f"smt/{d.replace(',', '+')}/", f"smt/{d.replace(',', '+')}/")],
-                    ]
-                )
+        smt_rows = _smt_rows(
+            [d for d in designs if (by[d].get("all_tabs") or {}).get("queries")],
+            lambda d: by[d]["all_tabs"]["queries"],
+            lambda d: f"smt/{d.replace(',', '+')}/",
+            lambda d, q: smt2_file(q, d),
+            files,
+        )
         if smt_rows:
             blocks.append(
                 (
@@ -711,13 +730,7 @@ def assemble(
                     ],
                 )
             )
-            blocks.append(
-                (
-                    "table",
-                    ["design", "queries", "answered as the argument needs", "premises", "files"],
-                    smt_rows,
-                )
-            )
+            blocks.append(("table", SMT_HEAD, smt_rows))
     # the counterexamples
     if stress:
         blocks += stress_blocks(stress, files)
@@ -738,7 +751,7 @@ def assemble(
     for d in designs:
         rec = by[d]
         model = None
-        for prop in REPORT_PROPERTIES:
+        for prop in properties_of([rec], REPORT_PROPERTIES):
             p = rec["properties"].get(prop)
             if not p or p["status"] != "violated":
                 continue
@@ -822,7 +835,7 @@ def assemble(
     files["report.md"] = to_markdown(blocks)
     files["index.html"] = to_html(blocks, title)
     slim = [
-        {k: v for k, v in r.items() if k not in ("properties", "all_tabs")}
+        {k: v for k, v in r.items() if k not in ("properties", "all_tabs", "z3_queries")}
         | {
             "properties": {
                 n: {"status": p["status"], "length": len(p["trace"]) or None}
@@ -844,13 +857,14 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
     """The section on the app as deployed: the designs with SPEC §6's tab view, their role,
     their verdicts on every property (EveryoneSees included) and what was not run on them."""
     rows = []
+    columns = properties_of(records, REPORT_PROPERTIES)
     for rec in records:
         d = rec["design"]
         rows.append(
             [
                 [d],
                 [AS_BUILT_DESIGNS.get(d, "")],
-                *[_cell(rec, p) for p in REPORT_PROPERTIES],
+                *[_cell(rec, p) for p in columns],
                 [f"{rec['states']:,}"],
                 [f"{rec['transitions']:,}"],
                 [f"{rec['seconds']:.2f} s"],
@@ -874,7 +888,7 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
         ),
         (
             "table",
-            ["design", "role", *REPORT_PROPERTIES, "states", "transitions", "time", "method"],
+            ["design", "role", *columns, "states", "transitions", "time", "method"],
             rows,
         ),
         (
@@ -892,6 +906,54 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
             ],
         ),
     ]
+
+
+SMT_HEAD = ["design", "queries", "answered as the argument needs", "premises", "files"]
+
+
+def _vacuous_text(names: Sequence[str], most: int = 6) -> str:
+    """The vacuous queries by name, or by family when there are many
+    (``helper-helps-PollRead(t=0)`` is of the family ``helper-helps``).
+
+    >>> _vacuous_text(["helper-exists", "helper-helps-PollRead(t=0)", "helper-helps-HealKey(m=1)"], most=2)
+    '; vacuous: helper-exists (1), helper-helps (2)'
+    """
+    if not names:
+        return ""
+    if len(names) <= most:
+        return "; vacuous: " + ", ".join(names)
+    families: dict[str, int] = {}
+    for n in names:
+        m = re.match(r"[a-z]+(?:-[a-z]+)*", n)
+        key = m.group(0) if m else n
+        families[key] = families.get(key, 0) + 1
+    return "; vacuous: " + ", ".join(f"{k} ({v})" for k, v in families.items())
+
+
+def _smt_rows(designs, queries_of, folder_of, text_of, files: dict[str, str]) -> list[Any]:
+    """Write each design's queries as ``<folder>NNN-<name>.smt2`` into ``files``; a table row
+    per design: how many, how many z3 answered as the argument needed, the vacuity checks."""
+    rows = []
+    for d in designs:
+        queries = queries_of(d)
+        folder = folder_of(d)
+        for i, q in enumerate(queries):
+            name = re.sub(r"[^\w.-]+", "_", q["name"]).strip("_") or "query"
+            files[f"{folder}{i + 1:03d}-{name}.smt2"] = text_of(d, q)
+        agree = sum(q["answer"] == q["expect"] for q in queries)
+        failed = [q["name"] for q in queries if q["answer"] != q["expect"]]
+        checked = [q for q in queries if q.get("premises")]
+        vacuous = [q["name"] for q in checked if q["premises"] == "unsat"]
+        rows.append(
+            [
+                [d],
+                [str(len(queries))],
+                [f"{agree} of {len(queries)}" + (f" (not: {', '.join(failed)})" if failed else "")],
+                [f"{len(checked) - len(vacuous)} of {len(checked)} not vacuous" + _vacuous_text(vacuous)],
+                [("a", folder, folder)],
+            ]
+        )
+    return rows
 
 
 def readme_table_from_verdicts(data: Mapping[str, Any]) -> str:

@@ -51,22 +51,24 @@ def capture(vacuity: bool = True, timeout_ms: int = 20_000) -> Iterator[list[tup
     """Within: every ``z3.Solver.check`` is recorded as ``(SMT-LIB text, answer, premises)``.
 
     ``premises`` is the vacuity check of an ``unsat`` answer: z3's answer for the same facts
-    without the last one (the negated conclusion, as the proofs order them). ``sat`` means the
-    premises can hold, so the query says something; ``unsat`` means it is vacuous (for instance
-    a step that cannot happen under the hypotheses); None when not checked."""
+    without the last assertion (the negated conclusion, as the proofs order them; a check's
+    assumption literals, which switch hypotheses on, are kept). ``sat`` means the premises can
+    hold, so the query says something; ``unsat`` means it is vacuous (for instance a step that
+    cannot happen under the hypotheses); None when not checked."""
     calls: list[tuple[str, str, str | None]] = []
     orig = z3.Solver.check
 
     def check(self: z3.Solver, *assumptions: Any) -> Any:
         answer = orig(self, *assumptions)
-        facts = [*self.assertions(), *assumptions]
+        asserted = list(self.assertions())
+        facts = [*asserted, *assumptions]
         bench = z3.Solver(ctx=self.ctx)
         bench.add(facts)
         premises = None
-        if vacuity and str(answer) == "unsat" and len(facts) >= 2:
+        if vacuity and str(answer) == "unsat" and len(facts) >= 2 and asserted:
             pre = z3.Solver(ctx=self.ctx)
             pre.set("timeout", timeout_ms)
-            pre.add(facts[:-1])
+            pre.add(asserted[:-1] + list(assumptions))
             premises = str(orig(pre))
         calls.append((sanitize(bench.to_smt2()), str(answer), premises))
         return answer
@@ -79,12 +81,18 @@ def capture(vacuity: bool = True, timeout_ms: int = 20_000) -> Iterator[list[tup
 
 
 #: A symbol z3 prints bare although SMT-LIB needs it quoted: a primed name such as ``post'``.
-_PRIMED = re.compile(r"(?<![\w.|'])([A-Za-z_][\w.]*'+)")
+#: A symbol z3 already quoted (``|post[0]@h'|``) is left alone: its prime is inside the bars.
+_PRIMED = re.compile(r"(\|[^|]*\|)|(?<![\w.|'])([A-Za-z_][\w.]*'+)")
 
 
 def sanitize(text: str) -> str:
-    """z3's benchmark text made valid SMT-LIB: primed names (next-state variables) quoted."""
-    return _PRIMED.sub(r"|\1|", text)
+    """z3's benchmark text made valid SMT-LIB: primed names (next-state variables) quoted,
+    symbols already quoted kept as they are.
+
+    >>> sanitize("(= |post[0]@h'| x') (f y)")
+    "(= |post[0]@h'| |x'|) (f y)"
+    """
+    return _PRIMED.sub(lambda m: m.group(1) or f"|{m.group(2)}|", text)
 
 
 def proof_queries(result: Any) -> list[Any]:
@@ -98,24 +106,49 @@ def proof_queries(result: Any) -> list[Any]:
     return out
 
 
-def paired(result: Any, calls: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
-    """The captured calls named by the proof's queries (name, purpose, readable formula,
-    expected answer). Pairing is by order and checked by the answers; when it does not hold
-    (a proof that asks z3 more than it logs) the calls stay unnamed, expecting what z3 said."""
-    queries = proof_queries(result)
-    if len(queries) == len(calls) and all(q.answer == c[1] for q, c in zip(queries, calls)):
-        return [
-            {
-                "name": q.name,
-                "purpose": q.purpose,
+def _aggregate(answers: list[str]) -> str:
+    """The answer of a query that stands for several checks (one per step): unsat when every
+    check is, sat when one is, else unknown (as :mod:`kvheal.model.prove` folds them)."""
+    if all(a == "unsat" for a in answers):
+        return "unsat"
+    return "sat" if "sat" in answers else "unknown"
+
+
+def _pair(queries: list[Any], calls: list[tuple[str, str, str | None]]) -> list[dict[str, Any]] | None:
+    """Each query with the calls it stands for (``calls`` of them, default one), or None when
+    the log and the calls do not line up (counts, or a recorded answer that differs)."""
+    out, i = [], 0
+    for q in queries:
+        n = getattr(q, "calls", 1)
+        mine = calls[i : i + n]
+        i += n
+        if len(mine) != n or _aggregate([c[1] for c in mine]) != q.answer:
+            return None
+        for j, (text, a, pre) in enumerate(mine):
+            entry = {
+                "name": q.name if n == 1 else f"{q.name}.step{j + 1:02d}",
+                "purpose": q.purpose
+                if n == 1
+                else f"{q.purpose} [check {j + 1} of {n}: step instance {j + 1}]",
                 "formula": q.formula,
                 "expect": q.expect,
                 "answer": a,
                 "premises": pre,
                 "smt2": text,
             }
-            for q, (text, a, pre) in zip(queries, calls)
-        ]
+            out.append(entry)
+    return out if i == len(calls) else None
+
+
+def paired(result: Any, calls: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
+    """The captured calls named by the proof's queries (name, purpose, readable formula, the
+    answer the argument needs). Pairing is by order (a query that stands for several checks,
+    ``Query.calls``, takes that many, each named ``<query>.stepNN``) and checked by the
+    answers; when it does not hold (a proof that asks z3 more than it logs) the calls stay
+    unnamed, expecting what z3 said."""
+    named = _pair(proof_queries(result), calls)
+    if named is not None:
+        return named
     return [
         {
             "name": f"call {i + 1}",
@@ -135,18 +168,35 @@ def _comment(label: str, text: str) -> list[str]:
     return [f"; {label}: {lines[0]}"] + [f";   {line}" for line in lines[1:]]
 
 
-def smt2_file(q: dict[str, Any], design: str = "") -> str:
+def replay_answer(q: dict[str, Any]) -> str:
+    """The answer a re-run of the query must give: z3's answer when the proof ran (sat or
+    unsat), else the one the argument needs."""
+    return q["answer"] if q["answer"] in ("sat", "unsat") else q["expect"]
+
+
+def smt2_file(q: dict[str, Any], design: str = "", scope: str = "") -> str:
     """One query as an SMT-LIB 2 file: comments naming it, its purpose, its formula as the
-    proof writes it, the answer the argument needs (``; expect: unsat``) and the one z3 gave."""
+    proof writes it, the answer a re-run must give (``; expect: unsat``, what z3 answered when
+    the proof ran) and, when that is not the answer the argument needed (plain induction that
+    failed before the strengthened query, a candidate invariant dropped), a line saying so.
+    ``scope`` says for which sizes the proof was (default: every number of tabs)."""
     head = [f"; kvheal query: {q['name']}"]
     if design:
-        head.append(f"; design: {design}, every number of tabs (kvheal prove --all-tabs)")
+        head.append(f"; design: {design}, {scope or 'every number of tabs (kvheal prove --all-tabs)'}")
     if q.get("purpose"):
         head += _comment("purpose", q["purpose"])
     if q.get("formula"):
         head += _comment("formula", q["formula"])
-    head.append(f"; expect: {q['expect']}")
+    want = replay_answer(q)
+    head.append(f"; expect: {want}")
     head.append(f"; z3 answered: {q['answer']}")
+    if want != q["expect"]:
+        head += _comment(
+            "note",
+            f"the argument asked for {q['expect']} here and z3 answered {q['answer']}, so a re-run\n"
+            f"must answer {q['answer']} too. No proved verdict rests on such a query: it is a plain\n"
+            "induction step that was then strengthened, or a candidate invariant that was dropped.",
+        )
     if q.get("premises"):
         note = {
             "sat": "satisfiable: not vacuous",

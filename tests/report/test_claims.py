@@ -120,9 +120,10 @@ def test_claims_decided_for_the_app_as_deployed_and_its_fix():
 def test_survives_refresh_is_decided_where_a_reload_is_the_only_difference():
     refresh = next(c for c in CLAIMS if c.id == "survives-refresh")
     assert (refresh.deployed_on, refresh.control) == (REFRESH, REFRESH_CONTROL)
-    # the two designs differ by the reload flag alone
+    # the two designs differ by the reload flag alone, whatever flags the preset gains
     flags = lambda d: Config.make(tabs=1, variants=d).variants  # noqa: E731
     assert flags(REFRESH) - flags(REFRESH_CONTROL) == {"reload"} and flags(REFRESH_CONTROL) < flags(REFRESH)
+    assert flags(REFRESH) == flags("as_built") | {"atomic_cache", "dedupe", "full_poll"}
     v = {
         (d, p): "holds"
         for d in (REFRESH, REFRESH_CONTROL, FIXED)

@@ -52,7 +52,9 @@ def test_any_trace_draws(variants):
         assert ("sweeper" in words) == ("sweeper" in variants)
         assert ("pendingMessages" in words) == ("shared_pending" in variants)
         assert "heal m0" in words
-        assert not any(w.startswith("? ") for w in words), "an action the renderer does not know"
+        assert not any(w.startswith("? ") for w in words)
+        root = ET.fromstring(sequence_svg(trace, trace_views(model, trace)))
+        assert not [e for e in root.iter(f"{SVG}text") if e.get("class") == "undrawn"], "an action not drawn"
 
 
 def test_messages_have_their_colours_and_snapshots_show():

@@ -105,6 +105,7 @@ def test_report_command_and_its_cache(tmp_path, monkeypatch):
         "cex/seed-Converges.itf.json",
         "cex/seed-Converges.md",
         "smt/atomic_cache+dedupe/001-init.smt2",
+        "smt/tabs-2/atomic_cache+dedupe/001-init-AckedIsStored.smt2",
     ):
         assert (out / name).is_file(), name
     md = (out / "report.md").read_text()
