@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kvheal.flags import PRESETS
+
 from .claims import (
     CLAIMS,
     CONFIRMED,
@@ -878,9 +880,11 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
             [
                 "SPEC §6's model of the app as it ran: a clock and timestamps, each tab's cursor "
                 "lagging its clock, the set of messages each page has shown, what counts as found "
-                "(the poll's answer or the page-load list), one reload per tab and one failed cache "
-                "put (",
+                "(the poll's answer or the page-load list), one reload per tab and the faults SPEC "
+                "§6 describes (",
                 ("code", f"kvheal check --tabs {tabs} --variant as_built"),
+                "; the preset is ",
+                ("code", ",".join(sorted(PRESETS[DEPLOYED]))),
                 "). EveryoneSees: every live tab is eventually shown every acknowledged message. "
                 "The diagrams of these counterexamples have a column per tab with what its page has "
                 "shown after each step.",

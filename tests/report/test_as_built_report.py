@@ -175,3 +175,29 @@ def test_the_as_built_section():
 
 def test_readme_table_leaves_the_as_built_designs_out():
     assert readme_table(list(records())) == readme_table(list(records())[:1])
+
+
+def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
+    """The command on model-only designs: checked and reported, but no z3 at fixed size (prove
+    has no argument for the tab view) and no replay (the real system lacks the flags)."""
+    import kvheal.report_cmd as report_cmd
+
+    from .conftest import kvheal_here
+
+    monkeypatch.setattr(report_cmd, "model_digest", lambda: "pinned")
+    out = tmp_path / "rep"
+    proc = kvheal_here("report", "--out", str(out), "--designs", f"{REFRESH};{REFRESH_CONTROL}", "-q")
+    assert proc.returncode == 0, proc.stderr
+    cache = json.loads((out / ".kvheal-cache.json").read_text())
+    assert sorted(r["design"] for r in cache.values()) == sorted(
+        [REFRESH, REFRESH_CONTROL]
+    )  # no replay records
+    assert not any("z3" in r or "z3_queries" in r for r in cache.values())
+    assert not (out / "replay").exists() and not (out / "smt").exists()
+    md = (out / "report.md").read_text()
+    stem = REFRESH.replace(",", "+")
+    assert (out / "cex" / f"{stem}-Converges.svg").is_file()
+    flags = ", ".join(sorted(Config.make(tabs=1, variants=REFRESH).variants & MODELLED_ONLY))
+    assert f"| [{REFRESH}: Converges](cex/{stem}-Converges.md) | lasso |" in md
+    assert f"| not replayable: {flags} modelled only |" in md
+    assert "(on as_built,atomic_cache,dedupe,full_poll); the same without reload (control): confirmed" in md
