@@ -169,3 +169,29 @@ def test_console_errors_are_seen(chromium, tmp_path):
     page.write_text("<!DOCTYPE html><html><body><p>x</p><script>undefinedThing();</script></body></html>")
     proc = browse(chromium, page, "--dump-dom")
     assert console_errors(proc.stderr), proc.stderr[-2000:]
+
+
+def test_as_built_diagram_in_chromium(chromium, tmp_path):
+    """An as-built counterexample in the browser: the page renders with no console errors, the
+    diagram's shown cells are in the DOM, and the tints of changed cells are painted."""
+    from .test_as_built_report import report
+
+    for rel, text in report().items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    dom = browse(chromium, tmp_path / "index.html", "--dump-dom")
+    assert console_errors(dom.stderr) == []
+    assert 'data-kvheal-report="rendered"' in dom.stdout
+    assert dom.stdout.count('class="shown"') >= 2 * (9 + 17 + 20 + 17)  # two tabs, every step of as_built's
+    shot = tmp_path / "diagram.png"
+    proc = browse(
+        chromium,
+        tmp_path / "cex" / "as_built-EveryoneSees.svg",
+        f"--screenshot={shot}",
+        "--window-size=1900,900",
+    )
+    assert shot.is_file(), proc.stderr[-2000:]
+    px = png_pixels(shot.read_bytes()).astype(int)
+    green = np.abs(px - (0xDF, 0xF3, 0xE0)).sum(axis=2) < 6  # a tab's page shows more
+    yellow = np.abs(px - (0xFF, 0xF0, 0xB3)).sum(axis=2) < 6  # the clock ticks, a cursor moves
+    assert green.sum() > 3 * 500 and yellow.sum() > 2 * 500, (green.sum(), yellow.sum())
