@@ -280,6 +280,31 @@ def engine_for(model: Any, engine: str) -> str:
     return engine
 
 
+def cold_compile(model: Any) -> tuple[float, str]:
+    """Build ``model``'s compiled kernel from nothing (numba's cache in a fresh folder, as
+    SPIN compiles its verifier every run): the seconds it took and the engine to use
+    (``python`` where the compiled one cannot run)."""
+    import os
+    import tempfile
+
+    from kvheal.model.fast import CompiledUnavailable
+
+    t0 = time.perf_counter()
+    old = os.environ.get("KVHEAL_CACHE")
+    with tempfile.TemporaryDirectory(prefix="kvheal-bench-") as tmp:
+        os.environ["KVHEAL_CACHE"] = tmp
+        try:
+            model.compiled()
+        except CompiledUnavailable:
+            return 0.0, "python"
+        finally:
+            if old is None:
+                del os.environ["KVHEAL_CACHE"]
+            else:
+                os.environ["KVHEAL_CACHE"] = old
+    return time.perf_counter() - t0, "compiled"
+
+
 def memory_budget(text: str | None) -> Any:
     """The :class:`~kvheal.memory.MemoryBudget` of ``--memory`` (None for ``0``), or a usage
     error naming the bad size."""
@@ -344,7 +369,8 @@ def bench(
             raise click.UsageError(f"--spin: {spin_missing()}")
     model = KVHealModel(cfg)
     t0 = time.perf_counter()
-    result = run_check(model, budget=memory_budget(memory))
+    compile_s, engine = cold_compile(model)
+    result = run_check(model, budget=memory_budget(memory), engine=engine)
     wall = time.perf_counter() - t0
     if result.stop_reason:
         click.echo(stop_message(result), err=True)
@@ -354,6 +380,8 @@ def bench(
         "states": result.states,
         "transitions": result.transitions,
         "seconds": round(wall, 2),
+        "engine": result.engine,
+        "compile_seconds": round(compile_s, 2),
         "explore_seconds": round(result.explore_seconds, 2),
         "states_per_s_exploring": round(result.states / result.explore_seconds),
         "transitions_per_s_exploring": round(result.transitions / result.explore_seconds),

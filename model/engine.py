@@ -285,6 +285,16 @@ def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[
     return steps
 
 
+def _scc_compiled(rowptr: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """Strongly connected components by :mod:`kvheal.model.fastlive` (None without numba)."""
+    try:
+        from .fastlive import strong_components
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    comp, n_comp = strong_components(rowptr, dst)
+    return comp, int(n_comp)
+
+
 def _fair_compiled(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray | None:
     """Which components are fair, by :mod:`kvheal.model.fastlive` (None without numba)."""
     try:
@@ -297,6 +307,7 @@ def _fair_compiled(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray | N
 def _fair_numpy(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray:
     """Which components are fair, with numpy sorts (the reference for the compiled version)."""
     n = len(comp)
+    comp = comp.astype(np.int64, copy=False)
     src = np.repeat(np.arange(n, dtype=np.int64), np.diff(rowptr))
     c_src = comp[src]
     internal = c_src == comp[dst]
@@ -327,19 +338,23 @@ class LivenessAnalysis:
     """Strongly connected components of a complete graph and which of them are fair."""
 
     def __init__(self, model: Any, g: StateGraph) -> None:
-        from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import connected_components
 
         n = g.n
         self.g = g
         rowptr = _np(g.rowptr, np.int64)
         dst = _np(g.dst, np.int32)
-        lab = _np(g.label, np.int32)
+        lab = g.label if isinstance(g.label, np.ndarray) else _np(g.label, np.int32)
         self.rowptr, self.dst, self.lab = rowptr, dst, lab
-        self.matrix = csr_matrix((np.ones(len(dst), dtype=np.int8), dst, rowptr), shape=(n, n))
-        _, comp = connected_components(self.matrix, directed=True, connection="strong")
-        self.comp = comp.astype(np.int64)
-        n_comp = int(comp.max()) + 1 if n else 0
+        self.n = n
+        self._matrix = None
+        found = _scc_compiled(rowptr, dst)
+        if found is None:
+            _, comp = connected_components(self.matrix, directed=True, connection="strong")
+            n_comp = int(comp.max()) + 1 if n else 0
+        else:
+            comp, n_comp = found
+        self.comp = comp
         n_labels = len(model.instances)
         fair_label = np.array([model.is_fair(i) for i in range(n_labels)], dtype=bool)
         fair = _fair_compiled(rowptr, dst, lab, self.comp, n_comp, fair_label)
@@ -348,6 +363,17 @@ class LivenessAnalysis:
         self.fair = fair
         self.n_labels = n_labels
         self.fair_label = fair_label
+
+    @property
+    def matrix(self) -> Any:
+        """The graph as a scipy CSR matrix (built when a lasso needs it)."""
+        if self._matrix is None:
+            from scipy.sparse import csr_matrix
+
+            n = self.n
+            data = np.ones(len(self.dst), dtype=np.int8)
+            self._matrix = csr_matrix((data, self.dst, self.rowptr), shape=(n, n))
+        return self._matrix
 
     def first_bad_state(self, flags: np.ndarray) -> int | None:
         """The smallest-numbered state where ``flags`` (the goal is false) is set inside a

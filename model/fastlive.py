@@ -54,3 +54,66 @@ def fair_components(rowptr, dst, lab, comp, n_comp, fair_label):  # pragma: no c
             taken[lb] = False
         fair[c] = ok
     return fair
+
+
+@njit(cache=True, nogil=True)
+def strong_components(rowptr, dst):  # pragma: no cover - compiled
+    """Tarjan's algorithm, iterative: per state its component's number (components numbered
+    in the order Tarjan completes them, sinks first) and the number of components."""
+    n = rowptr.shape[0] - 1
+    index = np.full(n, -1, np.int64)
+    low = np.zeros(n, np.int64)
+    comp = np.full(n, -1, np.int32)
+    on_stack = np.zeros(n, np.bool_)
+    stack = np.empty(n, np.int64)
+    call_v = np.empty(n, np.int64)
+    call_e = np.empty(n, np.int64)
+    sp = 0
+    counter = 0
+    n_comp = 0
+    for root in range(n):
+        if index[root] >= 0:
+            continue
+        depth = 0
+        call_v[0] = root
+        call_e[0] = rowptr[root]
+        index[root] = counter
+        low[root] = counter
+        counter += 1
+        stack[sp] = root
+        sp += 1
+        on_stack[root] = True
+        while depth >= 0:
+            v = call_v[depth]
+            e = call_e[depth]
+            if e < rowptr[v + 1]:
+                call_e[depth] = e + 1
+                w = dst[e]
+                if index[w] < 0:
+                    index[w] = counter
+                    low[w] = counter
+                    counter += 1
+                    stack[sp] = w
+                    sp += 1
+                    on_stack[w] = True
+                    depth += 1
+                    call_v[depth] = w
+                    call_e[depth] = rowptr[w]
+                elif on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
+                continue
+            if low[v] == index[v]:
+                while True:
+                    sp -= 1
+                    w = stack[sp]
+                    on_stack[w] = False
+                    comp[w] = n_comp
+                    if w == v:
+                        break
+                n_comp += 1
+            depth -= 1
+            if depth >= 0:
+                u = call_v[depth]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+    return comp, n_comp

@@ -113,7 +113,7 @@ def test_results_are_typed_values_and_json_only_on_request():
     }
     assert small.as_json() == {"status": "holds", "trace": []}
     out = r.as_json()
-    assert set(out) == {"states", "transitions", "seconds", "complete", "depth", "properties"}
+    assert set(out) == {"states", "transitions", "seconds", "complete", "depth", "engine", "properties"}
     assert out["depth"] == 2  # the toy model's longest shortest path
-    assert (out["states"], out["transitions"], out["complete"]) == (3, 2, True)
+    assert (out["states"], out["transitions"], out["complete"], out["engine"]) == (3, 2, True, "python")
     assert out["properties"]["Goal"] == goal.as_json()
