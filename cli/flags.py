@@ -22,9 +22,9 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, fire_and_forget (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
-    'tab_view,found_in_response,reload,put_fails'
+    'tab_view,found_in_response,reload,put_fails,post_fails'
 """
 
 from __future__ import annotations
@@ -121,6 +121,24 @@ FLAGS: tuple[Flag, ...] = (
         "the last tab's clock is one lag behind the others (its timestamps and its cursor)",
         modelled_only=True,
     ),
+    Flag(
+        "post_fails",
+        "fault",
+        "a POST may fail after put comment:<id> (the message is stored, the client drops it)",
+        modelled_only=True,
+    ),
+    Flag(
+        "repost",
+        "fault",
+        "a client posts an id that already exists (it resends a failed POST with the same id)",
+        modelled_only=True,
+    ),
+    Flag(
+        "fire_and_forget",
+        "client",
+        "heals are sent without waiting for the previous one: two heals of one id may be in flight",
+        modelled_only=True,
+    ),
 )
 
 VARIANTS: tuple[str, ...] = tuple(f.name for f in FLAGS)
@@ -135,10 +153,12 @@ FAULT_VARIANTS = frozenset(f.name for f in FLAGS if f.part == "fault" and not f.
 #: Named sets of flags a variant list may use (SPEC §6): the app as deployed, as far as the
 #: model has it, and the smallest change found that makes every §7 property hold.
 PRESETS: dict[str, frozenset[str]] = {
-    "as_built": frozenset({"tab_view", "found_in_response", "reload", "put_fails"}),
+    "as_built": frozenset({"tab_view", "found_in_response", "reload", "put_fails", "post_fails"}),
     # the whole cache polled, an atomic deduplicating update, and no page-load snapshot in the
     # pending check (found_in_response off: with full_poll the response is the cache)
-    "as_built_fixed": frozenset({"tab_view", "reload", "put_fails", "full_poll", "atomic_cache", "dedupe"}),
+    "as_built_fixed": frozenset(
+        {"tab_view", "reload", "put_fails", "post_fails", "full_poll", "atomic_cache", "dedupe"}
+    ),
 }
 
 #: Combinations that make no sense, each with the reason (checked by :func:`parse_variants`).
@@ -153,6 +173,7 @@ REQUIRES: dict[str, str] = {
     "full_poll": "tab_view",
     "stale_reads": "tab_view",
     "clock_skew": "tab_view",
+    "repost": "post_fails",
 }
 
 

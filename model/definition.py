@@ -46,6 +46,10 @@ MSGS = IdsType("m")
 HORIZON = 1
 LAG = 1
 TIME = IntType(0, HORIZON)
+#: SPEC §7's HealsTerminate: a tab sends at most this many heals for one message (one more
+#: with ``fire_and_forget``: see :func:`heal_bound`). The ghost counter ``heals`` stops one
+#: above the bound, so the state space stays finite.
+HEAL_BOUND = 2
 
 POST = Enum(
     "Post",
@@ -54,6 +58,7 @@ POST = Enum(
     Phase("CacheRead", (("snap", CACHE),)),
     Phase("CacheWritten"),
     Phase("Acked"),
+    Phase("Failed"),
 )
 HEAL = Enum(
     "Heal", Phase("Idle"), Phase("Requested"), Phase("KeyRead"), Phase("CacheRead", (("snap", CACHE),))
@@ -108,6 +113,35 @@ def _frozen(cfg):
     return cfg.has("found_in_response") and cfg.has("reload")
 
 
+def heal_bound(cfg):
+    """HealsTerminate's bound: a first heal, and one sent by a poll that read the cache before
+    the first heal landed; with ``fire_and_forget`` one more (two heals of an id in flight)."""
+    return HEAL_BOUND + (1 if cfg.has("fire_and_forget") else 0)
+
+
+def _counted(cfg):
+    """The ghost counter of heals sent (``heals``), read by HealsTerminate: with the tab's view."""
+    return cfg.has("tab_view")
+
+
+def _post_unused(cfg):
+    """Post phases this configuration never reaches: the separate read with an atomic update,
+    the failed POST without ``post_fails``."""
+    return (("CacheRead",) if cfg.has("atomic_cache") else ()) + (
+        () if cfg.has("post_fails") else ("Failed",)
+    )
+
+
+def _heal_unused(cfg):
+    return ("CacheRead",) if _heal_is_atomic(cfg) else ()
+
+
+def _heal_vars(cfg):
+    """The heal variables of one slot: ``heal``, and ``heal2`` (a second heal of the same id in
+    flight) with ``fire_and_forget``."""
+    return ("heal", "heal2") if cfg.has("fire_and_forget") else ("heal",)
+
+
 def _browser(cfg, t):
     """The messages tab t's browser posts: its own, or every tab's when the tabs share one
     browser (``shared_pending``: one localStorage, one IndexedDB)."""
@@ -140,13 +174,13 @@ def msg_of(h):
 # fmt: off
 VARIABLES = [
     Var("cache", CACHE, doc="the value of recent:comments"),
-    Var("post", POST, "m", "the worker's handling of the POST of m",
-        unused=lambda cfg: ("CacheRead",) if cfg.has("atomic_cache") else ()),
+    Var("post", POST, "m", "the worker's handling of the POST of m", unused=_post_unused),
     Var("pending", IdsType("m", universe=_own), "t", "tab t's pending list", when=_lacks("shared_pending")),
     Var("pending", MSGS, doc="the one pending list all tabs share", when=_has("shared_pending")),
     Var("poll", POLL, "t", "tab t's poll: the cache value its GET returned, not yet processed"),
-    Var("heal", HEAL, "heal", "the heal request for m (per (t, m) with shared_pending)",
-        unused=lambda cfg: ("CacheRead",) if _heal_is_atomic(cfg) else ()),
+    Var("heal", HEAL, "heal", "the heal request for m (per (t, m) with shared_pending)", unused=_heal_unused),
+    Var("heal2", HEAL, "heal", "a second heal request for m in flight (fire_and_forget)",
+        when=_has("fire_and_forget"), unused=_heal_unused),
     Var("alive", IdsType("t", view="bools"), doc="the live tabs", when=_has("tab_crash"),
         absent=lambda cfg: frozenset(range(cfg.tabs)), init=lambda cfg, _: frozenset(range(cfg.tabs))),
     Var("sweep", SWEEP, doc="the sweeper's pass", when=_has("sweeper"), absent=lambda cfg: "Idle",
@@ -166,6 +200,9 @@ VARIABLES = [
         when=_has("reload")),
     Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
         when=_has("put_fails")),
+    Var("heals", IntType(0, HEAL_BOUND + 2), "heal",
+        "ghost: the heals sent for m (by tab t with shared_pending), stopping at heal_bound + 1",
+        when=_counted),
     Var("prev", CACHE,
         doc="the cache value before its last write, still served elsewhere until the next tick",
         when=_has("stale_reads")),
@@ -254,6 +291,13 @@ def PollRead(cfg, s, x, t):
 
 
 def PollDone(cfg, s, x, t):
+    guard, effects, _ = _poll_done(cfg, s, x, t)
+    return guard, effects
+
+
+def _poll_done(cfg, s, x, t):
+    """PollDone's guard and effects, and per heal slot of t the condition that it sends a heal
+    (read by the properties about heals, SPEC §7)."""
     shared = cfg.has("shared_pending")
     guard = s.poll[t].is_("Read") & s.alive.has(t)
     if shared:
@@ -272,10 +316,20 @@ def PollDone(cfg, s, x, t):
     else:
         effects[s.pending[t]] = kept
         slots = _own(cfg, t)
+    sends = {}
     for h in slots:  # request a heal for each missing id whose heal is not already busy
-        heal = s.heal[h]
-        effects[heal] = x.ite(missing.has(msg_of(h)) & heal.is_("Idle"), HEAL.Requested(), heal)
-    return guard, effects
+        heal, want = s.heal[h], missing.has(msg_of(h))
+        effects[heal] = x.ite(want & heal.is_("Idle"), HEAL.Requested(), heal)
+        if cfg.has("fire_and_forget"):  # sent without waiting: a second one while the first runs
+            heal2 = s.heal2[h]
+            effects[heal2] = x.ite(want & ~heal.is_("Idle") & heal2.is_("Idle"), HEAL.Requested(), heal2)
+            sends[h] = want & heal2.is_("Idle")  # the second slot is busy only if the first is
+        else:
+            sends[h] = want & heal.is_("Idle")
+        if _counted(cfg):
+            count = s.heals[h]
+            effects[count] = x.ite(sends[h] & (count <= heal_bound(cfg)), count + 1, count)
+    return guard, effects, sends
 
 
 def _poll_view(cfg, s, x, t, effects):
@@ -302,25 +356,46 @@ def PendingWrite(cfg, s, x, t):
     return slot.is_("Write") & s.alive.has(t), {s.pending: slot.of("Write").set, slot: LIST.Idle()}
 
 
-def HealKey(cfg, s, x, h):
-    heal = s.heal[h]
-    return heal.is_("Requested"), {heal: x.ite(s.stored.has(msg_of(h)), HEAL.KeyRead(), HEAL.Idle())}
+def _heal_ends(cfg, s, x, h, v, effects, ends=None):
+    """``effects`` plus the heal in slot ``v`` ending (``ends``: when, default always). With
+    ``fire_and_forget`` the slots hold the older heal in flight (``heal``) and the newer one
+    (``heal2``): when the older ends, the newer becomes the older (the two are the same kind
+    of request, so the states where only the second slot is busy would repeat the others)."""
+    heal = getattr(s, v)[h]
+    if v == "heal" and cfg.has("fire_and_forget"):
+        nxt = s.heal2[h]
+        effects[heal] = nxt if ends is None else x.ite(ends, nxt, effects.get(heal, heal))
+        effects[nxt] = HEAL.Idle() if ends is None else x.ite(ends, HEAL.Idle(), nxt)
+    elif ends is None:
+        effects[heal] = HEAL.Idle()
+    else:
+        effects[heal] = x.ite(ends, HEAL.Idle(), effects.get(heal, heal))
+    return effects
 
 
-def HealRead(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), {s.heal[h]: HEAL.CacheRead(snap=s.cache)}
+def HealKey(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    found = s.stored.has(msg_of(h))  # 404 otherwise: the heal ends
+    return heal.is_("Requested"), _heal_ends(cfg, s, x, h, v, {heal: HEAL.KeyRead()}, ends=~found)
 
 
-def HealWrite(cfg, s, x, h):
-    snap = s.heal[h].of("CacheRead").snap
-    return s.heal[h].is_("CacheRead"), _aged(
-        cfg, s, x, {s.cache: cache_write(cfg, s, x, snap, msg_of(h)), s.heal[h]: HEAL.Idle()}
+def HealRead(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    return heal.is_("KeyRead"), {heal: HEAL.CacheRead(snap=s.cache)}
+
+
+def HealWrite(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    snap = heal.of("CacheRead").snap
+    return heal.is_("CacheRead"), _aged(
+        cfg, s, x, _heal_ends(cfg, s, x, h, v, {s.cache: cache_write(cfg, s, x, snap, msg_of(h))})
     )
 
 
-def HealCache(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), _aged(
-        cfg, s, x, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h)), s.heal[h]: HEAL.Idle()}
+def HealCache(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    return heal.is_("KeyRead"), _aged(
+        cfg, s, x, _heal_ends(cfg, s, x, h, v, {s.cache: cache_write(cfg, s, x, s.cache, msg_of(h))})
     )
 
 
@@ -334,8 +409,9 @@ def PostReadStale(cfg, s, x, m):
     return s.post[m].is_("KeyWritten"), {s.post[m]: POST.CacheRead(snap=s.prev)}
 
 
-def HealReadStale(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead"), {s.heal[h]: HEAL.CacheRead(snap=s.prev)}
+def HealReadStale(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    return heal.is_("KeyRead"), {heal: HEAL.CacheRead(snap=s.prev)}
 
 
 def PollReadStale(cfg, s, x, t):
@@ -346,13 +422,47 @@ def PostCacheFail(cfg, s, x, m):
     return s.post[m].is_("KeyWritten") & ~s.put_failed, {s.post[m]: POST.CacheWritten(), s.put_failed: True}
 
 
-def HealWriteFail(cfg, s, x, h):
+def HealWriteFail(cfg, s, x, h, v="heal"):
     """The heal's cache put fails; the heal endpoint still answers success."""
-    return s.heal[h].is_("CacheRead") & ~s.put_failed, {s.heal[h]: HEAL.Idle(), s.put_failed: True}
+    heal = getattr(s, v)[h]
+    return heal.is_("CacheRead") & ~s.put_failed, _heal_ends(cfg, s, x, h, v, {s.put_failed: True})
 
 
-def HealCacheFail(cfg, s, x, h):
-    return s.heal[h].is_("KeyRead") & ~s.put_failed, {s.heal[h]: HEAL.Idle(), s.put_failed: True}
+def HealCacheFail(cfg, s, x, h, v="heal"):
+    heal = getattr(s, v)[h]
+    return heal.is_("KeyRead") & ~s.put_failed, _heal_ends(cfg, s, x, h, v, {s.put_failed: True})
+
+
+def _second(body):
+    """The same heal step, of the second heal in flight (``heal2``, with ``fire_and_forget``)."""
+
+    def step(cfg, s, x, h):
+        return body(cfg, s, x, h, v="heal2")
+
+    step.__name__ = step.__qualname__ = body.__name__ + "2"
+    step.__doc__ = body.__doc__
+    return step
+
+
+def PostFail(cfg, s, x, m):
+    """The POST fails after ``put comment:<id>``: before the cache update (the heartbeat put hits
+    the write limit and the worker answers 500) or after it (the answer is lost). The message is
+    stored; the client removes its optimistic copy and tracks nothing."""
+    effects = {s.post[m]: POST.Failed()}
+    if cfg.has("tab_view"):
+        owner = cfg.owner(m)
+        effects[s.shown[owner]] = s.shown[owner].without(m)
+    return s.post[m].is_("KeyWritten") | s.post[m].is_("CacheWritten"), effects
+
+
+def PostAgain(cfg, s, x, m):
+    """A client posts an id that already exists: the owner sends its failed POST again, same id
+    and timestamp; the worker writes ``comment:<id>`` again and pushes the message again."""
+    owner = cfg.owner(m)
+    effects = {s.post[m]: POST.KeyWritten()}
+    if cfg.has("tab_view"):  # shown at once again (optimistic)
+        effects[s.shown[owner]] = s.shown[owner].with_(m)
+    return s.post[m].is_("Failed") & s.alive.has(owner), effects
 
 
 def SweepList(cfg, s, x):
@@ -418,6 +528,7 @@ _heal_atomic, _heal_plain = _heal_is_atomic, lambda cfg: not _heal_is_atomic(cfg
 _sweeper = _has("sweeper")
 _fails = _has("put_fails")
 _stale = _has("stale_reads")
+_ff = _has("fire_and_forget")
 
 # The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
 # fmt: off
@@ -436,6 +547,12 @@ ACTIONS = [
     ActionDef("PostCacheFail", "m", "request", PostCacheFail,
               "the atomic cache update fails (the write limit)", fair=False, when=_both(_fails, _atomic),
               kv="cas cache"),
+    ActionDef("PostFail", "m", "request", PostFail,
+              "the POST fails after put comment:<id>; the client drops the message (never forced)",
+              fair=False, when=_has("post_fails"), kv=""),
+    ActionDef("PostAgain", "m", "request", PostAgain,
+              "put comment:<id> of an id that exists: the owner resends a failed POST (never forced)",
+              fair=False, when=_has("repost"), kv="put comment"),
     ActionDef("PostAck", "m", "request", PostAck, "the 200; the owner, if alive, records m as pending",
               kv=""),
     ActionDef("PollRead", "t", "tab", PollRead, "the tab's GET of the cache", group=1, kv="get cache"),
@@ -460,6 +577,23 @@ ACTIONS = [
               fair=False, when=_both(_fails, _heal_plain), group=3, kv="put cache"),
     ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails", fair=False,
               when=_both(_fails, _heal_atomic), group=3, kv="cas cache"),
+    ActionDef("HealKey2", "heal", "heal", _second(HealKey), "the second heal's get comment:<id>",
+              when=_ff, group=3, kv="get comment"),
+    ActionDef("HealRead2", "heal", "heal", _second(HealRead), "the second heal's get recent:comments",
+              when=_both(_ff, _heal_plain), group=3, kv="get cache"),
+    ActionDef("HealWrite2", "heal", "heal", _second(HealWrite), "the second heal's put recent:comments",
+              when=_both(_ff, _heal_plain), group=3, kv="put cache"),
+    ActionDef("HealCache2", "heal", "heal", _second(HealCache), "the second heal's atomic cache update",
+              when=_both(_ff, _heal_atomic), group=3, kv="cas cache"),
+    ActionDef("HealReadStale2", "heal", "heal", _second(HealReadStale),
+              "the second heal's get recent:comments, served an older value", fair=False,
+              when=lambda cfg: _ff(cfg) and _stale(cfg) and _heal_plain(cfg), group=3, kv="get cache"),
+    ActionDef("HealWriteFail2", "heal", "heal", _second(HealWriteFail), "the second heal's put fails",
+              fair=False, when=lambda cfg: _ff(cfg) and _fails(cfg) and _heal_plain(cfg), group=3,
+              kv="put cache"),
+    ActionDef("HealCacheFail2", "heal", "heal", _second(HealCacheFail),
+              "the second heal's atomic update fails", fair=False,
+              when=lambda cfg: _ff(cfg) and _fails(cfg) and _heal_atomic(cfg), group=3, kv="cas cache"),
     ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
               kv="list comment"),
     ActionDef("SweepRead", "", "sweeper", SweepRead, "get recent:comments", when=_both(_sweeper, _plain),
@@ -510,6 +644,14 @@ FLAGS = [
             "fault: a cache read may be served the value before the last write, until the next tick",
             "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
             changes=("PostWrite", "PostCache", "HealWrite", "HealCache", "SweepWrite", "SweepCache", "Tick")),
+    FlagDef("post_fails", "fault: a POST may fail after put comment:<id>; the client tracks nothing", "fault",
+            adds=("PostFail",)),
+    FlagDef("repost", "fault: a client posts an id that exists (resends a failed POST)", "fault",
+            adds=("PostAgain",)),
+    FlagDef("fire_and_forget", "heals are sent without waiting: two of one id may be in flight", "client",
+            adds=("HealKey2", "HealRead2", "HealWrite2", "HealCache2", "HealReadStale2", "HealWriteFail2",
+                  "HealCacheFail2"),
+            changes=("PollDone",)),
 ]
 # fmt: on
 
@@ -541,12 +683,60 @@ def _everyone_sees(cfg, s, x):
     return x.all(~s.alive.has(t) | s.acked.newest(cfg.cap).subset(s.shown[t]) for t in range(cfg.tabs))
 
 
+class _Inline:
+    """The value algebra with ``x.let`` as the identity: a property that runs an action's body
+    evaluates it only where the action's guard holds (``~guard | ...`` short-circuits), never
+    decoding the payload of a phase the variable is not in."""
+
+    def __init__(self, x):
+        self._x = x
+
+    def let(self, v):
+        return v
+
+    def __getattr__(self, name):
+        return getattr(self._x, name)
+
+
+def _heals_terminate(cfg, s, x):
+    return x.all(s.heals[h] <= heal_bound(cfg) for h in _heal_slots(cfg))
+
+
+def _heal_only_missing(cfg, s, x):
+    """No PollDone enabled now would send a heal for an id its poll's answer (the cache it
+    read) holds: the state before such a request violates it."""
+    y, parts = _Inline(x), []
+    for t in range(cfg.tabs):
+        guard, _, sends = _poll_done(cfg, s, y, t)
+        snap = s.poll[t].of("Read").snap
+        parts.append(~guard | ~x.any(sends[h] & snap.has(msg_of(h)) for h in sends))
+    return x.all(parts)
+
+
+def _scan_writes_nothing(cfg, s, x):
+    """No sweeper write about to happen would put back the value it read unchanged (ids were
+    missing, but adding them and trimming gives the snapshot again)."""
+    if cfg.has("atomic_cache"):
+        busy, listed, snap = s.sweep.is_("Listed"), s.sweep.of("Listed").list, s.cache
+    else:
+        read = s.sweep.of("Read")
+        busy, listed, snap = s.sweep.is_("Read"), read.list, read.snap
+    missing = listed.minus(snap.ids())
+    return ~busy | missing.is_empty() | ~snap.add_all(missing).eq(snap)
+
+
 # The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
 # fmt: off
 PROPERTIES = [
     PropertyDef("AckedIsStored", "invariant", _acked_is_stored, "an acknowledged message's key is stored"),
     PropertyDef("CacheFromStore", "invariant", _cache_from_store, "every id in the cache has its key stored"),
     PropertyDef("NoDuplicates", "invariant", _no_duplicates, "no id occurs twice in the cache"),
+    PropertyDef("HealOnlyMissing", "invariant", _heal_only_missing,
+                "a poll sends a heal only for an id absent from the cache it read", when=_view),
+    PropertyDef("HealsTerminate", "invariant", _heals_terminate,
+                "a tab sends at most heal_bound heals for one message (2; 3 with fire_and_forget)", when=_counted),
+    PropertyDef("ScanWritesNothing", "invariant", _scan_writes_nothing,
+                "a sweeper pass with nothing to change writes nothing", when=_both(_view, _has("sweeper"))),
     PropertyDef("Converges", "eventually_always", _converges,
                 "eventually always: the C newest acknowledged messages are in the cache"),
     PropertyDef("PendingDrains", "eventually_always", _pending_drains,

@@ -47,7 +47,9 @@ from .reader import StateReader
 State = dict[str, z3.ExprRef]
 
 # Phase numbers, from the definition (the explicit kernel packs payloads beside the same order).
-UNSENT, KEY_WRITTEN, POST_CACHE_READ, CACHE_WRITTEN, ACKED = (POST.code(p.name) for p in POST.phases)
+UNSENT, KEY_WRITTEN, POST_CACHE_READ, CACHE_WRITTEN, ACKED = (
+    POST.code(p) for p in ("Unsent", "KeyWritten", "CacheRead", "CacheWritten", "Acked")
+)
 IDLE, REQUESTED, KEY_READ, HEAL_CACHE_READ = (HEAL.code(p.name) for p in HEAL.phases)
 SWEEP_IDLE, SWEEP_LISTED, SWEEP_READ = (SWEEP.code(p.name) for p in SWEEP.phases)
 

@@ -167,9 +167,10 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
             out[f"pending[{t}]"] = "[]"
     for t, p in enumerate(view["poll"]):
         out[f"poll[{t}]"] = fmt_value(p)
-    for key, p in view["heal"].items():
-        name = f"heal[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heal[{key}]"
-        out[name] = fmt_value(p)
+    for var in ("heal", "heal2"):  # heal2: a second heal of the id in flight (fire_and_forget)
+        for key, p in view.get(var, {}).items():
+            name = f"{var}[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"{var}[{key}]"
+            out[name] = fmt_value(p)
     for t, a in enumerate(view["alive"]):
         out[f"alive[{t}]"] = fmt_value(a)
     out["sweep"] = fmt_value(view["sweep"])
@@ -181,6 +182,12 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
     for key in ("ts", "cursor", "shown", "frozen", "reloaded"):
         for i, v in enumerate(view.get(key, ())):
             out[f"{key}[{i}]"] = fmt_value(v)
+    # the faults' state and the ghost count of heals sent (SPEC §6-7), when the design has them
+    for key in ("put_failed", "prev"):
+        if key in view:
+            out[key] = fmt_value(view[key])
+    for key, p in view.get("heals", {}).items():
+        out[f"heals[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heals[{key}]"] = fmt_value(p)
     return out
 
 

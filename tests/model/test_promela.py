@@ -72,6 +72,39 @@ def test_spin_stores_exactly_the_pinned_states(spin, tabs, per_tab, cap, variant
         assert (r.errors > 0) == bool(violated), (violated, r.errors)
 
 
+#: SPEC §6's flags (issue 10) through SPIN: the export needs nothing beyond the DSL's values,
+#: so every flag exports; SPIN stores kvheal's states (pinned here as check counts them) and
+#: finds an assertion violation iff kvheal finds an invariant violated (HealOnlyMissing,
+#: HealsTerminate, ScanWritesNothing among them)
+AS_BUILT_CASES = {
+    (1, 1, "as_built_fixed,fire_and_forget,repost"): (720, 2172, []),
+    (1, 1, "as_built,fire_and_forget,repost,stale_reads"): (
+        17676,
+        78692,
+        ["HealOnlyMissing", "HealsTerminate"],
+    ),
+    (1, 2, "tab_view,sweeper"): (786141, 2759792, ["NoDuplicates", "HealsTerminate", "ScanWritesNothing"]),
+    (2, 1, "dedupe,post_fails,repost,fire_and_forget"): (16572, 75566, []),
+}
+
+
+@pytest.mark.parametrize(
+    "tabs,per_tab,variants", list(AS_BUILT_CASES), ids=lambda v: v if isinstance(v, str) else None
+)
+def test_spin_on_the_as_built_flags(spin, tabs, per_tab, variants):
+    cfg = Config.make(tabs=tabs, per_tab=per_tab, variants=variants)
+    states, transitions, violated = AS_BUILT_CASES[(tabs, per_tab, variants)]
+    model = KVHealModel(cfg)
+    result = check(model)
+    invariants = {p.name for p in model.properties() if p.kind == "invariant"}
+    got = [n for n, p in result.properties.items() if p.status == "violated" and n in invariants]
+    assert (result.states, result.transitions, got) == (states, transitions, violated)
+    r = run_spin(export(KVHEAL, cfg).text, timeout=300)
+    assert r.complete, r.output
+    assert (r.states, r.transitions) == (states, transitions)
+    assert (r.errors > 0) == bool(violated), (violated, r.errors)
+
+
 def test_write_only_variables_stay_in_the_state_vector(spin):
     """SPIN's optimiser hides a variable no statement reads unless told not to (-o2), merging
     states the model tells apart (kvheal's tab_view,full_poll had such timestamps until the
