@@ -184,7 +184,8 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
     default=None,
     help="Also race the real system with kvheal stress (seed, dedupe, atomic_cache,dedupe at "
     "2, 8 and 16 tabs, 3 runs each; about a minute), time its POSTs (20 bursts of every tab "
-    "posting at once; half a minute) and plot both. Default: on with --full.",
+    "posting at once; half a minute), plot both, and hunt the conformance layer's planted bugs "
+    "with the lockstep machine (about a minute). Default: on with --full.",
 )
 @click.option(
     "--replay/--no-replay",
@@ -287,10 +288,11 @@ def report(
         words += ["--designs", ";".join(chosen)] if designs else []
         words += ["--max-states", str(max_states)] if max_states else []
         command = " ".join(shlex.quote(w) for w in words)
-        measured = latency = None
+        measured = latency = planted = None
         if stress if stress is not None else mode == "full":
             measured = run_stress(cache, cache_path, progress, task)
             latency = run_latency(cache, cache_path, progress, task)
+            planted = run_planted(cache, cache_path, progress, task)
         files = assemble(
             records,
             {
@@ -302,6 +304,7 @@ def report(
             },
             measured,
             latency,
+            planted,
         )
         for rel, text in files.items():
             _write(out / rel, text)
@@ -380,6 +383,22 @@ def run_latency(cache: dict[str, Any], cache_path: Path, progress: Any, task: An
             out.append(rec)
             cache[key] = rec
             _write(cache_path, json.dumps(cache))
+    return out
+
+
+def run_planted(cache: dict[str, Any], cache_path: Path, progress: Any, task: Any) -> list[dict[str, Any]]:
+    """Each planted bug hunted by the lockstep machine (:func:`kvheal.planted.hunt`); cached
+    while the real system's and the conformance layer's sources are unchanged."""
+    from kvheal.planted import hunt, names
+
+    out = []
+    for name in names():
+        key = json.dumps({"planted": name, "impl": impl_digest(), "kvheal": version()}, sort_keys=True)
+        if key not in cache:
+            progress.update(task, description=f"planted bug {name}: the lockstep machine hunts it")
+            cache[key] = hunt(name)
+            _write(cache_path, json.dumps(cache))
+        out.append(cache[key])
     return out
 
 

@@ -486,12 +486,14 @@ def assemble(
     meta: Mapping[str, Any],
     stress: Sequence[Mapping[str, Any]] | None = None,
     latency: Sequence[Mapping[str, Any]] | None = None,
+    planted: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The report's files, ``relative path -> text``: ``report.md``, ``index.html``,
     ``verdicts.json`` (the records without traces, for README's table) and per counterexample
     ``cex/<design>-<property>.svg``, ``.itf.json`` and ``.md``; with ``stress`` (records of
     ``kvheal stress --json`` runs, see :func:`stress_blocks`) the real system's section and its
-    charts under ``stress/``; with ``latency`` (:func:`latency_blocks`) the POST latency chart.
+    charts under ``stress/``; with ``latency`` (:func:`latency_blocks`) the POST latency chart;
+    with ``planted`` (:func:`planted_blocks`) the planted bugs the lockstep machine hunted.
 
     ``meta`` carries ``command``, ``version``, ``tabs`` and ``mode`` (written in the header);
     nothing time-dependent is added here, so the same records give the same files."""
@@ -738,6 +740,8 @@ def assemble(
         blocks += stress_blocks(stress, files)
     if latency:
         blocks += latency_blocks(latency, files)
+    if planted:
+        blocks += planted_blocks(planted)
     blocks.append(("h", 2, ["Counterexamples"], "counterexamples"))
     blocks.append(
         (
@@ -1037,6 +1041,46 @@ def latency_blocks(latency: Sequence[Mapping[str, Any]], files: dict[str, str]) 
     )
     files["stress/latency.json"] = json.dumps(list(latency), indent=1) + "\n"
     return blocks
+
+
+def planted_blocks(planted: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Conformance: each planted bug (records of :func:`kvheal.planted.hunt`), whether the
+    lockstep machine found it, after how many examples, and the first difference it saw."""
+    rows = []
+    for r in planted:
+        diff = r.get("first_difference") or {}
+        rows.append(
+            [
+                [("code", r["fault"])],
+                [r["doc"]],
+                [f"{r['design']}, tabs {r['tabs']}"],
+                [f"found in example {r['examples']}" if r["found"] else "NOT FOUND"],
+                [f"{diff['field']}: model {diff['model']}, implementation {diff['impl']}" if diff else ""],
+                [r.get("reason", "")],
+                [f"{r['seconds']:.1f} s"],
+            ]
+        )
+    found = sum(bool(r["found"]) for r in planted)
+    return [
+        ("h", 3, ["Planted bugs"], "planted-bugs"),
+        (
+            "p",
+            [
+                "Each planted bug (",
+                ("code", "kvheal.conformance.faults"),
+                ": a deliberate fault in a subclass of the real worker, client or backend) run "
+                "against the model in the lockstep machine under the conformance tests' ci "
+                f"profile (fixed seed, at most 50 examples of 30 steps): {found} of {len(planted)} "
+                "found. The designs without the faults pass the same machine "
+                "(tests/conformance/test_lockstep.py).",
+            ],
+        ),
+        (
+            "table",
+            ["planted bug", "what it does", "design", "found", "first difference", "why", "time"],
+            rows,
+        ),
+    ]
 
 
 def stress_blocks(stress: Sequence[Mapping[str, Any]], files: dict[str, str]) -> list[Any]:
