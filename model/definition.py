@@ -14,8 +14,12 @@ The app as deployed (SPEC §6) adds time and the tab's view (``tab_view``: ``clo
 ``cursor[t]``, ``shown[t]``, ``Tick``), the as-built pending check (``found_in_response``), one
 reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 (``put_fails``: ``PostWriteFail``, ``HealWriteFail``, ...), reads served the previous value
-(``stale_reads``: ``prev``, ``PollReadStale``, ...) and the fix's whole-cache poll
-(``full_poll``); their readings are in SPEC §6.
+(``stale_reads``: ``prev``, ``PollReadStale``, ...), the fix's whole-cache poll
+(``full_poll``), a POST failing after its key (``post_fails``: the phase ``Failed``,
+``PostFail``), a resend of the same id (``repost``: ``PostAgain``) and a second heal of an id in
+flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...); their readings are in SPEC §6. With
+the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
+``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``.
 """
 
 from __future__ import annotations
