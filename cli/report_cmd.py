@@ -161,7 +161,9 @@ def parse_designs(text: str | None, mode: str) -> list[str]:
     default=None,
     metavar="LIST",
     help="Designs to check, separated by spaces or ';' (each a comma-separated flag list, "
-    "'seed' for none); default: README's twelve (--quick leaves out shared_pending).",
+    "'seed' for none; presets such as as_built allowed); default: README's twelve (--quick "
+    "leaves out shared_pending) and the app as deployed (as_built, as_built_fixed, and the "
+    "refresh probe with its control).",
 )
 @click.option("--tabs", type=click.IntRange(min=1), default=2, show_default=True, help="Number of tabs (T).")
 @click.option(
