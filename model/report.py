@@ -5,10 +5,14 @@ which is also what the command caches) and writes the files :func:`assemble` ret
 document model feeds both ``report.md`` and ``index.html``, so they say the same things; the
 HTML is self-contained (inline CSS and SVG, no network).
 
-Contents: the post-mortem's claims with their verdicts (:mod:`kvheal.model.claims`, decided
-from the records), the design × property matrix, and every counterexample as a sequence
-diagram (SVG), a step table (Markdown) and an ITF trace (JSON). :func:`readme_table` renders
-README's verdict table from the same records.
+Contents: the post-mortem's claims with their verdicts for the post-mortem design, the app as
+deployed (``as_built``) and its fix (``as_built_fixed``) (:mod:`kvheal.model.claims`, decided
+from the records), the design × property matrix, z3's proofs with their SMT-LIB queries (at
+the report's size and for every number of tabs), the app as deployed (SPEC §6's designs, with
+EveryoneSees), the real system when measured (stress, POST latency, planted bugs), and every
+counterexample as a sequence diagram (SVG; with the tab view, what each tab has shown), a
+step table (Markdown) and an ITF trace (JSON). :func:`readme_table` renders README's verdict
+table from the same records.
 """
 
 from __future__ import annotations
