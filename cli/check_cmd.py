@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -201,6 +202,15 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     "machine code (numba) over packed states; 'python' the interpreted search; 'auto' "
     "the compiled one where it can run. Both give the same counts, verdicts and traces.",
 )
+@click.option(
+    "--workers",
+    "workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Threads for the compiled search (default: every core). Counts, depths and "
+    "verdicts are those of one worker; with --max-states the search uses one.",
+)
 def check(
     tabs: int,
     per_tab: int,
@@ -218,6 +228,7 @@ def check(
     seed: int = 0,
     itf_path: str | None = None,
     engine: str = "auto",
+    workers: int | None = None,
 ) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
@@ -245,6 +256,7 @@ def check(
             budget=budget,
             with_coverage=show_coverage,
             engine=engine_for(model, engine),
+            workers=workers or os.cpu_count() or 1,
         )
         printer.close()
         if result.stop_reason:

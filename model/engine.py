@@ -475,6 +475,7 @@ def check(
     budget: Any = None,
     with_coverage: bool = False,
     engine: str = "auto",
+    workers: int = 1,
 ) -> CheckResult:
     """Explore every reachable state of ``model`` and decide each of its properties.
 
@@ -484,6 +485,8 @@ def check(
     (its goals ``unknown``) when the budget has no room for it; a MemoryError never escapes.
     ``engine`` is ``"compiled"`` (:mod:`kvheal.model.fast`), ``"python"`` (this module's
     search) or ``"auto"``: compiled for a model that has it, when numba can run it.
+    ``workers`` > 1 runs the compiled search on that many threads (the same counts, depths
+    and verdicts; the interpreted search ignores it).
     """
     t0 = time.perf_counter()
     props = [p for p in model.properties() if only is None or p.name in only]
@@ -492,6 +495,11 @@ def check(
     props = invariants + goals
     search = pick_engine(model, engine)
     kwargs = {"graph": bool(goals)} if search is not explore else {}
+    if workers > 1 and search is not explore:
+        from . import fast
+
+        kwargs["workers"] = workers
+        search = fast.explore_parallel if search is fast.explore else search
     g, fails, complete, peak_queue, reason, depth = search(
         model, props, max_states=max_states, progress=progress, budget=budget, **kwargs
     )
@@ -586,6 +594,7 @@ def _explore_auto(model: Any, props: list[Any], max_states: int | None = None, *
     from . import fast
 
     graph = kw.pop("graph", True)
+    workers = kw.pop("workers", 1)
     small = max_states is not None and max_states <= AUTO_INTERPRETED_STATES
     bound = max_states if small else AUTO_INTERPRETED_STATES
     out = explore(model, props, max_states=bound, **kw)
@@ -597,6 +606,8 @@ def _explore_auto(model: Any, props: list[Any], max_states: int | None = None, *
         model.compiled()
     except fast.CompiledUnavailable:
         return explore(model, props, max_states=max_states, **kw)
+    if workers > 1:
+        return fast.explore_parallel(model, props, workers, max_states=max_states, graph=graph, **kw)
     return fast.explore(model, props, max_states=max_states, graph=graph, **kw)
 
 

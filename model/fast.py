@@ -182,7 +182,11 @@ def generate(kernel: Any, pk: Packing) -> str:
         "",
     ]
     loads = [f"    w{i} = states[row, {i}]" for i in range(W)]
-    paste = {"@EXPAND@": loads + body, "@FAILING@": loads + fail}
+    paste = {
+        "@EXPAND@": loads + body,
+        "@EXPAND_MORE@": loads + unpack + body[len(unpack) + 1 :],
+        "@FAILING@": loads + fail,
+    }
     L.append(_RUNTIME.replace("@W@", str(W)).replace("@NI@", str(len(kernel.instances))))
     L.append(_runtime_words(W))
     out = []
@@ -222,6 +226,20 @@ def _runtime_words(W: int) -> str:
             "@njit(cache=True, nogil=True, inline='always')",
             "def same(states, num, out, i):",
             f"    return {eq}",
+            "",
+            "@njit(cache=True, nogil=True)",
+            "def expand_block(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST, out, lab, src, hs, rowcnt, at):",
+            "    # rows lo..hi expanded into out/lab from index at on; per successor its source",
+            "    # row and hash, per row its successor count; returns the index after the last",
+            "    k = at",
+            "    for row in range(lo, hi):",
+            "        k0 = k",
+            "        @EXPAND_MORE@",
+            "        rowcnt[row - lo] = k - k0",
+            "        for i in range(k0, k):",
+            "            src[i] = row",
+            "            hs[i] = hash_row(out, i)",
+            "    return k",
             "",
             "@njit(cache=True, nogil=True)",
             "def failing_rows(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST):",
@@ -619,3 +637,226 @@ def _fails(model: Any, ck: CompiledKernel, props: list[Any], states: np.ndarray)
     for i, j in enumerate(remap):
         out |= ((raw >> np.uint64(j)) & np.uint64(1)) << np.uint64(i)
     return out
+
+
+#: Rows of the frontier expanded per block by all workers together.
+BLOCK_ROWS = 1 << 16
+
+
+def explore_parallel(
+    model: Any,
+    props: list[Any],
+    workers: int,
+    max_states: int | None = None,
+    progress: Callable[[Any], None] | None = None,
+    progress_every: float = 1.0,
+    budget: Any = None,
+    graph: bool = True,
+) -> tuple[CompiledGraph, np.ndarray, bool, int, str, int]:
+    """:func:`explore` on ``workers`` threads (:mod:`kvheal.model.fastpar`): the same states,
+    transitions, depths and verdicts; within a level, states are numbered partition by
+    partition. A state bound needs one worker's order: with ``max_states`` this is
+    :func:`explore`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import fastpar as fp
+    from .engine import Progress
+
+    if max_states is not None or workers <= 1:
+        return explore(model, props, max_states, progress, progress_every, budget, graph)
+    ck = model.compiled()
+    mod, targs = ck.mod, ck.targs
+    W, ni, P = ck.packing.words, len(model.instances), workers
+    init = list(dict.fromkeys(model.init_states()))
+    n = n0 = len(init)
+    states = np.empty((1 << 16, W), np.int64)
+    states[:n0] = ck.states_array(init)
+    parent = np.empty(len(states), np.int32)
+    parent[:n0] = -1
+    hs0 = mod.hash_rows(states[:n0])  # compiles it (and the next ones) in this thread
+    mod.expand_block(
+        states,
+        0,
+        0,
+        *targs,
+        np.empty((ni, W), np.int64),
+        np.empty(ni, np.int32),
+        np.empty(ni, np.int64),
+        np.empty(ni, np.uint64),
+        np.empty(1, np.int64),
+        0,
+    )
+    tables = [np.full(1 << 12, -1, np.int32) for _ in range(P)]
+    sizes = np.zeros(P, np.int64)
+    for p in range(P):
+        fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P)
+        sizes[p] = sum(1 for h in hs0 if int(fp.owner_of(h, P)) == p)
+    rowptr = np.zeros(len(states) + 1 if graph else 1, np.int64)
+    dst = np.empty(1 << 18 if graph else 0, np.int32)
+    elab = np.empty(1 << 18 if graph else 0, np.int16)
+    counts = np.zeros(ni, np.int64)
+    cap = BLOCK_ROWS * ni
+    out = np.empty((cap, W), np.int64)
+    lab = np.empty(cap, np.int32)
+    src = np.empty(cap, np.int64)
+    hs = np.empty(cap, np.uint64)
+    res = np.empty(cap, np.int64)
+    rowcnt = np.empty(BLOCK_ROWS, np.int64)
+    head, e, depth, level_end = 0, 0, 0, n0
+    complete, reason, peak_queue = True, "", 0
+    start = last = time.perf_counter()
+    pool = ThreadPoolExecutor(P, thread_name_prefix="kvheal-search")
+    try:
+        while head < n:
+            if head == level_end:
+                depth, level_end = depth + 1, n
+            hi = min(level_end, head + BLOCK_ROWS)
+            cuts = np.linspace(head, hi, P + 1).astype(np.int64)
+            starts = (cuts[:-1] - head) * ni
+            ends = _all(
+                pool,
+                mod.expand_block,
+                [
+                    (
+                        states,
+                        cuts[t],
+                        cuts[t + 1],
+                        *targs,
+                        out,
+                        lab,
+                        src,
+                        hs,
+                        rowcnt[cuts[t] - head :],
+                        starts[t],
+                    )
+                    for t in range(P)
+                ],
+            )
+            took = np.array(ends, np.int64) - starts
+            owned = fp.owner_counts(hs, starts, took, P)
+            # room: each partition's table for all it may add, the states for all of them
+            if any(4 * (sizes[p] + owned[p]) > 3 * len(tables[p]) for p in range(P)):
+                all_hs = mod.hash_rows(states[:n])
+                nums = np.arange(n, dtype=np.int32)
+                for p in range(P):
+                    if 4 * (sizes[p] + owned[p]) > 3 * len(tables[p]):
+                        tables[p] = None
+                        tables[p] = np.full(2 * _table_len(int(sizes[p] + owned[p])), -1, np.int32)
+                        fp.fill_part(tables[p], all_hs, nums, p, P)
+                del all_hs, nums
+            news = [np.empty((int(owned[p]), W), np.int64) for p in range(P)]
+            new_src = [np.empty(int(owned[p]), np.int64) for p in range(P)]
+            new_slot = [np.empty(int(owned[p]), np.int64) for p in range(P)]
+            found = _all(
+                pool,
+                fp.insert_part,
+                [
+                    (
+                        p,
+                        P,
+                        states,
+                        tables[p],
+                        out,
+                        hs,
+                        src,
+                        starts,
+                        took,
+                        res,
+                        news[p],
+                        new_src[p],
+                        new_slot[p],
+                    )
+                    for p in range(P)
+                ],
+            )
+            added = int(sum(found))
+            bases = n + np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
+            if n + added > len(states):
+                size = max(_more(len(states)), n + added)
+                states, parent = _grow(states, size), _grow(parent, size)
+                if graph:
+                    rowptr = _grow(rowptr, size + 1)
+            _all(
+                pool,
+                fp.settle_part,
+                [
+                    (
+                        bases[p],
+                        found[p],
+                        tables[p],
+                        states,
+                        parent,
+                        news[p],
+                        new_src[p],
+                        new_slot[p],
+                    )
+                    for p in range(P)
+                ],
+            )
+            del news, new_src, new_slot
+            sizes += np.array(found, np.int64)
+            n += added
+            block_edges = int(took.sum())
+            if graph:
+                if e + block_edges > len(dst):
+                    size = max(_more(len(dst)), e + block_edges)
+                    dst, elab = _grow(dst, size), _grow(elab, size)
+                at = e + np.concatenate([[0], np.cumsum(took)[:-1]]).astype(np.int64)
+                _all(
+                    pool,
+                    fp.edges_of,
+                    [
+                        (
+                            starts[t],
+                            starts[t] + took[t],
+                            res,
+                            hs,
+                            bases,
+                            P,
+                            dst,
+                            lab,
+                            elab,
+                            at[t],
+                        )
+                        for t in range(P)
+                    ],
+                )
+                rowptr[head + 1 : hi + 1] = e + np.cumsum(rowcnt[: hi - head])
+                counts += np.bincount(elab[e : e + block_edges], minlength=ni)
+            else:
+                for t in range(P):
+                    counts += np.bincount(lab[starts[t] : starts[t] + took[t]], minlength=ni)
+            e += block_edges
+            head = hi
+            peak_queue = max(peak_queue, n - head)
+            if budget is not None and budget.room() < 0:
+                complete, reason = False, f"the memory budget ({budget.describe()}) was reached"
+                break
+            if progress is not None:
+                now = time.perf_counter()
+                if now - last >= progress_every:
+                    last = now
+                    progress(Progress(n, e, n - head, now - start))
+    except MemoryError:
+        complete, reason = False, "the process ran out of memory"
+    finally:
+        pool.shutdown()
+    tables = None
+    states, parent = states[:n], parent[:n]
+    if graph:
+        rowptr = rowptr[: head + 1]
+        e = int(rowptr[-1])
+        dst, elab = dst[:e], elab[:e]
+    else:
+        rowptr = np.zeros(1, np.int64)
+    if not complete:
+        # keep states whose parent was expanded: all of them (blocks end whole)
+        pass
+    g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    fails = _fails(model, ck, props, states)
+    return g, fails, complete, peak_queue, reason, depth
+
+
+def _all(pool: Any, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+    """``fn(*args)`` for each of ``calls`` on the pool's threads; their results in order."""
+    return list(pool.map(lambda args: fn(*args), calls))

@@ -112,3 +112,44 @@ def test_auto_compiles_only_past_the_interpreted_bound(monkeypatch):
     assert (bounded.engine, bounded.states, bounded.complete) == ("python", 4_000, False)
     past = check(KVHealModel(Config.make(tabs=2)), max_states=6_000)
     assert (past.engine, past.states, past.complete) == ("compiled", 6_000, False)
+
+
+@pytest.mark.parametrize(
+    "tabs,variant", [(2, ""), (2, "sweeper"), (2, "as_built_fixed"), (3, "atomic_cache,dedupe")]
+)
+def test_two_workers_find_what_one_finds(tabs, variant, monkeypatch):
+    """Blocks of 512 rows: many blocks per level, tables that grow mid-level."""
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 512)
+    model = KVHealModel(Config.make(tabs=tabs, variants=variant))
+    one = check(model, engine="compiled", with_coverage=True)
+    two = check(model, engine="compiled", workers=2, with_coverage=True)
+    assert (two.states, two.transitions, two.depth, two.complete) == (
+        one.states,
+        one.transitions,
+        one.depth,
+        one.complete,
+    )
+    assert two.coverage == one.coverage
+    for name, p in one.properties.items():
+        q = two.properties[name]
+        assert q.status == p.status
+        if p.kind == "invariant":
+            assert len(q.trace.steps) == len(p.trace.steps)
+        else:  # the stem is as short; the loop may differ
+            stem = lambda t: sum(1 for s in t.steps if not s.loop)  # noqa: E731
+            assert stem(q.trace) == stem(p.trace)
+    # every counterexample of the two-worker run replays on the model
+    for q in two.properties.values():
+        s = model.init_states()[0]
+        for step in q.trace.steps:
+            if step.action != "Stutter":
+                s = model.step(s, model.action(step.action, dict(step.args)))
+
+
+def test_two_workers_on_states_of_several_words(monkeypatch):
+    monkeypatch.setattr(fast, "WORD_BITS", 16)
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 1000)
+    model = KVHealModel(Config.make(tabs=2, variants="dedupe"))
+    assert model.compiled().packing.words > 1
+    r = check(model, engine="compiled", workers=2)
+    assert (r.states, r.transitions, r.depth) == (3_329, 11_786, 23)

@@ -1,0 +1,112 @@
+"""The partitioned steps of the compiled search on several workers (``check --workers N``).
+
+A frontier block is expanded by N threads at once (the generated ``expand_block``, which
+releases the GIL), each into its own region of shared buffers, with each successor's hash.
+Each state belongs to one partition (its hash's top bits modulo N), and each partition has
+its own visited table: the N insertion steps then run at once without locks, each thread
+scanning the block's successors in order and inserting those it owns. New states are
+numbered after the block, partition by partition; numbers still grow level by level, so
+depths, counts, verdicts and shortest traces are those of one worker (the order of states
+within a level, and so a lasso's loop, may differ).
+
+Table entries are global state numbers; a state found in the current block is entered as
+``-(j + 2)`` (``j`` its index among the partition's new states) until the block is numbered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def owner_of(h, parts):  # pragma: no cover - compiled
+    return np.int64((h >> np.uint64(40)) % np.uint64(parts))
+
+
+@njit(cache=True, nogil=True)
+def owner_counts(hs, starts, counts, parts):  # pragma: no cover - compiled
+    out = np.zeros(parts, np.int64)
+    for t in range(starts.shape[0]):
+        for i in range(starts[t], starts[t] + counts[t]):
+            out[owner_of(hs[i], parts)] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def insert_part(
+    p, parts, states, table, out, hs, src, starts, counts, res, new, new_src, new_slot
+):  # pragma: no cover
+    """Insert partition ``p``'s successors of the block; returns how many are new."""
+    mask = table.shape[0] - 1
+    W = states.shape[1]
+    c = 0
+    for t in range(starts.shape[0]):
+        for i in range(starts[t], starts[t] + counts[t]):
+            h = hs[i]
+            if owner_of(h, parts) != p:
+                continue
+            slot = np.int64(h & np.uint64(mask))
+            while True:
+                num = table[slot]
+                if num == -1:
+                    table[slot] = -(c + 2)
+                    for j in range(W):
+                        new[c, j] = out[i, j]
+                    new_src[c] = src[i]
+                    new_slot[c] = slot
+                    res[i] = -(c + 2)
+                    c += 1
+                    break
+                same = True
+                if num >= 0:
+                    for j in range(W):
+                        if states[num, j] != out[i, j]:
+                            same = False
+                            break
+                else:
+                    for j in range(W):
+                        if new[-num - 2, j] != out[i, j]:
+                            same = False
+                            break
+                if same:
+                    res[i] = num
+                    break
+                slot = (slot + 1) & mask
+    return c
+
+
+@njit(cache=True, nogil=True)
+def settle_part(base, c, table, states, parent, new, new_src, new_slot):  # pragma: no cover
+    """Number partition's ``c`` new states from ``base`` on: into the states, parents, table."""
+    W = states.shape[1]
+    for j in range(c):
+        for w in range(W):
+            states[base + j, w] = new[j, w]
+        parent[base + j] = new_src[j]
+        table[new_slot[j]] = base + j
+
+
+@njit(cache=True, nogil=True)
+def edges_of(lo, hi, res, hs, bases, parts, dst, lab_in, lab_out, at):  # pragma: no cover
+    """The block's edge targets (in order) as global numbers, written from ``at`` on."""
+    for i in range(lo, hi):
+        r = res[i]
+        if r < 0:
+            r = bases[owner_of(hs[i], parts)] + (-r - 2)
+        dst[at + i - lo] = r
+        lab_out[at + i - lo] = lab_in[i]
+
+
+@njit(cache=True, nogil=True)
+def fill_part(table, hs, nums, p, parts):  # pragma: no cover - compiled
+    """Enter states ``nums`` (hashes ``hs``) owned by ``p`` into ``table``."""
+    mask = table.shape[0] - 1
+    for i in range(nums.shape[0]):
+        h = hs[i]
+        if owner_of(h, parts) != p:
+            continue
+        slot = np.int64(h & np.uint64(mask))
+        while table[slot] != -1:
+            slot = (slot + 1) & mask
+        table[slot] = nums[i]
