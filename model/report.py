@@ -680,7 +680,11 @@ def assemble(
                         "that was then strengthened, a candidate invariant that was dropped) the file "
                         "says so. ",
                         ("code", "kvheal recheck DIR"),
-                        " (or any SMT-LIB solver) re-runs them.",
+                        " (or any SMT-LIB solver) re-runs them. The premises column is z3 asked "
+                        "again without the query's last assertion: a vacuous query holds because its "
+                        "hypotheses cannot hold together. Most of those here are the per-step checks of "
+                        "a ranking premise (helpful-stays, helper-stays) for a step that cannot keep the "
+                        "rank in that situation at all, which is one way for the premise to hold.",
                     ],
                 )
             )
