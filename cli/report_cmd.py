@@ -109,9 +109,13 @@ def replay_record(rec: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 def cache_key(design: str, tabs: int, digest: str, max_states: int | None = None) -> str:
+    """The cache key of a design's check: its name and its flags (a preset such as as_built
+    may gain flags while its name stays), the size, the budget, kvheal's version, the model's
+    digest and the record's version."""
     return json.dumps(
         {
             "design": design,
+            "flags": sorted(config_of(design, 1).variants),
             "tabs": tabs,
             "per_tab": 1,
             "max_states": max_states,

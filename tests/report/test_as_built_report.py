@@ -201,3 +201,14 @@ def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
     assert f"| [{REFRESH}: Converges](cex/{stem}-Converges.md) | lasso |" in md
     assert f"| not replayable: {flags} modelled only |" in md
     assert "(on as_built,atomic_cache,dedupe,full_poll); the same without reload (control): confirmed" in md
+
+
+def test_a_preset_that_gains_a_flag_is_checked_again(monkeypatch):
+    """The cache is keyed by a design's flags too: as_built keeps its name when it gains one."""
+    import kvheal.flags as flags
+    from kvheal.report_cmd import cache_key
+
+    before = cache_key("as_built", 2, "digest")
+    assert json.loads(before)["flags"] == sorted(PRESETS["as_built"])
+    monkeypatch.setitem(flags.PRESETS, "as_built", PRESETS["as_built"] - {"reload"})
+    assert cache_key("as_built", 2, "digest") != before
