@@ -255,7 +255,7 @@ def check(
             only=set(only) if only else None,
             budget=budget,
             with_coverage=show_coverage,
-            engine=engine_for(model, engine),
+            engine=engine_for(model, engine, workers or os.cpu_count() or 1),
             workers=workers or os.cpu_count() or 1,
         )
         printer.close()
@@ -280,19 +280,21 @@ def check(
     return exit_status(result.properties.values())
 
 
-def engine_for(model: Any, engine: str) -> str:
+def engine_for(model: Any, engine: str, workers: int = 1) -> str:
     """``engine``, checked: ``compiled`` where it cannot run is a usage error naming why."""
     from kvheal.model.engine import pick_engine
     from kvheal.model.fast import CompiledUnavailable
 
+    if engine != "compiled":
+        return engine
     try:
-        pick_engine(model, engine)
+        pick_engine(model, engine, workers)
     except CompiledUnavailable as e:
         raise click.UsageError(f"--engine compiled: {e}") from None
     return engine
 
 
-def cold_compile(model: Any) -> tuple[float, str]:
+def cold_compile(model: Any, workers: int = 1) -> tuple[float, str]:
     """Build ``model``'s compiled kernel from nothing (numba's cache in a fresh folder, as
     SPIN compiles its verifier every run): the seconds it took and the engine to use
     (``python`` where the compiled one cannot run)."""
@@ -306,7 +308,7 @@ def cold_compile(model: Any) -> tuple[float, str]:
     with tempfile.TemporaryDirectory(prefix="kvheal-bench-") as tmp:
         os.environ["KVHEAL_CACHE"] = tmp
         try:
-            model.compiled()
+            model.compiled().ready(parallel=workers > 1)
         except CompiledUnavailable:
             return 0.0, "python"
         finally:
@@ -356,6 +358,14 @@ def config_json(cfg: Any) -> dict[str, Any]:
     help="Memory budget, as for check (default: 3/4 of the memory available).",
 )
 @click.option(
+    "--workers",
+    "workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Threads for the compiled search, as for check (default: every core).",
+)
+@click.option(
     "--spin",
     "with_spin",
     is_flag=True,
@@ -370,6 +380,7 @@ def bench(
     as_json: bool,
     memory: str | None = None,
     with_spin: bool = False,
+    workers: int | None = None,
 ) -> int:
     """Time a full verdict (defaults: the target configuration, tabs 3 with dedupe) and print
     time, distinct states/s, transitions/s and peak memory; with --spin, SPIN's beside them."""
@@ -381,8 +392,9 @@ def bench(
             raise click.UsageError(f"--spin: {spin_missing()}")
     model = KVHealModel(cfg)
     t0 = time.perf_counter()
-    compile_s, engine = cold_compile(model)
-    result = run_check(model, budget=memory_budget(memory), engine=engine)
+    workers = workers or os.cpu_count() or 1
+    compile_s, engine = cold_compile(model, workers)
+    result = run_check(model, budget=memory_budget(memory), engine=engine, workers=workers)
     wall = time.perf_counter() - t0
     if result.stop_reason:
         click.echo(stop_message(result), err=True)
@@ -393,6 +405,7 @@ def bench(
         "transitions": result.transitions,
         "seconds": round(wall, 2),
         "engine": result.engine,
+        "workers": workers if result.engine == "compiled" else 1,
         "compile_seconds": round(compile_s, 2),
         "explore_seconds": round(result.explore_seconds, 2),
         "states_per_s_exploring": round(result.states / result.explore_seconds),

@@ -493,7 +493,7 @@ def check(
     invariants = [p for p in props if p.kind == "invariant"]
     goals = [p for p in props if p.kind == "eventually_always"]
     props = invariants + goals
-    search = pick_engine(model, engine)
+    search = pick_engine(model, engine, workers)
     kwargs = {"graph": bool(goals)} if search is not explore else {}
     if workers > 1 and search is not explore:
         from . import fast
@@ -569,7 +569,7 @@ ENGINES = ("auto", "compiled", "python")
 AUTO_INTERPRETED_STATES = 200_000
 
 
-def pick_engine(model: Any, engine: str = "auto") -> Callable[..., Any]:
+def pick_engine(model: Any, engine: str = "auto", workers: int = 1) -> Callable[..., Any]:
     """The ``explore`` function for ``engine`` (see :func:`check`); ``"compiled"`` raises
     :class:`~kvheal.model.fast.CompiledUnavailable` with the reason where it cannot run."""
     if engine not in ENGINES:
@@ -584,7 +584,7 @@ def pick_engine(model: Any, engine: str = "auto") -> Callable[..., Any]:
         return _explore_auto
     from . import fast
 
-    model.compiled()
+    model.compiled().ready(parallel=workers > 1)
     return fast.explore
 
 
@@ -603,7 +603,7 @@ def _explore_auto(model: Any, props: list[Any], max_states: int | None = None, *
         return out
     del g, out
     try:
-        model.compiled()
+        model.compiled().ready(parallel=workers > 1 and max_states is None)
     except fast.CompiledUnavailable:
         return explore(model, props, max_states=max_states, **kw)
     if workers > 1:

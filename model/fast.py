@@ -419,15 +419,43 @@ class CompiledKernel:
             spec.loader.exec_module(mod)  # type: ignore[union-attr]
             sys.modules[name] = mod
         self.mod = mod
+        self._ready: set[bool] = set()
+
+    def ready(self, parallel: bool) -> CompiledKernel:
+        """Compile (or load from numba's cache) the functions of the one-worker search, or of
+        the several-worker one, before it starts; numba's errors become CompiledUnavailable."""
+        if parallel in self._ready:
+            return self
         try:
-            self._warm()
+            self._compile(parallel)
         except Exception as exc:  # numba's typing errors: a construct it cannot compile
             raise CompiledUnavailable(f"numba cannot compile this model: {str(exc).splitlines()[0]}") from exc
+        self._ready.add(parallel)
+        return self
 
-    def _warm(self) -> None:
-        """Compile (or load from numba's cache) every function before the search starts."""
+    def _compile(self, parallel: bool) -> None:
         states = self.states_array([self.kernel.init_state])
         self.mod.failing_rows(states, 0, 1, *self.targs)
+        ni, W = len(self.kernel.instances), self.packing.words
+        if parallel:
+            from . import fastpar as fp
+
+            hs = self.mod.hash_rows(states)
+            self.mod.expand_block(
+                states, 0, 0, *self.targs, np.empty((ni, W), np.int64), np.empty(ni, np.int32),
+                np.empty(ni, np.int64), np.empty(ni, np.uint64), np.empty(1, np.int64), 0,
+            )  # fmt: skip
+            one = np.ones(1, np.int64)
+            table = np.full(4, -1, np.int32)
+            fp.fill_part(table, hs, np.zeros(1, np.int32), 0, 1)
+            fp.owner_counts(hs, one * 0, one * 0, 1)
+            res = np.zeros(1, np.int64)
+            new = np.empty((1, W), np.int64)
+            fp.insert_part(0, 1, states, table, states, hs, one, one * 0, one * 0, res, new, one, one)
+            fp.settle_part(0, 0, table, states, np.zeros(1, np.int32), new, one, one)
+            fp.edges_of(0, 0, res, hs, one, 1, np.zeros(1, np.int32), np.zeros(1, np.int32),
+                        np.zeros(1, np.int16), 0)  # fmt: skip
+            return
         table = self.mod.rehash(states, 1, 4)
         ctl = np.array([0, 1, 0, 0, 1, 1, 0], np.int64)
         for graph in (False, True):
@@ -498,7 +526,7 @@ def explore(
     """:func:`kvheal.model.engine.explore` on the compiled kernel: the same results."""
     from .engine import Progress
 
-    ck = model.compiled()
+    ck = model.compiled().ready(parallel=False)
     mod = ck.mod
     W = ck.packing.words
     ni = len(model.instances)
@@ -664,7 +692,7 @@ def explore_parallel(
 
     if max_states is not None or workers <= 1:
         return explore(model, props, max_states, progress, progress_every, budget, graph)
-    ck = model.compiled()
+    ck = model.compiled().ready(parallel=True)
     mod, targs = ck.mod, ck.targs
     W, ni, P = ck.packing.words, len(model.instances), workers
     init = list(dict.fromkeys(model.init_states()))
@@ -673,19 +701,7 @@ def explore_parallel(
     states[:n0] = ck.states_array(init)
     parent = np.empty(len(states), np.int32)
     parent[:n0] = -1
-    hs0 = mod.hash_rows(states[:n0])  # compiles it (and the next ones) in this thread
-    mod.expand_block(
-        states,
-        0,
-        0,
-        *targs,
-        np.empty((ni, W), np.int64),
-        np.empty(ni, np.int32),
-        np.empty(ni, np.int64),
-        np.empty(ni, np.uint64),
-        np.empty(1, np.int64),
-        0,
-    )
+    hs0 = mod.hash_rows(states[:n0])
     tables = [np.full(1 << 12, -1, np.int32) for _ in range(P)]
     sizes = np.zeros(P, np.int64)
     for p in range(P):
