@@ -23,6 +23,7 @@ import sys
 TARGETS = [
     (3, "dedupe", 2194874, 11514840, 3),
     (4, "atomic_cache,dedupe", 8100048, 54936104, 9),  # transitions: kvheal and SPIN agreed
+    (3, "", 54786123, 270745021, 12),  # the seed design: kvheal 4.9 GiB, SPIN 4.4 GiB
 ]
 QUICK = [(2, "sweeper", 307038, 1378217, 1)]
 
@@ -71,6 +72,7 @@ def main() -> int:
         f"{'peak MiB kv':>11s} {'peak MiB SPIN':>13s} {'load':>9s}  counts"
     )
     print(head)
+    met: list[str] = []
     for tabs, variants, states, transitions, need_gib in QUICK if args.quick else TARGETS:
         name = f"tabs {tabs} {variants}"
         free = available_gib()
@@ -99,7 +101,39 @@ def main() -> int:
             f"{'':32s} SPIN: spin -a {s['spin_a_seconds']} s, gcc {s['compile_seconds']} s, "
             f"pan {s['run_seconds']} s; transitions {f['transitions']:,}; verdicts {f['verdicts']}"
         )
+        print(
+            f"{'':32s} kvheal: compile {f.get('compile_seconds', 0)} s (cold), explore "
+            f"{f['explore_seconds']} s on {f.get('workers', 1)} worker(s), visited set "
+            f"{f.get('visited_bytes_per_state', '?')} B/state, graph {f.get('graph_bytes_per_state', '?')} B/state"
+        )
+        met += targets(tabs, variants, f, s)
+    if met:
+        print("\nissue 9's targets:")
+        for line in met:
+            print(f"  {line}")
     return 1 if failures else 0
+
+
+def targets(tabs: int, variants: str, f: dict, s: dict) -> list[str]:
+    """Issue 9's targets that this row decides, each with its figures and met/missed."""
+    out = []
+    if (tabs, variants) in ((3, "dedupe"), (4, "atomic_cache,dedupe")):
+        r = s["ratio_kvheal_to_spin"]
+        out.append(f"tabs {tabs} {variants}: kvheal/SPIN {r:.2f} <= 1.0: {'met' if r <= 1.0 else 'missed'}")
+    if (tabs, variants) == (3, ""):
+        gib = f["peak_rss_mib"] / 1024
+        ok = f["seconds"] <= s["seconds"] and gib <= 8
+        out.append(
+            f"seed tabs 3: full verdict {f['seconds']:.0f} s vs SPIN safety {s['seconds']:.0f} s, "
+            f"peak {gib:.1f} GiB <= 8: {'met' if ok else 'missed'}"
+        )
+    rate = f["states_per_s_exploring"]
+    if f["states"] >= 1_000_000 and f.get("workers", 1) >= 2:
+        out.append(
+            f"tabs {tabs} {variants or 'seed'}: {rate:,} states/s exploring on {f['workers']} workers "
+            f">= 2,000,000: {'met' if rate >= 2_000_000 else 'missed'}"
+        )
+    return out
 
 
 if __name__ == "__main__":

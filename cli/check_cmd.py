@@ -411,6 +411,7 @@ def bench(
         "states_per_s_exploring": round(result.states / result.explore_seconds),
         "transitions_per_s_exploring": round(result.transitions / result.explore_seconds),
         "peak_rss_mib": round(peak_mib),
+        **result.figures,
         "verdicts": {n: str(p.status) for n, p in result.properties.items()},
     }
     if with_spin:

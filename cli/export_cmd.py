@@ -134,12 +134,22 @@ def side_by_side(figures: dict) -> str:
         ("transitions", f"{figures['transitions']:,}", f"{s['transitions']:,}"),
         (
             "time s",
-            f"{figures['seconds']:.1f}",
+            f"{figures['seconds']:.1f}"
+            + (
+                f" (compile {figures['compile_seconds']:.1f}, explore {figures['explore_seconds']:.1f})"
+                if figures.get("engine") == "compiled"
+                else ""
+            ),
             f"{s['seconds']:.1f} (spin -a {s['spin_a_seconds']:.1f}, gcc {s['compile_seconds']:.1f}, "
             f"pan {s['run_seconds']:.1f})",
         ),
         ("distinct states/s", kv_rate, f"{s['states_per_s']:,} (pan)"),
         ("bytes per state (peak RSS)", f"{kv_bytes:,}", f"{s['bytes_per_state']:,}"),
+        *(
+            [("bytes per state, visited set", f"{figures['visited_bytes_per_state']:,}", "")]
+            if "visited_bytes_per_state" in figures
+            else []
+        ),
         ("peak memory MiB", f"{figures['peak_rss_mib']:,}", f"{s['peak_rss_mib']:,}"),
     ]
     w0 = max(len(r[0]) for r in rows)

@@ -77,6 +77,8 @@ class CheckResult:
     coverage: dict[str, Any] | None = None
     #: which search ran: "compiled" or "python" (and "simulate" for random walks)
     engine: str = "python"
+    #: the compiled search's memory figures (bytes per state of its visited set and graph)
+    figures: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -557,6 +559,7 @@ def check(
         depth=depth,
         coverage=coverage(model, g) if with_coverage else None,
         engine="compiled" if hasattr(g, "ck") else "python",
+        figures=getattr(g, "figures", {}),
     )
 
 

@@ -597,6 +597,7 @@ def explore(
         complete = False
         reason = "the process ran out of memory"
     head, n, e, depth = int(ctl[0]), int(ctl[1]), int(ctl[2]), int(ctl[3])
+    visited = states.itemsize * W * n + 4 * n + table.nbytes  # states, parents, table
     table = None
     states, parent = states[:n], parent[:n]
     if graph:
@@ -606,8 +607,17 @@ def explore(
     else:
         rowptr = np.zeros(1, np.int64)
     g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    g.figures = _figures(visited, g)
     fails = _fails(model, ck, props, states)
     return g, fails, complete, peak_queue, reason, depth
+
+
+def _figures(visited: int, g: CompiledGraph) -> dict[str, float]:
+    """Bytes per state of the visited set (states, parents, table) and of the graph kept for
+    liveness (rows, targets, labels)."""
+    n = max(g.n, 1)
+    graph = g.rowptr.nbytes + g.dst.nbytes + g.label.nbytes if len(g.rowptr) > 1 else 0
+    return {"visited_bytes_per_state": round(visited / n, 1), "graph_bytes_per_state": round(graph / n, 1)}
 
 
 def _table_len(n: int) -> int:
@@ -857,6 +867,7 @@ def explore_parallel(
         complete, reason = False, "the process ran out of memory"
     finally:
         pool.shutdown()
+    visited = states.itemsize * W * n + 4 * n + sum(t.nbytes for t in tables)
     tables = None
     states, parent = states[:n], parent[:n]
     if graph:
@@ -869,6 +880,7 @@ def explore_parallel(
         # keep states whose parent was expanded: all of them (blocks end whole)
         pass
     g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    g.figures = _figures(visited, g)
     fails = _fails(model, ck, props, states)
     return g, fails, complete, peak_queue, reason, depth
 
