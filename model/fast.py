@@ -524,7 +524,6 @@ def explore(
     graph: bool = True,
 ) -> tuple[CompiledGraph, np.ndarray, bool, int, str, int]:
     """:func:`kvheal.model.engine.explore` on the compiled kernel: the same results."""
-    from .engine import Progress
 
     ck = model.compiled().ready(parallel=False)
     mod = ck.mod
@@ -550,7 +549,7 @@ def explore(
     bound = max_states if max_states is not None else (1 << 31) - 1
     ctl = np.array([0, n0, 0, 0, n0, min(bound, (1 << 31) - 1), 0], np.int64)
     complete, reason = True, ""
-    start = last = time.perf_counter()
+    pacer = _Pacer(progress, progress_every, budget)
     peak_queue = 0
     try:
         while True:
@@ -584,15 +583,10 @@ def explore(
                     table = mod.rehash(states, n, grow["table"])
                 if "dst" in grow:
                     dst, elab = _grow(dst, grow["dst"]), _grow(elab, grow["dst"])
-            if budget is not None and budget.room() < 0:
+            reason = pacer.tick(n, e, n - head)
+            if reason:
                 complete = False
-                reason = f"the memory budget ({budget.describe()}) was reached"
                 break
-            if progress is not None:
-                now = time.perf_counter()
-                if now - last >= progress_every:
-                    last = now
-                    progress(Progress(n, e, n - head, now - start))
     except MemoryError:
         complete = False
         reason = "the process ran out of memory"
@@ -610,6 +604,27 @@ def explore(
     g.figures = _figures(visited, g)
     fails = _fails(model, ck, props, states)
     return g, fails, complete, peak_queue, reason, depth
+
+
+class _Pacer:
+    """Between two chunks of a search: asks the memory budget, reports progress."""
+
+    def __init__(self, progress: Callable[[Any], None] | None, every: float, budget: Any) -> None:
+        self.progress, self.every, self.budget = progress, every, budget
+        self.start = self.last = time.perf_counter()
+
+    def tick(self, states: int, transitions: int, queue: int) -> str:
+        """Why the search must stop ("" to go on), after reporting progress if it is time."""
+        if self.budget is not None and self.budget.room() < 0:
+            return f"the memory budget ({self.budget.describe()}) was reached"
+        if self.progress is not None:
+            now = time.perf_counter()
+            if now - self.last >= self.every:
+                from .engine import Progress
+
+                self.last = now
+                self.progress(Progress(states, transitions, queue, now - self.start))
+        return ""
 
 
 def _figures(visited: int, g: CompiledGraph) -> dict[str, float]:
@@ -698,7 +713,6 @@ def explore_parallel(
     from concurrent.futures import ThreadPoolExecutor
 
     from . import fastpar as fp
-    from .engine import Progress
 
     if max_states is not None or workers <= 1:
         return explore(model, props, max_states, progress, progress_every, budget, graph)
@@ -730,7 +744,7 @@ def explore_parallel(
     rowcnt = np.empty(BLOCK_ROWS, np.int64)
     head, e, depth, level_end = 0, 0, 0, n0
     complete, reason, peak_queue = True, "", 0
-    start = last = time.perf_counter()
+    pacer = _Pacer(progress, progress_every, budget)
     pool = ThreadPoolExecutor(P, thread_name_prefix="kvheal-search")
     try:
         while head < n:
@@ -855,14 +869,10 @@ def explore_parallel(
             e += block_edges
             head = hi
             peak_queue = max(peak_queue, n - head)
-            if budget is not None and budget.room() < 0:
-                complete, reason = False, f"the memory budget ({budget.describe()}) was reached"
+            reason = pacer.tick(n, e, n - head)
+            if reason:
+                complete = False
                 break
-            if progress is not None:
-                now = time.perf_counter()
-                if now - last >= progress_every:
-                    last = now
-                    progress(Progress(n, e, n - head, now - start))
     except MemoryError:
         complete, reason = False, "the process ran out of memory"
     finally:
