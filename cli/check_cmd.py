@@ -211,6 +211,15 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     help="Threads for the compiled search (default: every core). Counts, depths and "
     "verdicts are those of one worker; with --max-states the search uses one.",
 )
+@click.option(
+    "--cluster",
+    "cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Explore on a Ray cluster, states partitioned over its workers: 'local:N' starts N "
+    "worker processes here; else Ray's address (HOST:6379, ray://HOST:10001, auto). Needs "
+    "pip install 'kvheal[cluster]'. Same counts and verdicts (docs/cluster.md).",
+)
 def check(
     tabs: int,
     per_tab: int,
@@ -229,6 +238,7 @@ def check(
     itf_path: str | None = None,
     engine: str = "auto",
     workers: int | None = None,
+    cluster: str | None = None,
 ) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
@@ -245,6 +255,10 @@ def check(
         from kvheal.model.engine import simulate
 
         result = simulate(model, simulate_runs, walk_depth, seed, only=set(only) if only else None)
+    elif cluster is not None:
+        result = cluster_check(
+            model, cluster, max_states, quiet, set(only) if only else None, memory, show_coverage
+        )
     else:
         budget = memory_budget(memory)
         printer = ProgressPrinter(enabled=not quiet)
@@ -278,6 +292,30 @@ def check(
     else:
         render(Console(), model, result)
     return exit_status(result.properties.values())
+
+
+def cluster_check(model: Any, address: str, max_states, quiet, only, memory, show_coverage) -> Any:
+    """``check --cluster``: the search on a Ray cluster (kvheal.model.cluster); a usage error
+    (exit 2) saying how to install Ray when it is missing."""
+    from kvheal.model import cluster
+    from kvheal.model.fast import CompiledUnavailable
+
+    if not cluster.available():
+        raise click.UsageError(f"--cluster: {cluster.INSTALL_HINT}")
+    printer = ProgressPrinter(enabled=not quiet)
+    try:
+        model.compiled()
+        result = cluster.check(
+            model, address, max_states, printer, only, memory_budget(memory), with_coverage=show_coverage
+        )
+    except (cluster.ClusterUnavailable, CompiledUnavailable) as e:
+        raise click.UsageError(f"--cluster: {e}") from None
+    printer.close()
+    if result.stop_reason.startswith("a cluster worker died"):
+        click.echo(f"kvheal: {result.stop_reason}: every verdict is 'unknown'.", err=True)
+    elif result.stop_reason:
+        click.echo(stop_message(result), err=True)
+    return result
 
 
 def engine_for(model: Any, engine: str, workers: int = 1) -> str:

@@ -720,6 +720,10 @@ def run(
     on_start: Callable[[list[int]], None] | None = None,
     fault: tuple[int, int] | None = None,
 ) -> tuple[CheckResult, ClusterStats]:
+    if fault is None and os.environ.get("KVHEAL_CLUSTER_FAULT"):
+        # "WORKER:LEVEL": that worker's process exits when it reaches that level (tests)
+        w, lvl = os.environ["KVHEAL_CLUSTER_FAULT"].split(":")
+        fault = (int(w), int(lvl))
     own = isinstance(cluster, str)
     cl = Cluster(cluster) if own else cluster
     try:
