@@ -472,6 +472,10 @@ def _claim_cell(dec: Mapping[str, Any], claim: Any, by: Mapping[str, Any] | None
             + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"])
             + " (exhaustive at this size)"
         ]
+    if v == MEASURED and dec["by"] and claim.beyond:  # the checks hold; the rest is not checked
+        return [
+            "in part: " + ", ".join(f"{b['property']} {b['status']}" for b in dec["by"]) + "; " + claim.beyond
+        ]
     if v == MEASURED:
         return ["measured: " + claim.measured]
     if v == NOT_MODELLED:
@@ -565,7 +569,7 @@ def assemble(
             else ("none checked" if claim.checks and "deployed" in dec else "")
         )
         if dec.get("in_part"):
-            true_of = "in part (" + claim.beyond.split(",")[0] + "): " + ", ".join(dec["in_part"])
+            true_of = "in part (what the model checks holds): " + ", ".join(dec["in_part"])
         how = []
         if claim.command:
             how.append(("code", claim.command))
@@ -584,8 +588,6 @@ def assemble(
                 how.append(f" z3: {check.prop} {pf['status']} for every number of tabs ({pf['method']}).")
         if claim.not_modelled and dec["post_mortem"]["verdict"] != NOT_MODELLED:
             how.append(" Not modelled: " + claim.not_modelled + ".")
-        if claim.beyond and dec.get("fixed", {}).get("verdict") == MEASURED:
-            how.append(" Where it holds: " + claim.beyond + ".")
         rows.append([[claim.quote], pm, dep, fixed, [true_of], how])
     blocks.append(
         (

@@ -86,9 +86,25 @@ def test_the_locking_claim_is_about_the_atomic_design():
     assert "deployed" not in dec
 
 
-def test_claims_without_checks():
-    kinds = {c.id: decide(c, {})["post_mortem"]["verdict"] for c in CLAIMS if not c.checks}
-    assert kinds == {"no-backoff": NOT_MODELLED}
+def test_claims_the_post_mortem_design_does_not_decide():
+    """Claims about what only the tabs' view models (reloads, a bound on heals) are not
+    modelled on the post-mortem design, whatever its verdicts."""
+    v = {("seed", p): "violated" for p in ("Converges", "PendingDrains", "EveryoneSees", "HealsTerminate")}
+    kinds = {c.id: decide(c, v)["post_mortem"]["verdict"] for c in CLAIMS}
+    assert {k for k, verdict in kinds.items() if verdict == NOT_MODELLED} == {
+        "survives-refresh",
+        "no-backoff",
+    }
+
+
+def test_no_backoff_is_decided_by_the_bound_on_heals():
+    backoff = next(c for c in CLAIMS if c.id == "no-backoff")
+    v = {(DEPLOYED, "HealsTerminate"): "violated", (FIXED, "HealsTerminate"): "holds"}
+    dec = decide(backoff, v, [FIXED])
+    assert dec["deployed"]["verdict"] == REFUTED
+    assert [b["property"] for b in dec["deployed"]["by"]] == ["HealsTerminate"]
+    assert dec["fixed"]["verdict"] == MEASURED  # bounded heals, but KV's write rate is not modelled
+    assert dec["true_of"] == [] and dec["in_part"] == [FIXED]
 
 
 def test_claims_decided_for_the_app_as_deployed_and_its_fix():
@@ -141,6 +157,17 @@ def test_survives_refresh_is_decided_where_a_reload_is_the_only_difference():
 
 def test_a_bound_the_model_does_not_check_is_not_confirmed():
     cycle = next(c for c in CLAIMS if c.id == "one-poll-cycle")
-    dec = decide(cycle, {(FIXED, "Converges"): "holds", ("seed", "Converges"): "violated"})
+    v = {
+        (FIXED, "Converges"): "holds",
+        (FIXED, "HealsTerminate"): "holds",
+        ("seed", "Converges"): "violated",
+        ("seed", "HealsTerminate"): NOT_APPLICABLE,
+        (DEPLOYED, "Converges"): "holds",
+        (DEPLOYED, "HealsTerminate"): "violated",
+    }
+    dec = decide(cycle, v)
     assert dec["post_mortem"]["verdict"] == REFUTED  # never healed is not healed in one cycle
-    assert dec["fixed"]["verdict"] == MEASURED  # healed eventually; the bound is measured only
+    assert [b["property"] for b in dec["post_mortem"]["by"]] == ["Converges"]
+    assert dec["deployed"]["verdict"] == REFUTED  # heals that never stop
+    assert [b["property"] for b in dec["deployed"]["by"]] == ["HealsTerminate"]
+    assert dec["fixed"]["verdict"] == MEASURED  # healed, with bounded heals; the time is measured only
