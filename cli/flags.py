@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, fire_and_forget (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, fire_and_forget (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails,post_fails'
 """
@@ -131,6 +131,12 @@ FLAGS: tuple[Flag, ...] = (
         "repost",
         "fault",
         "a client posts an id that already exists (it resends a failed POST with the same id)",
+        modelled_only=True,
+    ),
+    Flag(
+        "bot_scan",
+        "worker",
+        "the bot's pending scan reads the cache and writes back the array it read (statuses patched)",
         modelled_only=True,
     ),
     Flag(

@@ -17,7 +17,8 @@ reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 (``stale_reads``: ``prev``, ``PollReadStale``, ...), the fix's whole-cache poll
 (``full_poll``), a POST failing after its key (``post_fails``: the phase ``Failed``,
 ``PostFail``), a resend of the same id (``repost``: ``PostAgain``) and a second heal of an id in
-flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...); their readings are in SPEC §6. With
+flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...) and the bot's pending scan as a cache
+writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``); their readings are in SPEC §6. With
 the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
 ``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``.
 """
@@ -75,6 +76,7 @@ SWEEP = Enum(
     Phase("Read", (("list", MSGS), ("snap", CACHE))),
 )
 LIST = Enum("List", Phase("Idle"), Phase("Write", (("set", MSGS),)))
+SCAN = Enum("Scan", Phase("Idle"), Phase("Read", (("snap", CACHE),)))
 
 
 def _has(flag: str):
@@ -204,6 +206,8 @@ VARIABLES = [
         when=_has("reload")),
     Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
         when=_has("put_fails")),
+    Var("scan", SCAN, doc="the bot's pending scan: the cache value it read and will write back",
+        when=_both(_has("bot_scan"), _lacks("atomic_cache"))),
     Var("heals", IntType(0, HEAL_BOUND + 2), "heal",
         "ghost: the heals sent for m (by tab t with shared_pending), stopping at heal_bound + 1",
         when=_counted),
@@ -497,6 +501,20 @@ def SweepCache(cfg, s, x):
     )
 
 
+def ScanRead(cfg, s, x):
+    """The bot's pending scan (``GET /api/queue/pending``): the worker gets the cache (then the
+    key of each unfinished message: no step, a stored message never changes)."""
+    return s.scan.is_("Idle"), {s.scan: SCAN.Read(snap=s.cache)}
+
+
+def ScanWrite(cfg, s, x):
+    """The scan puts back the array it read, statuses patched: the ids are the ones it read
+    (statuses are not modelled), so whatever reached the cache since is lost. With an atomic
+    cache update the patch is a compare-and-swap that keeps the ids: no step of the model."""
+    snap = s.scan.of("Read").snap
+    return s.scan.is_("Read"), _aged(cfg, s, x, {s.cache: snap, s.scan: SCAN.Idle()})
+
+
 def Crash(cfg, s, x, t):
     effects = {s.alive: s.alive.without(t), s.poll[t]: POLL.Idle()}
     if cfg.has("shared_pending"):
@@ -606,6 +624,10 @@ ACTIONS = [
               when=_both(_sweeper, _plain), group=4, kv="put cache"),
     ActionDef("SweepCache", "", "sweeper", SweepCache, "the atomic sweeper write",
               when=_both(_sweeper, _atomic), group=4, kv="cas cache"),
+    ActionDef("ScanRead", "", "bot", ScanRead, "the bot's pending scan: get recent:comments",
+              when=_both(_has("bot_scan"), _plain), group=4, kv="get cache"),
+    ActionDef("ScanWrite", "", "bot", ScanWrite, "the scan puts back the array it read",
+              when=_both(_has("bot_scan"), _plain), group=4, kv="put cache"),
     ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
               when=_has("tab_crash"), group=5),
     ActionDef("Reload", "t", "tab", Reload, "the user reloads the tab, once (never forced: no fairness)",
@@ -652,6 +674,8 @@ FLAGS = [
             adds=("PostFail",)),
     FlagDef("repost", "fault: a client posts an id that exists (resends a failed POST)", "fault",
             adds=("PostAgain",)),
+    FlagDef("bot_scan", "the bot's pending scan writes back the cache array it read", "worker",
+            adds=("ScanRead", "ScanWrite")),
     FlagDef("fire_and_forget", "heals are sent without waiting: two of one id may be in flight", "client",
             adds=("HealKey2", "HealRead2", "HealWrite2", "HealCache2", "HealReadStale2", "HealWriteFail2",
                   "HealCacheFail2"),

@@ -183,7 +183,7 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
         for i, v in enumerate(view.get(key, ())):
             out[f"{key}[{i}]"] = fmt_value(v)
     # the faults' state and the ghost count of heals sent (SPEC §6-7), when the design has them
-    for key in ("put_failed", "prev"):
+    for key in ("scan", "put_failed", "prev"):
         if key in view:
             out[key] = fmt_value(view[key])
     for key, p in view.get("heals", {}).items():

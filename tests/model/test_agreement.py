@@ -386,7 +386,7 @@ UNMEASURED: list[str] = [
     "dedupe,keep_verifying,heal_atomic,sweeper,tab_crash,shared_pending",
 ]
 
-#: The flags of issue 10's open clients and failed POSTs (SPEC §6), pinned at tabs 2 in small
+#: The flags of issue 10's open clients, failed POSTs and the bot's scan (SPEC §6), pinned at tabs 2 in small
 #: combinations with the §5 flags: variant -> (states, transitions, shortest NoDuplicates
 #: counterexample or None), measured by ``Agreement.run``. Those of up to DEFAULT_STATES states
 #: run by default; their other combinations are among CASES' unpinned slow ones.
@@ -401,7 +401,11 @@ PINNED_NEW: dict[str, tuple[int, int, int | None]] = {
     "atomic_cache,post_fails,repost": (4_352, 18_115, 5),
     "tab_crash,post_fails": (14_219, 64_764, 9),
     "dedupe,atomic_cache,post_fails,repost,fire_and_forget": (1_560, 6_546, None),
+    "dedupe,keep_verifying,bot_scan": (14_026, 64_856, None),
+    "dedupe,keep_verifying,heal_atomic,bot_scan": (5_764, 25_886, None),
+    "dedupe,atomic_cache,bot_scan": (780, 2_692, None),
     "fire_and_forget": (153_798, 782_484, 9),
+    "bot_scan": (159_209, 719_791, 9),
     "post_fails,fire_and_forget": (157_067, 796_768, 9),
 }
 ALL_PINNED = {**PINNED, **PINNED_NEW}
@@ -422,7 +426,11 @@ def test_every_combination_of_the_pinned_flags_is_pinned_or_listed_unmeasured() 
     default = [v for v in PINNED if not _slow(v)]  # the default run: 54 designs, 1.2M states
     # and the new flags' pinned combinations: each a valid configuration, the small ones by default
     assert all(Config.make(tabs=2, variants=v).variant_label() == v for v in PINNED_NEW)
-    assert [v for v in PINNED_NEW if _slow(v)] == ["fire_and_forget", "post_fails,fire_and_forget"]
+    assert [v for v in PINNED_NEW if _slow(v)] == [
+        "fire_and_forget",
+        "bot_scan",
+        "post_fails,fire_and_forget",
+    ]
     assert (len(default), sum(PINNED[v][0] for v in default), sum(PINNED[v][1] for v in default)) == (
         54,
         1_201_603,

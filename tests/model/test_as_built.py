@@ -33,7 +33,7 @@ from .conftest import checked
 
 NEW = ("tab_view", "found_in_response", "reload", "full_poll")
 #: every combination of the registry's flags that the parser accepts
-COMBOS = 38016
+COMBOS = 76032
 
 # (tabs, per_tab, variants) -> (states, transitions, {property: None (holds) | trace length}),
 # every property but AckedIsStored and CacheFromStore (which hold everywhere)
@@ -686,6 +686,61 @@ def test_bmc_finds_heal_only_missing_at_the_bfs_length():
     assert bmc(sym, prop, 7)["HealOnlyMissing"][0] is None
 
 
+BOT_SCAN = {
+    # the bot's pending scan writes back the array it read: a design that converges stops
+    # converging; an atomic cache update makes the scan harmless (no step of its own)
+    (2, 1, "dedupe,keep_verifying"): (1318, 4708, {}),
+    (2, 1, "dedupe,keep_verifying,bot_scan"): (14026, 64856, {"Converges": 17}),
+    (2, 1, "heal_atomic,dedupe,keep_verifying,bot_scan"): (5764, 25886, {"Converges": 16}),
+    (2, 1, "atomic_cache,dedupe,bot_scan"): (780, 2692, {}),
+    (1, 1, "bot_scan"): (141, 393, {"Converges": 13, "PendingDrains": 12}),
+    (1, 1, "as_built,bot_scan"): (
+        9938,
+        33659,
+        {
+            "HealOnlyMissing": 8,
+            "HealsTerminate": 17,
+            "Converges": 12,
+            "PendingDrains": 24,
+            "EveryoneSees": 12,
+        },
+    ),
+    (1, 2, "as_built_fixed,bot_scan"): (10048, 33086, {}),
+}
+
+
+@pytest.mark.parametrize("tabs,per_tab,variants", list(BOT_SCAN), ids=lambda v: str(v))
+def test_the_bots_scan_loses_messages_unless_the_cache_update_is_atomic(
+    tabs, per_tab, variants, check_counterexample
+):
+    model, result = checked(tabs, per_tab, None, variants)
+    states, transitions, violated = BOT_SCAN[(tabs, per_tab, variants)]
+    assert (result.states, result.transitions) == (states, transitions)
+    assert {n: len(p.trace) for n, p in result.properties.items() if p.status == "violated"} == violated
+    for name in violated:
+        check_counterexample(model, name, result.properties[name].trace)
+    if "atomic_cache" in variants:
+        assert not {"ScanRead", "ScanWrite"} & {a.name for a in model.instances}
+
+
+def test_the_bots_scan_overwrites_a_post():
+    """The scan reads the cache, a post lands, the scan puts back what it read: the post is gone
+    from the cache though it is acknowledged; with keep_verifying the owner heals it, and the
+    scan may drop it again (the Converges lasso of dedupe,keep_verifying,bot_scan)."""
+    model, result = checked(2, 1, None, "dedupe,keep_verifying,bot_scan")
+    trace = result.properties["Converges"].trace
+    assert {"ScanRead", "ScanWrite"} <= {s.action for s in trace[trace.loop_start :]}
+    steps = [("ScanRead", {}), ("PostKey", {"m": 0}), ("PostRead", {"m": 0}), ("PostWrite", {"m": 0})]
+    steps += [("PostAck", {"m": 0}), ("ScanWrite", {})]
+    last = flatten(model.view(replay_trace(model, [{"action": a, "args": g} for a, g in steps])[-1]))
+    assert {k: last[k] for k in ("cache", "post[0]", "pending[0]", "scan")} == {
+        "cache": "[]",
+        "post[0]": "Acked",
+        "pending[0]": "[0]",
+        "scan": "Idle",
+    }
+
+
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
     assert (
@@ -754,6 +809,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "post_fails",
         "repost",
         "fire_and_forget",
+        "bot_scan",
     }
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == (
@@ -852,6 +908,8 @@ def _agree(cfg: Config) -> int:
         (1, 1, "as_built,stale_reads", 11751),
         (1, 1, "as_built,clock_skew", None),
         (1, 1, "as_built,fire_and_forget", 8130),
+        (1, 1, "as_built,bot_scan", 33659),
+        (1, 1, "as_built,bot_scan,stale_reads,fire_and_forget", None),
         (1, 1, "as_built,fire_and_forget,repost,stale_reads", None),
         (1, 1, "as_built_fixed,fire_and_forget,repost", None),
         (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),

@@ -85,6 +85,7 @@ AS_BUILT_CASES = {
     ),
     (1, 2, "tab_view,sweeper"): (786141, 2759792, ["NoDuplicates", "HealsTerminate", "ScanWritesNothing"]),
     (2, 1, "dedupe,post_fails,repost,fire_and_forget"): (16572, 75566, []),
+    (2, 1, "dedupe,keep_verifying,bot_scan"): (14026, 64856, []),
 }
 
 
