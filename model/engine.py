@@ -467,6 +467,11 @@ class LivenessAnalysis:
 #: the sweeper design at tabs 2 with room to spare.
 LIVENESS_BYTES_PER_STATE = 96
 LIVENESS_BYTES_PER_EDGE = 24
+#: The same with numba (kvheal.model.fastlive): Tarjan's arrays (29 bytes per state), the
+#: components' buckets (4 per state, 16 per component, at most one per state), the goal
+#: flags and the component of each (12), and no copy of the edges.
+COMPILED_LIVENESS_BYTES_PER_STATE = 64
+COMPILED_LIVENESS_BYTES_PER_EDGE = 0
 
 
 def check(
@@ -518,7 +523,10 @@ def check(
         else:
             results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
     if goals and complete and budget is not None:
-        need = g.n * LIVENESS_BYTES_PER_STATE + len(g.dst) * LIVENESS_BYTES_PER_EDGE
+        compiled = hasattr(g, "ck")  # numba runs: the compiled bookkeeping too
+        per_state = COMPILED_LIVENESS_BYTES_PER_STATE if compiled else LIVENESS_BYTES_PER_STATE
+        per_edge = COMPILED_LIVENESS_BYTES_PER_EDGE if compiled else LIVENESS_BYTES_PER_EDGE
+        need = g.n * per_state + len(g.dst) * per_edge
         if budget.room() < need:
             complete = False
             reason = (

@@ -25,7 +25,7 @@ def fair_components(rowptr, dst, lab, comp, n_comp, fair_label):  # pragma: no c
     for c in range(n_comp):
         start[c + 1] += start[c]
     fill = start[:-1].copy()
-    members = np.empty(n, np.int64)
+    members = np.empty(n, np.int32)
     for v in range(n):
         c = comp[v]
         members[fill[c]] = v
@@ -61,12 +61,13 @@ def strong_components(rowptr, dst):  # pragma: no cover - compiled
     """Tarjan's algorithm, iterative: per state its component's number (components numbered
     in the order Tarjan completes them, sinks first) and the number of components."""
     n = rowptr.shape[0] - 1
-    index = np.full(n, -1, np.int64)
-    low = np.zeros(n, np.int64)
+    # 29 bytes per state (state numbers fit int32: the search numbers states in int32)
+    index = np.full(n, -1, np.int32)
+    low = np.zeros(n, np.int32)
     comp = np.full(n, -1, np.int32)
     on_stack = np.zeros(n, np.bool_)
-    stack = np.empty(n, np.int64)
-    call_v = np.empty(n, np.int64)
+    stack = np.empty(n, np.int32)
+    call_v = np.empty(n, np.int32)
     call_e = np.empty(n, np.int64)
     sp = 0
     counter = 0
