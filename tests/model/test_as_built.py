@@ -915,7 +915,8 @@ def _agree(cfg: Config) -> int:
         (1, 1, "tab_view,stale_reads,sweeper,heal_atomic", None),
         (1, 1, "tab_view,reload,found_in_response,tab_crash,keep_verifying", None),
         (1, 1, "tab_view,fire_and_forget,shared_pending,heal_atomic,put_fails", None),
-        pytest.param(1, 2, "tab_view,sweeper", 2759792, marks=pytest.mark.slow),
+        (1, 1, "tab_view,sweeper", 2849),
+        (1, 1, "tab_view,sweeper,fire_and_forget,post_fails", 3516),
         pytest.param(1, 2, "as_built", 731038, marks=pytest.mark.slow),  # a few minutes
         pytest.param(1, 2, "as_built_fixed,shared_pending", 73141, marks=pytest.mark.slow),
     ],
