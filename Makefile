@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (README's quick start):
 #   make demo   check the seed design at 2 tabs: verdicts and a counterexample
-#   make test   ruff, then the whole test suite (installs redis-server, chromium, spin and gcc from Debian if missing)
+#   make test   ruff, then the whole test suite (installs the cluster extra, Ray; and redis-server, chromium, spin and gcc from Debian if missing)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvheal-installed
@@ -10,7 +10,7 @@ STAMP := $(VENV)/.kvheal-installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cluster]'
 	touch $(STAMP)
 
 # `kvheal check` exits 1 when a property is violated, which is the point of the demo.

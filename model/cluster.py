@@ -40,10 +40,12 @@ client (or 64 ms as tasks pinned to workers, worker to worker), and a dead Ray a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -458,6 +460,8 @@ class Cluster:
         self.ray = ray
         self.address = address
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports home
+        # a dead worker fails the run with one line, not a traceback per lost task
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
         self.started = False
         try:
@@ -465,9 +469,9 @@ class Cluster:
                 pass
             elif address.startswith("local:"):
                 n = _local_workers(address)
+                _loopback(ray)
                 ray.init(
                     num_cpus=n,
-                    _node_ip_address="127.0.0.1",
                     object_store_memory=512 << 20,
                     **quiet,
                 )
@@ -494,6 +498,17 @@ class Cluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _loopback(ray: Any) -> None:
+    """Keep a local cluster on 127.0.0.1: Ray otherwise finds the machine's own network
+    address and its processes talk over it. Ray's switch for this is the one it uses on
+    laptops (no multi-node clusters), read from its constants by this process and from the
+    environment by the processes it starts."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _local_workers(address: str) -> int:
@@ -725,12 +740,32 @@ def run(
         w, lvl = os.environ["KVHEAL_CLUSTER_FAULT"].split(":")
         fault = (int(w), int(lvl))
     own = isinstance(cluster, str)
-    cl = Cluster(cluster) if own else cluster
+    with _stdout_to_stderr(own):
+        cl = Cluster(cluster) if own else cluster
+        try:
+            return _check(model, cl, max_states, progress, only, budget, with_coverage, on_start, fault)
+        finally:
+            if own:
+                cl.close()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(on: bool) -> Iterator[None]:
+    """Ray's processes write notices (a worker died, ...) to the driver's standard output, from
+    C++ too: while a cluster this run started is up, file descriptor 1 goes to 2, so that
+    ``--json`` prints one JSON object and nothing else."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
     try:
-        return _check(model, cl, max_states, progress, only, budget, with_coverage, on_start, fault)
+        yield
     finally:
-        if own:
-            cl.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _check(model, cl, max_states, progress, only, budget, with_coverage, on_start, fault):
