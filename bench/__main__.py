@@ -7,6 +7,7 @@ import sys
 
 BENCHES = [
     "bench.check_bench",
+    "bench.cluster_bench",
     "bench.spin_bench",
     "bench.prove_bench",
     "bench.impl_bench",

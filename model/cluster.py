@@ -263,6 +263,7 @@ class Partition:
         self.refs: list[np.ndarray] = []  # per expanded block: entry of each successor
         self.labs: list[np.ndarray] = []
         self.fault_level = -1
+        self.busy = 0.0
 
     def pid(self) -> int:
         return os.getpid()
@@ -309,6 +310,7 @@ class Partition:
         (empty for itself) and (transitions, bytes sent)."""
         if level == self.fault_level:
             os._exit(17)
+        t0 = time.perf_counter()
         self._ack(acks)
         lo, hi = self.starts[level], self.starts[level + 1]
         rn0 = self.rn
@@ -338,6 +340,7 @@ class Partition:
             words = self.rwords[idx] if o != self.me else np.empty((0, self.W), np.int64)
             self.sent_bytes += words.nbytes
             out.append(words)
+        self.busy += time.perf_counter() - t0
         return (*out, (self.transitions - transitions0, self.sent_bytes))
 
     def _ack(self, acks: tuple) -> None:
@@ -350,6 +353,7 @@ class Partition:
         """Add the new states sent to this worker; its level ``level + 1`` is then complete.
         Returns, per sender, the local numbers of its words (when the graph is kept) and
         (states here, bytes sent)."""
+        t0 = time.perf_counter()
         replies = []
         for s, words in enumerate(incoming):
             self._room(len(words))
@@ -361,6 +365,7 @@ class Partition:
             self.sent_bytes += reply.nbytes
             replies.append(reply)
         self.starts.append(self.n)
+        self.busy += time.perf_counter() - t0
         return (*replies, (self.n, self.sent_bytes))
 
     def finish(self, starts: np.ndarray, bases: np.ndarray, *acks: np.ndarray) -> None:
@@ -435,8 +440,8 @@ class Partition:
         e = int(self.table[slot])
         return e if e >= 0 else -1
 
-    def stats(self) -> tuple[np.ndarray, int, int]:
-        return self.counts, self.transitions, self.sent_bytes
+    def stats(self) -> tuple[np.ndarray, int, int, float]:
+        return self.counts, self.transitions, self.sent_bytes, self.busy
 
 
 def _grown(a: np.ndarray, size: int) -> np.ndarray:
@@ -531,6 +536,12 @@ class ClusterStats:
     search_bytes: int = 0
     gather_bytes: int = 0
     level_sizes: list[int] = field(default_factory=list)
+    #: seconds: starting the workers (processes, compiled kernel), the search, the gather
+    start_seconds: float = 0.0
+    search_seconds: float = 0.0
+    gather_seconds: float = 0.0
+    #: per worker, seconds spent expanding and receiving (the rest of the search is waiting)
+    busy_seconds: list[float] = field(default_factory=list)
 
 
 class _Run:
@@ -608,9 +619,11 @@ class _Run:
         self.n = int(per.sum())
         self.get([p.finish.remote(starts, base, *acks[w]) for w, p in enumerate(parts)])
         stats = self.get([p.stats.remote() for p in parts])
-        self.label_counts = sum(c for c, _, _ in stats)
-        self.transitions = sum(t for _, t, _ in stats)
-        self.stats.search_bytes = sum(b for _, _, b in stats)
+        self.label_counts = sum(c for c, _, _, _ in stats)
+        self.transitions = sum(t for _, t, _, _ in stats)
+        self.stats.search_bytes = sum(b for _, _, b, _ in stats)
+        self.stats.busy_seconds = [round(b, 3) for _, _, _, b in stats]
+        self.stats.search_seconds = time.perf_counter() - t0
         return complete, reason
 
     def level_of(self, gid: int) -> int:
@@ -641,6 +654,7 @@ class _Run:
 
     def gather(self) -> tuple[Any, np.ndarray]:
         """The whole graph in the single-process numbering, and each state's property bits."""
+        t0 = time.perf_counter()
         got = self.get([p.graph_rows.remote() for p in self.parts])
         self.stats.gather_bytes = sum(sum(a.nbytes for a in g) for g in got)
         N, L = self.N, self.per.shape[1]
@@ -662,6 +676,7 @@ class _Run:
         order, new, parent, plab = _bfs_order(rowptr, dst, lab, roots)
         rp, d, lb = _permute(rowptr, dst, lab, order, new)
         g = _Graph(rp, d, lb, parent, plab, self.label_counts)
+        self.stats.gather_seconds = time.perf_counter() - t0
         return g, fl[order]
 
     def _init_gid(self, i: int) -> int:
@@ -778,8 +793,10 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
     r = _Run(cl, model, graph=bool(goals), fault=fault)
     results: dict[str, PropertyResult] = {}
     try:
+        pids = r.pids()  # every worker up, its compiled kernel loaded
+        r.stats.start_seconds = time.perf_counter() - t0
         if on_start is not None:
-            on_start(r.pids())
+            on_start(pids)
         complete, reason = r.search(max_states, progress)
         explore_seconds = time.perf_counter() - t0
         order = [p.name for p in model.properties()]
