@@ -1,8 +1,8 @@
 """The compiled explicit-state checker: the kernel's code over packed states, run by numba.
 
 :class:`~kvheal.model.kernel.Kernel` compiles the one definition to Python expressions over
-slot values; this module emits the same expressions (in the kernel's ``nb`` dialect, where
-``UNION`` and ``NEWEST`` are tables) into a module of ``numba.njit`` functions:
+slot values; this module emits the same expressions (in the kernel's ``NUMBA`` dialect, where
+``ADD``, ``UNION`` and ``NEWEST`` are 2-D tables) into a module of ``numba.njit`` functions:
 
 * **packed states**: each slot takes ``ceil(log2(size))`` bits of one of ``W`` 63-bit words
   (``int64``, never negative), so a state is one word for every configuration up to tabs 4
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .dsl import CacheType, Enum, IdsType, IntType
+from .kernel import NUMBA
 
 #: Expansions per call into compiled code: between two calls the caller reports progress,
 #: asks the memory budget and grows arrays.
@@ -126,7 +127,7 @@ TABLES = ("ADD", "IDS", "DUP", "UNION", "NEWEST")
 
 def generate(kernel: Any, pk: Packing) -> str:
     """The source of the compiled module for ``kernel``'s configuration."""
-    code = kernel.blocks(nb=True)
+    code = kernel.blocks(NUMBA)
     unknown = set(code.env) - {"NEWEST"}
     if unknown:
         raise CompiledUnavailable(f"the compiled kernel has no {', '.join(sorted(unknown))}")

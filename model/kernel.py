@@ -25,8 +25,10 @@ Two states that differ only in a value no phase holds are one state by construct
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue, args_of
@@ -162,10 +164,76 @@ class EnumLayout:
         raise ValueError(f"{code} is no code of {self.enum.name}")
 
 
+# ---------------------------------------------------------------------------- dialects
+@dataclass(frozen=True)
+class Dialect:
+    """How the value algebra writes an expression: format strings over named operands.
+
+    The defaults are Python's (the explicit kernel's ``successors``); :data:`NUMBA` is the
+    compiled kernel's (:mod:`kvheal.model.fast`: its tables are 2-D arrays) and
+    :mod:`kvheal.model.promela` has Promela's. ``tables`` reads a table with its indices as
+    ``{0}``, ``{1}`` (and ``{messages}``, ``{masks}``: the message count and ``2**messages``),
+    the text starting with the name of the table it reads."""
+
+    true: str = "True"
+    false: str = "False"
+    and_: str = " and "
+    or_: str = " or "
+    not_: str = "(not {x})"
+    zero: str = "(not {x})"  # a 0/1 table entry is 0
+    bit: str = "({x} >> {i} & 1)"  # bit i of x, as 0/1
+    bool_int: str = "{x}"  # a condition as the 0/1 a slot holds
+    shift: str = "({x}) << {i}"  # a 0/1 moved to bit i
+    clear: str = "({x} & {not_bit})"  # x without bit (not_bit is ~bit)
+    minus: str = "({x} & ~{y})"
+    subset: str = "({x} & ~{y} == 0)"
+    cond: str = "({a} if {c} else {b})"
+    inc: str = "min({x} + {k}, {hi})"  # saturating at hi
+    dec: str = "max({x} - {k}, {lo})"  # saturating at lo
+    within: str = "({lo} <= {x} < {hi})"
+    div: str = "({x} // {n})"
+    scale: str = "{x} * {n}"
+    tables: dict[str, str] = field(
+        default_factory=lambda: {
+            "ADD": "ADD[{0}][{1}]",
+            "UNION": "UNION({0}, {1})",
+            "NEWEST": "NEWEST({0}, {1})",
+            "IDS": "IDS[{0}]",
+            "DUP": "DUP[{0}]",
+        }
+    )
+
+
+#: The explicit kernel's dialect.
+PYTHON = Dialect()
+#: The compiled kernel's: the same Python, with ``ADD``, ``UNION`` and ``NEWEST`` as tables
+#: indexed by (cache, id), (cache, mask) and (mask, count).
+NUMBA = replace(
+    PYTHON,
+    tables={
+        **PYTHON.tables,
+        "ADD": "ADD[{0}, {1}]",
+        "UNION": "UNION[{0}, {1}]",
+        "NEWEST": "NEWEST[{0}, {1}]",
+    },
+)
+
+
+@functools.cache
+def newest(mask: int, count: int) -> int:
+    """The ``count`` largest ids of ``mask``, as a bitmask (the ``NEWEST`` table)."""
+    keep, m = 0, mask.bit_length() - 1
+    while m >= 0 and keep.bit_count() < count:
+        if mask >> m & 1:
+            keep |= 1 << m
+        m -= 1
+    return keep
+
+
 # ---------------------------------------------------------------------------- code values
 class Val:
-    """A value as Python source: ``kind`` is bool, ids, cache, phase or int (whose ``lay`` is
-    its type's ``(lo, hi)``, for saturating arithmetic)."""
+    """A value as source code in the compiler's dialect: ``kind`` is bool, ids, cache, phase
+    or int (whose ``lay`` is its type's ``(lo, hi)``, for saturating arithmetic)."""
 
     __slots__ = ("kind", "code", "const", "ref", "elt", "elems", "lay", "k")
 
@@ -192,6 +260,9 @@ class Val:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Val) and self.ref is not None and self.ref == other.ref
 
+    def _b(self, code: str) -> Val:
+        return Val(self.k, "bool", code)
+
     # -- bool
     def __and__(self, other: Val) -> Val:
         return self.k.all([self, other])
@@ -202,17 +273,17 @@ class Val:
     def __invert__(self) -> Val:
         if self.const is not None:
             return self.k.boolc(not self.const)
-        return Val(self.k, "bool", f"(not {self.code})")
+        return self._b(self.k.dialect.not_.format(x=self.code))
 
     # -- ids
     def has(self, i: int) -> Val:
         if self.kind == "cache":
-            return Val(self.k, "bool", f"(IDS[{self.code}] >> {i} & 1)")
+            return self._b(self.k.dialect.bit.format(x=self.k.lookup("IDS", self.code), i=i))
         if self.elems is not None:
             return self.elems.get(i, self.k.boolc(False))
         if self.const is not None:
             return self.k.boolc(bool(self.const >> i & 1))
-        return Val(self.k, "bool", f"({self.code} >> {i} & 1)")
+        return self._b(self.k.dialect.bit.format(x=self.code, i=i))
 
     def _ids(self, code: str) -> Val:
         return Val(self.k, "ids", code, of=self.elt)
@@ -221,10 +292,10 @@ class Val:
         return self._ids(f"({self.code} | {1 << i})")
 
     def without(self, i: int) -> Val:
-        return self._ids(f"({self.code} & {~(1 << i)})")
+        return self._ids(self.k.dialect.clear.format(x=self.code, bit=1 << i, not_bit=~(1 << i)))
 
     def minus(self, other: Val) -> Val:
-        return self._ids(f"({self.code} & ~{other.code})")
+        return self._ids(self.k.dialect.minus.format(x=self.code, y=other.code))
 
     def union(self, other: Val) -> Val:
         return self._ids(f"({self.code} | {other.code})")
@@ -232,20 +303,20 @@ class Val:
     def is_empty(self) -> Val:
         if self.const is not None:
             return self.k.boolc(self.const == 0)
-        return Val(self.k, "bool", f"({self.code} == 0)")
+        return self._b(f"({self.code} == 0)")
 
     def subset(self, other: Val) -> Val:
-        return Val(self.k, "bool", f"({self.code} & ~{other.code} == 0)")
+        return self._b(self.k.dialect.subset.format(x=self.code, y=other.code))
 
     def eq(self, other: Val | int) -> Val:
         # one code per cache value (interned) and per id set (a bitmask); ints are values
-        return Val(self.k, "bool", f"({self.code} == {_code(other)})")
+        return self._b(f"({self.code} == {_code(other)})")
 
     # -- bounded integers
     def _cmp(self, op: str, other: Val | int) -> Val:
         if self.kind != "int":
             raise DefinitionError(f"{op} compares integers, not {self.kind} values")
-        return Val(self.k, "bool", f"({self.code} {op} {_code(other)})")
+        return self._b(f"({self.code} {op} {_code(other)})")
 
     def __lt__(self, other: Val | int) -> Val:
         return self._cmp("<", other)
@@ -265,7 +336,8 @@ class Val:
         if k == 0:
             return self
         lo, hi = self.lay
-        code = f"min({self.code} + {k}, {hi})" if k > 0 else f"max({self.code} - {-k}, {lo})"
+        d = self.k.dialect
+        code = d.inc.format(x=self.code, k=k, hi=hi) if k > 0 else d.dec.format(x=self.code, k=-k, lo=lo)
         return Val(self.k, "int", code, lay=self.lay)
 
     def __sub__(self, k: int) -> Val:
@@ -274,36 +346,29 @@ class Val:
         return self + (-k)
 
     def newest(self, count: int) -> Val:
-        self.k.env["NEWEST"] = self.k.newest
-        if self.k.nb:  # a table indexed by (mask, count) in the compiled kernel
-            return self._ids(f"NEWEST[{self.code}, {count}]")
-        return self._ids(f"NEWEST({self.code}, {count})")
+        return self._ids(self.k.lookup("NEWEST", self.code, count))
 
     # -- cache
     def add(self, m: int) -> Val:
-        if self.k.nb:
-            return Val(self.k, "cache", f"ADD[{self.code}, {m}]")
-        return Val(self.k, "cache", f"ADD[{self.code}][{m}]")
+        return Val(self.k, "cache", self.k.lookup("ADD", self.code, m))
 
     def add_all(self, ids: Val) -> Val:
-        if self.k.nb:  # a table indexed by (cache, mask) in the compiled kernel
-            return Val(self.k, "cache", f"UNION[{self.code}, {ids.code}]")
-        return Val(self.k, "cache", f"UNION({self.code}, {ids.code})")
+        return Val(self.k, "cache", self.k.lookup("UNION", self.code, ids.code))
 
     def ids(self) -> Val:
-        return Val(self.k, "ids", f"IDS[{self.code}]")
+        return Val(self.k, "ids", self.k.lookup("IDS", self.code))
 
     def no_dup(self) -> Val:
-        return Val(self.k, "bool", f"(not DUP[{self.code}])")
+        return self._b(self.k.dialect.zero.format(x=self.k.lookup("DUP", self.code)))
 
     # -- phase
     def is_(self, phase: str) -> Val:
         pc = self.lay.code(phase)
         if pc.size == 1:
-            return Val(self.k, "bool", f"({self.code} == {pc.offset})")
+            return self._b(f"({self.code} == {pc.offset})")
         if pc is self.lay.last:
-            return Val(self.k, "bool", f"({self.code} >= {pc.offset})")
-        return Val(self.k, "bool", f"({pc.offset} <= {self.code} < {pc.offset + pc.size})")
+            return self._b(f"({self.code} >= {pc.offset})")
+        return self._b(self.k.dialect.within.format(lo=pc.offset, x=self.code, hi=pc.offset + pc.size))
 
     def of(self, phase: str) -> Any:
         pc = self.lay.code(phase)
@@ -312,7 +377,7 @@ class Val:
         for f in pc.fields:
             code = rest
             if f.stride != 1:
-                code = f"({code} // {f.stride})"
+                code = self.k.dialect.div.format(x=code, n=f.stride)
             if f.stride * f.size != pc.size:
                 code = f"({code} % {f.size})"
             out[f.name] = Val(self.k, f.kind, code, of=f.of)
@@ -340,32 +405,43 @@ class _Ite:
 
 
 class _Compiler:
-    """The value algebra ``x`` of the explicit kernel, and the reader's backend.
+    """The value algebra ``x`` of a kernel's code, and the reader's backend: over ``layout``'s
+    slots, read as ``names`` (``v0``, ``v1``, ...), written in ``dialect``. ``uses`` collects
+    the tables the code reads."""
 
-    ``nb`` selects the compiled kernel's dialect (:mod:`kvheal.model.fast`): the same Python
-    expressions, with ``UNION`` and ``NEWEST`` as tables instead of functions."""
-
-    def __init__(self, definition: Definition, cfg: Any, layout: Kernel, nb: bool = False) -> None:
-        self.d, self.cfg, self.lay, self.nb = definition, cfg, layout, nb
+    def __init__(
+        self,
+        definition: Definition,
+        cfg: Any,
+        layout: Kernel,
+        dialect: Dialect = PYTHON,
+        names: Sequence[str] | None = None,
+        uses: set[str] | None = None,
+    ) -> None:
+        self.d, self.cfg, self.lay, self.dialect = definition, cfg, layout, dialect
+        self.names = names or [f"v{i}" for i in range(layout.width)]
         self.ops = self
-        self.env: dict[str, Any] = {}
+        self.uses: set[str] = set() if uses is None else uses
         self.lets: list[tuple[str, str]] = []
-        self.reads: set[int] = set()
-        self.n_let = 0
-        self._newest: dict[tuple[int, int], int] = {}
+
+    def lookup(self, table: str, *index: Any) -> str:
+        """The dialect's text reading ``table`` at ``index``; the table counts as used."""
+        messages = self.cfg.messages
+        text = self.dialect.tables[table].format(*index, messages=messages, masks=1 << messages)
+        self.uses.add(re.match(r"\w+", text).group())
+        return text
 
     # -- reader backend
     def read(self, var, index) -> Val:
         slot = self.lay.slot[(var.name, index)]
-        self.reads.add(slot)
-        return self._typed(var, f"v{slot}", ref=slot, index=index)
+        return self._typed(var, self.names[slot], ref=slot)
 
     def const(self, var, value) -> Val:
         if isinstance(var.type, IntType):
             return Val(self, "int", str(value), const=value, lay=(var.type.lo, var.type.hi))
         return self._typed(var, self.lay.encode_const(var, value), const_value=value)
 
-    def _typed(self, var, code: str, *, ref=None, index=None, const_value=None) -> Val:
+    def _typed(self, var, code: str, *, ref=None, const_value=None) -> Val:
         t = var.type
         if isinstance(t, Enum):
             return Val(self, "phase", code, ref=ref, lay=self.lay.enums[var.name])
@@ -380,61 +456,53 @@ class _Compiler:
 
     # -- algebra
     def boolc(self, value: bool) -> Val:
-        return Val(self, "bool", "True" if value else "False", const=bool(value))
+        return Val(self, "bool", self.dialect.true if value else self.dialect.false, const=bool(value))
 
     def all(self, items) -> Val:
-        parts = []
-        for v in items:
-            if v.const is False:
-                return self.boolc(False)
-            if v.const is not True:
-                parts.append(v.code)
-        if not parts:
-            return self.boolc(True)
-        return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")")
+        return self._join(items, False, self.dialect.and_)
 
     def any(self, items) -> Val:
+        return self._join(items, True, self.dialect.or_)
+
+    def _join(self, items, absorbing: bool, op: str) -> Val:
         parts = []
         for v in items:
-            if v.const is True:
-                return self.boolc(True)
-            if v.const is not False:
+            if v.const is absorbing:
+                return self.boolc(absorbing)
+            if v.const is not (not absorbing):
                 parts.append(v.code)
         if not parts:
-            return self.boolc(False)
-        return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")")
+            return self.boolc(not absorbing)
+        return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + op.join(parts) + ")")
 
     def ite(self, cond: Val, a: Any, b: Any) -> Any:
         if cond.const is not None:
             return a if cond.const else b
         if isinstance(a, Val) and isinstance(b, Val):
-            return Val(self, a.kind, f"({a.code} if {cond.code} else {b.code})", of=a.elt, lay=a.lay)
+            code = self.dialect.cond.format(c=cond.code, a=a.code, b=b.code)
+            return Val(self, a.kind, code, of=a.elt, lay=a.lay)
         return _Ite(cond, a, b)
 
     def let(self, v: Val) -> Val:
-        name = f"_t{self.n_let}"
-        self.n_let += 1
+        name = f"_t{len(self.lets)}"
         self.lets.append((name, v.code))
         return Val(self, v.kind, name, of=v.elt, lay=v.lay)
 
     def ids(self, of: str, elems: dict[int, Val]) -> Val:
-        code = " | ".join(f"({b.code}) << {i}" for i, b in elems.items() if b.const is not False)
-        return Val(self, "ids", f"({code or '0'})", of=of, elems=dict(elems))
+        parts = [
+            self.dialect.shift.format(x=self.as_int(b), i=i) for i, b in elems.items() if b.const is not False
+        ]
+        return Val(self, "ids", "(" + (" | ".join(parts) or "0") + ")", of=of, elems=dict(elems))
 
-    def newest(self, mask: int, count: int) -> int:
-        got = self._newest.get((mask, count))
-        if got is None:
-            keep, m = 0, mask.bit_length() - 1
-            while m >= 0 and keep.bit_count() < count:
-                if mask >> m & 1:
-                    keep |= 1 << m
-                m -= 1
-            self._newest[(mask, count)] = got = keep
-        return got
+    def as_int(self, b: Val) -> str:
+        """A condition as the 0/1 a slot or an id set's bit holds."""
+        if b.const is not None:
+            return "1" if b.const else "0"
+        return self.dialect.bool_int.format(x=b.code)
 
     # -- effects
     def code_for(self, value: Any, slot: int) -> str:
-        """Source code of ``value`` written to ``slot``."""
+        """Source code of ``value`` written to ``slot`` (-1: a payload field)."""
         var = self.lay.slot_var[slot][0] if slot >= 0 else None
         if var is not None and isinstance(var.type, IntType):
             lo = var.type.lo
@@ -447,10 +515,10 @@ class _Compiler:
                     raise DefinitionError(f"{value} is outside {var.name}'s range {lo}..{var.type.hi}")
                 return str(value - lo)
         if isinstance(value, Val):
-            return value.code
+            return self.as_int(value) if value.kind == "bool" else value.code
         if isinstance(value, _Ite):
             a, b = self.code_for(value.a, slot), self.code_for(value.b, slot)
-            return f"({a} if {value.cond.code} else {b})"
+            return self.dialect.cond.format(c=value.cond.code, a=a, b=b)
         if isinstance(value, PhaseValue):
             lay = self.lay.slot_enum[slot]
             pc = lay.code(value.phase)
@@ -458,7 +526,7 @@ class _Compiler:
             fields = dict(value.fields)
             for f in pc.fields:
                 code = self.code_for(fields[f.name], -1)
-                parts.append(code if f.stride == 1 else f"{code} * {f.stride}")
+                parts.append(code if f.stride == 1 else self.dialect.scale.format(x=code, n=f.stride))
             return "(" + " + ".join(parts) + ")" if len(parts) > 1 else parts[0]
         if isinstance(value, (set, frozenset)):
             return str(sum(1 << i for i in value))
@@ -539,16 +607,27 @@ class Kernel:
 
     def newest_helper(self) -> Any:
         """``newest(mask, count)``: the ``count`` largest ids of ``mask``, as a bitmask."""
-        return _Compiler(self.definition, self.config, self).newest
+        return newest
 
     # -- code generation
-    def blocks(self, nb: bool = False) -> KernelCode:
-        """The definition compiled to expressions over locals ``v0..`` (slot values): per
-        action instance (in the kernel's order) its guard, named temporaries and writes; per
-        property and derived value its temporaries and expression. ``nb`` picks the compiled
-        kernel's dialect."""
+    def blocks(
+        self,
+        dialect: Dialect = PYTHON,
+        names: Sequence[str] | None = None,
+        *,
+        props: Sequence[Any] | None = None,
+        derived: Sequence[Any] | None = None,
+    ) -> KernelCode:
+        """The definition compiled to expressions in ``dialect`` over the slots read as
+        ``names`` (locals ``v0..`` by default): per action instance (in the kernel's order) its
+        guard, named temporaries and writes; per property (``props``, by default all) and
+        derived value (``derived``, by default all) its temporaries and expression."""
         cfg, d = self.config, self.definition
-        env: dict[str, Any] = {}
+        uses: set[str] = set()
+
+        def compiler() -> _Compiler:
+            return _Compiler(d, cfg, self, dialect, names, uses)
+
         order = sorted(
             range(len(self.defs)),
             key=lambda lab: (
@@ -560,9 +639,8 @@ class Kernel:
         actions: list[ActionCode] = []
         for label in order:
             a, args = self.defs[label]
-            comp = _Compiler(d, cfg, self, nb)
+            comp = compiler()
             guard, effects = d.apply(a, cfg, StateReader(d, cfg, comp), comp, args)
-            env.update(comp.env)
             if guard.const is False:
                 continue
             writes: dict[int, str] = {}
@@ -570,23 +648,22 @@ class Kernel:
                 if not isinstance(target, Val) or target.ref is None:
                     raise DefinitionError(f"{a.name} writes something that is not a state variable")
                 writes[target.ref] = comp.code_for(value, target.ref)
-            if any(name in guard.code for name, _ in comp.lets):
+            if any(re.search(rf"\b{name}\b", guard.code) for name, _ in comp.lets):
                 raise DefinitionError(f"{a.name}'s guard uses a value named with x.let")
-            code = "True" if guard.const is True else guard.code
+            code = dialect.true if guard.const is True else guard.code
             actions.append(ActionCode(label, str(self.instances[label]), code, tuple(comp.lets), writes))
-        props: list[tuple[tuple[tuple[str, str], ...], str]] = []
-        for p in self.props:
-            comp = _Compiler(d, cfg, self, nb)
+        prop_code: list[tuple[tuple[tuple[str, str], ...], str]] = []
+        for p in self.props if props is None else props:
+            comp = compiler()
             holds = p.holds(cfg, StateReader(d, cfg, comp), comp)
-            env.update(comp.env)
-            props.append((tuple(comp.lets), holds.code))
-        derived: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
-        for der in d.derived:
-            comp = _Compiler(d, cfg, self, nb)
+            prop_code.append((tuple(comp.lets), holds.code))
+        derived_code: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}
+        for der in d.derived if derived is None else derived:
+            comp = compiler()
             value = der.compute(cfg, StateReader(d, cfg, comp), comp)
-            env.update(comp.env)
-            derived[der.name] = (tuple(comp.lets), value.code)
-        return KernelCode(actions, props, derived, env)
+            derived_code[der.name] = (tuple(comp.lets), value.code)
+        env = {"NEWEST": newest} if "NEWEST" in uses else {}
+        return KernelCode(actions, prop_code, derived_code, env, uses)
 
     def _generate(self) -> str:
         code = self.blocks()
@@ -662,13 +739,14 @@ class ActionCode:
 
 @dataclass
 class KernelCode:
-    """What :meth:`Kernel.blocks` compiles: actions, properties, derived values, and the
-    helpers their code names (``NEWEST``)."""
+    """What :meth:`Kernel.blocks` compiles: actions, properties, derived values, the helpers
+    their code calls beyond the cache tables (``NEWEST``) and the tables it reads."""
 
     actions: list[ActionCode]
     props: list[tuple[tuple[tuple[str, str], ...], str]]
     derived: dict[str, tuple[tuple[tuple[str, str], ...], str]]
     env: dict[str, Any]
+    uses: set[str]
 
 
 def absent_view(definition: Definition, cfg: Any, var: Any) -> Any:
