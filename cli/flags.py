@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, fire_and_forget (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, fire_and_forget (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails,post_fails'
 """
@@ -140,6 +140,12 @@ FLAGS: tuple[Flag, ...] = (
         modelled_only=True,
     ),
     Flag(
+        "ai_channel",
+        "client",
+        "the last tab's page shows the AI channel: its polls ask for AI messages only (tabs post human ones)",
+        modelled_only=True,
+    ),
+    Flag(
         "fire_and_forget",
         "client",
         "heals are sent without waiting for the previous one: two heals of one id may be in flight",
@@ -180,6 +186,7 @@ REQUIRES: dict[str, str] = {
     "stale_reads": "tab_view",
     "clock_skew": "tab_view",
     "repost": "post_fails",
+    "ai_channel": "tab_view",
 }
 
 

@@ -18,7 +18,8 @@ reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 (``full_poll``), a POST failing after its key (``post_fails``: the phase ``Failed``,
 ``PostFail``), a resend of the same id (``repost``: ``PostAgain``) and a second heal of an id in
 flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...) and the bot's pending scan as a cache
-writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``); their readings are in SPEC §6. With
+writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``) and a tab on the AI channel
+(``ai_channel``); their readings are in SPEC §6. With
 the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
 ``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``.
 """
@@ -152,6 +153,15 @@ def _browser(cfg, t):
     """The messages tab t's browser posts: its own, or every tab's when the tabs share one
     browser (``shared_pending``: one localStorage, one IndexedDB)."""
     return range(cfg.messages) if cfg.has("shared_pending") else _own(cfg, t)
+
+
+def _channel(cfg, t):
+    """The messages tab t's polls may return: its channel's type. Every message is a human one
+    (the bot's AI replies are not modelled); with ``ai_channel`` the last tab shows the AI
+    channel, so its polls return none."""
+    if cfg.has("ai_channel") and t == cfg.tabs - 1:
+        return []
+    return list(range(cfg.messages))
 
 
 def _local_clock(cfg, s, t):
@@ -346,10 +356,12 @@ def _poll_view(cfg, s, x, t, effects):
     shows them; the cursor moves to ``clock - LAG + 1``. Returns what counts as found: the
     cache (the design), or the response and the page-load snapshot (``found_in_response``)."""
     snap = s.poll[t].of("Read").snap
-    if cfg.has("full_poll"):
+    if cfg.has("full_poll") and len(_channel(cfg, t)) == cfg.messages:
         resp = x.let(snap.ids())
+    elif cfg.has("full_poll"):
+        resp = x.let(x.ids("m", {m: snap.has(m) for m in _channel(cfg, t)}))
     else:
-        resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in range(cfg.messages)}))
+        resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in _channel(cfg, t)}))
         effects[s.cursor[t]] = _local_clock(cfg, s, t) - (LAG - 1)
     effects[s.shown[t]] = s.shown[t].union(resp)
     if not cfg.has("found_in_response"):
@@ -676,6 +688,8 @@ FLAGS = [
             adds=("PostAgain",)),
     FlagDef("bot_scan", "the bot's pending scan writes back the cache array it read", "worker",
             adds=("ScanRead", "ScanWrite")),
+    FlagDef("ai_channel", "the last tab shows the AI channel: its polls return no human message", "client",
+            changes=("PollDone",)),
     FlagDef("fire_and_forget", "heals are sent without waiting: two of one id may be in flight", "client",
             adds=("HealKey2", "HealRead2", "HealWrite2", "HealCache2", "HealReadStale2", "HealWriteFail2",
                   "HealCacheFail2"),
@@ -708,7 +722,14 @@ def _pending_drains(cfg, s, x):
 
 
 def _everyone_sees(cfg, s, x):
-    return x.all(~s.alive.has(t) | s.acked.newest(cfg.cap).subset(s.shown[t]) for t in range(cfg.tabs))
+    """Every live tab has shown every acknowledged message among the C newest of its channel."""
+    newest = s.acked.newest(cfg.cap)
+    parts = []
+    for t in range(cfg.tabs):
+        mine = _channel(cfg, t)
+        due = newest if len(mine) == cfg.messages else x.ids("m", {m: newest.has(m) for m in mine})
+        parts.append(~s.alive.has(t) | due.subset(s.shown[t]))
+    return x.all(parts)
 
 
 class _Inline:

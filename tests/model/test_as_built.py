@@ -33,7 +33,7 @@ from .conftest import checked
 
 NEW = ("tab_view", "found_in_response", "reload", "full_poll")
 #: every combination of the registry's flags that the parser accepts
-COMBOS = 76032
+COMBOS = 149760
 
 # (tabs, per_tab, variants) -> (states, transitions, {property: None (holds) | trace length}),
 # every property but AckedIsStored and CacheFromStore (which hold everywhere)
@@ -741,6 +741,52 @@ def test_the_bots_scan_overwrites_a_post():
     }
 
 
+AI_CHANNEL = {
+    (1, 1, "as_built,ai_channel"): (
+        1106,
+        2616,
+        {"HealOnlyMissing": 5, "HealsTerminate": 16, "Converges": 10, "PendingDrains": 22},
+    ),
+    (2, 1, "as_built_fixed,ai_channel"): (106834, 498425, {}),
+    (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe"): (580, 1594, {}),
+}
+
+
+@pytest.mark.parametrize("tabs,per_tab,variants", list(AI_CHANNEL), ids=lambda v: str(v))
+def test_a_tab_on_the_ai_channel(tabs, per_tab, variants, check_counterexample):
+    """ai_channel: the last tab's polls ask for AI messages only. Its own (human) posts are never
+    in its poll's answer, so with found_in_response it heals them for ever although the cache
+    holds them; EveryoneSees asks a tab only for the messages of its channel (none there), so
+    with one tab it holds. The fix judges found by the cache the poll read: it holds."""
+    model, result = checked(tabs, per_tab, None, variants)
+    states, transitions, violated = AI_CHANNEL[(tabs, per_tab, variants)]
+    assert (result.states, result.transitions) == (states, transitions)
+    assert {n: len(p.trace) for n, p in result.properties.items() if p.status == "violated"} == violated
+    for name in violated:
+        check_counterexample(model, name, result.properties[name].trace)
+
+
+def test_the_ai_channel_tab_heals_its_own_message_at_once():
+    model = KVHealModel(Config.make(tabs=2, variants="as_built,ai_channel"))
+    steps = [("PostKey", {"m": 1}), ("PostRead", {"m": 1}), ("PostWrite", {"m": 1}), ("PostAck", {"m": 1})]
+    steps += [("PollRead", {"t": 1})]
+    states = replay_trace(model, [{"action": a, "args": g} for a, g in steps])
+    prop = {p.name: p for p in model.properties()}["HealOnlyMissing"]
+    assert [prop.holds(s) for s in states] == [True] * 5 + [False]
+    nxt = flatten(model.view(model.step(states[-1], model.action("PollDone", {"t": 1}))))
+    assert {k: nxt[k] for k in ("cache", "pending[1]", "heal[1]", "shown[1]")} == {
+        "cache": "[1]",
+        "pending[1]": "[1]",
+        "heal[1]": "Requested",
+        "shown[1]": "[1]",  # shown at once when posted, never by a poll
+    }
+    # tab 0, on the human channel, is shown it by the same poll
+    states = replay_trace(model, [{"action": a, "args": g} for a, g in steps[:4] + [("PollRead", {"t": 0})]])
+    assert (
+        flatten(model.view(model.step(states[-1], model.action("PollDone", {"t": 0}))))["shown[0]"] == "[1]"
+    )
+
+
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
     assert (
@@ -772,6 +818,7 @@ def test_presets_expand_and_label():
         ("full_poll,dedupe", "full_poll needs tab_view; add it to the variant list"),
         ("repost", "repost needs post_fails; add it to the variant list"),
         ("tab_view,repost,dedupe", "repost needs post_fails; add it to the variant list"),
+        ("ai_channel", "ai_channel needs tab_view; add it to the variant list"),
     ],
 )
 def test_flags_that_need_the_tab_view(spec, message):
@@ -810,6 +857,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "repost",
         "fire_and_forget",
         "bot_scan",
+        "ai_channel",
     }
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == (
@@ -828,7 +876,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
     assert all(
         "tab_view" in c
         for c in combos
-        if c & {"reload", "found_in_response", "full_poll", "stale_reads", "clock_skew"}
+        if c & {"reload", "found_in_response", "full_poll", "stale_reads", "clock_skew", "ai_channel"}
     )
     assert all("post_fails" in c for c in combos if "repost" in c)
 
@@ -909,6 +957,8 @@ def _agree(cfg: Config) -> int:
         (1, 1, "as_built,clock_skew", None),
         (1, 1, "as_built,fire_and_forget", 8130),
         (1, 1, "as_built,bot_scan", 33659),
+        (1, 1, "as_built,ai_channel", 2616),
+        (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe", 1594),
         (1, 1, "as_built,bot_scan,stale_reads,fire_and_forget", None),
         (1, 1, "as_built,fire_and_forget,repost,stale_reads", None),
         (1, 1, "as_built_fixed,fire_and_forget,repost", None),
@@ -933,6 +983,11 @@ def test_z3_agrees_on_every_reachable_state(tabs, per_tab, variants, transitions
         (1, "as_built", {"HealOnlyMissing", "HealsTerminate", "Converges", "PendingDrains", "EveryoneSees"}),
         (2, "as_built", {"NoDuplicates", "HealOnlyMissing", "Converges", "PendingDrains", "EveryoneSees"}),
         (2, "tab_view,sweeper", {"NoDuplicates", "ScanWritesNothing", "Converges", "PendingDrains"}),
+        (
+            2,
+            "tab_view,found_in_response,ai_channel",
+            {"NoDuplicates", "HealOnlyMissing", "HealsTerminate", "Converges", "PendingDrains"},
+        ),
         (
             1,
             "as_built,fire_and_forget,repost",
