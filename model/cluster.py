@@ -91,26 +91,19 @@ def available() -> bool:
 
 # ---------------------------------------------------------------------------- the tables
 @njit(cache=True, nogil=True, inline="always")
-def _find(table, mask, h, states, rwords, words, i):
-    """The slot of ``words[i]`` in ``table``, or the empty slot where it would go. An entry
-    ``e >= 0`` is local state ``e`` (``states[e]``), ``e < 0`` sent state ``-e-1``."""
+def _find(table, mask, h, words, i):
+    """The slot of ``words[i]`` in ``table``, or the empty slot where it would go. A slot is a
+    row: the state's ``W`` words, then its entry: ``e >= 0`` local state ``e``, ``e < 0``
+    sent state ``-e-1``, ``EMPTY`` none (one cache line per probe, no second read)."""
     W = words.shape[1]
     while True:
-        e = table[h]
-        if e == EMPTY:
+        if table[h, W] == EMPTY:
             return h
         same = True
-        if e >= 0:
-            for j in range(W):
-                if states[e, j] != words[i, j]:
-                    same = False
-                    break
-        else:
-            k = -e - 1
-            for j in range(W):
-                if rwords[k, j] != words[i, j]:
-                    same = False
-                    break
+        for j in range(W):
+            if table[h, j] != words[i, j]:
+                same = False
+                break
         if same:
             return h
         h = (h + 1) & mask
@@ -124,8 +117,8 @@ def _route(succ, hashes, owners, me, table, states, n, rwords, rowner, rn, ref):
     W = succ.shape[1]
     for i in range(succ.shape[0]):
         h = np.int64(hashes[i] & np.uint64(mask))
-        h = _find(table, mask, h, states, rwords, succ, i)
-        e = table[h]
+        h = _find(table, mask, h, succ, i)
+        e = table[h, W]
         if e == EMPTY:
             if owners[i] == me:
                 for j in range(W):
@@ -138,45 +131,54 @@ def _route(succ, hashes, owners, me, table, states, n, rwords, rowner, rn, ref):
                 rowner[rn] = owners[i]
                 e = -(rn + 1)
                 rn += 1
-            table[h] = e
+            for j in range(W):
+                table[h, j] = succ[i, j]
+            table[h, W] = e
         ref[i] = e
     return n, rn
 
 
 @njit(cache=True, nogil=True)
-def _admit(words, hashes, table, states, n, rwords, ids):
+def _admit(words, hashes, table, states, n, ids):
     """Add the received ``words`` (all owned here) that are new; ``ids`` gets each one's
     local number."""
     mask = table.shape[0] - 1
     W = words.shape[1]
     for i in range(words.shape[0]):
         h = np.int64(hashes[i] & np.uint64(mask))
-        h = _find(table, mask, h, states, rwords, words, i)
-        e = table[h]
+        h = _find(table, mask, h, words, i)
+        e = table[h, W]
         if e == EMPTY:
             for j in range(W):
                 states[n, j] = words[i, j]
+                table[h, j] = words[i, j]
             e = n
-            table[h] = n
+            table[h, W] = n
             n += 1
         ids[i] = e
     return n
 
 
 @njit(cache=True, nogil=True)
-def _rehash(cap, hl, hr):
-    table = np.full(cap, EMPTY, np.int64)
+def _rehash(cap, states, hl, rwords, hr):
+    W = states.shape[1]
+    table = np.empty((cap, W + 1), np.int64)
+    table[:, W] = EMPTY
     mask = cap - 1
     for r in range(hl.shape[0]):
         h = np.int64(hl[r] & np.uint64(mask))
-        while table[h] != EMPTY:
+        while table[h, W] != EMPTY:
             h = (h + 1) & mask
-        table[h] = r
+        for j in range(W):
+            table[h, j] = states[r, j]
+        table[h, W] = r
     for r in range(hr.shape[0]):
         h = np.int64(hr[r] & np.uint64(mask))
-        while table[h] != EMPTY:
+        while table[h, W] != EMPTY:
             h = (h + 1) & mask
-        table[h] = -(r + 1)
+        for j in range(W):
+            table[h, j] = rwords[r, j]
+        table[h, W] = -(r + 1)
     return table
 
 
@@ -253,7 +255,9 @@ class Partition:
         self.rowner = np.empty(1 << 14, np.int16)
         self.rid = np.full(1 << 14, -1, np.int64)
         self.rn = 0
-        self.table = np.full(1 << 16, EMPTY, np.int64)
+        self.table = _rehash(
+            1 << 16, self.states[:0], np.zeros(0, np.uint64), self.rwords[:0], np.zeros(0, np.uint64)
+        )
         self.starts = [0]  # local number where each level starts
         self.pending: list[np.ndarray] = []  # per owner, sent states awaiting their numbers
         self.counts = np.zeros(len(self.model.instances), np.int64)
@@ -293,7 +297,8 @@ class Partition:
                 cap *= 2
             h = self.ck.mod.hash_rows
             self.table = None
-            self.table = _rehash(cap, h(self.states[: self.n]), h(self.rwords[: self.rn]))
+            st, rw = self.states[: self.n], self.rwords[: self.rn]
+            self.table = _rehash(cap, st, h(st), rw, h(rw))
 
     def seed(self, init: np.ndarray) -> int:
         """Take the initial states this worker owns (level 0)."""
@@ -301,7 +306,7 @@ class Partition:
         sel = self._owners(hashes) == self.me
         self._room(int(sel.sum()))
         ids = np.empty(int(sel.sum()), np.int64)
-        self.n = _admit(init[sel], hashes[sel], self.table, self.states, self.n, self.rwords, ids)
+        self.n = _admit(init[sel], hashes[sel], self.table, self.states, self.n, ids)
         self.starts.append(self.n)
         return self.n
 
@@ -360,7 +365,7 @@ class Partition:
             ids = np.empty(len(words), np.int64)
             if len(words):
                 hashes = self.ck.mod.hash_rows(words)
-                self.n = _admit(words, hashes, self.table, self.states, self.n, self.rwords, ids)
+                self.n = _admit(words, hashes, self.table, self.states, self.n, ids)
             reply = ids.astype(np.int32) if self.graph and s != self.me else np.empty(0, np.int32)
             self.sent_bytes += reply.nbytes
             replies.append(reply)
@@ -436,8 +441,8 @@ class Partition:
         w = words.reshape(1, -1)
         h = self.ck.mod.hash_rows(w)
         mask = len(self.table) - 1
-        slot = _find(self.table, mask, np.int64(h[0] & np.uint64(mask)), self.states, self.rwords, w, 0)
-        e = int(self.table[slot])
+        slot = _find(self.table, mask, np.int64(h[0] & np.uint64(mask)), w, 0)
+        e = int(self.table[slot, self.W])
         return e if e >= 0 else -1
 
     def stats(self) -> tuple[np.ndarray, int, int, float]:
@@ -798,6 +803,7 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
         if on_start is not None:
             on_start(pids)
         complete, reason = r.search(max_states, progress)
+        searched = complete  # every state found: invariants are decided even if liveness is not
         explore_seconds = time.perf_counter() - t0
         order = [p.name for p in model.properties()]
         g = None
@@ -843,7 +849,7 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
                     trace = Trace(tuple(_steps(model, r.path_labels(gid))))
                     results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, trace)
                 else:
-                    results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
+                    results[p.name] = PropertyResult(p.name, p.kind, HOLDS if searched else UNKNOWN)
         for p in goals:
             results.setdefault(p.name, PropertyResult(p.name, p.kind, UNKNOWN))
         result = CheckResult(
