@@ -238,6 +238,35 @@ def _gid(local, starts, bases):
     return bases[lvl] + (local - starts[lvl])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gid1(x, starts, bases):
+    # the last level whose start is <= x (a worker's empty levels share their start)
+    lo, hi = 0, starts.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if starts[mid] <= x:
+            lo = mid
+        else:
+            hi = mid - 1
+    return bases[lo] + x - starts[lo]
+
+
+@njit(cache=True, nogil=True)
+def _resolve(refs, rowner, rid, me, all_starts, all_bases):
+    """Each edge's target as a global number: a local state by this worker's levels, a sent
+    one by its owner's number for it and the owner's levels."""
+    out = np.empty(refs.shape[0], np.int32)
+    for i in range(refs.shape[0]):
+        e = refs[i]
+        if e >= 0:
+            out[i] = _gid1(e, all_starts[me], all_bases[me])
+        else:
+            k = -e - 1
+            o = rowner[k]
+            out[i] = _gid1(rid[k], all_starts[o], all_bases[o])
+    return out
+
+
 # ---------------------------------------------------------------------------- a worker
 class Partition:
     """One worker's part of the search (a Ray actor in a run; a plain object in tests)."""
@@ -398,19 +427,10 @@ class Partition:
         rows = np.concatenate(self.rows) if self.rows else np.zeros(0, np.int32)
         refs = np.concatenate(self.refs) if self.refs else np.zeros(0, np.int64)
         labs = np.concatenate(self.labs) if self.labs else np.zeros(0, np.int16)
-        dst = np.empty(len(refs), np.int64)
-        local = refs >= 0
-        dst[local] = _gid(refs[local], self.all_starts[self.me], self.all_bases[self.me])
-        k = -refs[~local] - 1
-        owner, rid = self.rowner[k], self.rid[k]
-        far = np.empty(len(k), np.int64)
-        for o in range(self.parts):
-            sel = owner == o
-            far[sel] = _gid(rid[sel], self.all_starts[o], self.all_bases[o])
-        dst[~local] = far
+        dst = _resolve(refs, self.rowner, self.rid, self.me, self.all_starts, self.all_bases)
         fails = self.ck.mod.failing_rows(self.states, 0, self.n, *self.ck.targs).view(np.uint64)
         self.rows = self.refs = self.labs = []
-        return rows, dst.astype(np.int32), labs, fails
+        return rows, dst, labs, fails
 
     def parent_of(self, level: int, target: np.ndarray) -> tuple[int, int, np.ndarray] | None:
         """A state here at ``level`` with ``target`` among its successors: the smallest global
