@@ -459,20 +459,22 @@ class _Compiler:
         return Val(self, "bool", self.dialect.true if value else self.dialect.false, const=bool(value))
 
     def all(self, items) -> Val:
-        return self._join(items, False, self.dialect.and_)
+        return self._join(items, self.dialect.and_, decides=False)
 
     def any(self, items) -> Val:
-        return self._join(items, True, self.dialect.or_)
+        return self._join(items, self.dialect.or_, decides=True)
 
-    def _join(self, items, absorbing: bool, op: str) -> Val:
+    def _join(self, items, op: str, *, decides: bool) -> Val:
+        """``items`` joined by ``op``, constants folded: one that ``decides`` is the result,
+        the other drops out."""
         parts = []
         for v in items:
-            if v.const is absorbing:
-                return self.boolc(absorbing)
-            if v.const is not (not absorbing):
+            if v.const is decides:
+                return self.boolc(decides)
+            if v.const is not (not decides):
                 parts.append(v.code)
         if not parts:
-            return self.boolc(not absorbing)
+            return self.boolc(not decides)
         return Val(self, "bool", parts[0] if len(parts) == 1 else "(" + op.join(parts) + ")")
 
     def ite(self, cond: Val, a: Any, b: Any) -> Any:

@@ -1,11 +1,12 @@
 """The definition as a Promela program, for SPIN: an independent cross-check of the state space.
 
-Every action body of :mod:`kvheal.model.definition` (or a user's design) is run once per
-action instance with values whose code is Promela expression text, exactly as
-:mod:`kvheal.model.kernel` runs them with Python code; the encoding is the kernel's (its
-:class:`~kvheal.model.kernel.Kernel` supplies the layout): one global per state slot, phases
-as ``offset + payload`` codes, id sets as bitmasks, cache values interned with the kernel's
-tables ``ADD``, ``IDS``, ``DUP`` (and ``UNION``, ``NEWEST_k`` when used).
+Every action body of :mod:`kvheal.model.definition` (or a user's design) is compiled by the
+kernel's own value algebra (:meth:`~kvheal.model.kernel.Kernel.blocks`) in the
+:data:`PROMELA` dialect: the same code as the explicit checker's, in Promela's syntax; the
+encoding is the kernel's (its :class:`~kvheal.model.kernel.Kernel` supplies the layout):
+one global per state slot, phases as ``offset + payload`` codes, id sets as bitmasks, cache
+values interned with the kernel's tables ``ADD``, ``IDS``, ``DUP`` (and ``UNION``,
+``NEWEST_k`` when used).
 
 The program is one process (``init``): a prelude ``d_step`` that fills the tables (plain
 assignments; past :data:`PRELUDE_STATEMENTS` entries one ``c_code`` copy from C constant
@@ -48,9 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue
-from .kernel import Kernel, _index_key
-from .reader import StateReader
+from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType
+from .kernel import Dialect, Kernel, newest
 
 __all__ = [
     "promela",
@@ -60,6 +60,7 @@ __all__ = [
     "SpinResult",
     "SpinError",
     "PRELUDE_STATES",
+    "PROMELA",
     "spin_missing",
 ]
 
@@ -73,310 +74,47 @@ PRELUDE_STATEMENTS = 1000
 C_CHUNK = 4096
 
 
-# ---------------------------------------------------------------------------- values
-class PVal:
-    """A value as Promela expression text (the kernel's ``Val``, in Promela's syntax: every
-    operation is fully parenthesised, since C's ``==`` binds tighter than ``&``)."""
-
-    __slots__ = ("kind", "code", "const", "ref", "elt", "elems", "lay", "k")
-
-    def __init__(
-        self,
-        k: _PromelaCompiler,
-        kind: str,
-        code: str,
-        *,
-        const: Any = None,
-        ref: Any = None,
-        of: str = "m",
-        elems: dict[int, PVal] | None = None,
-        lay: Any = None,
-    ):
-        self.k, self.kind, self.code, self.const, self.ref = k, kind, code, const, ref
-        self.elt, self.elems, self.lay = of, elems, lay
-
-    def __hash__(self) -> int:
-        if self.ref is None:
-            raise DefinitionError("only a state variable read from s can be written")
-        return hash(self.ref)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PVal) and self.ref is not None and self.ref == other.ref
-
-    def _b(self, code: str) -> PVal:
-        return PVal(self.k, "bool", code)
-
-    # -- bool
-    def __and__(self, other: PVal) -> PVal:
-        return self.k.all([self, other])
-
-    def __or__(self, other: PVal) -> PVal:
-        return self.k.any([self, other])
-
-    def __invert__(self) -> PVal:
-        if self.const is not None:
-            return self.k.boolc(not self.const)
-        return self._b(f"(!{self.code})")
-
-    # -- ids
-    def has(self, i: int) -> PVal:
-        if self.kind == "cache":
-            self.k.use("IDS")
-            return self._b(f"((IDS[{self.code}] >> {i}) & 1)")
-        if self.elems is not None:
-            return self.elems.get(i, self.k.boolc(False))
-        if self.const is not None:
-            return self.k.boolc(bool(self.const >> i & 1))
-        return self._b(f"(({self.code} >> {i}) & 1)")
-
-    def _ids(self, code: str) -> PVal:
-        return PVal(self.k, "ids", code, of=self.elt)
-
-    def with_(self, i: int) -> PVal:
-        return self._ids(f"({self.code} | {1 << i})")
-
-    def without(self, i: int) -> PVal:
-        return self._ids(f"({self.code} & (~{1 << i}))")
-
-    def minus(self, other: PVal) -> PVal:
-        return self._ids(f"({self.code} & (~{other.code}))")
-
-    def union(self, other: PVal) -> PVal:
-        return self._ids(f"({self.code} | {other.code})")
-
-    def is_empty(self) -> PVal:
-        if self.const is not None:
-            return self.k.boolc(self.const == 0)
-        return self._b(f"({self.code} == 0)")
-
-    def subset(self, other: PVal) -> PVal:
-        return self._b(f"(({self.code} & (~{other.code})) == 0)")
-
-    def eq(self, other: PVal | int) -> PVal:
-        return self._b(f"({self.code} == {_code(other)})")
-
-    # -- bounded integers
-    def _cmp(self, op: str, other: PVal | int) -> PVal:
-        if self.kind != "int":
-            raise DefinitionError(f"{op} compares integers, not {self.kind} values")
-        return self._b(f"({self.code} {op} {_code(other)})")
-
-    def __lt__(self, other: PVal | int) -> PVal:
-        return self._cmp("<", other)
-
-    def __le__(self, other: PVal | int) -> PVal:
-        return self._cmp("<=", other)
-
-    def __gt__(self, other: PVal | int) -> PVal:
-        return self._cmp(">", other)
-
-    def __ge__(self, other: PVal | int) -> PVal:
-        return self._cmp(">=", other)
-
-    def __add__(self, k: int) -> PVal:
-        if self.kind != "int" or isinstance(k, bool) or not isinstance(k, int):
-            raise DefinitionError("only an integer plus a constant is defined")
-        if k == 0:
-            return self
-        lo, hi = self.lay
-        if k > 0:
-            code = f"(({self.code} + {k}) < {hi} -> ({self.code} + {k}) : {hi})"
-        else:
-            code = f"(({self.code} - {-k}) > {lo} -> ({self.code} - {-k}) : {lo})"
-        return PVal(self.k, "int", code, lay=self.lay)
-
-    def __sub__(self, k: int) -> PVal:
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise DefinitionError("only an integer minus a constant is defined")
-        return self + (-k)
-
-    def newest(self, count: int) -> PVal:
-        name = self.k.use(f"NEWEST_{count}")
-        return self._ids(f"{name}[{self.code}]")
-
-    # -- cache
-    def add(self, m: int) -> PVal:
-        self.k.use("ADD")
-        M = self.k.cfg.messages
-        return PVal(self.k, "cache", f"ADD[({self.code}) * {M} + {m}]")
-
-    def add_all(self, ids: PVal) -> PVal:
-        self.k.use("UNION")
-        return PVal(self.k, "cache", f"UNION[({self.code}) * {1 << self.k.cfg.messages} + {ids.code}]")
-
-    def ids(self) -> PVal:
-        self.k.use("IDS")
-        return PVal(self.k, "ids", f"IDS[{self.code}]")
-
-    def no_dup(self) -> PVal:
-        self.k.use("DUP")
-        return self._b(f"(DUP[{self.code}] == 0)")
-
-    # -- phase
-    def is_(self, phase: str) -> PVal:
-        pc = self.lay.code(phase)
-        if pc.size == 1:
-            return self._b(f"({self.code} == {pc.offset})")
-        if pc is self.lay.last:
-            return self._b(f"({self.code} >= {pc.offset})")
-        return self._b(f"(({pc.offset} <= {self.code}) && ({self.code} < {pc.offset + pc.size}))")
-
-    def of(self, phase: str) -> Any:
-        pc = self.lay.code(phase)
-        rest = f"({self.code} - {pc.offset})" if pc.offset else self.code
-        out = {}
-        for f in pc.fields:
-            code = rest
-            if f.stride != 1:
-                code = f"({code} / {f.stride})"
-            if f.stride * f.size != pc.size:
-                code = f"({code} % {f.size})"
-            out[f.name] = PVal(self.k, f.kind, code, of=f.of)
-        return _Payload(out)
-
-
-def _code(v: PVal | int) -> str:
-    if isinstance(v, PVal):
-        return v.code
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise DefinitionError(f"cannot compare with {v!r}")
-    return str(v)
-
-
-class _Payload:
-    def __init__(self, fields: dict[str, PVal]) -> None:
-        self.__dict__.update(fields)
-
-
-@dataclass(frozen=True)
-class _Ite:
-    cond: PVal
-    a: Any
-    b: Any
-
-
-class _PromelaCompiler:
-    """The value algebra ``x`` producing Promela text, and the reader's backend, over the
-    kernel's layout (``names[slot]`` is a slot's global)."""
-
-    def __init__(self, exp: PromelaExport) -> None:
-        self.exp, self.kern, self.cfg = exp, exp.kernel, exp.kernel.config
-        self.ops = self
-        self.lets: list[tuple[str, str]] = []
-
-    def use(self, table: str) -> str:
-        self.exp.tables.add(table)
-        return table
-
-    # -- reader backend
-    def read(self, var, index) -> PVal:
-        slot = self.kern.slot[(var.name, index)]
-        return self._typed(var, self.exp.names[slot], ref=slot)
-
-    def const(self, var, value) -> PVal:
-        if isinstance(var.type, IntType):
-            return PVal(self, "int", str(value), const=value, lay=(var.type.lo, var.type.hi))
-        return self._typed(var, self.kern.encode_const(var, value), const_value=value)
-
-    def _typed(self, var, code: str, *, ref=None, const_value=None) -> PVal:
-        t = var.type
-        if isinstance(t, Enum):
-            return PVal(self, "phase", code, ref=ref, lay=self.kern.enums[var.name])
-        if isinstance(t, CacheType):
-            return PVal(self, "cache", code, ref=ref)
-        if isinstance(t, IntType):
-            return PVal(self, "int", f"({code} + {t.lo})" if t.lo else code, ref=ref, lay=(t.lo, t.hi))
-        if isinstance(t, IdsType):
-            const = int(code) if const_value is not None else None
-            return PVal(self, "ids", code, ref=ref, of=t.of, const=const)
-        return PVal(self, "bool", code, ref=ref, const=const_value)
-
-    # -- algebra
-    def boolc(self, value: bool) -> PVal:
-        return PVal(self, "bool", "true" if value else "false", const=bool(value))
-
-    def all(self, items) -> PVal:
-        parts = []
-        for v in items:
-            if v.const is False:
-                return self.boolc(False)
-            if v.const is not True:
-                parts.append(v.code)
-        if not parts:
-            return self.boolc(True)
-        return PVal(self, "bool", parts[0] if len(parts) == 1 else "(" + " && ".join(parts) + ")")
-
-    def any(self, items) -> PVal:
-        parts = []
-        for v in items:
-            if v.const is True:
-                return self.boolc(True)
-            if v.const is not False:
-                parts.append(v.code)
-        if not parts:
-            return self.boolc(False)
-        return PVal(self, "bool", parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")")
-
-    def ite(self, cond: PVal, a: Any, b: Any) -> Any:
-        if cond.const is not None:
-            return a if cond.const else b
-        if isinstance(a, PVal) and isinstance(b, PVal):
-            return PVal(self, a.kind, f"({cond.code} -> {a.code} : {b.code})", of=a.elt, lay=a.lay)
-        return _Ite(cond, a, b)
-
-    def let(self, v: PVal) -> PVal:
-        name = f"_t{len(self.lets)}"
-        self.lets.append((name, v.code))
-        return PVal(self, v.kind, name, of=v.elt, lay=v.lay)
-
-    def ids(self, of: str, elems: dict[int, PVal]) -> PVal:
-        parts = [f"({_as_bit(b)} << {i})" for i, b in elems.items() if b.const is not False]
-        code = "(" + " | ".join(parts) + ")" if parts else "0"
-        return PVal(self, "ids", code, of=of, elems=dict(elems))
-
-    # -- effects
-    def code_for(self, value: Any, slot: int) -> str:
-        """Promela text of ``value`` written to ``slot`` (-1: a payload field)."""
-        var = self.kern.slot_var[slot][0] if slot >= 0 else None
-        if var is not None and isinstance(var.type, IntType):
-            lo = var.type.lo
-            if isinstance(value, PVal):
-                if value.kind != "int":
-                    raise DefinitionError(f"cannot write a {value.kind} value to the integer {var.name}")
-                return f"({value.code} - {lo})" if lo else value.code
-            if isinstance(value, int) and not isinstance(value, bool):
-                if not var.type.lo <= value <= var.type.hi:
-                    raise DefinitionError(f"{value} is outside {var.name}'s range {lo}..{var.type.hi}")
-                return str(value - lo)
-        if isinstance(value, PVal):
-            return _as_bit(value) if value.kind == "bool" else value.code
-        if isinstance(value, _Ite):
-            a, b = self.code_for(value.a, slot), self.code_for(value.b, slot)
-            return f"({value.cond.code} -> {a} : {b})"
-        if isinstance(value, PhaseValue):
-            lay = self.kern.slot_enum[slot]
-            pc = lay.code(value.phase)
-            parts = [str(pc.offset)] if pc.offset or not pc.fields else []
-            fields = dict(value.fields)
-            for f in pc.fields:
-                code = self.code_for(fields[f.name], -1)
-                parts.append(code if f.stride == 1 else f"({code}) * {f.stride}")
-            return "(" + " + ".join(parts) + ")" if len(parts) > 1 else parts[0]
-        if isinstance(value, (set, frozenset)):
-            return str(sum(1 << i for i in value))
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        raise DefinitionError(f"cannot write {value!r}")
-
-
-def _as_bit(b: PVal) -> str:
-    """A boolean as 0/1 (a condition such as ``(x >> 2) & 1`` already is one)."""
-    if b.const is not None:
-        return "1" if b.const else "0"
-    return f"({b.code} -> 1 : 0)"
+# ---------------------------------------------------------------------------- syntax
+#: The kernel's value algebra in Promela's syntax: every operation fully parenthesised (C's
+#: ``==`` binds tighter than ``&``), booleans written to a slot as 0/1, the tables flat arrays
+#: (``NEWEST_k`` one per count).
+PROMELA = Dialect(
+    true="true",
+    false="false",
+    and_=" && ",
+    or_=" || ",
+    not_="(!{x})",
+    zero="({x} == 0)",
+    bit="(({x} >> {i}) & 1)",
+    bool_int="({x} -> 1 : 0)",
+    shift="({x} << {i})",
+    clear="({x} & (~{bit}))",
+    minus="({x} & (~{y}))",
+    subset="(({x} & (~{y})) == 0)",
+    cond="({c} -> {a} : {b})",
+    inc="(({x} + {k}) < {hi} -> ({x} + {k}) : {hi})",
+    dec="(({x} - {k}) > {lo} -> ({x} - {k}) : {lo})",
+    within="(({lo} <= {x}) && ({x} < {hi}))",
+    div="({x} / {n})",
+    scale="({x}) * {n}",
+    tables={
+        "ADD": "ADD[({0}) * {messages} + {1}]",
+        "UNION": "UNION[({0}) * {masks} + {1}]",
+        "NEWEST": "NEWEST_{1}[{0}]",
+        "IDS": "IDS[{0}]",
+        "DUP": "DUP[{0}]",
+    },
+)
 
 
 # ---------------------------------------------------------------------------- the program
+def _inline(lets: tuple[tuple[str, str], ...], code: str) -> str:
+    """An expression with its temporaries substituted (a macro cannot hold assignments)."""
+    for name, text in reversed(lets):
+        code = re.sub(rf"\b{name}\b", f"({text})", code)
+    return code
+
+
 def _ctype(limit: int) -> str:
     """The smallest Promela integer type holding ``0..limit-1``."""
     if limit <= 2:
@@ -405,8 +143,9 @@ class PromelaExport:
         self.names = [_slot_name(v, idx) for v, idx in k.slot_var]
         if len(set(self.names)) != len(self.names):
             raise DefinitionError("two state slots share a Promela name")
-        self.tables: set[str] = set()
         self.invariants = [p for p in k.props if p.kind == "invariant"] if invariants else []
+        self.code = k.blocks(PROMELA, self.names, props=self.invariants, derived=())
+        self.tables: set[str] = self.code.uses
         self.text = self._generate()
 
     # -- sizes
@@ -430,57 +169,36 @@ class PromelaExport:
 
     # -- generation
     def _generate(self) -> str:
-        k, d, cfg = self.kernel, self.definition, self.config
+        k, code = self.kernel, self.code
+        inv_macros = [(p.name, _inline(*pc)) for p, pc in zip(self.invariants, code.props)]
+        check = " && ".join(name for name, _ in inv_macros)
         blocks: list[str] = []
         n_tmp = n_new = 0
-        order = sorted(
-            range(len(k.defs)),
-            key=lambda lab: (
-                k.defs[lab][0].group,
-                _index_key(k.defs[lab][1]),
-                d.actions.index(k.defs[lab][0]),
-            ),
-        )
-        inv_macros = self._invariants()
-        check = " && ".join(name for name, _ in inv_macros)
-        for label in order:
-            a, args = k.defs[label]
-            comp = _PromelaCompiler(self)
-            guard, effects = d.apply(a, cfg, StateReader(d, cfg, comp), comp, args)
-            if guard.const is False:
-                continue
-            writes: list[tuple[int, str]] = []
-            for target, value in effects.items():
-                if not isinstance(target, PVal) or target.ref is None:
-                    raise DefinitionError(f"{a.name} writes something that is not a state variable")
-                writes.append((target.ref, comp.code_for(value, target.ref)))
-            if any(re.search(rf"\b{name}\b", guard.code) for name, _ in comp.lets):
-                raise DefinitionError(f"{a.name}'s guard uses a value named with x.let")
-            n_tmp = max(n_tmp, len(comp.lets))
-            body = [f"{name} = {code}" for name, code in comp.lets]
+        for a in code.actions:
+            n_tmp = max(n_tmp, len(a.lets))
+            body = [f"{name} = {text}" for name, text in a.lets]
             # the effects are simultaneous: a write whose value reads a slot written before it
             # goes through a temporary
             direct, late, written = [], [], []
-            for slot, code in writes:
-                if code == self.names[slot]:
+            for slot, text in a.writes.items():
+                if text == self.names[slot]:
                     continue
-                if any(re.search(rf"\b{w}\b", code) for w in written):
-                    late.append((slot, f"_n{len(late)}", code))
+                if any(re.search(rf"\b{w}\b", text) for w in written):
+                    late.append((slot, f"_n{len(late)}", text))
                 else:
-                    direct.append(f"{self.names[slot]} = {code}")
+                    direct.append(f"{self.names[slot]} = {text}")
                 written.append(self.names[slot])
             n_new = max(n_new, len(late))
             body = (
                 body
-                + [f"{tmp} = {code}" for _, tmp, code in late]
+                + [f"{tmp} = {text}" for _, tmp, text in late]
                 + direct
                 + [f"{self.names[slot]} = {tmp}" for slot, tmp, _ in late]
             )
             if check:
                 body.append(f"assert({check})")
-            g = guard.code if guard.const is not True else "true"
             stmts = ";\n       ".join(body) if body else "skip"
-            blocks.append(f"  :: /* {k.instances[label]} */\n     d_step {{ {g} ->\n       {stmts}\n     }}")
+            blocks.append(f"  :: /* {a.name} */\n     d_step {{ {a.guard} ->\n       {stmts}\n     }}")
         out = [self._header()]
         out += [f"{_ctype(self._limit(i))} {self.names[i]} = {k.init_state[i]};" for i in range(k.width)]
         out.append("")
@@ -505,21 +223,6 @@ class PromelaExport:
         out.append("  od")
         out.append("}")
         return "\n".join(out) + "\n"
-
-    def _invariants(self) -> list[tuple[str, str]]:
-        d, cfg = self.definition, self.config
-        out = []
-        for p in self.invariants:
-            comp = _PromelaCompiler(self)
-            holds = p.holds(cfg, StateReader(d, cfg, comp), comp)
-            if comp.lets:  # a macro cannot hold assignments: substitute each let's text
-                code = holds.code
-                for name, text in reversed(comp.lets):
-                    code = re.sub(rf"\b{name}\b", f"({text})", code)
-            else:
-                code = holds.code
-            out.append((p.name, "true" if holds.const is True else "false" if holds.const is False else code))
-        return out
 
     def _header(self) -> str:
         cfg = self.config
@@ -550,7 +253,7 @@ class PromelaExport:
                 out[name] = [cv.union(c, miss) for c in range(len(cv)) for miss in range(1 << M)]
             elif name.startswith("NEWEST_"):
                 count = int(name.split("_")[1])
-                out[name] = [_newest(mask, count) for mask in range(1 << M)]
+                out[name] = [newest(mask, count) for mask in range(1 << M)]
         return out
 
     def _checked_tables(self) -> dict[str, list[int]]:
@@ -598,16 +301,6 @@ class PromelaExport:
                 ]
                 copies.append(f"memcpy(&{name}[{at}], {name}_{at}, sizeof {name}_{at});")
         return ["c_code { " + " ".join(copies) + " }"], decls
-
-
-def _newest(mask: int, count: int) -> int:
-    """The ``count`` largest ids of ``mask`` (the kernel's ``NEWEST``)."""
-    keep, m = 0, mask.bit_length() - 1
-    while m >= 0 and keep.bit_count() < count:
-        if mask >> m & 1:
-            keep |= 1 << m
-        m -= 1
-    return keep
 
 
 def export(definition: Definition, cfg: Any, *, invariants: bool = True) -> PromelaExport:
