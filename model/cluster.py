@@ -479,10 +479,15 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:
 class Cluster:
     """A connection to a Ray cluster: ``local:N`` starts one of N worker processes on this
     machine (on the loopback address); anything else is Ray's address (``auto``,
-    ``HOST:6379``, ``ray://HOST:10001``). ``workers`` is the number of partitions (the
-    cluster's CPUs, one actor each)."""
+    ``HOST:6379``, ``ray://HOST:10001``); ``inproc:N`` runs N partitions in this process
+    without Ray (tests). ``workers`` is the number of partitions (the cluster's CPUs, one
+    actor each)."""
 
     def __init__(self, address: str) -> None:
+        if address.startswith("inproc:"):
+            self.ray, self.address, self.started = _InProcess(), address, False
+            self.workers = _local_workers(address)
+            return
         try:
             import ray
         except ImportError as exc:
@@ -528,6 +533,51 @@ class Cluster:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _InProcess:
+    """Ray's calls made directly in this process, one :class:`Partition` object per worker:
+    ``inproc:N``, for tests of the partitioned search without Ray (no process, no fault)."""
+
+    class exceptions:  # noqa: N801  (as ray.exceptions)
+        class RayActorError(Exception):
+            pass
+
+    def remote(self, **_: Any) -> Callable[[type], Any]:
+        return _InProcessClass
+
+    def get(self, x: Any) -> Any:
+        return x
+
+    def kill(self, _: Any) -> None:
+        pass
+
+
+class _InProcessClass:
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def remote(self, *args: Any) -> Any:
+        return _InProcessHandle(self.cls(*args))
+
+
+class _InProcessHandle:
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return _InProcessMethod(getattr(self.obj, name))
+
+
+class _InProcessMethod:
+    def __init__(self, f: Callable[..., Any]) -> None:
+        self.f = f
+
+    def remote(self, *args: Any) -> Any:
+        return self.f(*args)
+
+    def options(self, **_: Any) -> _InProcessMethod:
+        return self
 
 
 def _loopback(ray: Any) -> None:

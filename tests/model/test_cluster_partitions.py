@@ -1,0 +1,50 @@
+"""The partitioned search of model/cluster.py without Ray: ``inproc:N`` runs N partitions in
+this process, through the same driver (levels, routing, numbering, gather, traces rebuilt
+across partitions), so it is tested where the cluster extra is not installed too."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvheal.model import Config, KVHealModel, check, cluster
+
+from .conftest import assert_counterexample
+
+
+def plain(result) -> dict:
+    out = result.as_json()
+    out.pop("seconds"), out.pop("engine")
+    return out
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_partitions_give_the_single_process_check(parts):
+    model = KVHealModel(Config.make(tabs=2))
+    r, stats = cluster.run(model, f"inproc:{parts}", with_coverage=True)
+    assert (r.states, r.transitions, r.depth, r.engine) == (7070, 23756, 33, "cluster")
+    assert plain(r) == plain(check(model, engine="python", with_coverage=True))
+    assert sum(stats.level_sizes) == 7070 and stats.levels == 34
+    if parts == 1:
+        assert stats.search_bytes == 0
+    else:
+        # a state goes at most once to its owner from each other worker (8 bytes), and the
+        # owner answers with its number for it (4 bytes)
+        assert 0 < stats.search_bytes <= (parts - 1) * 12 * 7070
+
+
+def test_invariant_traces_are_rebuilt_across_three_partitions():
+    model = KVHealModel(Config.make(tabs=2, variants="keep_verifying"))
+    ref = check(model, engine="python", only={"NoDuplicates"})
+    r, stats = cluster.run(model, "inproc:3", only={"NoDuplicates"})
+    assert (r.states, r.transitions, r.depth) == (ref.states, ref.transitions, ref.depth)
+    trace = r.properties["NoDuplicates"].trace
+    assert len(trace) == len(ref.properties["NoDuplicates"].trace) == 9
+    assert_counterexample(model, "NoDuplicates", trace.as_json())
+    assert stats.gather_bytes == 0 and 0 < stats.search_bytes <= 2 * 8 * r.states
+
+
+def test_tabs_3_atomic_cache_dedupe_on_two_partitions_is_the_one_worker_check():
+    model = KVHealModel(Config.make(tabs=3, variants="atomic_cache,dedupe"))
+    a = cluster.check(model, "inproc:2")
+    b = check(model, engine="compiled", workers=1)
+    assert plain(a) == plain(b)
