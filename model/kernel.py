@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue, args_of
-from .reader import StateReader
+from .reader import Ite, Payload, StateReader
 
 
 def bits(mask: int) -> Iterator[int]:
@@ -381,7 +381,7 @@ class Val:
             if f.stride * f.size != pc.size:
                 code = f"({code} % {f.size})"
             out[f.name] = Val(self.k, f.kind, code, of=f.of)
-        return _Payload(out)
+        return Payload(out)
 
 
 def _code(v: Val | int) -> str:
@@ -390,18 +390,6 @@ def _code(v: Val | int) -> str:
     if isinstance(v, bool) or not isinstance(v, int):
         raise DefinitionError(f"cannot compare with {v!r}")
     return str(v)
-
-
-class _Payload:
-    def __init__(self, fields: dict[str, Val]) -> None:
-        self.__dict__.update(fields)
-
-
-@dataclass(frozen=True)
-class _Ite:
-    cond: Val
-    a: Any
-    b: Any
 
 
 class _Compiler:
@@ -483,7 +471,7 @@ class _Compiler:
         if isinstance(a, Val) and isinstance(b, Val):
             code = self.dialect.cond.format(c=cond.code, a=a.code, b=b.code)
             return Val(self, a.kind, code, of=a.elt, lay=a.lay)
-        return _Ite(cond, a, b)
+        return Ite(cond, a, b)
 
     def let(self, v: Val) -> Val:
         name = f"_t{len(self.lets)}"
@@ -518,7 +506,7 @@ class _Compiler:
                 return str(value - lo)
         if isinstance(value, Val):
             return self.as_int(value) if value.kind == "bool" else value.code
-        if isinstance(value, _Ite):
+        if isinstance(value, Ite):
             a, b = self.code_for(value.a, slot), self.code_for(value.b, slot)
             return self.dialect.cond.format(c=value.cond.code, a=a, b=b)
         if isinstance(value, PhaseValue):

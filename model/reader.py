@@ -7,9 +7,27 @@ lacks) and the value algebra ``x``; derived values are computed once per state v
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .dsl import Definition, DefinitionError
+
+
+class Payload:
+    """A phase's payload fields as attributes (``s.poll[t].of("Read").snap``)."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
+
+
+@dataclass(frozen=True)
+class Ite:
+    """``x.ite(cond, a, b)`` over values an engine's algebra does not combine itself (phases
+    with payloads, sets): resolved where it is written."""
+
+    cond: Any
+    a: Any
+    b: Any
 
 
 class _Indexed:

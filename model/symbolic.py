@@ -42,7 +42,7 @@ from .config import Config
 from .core import Action, view_of
 from .definition import HEAL, KVHEAL, POST, SWEEP
 from .dsl import CacheType, Definition, DefinitionError, Enum, IdsType, IntType, PhaseValue
-from .reader import StateReader
+from .reader import Ite, Payload, StateReader
 
 State = dict[str, z3.ExprRef]
 
@@ -220,19 +220,7 @@ class _Z:
     def of(self, phase: str) -> Any:
         _, fields, var = self.t
         names = [f for f, _ in var.type.phase(phase).payload]
-        return _Payload({f: fields[f] for f in names})
-
-
-class _Payload:
-    def __init__(self, fields: dict[str, _Z]) -> None:
-        self.__dict__.update(fields)
-
-
-@dataclass(frozen=True)
-class _Ite:
-    cond: _Z
-    a: Any
-    b: Any
+        return Payload({f: fields[f] for f in names})
 
 
 class _Ops:
@@ -271,7 +259,7 @@ class _Ops:
                 return _Z(self.sym, "cache", [z3.If(c, x, y) for x, y in zip(a.t, b.t)])
             f = z3.BoolVal(False)
             return _Z(self.sym, "ids", {e: z3.If(c, a.t.get(e, f), b.t.get(e, f)) for e in a._elems(b)})
-        return _Ite(cond, a, b)
+        return Ite(cond, a, b)
 
     def let(self, v: _Z) -> _Z:
         return v
@@ -499,7 +487,7 @@ class SymbolicModel:
         """The variable terms of ``var[idx] := value``."""
         names = self._names(var, idx)
         t = var.type
-        if isinstance(value, _Ite):
+        if isinstance(value, Ite):
             a, b = self._assign(var, idx, value.a, s), self._assign(var, idx, value.b, s)
             return {n: z3.If(value.cond.t, a[n], b[n]) for n in a}
         if isinstance(t, CacheType):
