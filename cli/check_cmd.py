@@ -311,7 +311,7 @@ def cluster_check(model: Any, address: str, max_states, quiet, only, memory, sho
     except (cluster.ClusterUnavailable, CompiledUnavailable) as e:
         raise click.UsageError(f"--cluster: {e}") from None
     printer.close()
-    if result.stop_reason.startswith("a cluster worker died"):
+    if result.stop_reason.startswith("a cluster"):
         click.echo(f"kvheal: {result.stop_reason}: every verdict is 'unknown'.", err=True)
     elif result.stop_reason:
         click.echo(stop_message(result), err=True)

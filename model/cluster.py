@@ -77,8 +77,19 @@ class ClusterUnavailable(RuntimeError):
     """Ray is not installed, or the cluster cannot be reached."""
 
 
-class WorkerDied(RuntimeError):
-    """A worker of the run died: the run has no verdict."""
+class RunFailed(RuntimeError):
+    """The run cannot finish (its message says why): it has no verdict."""
+
+
+class WorkerDied(RunFailed):
+    """A worker of the run died."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"a cluster worker died ({why}); no verdict from part of the space")
+
+
+#: seconds the workers have to start (each needs a free CPU) before the run gives up
+START_TIMEOUT = float(os.environ.get("KVHEAL_CLUSTER_START_TIMEOUT", "300"))
 
 
 def available() -> bool:
@@ -543,10 +554,13 @@ class _InProcess:
         class RayActorError(Exception):
             pass
 
+        class GetTimeoutError(Exception):
+            pass
+
     def remote(self, **_: Any) -> Callable[[type], Any]:
         return _InProcessClass
 
-    def get(self, x: Any) -> Any:
+    def get(self, x: Any, **_: Any) -> Any:
         return x
 
     def kill(self, _: Any) -> None:
@@ -639,7 +653,16 @@ class _Run:
             raise WorkerDied(str(exc).splitlines()[0]) from exc
 
     def pids(self) -> list[int]:
-        return self.get([p.pid.remote() for p in self.parts])
+        """The workers' process ids, once every one has started and loaded its kernel."""
+        try:
+            return self.ray.get([p.pid.remote() for p in self.parts], timeout=START_TIMEOUT)
+        except self.ray.exceptions.RayActorError as exc:
+            raise WorkerDied(str(exc).splitlines()[0]) from exc
+        except self.ray.exceptions.GetTimeoutError as exc:
+            raise RunFailed(
+                f"a cluster of {self.N} workers did not start within {START_TIMEOUT:.0f} s (each "
+                f"takes one free CPU of the cluster; KVHEAL_CLUSTER_START_TIMEOUT sets the wait)"
+            ) from exc
 
     def search(self, max_states: int | None, progress: Callable[[Progress], None] | None) -> tuple[bool, str]:
         """Level by level until no worker has new states (or the bound is passed)."""
@@ -935,7 +958,7 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
             coverage=coverage(model, r) if with_coverage else None,
             engine="cluster",
         )
-    except WorkerDied as exc:
+    except RunFailed as exc:
         result = CheckResult(
             states=0,
             transitions=0,
@@ -943,7 +966,7 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
             explore_seconds=time.perf_counter() - t0,
             complete=False,
             properties={p.name: PropertyResult(p.name, p.kind, UNKNOWN) for p in props},
-            stop_reason=f"a cluster worker died ({exc}); no verdict from part of the space",
+            stop_reason=str(exc),
             engine="cluster",
         )
     finally:

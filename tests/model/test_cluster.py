@@ -110,6 +110,17 @@ def test_a_killed_worker_fails_the_run_with_unknown(cl):
     assert cluster.check(model, cl, only={"NoDuplicates"}).states == 7070
 
 
+def test_a_cluster_without_room_for_the_workers_gives_up(cl, monkeypatch):
+    # 3 partitions on a cluster of 2 CPUs: the third worker never starts
+    monkeypatch.setattr(cluster, "START_TIMEOUT", 2.0)
+    monkeypatch.setattr(cl, "workers", 3)
+    r = cluster.check(KVHealModel(Config.make(tabs=2)), cl)
+    assert r.stop_reason.startswith("a cluster of 3 workers did not start within 2 s")
+    assert {str(p.status) for p in r.properties.values()} == {"unknown"}
+    monkeypatch.undo()
+    assert cluster.check(KVHealModel(Config.make(tabs=2)), cl, only={"AckedIsStored"}).states == 7070
+
+
 def kvheal(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kvheal", *args],
