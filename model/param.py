@@ -63,6 +63,33 @@ def _ask_unsat(log: list[Query], name: str, purpose: str, formula: str, *facts: 
     return ans == "unsat"
 
 
+def _inductive(
+    log: list[Query], init: z3.BoolRef, inv: z3.BoolRef, inv2: z3.BoolRef, rels: dict[str, z3.BoolRef]
+) -> bool:
+    """Whether ``inv`` (over s; ``inv2`` over s') is inductive for every size: it holds in
+    every initial state (query ``init``) and each schema of ``rels`` keeps it (``step-<name>``);
+    every query is asked and recorded in ``log``."""
+    ok = _ask_unsat(
+        log,
+        "init",
+        "does every initial state, for any number of tabs and messages, satisfy Inv?",
+        "Init(s) ∧ ¬Inv(s)",
+        init,
+        z3.Not(inv),
+    )
+    for name, rel in rels.items():
+        ok &= _ask_unsat(
+            log,
+            f"step-{name}",
+            f"does {name} keep Inv, for every size?",
+            f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
+            inv,
+            rel,
+            z3.Not(inv2),
+        )
+    return ok
+
+
 def _enum(name: str, values: list[str]) -> tuple[z3.DatatypeSortRef, list[z3.ExprRef]]:
     """z3's enumeration sort ``name``, declared once per process (z3 refuses a second one)."""
     if name not in _ENUMS:
@@ -365,7 +392,6 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
     s, s2 = enc.s, enc.s2
     actions = {st.label: st.rel for st in enc.steps().values()}
     inv_parts = enc.invariant()
-    init = enc.init()
     inv = z3.And([f(s) for f in inv_parts.values()])
     inv2 = z3.And([f(s2) for f in inv_parts.values()])
     queries: list[Query] = []
@@ -373,22 +399,7 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
     def ask(name: str, purpose: str, formula: str, *facts: z3.BoolRef) -> bool:
         return _ask_unsat(queries, name, purpose, formula, *facts)
 
-    ok = ask(
-        "init",
-        "does every initial state, for any number of tabs and messages, satisfy Inv?",
-        "Init(s) ∧ ¬Inv(s)",
-        init,
-        z3.Not(inv),
-    )
-    for name, act in actions.items():
-        ok &= ask(
-            f"step-{name}",
-            f"does {name} keep Inv, for every size?",
-            f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
-            inv,
-            act,
-            z3.Not(inv2),
-        )
+    ok = _inductive(queries, enc.init(), inv, inv2, actions)
     goal = enc.goal(s)
     ok_goal = ask(
         "goal",
@@ -534,7 +545,7 @@ class _KeepVerifying:
 
     def _steps(self) -> dict[str, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]]:
         s, s2, m1, t1, m, j = self.s, self.s2, self.m1, self.t1, self.m, self.j
-        T, F = z3.BoolVal(True), z3.BoolVal(False)
+        T = z3.BoolVal(True)
         no = z3.BoolVal(False)
         return {
             "PostKey": (
@@ -546,25 +557,8 @@ class _KeepVerifying:
                 ),
                 no,
             ),
-            "PostRead": (
-                *self._step(
-                    s["post"](m1) == self.KEYW,
-                    self.upd("post", m1, self.PREAD),
-                    self.upd_row("psnap", m1, lambda x: s["cache"](x)),
-                    *self.same("post", "psnap"),
-                ),
-                no,
-            ),
-            "PostWrite": (
-                *self._step(
-                    s["post"](m1) == self.PREAD,
-                    self.upd("post", m1, self.CW),
-                    self.write("psnap", m1),
-                    self.upd_row("psnap", m1, lambda x: F),
-                    *self.same("post", "cache", "psnap"),
-                ),
-                z3.Not(s["psnap"](m1, m1)),
-            ),
+            "PostRead": self.read_step("post", "psnap", self.KEYW, self.PREAD),
+            "PostWrite": self.write_step("post", "psnap", self.PREAD, self.CW),
             "PostAck": (
                 *self._step(
                     s["post"](m1) == self.CW,
@@ -632,27 +626,44 @@ class _KeepVerifying:
                 ),
                 no,
             ),
-            "HealRead": (
-                *self._step(
-                    s["heal"](m1) == self.KEYR,
-                    self.upd("heal", m1, self.HREAD),
-                    self.upd_row("hsnap", m1, lambda x: s["cache"](x)),
-                    *self.same("heal", "hsnap"),
-                ),
-                no,
-            ),
-            "HealWrite": (
-                *self._step(
-                    s["heal"](m1) == self.HREAD,
-                    self.upd("heal", m1, self.IDLE),
-                    self.write("hsnap", m1),
-                    self.upd_row("hsnap", m1, lambda x: F),
-                    *self.same("heal", "cache", "hsnap"),
-                ),
-                z3.Not(s["hsnap"](m1, m1)),
-            ),
+            "HealRead": self.read_step("heal", "hsnap", self.KEYR, self.HREAD),
+            "HealWrite": self.write_step("heal", "hsnap", self.HREAD, self.IDLE),
             **(self._sweep_actions() if self.sweeper else {}),
         }
+
+    def read_step(
+        self, phase: str, snapk: str, at: z3.ExprRef, to: z3.ExprRef
+    ) -> tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]:
+        """The schema of ``m1``'s cache read (a post's or a heal's): ``phase[m1]`` from ``at``
+        to ``to``, the snapshot row ``snapk(m1, ·)`` := the cache; never an effective write."""
+        s, m1 = self.s, self.m1
+        return (
+            *self._step(
+                s[phase](m1) == at,
+                self.upd(phase, m1, to),
+                self.upd_row(snapk, m1, lambda x: s["cache"](x)),
+                *self.same(phase, snapk),
+            ),
+            z3.BoolVal(False),
+        )
+
+    def write_step(
+        self, phase: str, snapk: str, at: z3.ExprRef, to: z3.ExprRef
+    ) -> tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]:
+        """The schema of ``m1``'s cache write: ``phase[m1]`` from ``at`` to ``to``, the cache
+        := the snapshot plus ``m1`` (:meth:`write`), the snapshot row cleared; effective when
+        the snapshot lacks ``m1``."""
+        s, m1 = self.s, self.m1
+        return (
+            *self._step(
+                s[phase](m1) == at,
+                self.upd(phase, m1, to),
+                self.write(snapk, m1),
+                self.upd_row(snapk, m1, lambda x: z3.BoolVal(False)),
+                *self.same(phase, "cache", snapk),
+            ),
+            z3.Not(s[snapk](m1, m1)),
+        )
 
     def sweep_effective(self, st: dict) -> z3.BoolRef:
         """The sweeper's write will change the cache: it listed an id its snapshot lacks."""
@@ -1096,25 +1107,7 @@ def _keep_verifying(sweeper: bool = False) -> tuple[dict[str, PropertyProof], li
 
     ask = _ask_unsat
 
-    # Inv is inductive for every size.
-    ok = ask(
-        safety,
-        "init",
-        "does every initial state, for any number of tabs and messages, satisfy Inv?",
-        "Init(s) ∧ ¬Inv(s)",
-        kv.init(),
-        z3.Not(inv),
-    )
-    for name, (_, rel, _) in acts.items():
-        ok &= ask(
-            safety,
-            f"step-{name}",
-            f"does {name} keep Inv, for every size?",
-            f"Inv(s) ∧ {name}(s,s') ∧ ¬Inv(s')",
-            inv,
-            rel,
-            z3.Not(inv2),
-        )
+    ok = _inductive(safety, kv.init(), inv, inv2, {name: rel for name, (_, rel, _) in acts.items()})
     m = kv.m
     props = {
         "AckedIsStored": z3.ForAll([m], z3.Implies(s["post"](m) == kv.ACKED, s["stored"](m))),
