@@ -9,7 +9,8 @@ Each worker count runs in a fresh process that starts its own local Ray cluster 
 printed apart: a real cluster is started once). Counts and verdicts are compared with the
 pinned ones (the single-process check's). Bytes: *search* is what workers send each other
 during the BFS (packed words, once per state and non-owner, and the owners' int32 numbers
-for them when the graph is kept); *gather* is what the driver collects at the end for the
+for them when the graph is kept; a second run decides the invariants only, without a graph,
+and prints its bytes too); *gather* is what the driver collects at the end for the
 liveness analysis (rows, int32 targets and int16 labels of every edge, property bits).
 Needs the cluster extra (pip install 'kvheal[cluster]').
 """
@@ -63,6 +64,10 @@ def one(workers: int, tabs: int, variants: str) -> dict:
     with cluster.Cluster(f"local:{workers}") as cl:
         started = time.perf_counter() - t0
         r, st = cluster.run(model, cl)
+        # invariants only: no graph, so no numbers come back and nothing is gathered
+        invariants = {p.name for p in model.properties() if p.kind == "invariant"}
+        ri, si = cluster.run(model, cl, only=invariants)
+        assert (ri.states, ri.transitions) == (r.states, r.transitions)
     words = model.compiled().packing.words
     return {
         "workers": workers,
@@ -79,6 +84,8 @@ def one(workers: int, tabs: int, variants: str) -> dict:
         "packed_bytes": 8 * words,
         "search_bytes_per_state": round(st.search_bytes / r.states, 2),
         "gather_bytes_per_state": round(st.gather_bytes / r.states, 2),
+        "invariants_only_search_s": round(si.search_seconds, 2),
+        "invariants_only_bytes_per_state": round(si.search_bytes / r.states, 2),
         "verdicts": {
             n: str(p.status) + (f"/{len(p.trace)}" if len(p.trace) else "") for n, p in r.properties.items()
         },
@@ -130,6 +137,10 @@ def main() -> int:
             f"{n:>7d} {f['cluster_start_s']:>7.1f} {f['seconds']:>7.1f} {f['search_s']:>8.2f} "
             f"{f['states_per_s']:>9,} {busy:>12s} {f['gather_s']:>8.2f} {f['search_bytes_per_state']:>12.2f} "
             f"{f['packed_bytes']:>6d} {f['gather_bytes_per_state']:>16.2f}  {'as pinned' if ok else 'MISMATCH'}"
+        )
+        print(
+            f"{'':>7s} invariants only: search {f['invariants_only_search_s']:.2f} s, "
+            f"{f['invariants_only_bytes_per_state']:.2f} bytes sent per state, nothing gathered"
         )
         if not ok:
             print(f"        got {f['states']:,} states, {f['transitions']:,} transitions, {f['verdicts']}")
