@@ -224,7 +224,39 @@ class ParamResult:
         }
 
 
-class _AtomicDedupe:
+class _Encoding:
+    """What the all-tabs encodings share: a state ``s`` (and ``s2``, the next) maps each
+    variable's name to a z3 function over the sorts Msg and Tab; ``m`` is a Msg variable."""
+
+    s: dict
+    s2: dict
+    m: z3.ExprRef
+
+    def upd(self, k: str, key: z3.ExprRef, val: z3.ExprRef) -> z3.BoolRef:
+        """``k(key) := val``; the other messages' values unchanged."""
+        m = self.m
+        return z3.ForAll([m], self.s2[k](m) == z3.If(m == key, val, self.s[k](m)))
+
+    @staticmethod
+    def _step(guard: z3.BoolRef, *updates: z3.BoolRef) -> tuple[z3.BoolRef, z3.BoolRef]:
+        return guard, z3.And(guard, *updates)
+
+    def init_messages(self) -> z3.BoolRef:
+        """Every message initially unsent, not stored, cached or pending, its heal idle."""
+        s, m = self.s, self.m
+        return z3.ForAll(
+            [m],
+            z3.And(
+                s["post"](m) == self.UNSENT,
+                z3.Not(s["stored"](m)),
+                z3.Not(s["cache"](m)),
+                z3.Not(s["pending"](m)),
+                s["heal"](m) == self.IDLE,
+            ),
+        )
+
+
+class _AtomicDedupe(_Encoding):
     """``atomic_cache,dedupe`` (cap ≥ messages) for any number of tabs and messages: tabs and
     messages are uninterpreted sorts, every SPEC §3 variable a function over them (the cache
     and the poll snapshots sets: with dedupe no value repeats an id, nothing is trimmed);
@@ -268,10 +300,6 @@ class _AtomicDedupe:
             out.append(z3.ForAll([t, m], s2["snap"](t, m) == s["snap"](t, m)))
         return out
 
-    def upd(self, k: str, key: z3.ExprRef, val: z3.ExprRef) -> z3.BoolRef:
-        m = self.m
-        return z3.ForAll([m], self.s2[k](m) == z3.If(m == key, val, self.s[k](m)))
-
     def steps(self) -> dict[str, Step]:
         """The schemas, by the definition's action names."""
         s, s2, m, t, m0, t0, owner = self.s, self.s2, self.m, self.t, self.m0, self.t0, self.owner
@@ -279,35 +307,35 @@ class _AtomicDedupe:
         no = z3.BoolVal(False)
         written = z3.Not(s["cache"](m0))  # dedupe: the atomic write adds m0 only when absent
         steps = {
-            "PostKey": _KeepVerifying._step(
+            "PostKey": self._step(
                 s["post"](m0) == self.UNSENT,
                 upd("post", m0, self.KEYW),
                 upd("stored", m0, T),
                 *same("post", "stored"),
             )
             + (no,),
-            "PostCache": _KeepVerifying._step(
+            "PostCache": self._step(
                 s["post"](m0) == self.KEYW,
                 upd("post", m0, self.CW),
                 upd("cache", m0, T),
                 *same("post", "cache"),
             )
             + (written,),
-            "PostAck": _KeepVerifying._step(
+            "PostAck": self._step(
                 s["post"](m0) == self.CW,
                 upd("post", m0, self.ACKED),
                 upd("pending", m0, T),
                 *same("post", "pending"),
             )
             + (no,),
-            "PollRead": _KeepVerifying._step(
+            "PollRead": self._step(
                 z3.Not(s["poll"](t0)),
                 z3.ForAll([t], s2["poll"](t) == z3.Or(s["poll"](t), t == t0)),
                 z3.ForAll([t, m], s2["snap"](t, m) == z3.If(t == t0, s["cache"](m), s["snap"](t, m))),
                 *same("poll", "snap"),
             )
             + (no,),
-            "PollDone": _KeepVerifying._step(
+            "PollDone": self._step(
                 s["poll"](t0),
                 z3.ForAll([t], s2["poll"](t) == z3.And(s["poll"](t), t != t0)),
                 z3.ForAll([t, m], s2["snap"](t, m) == z3.And(s["snap"](t, m), t != t0)),
@@ -333,13 +361,13 @@ class _AtomicDedupe:
                 *same("poll", "snap", "pending", "heal"),
             )
             + (no,),
-            "HealKey": _KeepVerifying._step(
+            "HealKey": self._step(
                 s["heal"](m0) == self.REQ,
                 upd("heal", m0, z3.If(s["stored"](m0), self.KEYR, self.IDLE)),
                 *same("heal"),
             )
             + (no,),
-            "HealCache": _KeepVerifying._step(
+            "HealCache": self._step(
                 s["heal"](m0) == self.KEYR,
                 upd("heal", m0, self.IDLE),
                 upd("cache", m0, T),
@@ -352,16 +380,7 @@ class _AtomicDedupe:
     def init(self) -> z3.BoolRef:
         s, m, t = self.s, self.m, self.t
         return z3.And(
-            z3.ForAll(
-                [m],
-                z3.And(
-                    s["post"](m) == self.UNSENT,
-                    z3.Not(s["stored"](m)),
-                    z3.Not(s["cache"](m)),
-                    z3.Not(s["pending"](m)),
-                    s["heal"](m) == self.IDLE,
-                ),
-            ),
+            self.init_messages(),
             z3.ForAll([t], z3.Not(s["poll"](t))),
             z3.ForAll([t, m], z3.Not(s["snap"](t, m))),
         )
@@ -438,7 +457,7 @@ def _atomic_dedupe() -> tuple[dict[str, PropertyProof], list[str]]:
 
 
 # ---------------------------------------------------------------------- dedupe,keep_verifying / sweeper
-class _KeepVerifying:
+class _KeepVerifying(_Encoding):
     """``dedupe,keep_verifying`` (non-atomic cache update, cap ≥ messages) for any number of
     tabs and messages: tabs and messages are uninterpreted sorts, every SPEC §3 variable a
     function over them, every snapshot a relation ``snap(holder, id)``. With
@@ -509,10 +528,6 @@ class _KeepVerifying:
                 out.append(s2["sweep"] == s["sweep"])
             out += [z3.ForAll([j], s2[k](j) == s[k](j)) for k in ("slist", "ssnap") if k not in changed]
         return out
-
-    def upd(self, k: str, key: z3.ExprRef, val: z3.ExprRef) -> z3.BoolRef:
-        m = self.m
-        return z3.ForAll([m], self.s2[k](m) == z3.If(m == key, val, self.s[k](m)))
 
     def upd_row(self, k: str, key: z3.ExprRef, val: Callable[[z3.ExprRef], z3.ExprRef]) -> z3.BoolRef:
         """``k(key, j) := val(j)`` for every ``j``; other rows unchanged."""
@@ -707,23 +722,10 @@ class _KeepVerifying:
             ),
         }
 
-    @staticmethod
-    def _step(guard: z3.BoolRef, *updates: z3.BoolRef) -> tuple[z3.BoolRef, z3.BoolRef]:
-        return guard, z3.And(guard, *updates)
-
     def init(self) -> z3.BoolRef:
         s, m, j, t = self.s, self.m, self.j, self.t
         return z3.And(
-            z3.ForAll(
-                [m],
-                z3.And(
-                    s["post"](m) == self.UNSENT,
-                    z3.Not(s["stored"](m)),
-                    z3.Not(s["cache"](m)),
-                    z3.Not(s["pending"](m)),
-                    s["heal"](m) == self.IDLE,
-                ),
-            ),
+            self.init_messages(),
             z3.ForAll([m, j], z3.And(z3.Not(s["psnap"](m, j)), z3.Not(s["hsnap"](m, j)))),
             z3.ForAll([t], z3.Not(s["poll"](t))),
             z3.ForAll([t, j], z3.Not(s["snap"](t, j))),
