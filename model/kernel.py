@@ -3,7 +3,9 @@
 Every action body of the definition is run once per action instance with values that are
 Python source code; the result is one generated function, ``successors(s)``, whose code is
 a straight run of ``if guard: out.append((label, new_state))`` blocks over a state unpacked
-into locals. The state is a flat tuple of small ints:
+into locals. The same compilation (:meth:`Kernel.blocks`) writes other syntaxes through a
+:class:`Dialect`: numba's for :mod:`kvheal.model.fast`, Promela's for
+:mod:`kvheal.model.promela`. The state is a flat tuple of small ints:
 
 * a phase variable is one int: its phases numbered in declaration order, each payload phase
   taking a block of codes (``offset + payload``), so ``CacheRead(c)`` is ``offset + c``;
