@@ -146,17 +146,21 @@ def generate(kernel: Any, pk: Packing) -> str:
         body.append(f"    # {a.name}")
         body.append(f"    if {a.guard}:")
         body += [f"        {name} = {expr}" for name, expr in a.lets]
+        # a slot written with its own value is left alone; constants are folded into one
+        # literal (less code for numba to type: its compile time is most of a cold run)
+        writes = {i: c for i, c in a.writes.items() if c != f"v{i}"}
         for w in range(W):
-            slots = [i for i in a.writes if pk.word[i] == w]
+            slots = [i for i in writes if pk.word[i] == w]
             if not slots:
                 body.append(f"        out[k, {w}] = {ws[w]}")
                 continue
             clear = sum(((1 << pk.bits[i]) - 1) << pk.shift[i] for i in slots)
-            parts = [f"({ws[w]} & {~clear})"]
+            const = sum(int(writes[i]) << pk.shift[i] for i in slots if writes[i].isdigit())
+            parts = [f"({ws[w]} & {~clear})"] + ([str(const)] if const else [])
             for i in slots:
-                parts.append(
-                    f"(I64({a.writes[i]}) << {pk.shift[i]})" if pk.shift[i] else f"I64({a.writes[i]})"
-                )
+                if not writes[i].isdigit():
+                    value = f"I64({writes[i]})"
+                    parts.append(f"({value} << {pk.shift[i]})" if pk.shift[i] else value)
             body.append(f"        out[k, {w}] = " + " | ".join(parts))
         body.append(f"        lab[k] = {a.label}")
         body.append("        k += 1")
