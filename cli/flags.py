@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, fire_and_forget (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, bot_claims, claim_cas, fire_and_forget (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails,post_fails'
 """
@@ -146,6 +146,18 @@ FLAGS: tuple[Flag, ...] = (
         modelled_only=True,
     ),
     Flag(
+        "bot_claims",
+        "worker",
+        "two overlapping bot polls claim each cached message with a plain get then put of its key",
+        modelled_only=True,
+    ),
+    Flag(
+        "claim_cas",
+        "worker",
+        "a claim is one compare-and-swap of the message's key (the fix of bot_claims)",
+        modelled_only=True,
+    ),
+    Flag(
         "fire_and_forget",
         "client",
         "heals are sent without waiting for the previous one: two heals of one id may be in flight",
@@ -187,6 +199,7 @@ REQUIRES: dict[str, str] = {
     "clock_skew": "tab_view",
     "repost": "post_fails",
     "ai_channel": "tab_view",
+    "claim_cas": "bot_claims",
 }
 
 

@@ -19,9 +19,11 @@ reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 ``PostFail``), a resend of the same id (``repost``: ``PostAgain``) and a second heal of an id in
 flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...) and the bot's pending scan as a cache
 writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``) and a tab on the AI channel
-(``ai_channel``); their readings are in SPEC §6. With
+(``ai_channel``), the bot's claims (``bot_claims``: two overlapping polls, ``claim``,
+``claim2``, ``claimed``, the ghost ``replies``; ``claim_cas``); their readings are in SPEC §6. With
 the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
-``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``.
+``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``;
+with ``bot_claims``, ``ClaimedOnce``.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ SWEEP = Enum(
 )
 LIST = Enum("List", Phase("Idle"), Phase("Write", (("set", MSGS),)))
 SCAN = Enum("Scan", Phase("Idle"), Phase("Read", (("snap", CACHE),)))
+#: one bot poll's claim of a message: not yet, read the key and found it unclaimed, finished
+CLAIM = Enum("Claim", Phase("Idle"), Phase("Free"), Phase("Done"))
 
 
 def _has(flag: str):
@@ -218,6 +222,13 @@ VARIABLES = [
         when=_has("put_fails")),
     Var("scan", SCAN, doc="the bot's pending scan: the cache value it read and will write back",
         when=_both(_has("bot_scan"), _lacks("atomic_cache"))),
+    Var("claim", CLAIM, "m", "one bot poll's claim of m (get, then put comment:<id>)",
+        when=_has("bot_claims"), unused=lambda cfg: ("Free",) if cfg.has("claim_cas") else ()),
+    Var("claim2", CLAIM, "m", "an overlapping bot poll's claim of m", when=_has("bot_claims"),
+        unused=lambda cfg: ("Free",) if cfg.has("claim_cas") else ()),
+    Var("claimed", MSGS, doc="the messages whose key says claimed", when=_has("bot_claims")),
+    Var("replies", IntType(0, 2), "m", "ghost: the claims of m that succeeded (the bot replies to each)",
+        when=_has("bot_claims")),
     Var("heals", IntType(0, HEAL_BOUND + 2), "heal",
         "ghost: the heals sent for m (by tab t with shared_pending), stopping at heal_bound + 1",
         when=_counted),
@@ -527,6 +538,45 @@ def ScanWrite(cfg, s, x):
     return s.scan.is_("Read"), _aged(cfg, s, x, {s.cache: snap, s.scan: SCAN.Idle()})
 
 
+def ClaimRead(cfg, s, x, m, v="claim"):
+    """A bot poll claims a message its pending scan listed (one in the cache): it gets
+    ``comment:<id>``; a claimed one it leaves."""
+    claim = getattr(s, v)[m]
+    return claim.is_("Idle") & s.cache.has(m), {claim: x.ite(s.claimed.has(m), CLAIM.Done(), CLAIM.Free())}
+
+
+def ClaimWrite(cfg, s, x, m, v="claim"):
+    """It puts ``comment:<id>`` back, claimed, and replies (a plain get then put: no check)."""
+    claim = getattr(s, v)[m]
+    return claim.is_("Free"), {
+        claim: CLAIM.Done(),
+        s.claimed: s.claimed.with_(m),
+        s.replies[m]: s.replies[m] + 1,
+    }
+
+
+def ClaimCas(cfg, s, x, m, v="claim"):
+    """``claim_cas``: the claim is one compare-and-swap of the key, which only an unclaimed
+    message passes."""
+    claim, free = getattr(s, v)[m], ~s.claimed.has(m)
+    return claim.is_("Idle") & s.cache.has(m), {
+        claim: CLAIM.Done(),
+        s.claimed: s.claimed.with_(m),
+        s.replies[m]: x.ite(free, s.replies[m] + 1, s.replies[m]),
+    }
+
+
+def _other(body):
+    """The same claim step, of the overlapping bot poll (``claim2``)."""
+
+    def step(cfg, s, x, m):
+        return body(cfg, s, x, m, v="claim2")
+
+    step.__name__ = step.__qualname__ = body.__name__ + "2"
+    step.__doc__ = body.__doc__
+    return step
+
+
 def Crash(cfg, s, x, t):
     effects = {s.alive: s.alive.without(t), s.poll[t]: POLL.Idle()}
     if cfg.has("shared_pending"):
@@ -640,6 +690,18 @@ ACTIONS = [
               when=_both(_has("bot_scan"), _plain), group=4, kv="get cache"),
     ActionDef("ScanWrite", "", "bot", ScanWrite, "the scan puts back the array it read",
               when=_both(_has("bot_scan"), _plain), group=4, kv="put cache"),
+    ActionDef("ClaimRead", "m", "bot", ClaimRead, "a bot poll gets comment:<id> to claim m",
+              when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="get comment"),
+    ActionDef("ClaimWrite", "m", "bot", ClaimWrite, "it puts comment:<id> claimed, and replies",
+              when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="put comment"),
+    ActionDef("ClaimCas", "m", "bot", ClaimCas, "the claim as one compare-and-swap of the key",
+              when=_has("claim_cas"), group=4, kv="cas comment"),
+    ActionDef("ClaimRead2", "m", "bot", _other(ClaimRead), "the overlapping poll gets comment:<id>",
+              when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="get comment"),
+    ActionDef("ClaimWrite2", "m", "bot", _other(ClaimWrite), "the overlapping poll puts it claimed",
+              when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="put comment"),
+    ActionDef("ClaimCas2", "m", "bot", _other(ClaimCas), "the overlapping poll's compare-and-swap",
+              when=_has("claim_cas"), group=4, kv="cas comment"),
     ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
               when=_has("tab_crash"), group=5),
     ActionDef("Reload", "t", "tab", Reload, "the user reloads the tab, once (never forced: no fairness)",
@@ -690,6 +752,10 @@ FLAGS = [
             adds=("ScanRead", "ScanWrite")),
     FlagDef("ai_channel", "the last tab shows the AI channel: its polls return no human message", "client",
             changes=("PollDone",)),
+    FlagDef("bot_claims", "two overlapping bot polls claim each cached message: get, then put its key",
+            "worker", adds=("ClaimRead", "ClaimWrite", "ClaimRead2", "ClaimWrite2")),
+    FlagDef("claim_cas", "a claim is one compare-and-swap of the message's key", "worker",
+            adds=("ClaimCas", "ClaimCas2"), removes=("ClaimRead", "ClaimWrite", "ClaimRead2", "ClaimWrite2")),
     FlagDef("fire_and_forget", "heals are sent without waiting: two of one id may be in flight", "client",
             adds=("HealKey2", "HealRead2", "HealWrite2", "HealCache2", "HealReadStale2", "HealWriteFail2",
                   "HealCacheFail2"),
@@ -719,6 +785,10 @@ def _pending_drains(cfg, s, x):
     if cfg.has("shared_pending"):
         return s.alive.is_empty() | s.pending.is_empty()
     return x.all(~s.alive.has(t) | s.pending[t].is_empty() for t in range(cfg.tabs))
+
+
+def _claimed_once(cfg, s, x):
+    return x.all(s.replies[m] <= 1 for m in range(cfg.messages))
 
 
 def _everyone_sees(cfg, s, x):
@@ -786,6 +856,8 @@ PROPERTIES = [
                 "a tab sends at most heal_bound heals for one message (2; 3 with fire_and_forget)", when=_counted),
     PropertyDef("ScanWritesNothing", "invariant", _scan_writes_nothing,
                 "a sweeper pass with nothing to change writes nothing", when=_both(_view, _has("sweeper"))),
+    PropertyDef("ClaimedOnce", "invariant", _claimed_once, "each message is claimed (and replied to) once",
+                when=_has("bot_claims")),
     PropertyDef("Converges", "eventually_always", _converges,
                 "eventually always: the C newest acknowledged messages are in the cache"),
     PropertyDef("PendingDrains", "eventually_always", _pending_drains,

@@ -404,11 +404,20 @@ PINNED_NEW: dict[str, tuple[int, int, int | None]] = {
     "dedupe,keep_verifying,bot_scan": (14_026, 64_856, None),
     "dedupe,keep_verifying,heal_atomic,bot_scan": (5_764, 25_886, None),
     "dedupe,atomic_cache,bot_scan": (780, 2_692, None),
+    "dedupe,atomic_cache,bot_claims": (59_136, 338_728, None),
+    "dedupe,atomic_cache,bot_claims,claim_cas": (9_936, 52_688, None),
     "fire_and_forget": (153_798, 782_484, 9),
     "bot_scan": (159_209, 719_791, 9),
+    "bot_claims,claim_cas": (103_940, 479_952, 9),
     "post_fails,fire_and_forget": (157_067, 796_768, 9),
 }
 ALL_PINNED = {**PINNED, **PINNED_NEW}
+#: the shortest ClaimedOnce counterexample (an invariant of the designs with bot_claims)
+CLAIMED_ONCE = {
+    "dedupe,atomic_cache,bot_claims": 6,
+    "dedupe,atomic_cache,bot_claims,claim_cas": None,
+    "bot_claims,claim_cas": None,
+}
 
 SIX_FLAGS = ("dedupe", "keep_verifying", "atomic_cache", "sweeper", "tab_crash", "shared_pending")
 
@@ -429,6 +438,7 @@ def test_every_combination_of_the_pinned_flags_is_pinned_or_listed_unmeasured() 
     assert [v for v in PINNED_NEW if _slow(v)] == [
         "fire_and_forget",
         "bot_scan",
+        "bot_claims,claim_cas",
         "post_fails,fire_and_forget",
     ]
     assert (len(default), sum(PINNED[v][0] for v in default), sum(PINNED[v][1] for v in default)) == (
@@ -465,7 +475,8 @@ def test_the_z3_relation_has_exactly_the_explicit_successors_on_every_reachable_
         return
     states, transitions, nodup = ALL_PINNED[variant]
     assert (rep.states, rep.transitions) == (states, transitions)
-    assert rep.shortest == {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": nodup}
+    claimed = {"ClaimedOnce": CLAIMED_ONCE[variant]} if variant in CLAIMED_ONCE else {}
+    assert rep.shortest == {"AckedIsStored": None, "CacheFromStore": None, "NoDuplicates": nodup, **claimed}
 
 
 def test_a_disagreement_is_caught() -> None:

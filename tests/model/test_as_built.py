@@ -33,7 +33,7 @@ from .conftest import checked
 
 NEW = ("tab_view", "found_in_response", "reload", "full_poll")
 #: every combination of the registry's flags that the parser accepts
-COMBOS = 149760
+COMBOS = 449280
 
 # (tabs, per_tab, variants) -> (states, transitions, {property: None (holds) | trace length}),
 # every property but AckedIsStored and CacheFromStore (which hold everywhere)
@@ -787,6 +787,49 @@ def test_the_ai_channel_tab_heals_its_own_message_at_once():
     )
 
 
+CLAIMS = {
+    (1, 1, "bot_claims"): (206, 602, {"ClaimedOnce": 7}),
+    (2, 1, "atomic_cache,dedupe,bot_claims"): (59136, 338728, {"ClaimedOnce": 6}),
+    (2, 1, "atomic_cache,dedupe,bot_claims,claim_cas"): (9936, 52688, {}),
+    (1, 1, "as_built_fixed,bot_claims,claim_cas"): (1052, 3630, {}),
+}
+
+
+@pytest.mark.parametrize("tabs,per_tab,variants", list(CLAIMS), ids=lambda v: str(v))
+def test_each_message_is_claimed_once_only_with_a_compare_and_swap(
+    tabs, per_tab, variants, check_counterexample
+):
+    model, result = checked(tabs, per_tab, None, variants)
+    states, transitions, violated = CLAIMS[(tabs, per_tab, variants)]
+    assert (result.states, result.transitions) == (states, transitions)
+    assert {n: len(p.trace) for n, p in result.properties.items() if p.status == "violated"} == violated
+    for name in violated:
+        check_counterexample(model, name, result.properties[name].trace)
+
+
+def test_two_bot_polls_claim_one_message():
+    """bot_claims: two overlapping bot polls both get the message's key before either puts it
+    claimed: both reply (ClaimedOnce fails in 7 steps at one tab: the post, then the claims)."""
+    model, result = checked(1, 1, None, "bot_claims")
+    trace = result.properties["ClaimedOnce"].trace
+    assert [str(s) for s in trace] == [
+        "PostKey(m=0)",
+        "PostRead(m=0)",
+        "PostWrite(m=0)",
+        "ClaimRead(m=0)",
+        "ClaimRead2(m=0)",
+        "ClaimWrite(m=0)",
+        "ClaimWrite2(m=0)",
+    ]
+    last = flatten(model.view(replay_trace(model, trace)[-1]))
+    assert {k: last[k] for k in ("claimed", "replies[0]", "claim[0]", "claim2[0]")} == {
+        "claimed": "[0]",
+        "replies[0]": "2",
+        "claim[0]": "Done",
+        "claim2[0]": "Done",
+    }
+
+
 # ------------------------------------------------------------------ registry and presets
 def test_presets_expand_and_label():
     assert (
@@ -819,6 +862,7 @@ def test_presets_expand_and_label():
         ("repost", "repost needs post_fails; add it to the variant list"),
         ("tab_view,repost,dedupe", "repost needs post_fails; add it to the variant list"),
         ("ai_channel", "ai_channel needs tab_view; add it to the variant list"),
+        ("claim_cas", "claim_cas needs bot_claims; add it to the variant list"),
     ],
 )
 def test_flags_that_need_the_tab_view(spec, message):
@@ -858,6 +902,8 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "fire_and_forget",
         "bot_scan",
         "ai_channel",
+        "bot_claims",
+        "claim_cas",
     }
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == (
@@ -958,6 +1004,8 @@ def _agree(cfg: Config) -> int:
         (1, 1, "as_built,fire_and_forget", 8130),
         (1, 1, "as_built,bot_scan", 33659),
         (1, 1, "as_built,ai_channel", 2616),
+        (1, 1, "as_built,bot_claims", 28504),
+        (1, 1, "as_built_fixed,bot_claims,claim_cas", 3630),
         (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe", 1594),
         (1, 1, "as_built,bot_scan,stale_reads,fire_and_forget", None),
         (1, 1, "as_built,fire_and_forget,repost,stale_reads", None),

@@ -86,6 +86,8 @@ AS_BUILT_CASES = {
     (1, 2, "tab_view,sweeper"): (786141, 2759792, ["NoDuplicates", "HealsTerminate", "ScanWritesNothing"]),
     (2, 1, "dedupe,post_fails,repost,fire_and_forget"): (16572, 75566, []),
     (2, 1, "dedupe,keep_verifying,bot_scan"): (14026, 64856, []),
+    (2, 1, "atomic_cache,dedupe,bot_claims"): (59136, 338728, ["ClaimedOnce"]),
+    (2, 1, "atomic_cache,dedupe,bot_claims,claim_cas"): (9936, 52688, []),
     (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe"): (580, 1594, []),
     (2, 1, "tab_view,found_in_response,ai_channel"): (
         206863,
