@@ -173,6 +173,9 @@ def generate(kernel: Any, pk: Packing) -> str:
         "import numpy as np",
         "from numba import njit",
         "",
+        "# the same hash for every configuration: compiled once, in numba's cache of fastpar",
+        f"from {__package__}.fastpar import hash_rows, rehash  # noqa: F401",
+        "",
         "I64 = np.int64",
         "",
         "@njit(cache=True, nogil=True)",
@@ -339,18 +342,6 @@ def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
 
 
 @njit(cache=True, nogil=True)
-def rehash(states, n, cap):
-    table = np.full(cap, -1, np.int32)
-    mask = cap - 1
-    for r in range(n):
-        h = np.int64(hash_row(states, r) & np.uint64(mask))
-        while table[h] >= 0:
-            h = (h + 1) & mask
-        table[h] = r
-    return table
-
-
-@njit(cache=True, nogil=True)
 def expand_many(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST):
     # every successor of rows lo..hi: (words, source row, label), in row then kernel order
     cnt = (hi - lo) * NI
@@ -369,15 +360,6 @@ def expand_many(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST):
             labs[k] = lab[i]
             k += 1
     return out[:k], src[:k], labs[:k]
-
-
-@njit(cache=True, nogil=True)
-def hash_rows(a):
-    # the 64-bit hash of each row of words (the visited set's; partitions may use it)
-    res = np.empty(a.shape[0], np.uint64)
-    for r in range(a.shape[0]):
-        res[r] = hash_row(a, r)
-    return res
 
 
 @njit(cache=True, nogil=True)

@@ -19,6 +19,40 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def hash_row(a, r):  # pragma: no cover - compiled
+    """The 64-bit hash of row ``r`` of words: the generated ``hash_words``, word by word."""
+    h = np.uint64(0x9E3779B97F4A7C15)
+    for j in range(a.shape[1]):
+        h = (h ^ np.uint64(a[r, j])) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(29)
+    return h
+
+
+@njit(cache=True, nogil=True)
+def hash_rows(a):  # pragma: no cover - compiled
+    """The hash of each row of words (the visited set's; partitions use it too)."""
+    res = np.empty(a.shape[0], np.uint64)
+    for r in range(a.shape[0]):
+        res[r] = hash_row(a, r)
+    return res
+
+
+@njit(cache=True, nogil=True)
+def rehash(states, n, cap):  # pragma: no cover - compiled
+    """A visited table of ``cap`` slots holding the first ``n`` states' numbers."""
+    table = np.full(cap, -1, np.int32)
+    mask = cap - 1
+    for r in range(n):
+        h = np.int64(hash_row(states, r) & np.uint64(mask))
+        while table[h] >= 0:
+            h = (h + 1) & mask
+        table[h] = r
+    return table
+
+
 @njit(cache=True, nogil=True)
 def owner_of(h, parts):  # pragma: no cover - compiled
     return np.int64((h >> np.uint64(40)) % np.uint64(parts))
