@@ -673,17 +673,19 @@ def test_new_properties_apply_only_with_the_tab_view():
     ]
 
 
-def test_bmc_finds_heal_only_missing_at_the_bfs_length():
+@pytest.mark.parametrize("name,length", [("HealOnlyMissing", 8), ("HealsTerminate", 17)])
+def test_bmc_finds_the_heal_properties_at_the_bfs_length(name, length):
+    """z3's BMC finds as_built's shortest counterexamples of the new invariants at one tab at
+    BFS's lengths (PINNED), and nothing shorter; each replays in the kernel."""
     cfg = Config.make(tabs=1, variants="as_built")
+    assert PINNED[(1, 1, "as_built")][2][name] == length
     sym = SymbolicModel(cfg)
-    prop = {"HealOnlyMissing": sym.prop("HealOnlyMissing")}
-    length, trace, _ = bmc(sym, prop, 8)["HealOnlyMissing"]
-    assert length == 8
+    prop = {name: sym.prop(name)}
+    got, trace, _ = bmc(sym, prop, length)[name]
+    assert got == length
     model = KVHealModel(cfg)
-    assert not {p.name: p for p in model.properties()}["HealOnlyMissing"].holds(
-        replay_trace(model, trace)[-1]
-    )
-    assert bmc(sym, prop, 7)["HealOnlyMissing"][0] is None
+    assert not {p.name: p for p in model.properties()}[name].holds(replay_trace(model, trace)[-1])
+    assert bmc(sym, prop, length - 1)[name][0] is None
 
 
 BOT_SCAN = {
