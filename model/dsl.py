@@ -215,7 +215,7 @@ class Derived:
 class ActionDef:
     """An action: its ``name`` (the one traces use), its parameters (``per``: ``"m"``, ``"t"``,
     ``"heal"`` or ``""``), the ``actor`` that runs it (``"tab"``, ``"request"``, ``"heal"``,
-    ``"sweeper"``), whether weak fairness covers it, the flags it needs (``when``), and
+    ``"sweeper"``, ``"bot"``, ``"clock"``, ``"fault"``), whether weak fairness covers it, the flags it needs (``when``), and
     ``body(cfg, s, x, **args) -> (guard, effects)``."""
 
     name: str
