@@ -688,6 +688,28 @@ def test_bmc_finds_the_heal_properties_at_the_bfs_length(name, length):
     assert bmc(sym, prop, length - 1)[name][0] is None
 
 
+def test_z3_at_three_tabs():
+    """Beyond the checker's reach of as_built: z3's BMC finds HealOnlyMissing's counterexample at
+    tabs 3 (8 steps, nothing shorter), and as_built_fixed's HealOnlyMissing is 1-inductive there."""
+    sym = SymbolicModel(Config.make(tabs=3, variants="as_built"))
+    prop = {"HealOnlyMissing": sym.prop("HealOnlyMissing")}
+    got, trace, _ = bmc(sym, prop, 8)["HealOnlyMissing"]
+    assert got == 8 and bmc(sym, prop, 7)["HealOnlyMissing"][0] is None
+    model = KVHealModel(Config.make(tabs=3, variants="as_built"))
+    assert not {p.name: p for p in model.properties()}["HealOnlyMissing"].holds(
+        replay_trace(model, trace)[-1]
+    )
+    fixed = SymbolicModel(Config.make(tabs=3, variants="as_built_fixed"))
+    s0, s1 = fixed.fresh("a"), fixed.fresh("b")
+    inv = fixed.prop("HealOnlyMissing")
+    solver = z3.Solver()
+    solver.add(fixed.dom(s0), fixed.dom(s1), inv(s0), fixed.trans(s0, s1, z3.Int("sel")), z3.Not(inv(s1)))
+    assert solver.check() == z3.unsat  # inductive: no step leaves it
+    solver = z3.Solver()
+    solver.add(fixed.init(s0), z3.Not(inv(s0)))
+    assert solver.check() == z3.unsat
+
+
 BOT_SCAN = {
     # the bot's pending scan writes back the array it read: a design that converges stops
     # converging; an atomic cache update makes the scan harmless (no step of its own)
