@@ -47,4 +47,19 @@ def test_tabs_3_atomic_cache_dedupe_on_two_partitions_is_the_one_worker_check():
     model = KVHealModel(Config.make(tabs=3, variants="atomic_cache,dedupe"))
     a = cluster.check(model, "inproc:2")
     b = check(model, engine="compiled", workers=1)
+    assert (a.states, a.transitions, a.depth) == (60_230, 308_526, 27)
     assert plain(a) == plain(b)
+
+
+def test_states_of_two_words_partition_alike():
+    # per_tab 4 at one tab: a state packs into 2 words (16 bytes); its space is large, so the
+    # first levels up to 20,000 states, on 3 partitions as on one (which routes nothing)
+    model = KVHealModel(Config.make(tabs=1, per_tab=4))
+    assert model.compiled().packing.words == 2
+    one, s1 = cluster.run(model, "inproc:1", max_states=20_000, only={"NoDuplicates"})
+    three, s3 = cluster.run(model, "inproc:3", max_states=20_000, only={"NoDuplicates"})
+    assert s1.level_sizes == s3.level_sizes and sum(s1.level_sizes) == one.states >= 20_000
+    assert (one.states, one.transitions, one.depth) == (three.states, three.transitions, three.depth)
+    assert (three.states, three.transitions, three.depth) == (22_381, 55_590, 12)
+    assert len(three.properties["NoDuplicates"].trace) == len(one.properties["NoDuplicates"].trace)
+    assert s1.search_bytes == 0 and 0 < s3.search_bytes <= 2 * 16 * three.states
