@@ -251,6 +251,8 @@ def check(
     unknown = [n for n in only if n not in names]
     if unknown:
         raise click.UsageError(f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
+    if simulate_runs is not None and cluster is not None:
+        raise click.UsageError("--cluster explores every state; --simulate takes random walks: choose one")
     if simulate_runs is not None:
         from kvheal.model.engine import simulate
 

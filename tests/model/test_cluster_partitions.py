@@ -4,6 +4,9 @@ across partitions), so it is tested where the cluster extra is not installed too
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from kvheal.model import Config, KVHealModel, check, cluster
@@ -63,3 +66,14 @@ def test_states_of_two_words_partition_alike():
     assert (three.states, three.transitions, three.depth) == (22_381, 55_590, 12)
     assert len(three.properties["NoDuplicates"].trace) == len(one.properties["NoDuplicates"].trace)
     assert s1.search_bytes == 0 and 0 < s3.search_bytes <= 2 * 16 * three.states
+
+
+def test_cluster_and_simulate_exclude_each_other():
+    proc = subprocess.run(
+        [sys.executable, "-m", "kvheal", "check", "--tabs", "2", "--simulate", "3", "--cluster", "local:2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--cluster explores every state; --simulate takes random walks" in proc.stderr
