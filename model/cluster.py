@@ -59,13 +59,13 @@ from .engine import (
     UNKNOWN,
     VIOLATED,
     CheckResult,
-    LivenessAnalysis,
     Progress,
     PropertyResult,
     _steps,
     coverage,
+    goal_verdicts,
 )
-from .results import Step, Trace
+from .results import Trace
 
 INSTALL_HINT = "the cluster engine needs Ray: pip install 'kvheal[cluster]' (or pip install ray)"
 #: rows expanded per call into compiled code (bounds the successor buffer)
@@ -918,19 +918,9 @@ def _check(model, cl, max_states, progress, only, budget, with_coverage, on_star
                     results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, trace)
                 else:
                     results[p.name] = PropertyResult(p.name, p.kind, HOLDS)
-            live = LivenessAnalysis(model, g)
-            for p in goals:
-                num = live.first_bad_state((raw & np.uint64(1 << order.index(p.name))) != 0)
-                if num is None:
-                    results[p.name] = PropertyResult(p.name, p.kind, HOLDS)
-                    continue
-                steps = _steps(model, g.path_labels(num))
-                cycle = live.lasso_cycle(model, num)
-                if cycle is None:
-                    steps.append(Step("Stutter", (), True))
-                else:
-                    steps += _steps(model, cycle, loop_from=0)
-                results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, Trace(tuple(steps)))
+            results.update(
+                goal_verdicts(model, g, goals, lambda p: (raw & np.uint64(1 << order.index(p.name))) != 0)
+            )
         else:
             minima = [
                 min((m for m in ms if m >= 0), default=-1)

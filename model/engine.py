@@ -535,20 +535,8 @@ def check(
             )
     if goals and complete:
         try:
-            live = LivenessAnalysis(model, g)
-            for bit, p in enumerate(goals, start=len(invariants)):
-                num = live.first_bad_state((masks & np.uint64(1 << bit)) != 0)
-                if num is None:
-                    results[p.name] = PropertyResult(p.name, p.kind, HOLDS)
-                    continue
-                stem = path_labels(g, num)
-                cycle = live.lasso_cycle(model, num)
-                steps = _steps(model, stem)
-                if cycle is None:
-                    steps.append(Step("Stutter", (), True))
-                else:
-                    steps += _steps(model, cycle, loop_from=0)
-                results[p.name] = PropertyResult(p.name, p.kind, VIOLATED, Trace(tuple(steps)))
+            bits = {p.name: 1 << i for i, p in enumerate(goals, start=len(invariants))}
+            results.update(goal_verdicts(model, g, goals, lambda p: (masks & np.uint64(bits[p.name])) != 0))
         except MemoryError:
             complete, reason = False, "the process ran out of memory in the liveness analysis"
             results = {n: r for n, r in results.items() if r.kind == "invariant"}
@@ -569,6 +557,29 @@ def check(
         engine="compiled" if hasattr(g, "ck") else "python",
         figures=getattr(g, "figures", {}),
     )
+
+
+def goal_verdicts(
+    model: Any, g: Any, goals: list[Any], false_in: Callable[[Any], np.ndarray]
+) -> dict[str, PropertyResult]:
+    """The verdict on each eventually-always goal of a complete graph ``g``: ``false_in(p)``
+    flags the states where ``p``'s goal is false; a violation's trace is a lasso through the
+    smallest-numbered such state in a fair component."""
+    live = LivenessAnalysis(model, g)
+    out = {}
+    for p in goals:
+        num = live.first_bad_state(false_in(p))
+        if num is None:
+            out[p.name] = PropertyResult(p.name, p.kind, HOLDS)
+            continue
+        steps = _steps(model, path_labels(g, num))
+        cycle = live.lasso_cycle(model, num)
+        if cycle is None:
+            steps.append(Step("Stutter", (), True))
+        else:
+            steps += _steps(model, cycle, loop_from=0)
+        out[p.name] = PropertyResult(p.name, p.kind, VIOLATED, Trace(tuple(steps)))
+    return out
 
 
 ENGINES = ("auto", "compiled", "python")
