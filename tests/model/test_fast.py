@@ -41,7 +41,10 @@ def test_compiled_search_numbers_states_as_the_python_search_does(tabs, variant)
         assert engine.path_labels(g2, num) == engine.path_labels(g1, num)
 
 
-@pytest.mark.parametrize("tabs,variant", [(2, ""), (2, "sweeper"), (2, "as_built_fixed"), (3, "dedupe")])
+@pytest.mark.parametrize(
+    "tabs,variant",
+    [(2, ""), (2, "sweeper"), (2, "as_built_fixed"), pytest.param(3, "dedupe", marks=pytest.mark.slow)],
+)
 def test_compiled_check_gives_the_python_check_json(tabs, variant):
     model = KVHealModel(Config.make(tabs=tabs, variants=variant))
     a = check(model, engine="compiled", with_coverage=True).as_json()
