@@ -1026,9 +1026,9 @@ def _agree(cfg: Config) -> int:
         (1, 1, "as_built,stale_reads", 11751),
         (1, 1, "as_built,clock_skew", None),
         (1, 1, "as_built,fire_and_forget", 8130),
-        (1, 1, "as_built,bot_scan", 33659),
+        pytest.param(1, 1, "as_built,bot_scan", 33659, marks=pytest.mark.slow),  # 5 s
         (1, 1, "as_built,ai_channel", 2616),
-        (1, 1, "as_built,bot_claims", 28504),
+        pytest.param(1, 1, "as_built,bot_claims", 28504, marks=pytest.mark.slow),  # 5 s
         (1, 1, "as_built_fixed,bot_claims,claim_cas", 3630),
         (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe", 1594),
         # the two largest: 70 s and 12 s of z3 on this machine

@@ -9,15 +9,17 @@ import pytest
 from kvheal.model import Config, check, engine, fast
 from kvheal.model.core import KVHealModel
 
+# each configuration costs numba a compile (1-3 s on a fresh machine): four by default
+slow = pytest.mark.slow
 CONFIGS = [
     (2, ""),
-    (2, "dedupe"),
+    pytest.param(2, "dedupe", marks=slow),
     (2, "sweeper"),
-    (2, "atomic_cache,dedupe"),
-    (2, "keep_verifying"),
-    (2, "heal_atomic"),
+    pytest.param(2, "atomic_cache,dedupe", marks=slow),
+    pytest.param(2, "keep_verifying", marks=slow),
+    pytest.param(2, "heal_atomic", marks=slow),
     (2, "as_built_fixed"),
-    (1, "as_built"),
+    pytest.param(1, "as_built", marks=slow),
     (3, "atomic_cache,dedupe"),
 ]
 
