@@ -202,13 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append({"backend": backend, "design": variants, **s.to_dict()})
                     total = {
                         k: sum(getattr(s, k) for s in report.scenarios)
-                        for k in ("tried", "acked", "failed", "unknown", "lost")
+                        for k in ("tried", "acked", "failed", "unknown", "lost", "evicted")
                     }
                     bad = [s.name for s in report.scenarios if not s.ok]
                     say(
                         f"chaos {backend:<6} {variants:<22} {len(report.scenarios)} scenarios  tried {total['tried']:>6}  "
                         f"acked {total['acked']:>6}  failed {total['failed']:>5}  unknown {total['unknown']:>3}  "
-                        f"lost {total['lost']:>3}  {'ok' if not bad else 'FAILED: ' + ', '.join(bad)}"
+                        f"lost {total['lost']:>3}  evicted {total['evicted']:>5}  "
+                        f"{'ok' if not bad else 'FAILED: ' + ', '.join(bad)}"
                     )
             if "redis" in backends:
                 for mode in ("aof", "aof-always", "rdb", "none"):

@@ -52,7 +52,7 @@ from .kv import KV, KVError
 from .messages import CACHE_KEY, comment_key, decode_cache
 from .redis_server import PERSISTENCE_MODES, redis_server_binary
 from .server import ServeConfig
-from .stress import converging_design
+from .stress import converging_design, evicted_ids
 
 __all__ = ["ChaosConfig", "ScenarioResult", "ChaosReport", "run_chaos", "SCENARIOS", "DEFAULT_SCENARIOS"]
 
@@ -132,6 +132,9 @@ class ScenarioResult:
     lost: int = 0
     #: of the unknown posts, how many were stored anyway
     unknown_stored: int = 0
+    #: acknowledged, stored, and older than every entry of a full cache: moved out of the
+    #: cache's window by newer posts (not lost: the store has them)
+    evicted: int = 0
     #: heals the honest clients sent, and the ids they gave up healing (the worker answered 404:
     #: not stored, or "outside the cache's window"; `Client.give_up_hopeless`)
     heals: int = 0
@@ -333,7 +336,9 @@ async def _read_state(kv: KV, ids: list[str]) -> tuple[dict[str, dict | None], l
     return stored, decode_cache(await kv.get(CACHE_KEY))
 
 
-async def _check_load(result: ScenarioResult, load: Load, kv: KV, *, converging: bool) -> None:
+async def _check_load(
+    result: ScenarioResult, load: Load, kv: KV, *, converging: bool, cap: int | None = None
+) -> None:
     posts = load.posts
     stored, cache = await _read_state(kv, [p.id for p in posts])
     cached = {entry["id"] for entry in cache}
@@ -354,6 +359,13 @@ async def _check_load(result: ScenarioResult, load: Load, kv: KV, *, converging:
         if converging
         else []
     )
+    if not_cached and cap is not None:
+        stamps = {mid: stored[mid]["timestamp"] for mid in not_cached}
+        evicted = evicted_ids(stamps, cache, cap)
+        result.evicted += len(evicted)
+        not_cached = [mid for mid in not_cached if mid not in evicted]
+        if evicted:
+            result.notes.append(f"{len(evicted)} acknowledged post(s) moved out of the full cache's window")
     result.lost += len(not_stored) + len(not_cached)
     if not_stored:
         result.notes.append(f"{len(not_stored)} acknowledged post(s) not in the store, e.g. {not_stored[0]}")
@@ -735,7 +747,7 @@ async def _scenario(
         rounds = await load.heal(await _honest_missing(load, kv, converging))
         if converging:
             result.notes.append(f"healed in {rounds} poll round(s)")
-        await _check_load(result, load, kv, converging=converging)
+        await _check_load(result, load, kv, converging=converging, cap=deployment.serve.cap)
         await load.aclose()
         return result
     finally:
