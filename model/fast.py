@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .dsl import CacheType, Enum, IdsType, IntType
-from .kernel import NUMBA
+from .kernel import NUMBA, newest
 
 #: Expansions per call into compiled code: between two calls the caller reports progress,
 #: asks the memory budget and grows arrays.
@@ -117,9 +117,8 @@ def _tables(kernel: Any) -> dict[str, np.ndarray]:
     union = np.array([[cv.union(c, mask) for mask in range(1 << m)] for c in range(len(cv))], dtype=np.int64)
     rows = 1 << max(m, cfg.tabs)
     cols = max(m, cfg.tabs, cfg.cap) + 1
-    comp = kernel.newest_helper()
-    newest = np.array([[comp(mask, c) for c in range(cols)] for mask in range(rows)], dtype=np.int64)
-    return {"ADD": add, "IDS": ids, "DUP": dup, "UNION": union, "NEWEST": newest}
+    table = np.array([[newest(mask, c) for c in range(cols)] for mask in range(rows)], dtype=np.int64)
+    return {"ADD": add, "IDS": ids, "DUP": dup, "UNION": union, "NEWEST": table}
 
 
 TABLES = ("ADD", "IDS", "DUP", "UNION", "NEWEST")

@@ -597,10 +597,6 @@ class Kernel:
             out.append(0 if value is None else int(self.encode_const(v, value)))
         return tuple(out)
 
-    def newest_helper(self) -> Any:
-        """``newest(mask, count)``: the ``count`` largest ids of ``mask``, as a bitmask."""
-        return newest
-
     # -- code generation
     def blocks(
         self,
