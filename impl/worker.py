@@ -852,7 +852,9 @@ def create_app(
                 max_age=600,
             )
         )
-    app = Starlette(routes=_routes(worker), lifespan=lifespan, middleware=middleware)
+    from .queue_api import queue_routes  # the status and queue endpoints (bot_scan, bot_claims)
+
+    app = Starlette(routes=_routes(worker) + queue_routes(worker), lifespan=lifespan, middleware=middleware)
     app.add_middleware(RequestIdMiddleware)
     app.state.kv = kv
     app.state.config = config
