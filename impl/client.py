@@ -17,6 +17,19 @@ them with the original's schedule:
                         window" (older than a full cache) is given up with `give_up_hopeless`
                         (`abandoned`): never healed again, dropped at the next write-back
 
+The as-built tab (SPEC §6), behind the registry's flags and off by default: with `tab_view`
+the tab has a clock (`clock`, an injectable callable in ms, plus `skew_ms`), stamps its messages
+with it, keeps a cursor (a poll shows only messages newer than it; after each poll it becomes the
+clock minus `lag_ms`) and the set of messages its page has shown (`shown`: its own posts at once,
+a poll's response when the poll is processed). With `found_in_response` a poll asks the worker
+only for messages newer than the cursor (`GET /api/comments?after=<cursor>`) and a pending id
+counts as found when it is in that response or in the page-load snapshot (`page_snapshot`: the
+ids the browser's local store, `local_store`, held when the page loaded). `reload()` starts the
+page over: the cursor restarts at the load time, the shown set is emptied, the snapshot is
+retaken, the pending list (the store) survives, and an answer to a poll of the old page is
+dropped. `full_poll` reads the whole cache without a cursor. `lose_answer(id)` injects SPEC §6's
+lost POST answer (`post_fails`): the tab drops the message as if the request had failed.
+
 The pending store plays localStorage: it survives restarts (SQLite or JSON file), and several
 clients may share one (`shared_pending`). Reading the list and writing it back are two
 separate awaitable calls, so clients sharing a store can overwrite each other's updates, as
@@ -35,6 +48,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -221,6 +235,8 @@ class Snapshot:
 
     ids: tuple[str, ...]
     comments: tuple[dict, ...]
+    #: the page (see `Client.reload`) that made the poll: a later page ignores the answer
+    page: int = 0
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self.ids
@@ -275,9 +291,34 @@ class Client:
     post_retries_sent: int = 0
     polls: int = 0
     alive: bool = True
+    # -- the as-built tab (SPEC §6; all off by default) --------------------------------------
+    #: the tab's clock in ms (a callable: tests and replay control time); None: the wall clock
+    clock: Callable[[], int] | None = None
+    #: added to the clock (SPEC §6 clock_skew: a browser whose clock is behind)
+    skew_ms: int = 0
+    #: `tab_view`: timestamps from the tab's clock, a cursor, and `shown` updated per poll
+    tab_view: bool = False
+    #: `found_in_response`: polls ask for messages newer than the cursor; found = in the
+    #: response or in the page-load snapshot
+    found_in_response: bool = False
+    #: `full_poll`: a poll reads (and shows) the whole cache, no cursor
+    full_poll: bool = False
+    #: after a poll the cursor becomes the clock minus this (the deployed app: 6 s)
+    lag_ms: int = 6000
+    #: the browser's local store of the messages it posted (IndexedDB; share one set between
+    #: the tabs of one browser); the page-load snapshot is taken from it
+    local_store: set[str] = field(default_factory=set)
+    #: ids whose POST failed as this tab saw it (an error answer, or the answer lost)
+    failed_posts: set[str] = field(default_factory=set)
+    #: heals this tab has requested per id (SPEC §7 HealsTerminate counts them)
+    heal_counts: Counter = field(default_factory=Counter)
+    reloads: int = 0
 
     def __post_init__(self) -> None:
         self.tab = str(self.tab)
+        self._page = 0
+        self._lost_answers: set[str] = set()
+        self.start_page()
         self._owns_http = self.http is None
         if self.http is None:
             pool = {} if self.limits is None else {"limits": self.limits}
@@ -321,6 +362,35 @@ class Client:
         except httpx2.HTTPError as exc:
             raise ClientError(f"{method} {path}: {exc}") from exc
 
+    def now_ms(self) -> int:
+        """The tab's clock (ms), skew included."""
+        now = self.clock() if self.clock is not None else int(time.time() * 1000)
+        return int(now) + self.skew_ms
+
+    def start_page(self) -> None:
+        """Set the page's view up as at page load (call again after changing `clock`,
+        `tab_view`, `full_poll`): the cursor and the page-load snapshot."""
+        #: the cursor (ms): a poll shows messages with a timestamp above it; it starts just
+        #: before the page's load time, so a message stamped at that very time is still shown
+        self.cursor: int | None = self.now_ms() - 1 if self.tab_view and not self.full_poll else None
+        #: the ids of `local_store` when the page loaded (found_in_response's frozen list)
+        self.page_snapshot: frozenset[str] = frozenset(self.local_store)
+
+    def reload(self) -> None:
+        """The user reloads the page (SPEC §6 `reload`): the cursor restarts at the load time,
+        the shown set starts over, the page-load snapshot is retaken from the local store; the
+        pending list (the store) survives, and the old page's poll answer is dropped. Heals and
+        posts already sent run on (the requests are the worker's)."""
+        self._page += 1
+        self.reloads += 1
+        self.shown = set()
+        self.start_page()
+
+    def lose_answer(self, message_id: str) -> None:
+        """Fault injection (SPEC §6 `post_fails`): the answer to the POST of `message_id` is lost;
+        the tab, when it handles it, drops the message as after a failed request."""
+        self._lost_answers.add(message_id)
+
     # -- the steps -------------------------------------------------------------------------------
     async def post(
         self, text: str, *, id: str | None = None, timestamp: int | None = None, request_id: str | None = None
@@ -334,11 +404,15 @@ class Client:
             id = f"{int(time.time() * 1000)}-{secrets.token_hex(4)}"
         body: dict = {"text": text, "id": id}
         self.shown.add(id)  # optimistic display, as the original
+        if timestamp is None and self.tab_view:
+            timestamp = self.now_ms()  # the browser stamps its messages (SPEC §6)
         if timestamp is not None:
             body["timestamp"] = timestamp
+        self.local_store.add(id)
         response = await self._post_with_retries(body, request_id)
         if response.status_code != 200:
             self.shown.discard(id)
+            self.failed_posts.add(id)
             raise ClientError(f"post refused: {response.status_code} {response.text}", response.status_code)
         data = response.json()
         ack = Ack(data["comment"]["id"], data["healToken"], data["comment"], bool(data.get("cached")))
@@ -368,8 +442,14 @@ class Client:
         """Add an acknowledged message to the pending list (PostAck, on the tab's side)."""
         if not self.alive:
             return
-        self.shown.add(ack.id)
+        if not self.tab_view:  # with the tab view the page showed it when it was posted
+            self.shown.add(ack.id)
         async with self._lock:
+            if ack.id in self._lost_answers:
+                self._lost_answers.discard(ack.id)
+                self.shown.discard(ack.id)
+                self.failed_posts.add(ack.id)
+                raise ClientError(f"the answer to the POST of {ack.id} was lost")
             entries = await self.store.read()
             if all(entry.id != ack.id for entry in entries):
                 entries.append(PendingEntry(ack.id, ack.token, self.tab))
@@ -378,8 +458,11 @@ class Client:
     async def poll_read(self, *, request_id: str | None = None) -> Snapshot:
         """GET the cache (PollRead); returns the snapshot, oldest first, and marks its ids shown."""
         newest_first: list[dict] = []
+        page_no = self._page
         for page in range(self.max_pages):
             params = {"limit": self.poll_limit}
+            if self.found_in_response and self.cursor is not None:
+                params["after"] = max(self.cursor, 0)  # only what is newer than the cursor
             if page:
                 params["offset"] = len(newest_first)
             response = await self._send(
@@ -397,11 +480,18 @@ class Client:
             if not data["comments"] or len(newest_first) >= data.get("total", 0):
                 break
         comments = tuple(newest_first[::-1])
-        snapshot = Snapshot(tuple(comment["id"] for comment in comments), comments)
+        snapshot = Snapshot(tuple(comment["id"] for comment in comments), comments, page_no)
         self.polls += 1
-        if self.alive:
+        if self.alive and not self.tab_view:  # with the tab view: when the poll is processed
             self.shown.update(snapshot.ids)
         return snapshot
+
+    def response_of(self, snapshot: Snapshot) -> tuple[str, ...]:
+        """The ids a poll's answer shows the page: with the tab view those newer than the
+        cursor (the whole cache with full_poll), else all of it."""
+        if self.cursor is None:
+            return snapshot.ids
+        return tuple(c["id"] for c in snapshot.comments if c["timestamp"] > self.cursor)
 
     async def poll_done(self, snapshot: Snapshot, *, start_heals: bool = True) -> PollResult:
         """Check the pending list against `snapshot` (PollDone) and write the rest back.
@@ -410,11 +500,15 @@ class Client:
         flight from this client is marked `healing` and, with `start_heals`, healed in the
         background (else the caller calls `heal`); the heals start before the write-back.
         """
-        if not self.alive:
-            return PollResult((), (), ())
+        if not self.alive or snapshot.page != self._page:
+            return PollResult((), (), ())  # dead, or the answer of a page since reloaded
         async with self._lock:
             entries = await self.store.read()
-            present = set(snapshot.ids)
+            response = self.response_of(snapshot) if self.tab_view else snapshot.ids
+            if self.found_in_response:
+                present = set(response) | self.page_snapshot
+            else:
+                present = set(snapshot.ids)
             found = tuple(entry.id for entry in entries if entry.id in present)
             missing = [entry for entry in entries if entry.id not in present]
             keep = self.still_pending(entries, present)
@@ -424,6 +518,7 @@ class Client:
                 entry for entry in missing if entry.id not in self.healing and entry.id not in self.abandoned
             ]
             self.healing.update(entry.id for entry in heals)
+            self.heal_counts.update(entry.id for entry in heals)
             # Heals go out before the list is written back, as the original sent them (and as
             # the model's PollDone requests them): a tab that dies before its write-back has
             # still sent its heals.
@@ -433,6 +528,10 @@ class Client:
                         self.heal(entry.id, entry.token)
                     )
             await self.store.write(keep)
+            if self.tab_view:  # the page shows the response; the cursor follows the clock
+                self.shown.update(response)
+                if self.cursor is not None:
+                    self.cursor = self.now_ms() - self.lag_ms
         return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
 
     def still_pending(self, entries: list[PendingEntry], present: set[str]) -> list[PendingEntry]:

@@ -92,6 +92,7 @@ from .context import (
     set_request,
     valid_request_id,
 )
+from .emulate import RequestFailure, WriteLimited, WriteLimitKV
 from .kv import KV, KVError, LoggedKV
 from .messages import (
     CACHE_KEY,
@@ -135,6 +136,8 @@ class BodyTooLarge(Exception):
 
 #: what a cache update did for its message (the heal's `result`)
 ADDED, ALREADY_PRESENT, OUTSIDE_WINDOW = "added", "already present", "outside the cache's window"
+#: a heal whose cache write the store refused (the write limit, SPEC §6 put_fails)
+WRITE_FAILED = "write failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +173,12 @@ async def cas_backoff(config: WorkerConfig, attempt: int) -> None:
 class Worker:
     """The request handlers' logic over one KV; one instance per app (per process)."""
 
-    def __init__(self, kv: KV, config: WorkerConfig | None = None) -> None:
+    def __init__(self, kv: KV, config: WorkerConfig | None = None, *, clock=None) -> None:
         self.kv = kv
         self.config = config or WorkerConfig()
+        #: the server's clock in ms (a callable; None: the wall clock), for ids and timestamps
+        #: the worker fills in and the future-timestamp bound: tests and replay inject one
+        self.clock = clock
         if self.config.heal_atomic and not kv.supports_cas:
             design = "atomic_cache" if self.config.atomic_cache else "heal_atomic"
             raise ConfigError(
@@ -231,6 +237,8 @@ class Worker:
         await self.store(message)
         try:
             return await self.update_cache(message)
+        except RequestFailure:
+            raise  # an injected failure of the request itself (SPEC §6 post_fails): 500
         except KVError as exc:
             log.warning("cache update for %s failed after the key was stored: %s", message["id"], exc)
             return None
@@ -674,7 +682,12 @@ def _routes(worker: Worker) -> list[Route]:
         try:
             _limit(post_limiter, request, "posts")
             body = await _read_json(request, config)
-            message = validate_post(body, max_text=config.max_text, max_future_ms=config.max_future_ms)
+            message = validate_post(
+                body,
+                max_text=config.max_text,
+                max_future_ms=config.max_future_ms,
+                now_ms=None if worker.clock is None else int(worker.clock()),
+            )
         except Refused as exc:
             return _error(exc.status, exc.reason, exc.headers)
         except BadInput as exc:
@@ -698,6 +711,11 @@ def _routes(worker: Worker) -> list[Route]:
                         }
                     )
                 update = await worker.post(message)
+        except RequestFailure as exc:
+            # SPEC §6 post_fails: the request fails after put comment:<id> (the deployed app's
+            # heartbeat put hit the write limit); the message is stored, the answer is a 500
+            log.warning("post %s failed after its key was stored: %s", message["id"], exc)
+            return _error(500, "internal error")
         except KVError as exc:
             log.warning("post %s failed: %s", message["id"], exc)
             return _error(503, "store unavailable")
@@ -748,6 +766,11 @@ def _routes(worker: Worker) -> list[Route]:
             if not worker.token_fits(token, message):
                 return _error(403, "heal token does not match this message")
             update = await worker.update_cache(message, atomic=config.heal_atomic)
+        except WriteLimited as exc:
+            # SPEC §6 put_fails: the deployed app logged a failed cache write and answered
+            # success; the heal ends, the cache unchanged
+            log.warning("heal %s: cache write refused: %s", message_id, exc)
+            return JSONResponse({"success": True, "added": False, "result": WRITE_FAILED})
         except KVError as exc:
             log.warning("heal %s failed: %s", message_id, exc)
             return _error(503, "store unavailable")
@@ -819,6 +842,9 @@ def create_app(
     at shutdown.
     """
     config = config or (worker.config if worker is not None else WorkerConfig())
+    if "put_fails" in config.variants and worker is None and not isinstance(kv, WriteLimitKV):
+        # SPEC §6 put_fails in a real run: KV's one write per second per key, on the cache
+        kv = WriteLimitKV(kv, keys=(CACHE_KEY,))
     if worker is None:
         worker = Worker(kv, config)
     if sweeper is None and config.sweeper:

@@ -14,6 +14,7 @@ from kvheal.impl.client import (
     JsonFilePendingStore,
     MemoryPendingStore,
     PendingEntry,
+    PollResult,
     PollSchedule,
     Snapshot,
     SqlitePendingStore,
@@ -297,3 +298,77 @@ async def test_ids_no_heal_can_bring_back_are_given_up():
             await stubborn.poll_once()
             await stubborn.wait_heals()
         assert (stubborn.heals_sent, stubborn.abandoned) == (2, {})
+
+
+# -- the as-built tab (SPEC §6) ------------------------------------------------------------------
+LAG = 6000
+
+
+async def test_the_as_built_tab_cursor_hides_a_message_healed_after_it_passed():
+    """tab_view + found_in_response: timestamps from the injected clock, polls ask only for what
+    is newer than the cursor, which follows the clock minus the lag; a message that reaches the
+    cache after the cursor passed it is never shown, and its owner heals it on every poll."""
+    now = [1_000_000]
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    view = dict(clock=lambda: now[0], tab_view=True, found_in_response=True, lag_ms=LAG)
+    async with (
+        make(app, 0, MemoryPendingStore(), **view) as poster,
+        make(app, 1, MemoryPendingStore(), **view) as reader,
+    ):
+        assert reader.cursor == 999_999  # just before the load time
+        ack = await poster.post("hi", id="m0")
+        assert ack.comment["timestamp"] == 1_000_000 and poster.shown == {"m0"}
+        await drop_from_cache(kv, "m0")  # its cache update was lost
+        now[0] += LAG
+        snap = await reader.poll_read()
+        assert reader.shown == set()  # shown when the poll is processed, not when it is read
+        await reader.poll_done(snap)
+        assert reader.cursor == 1_000_000 and reader.shown == set()
+        for expected_heals in (1, 2):
+            result = await poster.poll_once()
+            assert result.missing == ("m0",)
+            await poster.wait_heals()
+            assert poster.heal_counts["m0"] == expected_heals
+        assert [e["id"] for e in json.loads(await kv.get("recent:comments"))] == ["m0", "m0"]
+        await reader.poll_once()
+        assert reader.shown == set()  # in the cache, behind the cursor: never shown
+        await poster.post("later", id="m1")
+        await reader.poll_once()
+        assert reader.shown == {"m1"}
+
+
+async def test_a_reload_restarts_the_page_and_its_snapshot_counts_as_found():
+    """reload: the cursor restarts at the load time, the shown set empties, the page-load
+    snapshot is retaken from the local store (found_in_response counts it as found), the
+    pending list survives, and the old page's poll answer is dropped."""
+    now = [1_000_000]
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    async with make(
+        app, 0, MemoryPendingStore(), clock=lambda: now[0], tab_view=True, found_in_response=True
+    ) as tab:
+        await tab.post("hi", id="m0")
+        await drop_from_cache(kv, "m0")
+        old = await tab.poll_read()
+        now[0] += LAG
+        tab.reload()
+        assert (tab.reloads, tab.shown, tab.cursor, tab.page_snapshot) == (1, set(), now[0] - 1, {"m0"})
+        assert await tab.poll_done(old) == PollResult((), (), ())  # the old page's answer
+        assert await tab.pending_ids() == ["m0"]
+        result = await tab.poll_once()
+        assert (result.found, result.heals) == (("m0",), ())  # found in the snapshot, not the cache
+        assert await tab.pending_ids() == [] and json.loads(await kv.get("recent:comments")) == []
+
+
+async def test_a_lost_answer_drops_the_post_and_a_500_too():
+    """post_fails at the tab: a lost answer (injected) and an error answer both leave the
+    message untracked and no longer shown."""
+    kv = MemoryKV()
+    app = create_app(kv, WorkerConfig())
+    async with make(app, 0, MemoryPendingStore(), tab_view=True, post_retries=0) as tab:
+        tab.lose_answer("m0")
+        with pytest.raises(ClientError, match="answer to the POST of m0 was lost"):
+            await tab.post("hi", id="m0")
+        assert (tab.shown, tab.failed_posts, await tab.pending_ids()) == (set(), {"m0"}, [])
+        assert await kv.get("comment:m0") is not None  # stored all the same

@@ -399,3 +399,35 @@ async def test_a_failed_batch_fails_each_waiting_post_and_the_next_one_works():
     failing["on"] = False
     assert (await worker.post(msg(9))).result == "added"
     assert await cache_ids(kv) == ["m9"]
+
+
+async def test_write_limit_emulation_and_injected_post_failure():
+    """SPEC §6 put_fails and post_fails on the real worker: a cache put the write limit refuses
+    still answers 200 (post: cached false; heal: result "write failed"), a request failure
+    injected after put comment:<id> answers 500 with the key stored; in time mode the second
+    write of a key within a second fails."""
+    from kvheal.impl.emulate import RequestFailure, WriteLimited, WriteLimitKV
+
+    now = [0]
+    kv = WriteLimitKV(MemoryKV(), mode="manual", clock=lambda: now[0])
+    app = create_app(kv, WorkerConfig())
+    async with asgi_client(app) as http:
+        kv.fail_next("recent:comments")
+        r = await http.post("/api/comments", json={"text": "a", "id": "m0", "timestamp": 1})
+        assert (r.status_code, r.json()["cached"], kv.refused) == (200, False, 1)
+        token = r.json()["healToken"]
+        kv.fail_next("recent:comments")
+        r = await http.post("/api/admin/add-to-cache", json={"messageId": "m0", "healToken": token})
+        assert (r.status_code, r.json()["result"], kv.refused) == (200, "write failed", 2)
+        kv.fail_next("recent:comments", RequestFailure)
+        r = await http.post("/api/comments", json={"text": "b", "id": "m1", "timestamp": 2})
+        assert r.status_code == 500 and await kv.get("comment:m1") is not None
+        assert await kv.get("recent:comments") is None and kv.refused == 2
+    timed = WriteLimitKV(MemoryKV(), clock=lambda: now[0])
+    await timed.put("k", "1")
+    now[0] = 999
+    with pytest.raises(WriteLimited):
+        await timed.put("k", "2")
+    now[0] = 1000
+    await timed.put("k", "3")
+    assert (await timed.get("k"), timed.refused) == ("3", 1)
