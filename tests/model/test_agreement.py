@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pytest
 import z3
 
@@ -91,6 +92,7 @@ class Agreement:
         s = sym.fresh("agree")
         by_id = {s[n].get_id(): n for n in sym.var_names}
         self.writes: list[tuple[int, ...]] = []
+        self.keys: list[list[int]] = []
         self.getters: list[Any] = []
         for i in range(len(sym.instances)):
             nxt = sym.successor(i, s)
@@ -100,6 +102,7 @@ class Agreement:
             w = tuple(sorted({slot_of[n] for n in written}))
             keys = sorted({slot_of[n] for n in read} | set(w))
             self.writes.append(w)
+            self.keys.append(keys)
             if not keys:
                 self.getters.append(lambda st: ())
             else:
@@ -228,6 +231,102 @@ class Agreement:
         }
         if got != want:
             self._fail(s, f"views differ: z3 only {sorted(got - want)}, explicit only {sorted(want - got)}")
+
+
+class CompiledAgreement(Agreement):
+    """The same comparison on every reachable state, over the compiled kernel's packed states:
+    for the designs of hundreds of millions of states (shared_pending with the sweeper).
+
+    The compiled search (``kvheal.model.fast``) enumerates the reachable states; a table holds
+    the combinations of read-slot codes each instance has met (a state's words masked to the
+    slots its z3 terms read and write, ``agree_kernels``). Chunk by chunk: the combinations met
+    for the first time are evaluated by the z3 Evaluator, each on the first state that has it
+    (``Agreement._evaluate``: there the Evaluator's successors are checked against the
+    explicit ones), then every state of the chunk is expanded by the compiled kernel and each
+    of its explicit successors compared with the recorded result of its key: the same
+    enabled instances, the same words outside the written slots, the recorded bits inside."""
+
+    def run(self, direct_stride: int = 0, limit: int | None = None, chunk: int = 1 << 17) -> Report:
+        from kvheal.model import fast
+
+        from . import agree_kernels as ak
+
+        assert limit is None, "the compiled agreement compares every reachable state"
+        t0 = time.perf_counter()
+        model = self.model
+        ck = model.compiled().ready(parallel=False)
+        pk = ck.packing
+        props = model.properties()
+        g, fails, complete, _, reason, _ = fast.explore(model, props, graph=False)
+        assert complete, reason
+        states = g.states
+        n, nw = states.shape
+        rep = Report(self.cfg.variant_label(), states=n, transitions=g.transitions)
+        depth = ak.depths(g.parent)
+        for bit, p in enumerate(props):
+            if p.kind == "invariant":
+                rows = np.flatnonzero((fails >> np.uint64(bit)) & np.uint64(1))
+                rep.shortest[p.name] = int(depth[rows].min()) if len(rows) else None
+        del depth
+        ni = len(self.keys)
+        masks, wmasks = np.zeros((ni, nw), np.int64), np.zeros((ni, nw), np.int64)
+        for i in range(ni):
+            for m, slots in ((masks, self.keys[i]), (wmasks, self.writes[i])):
+                for slot in slots:
+                    m[i, pk.word[slot]] |= ((1 << pk.bits[slot]) - 1) << pk.shift[slot]
+        cap = 1 << 16
+        tkey, tinst, tres = (
+            np.zeros((cap, nw), np.int64),
+            np.full(cap, ak.EMPTY, np.int32),
+            np.zeros(cap, np.int32),
+        )
+        enabled, value = [], []
+        memo: list[dict] = [{} for _ in range(ni)]
+        found = np.empty((chunk * ni, 2), np.int64)
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            pos = lo
+            while pos < hi:
+                k, pos = ak.new_keys(states, pos, hi, masks, tkey, tinst, tres, found)
+                self._results(
+                    ak, states, found[:k], pk, memo, rep, (tkey, tinst, tres), masks, enabled, value
+                )
+                if pos < hi:
+                    tkey, tinst, tres = ak.regrow(tkey, tinst, tres, 2 * len(tinst))
+            en, val = np.array(enabled, np.bool_), np.array(value, np.int64).reshape(len(value), nw)
+            out, src, labs = ck.mod.expand_many(states, lo, hi, *ck.targs)
+            bad = ak.compare(states, lo, hi, masks, wmasks, tkey, tinst, tres, en, val, out, src, labs)
+            if bad >= 0:
+                s = pk.unpack(states[bad])
+                got = sorted(int(x) for x in labs[src == bad])
+                self._fail(s, f"successors differ (explicit instances {got} against the relation's results)")
+            if direct_stride:
+                for r in range(lo + (-lo) % direct_stride, hi, direct_stride):
+                    self.direct(pk.unpack(states[r]))
+                    rep.direct += 1
+        rep.seconds = time.perf_counter() - t0
+        return rep
+
+    def _results(self, ak, states, found, pk, memo, rep, table, masks, enabled, value) -> None:
+        """Evaluate the z3 relation for the (instance, row) pairs ``found`` (keys met for the
+        first time), on each row once, and record each key's result in the table."""
+        nw = states.shape[1]
+        by_row: dict[int, list[int]] = {}
+        for i, r in found.tolist():
+            by_row.setdefault(r, []).append(i)
+        for r, insts in by_row.items():
+            s = pk.unpack(states[r])
+            misses = [(i, self.getters[i](s)) for i in insts]
+            self._evaluate(s, self.model.successors(s), misses, memo, {})
+            rep.evaluated += 1
+            for i, key in misses:
+                writes = memo[i][key]
+                bits = np.zeros(nw, np.int64)
+                for slot, code in writes or ():
+                    bits[pk.word[slot]] |= code << pk.shift[slot]
+                ak.set_result(*table, i, states[r], masks, len(enabled))
+                enabled.append(writes is not None)
+                value.append(bits)
 
 
 def _apply(s: tuple[int, ...], writes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
@@ -469,7 +568,9 @@ def test_the_z3_relation_has_exactly_the_explicit_successors_on_every_reachable_
     covers them, every state too. The same BFS gives each invariant's shortest counterexample,
     the lengths BMC must find (``test_agreement_bmc.py``)."""
     stride = max(1, ALL_PINNED[variant][0] // DIRECT) if variant in ALL_PINNED else 997
-    rep = Agreement(Config.make(tabs=2, variants=variant)).run(direct_stride=stride)
+    # the big ones over the compiled kernel's packed states (same comparison, about 1M states/s)
+    agreement = CompiledAgreement if _slow(variant) else Agreement
+    rep = agreement(Config.make(tabs=2, variants=variant)).run(direct_stride=stride)
     assert rep.direct == -(-rep.states // stride) and rep.evaluated > 0
     if variant not in ALL_PINNED:  # a flag newer than this table: compared, not pinned
         return
@@ -505,3 +606,48 @@ def test_a_disagreement_on_a_memoized_state_is_caught() -> None:
     agree.model.successors = tampered
     with pytest.raises(AssertionError, match="successors differ|leads to"):
         agree.run()
+
+
+def test_the_compiled_agreement_is_the_same_comparison() -> None:
+    """``CompiledAgreement`` (the big designs' comparison) on the seed design: the same
+    states, transitions, shortest counterexamples, and the z3 relation evaluated on exactly
+    the same states (the first of each new combination of codes, in the same BFS order)."""
+    cfg = Config.make(tabs=2)
+    slow, fast = Agreement(cfg).run(direct_stride=500), CompiledAgreement(cfg).run(direct_stride=500)
+    assert (fast.states, fast.transitions, fast.evaluated, fast.direct, fast.shortest) == (
+        slow.states,
+        slow.transitions,
+        slow.evaluated,
+        slow.direct,
+        slow.shortest,
+    )
+    assert (fast.states, fast.transitions, fast.evaluated) == (7_070, 23_756, 271)
+
+
+def test_the_compiled_agreement_catches_a_disagreement(monkeypatch) -> None:
+    """The compiled comparison fails when the relation differs (the seed's explicit model
+    against dedupe's terms), and when the compiled kernel errs on one late state only (one
+    explicit successor of row 5,000 tampered with: it goes nowhere)."""
+    agree = CompiledAgreement(Config.make(tabs=2))
+    agree.ev = Evaluator(SymbolicModel(Config.make(tabs=2, variants="dedupe")))
+    with pytest.raises(AssertionError, match="PostWrite|HealWrite"):
+        agree.run(chunk=1000)
+
+    agree = CompiledAgreement(Config.make(tabs=2))
+    mod = agree.model.compiled().mod
+    expand = mod.expand_many
+
+    row = []
+
+    def tampered(states, lo, hi, *tables):
+        out, src, labs = expand(states, lo, hi, *tables)
+        hit = np.flatnonzero(src == 5000)
+        if len(hit):
+            out[hit[0]] = states[5000]
+            row.append(agree.model.compiled().packing.unpack(states[5000]))
+        return out, src, labs
+
+    monkeypatch.setattr(mod, "expand_many", tampered)
+    with pytest.raises(AssertionError, match="successors differ") as err:
+        agree.run(chunk=1000)
+    assert row and str(agree.model.view(row[0])) in str(err.value)
