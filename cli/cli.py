@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "bench": "kvheal.check_cmd:bench",
     "prove": "kvheal.prove_cmd:prove",
     "serve": "kvheal.serve_cmd:serve",
+    "bot": "kvheal.bot_cmd:bot",
     "stress": "kvheal.serve_cmd:stress",
     "replay": "kvheal.replay_cmd:replay",
     "validate": "kvheal.replay_cmd:validate",
