@@ -13,6 +13,10 @@ from typing import Any
 from .config import WorkerConfig
 from .messages import MAX_ID_LENGTH, MAX_TIMESTAMP, MAX_USERNAME_LENGTH
 
+#: a message's statuses and the pending scan's largest limit (kvheal.impl.queue_api uses these)
+STATUSES = ("pending", "processing", "complete", "failed")
+MAX_SCAN_LIMIT = 100
+
 __all__ = ["openapi_schema", "ID_REGEX", "TOKEN_REGEX"]
 
 ID_REGEX = "^[A-Za-z0-9_-]+$"
@@ -49,6 +53,10 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
             "text": {"type": "string"},
             "timestamp": timestamp,
             "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
+            "status": {
+                "enum": list(STATUSES),
+                "description": "the copy of the message's status (bot work only)",
+            },
         },
     }
     common = {
@@ -210,6 +218,7 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
                     },
                 },
             },
+            **_queue_paths(config, message_id, comment, common),
             "/api/health": {
                 "get": {
                     "summary": "Liveness",
@@ -234,12 +243,157 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {
+                "bot": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the bot token: 48 hex digits of an HMAC under the worker's secret "
+                    "(kvheal.impl.queue_api.bot_token)",
+                }
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string"}},
                 }
+            },
+        },
+    }
+
+
+def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object", "required": required, "properties": properties}}
+        },
+    }
+
+
+def _ok(description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "required": list(properties), "properties": properties}
+            }
+        },
+    }
+
+
+def _queue_paths(config: WorkerConfig, message_id: dict, comment: dict, common: dict) -> dict[str, Any]:
+    """The status and queue endpoints (kvheal.impl.queue_api)."""
+    bot = [{"bot": []}]
+    auth = {
+        "401": _error("no bot token (Authorization: Bearer <token>)"),
+        "403": _error("a wrong bot token"),
+    }
+    body = {k: common[k] for k in ("400", "408", "413", "415")}
+    no_cas = {"501": _error("the backend has no compare-and-swap, which this design needs here")}
+    unavailable = {"503": common["503"]}
+    status = {"enum": list(STATUSES)}
+    name = {**message_id, "description": "letters, digits, '-' and '_'"}
+    return {
+        "/api/comments/{id}": {
+            "patch": {
+                "summary": "Set a message's status (its key, then every cache copy, atomically)",
+                "description": "The bot (its token) sets any status; the poster, with the message's "
+                "heal token and no bot token, may set pending once.",
+                "security": [{"bot": []}, {}],
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": message_id}],
+                "requestBody": _json_body(
+                    {"status": status, "healToken": {"type": "string", "pattern": TOKEN_REGEX}}, ["status"]
+                ),
+                "responses": {
+                    "200": _ok(
+                        "the status is set",
+                        {
+                            "success": {"const": True},
+                            "id": message_id,
+                            "status": status,
+                            "patched": {"type": "boolean"},
+                        },
+                    ),
+                    **auth,
+                    "404": _error("no such message"),
+                    "409": _error("the message already has a status (the poster may set one only once)"),
+                    "429": common["429"],
+                    **body,
+                    **no_cas,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/queue/pending": {
+            "get": {
+                "summary": "The pending scan: the messages waiting for the bot, oldest first",
+                "description": "Reads the cache and the status key of each non-final message, then "
+                "brings the cache copies up to date (with bot_scan: writes back the array it read).",
+                "security": bot,
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SCAN_LIMIT},
+                        "description": "at most this many (default 10)",
+                    }
+                ],
+                "responses": {
+                    "200": _ok(
+                        "the pending messages",
+                        {"pending": {"type": "array", "items": comment}, "written": {"type": "boolean"}},
+                    ),
+                    "400": common["400"],
+                    **auth,
+                    **no_cas,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/queue/claim": {
+            "post": {
+                "summary": "Claim a pending message for a bot (pending -> processing)",
+                "security": bot,
+                "requestBody": _json_body({"messageId": message_id, "bot": name}, ["messageId"]),
+                "responses": {
+                    "200": _ok(
+                        "claimed", {"success": {"const": True}, "claimed": {"const": True}, "id": message_id}
+                    ),
+                    **auth,
+                    "404": _error("the message is not queued (it has no status)"),
+                    "409": _error("the message is not pending"),
+                    **body,
+                    **no_cas,
+                    **unavailable,
+                },
+            }
+        },
+        "/api/queue/complete": {
+            "post": {
+                "summary": "Mark a claimed message complete (its key, then every cache copy)",
+                "security": bot,
+                "requestBody": _json_body(
+                    {"messageId": message_id, "bot": name, "replyId": message_id}, ["messageId"]
+                ),
+                "responses": {
+                    "200": _ok(
+                        "completed",
+                        {
+                            "success": {"const": True},
+                            "id": message_id,
+                            "status": {"const": "complete"},
+                            "patched": {"type": "boolean"},
+                        },
+                    ),
+                    **auth,
+                    "404": _error("the message is not queued (it has no status)"),
+                    "409": _error("the message is not claimed"),
+                    **body,
+                    **no_cas,
+                    **unavailable,
+                },
             }
         },
     }

@@ -60,6 +60,7 @@ from starlette.routing import Route
 from .config import WorkerConfig
 from .kv import KV, KVError
 from .messages import CACHE_KEY, MAX_ID_LENGTH, BadInput, decode_cache, encode_cache
+from .openapi import MAX_SCAN_LIMIT, STATUSES
 from .ratelimit import RateLimiter
 from .worker import Refused, Worker, _enter, _error, _int_param, _limit, _read_json, cas_backoff
 
@@ -82,10 +83,8 @@ __all__ = [
 ]
 
 STATUS_PREFIX = "status:"
-STATUSES = ("pending", "processing", "complete", "failed")
 FINAL = frozenset({"complete", "failed"})
 DEFAULT_SCAN_LIMIT = 10
-MAX_SCAN_LIMIT = 100
 #: what a claim or a completion did
 CLAIMED, TAKEN, NOT_QUEUED = "claimed", "taken", "not queued"
 COMPLETED, NOT_CLAIMED = "completed", "not claimed"

@@ -331,7 +331,11 @@ async def test_openapi_document_is_served():
     assert sorted(doc["paths"]) == [
         "/api/admin/add-to-cache",
         "/api/comments",
+        "/api/comments/{id}",
         "/api/health",
+        "/api/queue/claim",
+        "/api/queue/complete",
+        "/api/queue/pending",
         "/openapi.json",
     ]
     post = doc["paths"]["/api/comments"]["post"]
