@@ -119,17 +119,23 @@ def encode_status(status: str, **extra: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+#: the order in which a message's status advances (the scan never moves a copy back)
+_RANK = {None: -1, "pending": 0, "processing": 1, "complete": 2, "failed": 2}
+
+
 def patch_entries(
-    entries: list[dict], statuses: dict[str, str], *, first_only: bool
+    entries: list[dict], statuses: dict[str, str], *, first_only: bool, forward_only: bool = False
 ) -> tuple[list[dict], bool]:
     """`entries` with the status of the ids in `statuses` set (in the first copy of each id
-    only, as the original's writers did, or in every copy); whether anything changed."""
+    only, as the original's writers did, or in every copy; with `forward_only`, only where it
+    advances the copy's status); whether anything changed."""
     out, done, changed = [], set(), False
     for entry in entries:
         status = statuses.get(entry["id"])
         if status is not None and not (first_only and entry["id"] in done):
             done.add(entry["id"])
-            if entry.get("status") != status:
+            current = entry.get("status")
+            if current != status and not (forward_only and _RANK.get(current, -1) >= _RANK[status]):
                 entry = {**entry, "status": status}
                 changed = True
         out.append(entry)
@@ -185,12 +191,15 @@ class Queue:
         await self.kv.put(status_key(message_id), encode_status(status, **extra))
         return await self.patch_cache({message_id: status})
 
-    async def patch_cache(self, statuses: dict[str, str]) -> bool:
+    async def patch_cache(self, statuses: dict[str, str], *, forward_only: bool = False) -> bool:
         """Set the status of every cache copy of these ids in one atomic update (nothing
-        written when nothing changes); whether it wrote."""
+        written when nothing changes; with `forward_only` no copy's status moves back: the
+        scan's statuses may be older than a completion that patched meanwhile); whether it wrote."""
 
         def patch(raw: str | None) -> str | None:
-            updated, changed = patch_entries(decode_cache(raw), statuses, first_only=False)
+            updated, changed = patch_entries(
+                decode_cache(raw), statuses, first_only=False, forward_only=forward_only
+            )
             return encode_cache(updated) if changed else None
 
         if self.config.store_update and getattr(self.kv, "supports_update", False):
@@ -234,8 +243,8 @@ class Queue:
             await self.kv.put(CACHE_KEY, encode_cache(patched))
             written = True
         else:
-            _, changed = patch_entries(entries, statuses, first_only=False)
-            written = await self.patch_cache(statuses) if changed else False
+            _, changed = patch_entries(entries, statuses, first_only=False, forward_only=True)
+            written = await self.patch_cache(statuses, forward_only=True) if changed else False
         pending, listed = [], set()
         for entry in entries:
             mid = entry["id"]

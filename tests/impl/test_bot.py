@@ -161,6 +161,33 @@ async def test_a_scan_and_a_concurrent_post(real_kv, variants, expected):
 
 
 @pytest.mark.parametrize(
+    "variants, held, expected",
+    [
+        # as built: the scan's put brings back the status it read before the completion
+        ("bot_scan", ("put", C), [("A", "processing")]),
+        # fixed: the scan's patch never moves a copy's status back
+        ("", ("update", C), [("A", "complete")]),
+    ],
+)
+async def test_a_scan_and_a_concurrent_completion(real_kv, variants, held, expected):
+    pause = Pause(real_kv, *held)  # the scan has read A's key ("processing"), not yet written
+    app = app_of(pause, variants)
+    async with asgi_client(app) as http, Bot("http://worker", TOKEN, http=http) as bot:
+        await post(http, "A", 1000)
+        await queue(http, "A")
+        assert await bot.claim("A")
+        pause.arm()
+        scan = asyncio.create_task(bot.scan_once())
+        await started(scan, pause)
+        assert await bot.complete("A")
+        assert await cache(real_kv) == [("A", "complete")]
+        pause.release.set()
+        assert await scan == []
+    assert await cache(real_kv) == expected
+    assert json.loads(await real_kv.get("status:A"))["status"] == "complete"
+
+
+@pytest.mark.parametrize(
     "variants, calls, n_writes",
     [
         # as built: every non-final copy's key (B has no status: read too), then the put
