@@ -37,7 +37,7 @@ from typing import Any
 import z3
 
 from .config import Config
-from .definition import KVHEAL
+from .definition import KVHEAL, POST
 from .results import Trace, Verdict
 from .strengthen import Strengthening, candidates_for
 from .symbolic import (
@@ -52,6 +52,9 @@ from .symbolic import (
     State,
     SymbolicModel,
 )
+
+#: The phase of a POST that failed after its key (``post_fails``): final, never acknowledged.
+FAILED = POST.code("Failed")
 
 #: The shared verdicts under prove's old names: proved is HOLDS, a counterexample VIOLATED.
 PROVED, COUNTEREXAMPLE, UNKNOWN = Verdict.HOLDS, Verdict.VIOLATED, Verdict.UNKNOWN
@@ -486,6 +489,15 @@ class Argument:
     Without ``helper``, ``D_h`` is "``h`` is enabled and its step lowers the rank or enters
     ``stable``" and premise 5 is asked per ``(h, i)``.
 
+    With ``escapes`` (unfair actions such as ``Reload`` that may undo the goal, finitely
+    often), premise 1's closure is asked of every other step, and
+
+    0. for each instance ``i``: ``Inv ∧ s' = i(s) ⇒ rank[0](s') ≤ rank[0](s)``, strictly
+       for the instances of an escape action (inside ``stable`` too).
+
+    Then a run takes finitely many escape steps (``rank[0]`` is a natural number that they
+    lower and nothing raises), and after the last one the argument below applies.
+
     Why this proves it: on a fair run that stays outside ``stable``, the rank never rises
     (2) and, the lexicographic order on tuples of naturals being well-founded, is
     eventually constant (the arguments below put the post steps still to come first: they
@@ -503,6 +515,9 @@ class Argument:
     rank_text: list[str]
     helper: Callable[[int, State], z3.BoolRef | None] | None = None
     helper_text: str = ""
+    #: actions (by name) whose steps may leave ``stable``: each lowers ``rank[0]``, which no
+    #: step raises (premise 0), so a run takes finitely many of them
+    escapes: tuple[str, ...] = ()
 
 
 def _lex_lt(a: list[z3.ArithRef], b: list[z3.ArithRef]) -> z3.BoolRef:
@@ -533,15 +548,29 @@ def _free_vars(e: z3.ExprRef, names: dict[int, str]) -> frozenset[str]:
     return frozenset(out)
 
 
+#: The rank component of the reloads still possible (``reload``: each tab reloads at most once).
+RELOADS_TEXT = "reloads: tabs that may still reload (a reload ends the tab's poll in flight)"
+
+
+def reloads_left(sym: SymbolicModel, s: State) -> z3.ArithRef:
+    """How many tabs may still reload (``reload``: once each)."""
+    return z3.Sum([z3.If(s[f"reloaded[{t}]"], 0, 1) for t in range(sym.T)])
+
+
 def heal_argument(sym: SymbolicModel) -> Argument | None:
     """The ranking argument for designs whose cache is repaired by the tabs' heals.
 
     It applies with ``dedupe``, a cap of at least M, no shared list, no crashes unless the
     sweeper repairs, and ``atomic_cache``, ``keep_verifying`` or ``sweeper``. With crashes, a
     message still Unsent whose tab is dead is never posted: it is left out of ``posts`` and of
-    the stable set (it is never acknowledged, so the goal does not ask for it). The rank is
+    the stable set (it is never acknowledged, so the goal does not ask for it). With
+    ``post_fails`` a failed POST is settled (final, never acknowledged, its id need not be
+    cached). The rank is
 
-    * ``posts``: post steps still to come (each post step lowers it; posts are finite);
+    * ``reloads`` (``reload`` only): the tabs that may still reload; a reload ends the tab's
+      poll in flight (raising ``chain``) and nothing raises it;
+    * ``posts``: post steps still to come (each post step lowers it; posts are finite; 0 for
+      a failed POST);
     * ``Φ`` (non-atomic): the writers in flight form a tree, which bounds the writes to come.
       Let ``X`` be the ids missing from the cache. A writer whose snapshot lacks its own id is
       *effective*; its write will make the missing set ``token = ids ∖ (snapshot + id)``.
@@ -585,6 +614,8 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     M = sym.M
     B = 1
     S = 1 if sym.sweeper else 0  # the sweeper is one more writer slot
+    fails = sym.config.has("post_fails")
+    reloads = sym.config.has("reload")
     F = [1]
     for k in range(1, M + 1):
         F.append(1 + (B * k + S) * F[-1])
@@ -673,17 +704,29 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         read = z3.IntVal(4) if sym.atomic else z3.If(sweep_effective(s), 0, 4)
         return z3.If(ph == SWEEP_IDLE, 3, z3.If(ph == SWEEP_LISTED, z3.If(listed_missing, 1, 5), read))
 
+    def to_come(s: State, m: int) -> z3.ArithRef:
+        left = 4 - s[f"post[{m}]"]
+        if fails:  # a failed POST is final: nothing more to come
+            left = z3.If(s[f"post[{m}]"] == FAILED, 0, left)
+        return left
+
     def rank(s: State) -> list[z3.ArithRef]:
-        posts = z3.Sum([z3.If(never_posted(s, m), 0, 4 - s[f"post[{m}]"]) for m in range(M)])
+        posts = z3.Sum([z3.If(never_posted(s, m), 0, to_come(s, m)) for m in range(M)])
         if sym.sweeper:  # the sweeper repairs: its loop is the chain
             chain = z3.If(acked_missing(s), sweep_dist(s), 0)
         else:
             chain = z3.Sum([z3.If(z3.And(missing(s, m), sym.acked(s, m)), dist(s, m), 0) for m in range(M)])
+        if reloads:  # a reload ends a poll in flight: the reloads still possible come first
+            return [reloads_left(sym, s), posts, phi(s), chain]
         return [posts, phi(s), chain]
 
     def stable(s: State) -> z3.BoolRef:
-        parts = [z3.Or(sym.acked(s, m), never_posted(s, m)) for m in range(M)]
-        parts += [z3.Implies(z3.Not(never_posted(s, j)), z3.Not(missing(s, j))) for j in range(M)]
+        if fails:  # a failed POST is settled, and its id need not be cached
+            parts = [z3.Or(sym.acked(s, m), never_posted(s, m), s[f"post[{m}]"] == FAILED) for m in range(M)]
+            parts += [z3.Implies(sym.acked(s, j), z3.Not(missing(s, j))) for j in range(M)]
+        else:
+            parts = [z3.Or(sym.acked(s, m), never_posted(s, m)) for m in range(M)]
+            parts += [z3.Implies(z3.Not(never_posted(s, j)), z3.Not(missing(s, j))) for j in range(M)]
         if not sym.atomic:
             parts += [
                 z3.Implies(effective(s, h), token_size(s, f"healsnap[{sym.hk(h)}]") == 0)
@@ -733,9 +776,14 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
         "heal-ranking",
         stable,
         rank,
-        "every message is acknowledged, every id is in the cache, and every effective heal in "
-        "flight writes a value holding every id",
-        [
+        (
+            "every message is acknowledged or its POST failed, every acknowledged id is in the cache"
+            if fails
+            else "every message is acknowledged, every id is in the cache"
+        )
+        + ", and every effective heal in flight writes a value holding every id",
+        ([RELOADS_TEXT] if reloads else [])
+        + [
             "posts: post steps still to come",
             "Φ: the tree bound on effective cache writes to come"
             + (" (0: the cache update is atomic)" if sym.atomic else ""),
@@ -766,6 +814,10 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
         and not sym.tab_crash
         and not sym.keep_verifying
     ):
+        return None
+    if any(sym.config.has(f) for f in ("put_fails", "post_fails", "reload")):
+        # an acked id may be missing (a failed put), a POST may fail, a reload may end a poll:
+        # drain_argument's rank covers those
         return None
     M = sym.M
 
@@ -845,6 +897,68 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
     )
 
 
+def everyone_argument(sym: SymbolicModel) -> Argument | None:
+    """``EveryoneSees`` where :func:`heal_argument` proves ``Converges`` and every poll shows
+    the whole cache (``full_poll``; every tab on the one channel, none dies): first the cache
+    converges, then each tab's polls show every acknowledged id. The stable set is the one of
+    ``Converges`` with every acknowledged id shown on every tab; the rank is the one of
+    ``Converges`` followed by ``shows``: in that stable set, for each tab and acknowledged id
+    it has not shown, the steps until its PollDone shows it (a read holding it 1, Idle 2, a
+    read from before the id was cached 3), else 0. The designated steps are those of
+    ``Converges`` and, in its stable set, the polls of a tab with an id to show. A reload
+    clears the tab's shown set: it is an escape (premise 0 of :class:`Argument`), lowering
+    ``reloads``, the first rank component."""
+    cfg = sym.config
+    conv = heal_argument(sym)
+    if (
+        conv is None
+        or conv.helper is None
+        or not cfg.has("tab_view")
+        or not cfg.has("full_poll")
+        or cfg.has("ai_channel")
+        or sym.tab_crash
+    ):
+        return None
+    M, T = sym.M, sym.T
+
+    def unshown(s: State, t: int, m: int) -> z3.BoolRef:
+        return z3.And(sym.acked(s, m), z3.Not(s[f"shown[{t}][{m}]"]))
+
+    def shows(s: State) -> z3.ArithRef:
+        terms = []
+        for t in range(T):
+            poll = s[f"poll[{t}]"]
+            for m in range(M):
+                seen = s[f"pollsnap[{t}][{m}]"] >= 1
+                terms.append(z3.If(unshown(s, t, m), z3.If(poll, z3.If(seen, 1, 3), 2), 0))
+        return z3.If(conv.stable(s), z3.Sum(terms), 0)
+
+    def stable(s: State) -> z3.BoolRef:
+        return z3.And(conv.stable(s), *[z3.Not(unshown(s, t, m)) for t in range(T) for m in range(M)])
+
+    def helper(i: int, s: State) -> z3.BoolRef | None:
+        inst = sym.instances[i]
+        d = conv.helper(i, s)
+        if inst.name in ("PollRead", "PollDone"):
+            t = inst.args["t"]
+            want = s[f"poll[{t}]"] if inst.name == "PollDone" else z3.Not(s[f"poll[{t}]"])
+            mine = z3.And(want, conv.stable(s), z3.Or([unshown(s, t, m) for m in range(M)]))
+            return mine if d is None else z3.Or(d, mine)
+        return d
+
+    return Argument(
+        "shown-ranking",
+        stable,
+        lambda s: conv.rank(s) + [shows(s)],
+        conv.stable_text + ", and every tab has shown every acknowledged id",
+        conv.rank_text
+        + ["shows: once the cache has converged, steps until each tab shows each acknowledged id"],
+        helper,
+        conv.helper_text + "; once the cache has converged, the polls of a tab with an id to show",
+        escapes=("Reload",) if cfg.has("reload") else (),
+    )
+
+
 def prove_eventually(
     sym: SymbolicModel, goal: Callable[[State], z3.BoolRef], arg: Argument, invariant: list[Strengthening]
 ) -> tuple[bool, list[Query]]:
@@ -890,15 +1004,29 @@ def prove_eventually(
         st,
         z3.Not(goal(s)),
     )
+    escapes = [i for i in range(n) if sym.instances[i].name in arg.escapes]
     ok &= ask(
         "stable-closed",
-        "is the stable set closed under every step?",
-        "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')",
+        "is the stable set closed under every step" + (f" but {', '.join(arg.escapes)}?" if escapes else "?"),
+        "Inv(s) ∧ Stable(s) ∧ T(s,s') ∧ ¬Stable(s')" + (f" ∧ ¬{'/'.join(arg.escapes)}" if escapes else ""),
         inv,
         st,
         sym.trans(s, s2, sel),
+        *[sel != i for i in escapes],
         z3.Not(arg.stable(s2)),
     )
+    if escapes:
+        # premise 0: no step raises rank[0]; an escape step lowers it
+        for i in range(n):
+            esc = i in escapes
+            ok &= ask(
+                f"budget-{'lowered' if esc else 'kept'}-{sym.instances[i]}",
+                f"can {sym.instances[i]} {'keep or raise' if esc else 'raise'} the first rank component?",
+                f"Inv(s) ∧ s' = {sym.instances[i]}(s) ∧ rank[0](s') {'≥' if esc else '>'} rank[0](s)",
+                inv,
+                sym.enabled(i, s),
+                (r_nxt[i][0] >= r[0]) if esc else (r_nxt[i][0] > r[0]),
+            )
     ok &= ask(
         "rank-natural",
         "is every rank component a natural number?",
@@ -1142,7 +1270,11 @@ def prove(
             None
             if not own
             else (
-                heal_argument(sym) if name == "Converges" else (pending_argument(sym) or drain_argument(sym))
+                heal_argument(sym)
+                if name == "Converges"
+                else everyone_argument(sym)
+                if name == "EveryoneSees"
+                else (pending_argument(sym) or drain_argument(sym))
             )
         )
         if arg is not None:
@@ -1155,6 +1287,11 @@ def prove(
                 pf.note = f"stable set: {arg.stable_text}; rank: " + "; ".join(arg.rank_text)
                 if arg.helper_text:
                     pf.note += f"; designated steps: {arg.helper_text}"
+                if arg.escapes:
+                    pf.note += (
+                        f"; {', '.join(arg.escapes)} may leave the stable set, finitely often "
+                        "(each lowers the first rank component, which no step raises)"
+                    )
             else:
                 pf.note = "a premise of the ranking argument failed (see its query)"
         if pf.status != PROVED and lasso_depth:

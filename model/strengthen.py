@@ -141,6 +141,105 @@ def key_read_is_stored(sym: SymbolicModel, s: State) -> z3.BoolRef:
     )
 
 
+# ------------------------------------------------ the as-built fix (tab_view, atomic_cache, dedupe)
+def _counted(sym: SymbolicModel) -> bool:
+    """The ghost counter ``heals`` exists (SPEC §7 HealsTerminate): with the tab's view."""
+    return sym.config.has("tab_view")
+
+
+def _grows(sym: SymbolicModel) -> bool:
+    """The cache only grows: one atomic deduplicating update, room for every message, no
+    writer that puts back an older value (the bot's scan), one pending list per tab and one
+    heal of an id in flight (the designs the counting candidates are written for)."""
+    cfg = sym.config
+    return (
+        sym.atomic
+        and sym.dedupe
+        and sym.C >= sym.M
+        and not sym.shared
+        and not sym.sweeper
+        and not cfg.has("fire_and_forget")
+        and not cfg.has("stale_reads")
+    )
+
+
+def _put_failed(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return s["put_failed"] if sym.config.has("put_fails") else z3.BoolVal(False)
+
+
+def _heals(sym: SymbolicModel, s: State, h: object) -> z3.ArithRef:
+    return s[f"heals[{sym.hk(h)}]"]
+
+
+def heals_are_of_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And([z3.Implies(_heals(sym, s, h) >= 1, sym.acked(s, sym.heal_msg(h))) for h in sym.heal_keys])
+
+
+def uncached_write_is_failed_put(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And(
+        [
+            z3.Implies(
+                z3.And(
+                    z3.Or(s[f"post[{m}]"] == CACHE_WRITTEN, s[f"post[{m}]"] == ACKED),
+                    z3.Not(sym.in_cache(s, m)),
+                ),
+                _put_failed(sym, s),
+            )
+            for m in range(sym.M)
+        ]
+    )
+
+
+def healed_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And(
+        [
+            z3.Implies(
+                z3.And(_heals(sym, s, h) >= 1, s[f"heal[{sym.hk(h)}]"] == IDLE),
+                sym.in_cache(s, sym.heal_msg(h)),
+            )
+            for h in sym.heal_keys
+        ]
+    )
+
+
+def second_heal_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And(
+        [z3.Implies(_heals(sym, s, h) >= 2, sym.in_cache(s, sym.heal_msg(h))) for h in sym.heal_keys]
+    )
+
+
+def second_heal_polls_see(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    parts = []
+    for h in sym.heal_keys:
+        m = sym.heal_msg(h)
+        o = sym.owner[m]
+        parts.append(
+            z3.Implies(z3.And(_heals(sym, s, h) >= 2, s[f"poll[{o}]"]), s[f"pollsnap[{o}][{m}]"] >= 1)
+        )
+    return z3.And(parts)
+
+
+def polls_read_the_cache(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And(
+        [
+            z3.Implies(s[f"pollsnap[{t}][{j}]"] >= 1, sym.in_cache(s, j))
+            for t in range(sym.T)
+            for j in range(sym.M)
+        ]
+    )
+
+
+def uncached_ack_is_pending(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    return z3.And(
+        [
+            z3.Implies(
+                z3.And(sym.acked(s, m), z3.Not(sym.in_cache(s, m))), s[f"pending[{sym.owner[m]}][{m}]"]
+            )
+            for m in range(sym.M)
+        ]
+    )
+
+
 #: The candidates, in the order reports list them.
 CANDIDATES: tuple[Strengthening, ...] = (
     Strengthening(
@@ -206,6 +305,59 @@ CANDIDATES: tuple[Strengthening, ...] = (
         "live tab is in its pending list.",
         acked_is_pending,
         lambda sym: sym.keep_verifying and not sym.shared,
+    ),
+    Strengthening(
+        "HealsAreOfAcked",
+        "a heal is counted only when a poll finds its id pending, pending ids are acknowledged, "
+        "and an acknowledged message stays so, so a message with a heal counted is acknowledged.",
+        heals_are_of_acked,
+        lambda sym: _counted(sym) and not sym.shared,
+    ),
+    Strengthening(
+        "UncachedWriteIsFailedPut",
+        "a message past its cache update (CacheWritten or Acked) went through PostCache (its id "
+        "is in the cache, which only grows) or PostCacheFail (which set put_failed for good), so "
+        "such an id missing from the cache means the one failed put has happened.",
+        uncached_write_is_failed_put,
+        lambda sym: _counted(sym) and _grows(sym),
+    ),
+    Strengthening(
+        "HealedIsCached",
+        "a heal that was sent and has ended either wrote its id (HealCache) or failed its put, "
+        "which it can only do while put_failed is false, when its acknowledged id is already "
+        "cached (UncachedWriteIsFailedPut); the cache only grows.",
+        healed_is_cached,
+        lambda sym: _counted(sym) and _grows(sym),
+    ),
+    Strengthening(
+        "SecondHealIsCached",
+        "a second heal is counted only when the first has ended, so its id was cached then "
+        "(HealedIsCached) and stays cached.",
+        second_heal_is_cached,
+        lambda sym: _counted(sym) and _grows(sym),
+    ),
+    Strengthening(
+        "SecondHealPollsSee",
+        "the poll that counts a second heal ends (PollDone), and every poll read after it reads "
+        "a cache holding the id (SecondHealIsCached), so no poll of the owner holds a value "
+        "without it: a third heal is never sent (HealsTerminate).",
+        second_heal_polls_see,
+        lambda sym: _counted(sym) and _grows(sym),
+    ),
+    Strengthening(
+        "PollsReadTheCache",
+        "a poll's snapshot is the cache it read, and the cache only grows, so every id in a poll "
+        "snapshot is in the cache.",
+        polls_read_the_cache,
+        lambda sym: _counted(sym) and _grows(sym),
+    ),
+    Strengthening(
+        "UncachedAckIsPending",
+        "PostAck puts the id in its owner's pending list (no tab dies), and PollDone drops only "
+        "ids in its snapshot, which are cached for good (PollsReadTheCache), so an acknowledged "
+        "id missing from the cache is still pending.",
+        uncached_ack_is_pending,
+        lambda sym: _counted(sym) and _grows(sym) and not sym.tab_crash,
     ),
 )
 
