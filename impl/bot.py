@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,8 @@ class Bot:
     passes: int = 0
 
     def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", self.name):
+            raise ValueError("a bot's name is 1 to 40 letters, digits, '-' or '_' (it goes into reply ids)")
         self._owns_http = self.http is None
         if self.http is None:
             self.http = httpx2.AsyncClient(

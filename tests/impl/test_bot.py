@@ -418,3 +418,8 @@ def test_kvheal_bot_usage_errors(args, reason):
     result = CliRunner().invoke(main, ["bot", *args])
     assert result.exit_code == 2
     assert result.stderr == f"kvheal: error: {reason}\n"
+
+
+def test_a_bot_name_must_fit_in_a_reply_id():
+    with pytest.raises(ValueError, match="a bot's name is 1 to 40 letters"):
+        Bot("http://worker", TOKEN, name="x" * 41)
