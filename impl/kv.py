@@ -73,6 +73,10 @@ class KV(ABC):
     supports_cas: bool = False
     #: whether `update` is available
     supports_update: bool = False
+    #: whether `cache_add` runs in the store itself (Redis: one script, no lock, no retry); the
+    #: worker's atomic cache then uses it instead of `update`. A `LoggedKV` does not pass it on:
+    #: trace validation needs what each cache update read and wrote, which `update` logs.
+    supports_cache_script: bool = False
     #: a short name for messages and reports
     name: str = "kv"
 
@@ -133,6 +137,16 @@ class KV(ABC):
 
         await self.update(key, add)
         return outcome[-1]
+
+    async def cache_add_all(
+        self, key: str, messages: list[dict], *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> list[str]:
+        """`cache_add` of each of `messages` in order (each one atomic, the list as a whole not);
+        their results. Redis sends them in one round trip."""
+        return [
+            await self.cache_add(key, m, cap=cap, dedupe=dedupe, write_outside=write_outside)
+            for m in messages
+        ]
 
     async def clear(self) -> None:
         """Delete every key (administration: tests and the stress runner, never the worker)."""
@@ -231,6 +245,7 @@ class StaleReadKV(KV):
         self.max_staleness = max_staleness_ms / 1000.0
         self.supports_cas = inner.supports_cas
         self.supports_update = inner.supports_update
+        self.supports_cache_script = inner.supports_cache_script
         self.name = f"{inner.name}+stale"
         self._clock = clock
         self._values: dict[str, tuple[float, str | None]] = {}
@@ -280,6 +295,14 @@ class StaleReadKV(KV):
     ) -> str:
         self._values.pop(key, None)  # the next read asks the store
         return await self.inner.cache_add(key, message, cap=cap, dedupe=dedupe, write_outside=write_outside)
+
+    async def cache_add_all(
+        self, key: str, messages: list[dict], *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> list[str]:
+        self._values.pop(key, None)
+        return await self.inner.cache_add_all(
+            key, messages, cap=cap, dedupe=dedupe, write_outside=write_outside
+        )
 
     async def clear(self) -> None:
         self._values.clear()

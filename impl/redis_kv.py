@@ -139,32 +139,49 @@ else
     ids[i] = cjson.encode(o.e.id)
   end
 end
-local new = cjson.decode(ARGV[1])
-local new_id = cjson.encode(new.id)
-if ARGV[3] == '1' then
-  for i = 1, #ids do
-    if ids[i] == new_id then return 0 end
+-- ARGV: cap, dedupe ('1'/'0'), write_outside ('1'/'0'), then the messages to add, in order.
+-- Each is added as SPEC's `add` would, one after the other (each sees the ones before); the
+-- cache is written once at the end. Entries before `lo` are trimmed away.
+local cap = tonumber(ARGV[1])
+local dedupe = ARGV[2] == '1'
+local lo = math.max(1, #parts - cap + 1)
+local count = {}
+for i = lo, #parts do count[ids[i]] = (count[ids[i]] or 0) + 1 end
+local results, write = {}, false
+for a = 4, #ARGV do
+  local new = cjson.decode(ARGV[a])
+  local new_id = cjson.encode(new.id)
+  if dedupe and (count[new_id] or 0) > 0 then
+    results[#results + 1] = 0
+  else
+    local ts = new.timestamp
+    local pos = #parts + 1
+    while pos > lo and stamps[pos - 1] > ts do pos = pos - 1 end
+    if pos == lo and #parts - lo + 1 >= cap then
+      results[#results + 1] = 2  -- older than every entry of the full cache: trimmed away at once
+      if ARGV[3] == '1' then write = true end
+    else
+      table.insert(parts, pos, ARGV[a])
+      table.insert(stamps, pos, ts)
+      table.insert(ids, pos, new_id)
+      count[new_id] = (count[new_id] or 0) + 1
+      if #parts - lo + 1 > cap then
+        count[ids[lo]] = count[ids[lo]] - 1
+        lo = lo + 1
+      end
+      results[#results + 1] = 1
+      write = true
+    end
   end
 end
-local ts = new.timestamp
-local pos = #parts + 1
-while pos > 1 and stamps[pos - 1] > ts do pos = pos - 1 end
-table.insert(parts, pos, ARGV[1])
-table.insert(stamps, pos, ts)
-table.insert(ids, pos, new_id)
-local cap = tonumber(ARGV[2])
-local first = math.max(1, #parts - cap + 1)
-local result = 1
-if pos < first then
-  result = 2  -- trimmed away at once: older than every entry of the full cache
-  if ARGV[4] ~= '1' then return 2 end
+if write then
+  local meta = {}
+  for i = lo, #parts do meta[#meta + 1] = string.format('%.0f', stamps[i]) .. ' ' .. ids[i] end
+  local version = redis.call('HINCRBY', K, 'n', 1)
+  redis.call('HSET', K, 'v', '[\n' .. table.concat(parts, ',\n', lo, #parts) .. '\n]',
+             'meta', table.concat(meta, '\n'), 'mv', version)
 end
-local meta = {}
-for i = first, #parts do meta[#meta + 1] = string.format('%.0f', stamps[i]) .. ' ' .. ids[i] end
-local version = redis.call('HINCRBY', K, 'n', 1)
-redis.call('HSET', K, 'v', '[\n' .. table.concat(parts, ',\n', first, #parts) .. '\n]',
-           'meta', table.concat(meta, '\n'), 'mv', version)
-return result
+return results
 """
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -175,6 +192,7 @@ class RedisKV(KV):
 
     supports_cas = True
     supports_update = True
+    supports_cache_script = True
     name = "redis"
 
     def __init__(
@@ -288,16 +306,28 @@ class RedisKV(KV):
         The server runs it atomically: no lock, no retry, one round trip. Entries are re-encoded by
         the script: the same JSON values, keys in sorted order, integers exact up to 2^53.
         """
+        (result,) = await self.cache_add_all(
+            key, [message], cap=cap, dedupe=dedupe, write_outside=write_outside
+        )
+        return result
+
+    async def cache_add_all(
+        self, key: str, messages: list[dict], *, cap: int, dedupe: bool, write_outside: bool = False
+    ) -> list[str]:
+        """`cache_add` of each message in order, all in one run of the script: the cache is read
+        and written once for the lot (the worker's group commit), and the whole batch is atomic."""
         if cap < 1:
             raise ValueError("cap must be at least 1")
-        entry = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        if not messages:
+            return []
+        entries = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) for m in messages]
         done = await self._guard(
             self._cache_add(
                 keys=[self._key(key)],
-                args=[entry, cap, "1" if dedupe else "0", "1" if write_outside else "0"],
+                args=[cap, "1" if dedupe else "0", "1" if write_outside else "0", *entries],
             )
         )
-        return {0: CACHE_PRESENT, 1: CACHE_ADDED, 2: CACHE_OUTSIDE}[int(done)]
+        return [{0: CACHE_PRESENT, 1: CACHE_ADDED, 2: CACHE_OUTSIDE}[int(d)] for d in done]
 
     async def persistence(self) -> dict:
         """What the server promises about acknowledged writes: see `redis_persistence`."""

@@ -54,8 +54,10 @@ describes every endpoint (`kvheal.impl.openapi`).
 With `atomic_cache` and `cache_lock`, one process's cache updates go through one flusher task
 (group commit): the messages that queued while the previous update ran are added, in order, by
 one atomic update, so swaps race only between processes and a burst costs a few updates, not one
-per post. The update is the store's own read-modify-write when it has one (`KV.update`, with
-`store_update`: a SQLite write transaction, a fenced lock on Redis), else the versioned read and
+per post. The update is the store's own when it has one (with `store_update`): on Redis SPEC §3's
+`add` as a server-side script (`KV.cache_add_all`: one round trip per batch, no lock a paused
+process could hold; an operation log gets `KV.update`, whose reads and writes trace validation
+checks), on SQLite a write transaction (`KV.update`); else the versioned read and
 compare-and-swap loop, which never gives up (`max_cas_attempts` None). Over an operation log
 every update is one message's (trace validation attributes each); the lockstep tests turn the
 lock and the store update off (the model lets any update go first, with SPEC §8's calls).
@@ -273,6 +275,8 @@ class Worker:
 
     async def _update_batch(self, messages: list[dict]) -> list[CacheUpdate]:
         """Add `messages` in order in one atomic update (the store's own, or a cas loop)."""
+        if self.config.store_update and getattr(self.kv, "supports_cache_script", False):
+            return await self._update_cache_by_script(messages)
         if self.config.store_update and getattr(self.kv, "supports_update", False):
             return await self._update_cache_in_store(messages)
         return await self._update_cache_cas(messages)
@@ -381,6 +385,20 @@ class Worker:
 
         _, written = await self.kv.update(CACHE_KEY, plan)
         return [CacheUpdate(written=written is not None and r == ADDED, result=r) for r in outcome["results"]]
+
+    async def _update_cache_by_script(self, messages: list[dict]) -> list[CacheUpdate]:
+        # Redis: SPEC §3 `add` run by the server itself (`KV.cache_add_all`: one script run for
+        # the batch, one round trip): no lock, no retry. Not under an operation log (`LoggedKV`
+        # does not pass `supports_cache_script` on; it logs `update`'s reads and writes).
+        results = await self.kv.cache_add_all(
+            CACHE_KEY,
+            messages,
+            cap=self.config.cap,
+            dedupe=self.config.dedupe,
+            write_outside=not self.config.skip_noop_cache_write,
+        )
+        named = {"added": ADDED, "present": ALREADY_PRESENT, "outside": OUTSIDE_WINDOW}
+        return [CacheUpdate(written=r == "added", result=named[r]) for r in results]
 
     def already_cached(self, entries: list[dict], message: dict) -> bool:
         """Whether `message` is in a cache snapshot (the `dedupe` test: same id)."""

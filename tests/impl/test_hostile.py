@@ -199,6 +199,42 @@ async def test_heals_answer_what_they_did_and_write_only_when_something_changes(
             assert status == 403  # another secret than the served worker's
 
 
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+async def test_the_atomic_cache_is_the_store_s_own_update_and_answers_what_it_did(backend, tmp_path, request):
+    """atomic_cache,dedupe over the store's own update (on Redis the `cache_add` script, which
+    writes one entry per line; on SQLite a write transaction): heals answer what they did and
+    write nothing when nothing changes; 60 simultaneous posts are all cached, each id once."""
+    kv = await make_kv(backend, tmp_path, request)
+    app = create_app(kv, WorkerConfig(variants="atomic_cache,dedupe", cap=2, secret=b"s" * 32))
+    try:
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://w") as http:
+            tokens = {}
+            for i, ts in (("old", 1), ("a", 10), ("b", 20)):
+                r = await http.post("/api/comments", json={"id": i, "text": i, "timestamp": ts})
+                assert r.json()["cached"] is True  # old first, trimmed when b comes
+                tokens[i] = r.json()["healToken"]
+            raw, version = await kv.get_versioned("recent:comments")
+            assert raw.startswith("[\n") is (backend == "redis")  # the script's layout
+            assert [e["id"] for e in json.loads(raw)] == ["a", "b"]
+            for i, result in (("a", "already present"), ("old", "outside the cache's window")):
+                r = await http.post("/api/admin/add-to-cache", json={"messageId": i, "healToken": tokens[i]})
+                assert r.json() == {"success": True, "added": False, "result": result}
+            assert await kv.get_versioned("recent:comments") == (raw, version)  # nothing written
+        app = create_app(kv, WorkerConfig(variants="atomic_cache,dedupe", cap=100, secret=b"s" * 32))
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://w") as http:
+            answers = await asyncio.gather(
+                *(
+                    http.post("/api/comments", json={"id": f"m{i}", "text": "x", "timestamp": 100 + i % 7})
+                    for i in range(60)
+                )
+            )
+        assert [r.json()["cached"] for r in answers] == [True] * 60
+        ids = [e["id"] for e in json.loads(await kv.get("recent:comments"))]
+        assert sorted(ids) == sorted(["a", "b"] + [f"m{i}" for i in range(60)])
+    finally:
+        await kv.aclose()
+
+
 async def test_an_old_post_answers_not_cached_and_writes_no_cache():
     kv = MemoryKV()
     with serve(kv, variants="dedupe", cap=1) as url:

@@ -471,3 +471,65 @@ async def test_cache_add_sequences_match_the_reference(kv):
         if result == "added" or result == "outside" and write_outside:
             reference = updated
         assert decode_cache(await kv.get("cache")) == reference, i
+
+
+async def test_cache_add_all_adds_in_order_with_each_add_seeing_the_previous(kv):
+    """A batch (on Redis one run of the script): results per message, a repeat within the batch
+    found by dedupe, a message older than the full cache outside, the value as adding one by one."""
+    from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+
+    start = [{"id": "a", "text": "a", "timestamp": 10}, {"id": "b", "text": "b", "timestamp": 20}]
+    await kv.put("cache", encode_cache(start))
+    batch = [
+        {"id": "c", "text": "c", "timestamp": 15},
+        {"id": "c", "text": "c again", "timestamp": 16},
+        {"id": "old", "text": "old", "timestamp": 1},
+        {"id": "d", "text": "d", "timestamp": 30},
+        {"id": "a", "text": "a", "timestamp": 10},
+    ]
+    results = await kv.cache_add_all("cache", batch, cap=3, dedupe=True)
+    assert results == ["added", "present", "outside", "added", "outside"]
+    expected = cache_add(cache_add(start, batch[0], 3), batch[3], 3)
+    assert [e["id"] for e in expected] == ["c", "b", "d"]
+    assert decode_cache(await kv.get("cache")) == expected
+    _, version = await kv.get_versioned("cache")
+    # the put, then a write per add (Redis: one write for the batch, one script run); nothing
+    # written for the others
+    assert version == (2 if kv.name == "redis" else 3)
+    assert await kv.cache_add_all("cache", [], cap=3, dedupe=True) == []
+
+
+async def test_cache_add_all_batches_match_adding_one_by_one(kv):
+    """Random batches (ties, trimming, repeats within and across batches, an oversized cache put
+    in between): results and value as SPEC's `add` applied one message at a time."""
+    import random
+
+    from kvheal.impl.messages import cache_add, decode_cache, encode_cache
+
+    rng = random.Random(11)
+    reference: list[dict] = []
+    for b in range(40):
+        if b == 20:
+            reference = [{"id": f"p{i}", "text": "put", "timestamp": i} for i in range(30)]
+            await kv.put("cache", encode_cache(reference))  # more entries than the cap
+        dedupe, write_outside = b % 3 != 0, b % 4 == 0
+        batch = [
+            {"id": f"id{rng.randrange(60)}", "text": f"b{b}", "timestamp": rng.randrange(40)}
+            for _ in range(rng.randrange(1, 9))
+        ]
+        results = await kv.cache_add_all("cache", batch, cap=12, dedupe=dedupe, write_outside=write_outside)
+        expected, wrote = [], False
+        for message in batch:
+            if dedupe and any(e["id"] == message["id"] for e in reference):
+                expected.append("present")
+                continue
+            updated = cache_add(reference, message, 12)
+            if any(e is message for e in updated):
+                expected.append("added")
+                reference, wrote = updated, True
+            else:
+                expected.append("outside")
+                if write_outside:
+                    reference, wrote = updated, True
+        assert results == expected, b
+        assert decode_cache(await kv.get("cache")) == reference, (b, wrote)
