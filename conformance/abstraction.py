@@ -28,6 +28,24 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
 * ``lists[t]`` (shared_pending): Write(P) while tab t has a store write of P parked.
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
+
+The as-built fields (SPEC §6, with ``tab_view``), in units of the lag (``LAG_MS``) from the
+injected clock's start (``BASE_TIMESTAMP``):
+
+* ``clock``: the injected clock's ticks; ``ts[m]``: the tick of the timestamp in
+  ``comment:<id>`` (0 before it is stored); ``cursor[t]``: the tick from which tab t's poll
+  shows messages (the real cursor is the last millisecond it does not show: tick
+  ``(cursor - base) // lag + 1``).
+* ``shown[t]``: the client's shown set, less its own posts whose key is not written yet (the
+  page shows a post when it is sent, the model at ``PostKey``; nothing observes the gap).
+* ``frozen[t]``: the client's page-load snapshot, its own ids; ``reloaded``: whether the tab
+  has reloaded; ``put_failed``: whether the write-limit emulation refused a put.
+* ``post[m]`` is Failed once the owner saw its POST fail (an error answer, or a lost answer).
+* ``heals[h]``: the heal requests tab t sent for m (counted at the gates), stopping at the
+  bound plus one, as the model's ghost.
+* The cache and every cache value a phase holds are sorted by message: with the tab view
+  timestamps come from the clock, not from ids, and the model's cache orders by id; ``tab_view``
+  needs a cache that evicts nothing, so the order decides nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +57,7 @@ from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
 from kvheal.model.config import Config
-from kvheal.model.definition import KVHEAL
+from kvheal.model.definition import HORIZON, KVHEAL, heal_bound
 from kvheal.model.trace import flatten
 
 from .gates import ActorRecord, Call
@@ -66,6 +84,18 @@ class SystemSnapshot:
     #: ids each tab has marked `healing` (a heal requested and not yet answered)
     healing: tuple[frozenset[str], ...]
     alive: tuple[bool, ...]
+    # -- the as-built tab (SPEC §6) ----------------------------------------------------------
+    #: the injected clock (ms)
+    clock_ms: int = 0
+    #: each tab's cursor (ms; None without one), shown set, page-load snapshot, reloads
+    cursors: tuple[int | None, ...] = ()
+    shown: tuple[frozenset[str], ...] = ()
+    page_snapshots: tuple[frozenset[str], ...] = ()
+    reloads: tuple[int, ...] = ()
+    #: ids whose POST each tab saw fail
+    failed_posts: tuple[frozenset[str], ...] = ()
+    #: puts the write-limit emulation refused
+    puts_refused: int = 0
 
 
 def _cache_ids(raw: str | None) -> list[str]:
@@ -108,7 +138,11 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     def sorted_ids(reals) -> tuple:
         return tuple(sorted(ids(reals), key=lambda x: (isinstance(x, str), x)))
 
+    view_on = "tab_view" in snap.variants
+
     def cache_of(raw: str | None) -> tuple:
+        if view_on:  # the model's cache orders by id (see the module docstring)
+            return sorted_ids(_cache_ids(raw))
         return ids(_cache_ids(raw))
 
     stored = sorted_ids(k[len(COMMENT_PREFIX) :] for k in snap.kv if k.startswith(COMMENT_PREFIX))
@@ -146,6 +180,8 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         )
         if record is None or key_at is None:
             posts.append(("Unsent",))
+        elif snap.failed_posts and snap.ids[m] in snap.failed_posts[m % T]:
+            posts.append(("Failed",))
         elif record.responded and (record.done or (shared and _read_list(record))):
             posts.append(("Acked",))
         elif record.responded:
@@ -215,7 +251,54 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
             writes = [w for tab, w in snap.parked_writes if tab == t]
             lists.append(("Write", sorted_ids(writes[0])) if writes else ("Idle",))
         view["lists"] = tuple(lists)
+    if view_on:
+        _as_built(snap, view, index, sorted_ids)
+    if "put_fails" in snap.variants:
+        view["put_failed"] = snap.puts_refused > 0
     return view
+
+
+def _tick(ms: int) -> int:
+    from .system import BASE_TIMESTAMP, LAG_MS
+
+    return (ms - BASE_TIMESTAMP) // LAG_MS
+
+
+def _as_built(snap: SystemSnapshot, view: dict[str, Any], index: dict[str, int], sorted_ids) -> None:
+    """The SPEC §6 fields of the view (see the module docstring)."""
+    T, M, variants = snap.tabs, len(snap.ids), snap.variants
+    config = Config.make(tabs=T, per_tab=max(M // T, 1), variants=variants)
+    view["clock"] = min(_tick(snap.clock_ms), HORIZON)
+    if "full_poll" not in variants:
+        ts = []
+        for m in range(M):
+            body = snap.kv.get(COMMENT_PREFIX + snap.ids[m])
+            try:
+                stamp = json.loads(body)["timestamp"] if body is not None else None
+            except (ValueError, KeyError, TypeError):
+                stamp = None
+            ts.append(0 if stamp is None else max(_tick(stamp), 0))
+        view["ts"] = tuple(ts)
+        view["cursor"] = tuple(0 if c is None else min(max(_tick(c) + 1, 0), HORIZON) for c in snap.cursors)
+    unsent = {snap.ids[m] for m in range(M) if view["post"][m] == ("Unsent",)}
+    view["shown"] = tuple(sorted_ids(snap.shown[t] - unsent) for t in range(T))
+    shared = "shared_pending" in variants
+    if "found_in_response" in variants and "reload" in variants:
+        view["frozen"] = tuple(
+            sorted_ids(i for i in snap.page_snapshots[t] if i in index and (shared or index[i] % T == t))
+            for t in range(T)
+        )
+    if "reload" in variants:
+        view["reloaded"] = tuple(n > 0 for n in snap.reloads)
+    bound = heal_bound(config)
+    sent: dict[Any, int] = {}
+    for record in snap.actors:
+        if record.key[0] == "heal" and record.key[2] is not None:
+            t, m = record.key[1], record.key[2]
+            slot = (t, m) if shared else m
+            sent[slot] = sent.get(slot, 0) + 1
+    slots = [(t, m) for t in range(T) for m in range(M)] if shared else range(M)
+    view["heals"] = {h: min(sent.get(h, 0), bound + 1) for h in slots}
 
 
 # -- printing: `flatten` is the model's own (kvheal.model.trace), so both sides print alike --

@@ -4,7 +4,9 @@ side and fails, with a side-by-side table, the first time they disagree.
 Each rule is a group of SPEC §4 actions: `start_post` (PostKey), `worker_step` (the worker's
 PostRead/PostWrite/PostCache and Heal* steps: release its parked KV call), `poll` (PollRead),
 `deliver_ack` (PostAck), `check_pending` (PollDone), `write_pending` (PendingWrite, with
-shared_pending), `crash` (Crash, with tab_crash), `sweep` (Sweep*, with sweeper). A rule draws
+shared_pending), `crash` (Crash, with tab_crash), `sweep` (Sweep*, with sweeper), and for the
+as-built app (SPEC §6) `tick` (Tick: the injected clock advances one lag), `reload` (Reload) and
+`fail` (the failing cache puts and PostFail, injected). A rule draws
 one action of its group that both the model and the implementation can take now, performs it
 on the real system (`InProcessSystem.perform`), steps the model, and compares the abstraction
 of the real system with the model state. A further rule, `release_one`, lets one parked KV call
@@ -77,6 +79,10 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
     "write_pending": ("PendingWrite",),
     "crash": ("Crash",),
     "sweep": ("SweepList", "SweepRead", "SweepWrite", "SweepCache"),
+    # the as-built app (SPEC §6): the clock, reloads, and the injected failures
+    "tick": ("Tick",),
+    "reload": ("Reload",),
+    "fail": ("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail", "PostFail"),
 }
 
 
@@ -360,6 +366,24 @@ class LockstepMachine(RuleBasedStateMachine):
     def sweep(self, data) -> None:
         """The sweeper takes a step."""
         self._group(data, "sweep")
+
+    @precondition(lambda self: self._available(RULE_GROUPS["tick"]))
+    @rule(data=st.data())
+    def tick(self, data) -> None:
+        """The clock advances one lag (Tick)."""
+        self._group(data, "tick")
+
+    @precondition(lambda self: self._available(RULE_GROUPS["reload"]))
+    @rule(data=st.data())
+    def reload(self, data) -> None:
+        """A tab's page reloads (Reload)."""
+        self._group(data, "reload")
+
+    @precondition(lambda self: self._available(RULE_GROUPS["fail"]))
+    @rule(data=st.data())
+    def fail(self, data) -> None:
+        """An injected failure: a cache put refused by the write limit, or a failed POST."""
+        self._group(data, "fail")
 
     @precondition(lambda self: self.system.kv_gates())
     @rule(data=st.data())

@@ -14,6 +14,16 @@ does not matter). Then the violation is read off the real system, not the model:
   ``PendingDrains``: a live tab's pending store not empty), and the cycle returns to the state
   where it started. A stutter loop (no action enabled) is the last state, for ever.
 
+The as-built properties (SPEC §6-7), read off the real clients and the gates:
+
+* ``EveryoneSees``: a live tab whose page (the client's shown set) lacks an acknowledged
+  message among the C newest, on every pass of the loop;
+* ``HealsTerminate``: a tab sent more heal requests for one message (counted at the gates: the
+  requests that reached the worker) than the bound;
+* ``HealOnlyMissing``: the invariant is about the step out of the trace's last state; the
+  replay takes that step (the ``PollDone`` the model says sends the heal) and the evidence is
+  the real heal request for an id the cache value its poll read holds.
+
     >>> from kvheal.model import Config, KVHealModel, check
     >>> from kvheal.conformance.replay import replay
     >>> config = Config.make(tabs=2)
@@ -41,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvheal.model import Config, KVHealModel
+from kvheal.model.definition import heal_bound
 from kvheal.model.results import HOLDS, UNKNOWN, VIOLATED, Step, Trace, Verdict
 from kvheal.model.trace import STUTTER, check_counterexample
 
@@ -132,6 +143,34 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
         newest = sorted(acked)[-system.config.cap :]
         missing = [ids[m] for m in newest if ids[m] not in cache]
         return (f"acknowledged {', '.join(missing)} absent from the real cache {cache}") if missing else ""
+    if name == "EveryoneSees":
+        newest = sorted(acked)[-system.config.cap :]
+        for t, client in enumerate(system.clients):
+            lacks = [ids[m] for m in newest if ids[m] not in client.shown]
+            if view["alive"][t] and lacks:
+                return (
+                    f"live tab {t} has not shown {', '.join(lacks)} (its page shows {sorted(client.shown)})"
+                )
+        return ""
+    if name == "HealsTerminate":
+        bound = heal_bound(system.config)
+        counts: dict[tuple[int, int], int] = {}
+        for record in system.keeper.history:
+            if record.key[0] == "heal" and record.key[2] is not None:
+                counts[record.key[1:]] = counts.get(record.key[1:], 0) + 1
+        over = sorted((k, n) for k, n in counts.items() if n > bound)
+        if over:
+            (t, m), n = over[0]
+            return f"tab {t} sent {n} heal requests for {ids[m]} (the bound is {bound})"
+        return ""
+    if name == "HealOnlyMissing":
+        for t, real, read in system.heal_requests:
+            if real in read:
+                return (
+                    f"tab {t} sent a heal request for {real}, which the cache its poll read holds "
+                    f"({list(read)}; the real cache now: {cache})"
+                )
+        return ""
     if name == "PendingDrains":
         alive = view["alive"]
         if "shared_pending" in system.variants:
@@ -142,6 +181,27 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
                 return f"live tab {t}'s pending store still holds {[ids[m] for m in pend]}"
         return ""
     raise ValueError(f"no real-system check for property {name!r}")
+
+
+#: invariants stated of the state before a step (SPEC §7): the replay takes that step
+_STEP_PROPERTIES = frozenset({"HealOnlyMissing"})
+
+
+def _faulty_step(model: KVHealModel, state, name: str) -> Step | None:
+    """The step out of `state` that `name` is about: a PollDone that requests a heal for an id
+    the cache its poll read holds."""
+    before = model.view(state)
+    for action in model.actions(state):
+        if action.name != "PollDone":
+            continue
+        after = model.view(model.step(state, action))
+        snap = before["poll"][action.args["t"]]
+        for h, phase in after["heal"].items():
+            m = h[1] if isinstance(h, tuple) else h
+            sent = after.get("heals", {}).get(h, 0) > before.get("heals", {}).get(h, 0)
+            if (sent or phase != before["heal"][h]) and m in snap[1]:
+                return Step.of(action.name, action.args)
+    return None
 
 
 class _Driver:
@@ -242,6 +302,12 @@ def replay(
 
         for step_json in stem:
             if not run(step_json, False, 0):
+                result.evidence = "the replay could not follow the trace"
+                return result
+        if loop is None and name in _STEP_PROPERTIES:
+            # the invariant is about the step out of the last state: take it
+            witness = _faulty_step(model, driver.state, name)
+            if witness is not None and not run(witness, False, 0):
                 result.evidence = "the replay could not follow the trace"
                 return result
         if loop is None:

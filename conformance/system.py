@@ -8,7 +8,14 @@ lock, or over), so each run is deterministic and Hypothesis can shrink it.
 
 `perform(action)` carries out one SPEC §4 action on the real system: it starts the actor when
 the action starts one (PostKey, PollRead, SweepList), then releases the actor's parked calls
-until the abstraction changes. That needs no table of which KV call is which step: a worker
+until the abstraction changes. The as-built actions (SPEC §6) are the test's own moves: `Tick`
+advances the injected clock one lag (`LAG_MS`, the deployed app's 6 s), `Reload(t)` reloads
+tab t's page (its poll in flight is dropped), the failing puts (`PostWriteFail`,
+`HealWriteFail`, `PostCacheFail`, `HealCacheFail`) arm the write-limit emulation
+(`kvheal.impl.emulate.WriteLimitKV`, manual mode) to refuse the actor's next cache write and then
+release it, and `PostFail(m)` fails the POST: before its cache update by an injected failure of
+its next KV call (the worker answers 500), after it by losing the answer at the tab
+(`Client.lose_answer`). That needs no table of which KV call is which step: a worker
 with a different call pattern (an extra read, a retry) passes as long as each call is a model
 step or changes nothing.
 """
@@ -26,18 +33,28 @@ import httpx2
 
 from kvheal.impl.client import Client, MemoryPendingStore
 from kvheal.impl.config import WORKER_VARIANTS, WorkerConfig
+from kvheal.impl.emulate import RequestFailure, WriteLimitKV
 from kvheal.impl.kv import KV, MemoryKV
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
 from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
 
 from .abstraction import SystemSnapshot, abstract
+from .abstraction import _cache_ids as _cache_real_ids
 from .gates import ACTOR, Gate, GatedKV, GatedLock, GatedPendingStore, Gatekeeper, TabTransport
 
-__all__ = ["InProcessSystem", "Blocked", "message_ids", "BASE_TIMESTAMP"]
+__all__ = ["InProcessSystem", "Blocked", "message_ids", "BASE_TIMESTAMP", "LAG_MS"]
 
-#: timestamp of message 0 (ms); message m has BASE_TIMESTAMP + 1000·m
+#: timestamp of message 0 (ms); message m has BASE_TIMESTAMP + 1000·m (without the tab view;
+#: with it, the injected clock starts here and messages are stamped with it)
 BASE_TIMESTAMP = 1_761_868_800_000
+#: one tick of the model's clock: the cursor's lag (the deployed app's 6 s)
+LAG_MS = 6000
+
+#: the model's actions that are the test's own moves, not an actor's parked call
+_MOVES = frozenset({"Crash", "Tick", "Reload"})
+#: the failing cache writes (SPEC §6 put_fails)
+_PUT_FAILS = frozenset({"PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail"})
 
 
 class Blocked(Exception):
@@ -111,6 +128,17 @@ class InProcessSystem:
         else:
             raise ValueError(f"unknown backend {backend!r} (known: memory, sqlite, redis)")
         inner = wrap_kv(self.backend) if wrap_kv else self.backend
+        #: the injected clock (ms) of the tabs and the worker: the start of the current tick
+        #: (`Tick` advances it by LAG_MS) plus an offset within the tick (see `now`)
+        self.clock_ms = BASE_TIMESTAMP
+        self.offset_ms = 0
+        self.view_on = "tab_view" in self.variants
+        #: the write-limit emulation, in manual mode: only the failures the test arms happen
+        self.limit: WriteLimitKV | None = None
+        if self.variants & {"put_fails", "post_fails"}:
+            inner = self.limit = WriteLimitKV(inner, mode="manual", clock=self.now)
+        #: the heals each PollDone sent: (tab, real id, ids of the cache its poll read)
+        self.heal_requests: list[tuple[int, str, tuple[str, ...]]] = []
         self.kv = GatedKV(inner, self.keeper)
         self.worker_config = WorkerConfig(
             variants=self.variants & WORKER_VARIANTS,
@@ -126,11 +154,15 @@ class InProcessSystem:
             sweeper_skip_noop_write=False,
         )
         self.app = (make_app or _make_app)(self.kv, self.worker_config)
+        worker = getattr(getattr(self.app, "state", None), "worker", None)
+        if self.view_on and worker is not None:
+            worker.clock = self.now
         self._sweep_once = sweep_once or _sweep_once
         shared = "shared_pending" in self.variants
         inners = [MemoryPendingStore()] if shared else [MemoryPendingStore() for _ in range(self.T)]
         self.inner_stores = inners
         self.clients: list[Client] = []
+        browser: set[str] = set()  # one local store (IndexedDB) when the tabs share a browser
         asgi = httpx2.ASGITransport(app=self.app)
         for t in range(self.T):
             store = GatedPendingStore(inners[0 if shared else t], t, self.keeper)
@@ -142,8 +174,40 @@ class InProcessSystem:
             )
             if isinstance(getattr(client, "_lock", None), asyncio.Lock):
                 client._lock = GatedLock(t, self.keeper)  # see GatedLock: the test picks the order
+            if self.view_on:
+                self._as_built_tab(client, t, browser)
             self.clients.append(client)
         self.steps = 0
+
+    def now(self) -> int:
+        """The injected clock, in ms: the tick's start plus where in the tick the step falls.
+
+        The model's tick stands for any time within the lag; the system picks, per step, a
+        millisecond within the tick that keeps the real order the model's: message m is
+        stamped at offset m (so the cache, ordered by timestamp, orders by id as the model's
+        does, also when duplicates make it trim), a poll is processed at offset M (after every
+        stamp of the tick, so its cursor passes none of them), and a page loads at offset 0
+        (before every stamp of its tick, so it shows them). A tab's clock may thus step back
+        by less than M ms within a tick (a poll, then a reload), which a model tick cannot see.
+        """
+        return self.clock_ms + self.offset_ms
+
+    def tab_clock(self, t: int):
+        """Tab t's clock: the system's, or with clock_skew one lag behind for the last tab
+        (floored at the start, as the model's)."""
+        if "clock_skew" in self.variants and t == self.T - 1:
+            return lambda: max(BASE_TIMESTAMP, self.now() - LAG_MS)
+        return self.now
+
+    def _as_built_tab(self, client: Client, t: int, browser: set[str]) -> None:
+        client.clock = self.tab_clock(t)
+        client.tab_view = True
+        client.found_in_response = "found_in_response" in self.variants
+        client.full_poll = "full_poll" in self.variants
+        client.lag_ms = LAG_MS
+        if "shared_pending" in self.variants:
+            client.local_store = browser
+        client.start_page()
 
     @staticmethod
     async def _redis(cls, url: str):
@@ -212,7 +276,8 @@ class InProcessSystem:
         """Tab m mod T posts message m (its calls park at the gates)."""
         client = self.clients[m % self.T]
         text = "hello"  # the same text for every message, as in a real chat
-        self._start(("post", m), lambda: client.post(text, id=self.ids[m], timestamp=self.timestamp(m)))
+        stamp = None if self.view_on else self.timestamp(m)  # with the tab view: the tab's clock
+        self._start(("post", m), lambda: client.post(text, id=self.ids[m], timestamp=stamp))
 
     def start_poll(self, t: int) -> None:
         """Tab t polls once (read, then check its pending list and heal)."""
@@ -261,6 +326,8 @@ class InProcessSystem:
     def actor_of(self, action: Action) -> tuple | None:
         """The actor that carries out `action` (None for Crash)."""
         name, args = action.name, action.args
+        if name in _MOVES:
+            return None
         if name.startswith("Post") and name != "PendingWrite":
             return ("post", args["m"])
         if name.startswith("Poll"):
@@ -284,12 +351,18 @@ class InProcessSystem:
     def can_perform(self, action: Action) -> bool:
         """Whether the implementation can take `action` now."""
         name = action.name
-        if name == "Crash":
+        if name in _MOVES:
             return True
         if name == "PostKey":
             return ("post", action.args["m"]) not in self.keeper.actors
         if name == "PollRead":
             return not self._running(("poll", action.args["t"]))
+        if name == "PostFail":  # a lost answer is dropped when the tab takes its list lock
+            gate = self.keeper.parked_of(self.actor_of(action))
+            lock = getattr(self.clients[self.config.owner(action.args["m"])], "_lock", None)
+            if gate is not None and gate.call.target == "store" and lock is not None and lock.locked():
+                return False
+            return gate is not None
         if name == "SweepList":
             return not self._running(("sweep",))
         return self.keeper.parked_of(self.actor_of(action)) is not None
@@ -314,14 +387,70 @@ class InProcessSystem:
         if name == "Crash":
             self.crash(args["t"])
             return [f"tab {args['t']} crashes"]
+        if name == "Tick":
+            self.clock_ms += LAG_MS
+            self.offset_ms = 0
+            self.settle()
+            return [f"the clock ticks to +{(self.clock_ms - BASE_TIMESTAMP) // 1000} s"]
+        if name == "Reload":
+            self.offset_ms = 0
+            self.reload(args["t"])
+            return [f"tab {args['t']} reloads"]
+        if name == "PostKey":
+            self.offset_ms = args["m"]
+        elif name == "PollDone":
+            self.offset_ms = self.M
         before = self.view()
+        key = self.actor_of(action)
+        if name in _PUT_FAILS or name == "PostFail":
+            self._inject(name, key, args)
+        if name == "PollDone":
+            self._note_heals(args["t"], lambda: self._perform(action, key, before, max_calls))
+            return self._last_ran
+        return self._perform(action, key, before, max_calls)
+
+    def _inject(self, name: str, key: tuple, args: dict) -> None:
+        gate = self.keeper.parked_of(key)
+        if gate is None:
+            raise Blocked(f"{name}: the implementation has no call of {key} parked")
+        if name in _PUT_FAILS:
+            if self.limit is None:
+                raise Blocked(f"{name}: no write-limit emulation (put_fails is off)")
+            self.limit.fail_next(CACHE_KEY)
+        elif gate.call.target == "kv":  # before the cache update: the request fails (500)
+            if self.limit is None:
+                raise Blocked(f"{name}: no fault injection (post_fails is off)")
+            self.limit.fail_next(gate.call.key, RequestFailure)
+        else:  # the worker has answered: the answer is lost on its way to the tab
+            self.clients[self.config.owner(args["m"])].lose_answer(self.ids[args["m"]])
+
+    def _note_heals(self, t: int, run: Callable[[], list[str]]) -> None:
+        record = self.keeper.actors.get(("poll", t))
+        reads = [c for c in record.kv_calls() if c.op == "get" and c.key == CACHE_KEY] if record else []
+        read = tuple(_cache_real_ids(reads[-1].value)) if reads else ()
+        seen = len(self.keeper.history)
+        self._last_ran = run()
+        for rec in self.keeper.history[seen:]:
+            if rec.key[0] == "heal" and rec.key[1] == t and rec.key[2] is not None:
+                self.heal_requests.append((t, self.ids[rec.key[2]], read))
+
+    def reload(self, t: int) -> None:
+        """Tab t's page reloads: its poll in flight is dropped, then the client starts a new page."""
+        record = self.keeper.actors.get(("poll", t))
+        if record is not None and not record.done and record.task is not None:
+            record.task.cancel()
+        self.settle()
+        self.clients[t].reload()
+        self.settle()
+
+    def _perform(self, action: Action, key: tuple | None, before: dict, max_calls: int) -> list[str]:
+        name, args = action.name, action.args
         if name == "PostKey":
             self.start_post(args["m"])
         elif name == "PollRead":
             self.start_poll(args["t"])
         elif name == "SweepList":
             self.start_sweep()
-        key = self.actor_of(action)
         ran: list[str] = []
         for _ in range(max_calls):
             gate = self.keeper.parked_of(key)
@@ -372,6 +501,13 @@ class InProcessSystem:
             stores=tuple(tuple(e.id for e in s.peek()) for s in self.inner_stores),
             healing=tuple(frozenset(c.healing) for c in self.clients),
             alive=tuple(c.alive for c in self.clients),
+            clock_ms=self.clock_ms,
+            cursors=tuple(getattr(c, "cursor", None) for c in self.clients),
+            shown=tuple(frozenset(c.shown) for c in self.clients),
+            page_snapshots=tuple(frozenset(getattr(c, "page_snapshot", ())) for c in self.clients),
+            reloads=tuple(getattr(c, "reloads", 0) for c in self.clients),
+            failed_posts=tuple(frozenset(getattr(c, "failed_posts", ())) for c in self.clients),
+            puts_refused=self.limit.refused if self.limit is not None else 0,
         )
 
     def view(self) -> dict[str, Any]:
@@ -380,9 +516,7 @@ class InProcessSystem:
 
     def cache_ids(self) -> list[str]:
         """The real ids in the real cache, in stored order."""
-        from .abstraction import _cache_ids
-
-        return _cache_ids(self.run(self._kv_contents()).get(CACHE_KEY))
+        return _cache_real_ids(self.run(self._kv_contents()).get(CACHE_KEY))
 
     # -- the end -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -527,11 +527,11 @@ class Client:
                     self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
                         self.heal(entry.id, entry.token)
                     )
-            await self.store.write(keep)
             if self.tab_view:  # the page shows the response; the cursor follows the clock
                 self.shown.update(response)
                 if self.cursor is not None:
                     self.cursor = self.now_ms() - self.lag_ms
+            await self.store.write(keep)
         return PollResult(found, tuple(entry.id for entry in missing), tuple(entry.id for entry in heals))
 
     def still_pending(self, entries: list[PendingEntry], present: set[str]) -> list[PendingEntry]:

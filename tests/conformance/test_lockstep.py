@@ -6,10 +6,12 @@ import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
 from kvheal.conformance.lockstep import LockstepMachine, lockstep_machine
-from kvheal.flags import (
-    IMPL_VARIANTS as VARIANTS,  # the model-only flags (SPEC §6) have no implementation yet
-)
+from kvheal.flags import IMPL_VARIANTS, PRESETS
 from kvheal.model import Config
+
+#: SPEC §5's flags (the as-built ones of SPEC §6 have their own designs below; the model-only
+#: ones have no implementation)
+VARIANTS = [v for v in IMPL_VARIANTS if v not in PRESETS["as_built"]]
 
 #: every flag alone and with dedupe, the seed design, and two larger combinations
 DESIGNS = (
@@ -68,6 +70,66 @@ def test_heals_sent_before_the_list_write_back_survive_a_crash():
         # every step above ran in lockstep; the dead tab's heal really wrote (no dedupe: twice)
         assert model.view(machine.state)["cache"] == (0, 0)
         assert machine.system.view()["cache"] == (0, 0)
+    finally:
+        machine.teardown()
+
+
+#: SPEC §6's implemented flags: the as_built preset (Tick, Reload, the failing puts, PostFail)
+#: with the full ci budget, and a few neighbours with a small one (about 1 s each)
+AS_BUILT = {
+    "as_built": None,
+    "as_built,dedupe": 15,
+    "as_built,atomic_cache": 15,
+    "as_built,shared_pending": 15,
+    "as_built,tab_crash": 15,
+    "put_fails,heal_atomic": 15,
+    "post_fails": 15,
+}
+
+
+@pytest.mark.parametrize("variants", list(AS_BUILT))
+def test_lockstep_as_built(variants):
+    from hypothesis import settings
+
+    examples = AS_BUILT[variants]
+    run_state_machine_as_test(
+        lockstep_machine(Config.make(tabs=2, variants=variants)),
+        settings=settings(settings.default, max_examples=examples) if examples else None,
+    )
+
+
+def test_lockstep_as_built_scripted():
+    """The as-built actions one by one, in lockstep: a put refused by the write limit, a POST
+    acknowledged though its message missed the cache, a tick, a reload whose page-load snapshot
+    counts the id as found, and a POST that fails after its key (the answer lost)."""
+    machine = lockstep_machine(Config.make(tabs=2, variants="as_built"))()
+    try:
+        machine.start()
+        for name, args in [
+            ("PostKey", {"m": 0}),
+            ("PostRead", {"m": 0}),
+            ("PostWriteFail", {"m": 0}),
+            ("Reload", {"t": 0}),
+            ("PostAck", {"m": 0}),
+            ("Tick", {}),
+            ("PollRead", {"t": 0}),
+            ("PollDone", {"t": 0}),
+            ("PostKey", {"m": 1}),
+            ("PostRead", {"m": 1}),
+            ("PostWrite", {"m": 1}),
+            ("PostFail", {"m": 1}),
+        ]:
+            machine.do(name, **args)
+        view = machine.system.view()
+        assert view == machine.model.view(machine.state)
+        assert (view["cache"], view["post"], view["pending"]) == ((1,), (("Acked",), ("Failed",)), ((), ()))
+        assert (view["clock"], view["cursor"], view["shown"], view["frozen"]) == (
+            1,
+            (1, 0),
+            ((), ()),
+            ((0,), ()),
+        )
+        assert (view["put_failed"], view["reloaded"]) == (True, (True, False))
     finally:
         machine.teardown()
 

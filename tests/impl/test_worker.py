@@ -431,3 +431,8 @@ async def test_write_limit_emulation_and_injected_post_failure():
     now[0] = 1000
     await timed.put("k", "3")
     assert (await timed.get("k"), timed.refused) == ("3", 1)
+    # kvheal serve --variant put_fails limits the cache's writes by the clock
+    served = create_app(MemoryKV(), WorkerConfig(variants=frozenset({"put_fails"})))
+    assert isinstance(served.state.worker.kv, WriteLimitKV) and served.state.worker.kv.keys == (
+        "recent:comments",
+    )
