@@ -135,6 +135,13 @@ class ScenarioResult:
     #: acknowledged, stored, and older than every entry of a full cache: moved out of the
     #: cache's window by newer posts (not lost: the store has them)
     evicted: int = 0
+    #: `kill-clients` in a design whose convergence rests on the poster's own tab
+    #: (`dedupe,keep_verifying`): acknowledged posts of a killed client, stored but never
+    #: cached. The model's verdict on that design with `tab_crash` (Converges fails), not a
+    #: broken promise of the implementation; reported apart from `lost`.
+    orphaned: int = 0
+    #: refused requests (4xx) that wrote anyway: a violation whenever it is not 0
+    refused_written: int = 0
     #: heals the honest clients sent, and the ids they gave up healing (the worker answered 404:
     #: not stored, or "outside the cache's window"; `Client.give_up_hopeless`)
     heals: int = 0
@@ -336,6 +343,15 @@ async def _read_state(kv: KV, ids: list[str]) -> tuple[dict[str, dict | None], l
     return stored, decode_cache(await kv.get(CACHE_KEY))
 
 
+def survives_tab_crash(variants) -> bool:
+    """Whether the design converges even when a tab dies right after its acknowledgement
+    (`kvheal check --variant D,tab_crash`: Converges holds for atomic_cache,dedupe and
+    dedupe,sweeper, where the post or the sweeper caches the message; it fails for
+    dedupe,keep_verifying, where only the poster's tab heals it)."""
+    variants = frozenset(variants)
+    return any(d <= variants for d in ({"atomic_cache", "dedupe"}, {"dedupe", "sweeper"}))
+
+
 async def _check_load(
     result: ScenarioResult, load: Load, kv: KV, *, converging: bool, cap: int | None = None
 ) -> None:
@@ -366,6 +382,16 @@ async def _check_load(
         not_cached = [mid for mid in not_cached if mid not in evicted]
         if evicted:
             result.notes.append(f"{len(evicted)} acknowledged post(s) moved out of the full cache's window")
+    if not_cached and load.killed and not survives_tab_crash(load.config.variants):
+        client_of = {p.id: p.client for p in posts}
+        orphaned = [mid for mid in not_cached if client_of[mid] in load.killed]
+        result.orphaned += len(orphaned)
+        not_cached = [mid for mid in not_cached if client_of[mid] not in load.killed]
+        if orphaned:
+            result.notes.append(
+                f"{len(orphaned)} acknowledged post(s) of killed clients stored but never cached: "
+                "only the poster's tab heals in this design (the model's verdict with tab_crash)"
+            )
     result.lost += len(not_stored) + len(not_cached)
     if not_stored:
         result.notes.append(f"{len(not_stored)} acknowledged post(s) not in the store, e.g. {not_stored[0]}")
@@ -374,6 +400,7 @@ async def _check_load(
             f"{len(not_cached)} acknowledged post(s) stored but never cached, e.g. {not_cached[0]}"
         )
     written = [p.id for p in posts if p.outcome == "refused" and stored[p.id] is not None]
+    result.refused_written += len(written)
     if written:
         result.violations.append(f"{len(written)} refused post(s) were written, e.g. {written[0]}")
     statuses = sorted({p.status for p in posts if p.outcome == "refused"})
@@ -393,16 +420,31 @@ async def _check_load(
         result.violations.append(f"{dup} duplicate entr(ies) in the cache")
 
 
-async def _honest_missing(load: Load, kv: KV, converging: bool) -> Callable[[], Awaitable[int]]:
+async def _honest_missing(
+    load: Load, kv: KV, converging: bool, cap: int | None = None
+) -> Callable[[], Awaitable[int]]:
+    """How many acknowledged posts the heal rounds still wait for: not cached, not moved out of a
+    full cache's window (`cap`), and not a killed client's where only the poster's tab heals."""
+    # posts of killed clients in a design where only the poster's tab heals: nobody will
+    orphans = (
+        set()
+        if survives_tab_crash(load.config.variants)
+        else {p.id for p in load.posts if p.client in load.doomed}
+    )
+
     async def missing() -> int:
         if not converging:
             return 0
-        acked = {p.id for p in load.posts if p.outcome == "acked"}
+        acked = {p.id: p.timestamp for p in load.posts if p.outcome == "acked"}
         try:
             cache = decode_cache(await kv.get(CACHE_KEY))
         except KVError:
             return len(acked)
-        return len(acked - {entry["id"] for entry in cache})
+        cached = {entry["id"] for entry in cache}
+        missing = {mid: ts for mid, ts in acked.items() if mid not in cached and mid not in orphans}
+        # moved out of a full cache's window by newer posts: no heal brings them back (the
+        # client sends its own timestamp, which the store keeps: the same as the stored one)
+        return len(missing) - (len(evicted_ids(missing, cache, cap)) if cap else 0)
 
     return missing
 
@@ -569,6 +611,10 @@ async def _hostile_repost(ctx: ScenarioContext, kv: KV) -> None:
         or text.get(mid) not in (None, m.get("text"))
     ]
     r.lost += len(changed)
+    refused = {h["body"]["id"] for h, a in zip(honest, answers) if 400 <= a.status_code < 500}
+    r.refused_written += len(refused & set(changed))
+    if refused & set(changed):
+        r.violations.append(f"{len(refused & set(changed))} refused repost(s) changed the store")
     if changed:
         r.notes.append(f"{len(changed)} honest message(s) overwritten in the store, e.g. {changed[0]}")
 
@@ -589,11 +635,16 @@ async def _hostile_future(ctx: ScenarioContext, kv: KV) -> None:
         r.tried += len(answers)
         r.failed += sum(400 <= a.status_code < 500 for a in answers)
         r.notes.append(f"{cap} posts dated {FAR_FUTURE}: answered {sorted({a.status_code for a in answers})}")
+        refused_ids = [f"future-{i}" for i, a in enumerate(answers) if 400 <= a.status_code < 500]
         await asyncio.sleep(1.5)  # honest posts come later: any sane clock bound lets them through
         honest = [h for h in await _honest_posts(http, "later", 10) if h["status"] == 200]
         r.tried += 10
         r.acked += len(honest)
-    _, cache = await _read_state(kv, [])
+    stored, cache = await _read_state(kv, refused_ids)
+    written = [mid for mid in refused_ids if stored[mid] is not None]
+    r.refused_written += len(written)
+    if written:
+        r.violations.append(f"{len(written)} refused far-future post(s) were stored, e.g. {written[0]}")
     cached = {e["id"] for e in cache}
     pushed = [h["body"]["id"] for h in honest if h["body"]["id"] not in cached]
     r.lost += len(pushed)
@@ -639,6 +690,9 @@ async def _hostile_heal_replay(ctx: ScenarioContext, kv: KV) -> None:
         f"{after - before} cache write(s)"
     )
     if after != before and "dedupe" in ctx.config.variants:
+        refused = sum(400 <= a.status_code < 500 for a in answers)
+        if refused == len(answers):
+            r.refused_written += after - before
         r.violations.append(f"replayed heals of a cached message wrote the cache {after - before} time(s)")
     if added:
         r.violations.append(f"{added} replayed heal(s) of a cached message answered added: true")
@@ -677,6 +731,7 @@ async def _hostile_heal_flood(ctx: ScenarioContext, kv: KV) -> None:
         f"1,000 forged heals answered {sorted(set(codes))} ({len(answers) - len(codes)} without an answer)"
     )
     if after != before:
+        r.refused_written += after - before
         r.violations.append(f"forged heals wrote the cache {after - before} time(s)")
     if any(c == 200 for c in codes):
         r.violations.append(f"{sum(c == 200 for c in codes)} forged heal(s) answered 200")
@@ -744,7 +799,7 @@ async def _scenario(
             load.stop.set()
             await runner
         await load.retry_unknown()
-        rounds = await load.heal(await _honest_missing(load, kv, converging))
+        rounds = await load.heal(await _honest_missing(load, kv, converging, deployment.serve.cap))
         if converging:
             result.notes.append(f"healed in {rounds} poll round(s)")
         await _check_load(result, load, kv, converging=converging, cap=deployment.serve.cap)

@@ -93,6 +93,50 @@ async def test_chaos_clients_give_up_heals_of_posts_the_store_lost():
     assert f"heals given up: {len(acked)} not found" in result.notes
 
 
+@pytest.mark.parametrize(
+    "variants, orphaned",
+    [("dedupe,keep_verifying", True), ("atomic_cache,dedupe", False), ("dedupe,sweeper", False)],
+)
+async def test_uncached_posts_of_killed_clients_are_orphans_only_where_the_tab_alone_heals(
+    variants, orphaned
+):
+    """kill-clients: an acknowledged post of a killed client that never reaches the cache is the
+    model's verdict for dedupe,keep_verifying,tab_crash (reported as orphaned), but lost in the
+    designs that converge with tab_crash (the post or the sweeper caches it). Posts of live
+    clients count as lost either way."""
+    import asyncio
+    import random
+
+    from kvheal.impl.chaos import Load, ScenarioResult, _check_load, survives_tab_crash
+    from kvheal.impl.kv import MemoryKV
+    from kvheal.impl.server import UvicornThread
+    from kvheal.impl.worker import WorkerConfig, create_app
+
+    assert survives_tab_crash(variants.split(",")) is not orphaned
+    kv = MemoryKV()
+    config = ChaosConfig(variants=variants, clients=4, think_s=0.01)
+    # the worker itself is atomic (no post lost in a race); the accounting follows config.variants
+    with UvicornThread(create_app(kv, WorkerConfig(variants="atomic_cache,dedupe", cap=1000))) as url:
+        load = Load(config, url, "o", random.Random(0))
+        load.doomed.update({0, 1})
+        runner = asyncio.create_task(load.run())
+        await asyncio.sleep(0.5)
+        load.stop.set()
+        await runner
+        await load.aclose()
+    acked = [p for p in load.posts if p.outcome == "acked"]
+    dead = [p.id for p in acked if p.client in (0, 1)]
+    live = [p.id for p in acked if p.client not in (0, 1)]
+    assert len(dead) == 2 and len(live) >= 2 and load.killed == {0, 1}  # one post each, then killed
+    # the cache lost the first post of every client (as a racy read-modify-write can)
+    gone = set(dead) | {live[0]}
+    cache = [e for e in json.loads(await kv.get("recent:comments")) if e["id"] not in gone]
+    await kv.put("recent:comments", json.dumps(cache))
+    result = ScenarioResult("kill-clients")
+    await _check_load(result, load, kv, converging=True, cap=1000)
+    assert (result.orphaned, result.lost) == ((2, 1) if orphaned else (0, 3))
+
+
 def test_heal_flood_writes_nothing_and_cli_json():
     result = kvheal("chaos", "--scenario", "hostile-heal-flood", "--json")
     out = json.loads(result.output)
@@ -100,6 +144,7 @@ def test_heal_flood_writes_nothing_and_cli_json():
     assert {"name", "tried", "failed", "unknown", "lost"} <= set(s)
     assert (s["name"], s["tried"], s["lost"], s["violations"]) == ("hostile-heal-flood", 1010, 0, [])
     assert s["failed"] == 1000  # every forged heal refused (403, or 429 under a rate limit)
+    assert (s["refused_written"], s["orphaned"]) == (0, 0)
     assert result.exit_code == 0 and out["ok"] is True
 
 
