@@ -121,12 +121,13 @@ def _print(report) -> None:
         f"kvheal chaos: {design} on {where}, {c['workers']} worker process(es), {c['clients']} clients"
     )
     click.echo(
-        f"{'scenario':<22}{'tried':>7}{'acked':>7}{'failed':>7}{'unknown':>8}{'retried':>8}{'lost':>6}  verdict"
+        f"{'scenario':<22}{'tried':>7}{'acked':>7}{'failed':>7}{'unknown':>8}{'retried':>8}{'lost':>6}"
+        f"{'evicted':>8}{'orphaned':>9}  verdict"
     )
     for s in report.scenarios:
         click.echo(
-            f"{s.name:<22}{s.tried:>7}{s.acked:>7}{s.failed:>7}{s.unknown:>8}{s.retried:>8}{s.lost:>6}  "
-            f"{'ok' if s.ok else 'FAILED'}"
+            f"{s.name:<22}{s.tried:>7}{s.acked:>7}{s.failed:>7}{s.unknown:>8}{s.retried:>8}{s.lost:>6}"
+            f"{s.evicted:>8}{s.orphaned:>9}  {'ok' if s.ok else 'FAILED'}"
         )
         for v in s.violations:
             click.echo(f"    ! {v}")
