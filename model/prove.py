@@ -38,6 +38,7 @@ import z3
 
 from .config import Config
 from .definition import KVHEAL, POST
+from .definition import _channel as channel_of  # the ids a tab's channel shows (SPEC §6)
 from .results import Trace, Verdict
 from .strengthen import Strengthening, candidates_for
 from .symbolic import (
@@ -899,8 +900,8 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
 
 def everyone_argument(sym: SymbolicModel) -> Argument | None:
     """``EveryoneSees`` where :func:`heal_argument` proves ``Converges`` and every poll shows
-    the whole cache (``full_poll``; every tab on the one channel, none dies): first the cache
-    converges, then each tab's polls show every acknowledged id. The stable set is the one of
+    the whole cache of its channel (``full_poll``; no tab dies): first the cache converges,
+    then each tab's polls show every acknowledged id of its channel. The stable set is the one of
     ``Converges`` with every acknowledged id shown on every tab; the rank is the one of
     ``Converges`` followed by ``shows``: in that stable set, for each tab and acknowledged id
     it has not shown, the steps until its PollDone shows it (a read holding it 1, Idle 2, a
@@ -915,13 +916,15 @@ def everyone_argument(sym: SymbolicModel) -> Argument | None:
         or conv.helper is None
         or not cfg.has("tab_view")
         or not cfg.has("full_poll")
-        or cfg.has("ai_channel")
         or sym.tab_crash
     ):
         return None
     M, T = sym.M, sym.T
+    due = [set(channel_of(cfg, t)) for t in range(T)]  # the ids tab t's channel shows
 
     def unshown(s: State, t: int, m: int) -> z3.BoolRef:
+        if m not in due[t]:
+            return z3.BoolVal(False)
         return z3.And(sym.acked(s, m), z3.Not(s[f"shown[{t}][{m}]"]))
 
     def shows(s: State) -> z3.ArithRef:

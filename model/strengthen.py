@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import z3
 
+from .config import Config
 from .symbolic import (
     ACKED,
     CACHE_WRITTEN,
@@ -26,6 +27,7 @@ from .symbolic import (
     UNSENT,
     State,
     SymbolicModel,
+    compile_terms,
 )
 
 
@@ -171,10 +173,6 @@ def _heals(sym: SymbolicModel, s: State, h: object) -> z3.ArithRef:
     return s[f"heals[{sym.hk(h)}]"]
 
 
-def heals_are_of_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And([z3.Implies(_heals(sym, s, h) >= 1, sym.acked(s, sym.heal_msg(h))) for h in sym.heal_keys])
-
-
 def uncached_write_is_failed_put(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
         [
@@ -307,13 +305,6 @@ CANDIDATES: tuple[Strengthening, ...] = (
         lambda sym: sym.keep_verifying and not sym.shared,
     ),
     Strengthening(
-        "HealsAreOfAcked",
-        "a heal is counted only when a poll finds its id pending, pending ids are acknowledged, "
-        "and an acknowledged message stays so, so a message with a heal counted is acknowledged.",
-        heals_are_of_acked,
-        lambda sym: _counted(sym) and not sym.shared,
-    ),
-    Strengthening(
         "UncachedWriteIsFailedPut",
         "a message past its cache update (CacheWritten or Acked) went through PostCache (its id "
         "is in the cache, which only grows) or PostCacheFail (which set put_failed for good), so "
@@ -323,9 +314,10 @@ CANDIDATES: tuple[Strengthening, ...] = (
     ),
     Strengthening(
         "HealedIsCached",
-        "a heal that was sent and has ended either wrote its id (HealCache) or failed its put, "
-        "which it can only do while put_failed is false, when its acknowledged id is already "
-        "cached (UncachedWriteIsFailedPut); the cache only grows.",
+        "a counted heal is for a pending, so acknowledged and stored, id: HealKey finds its key, "
+        "and the heal ends by writing its id (HealCache) or by failing its put, which it can only "
+        "do while put_failed is false, when the id is already cached (UncachedWriteIsFailedPut); "
+        "the cache only grows.",
         healed_is_cached,
         lambda sym: _counted(sym) and _grows(sym),
     ),
@@ -365,3 +357,42 @@ CANDIDATES: tuple[Strengthening, ...] = (
 def candidates_for(sym: SymbolicModel) -> list[Strengthening]:
     """The candidates stated for this configuration."""
     return [c for c in CANDIDATES if c.applies(sym)]
+
+
+def failing_on_reachable(config: Config, cands: list[Strengthening] | None = None) -> dict[str, dict | None]:
+    """For each candidate (default: those stated for ``config``), the first reachable state of
+    the explicit model (breadth-first) that falsifies it, as a view, or None when every
+    reachable state satisfies it: the check to make before handing a new candidate to z3.
+
+    The formulas are evaluated compiled (:func:`~kvheal.model.symbolic.compile_terms`) on each
+    state's z3 encoding; the encoding of each of the kernel's slots is computed once per code.
+    """
+    from .core import KVHealModel  # the explicit model: only this check needs it
+
+    model = KVHealModel(config)
+    sym = SymbolicModel(config)
+    cands = candidates_for(sym) if cands is None else cands
+    names = [tuple(sym.variable_names(var, idx)) for var, idx in model.kernel.slot_var]
+    s = sym.fresh("reach")
+    fn = compile_terms({c.name: c.formula(sym, s) for c in cands}, {n: s[n] for n in sym.var_names})
+    groups: list[dict[int, tuple]] = [{} for _ in names]
+    out: dict[str, dict | None] = {c.name: None for c in cands}
+    (s0,) = model.init_states()
+    seen, queue = {s0}, [s0]
+    for st in queue:
+        for _, nxt in model.successors(st):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+        vals: dict[str, int | bool] = {}
+        if all(code in groups[slot] for slot, code in enumerate(st)):
+            for slot, code in enumerate(st):
+                vals.update(zip(names[slot], groups[slot][code]))
+        else:
+            vals = sym.values_of(model.view(st))
+            for slot, code in enumerate(st):
+                groups[slot][code] = tuple(vals[n] for n in names[slot])
+        for name, ok in fn(vals).items():
+            if not ok and out[name] is None:
+                out[name] = model.view(st)
+    return out

@@ -768,6 +768,7 @@ _OPS = {
     z3.Z3_OP_LT: lambda a: f"({a[0]} < {a[1]})",
     z3.Z3_OP_GT: lambda a: f"({a[0]} > {a[1]})",
     z3.Z3_OP_EQ: lambda a: f"({a[0]} == {a[1]})",
+    z3.Z3_OP_DISTINCT: lambda a: f"(len({{{', '.join(a)}}}) == {len(a)})",
     z3.Z3_OP_AND: lambda a: "(" + " and ".join(a) + ")" if a else "True",
     z3.Z3_OP_OR: lambda a: "(" + " or ".join(a) + ")" if a else "False",
     z3.Z3_OP_NOT: lambda a: f"(not {a[0]})",

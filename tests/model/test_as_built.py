@@ -920,7 +920,6 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
     # the as_built preset is implemented (the worker, the client and fault injection: SPEC §6)
     assert MODELLED_ONLY == {
         "full_poll",
-        "stale_reads",
         "clock_skew",
         "repost",
         "fire_and_forget",
@@ -942,6 +941,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "found_in_response",
         "reload",
         "put_fails",
+        "stale_reads",
         "post_fails",
     )
     assert PRESETS["as_built"] <= set(IMPL_VARIANTS) and not PRESETS["as_built_fixed"] <= set(IMPL_VARIANTS)
@@ -1242,3 +1242,179 @@ def test_check_as_built_fixed_exits_0():
         "EveryoneSees",
     }
     assert all(p["status"] == "holds" for p in out["properties"].values())
+
+
+# ---------------------------------------------------------------------- z3 proves the fix
+#: what Houdini keeps for as_built_fixed: the first eight are the seed designs' strengthenings,
+#: the last six are written for the fix (model/strengthen.py, SPEC §7)
+FIX_STRENGTHENING = [
+    "StoredIsPosted",
+    "SnapshotsCleared",
+    "ValuesFit",
+    "ValuesFromStore",
+    "ValuesNoDuplicates",
+    "PendingIsAcked",
+    "HealsAreAcked",
+    "KeyReadIsStored",
+    "UncachedWriteIsFailedPut",
+    "HealedIsCached",
+    "SecondHealIsCached",
+    "SecondHealPollsSee",
+    "PollsReadTheCache",
+    "UncachedAckIsPending",
+]
+FIX_PROOFS = {
+    "AckedIsStored": ("holds", "1-induction"),
+    "CacheFromStore": ("holds", "induction with strengthening"),
+    "NoDuplicates": ("holds", "1-induction"),
+    "HealOnlyMissing": ("holds", "1-induction"),
+    "HealsTerminate": ("holds", "induction with strengthening"),
+    "Converges": ("holds", "inductive invariant + heal-ranking (WF premises)"),
+    "PendingDrains": ("holds", "inductive invariant + drain-ranking (WF premises)"),
+    "EveryoneSees": ("holds", "inductive invariant + shown-ranking (WF premises)"),
+}
+
+
+@pytest.mark.parametrize(
+    "tabs,variants",
+    [
+        (2, "as_built_fixed"),
+        (3, "as_built_fixed"),
+        (2, "as_built_fixed,ai_channel"),
+        (2, "as_built_fixed,clock_skew"),
+    ],
+)
+def test_z3_proves_as_built_fixed(tabs, variants):
+    """`kvheal prove --tabs 2 --variant as_built_fixed` decides every property, as the explicit
+    checker does (all hold): the invariants by induction (HealsTerminate with the fix's
+    strengthenings), the three eventually-always goals by ranking arguments; every query is
+    answered as the argument needs. At tabs 3 too (beyond the checker's budget), and with the
+    AI-channel tab or the skewed clock, which the explicit checker also finds fixed."""
+    from kvheal.model.prove import prove
+
+    result = prove(Config.make(tabs=tabs, variants=variants), lasso_depth=0)
+    assert {n: (p.status.value, p.method) for n, p in result.properties.items()} == FIX_PROOFS
+    assert result.invariant == FIX_STRENGTHENING
+    # every query is answered as the proof needs, but the one asking whether an invariant is
+    # inductive alone, where the proof goes on with the strengthening
+    assert [q.name for n, p in result.properties.items() for q in p.queries if not q.holds] == [
+        "step-CacheFromStore",
+        "step-HealsTerminate",
+    ]
+    # HealsTerminate is not inductive alone: its counterexample to induction is a poll that
+    # counts a third heal (from a state no run reaches)
+    cti = result.properties["HealsTerminate"].cti
+    assert cti["step"]["action"] == "PollDone"
+    assert any(
+        cti["state"]["heals"][h] == HEAL_BOUND and n == HEAL_BOUND + 1
+        for h, n in cti["next"]["heals"].items()
+    )
+    # a reload may undo EveryoneSees (the page starts over), finitely often: premise 0
+    es = result.properties["EveryoneSees"]
+    budget = sorted(q.name for q in es.queries if q.name.startswith("budget-"))
+    assert [n for n in budget if n.startswith("budget-lowered-")] == [
+        f"budget-lowered-Reload(t={t})" for t in range(tabs)
+    ]
+    assert len(budget) == len(SymbolicModel(Config.make(tabs=tabs, variants=variants)).instances)
+    assert "Reload may leave the stable set" in es.note
+
+
+def test_the_fix_strengthenings_hold_on_every_reachable_state():
+    """Every candidate stated for as_built_fixed holds in all 157,128 reachable states at tabs 2
+    but WrittenIsCached (a failed cache put leaves a written message out of the cache; Houdini
+    drops it), checked on the explicit state space before z3 is asked."""
+    from kvheal.model.strengthen import failing_on_reachable
+
+    got = failing_on_reachable(Config.make(tabs=2, variants="as_built_fixed"))
+    assert set(got) == set(FIX_STRENGTHENING) | {"WrittenIsCached"}
+    assert {n for n, v in got.items() if v is not None} == {"WrittenIsCached"}
+    bad = got["WrittenIsCached"]
+    assert bad["put_failed"] and ("CacheWritten",) in bad["post"] and bad["cache"] == ()
+
+
+def test_each_fix_strengthening_is_needed():
+    """Dropping any one of the four counting strengthenings leaves HealsTerminate unproved
+    (Houdini keeps only what stays inductive without it), and dropping either of the two
+    about polls and pending ids breaks the heal chain of every convergence argument."""
+    from kvheal.model.prove import (
+        drain_argument,
+        everyone_argument,
+        heal_argument,
+        houdini,
+        induction,
+        prove_eventually,
+    )
+    from kvheal.model.strengthen import candidates_for
+
+    sym = SymbolicModel(Config.make(tabs=2, variants="as_built_fixed"))
+    every = candidates_for(sym)
+
+    def kept_without(name):
+        return houdini(sym, [c for c in every if c.name != name])[0]
+
+    heals = sym.prop("HealsTerminate")
+    assert induction(sym, "HealsTerminate", heals, houdini(sym)[0]).status.value == "holds"
+    for name in ("UncachedWriteIsFailedPut", "HealedIsCached", "SecondHealIsCached", "SecondHealPollsSee"):
+        pf = induction(sym, "HealsTerminate", heals, kept_without(name))
+        assert pf.status.value == "unknown", name
+        assert pf.note == "not inductive even with the strengthening invariant"
+    args = {
+        "Converges": heal_argument(sym),
+        "PendingDrains": drain_argument(sym),
+        "EveryoneSees": everyone_argument(sym),
+    }
+    for name in ("PollsReadTheCache", "UncachedAckIsPending"):
+        kept = kept_without(name)
+        for goal, arg in args.items():
+            ok, qs = prove_eventually(sym, sym.goals()[goal], arg, kept)
+            assert not ok, (name, goal)
+            assert {"helper-helps-PollDone(t=0)", "rank-no-increase-PollDone(t=0)"} <= {
+                q.name for q in qs if not q.holds
+            }
+
+
+class _Forced:
+    """A configuration that answers ``has`` for ``extra`` flags too (to force an argument onto
+    a design it was not written for)."""
+
+    def __init__(self, cfg, extra):
+        self._cfg, self._extra = cfg, extra
+
+    def has(self, flag):
+        return flag in self._extra or self._cfg.has(flag)
+
+    def __getattr__(self, name):
+        return getattr(self._cfg, name)
+
+
+def test_the_shown_ranking_needs_its_escape_and_is_not_vacuous():
+    """Without Reload as an escape, the stable set of EveryoneSees is not closed (a reload
+    empties the page); forced onto the fix without full_poll (the cursor passes a message:
+    EveryoneSees is violated, `kvheal check`), the argument's premises fail at PollDone."""
+    import dataclasses
+
+    from kvheal.model.prove import everyone_argument, houdini, prove_eventually
+
+    sym = SymbolicModel(Config.make(tabs=2, variants="as_built_fixed"))
+    inv = houdini(sym)[0]
+    arg = dataclasses.replace(everyone_argument(sym), escapes=())
+    ok, qs = prove_eventually(sym, sym.goals()["EveryoneSees"], arg, inv)
+    assert not ok and [q.name for q in qs if not q.holds] == ["stable-closed"]
+
+    cfg = Config.make(tabs=2, variants="tab_view,atomic_cache,dedupe,reload,put_fails")
+    assert check(KVHealModel(cfg)).properties["EveryoneSees"].status.value == "violated"
+    sym = SymbolicModel(cfg)
+    assert everyone_argument(sym) is None  # written for full_poll only
+    sym.config = _Forced(cfg, {"full_poll"})
+    arg = everyone_argument(sym)
+    sym.config = cfg
+    ok, qs = prove_eventually(sym, sym.goals()["EveryoneSees"], arg, houdini(sym)[0])
+    assert not ok
+    assert sorted(q.name for q in qs if not q.holds) == [
+        "helper-helps-PollDone(t=0)",
+        "helper-helps-PollDone(t=1)",
+        "helper-stays-PollDone(t=0)",
+        "helper-stays-PollDone(t=1)",
+        "rank-no-increase-PollDone(t=0)",
+        "rank-no-increase-PollDone(t=1)",
+    ]
