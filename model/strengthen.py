@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import z3
 
 from .config import Config
+from .definition import heal_bound
 from .symbolic import (
     ACKED,
     CACHE_WRITTEN,
@@ -108,9 +109,18 @@ def pending_is_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
     )
 
 
+def _slots(sym: SymbolicModel) -> tuple[str, ...]:
+    """The heal variables: ``heal``, and ``heal2`` (a second heal in flight) with fire_and_forget."""
+    return ("heal", "heal2") if sym.config.has("fire_and_forget") else ("heal",)
+
+
 def heals_are_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
-        [z3.Implies(s[f"heal[{sym.hk(h)}]"] != IDLE, sym.acked(s, sym.heal_msg(h))) for h in sym.heal_keys]
+        [
+            z3.Implies(s[f"{v}[{sym.hk(h)}]"] != IDLE, sym.acked(s, sym.heal_msg(h)))
+            for h in sym.heal_keys
+            for v in _slots(sym)
+        ]
     )
 
 
@@ -137,8 +147,9 @@ def acked_is_pending(sym: SymbolicModel, s: State) -> z3.BoolRef:
 def key_read_is_stored(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
         [
-            z3.Implies(s[f"heal[{sym.hk(h)}]"] >= KEY_READ, s[f"stored[{sym.heal_msg(h)}]"])
+            z3.Implies(s[f"{v}[{sym.hk(h)}]"] >= KEY_READ, s[f"stored[{sym.heal_msg(h)}]"])
             for h in sym.heal_keys
+            for v in _slots(sym)
         ]
     )
 
@@ -151,8 +162,8 @@ def _counted(sym: SymbolicModel) -> bool:
 
 def _grows(sym: SymbolicModel) -> bool:
     """The cache only grows: one atomic deduplicating update, room for every message, no
-    writer that puts back an older value (the bot's scan), one pending list per tab and one
-    heal of an id in flight (the designs the counting candidates are written for)."""
+    writer that puts back an older value (the bot's scan or the sweeper), no stale read, one
+    pending list per tab (the designs the counting candidates are written for)."""
     cfg = sym.config
     return (
         sym.atomic
@@ -160,7 +171,6 @@ def _grows(sym: SymbolicModel) -> bool:
         and sym.C >= sym.M
         and not sym.shared
         and not sym.sweeper
-        and not cfg.has("fire_and_forget")
         and not cfg.has("stale_reads")
     )
 
@@ -188,31 +198,28 @@ def uncached_write_is_failed_put(sym: SymbolicModel, s: State) -> z3.BoolRef:
     )
 
 
+def _busy(sym: SymbolicModel, s: State, h: object) -> z3.ArithRef:
+    """How many heals of slot ``h`` are in flight."""
+    return z3.Sum([z3.If(s[f"{v}[{sym.hk(h)}]"] != IDLE, 1, 0) for v in _slots(sym)])
+
+
 def healed_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
         [
-            z3.Implies(
-                z3.And(_heals(sym, s, h) >= 1, s[f"heal[{sym.hk(h)}]"] == IDLE),
-                sym.in_cache(s, sym.heal_msg(h)),
-            )
+            z3.Implies(_heals(sym, s, h) > _busy(sym, s, h), sym.in_cache(s, sym.heal_msg(h)))
             for h in sym.heal_keys
         ]
     )
 
 
-def second_heal_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
-    return z3.And(
-        [z3.Implies(_heals(sym, s, h) >= 2, sym.in_cache(s, sym.heal_msg(h))) for h in sym.heal_keys]
-    )
-
-
-def second_heal_polls_see(sym: SymbolicModel, s: State) -> z3.BoolRef:
+def last_heal_polls_see(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    bound = heal_bound(sym.config)
     parts = []
     for h in sym.heal_keys:
         m = sym.heal_msg(h)
         o = sym.owner[m]
         parts.append(
-            z3.Implies(z3.And(_heals(sym, s, h) >= 2, s[f"poll[{o}]"]), s[f"pollsnap[{o}][{m}]"] >= 1)
+            z3.Implies(z3.And(_heals(sym, s, h) >= bound, s[f"poll[{o}]"]), s[f"pollsnap[{o}][{m}]"] >= 1)
         )
     return z3.And(parts)
 
@@ -314,26 +321,22 @@ CANDIDATES: tuple[Strengthening, ...] = (
     ),
     Strengthening(
         "HealedIsCached",
-        "a counted heal is for a pending, so acknowledged and stored, id: HealKey finds its key, "
-        "and the heal ends by writing its id (HealCache) or by failing its put, which it can only "
-        "do while put_failed is false, when the id is already cached (UncachedWriteIsFailedPut); "
-        "the cache only grows.",
+        "a heal counted and no longer in flight has ended; a counted heal is for a pending, so "
+        "acknowledged and stored, id: HealKey finds its key, and the heal ends by writing its id "
+        "(HealCache) or by failing its put, which it can only do while put_failed is false, when "
+        "the id is already cached (UncachedWriteIsFailedPut); the cache only grows. So a message "
+        "with more heals counted than in flight is cached.",
         healed_is_cached,
         lambda sym: _counted(sym) and _grows(sym),
     ),
     Strengthening(
-        "SecondHealIsCached",
-        "a second heal is counted only when the first has ended, so its id was cached then "
-        "(HealedIsCached) and stays cached.",
-        second_heal_is_cached,
-        lambda sym: _counted(sym) and _grows(sym),
-    ),
-    Strengthening(
-        "SecondHealPollsSee",
-        "the poll that counts a second heal ends (PollDone), and every poll read after it reads "
-        "a cache holding the id (SecondHealIsCached), so no poll of the owner holds a value "
-        "without it: a third heal is never sent (HealsTerminate).",
-        second_heal_polls_see,
+        "LastHealPollsSee",
+        "the heal that brings the count to the bound (2; 3 with fire_and_forget) is counted when "
+        "the slots hold fewer heals than that, so one has ended and the id is cached "
+        "(HealedIsCached); the poll that counted it has ended, and every later poll reads a cache "
+        "holding the id, so no poll of the owner holds a value without it: a heal past the bound "
+        "is never sent (HealsTerminate).",
+        last_heal_polls_see,
         lambda sym: _counted(sym) and _grows(sym),
     ),
     Strengthening(
