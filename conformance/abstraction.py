@@ -39,7 +39,8 @@ injected clock's start (``BASE_TIMESTAMP``):
 * ``shown[t]``: the client's shown set, less its own posts whose key is not written yet (the
   page shows a post when it is sent, the model at ``PostKey``; nothing observes the gap).
 * ``frozen[t]``: the client's page-load snapshot, its own ids; ``reloaded``: whether the tab
-  has reloaded; ``put_failed``: whether the write-limit emulation refused a put.
+  has reloaded; ``put_failed``: whether the write-limit emulation refused a put; ``prev``:
+  the value the stale-read emulation serves (the cache before its last write, until a tick).
 * ``post[m]`` is Failed once the owner saw its POST fail (an error answer, or a lost answer).
 * ``heals[h]``: the heal requests tab t sent for m (counted at the gates), stopping at the
   bound plus one, as the model's ghost.
@@ -96,6 +97,8 @@ class SystemSnapshot:
     failed_posts: tuple[frozenset[str], ...] = ()
     #: puts the write-limit emulation refused
     puts_refused: int = 0
+    #: the cache value a stale read is served now (stale_reads' emulation)
+    stale_prev: str | None = None
 
 
 def _cache_ids(raw: str | None) -> list[str]:
@@ -255,6 +258,8 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         _as_built(snap, view, index, sorted_ids)
     if "put_fails" in snap.variants:
         view["put_failed"] = snap.puts_refused > 0
+    if "stale_reads" in snap.variants:
+        view["prev"] = cache_of(snap.stale_prev)
     return view
 
 

@@ -6,7 +6,8 @@ PostRead/PostWrite/PostCache and Heal* steps: release its parked KV call), `poll
 `deliver_ack` (PostAck), `check_pending` (PollDone), `write_pending` (PendingWrite, with
 shared_pending), `crash` (Crash, with tab_crash), `sweep` (Sweep*, with sweeper), and for the
 as-built app (SPEC §6) `tick` (Tick: the injected clock advances one lag), `reload` (Reload) and
-`fail` (the failing cache puts and PostFail, injected). A rule draws
+`fail` (the failing cache puts and PostFail, injected), `stale` (the reads served an older
+value). A rule draws
 one action of its group that both the model and the implementation can take now, performs it
 on the real system (`InProcessSystem.perform`), steps the model, and compares the abstraction
 of the real system with the model state. A further rule, `release_one`, lets one parked KV call
@@ -83,6 +84,7 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
     "tick": ("Tick",),
     "reload": ("Reload",),
     "fail": ("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail", "PostFail"),
+    "stale": ("PostReadStale", "PollReadStale", "HealReadStale"),
 }
 
 
@@ -384,6 +386,12 @@ class LockstepMachine(RuleBasedStateMachine):
     def fail(self, data) -> None:
         """An injected failure: a cache put refused by the write limit, or a failed POST."""
         self._group(data, "fail")
+
+    @precondition(lambda self: self._available(RULE_GROUPS["stale"]))
+    @rule(data=st.data())
+    def stale(self, data) -> None:
+        """A read served the cache's value before its last write (stale_reads)."""
+        self._group(data, "stale")
 
     @precondition(lambda self: self.system.kv_gates())
     @rule(data=st.data())

@@ -33,11 +33,12 @@ import httpx2
 
 from kvheal.impl.client import Client, MemoryPendingStore
 from kvheal.impl.config import WORKER_VARIANTS, WorkerConfig
-from kvheal.impl.emulate import RequestFailure, WriteLimitKV
+from kvheal.impl.emulate import RequestFailure, StaleReadKV, WriteLimitKV
 from kvheal.impl.kv import KV, MemoryKV
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
 from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
+from kvheal.model.definition import HORIZON
 
 from .abstraction import SystemSnapshot, abstract
 from .abstraction import _cache_ids as _cache_real_ids
@@ -53,6 +54,8 @@ LAG_MS = 6000
 
 #: the model's actions that are the test's own moves, not an actor's parked call
 _MOVES = frozenset({"Crash", "Tick", "Reload"})
+#: the reads served the value before the last write (SPEC §6 stale_reads)
+_STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale"})
 #: the failing cache writes (SPEC §6 put_fails)
 _PUT_FAILS = frozenset({"PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail"})
 
@@ -135,6 +138,10 @@ class InProcessSystem:
         self.view_on = "tab_view" in self.variants
         #: the write-limit emulation, in manual mode: only the failures the test arms happen
         self.limit: WriteLimitKV | None = None
+        #: the stale-read emulation, in manual mode: only the stale reads the test arms
+        self.stale: StaleReadKV | None = None
+        if "stale_reads" in self.variants:
+            inner = self.stale = StaleReadKV(inner, mode="manual", keys=(CACHE_KEY,))
         if self.variants & {"put_fails", "post_fails"}:
             inner = self.limit = WriteLimitKV(inner, mode="manual", clock=self.now)
         #: the heals each PollDone sent: (tab, real id, ids of the cache its poll read)
@@ -355,7 +362,7 @@ class InProcessSystem:
             return True
         if name == "PostKey":
             return ("post", action.args["m"]) not in self.keeper.actors
-        if name == "PollRead":
+        if name in ("PollRead", "PollReadStale"):
             return not self._running(("poll", action.args["t"]))
         if name == "PostFail":  # a lost answer is dropped when the tab takes its list lock
             gate = self.keeper.parked_of(self.actor_of(action))
@@ -388,8 +395,11 @@ class InProcessSystem:
             self.crash(args["t"])
             return [f"tab {args['t']} crashes"]
         if name == "Tick":
-            self.clock_ms += LAG_MS
+            if (self.clock_ms - BASE_TIMESTAMP) // LAG_MS < HORIZON:  # the model's clock stops there
+                self.clock_ms += LAG_MS
             self.offset_ms = 0
+            if self.stale is not None:
+                self.stale.refresh()  # every copy catches up within a tick
             self.settle()
             return [f"the clock ticks to +{(self.clock_ms - BASE_TIMESTAMP) // 1000} s"]
         if name == "Reload":
@@ -404,6 +414,10 @@ class InProcessSystem:
         key = self.actor_of(action)
         if name in _PUT_FAILS or name == "PostFail":
             self._inject(name, key, args)
+        if name in _STALE:
+            if self.stale is None:
+                raise Blocked(f"{name}: no stale-read emulation (stale_reads is off)")
+            self.stale.serve_stale_next(CACHE_KEY)
         if name == "PollDone":
             self._note_heals(args["t"], lambda: self._perform(action, key, before, max_calls))
             return self._last_ran
@@ -447,7 +461,7 @@ class InProcessSystem:
         name, args = action.name, action.args
         if name == "PostKey":
             self.start_post(args["m"])
-        elif name == "PollRead":
+        elif name in ("PollRead", "PollReadStale"):
             self.start_poll(args["t"])
         elif name == "SweepList":
             self.start_sweep()
@@ -508,6 +522,7 @@ class InProcessSystem:
             reloads=tuple(getattr(c, "reloads", 0) for c in self.clients),
             failed_posts=tuple(frozenset(getattr(c, "failed_posts", ())) for c in self.clients),
             puts_refused=self.limit.refused if self.limit is not None else 0,
+            stale_prev=self.stale.previous(CACHE_KEY) if self.stale is not None else None,
         )
 
     def view(self) -> dict[str, Any]:

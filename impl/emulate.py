@@ -28,6 +28,12 @@ after ``put comment:<id>``).
     >>> now[0] = 1000; asyncio.run(kv.put("k", "3")); asyncio.run(kv.get("k")), kv.refused
     ('3', 1)
 
+`StaleReadKV` wraps a KV and serves a read the value a key had before its last write, as a KV
+read at another location may (`stale_reads`, SPEC §6): in manual mode only the reads a test arms
+with :meth:`StaleReadKV.serve_stale_next`; in time mode a read within `window_ms` of the last
+write is served the older value with probability `probability`. :meth:`StaleReadKV.refresh`
+makes every copy fresh again (the model's `Tick`).
+
 This module imports nothing of the model.
 """
 
@@ -38,7 +44,7 @@ from collections.abc import Callable
 
 from .kv import KV, KVError
 
-__all__ = ["WriteLimited", "RequestFailure", "WriteLimitKV", "system_clock_ms"]
+__all__ = ["WriteLimited", "RequestFailure", "WriteLimitKV", "StaleReadKV", "system_clock_ms"]
 
 
 class WriteLimited(KVError):
@@ -142,6 +148,116 @@ class WriteLimitKV(KV):
         ok = await self.inner.cas(key, expected_version, value)
         if ok:
             self._accepted(key)
+        return ok
+
+    async def clear(self) -> None:
+        await self.inner.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_UNKNOWN = object()
+
+
+class StaleReadKV(KV):
+    """A KV whose reads may be served the value before the last write (SPEC §6 `stale_reads`).
+
+    For each key of `keys` it remembers the value before the last write that changed it
+    (`previous(key)`; a write of the same value leaves it). Mode "manual" serves it to the
+    reads `serve_stale_next` arms; mode "time" to a read within `window_ms` of the last write
+    with probability `probability` (`rng`: a `random.Random`). `refresh()` forgets every older
+    value (every copy caught up). `stale_served` counts the stale answers."""
+
+    def __init__(
+        self,
+        inner: KV,
+        *,
+        mode: str = "time",
+        keys: tuple[str, ...] = (),
+        window_ms: int = 60_000,
+        probability: float = 0.5,
+        clock: Callable[[], int] = system_clock_ms,
+        rng=None,
+    ) -> None:
+        import random
+
+        if mode not in ("time", "manual"):
+            raise ValueError(f"unknown stale-read mode {mode!r} (known: time, manual)")
+        self.inner = inner
+        self.mode = mode
+        self.keys = tuple(keys)
+        self.window_ms = window_ms
+        self.probability = probability
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.name = inner.name
+        self.supports_cas = inner.supports_cas
+        self.supports_update = False
+        self.stale_served = 0
+        self._armed: list[str] = []
+        self._current: dict[str, object] = {}
+        self._prev: dict[str, str | None] = {}
+        self._written_at: dict[str, int] = {}
+
+    def serve_stale_next(self, key: str) -> None:
+        """The next `get` of `key` is served the value before the last write."""
+        self._armed.append(key)
+
+    def previous(self, key: str) -> str | None:
+        """The value a stale read of `key` is served now (the current one if none is older)."""
+        if key in self._prev:
+            return self._prev[key]
+        current = self._current.get(key, _UNKNOWN)
+        return None if current is _UNKNOWN else current  # type: ignore[return-value]
+
+    def refresh(self) -> None:
+        """Every copy catches up: no read is stale until the next write."""
+        self._prev.clear()
+
+    async def _wrote(self, key: str, value: str) -> None:
+        if key not in self.keys:
+            return
+        old = self._current.get(key, _UNKNOWN)
+        if old is _UNKNOWN:
+            old = None  # the wrapper sees every write from the start (an empty store)
+        if value != old:
+            self._prev[key] = old  # type: ignore[assignment]
+            self._written_at[key] = int(self.clock())
+        self._current[key] = value
+
+    def _stale(self, key: str) -> bool:
+        if key in self._armed:
+            self._armed.remove(key)
+            return True
+        if self.mode != "time" or key not in self._prev:
+            return False
+        recent = int(self.clock()) - self._written_at.get(key, 0) < self.window_ms
+        return recent and self.rng.random() < self.probability
+
+    async def get(self, key: str) -> str | None:
+        if key in self.keys and self._stale(key):
+            self.stale_served += 1
+            return self.previous(key)
+        value = await self.inner.get(key)
+        if key in self.keys and key not in self._current:
+            self._current[key] = value
+        return value
+
+    async def put(self, key: str, value: str) -> None:
+        await self.inner.put(key, value)
+        await self._wrote(key, value)
+
+    async def list(self, prefix: str) -> list[str]:
+        return await self.inner.list(prefix)
+
+    async def get_versioned(self, key: str) -> tuple[str | None, int]:
+        return await self.inner.get_versioned(key)
+
+    async def cas(self, key: str, expected_version: int, value: str) -> bool:
+        ok = await self.inner.cas(key, expected_version, value)
+        if ok:
+            await self._wrote(key, value)
         return ok
 
     async def clear(self) -> None:

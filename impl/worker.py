@@ -94,7 +94,7 @@ from .context import (
     set_request,
     valid_request_id,
 )
-from .emulate import RequestFailure, WriteLimited, WriteLimitKV
+from .emulate import RequestFailure, StaleReadKV, WriteLimited, WriteLimitKV
 from .kv import KV, KVError, LoggedKV
 from .messages import (
     CACHE_KEY,
@@ -860,6 +860,10 @@ def create_app(
     at shutdown.
     """
     config = config or (worker.config if worker is not None else WorkerConfig())
+    if "stale_reads" in config.variants and worker is None and not isinstance(kv, StaleReadKV):
+        # SPEC §6 stale_reads in a real run: a cache read within a minute of a write may be
+        # served the value before it, as a KV read at another location may
+        kv = StaleReadKV(kv, keys=(CACHE_KEY,))
     if "put_fails" in config.variants and worker is None and not isinstance(kv, WriteLimitKV):
         # SPEC §6 put_fails in a real run: KV's one write per second per key, on the cache
         kv = WriteLimitKV(kv, keys=(CACHE_KEY,))

@@ -1,11 +1,17 @@
-"""Write the as_built counterexamples at tabs 2 that test_as_built_replay.py replays.
+"""Write the as-built counterexamples that test_as_built_replay.py replays.
 
     .venv/bin/python tests/conformance/make_as_built_traces.py
 
-runs `kvheal check --tabs 2 --variant as_built --json` (the compiled engine, one worker: the
-same traces every run; 30 to 75 s and up to 1.9 GiB on two cores) and writes its violated
-properties' traces and configuration to data/as_built_t2.json. The slow test
-`test_the_fixture_is_what_check_finds` runs the same check and compares.
+runs, for each fixture of `FIXTURES`, `kvheal check ... --workers 1 --json` (the compiled
+engine, one worker: the same traces every run) and writes its violated properties' traces and
+configuration to data/<name>.json:
+
+* ``as_built_t2``: `--tabs 2 --variant as_built` (about 20 s alone on two cores, up to 75 s
+  on a busy machine; up to 1.9 GiB);
+* ``as_built_stale_t1``: `--tabs 1 --per-tab 2 --variant as_built,stale_reads` (about 15 s):
+  `stale_reads` makes tabs 2 too large (SPEC §6), one tab with two messages has every violation.
+
+The slow test `test_the_fixtures_are_what_check_finds` runs the same checks and compares.
 """
 
 from __future__ import annotations
@@ -15,20 +21,29 @@ import subprocess
 import sys
 from pathlib import Path
 
-FIXTURE = Path(__file__).with_name("data") / "as_built_t2.json"
-COMMAND = ["check", "--tabs", "2", "--variant", "as_built", "--workers", "1", "--json"]
+DATA = Path(__file__).with_name("data")
+FIXTURES = {
+    "as_built_t2": ["--tabs", "2", "--variant", "as_built"],
+    "as_built_stale_t1": ["--tabs", "1", "--per-tab", "2", "--variant", "as_built,stale_reads"],
+}
 
 
-def generate() -> dict:
-    """The fixture's content, from a fresh check."""
+def path(name: str) -> Path:
+    """The fixture file of `name`."""
+    return DATA / f"{name}.json"
+
+
+def generate(name: str) -> dict:
+    """Fixture `name`'s content, from a fresh check."""
+    command = ["check", *FIXTURES[name], "--workers", "1", "--json"]
     out = subprocess.run(
-        [sys.executable, "-m", "kvheal", *COMMAND], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "kvheal", *command], capture_output=True, text=True, check=False
     )
     if out.returncode != 1:
-        raise RuntimeError(f"kvheal {' '.join(COMMAND)} exited {out.returncode}: {out.stderr.strip()}")
+        raise RuntimeError(f"kvheal {' '.join(command)} exited {out.returncode}: {out.stderr.strip()}")
     data = json.loads(out.stdout)
     return {
-        "command": "kvheal " + " ".join(COMMAND),
+        "command": "kvheal " + " ".join(command),
         "config": data["config"],
         "states": data["states"],
         "properties": {
@@ -40,8 +55,9 @@ def generate() -> dict:
 
 
 def main() -> None:
-    FIXTURE.write_text(json.dumps(generate(), indent=1) + "\n")
-    print(f"wrote {FIXTURE}")
+    for name in FIXTURES:
+        path(name).write_text(json.dumps(generate(name), indent=1) + "\n")
+        print(f"wrote {path(name)}")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ def _unknown_flag_message(flag: str) -> str:
         ),
         (["serve", "--variant", "dedupe,nope"], "kvheal: error: " + _unknown_flag_message("nope")),
         (
-            ["serve", "--variant", "tab_view,stale_reads"],
-            "kvheal: error: stale_reads is modelled only: the worker and the client do not implement it "
+            ["serve", "--variant", "tab_view,clock_skew"],
+            "kvheal: error: clock_skew is modelled only: the worker and the client do not implement it "
             "(kvheal check and prove decide it)",
         ),
         (

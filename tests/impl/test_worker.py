@@ -436,3 +436,32 @@ async def test_write_limit_emulation_and_injected_post_failure():
     assert isinstance(served.state.worker.kv, WriteLimitKV) and served.state.worker.kv.keys == (
         "recent:comments",
     )
+
+
+async def test_stale_read_emulation():
+    """SPEC §6 stale_reads: a read of the cache may be served its value before the last write
+    that changed it: armed (manual mode) or within the window by chance (time mode); a refresh
+    (the model's Tick) makes every copy fresh; a write of the same value ages nothing."""
+    import random
+
+    from kvheal.impl.emulate import StaleReadKV
+
+    kv = StaleReadKV(MemoryKV(), mode="manual", keys=("recent:comments",))
+    await kv.put("recent:comments", "[1]")
+    await kv.put("recent:comments", "[1,2]")
+    await kv.put("recent:comments", "[1,2]")  # no change: the older value stays "[1]"
+    kv.serve_stale_next("recent:comments")
+    assert [await kv.get("recent:comments"), await kv.get("recent:comments")] == ["[1]", "[1,2]"]
+    kv.refresh()
+    kv.serve_stale_next("recent:comments")
+    assert (await kv.get("recent:comments"), kv.stale_served) == ("[1,2]", 2)
+    now = [0]
+    timed = StaleReadKV(MemoryKV(), keys=("k",), window_ms=1000, clock=lambda: now[0], rng=random.Random(1))
+    await timed.put("k", "a")
+    await timed.put("k", "b")
+    served = {await timed.get("k") for _ in range(20)}
+    now[0] = 1000
+    later = {await timed.get("k") for _ in range(20)}
+    assert (served, later) == ({"a", "b"}, {"b"})
+    app = create_app(MemoryKV(), WorkerConfig(variants=frozenset({"tab_view", "stale_reads", "put_fails"})))
+    assert isinstance(app.state.worker.kv.inner, StaleReadKV)
