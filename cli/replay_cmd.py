@@ -12,6 +12,14 @@ first checked to be a counterexample in the model (it replays, and the property 
 end or around its fair loop); one that is not, e.g. a truncated trace, is a usage error naming
 the step. Exit status: 1 when the real system shows a violation, 0 when it follows every trace
 without showing one, 3 when it could not follow a trace, 2 for a usage error.
+
+The as-built flags the real system has (the `as_built` preset and `stale_reads`: SPEC §6 "What
+the real system has") replay like the others, the clock, reloads, refused puts, stale reads and
+failed POSTs injected step by step:
+
+    kvheal check --tabs 2 --variant as_built --json > b.json && kvheal replay b.json   # exit 1
+
+A flag that is modelled only is a usage error naming it.
 """
 
 from __future__ import annotations
