@@ -302,7 +302,8 @@ CANDIDATES: tuple[Strengthening, ...] = (
         "with an atomic, deduplicating cache update and room for every message, the "
         "cache only grows, so a message whose post wrote the cache stays in it.",
         written_is_cached,
-        lambda sym: sym.atomic and sym.dedupe and sym.C >= sym.M,
+        # a failed cache put (put_fails) leaves a written message out of the cache
+        lambda sym: sym.atomic and sym.dedupe and sym.C >= sym.M and not sym.config.has("put_fails"),
     ),
     Strengthening(
         "AckedIsPending",

@@ -1321,16 +1321,38 @@ def test_z3_proves_as_built_fixed(tabs, variants):
 
 
 def test_the_fix_strengthenings_hold_on_every_reachable_state():
-    """Every candidate stated for as_built_fixed holds in all 157,128 reachable states at tabs 2
-    but WrittenIsCached (a failed cache put leaves a written message out of the cache; Houdini
-    drops it), checked on the explicit state space before z3 is asked."""
-    from kvheal.model.strengthen import failing_on_reachable
+    """Every candidate stated for as_built_fixed holds in all 157,128 reachable states at tabs 2,
+    checked on the explicit state space before z3 is asked; the check finds a false one:
+    WrittenIsCached (not stated with put_fails: a failed cache put leaves a written message
+    out of the cache)."""
+    from kvheal.model.strengthen import CANDIDATES, candidates_for, failing_on_reachable
 
-    got = failing_on_reachable(Config.make(tabs=2, variants="as_built_fixed"))
-    assert set(got) == set(FIX_STRENGTHENING) | {"WrittenIsCached"}
+    cfg = Config.make(tabs=2, variants="as_built_fixed")
+    stated = candidates_for(SymbolicModel(cfg))
+    assert [c.name for c in stated] == FIX_STRENGTHENING
+    written = next(c for c in CANDIDATES if c.name == "WrittenIsCached")
+    got = failing_on_reachable(cfg, [*stated, written])
     assert {n for n, v in got.items() if v is not None} == {"WrittenIsCached"}
     bad = got["WrittenIsCached"]
     assert bad["put_failed"] and ("CacheWritten",) in bad["post"] and bad["cache"] == ()
+
+
+def test_every_query_of_the_fix_proof_is_named_in_smtlib():
+    """Houdini drops no candidate for as_built_fixed, so each z3 call the proof makes pairs
+    with a logged query (what `kvheal report` writes as SMT-LIB files), and z3 answers each as
+    the proof needs but the two asking whether an invariant is inductive alone."""
+    from kvheal.model.prove import prove
+    from kvheal.model.smtlib import capture, paired
+
+    with capture() as calls:
+        result = prove(Config.make(tabs=2, variants="as_built_fixed"))
+    named = paired(result, calls)
+    assert len(named) == len(calls) == 250
+    assert not any(q["name"].startswith("call ") for q in named)
+    assert [q["name"] for q in named if q["answer"] != q["expect"]] == [
+        "step-CacheFromStore",
+        "step-HealsTerminate",
+    ]
 
 
 def test_each_fix_strengthening_is_needed():
