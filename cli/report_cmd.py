@@ -252,11 +252,7 @@ def report(
                 progress.update(task, description=f"checking {d} at tabs {tabs}")
                 model = KVHealModel(config_of(d, tabs))
                 rec = record_of(model, run_check(model, max_states=max_states))
-                if (
-                    rec["complete"]
-                    and all(p["status"] == "holds" for p in rec["properties"].values())
-                    and not modelled_only(d)
-                ):
+                if rec["complete"] and all(p["status"] == "holds" for p in rec["properties"].values()):
                     from kvheal.model.prove import prove
                     from kvheal.model.smtlib import capture, paired
 

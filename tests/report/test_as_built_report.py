@@ -162,8 +162,9 @@ def test_the_as_built_section():
     head = claim_row(section, "design | role |")
     rows = {r[0]: dict(zip(head, r)) for r in (claim_row(section, d + " |") for d in AS_BUILT_DESIGNS)}
     # every property a record decides has a column (a newer one of SPEC §7 too)
-    assert head[2:8] == list(REPORT_PROPERTIES) and head[-4:] == ["states", "transitions", "time", "method"]
-    assert set(head[2:-4]) == {p for r in records() for p in r["properties"]}
+    tail = ["states", "transitions", "time", "method", "z3", "real system"]
+    assert head[2:8] == list(REPORT_PROPERTIES) and head[-6:] == tail
+    assert set(head[2:-6]) == {p for r in records() for p in r["properties"]}
     assert {k: rows["as_built"][k] for k in (*REPORT_PROPERTIES, "states", "transitions")} == {
         "AckedIsStored": "holds",
         "CacheFromStore": "holds",
@@ -175,7 +176,15 @@ def test_the_as_built_section():
         "transitions": "46,812,127",
     }
     assert rows["as_built_fixed"]["role"] == "the fix (preset as_built_fixed)"
-    assert {rows["as_built_fixed"][p] for p in head[2:-4]} == {"holds"}
+    assert {rows["as_built_fixed"][p] for p in head[2:-6]} == {"holds"}
+    # z3's column: these records ran no z3 and no replay; the real-system column says why not
+    assert [rows[d]["z3"] for d in AS_BUILT_DESIGNS] == ["—"] * 4
+    assert [rows[d]["real system"] for d in AS_BUILT_DESIGNS] == [
+        "not replayed",
+        "—",
+        "not replayable: full_poll modelled only",
+        "—",
+    ]
     # the matrix of README's designs keeps its columns and leaves the as-built designs out
     matrix = md.split("## Design × property")[1].split("\n## ")[0]
     assert "EveryoneSees" not in matrix and "as_built" not in matrix
@@ -201,7 +210,7 @@ def test_the_as_built_section():
     # the as_built preset is implemented, so its counterexamples are replayable (these records
     # ran no replay); the designs with full_poll say why theirs are not
     assert not PRESETS["as_built"] & MODELLED_ONLY
-    assert md.count("| not replayable: full_poll modelled only |") == 2
+    assert md.count("| not replayable: full_poll modelled only |") == 3
 
 
 def test_readme_table_leaves_the_as_built_designs_out():
@@ -209,8 +218,10 @@ def test_readme_table_leaves_the_as_built_designs_out():
 
 
 def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
-    """The command on model-only designs: checked and reported, but no z3 at fixed size (prove
-    has no argument for the tab view) and no replay (the real system lacks the flags)."""
+    """The command on designs with a model-only flag (full_poll): checked and reported; z3 at
+    fixed size decides the control, whose properties all hold (every property holds there too,
+    by the strengthening for the fix and the shown ranking); no replay (the real system lacks
+    the flag)."""
     import kvheal.report_cmd as report_cmd
 
     from .conftest import kvheal_here
@@ -223,8 +234,12 @@ def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
     assert sorted(r["design"] for r in cache.values()) == sorted(
         [REFRESH, REFRESH_CONTROL]
     )  # no replay records
-    assert not any("z3" in r or "z3_queries" in r for r in cache.values())
-    assert not (out / "replay").exists() and not (out / "smt").exists()
+    z3 = {r["design"]: r.get("z3") for r in cache.values()}
+    assert z3[REFRESH] is None
+    assert {p: v["status"] for p, v in z3[REFRESH_CONTROL].items()} == {
+        p: "holds" for p in cache_props(cache, REFRESH_CONTROL)
+    }
+    assert not (out / "replay").exists() and (out / "smt").is_dir()
     md = (out / "report.md").read_text()
     stem = REFRESH.replace(",", "+")
     assert (out / "cex" / f"{stem}-Converges.svg").is_file()
@@ -232,6 +247,12 @@ def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
     assert f"| [{REFRESH}: Converges](cex/{stem}-Converges.md) | lasso |" in md
     assert f"| not replayable: {flags} modelled only |" in md
     assert "(on as_built,atomic_cache,dedupe,full_poll); the same without reload (control): confirmed" in md
+    n = len(z3[REFRESH_CONTROL])
+    assert f"| explicit | agrees ({n} of {n}) | — |" in md
+
+
+def cache_props(cache, design):
+    return next(r["properties"] for r in cache.values() if r["design"] == design)
 
 
 def test_a_preset_that_gains_a_flag_is_checked_again(monkeypatch):
