@@ -152,3 +152,39 @@ class SubclassedWorkerMachine(LockstepMachine):
 
 
 TestSubclassedWorker = SubclassedWorkerMachine.TestCase
+
+
+def test_known_difference_trimming_a_duplicate_across_ticks():
+    """SPEC §6 "Known difference": the model's cache orders by id, the real one by timestamp.
+    Message 1 stamped in tick 0, message 0 in tick 1, then a heal duplicates message 0 in a full
+    cache: the model trims its lowest id (message 0's copy), the real cache its oldest timestamp
+    (message 1). Pinned so that a change of either side shows here."""
+    from kvheal.conformance.lockstep import Divergence
+
+    machine = lockstep_machine(Config.make(tabs=2, variants="tab_view"))()
+    steps = [
+        ("PostKey", {"m": 1}),
+        ("Tick", {}),
+        ("PostRead", {"m": 1}),
+        ("PostWrite", {"m": 1}),
+        ("PostAck", {"m": 1}),
+        ("PollRead", {"t": 0}),
+        ("PostKey", {"m": 0}),
+        ("PostRead", {"m": 0}),
+        ("PostWrite", {"m": 0}),
+        ("PostAck", {"m": 0}),
+        ("PollDone", {"t": 0}),
+        ("HealKey", {"m": 0}),
+        ("HealRead", {"m": 0}),
+    ]
+    try:
+        machine.start()
+        for name, args in steps:
+            machine.do(name, **args)
+        assert machine.system.view()["cache"] == (0, 1)
+        with pytest.raises(Divergence, match="first difference: cache"):
+            machine.do("HealWrite", m=0)
+        assert machine.model.view(machine.state)["cache"] == (0, 1)  # the state after HealWrite
+        assert machine.system.view()["cache"] == (0, 0)
+    finally:
+        machine.teardown()
