@@ -99,7 +99,6 @@ FLAGS: tuple[Flag, ...] = (
         "full_poll",
         "client",
         "a poll returns the whole cache (no cursor), as the bot reads it",
-        modelled_only=True,
     ),
     Flag(
         "put_fails",

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kvheal.flags import PRESETS
+from kvheal.flags import MODELLED_ONLY, PRESETS
 
 from .claims import (
     CLAIMS,
@@ -430,8 +430,6 @@ def _z3_cell(rec: Mapping[str, Any]) -> str:
 def modelled_only(design: str) -> list[str]:
     """The flags of ``design`` that only the model has (SPEC §6): the real system cannot
     replay its counterexamples."""
-    from kvheal.flags import MODELLED_ONLY
-
     return sorted(config_of(design, 1).variants & MODELLED_ONLY)
 
 
@@ -936,10 +934,8 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
                 "design here whose properties all hold, at this size (column z3: the strengthening "
                 "for the fix and the shown ranking, SPEC §6), not yet for every number of tabs. "
                 "Counterexamples are replayed on the real system where the worker and the client "
-                "have every flag of the design (column real system); ",
-                ("code", "full_poll"),
-                " and the other flags marked modelled only are not implemented, so designs with "
-                "them are decided by the model alone.",
+                "have every flag of the design (column real system); a design with a flag the real "
+                "system lacks (" + ", ".join(sorted(MODELLED_ONLY)) + ") is decided by the model alone.",
             ],
         ),
     ]

@@ -84,6 +84,9 @@ AS_BUILT = {
     "as_built,shared_pending": 15,
     "as_built,tab_crash": 15,
     "as_built,stale_reads": 15,
+    # the fix (full_poll: a poll reads the whole cache) and the refresh probe
+    "as_built_fixed": 30,
+    "as_built,atomic_cache,dedupe,full_poll": 15,
     "put_fails,heal_atomic": 15,
     "post_fails": 15,
 }

@@ -177,14 +177,10 @@ def test_the_as_built_section():
     }
     assert rows["as_built_fixed"]["role"] == "the fix (preset as_built_fixed)"
     assert {rows["as_built_fixed"][p] for p in head[2:-6]} == {"holds"}
-    # z3's column: these records ran no z3 and no replay; the real-system column says why not
+    # z3's column: these records ran no z3 and no replay (the real system has every flag of
+    # the four designs: their counterexamples are replayable)
     assert [rows[d]["z3"] for d in AS_BUILT_DESIGNS] == ["—"] * 4
-    assert [rows[d]["real system"] for d in AS_BUILT_DESIGNS] == [
-        "not replayed",
-        "—",
-        "not replayable: full_poll modelled only",
-        "—",
-    ]
+    assert [rows[d]["real system"] for d in AS_BUILT_DESIGNS] == ["not replayed", "—", "not replayed", "—"]
     # the matrix of README's designs keeps its columns and leaves the as-built designs out
     matrix = md.split("## Design × property")[1].split("\n## ")[0]
     assert "EveryoneSees" not in matrix and "as_built" not in matrix
@@ -207,10 +203,9 @@ def test_the_as_built_section():
     assert 'class="shown"' in files["cex/as_built-EveryoneSees.svg"]
     assert "tab 0 never shows m1" in files["cex/as_built-EveryoneSees.svg"]
     assert "| clock | tab 0 shows (cursor) | tab 1 shows (cursor) |" in files["cex/as_built-EveryoneSees.md"]
-    # the as_built preset is implemented, so its counterexamples are replayable (these records
-    # ran no replay); the designs with full_poll say why theirs are not
-    assert not PRESETS["as_built"] & MODELLED_ONLY
-    assert md.count("| not replayable: full_poll modelled only |") == 3
+    # both presets are implemented, so their counterexamples are replayable
+    assert not (PRESETS["as_built"] | PRESETS["as_built_fixed"]) & MODELLED_ONLY
+    assert "not replayable" not in md
 
 
 def test_readme_table_leaves_the_as_built_designs_out():
@@ -218,10 +213,10 @@ def test_readme_table_leaves_the_as_built_designs_out():
 
 
 def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
-    """The command on designs with a model-only flag (full_poll): checked and reported; z3 at
-    fixed size decides the control, whose properties all hold (every property holds there too,
-    by the strengthening for the fix and the shown ranking); no replay (the real system lacks
-    the flag)."""
+    """The command on the refresh designs: checked and reported; z3 at fixed size decides the
+    control, whose properties all hold (by the strengthening for the fix and the shown
+    ranking); the refresh design's two lassos replay on the real system (full_poll is
+    implemented) and show the same violations there."""
     import kvheal.report_cmd as report_cmd
 
     from .conftest import kvheal_here
@@ -231,28 +226,29 @@ def test_report_command_on_the_refresh_designs(tmp_path, monkeypatch):
     proc = kvheal_here("report", "--out", str(out), "--designs", f"{REFRESH};{REFRESH_CONTROL}", "-q")
     assert proc.returncode == 0, proc.stderr
     cache = json.loads((out / ".kvheal-cache.json").read_text())
-    assert sorted(r["design"] for r in cache.values()) == sorted(
-        [REFRESH, REFRESH_CONTROL]
-    )  # no replay records
-    z3 = {r["design"]: r.get("z3") for r in cache.values()}
+    checks = [r for r in cache.values() if "design" in r]
+    replays = [r for k, r in cache.items() if "replay" in json.loads(k)]
+    assert sorted(r["design"] for r in checks) == sorted([REFRESH, REFRESH_CONTROL])
+    z3 = {r["design"]: r.get("z3") for r in checks}
     assert z3[REFRESH] is None
     assert {p: v["status"] for p, v in z3[REFRESH_CONTROL].items()} == {
         p: "holds" for p in cache_props(cache, REFRESH_CONTROL)
     }
-    assert not (out / "replay").exists() and (out / "smt").is_dir()
+    assert [sorted(r) for r in replays] == [["Converges", "EveryoneSees"]]
+    assert all(v["reproduced"] for v in replays[0].values())
+    assert (out / "replay").is_dir() and (out / "smt").is_dir()
     md = (out / "report.md").read_text()
     stem = REFRESH.replace(",", "+")
     assert (out / "cex" / f"{stem}-Converges.svg").is_file()
-    flags = ", ".join(sorted(Config.make(tabs=1, variants=REFRESH).variants & MODELLED_ONLY))
     assert f"| [{REFRESH}: Converges](cex/{stem}-Converges.md) | lasso |" in md
-    assert f"| not replayable: {flags} modelled only |" in md
+    assert "| 2 of 2 reproduced |" in md and "not replayable" not in md
     assert "(on as_built,atomic_cache,dedupe,full_poll); the same without reload (control): confirmed" in md
     n = len(z3[REFRESH_CONTROL])
     assert f"| explicit | agrees ({n} of {n}) | — |" in md
 
 
 def cache_props(cache, design):
-    return next(r["properties"] for r in cache.values() if r["design"] == design)
+    return next(r["properties"] for r in cache.values() if r.get("design") == design)
 
 
 def test_a_preset_that_gains_a_flag_is_checked_again(monkeypatch):
