@@ -131,7 +131,6 @@ FLAGS: tuple[Flag, ...] = (
         "bot_scan",
         "worker",
         "the bot's pending scan reads the cache and writes back the array it read (statuses patched)",
-        modelled_only=True,
     ),
     Flag(
         "ai_channel",
@@ -143,13 +142,11 @@ FLAGS: tuple[Flag, ...] = (
         "bot_claims",
         "worker",
         "two overlapping bot polls claim each cached message with a plain get then put of its key",
-        modelled_only=True,
     ),
     Flag(
         "claim_cas",
         "worker",
         "a claim is one compare-and-swap of the message's key (the fix of bot_claims)",
-        modelled_only=True,
     ),
     Flag(
         "fire_and_forget",

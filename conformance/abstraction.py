@@ -28,6 +28,9 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
 * ``lists[t]`` (shared_pending): Write(P) while tab t has a store write of P parked.
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
+* ``scan`` (``bot_scan``): Read(s) from the bot's pending scan's cache get until its put of the
+  array it read; ``claim``/``claim2``, ``claimed``, ``replies`` (``bot_claims``): see `_claims`
+  (the real claim gets and puts ``status:<id>``, the model's key of the claim).
 
 The as-built fields (SPEC §6, with ``tab_view``), in units of the lag (``LAG_MS``) from the
 injected clock's start (``BASE_TIMESTAMP``):
@@ -254,6 +257,18 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
             writes = [w for tab, w in snap.parked_writes if tab == t]
             lists.append(("Write", sorted_ids(writes[0])) if writes else ("Idle",))
         view["lists"] = tuple(lists)
+    if "bot_scan" in snap.variants and "atomic_cache" not in snap.variants:
+        scan: tuple = ("Idle",)
+        record = current.get(("scan",))
+        if record is not None and not record.done:
+            for call in record.kv_calls():
+                if call.key == CACHE_KEY and call.op == "get":
+                    scan = ("Read", cache_of(call.value))
+                elif call.key == CACHE_KEY and call.op == "put":
+                    scan = ("Idle",)  # written back: its answer is on its way
+        view["scan"] = scan
+    if "bot_claims" in snap.variants:
+        _claims(snap, view, current, sorted_ids)
     if view_on:
         _as_built(snap, view, index, sorted_ids)
     if "put_fails" in snap.variants:
@@ -261,6 +276,42 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     if "stale_reads" in snap.variants:
         view["prev"] = cache_of(snap.stale_prev)
     return view
+
+
+def _claims(snap: SystemSnapshot, view: dict[str, Any], current: dict, sorted_ids) -> None:
+    """The bot's claims (``bot_claims``): ``claim[m]`` (``claim2``: the overlapping poll) is
+    Idle until the claim starts, Free while its put of the status key is parked after it read
+    pending (get then put; with ``claim_cas`` the claim is one step: Idle until it is over),
+    Done once its task is over; ``claimed``: the messages whose status key is past pending;
+    ``replies[m]``: the claims of m that succeeded (each poll replies once it has one)."""
+    from kvheal.impl.queue_api import STATUS_PREFIX, decode_status
+
+    M, cas = len(snap.ids), "claim_cas" in snap.variants
+    replies = [0] * M
+    for k, name in ((0, "claim"), (1, "claim2")):
+        phases = []
+        for m in range(M):
+            record = current.get(("claim", k, m))
+            if record is None:
+                phases.append(("Idle",))
+            elif record.done:
+                phases.append(("Done",))
+                task = record.task
+                if task is not None and not task.cancelled() and task.exception() is None and task.result():
+                    replies[m] += 1
+            elif not cas and any(c.op == "get" for c in record.kv_calls()):
+                phases.append(("Free",))
+            else:
+                phases.append(("Idle",))
+        view[name] = tuple(phases)
+    claimed = []
+    for key, raw in snap.kv.items():
+        if key.startswith(STATUS_PREFIX):
+            status = decode_status(raw)
+            if status is not None and status.get("status") != "pending":
+                claimed.append(key[len(STATUS_PREFIX) :])
+    view["claimed"] = sorted_ids(claimed)
+    view["replies"] = tuple(replies)
 
 
 def _tick(ms: int) -> int:

@@ -85,6 +85,17 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
     "reload": ("Reload",),
     "fail": ("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail", "PostFail"),
     "stale": ("PostReadStale", "PollReadStale", "HealReadStale"),
+    # the bot (bot_scan, bot_claims): its pending scan and its two polls' claims
+    "bot": (
+        "ScanRead",
+        "ScanWrite",
+        "ClaimRead",
+        "ClaimWrite",
+        "ClaimCas",
+        "ClaimRead2",
+        "ClaimWrite2",
+        "ClaimCas2",
+    ),
 }
 
 
@@ -123,6 +134,15 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
         ):
             out.add(a.label)
         elif key[0] == "sweep" and a.name.startswith("Sweep"):
+            out.add(a.label)
+        elif key[0] == "scan" and a.name.startswith("Scan"):
+            out.add(a.label)
+        elif (
+            key[0] == "claim"
+            and a.name.startswith("Claim")
+            and a.name.endswith("2") == (key[1] == 1)
+            and args["m"] == key[2]
+        ):
             out.add(a.label)
     if key is not None and key[0] == "post":
         t = model.owner[key[1]]
@@ -392,6 +412,12 @@ class LockstepMachine(RuleBasedStateMachine):
     def stale(self, data) -> None:
         """A read served the cache's value before its last write (stale_reads)."""
         self._group(data, "stale")
+
+    @precondition(lambda self: self._available(RULE_GROUPS["bot"]))
+    @rule(data=st.data())
+    def bot(self, data) -> None:
+        """The bot's pending scan (bot_scan) or one of its polls' claims (bot_claims)."""
+        self._group(data, "bot")
 
     @precondition(lambda self: self.system.kv_gates())
     @rule(data=st.data())

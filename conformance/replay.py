@@ -180,6 +180,15 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
             if alive[t] and pend:
                 return f"live tab {t}'s pending store still holds {[ids[m] for m in pend]}"
         return ""
+    if name == "ClaimedOnce":
+        twice = [m for m, n in enumerate(view.get("replies", ())) if n > 1]
+        if twice:
+            m = twice[0]
+            return (
+                f"both bot polls claimed {ids[m]}: {view['replies'][m]} claims of its status key "
+                "succeeded (each poll replies)"
+            )
+        return ""
     raise ValueError(f"no real-system check for property {name!r}")
 
 

@@ -31,11 +31,13 @@ from typing import Any
 
 import httpx2
 
+from kvheal.impl.bot import Bot
 from kvheal.impl.client import Client, MemoryPendingStore
-from kvheal.impl.config import WORKER_VARIANTS, WorkerConfig
+from kvheal.impl.config import QUEUE_VARIANTS, WORKER_VARIANTS, WorkerConfig
 from kvheal.impl.emulate import RequestFailure, StaleReadKV, WriteLimitKV
 from kvheal.impl.kv import KV, MemoryKV
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.impl.queue_api import STATUS_PREFIX, bot_token, encode_status, status_key
 from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
 from kvheal.model.definition import HORIZON
@@ -57,6 +59,8 @@ _MOVES = frozenset({"Crash", "Tick", "Reload"})
 #: the reads served the value before the last write (SPEC §6 stale_reads)
 _STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale"})
 #: the failing cache writes (SPEC §6 put_fails)
+#: the bot's actions that start a claim (the rest of a claim is its parked put)
+_CLAIM_STARTS = frozenset({"ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2"})
 _PUT_FAILS = frozenset({"PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail"})
 
 
@@ -148,7 +152,7 @@ class InProcessSystem:
         self.heal_requests: list[tuple[int, str, tuple[str, ...]]] = []
         self.kv = GatedKV(inner, self.keeper)
         self.worker_config = WorkerConfig(
-            variants=self.variants & WORKER_VARIANTS,
+            variants=self.variants & (WORKER_VARIANTS | QUEUE_VARIANTS),
             cap=config.cap,
             secret=b"kvheal-conformance",
             max_cas_attempts=1_000_000,
@@ -184,6 +188,15 @@ class InProcessSystem:
             if self.view_on:
                 self._as_built_tab(client, t, browser)
             self.clients.append(client)
+        #: the bot's two overlapping polls (`bot_scan`, `bot_claims`): every message is queued
+        #: for it from the start (its status key says pending), as the original's were
+        self.bots: list[Bot] = []
+        if self.variants & {"bot_scan", "bot_claims"}:
+            for real in self.ids:
+                self.loop.run_until_complete(self.backend.put(status_key(real), encode_status("pending")))
+            token = bot_token(self.worker_config.secret)
+            self._bot_http = httpx2.AsyncClient(base_url="http://worker", transport=asgi)
+            self.bots = [Bot("http://worker", token, name=f"bot{k}", http=self._bot_http) for k in range(2)]
         self.steps = 0
 
     def now(self) -> int:
@@ -294,6 +307,14 @@ class InProcessSystem:
         """One sweeper pass."""
         self._start(("sweep",), lambda: self._sweep_once(self.app))
 
+    def start_scan(self) -> None:
+        """The bot's pending scan (GET /api/queue/pending)."""
+        self._start(("scan",), self.bots[0].scan_once)
+
+    def start_claim(self, k: int, m: int) -> None:
+        """Bot poll k (0, or 1: the overlapping one) claims message m (POST /api/queue/claim)."""
+        self._start(("claim", k, m), lambda: self.bots[k].claim(self.ids[m]))
+
     def timestamp(self, m: int) -> int:
         """The timestamp (ms) message m is posted with."""
         return BASE_TIMESTAMP + 1000 * m
@@ -335,6 +356,10 @@ class InProcessSystem:
         name, args = action.name, action.args
         if name in _MOVES:
             return None
+        if name.startswith("Scan"):
+            return ("scan",)
+        if name.startswith("Claim"):
+            return ("claim", 1 if name.endswith("2") else 0, args["m"])
         if name.startswith("Post") and name != "PendingWrite":
             return ("post", args["m"])
         if name.startswith("Poll"):
@@ -372,6 +397,10 @@ class InProcessSystem:
             return gate is not None
         if name == "SweepList":
             return not self._running(("sweep",))
+        if name == "ScanRead":
+            return bool(self.bots) and not self._running(("scan",))
+        if name in _CLAIM_STARTS:  # each bot poll claims a message once
+            return bool(self.bots) and self.actor_of(action) not in self.keeper.actors
         return self.keeper.parked_of(self.actor_of(action)) is not None
 
     def tab_busy(self, t: int) -> bool:
@@ -465,6 +494,10 @@ class InProcessSystem:
             self.start_poll(args["t"])
         elif name == "SweepList":
             self.start_sweep()
+        elif name == "ScanRead":
+            self.start_scan()
+        elif name in _CLAIM_STARTS:
+            self.start_claim(key[1], key[2])
         ran: list[str] = []
         for _ in range(max_calls):
             gate = self.keeper.parked_of(key)
@@ -491,6 +524,8 @@ class InProcessSystem:
         if isinstance(self.backend, MemoryKV):
             return self.backend.snapshot()
         keys = await self.backend.list(COMMENT_PREFIX)
+        if self.bots:
+            keys += await self.backend.list(STATUS_PREFIX)
         out = {}
         for key in keys + [CACHE_KEY]:
             value = await self.backend.get(key)
@@ -544,6 +579,8 @@ class InProcessSystem:
             await asyncio.gather(*tasks, return_exceptions=True)
             for client in self.clients:
                 await client.aclose()
+            if self.bots:
+                await self._bot_http.aclose()
             await self.backend.aclose()
 
         try:

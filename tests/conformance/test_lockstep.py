@@ -11,7 +11,11 @@ from kvheal.model import Config
 
 #: SPEC §5's flags (the as-built ones of SPEC §6 have their own designs below; the model-only
 #: ones have no implementation)
-VARIANTS = [v for v in IMPL_VARIANTS if v not in PRESETS["as_built"] and v not in REQUIRES]
+#: the bot's flags (bot_scan, bot_claims, claim_cas) have their own designs below (BOT)
+BOT_FLAGS = ("bot_scan", "bot_claims", "claim_cas")
+VARIANTS = [
+    v for v in IMPL_VARIANTS if v not in PRESETS["as_built"] and v not in REQUIRES and v not in BOT_FLAGS
+]
 
 #: every flag alone and with dedupe, the seed design, and two larger combinations
 DESIGNS = (
@@ -90,6 +94,27 @@ AS_BUILT = {
     "put_fails,heal_atomic": 15,
     "post_fails": 15,
 }
+
+
+#: the bot (SPEC §8): its as-built pending scan, its two polls' get-then-put claims, and the
+#: compare-and-swap claim, each with a small budget (about 1 s each)
+BOT = {
+    "bot_scan": 15,
+    "dedupe,keep_verifying,bot_scan": 15,
+    "bot_claims": 10,
+    "dedupe,atomic_cache,bot_claims": 15,
+    "dedupe,atomic_cache,bot_claims,claim_cas": 15,
+}
+
+
+@pytest.mark.parametrize("variants", list(BOT))
+def test_lockstep_bot(variants):
+    from hypothesis import settings
+
+    run_state_machine_as_test(
+        lockstep_machine(Config.make(tabs=2, variants=variants)),
+        settings=settings(settings.default, max_examples=BOT[variants]),
+    )
 
 
 @pytest.mark.parametrize("variants", list(AS_BUILT))
