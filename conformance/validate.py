@@ -187,6 +187,9 @@ class _Checker:
     def add(self, s: tuple, ms: Iterable[int]) -> tuple:
         return tuple(sorted(s + tuple(ms)))[-self.cap :]
 
+    def _status_writer(self, r, op, key, endpoint, phase, cache, version, read_cache):
+        return _status_writer_step(self, r, op, key, endpoint, phase, cache, version, read_cache)
+
     def step(self, st: _State, r: Mapping) -> _State:
         """The state after record `r`, or _Illegal with the reason."""
         op, key, rid, endpoint = (
@@ -379,6 +382,10 @@ class _Checker:
                     phase = ("listed", listed)
             else:
                 raise _Illegal(f"the sweeper makes a call the design has no step for ({op} {key})")
+        elif endpoint in _STATUS_WRITERS:
+            cache, version, phase = self._status_writer(
+                r, op, key, endpoint, phase, cache, version, read_cache
+            )
         else:
             raise _Illegal(f"a call outside any request ({endpoint!r})")
         if phase is None:
@@ -393,6 +400,62 @@ class _Checker:
             frozenset(reads),
             frozenset(done),
         )
+
+
+#: SPEC §8's status writers and the bot's queue: their calls change statuses, never which ids
+#: the cache holds, except the as-built scan's put of the array it read (``bot_scan``)
+_STATUS_WRITERS = frozenset({"status", "scan", "claim", "complete"})
+
+
+def _status_writer_step(checker, r, op, key, endpoint, phase, cache, version, read_cache):
+    """A call of a status writer (PATCH status, the pending scan, a claim, a completion): the
+    cache state after it, or _Illegal. Status keys are the writers' own (a claim's get and put
+    or compare-and-swap, the scan's reads); a cache read is checked against the cache; a write
+    of the cache (a plain put: the as-built scan's; a swap or an atomic update: a status patch)
+    must hold exactly the ids its read saw, so a lost id is caught where it is lost."""
+    from kvheal.impl.queue_api import STATUS_PREFIX
+
+    if str(key).startswith(STATUS_PREFIX) or op == "list":
+        return cache, version, phase
+    if key != CACHE_KEY:
+        raise _Illegal(f"the {endpoint} request touches {key}, which no status writer does")
+    if op == "get":
+        return cache, version, ("sread", read_cache())
+    if op == "put":
+        if not phase or phase[0] != "sread":
+            raise _Illegal(f"the {endpoint} request writes the cache without reading it first")
+        got = checker.value(r.get("value"))
+        if got != phase[1]:
+            raise _Illegal(f"the {endpoint} request wrote {list(got)}, having read {list(phase[1])}")
+        return got, version + 1, None
+    if op == "get_versioned":
+        return cache, version, ("svread", read_cache(), version)
+    if op == "cas":
+        if not phase or phase[0] != "svread":
+            raise _Illegal(f"the {endpoint} request swaps without a versioned read")
+        if bool(r.get("ok")) != (phase[2] == version):
+            raise _Illegal(f"the {endpoint} request's swap outcome does not match the version")
+        if not r.get("ok"):
+            return cache, version, None
+        got = checker.value(r.get("value"))
+        if got != phase[1]:
+            raise _Illegal(f"the {endpoint} request swapped in {list(got)}, having read {list(phase[1])}")
+        return got, version + 1, None
+    if op == "update":
+        s = checker.value(r.get("read"))
+        if s != cache:
+            raise _Illegal(
+                f"the {endpoint} request's atomic update read {list(s)} but the cache is {list(cache)}"
+            )
+        if r.get("ok"):
+            got = checker.value(r.get("value"))
+            if got != s:
+                raise _Illegal(
+                    f"the {endpoint} request's atomic update changed the ids: {list(s)} to {list(got)}"
+                )
+            return got, version + 1, None
+        return cache, version, None
+    raise _Illegal(f"the {endpoint} request makes a call no status writer makes ({op} {key})")
 
 
 def _tab(rid: Any) -> int | None:

@@ -18,6 +18,9 @@ from kvheal.impl.kv import LoggedKV
 from kvheal.impl.redis_server import redis_server_binary
 from kvheal.model import Config, KVHealModel
 
+#: the bot's actions that start a request (its scan, a claim)
+BOT_STARTS = ("ScanRead", "ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2")
+
 
 def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 50):
     """A random in-process run (model actions and free KV releases) whose KV calls are logged."""
@@ -45,12 +48,12 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
                 a
                 for a in model.instances
                 if system.can_perform(a)
-                and a.name in ("PostKey", "PollRead", "SweepList", "PostAck", "PollDone")
+                and a.name in ("PostKey", "PollRead", "SweepList", "PostAck", "PollDone", *BOT_STARTS)
             ] + [
                 a
                 for a in model.instances
-                if a.name.startswith(("Post", "Heal", "Sweep"))
-                and a.name not in ("PostKey", "SweepList")
+                if a.name.startswith(("Post", "Heal", "Sweep", "Scan", "Claim"))
+                and a.name not in ("PostKey", "SweepList", *BOT_STARTS)
                 and system.can_perform(a)
             ]
             if not options:
@@ -65,13 +68,63 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
 
 
 @pytest.mark.parametrize(
-    "variants", ["", "dedupe", "atomic_cache", "sweeper", "dedupe,atomic_cache,sweeper", "shared_pending"]
+    "variants",
+    [
+        "",
+        "dedupe",
+        "atomic_cache",
+        "sweeper",
+        "dedupe,atomic_cache,sweeper",
+        "shared_pending",
+        # the bot's requests (SPEC §8): the as-built scan, get-then-put and swapped claims
+        "dedupe,keep_verifying,bot_scan",
+        "atomic_cache,bot_claims,claim_cas",
+        "bot_scan,bot_claims",
+    ],
 )
 def test_in_process_runs_are_behaviours_of_the_model(variants):
     for seed in range(15):
         records, ids, config = logged_run(variants, seed)
         v = validate_records(records, tabs=2, variants=config.variants, ids=ids)
         assert v.status == OK, (seed, v.reason, v.record)
+
+
+def test_a_scan_that_drops_an_id_it_read_is_illegal():
+    """A status writer's write of the cache must hold exactly the ids its read saw: a scan that
+    wrote back less than it read is caught at that write."""
+    config = Config.make(tabs=2, variants="dedupe,keep_verifying,bot_scan")
+    ids = ["m0", "m1"]
+    cache = ["m0"]  # the log summarises a cache value as its ids
+
+    def log(written: list) -> list[dict]:
+        return [
+            {"rid": "p0", "endpoint": "post", "mid": "m0", "op": "put", "key": "comment:m0"},
+            {
+                "rid": "p0",
+                "endpoint": "post",
+                "mid": "m0",
+                "op": "get",
+                "key": "recent:comments",
+                "value": [],
+            },
+            {
+                "rid": "p0",
+                "endpoint": "post",
+                "mid": "m0",
+                "op": "put",
+                "key": "recent:comments",
+                "value": cache,
+            },
+            {"rid": "s1", "endpoint": "scan", "op": "get", "key": "recent:comments", "value": cache},
+            {"rid": "s1", "endpoint": "scan", "op": "get", "key": "status:m0", "value": None},
+            {"rid": "s1", "endpoint": "scan", "op": "put", "key": "recent:comments", "value": written},
+        ]
+
+    v = validate_records(log(cache), tabs=2, variants=config.variants, ids=ids)
+    assert v.status == OK, v.reason
+    bad = log([])
+    v = validate_records(bad, tabs=2, variants=config.variants, ids=ids)
+    assert v.status == ILLEGAL and "the scan request wrote [], having read" in v.reason
 
 
 @pytest.mark.parametrize(
