@@ -401,7 +401,19 @@ class InProcessSystem:
             return bool(self.bots) and not self._running(("scan",))
         if name in _CLAIM_STARTS:  # each bot poll claims a message once
             return bool(self.bots) and self.actor_of(action) not in self.keeper.actors
+        if name in _PUT_FAILS and self.write_is_noop(action):
+            return False
         return self.keeper.parked_of(self.actor_of(action)) is not None
+
+    def write_is_noop(self, action: Action) -> bool:
+        """Whether the cache write a refused-put action (the write limit) would refuse is one the
+        implementation does not make: with dedupe an atomic update that finds its id in the
+        cache writes nothing, so there is no put to refuse. The model lets that write fail
+        (its step only sets put_failed); the implementation cannot, which is sound: it has
+        fewer behaviours (SPEC §6)."""
+        if "dedupe" not in self.variants or action.name not in ("PostCacheFail", "HealCacheFail"):
+            return False
+        return self.ids[action.args["m"]] in self.cache_ids()
 
     def tab_busy(self, t: int) -> bool:
         """Whether tab t is in the middle of a pending-list task (its one thread is busy)."""

@@ -216,3 +216,31 @@ def test_known_difference_trimming_a_duplicate_across_ticks():
         assert machine.system.view()["cache"] == (0, 0)
     finally:
         machine.teardown()
+
+
+def test_a_refused_put_of_a_write_never_made_is_not_required():
+    """as_built_fixed (dedupe, atomic cache): a heal that finds its id in the cache writes
+    nothing, so there is no put for the write limit to refuse. The model still lets that write
+    fail (a step that only sets put_failed: more behaviours than the implementation, which is
+    sound); the lockstep machine neither injects it nor demands it (found by the ci profile)."""
+    machine = lockstep_machine(Config.make(tabs=2, variants="as_built_fixed"))()
+    try:
+        machine.start()
+        for name, args in [
+            ("PollRead", {"t": 0}),
+            ("PollRead", {"t": 1}),
+            ("PostKey", {"m": 0}),
+            ("PostCache", {"m": 0}),
+            ("PostAck", {"m": 0}),
+            ("PollDone", {"t": 0}),
+            ("PollDone", {"t": 1}),
+        ]:
+            machine.do(name, **args)
+        machine.release_call(0)  # the heal's get of comment:<id>
+        fail = machine.model.action("HealCacheFail", {"m": 0})
+        assert fail in machine.model.actions(machine.state)
+        assert machine.system.write_is_noop(fail) and not machine.system.can_perform(fail)
+        machine.do("HealCache", m=0)  # the heal finds the id present: nothing written
+        assert machine.system.view()["put_failed"] is False
+    finally:
+        machine.teardown()
