@@ -77,6 +77,10 @@ class KV(ABC):
     #: worker's atomic cache then uses it instead of `update`. A `LoggedKV` does not pass it on:
     #: trace validation needs what each cache update read and wrote, which `update` logs.
     supports_cache_script: bool = False
+    #: whether `list_since` is available (Redis: an append-only index of the keys of indexed
+    #: prefixes, written by `put` in the same script); the sweeper then reads only the keys
+    #: written since its last pass. Wrappers do not pass it on (an op log keeps `list`).
+    supports_list_since: bool = False
     #: a short name for messages and reports
     name: str = "kv"
 
@@ -91,6 +95,13 @@ class KV(ABC):
     @abstractmethod
     async def list(self, prefix: str) -> list[str]:
         """The keys that start with `prefix`, sorted."""
+
+    async def list_since(self, prefix: str, cursor: int | None) -> tuple[list[str], int, bool]:
+        """The keys under `prefix` written since `cursor` (None: every key, as `list`), the next
+        cursor, and whether this was a full listing (the first call, or the index shrank: a
+        restore from an older snapshot). Needs `supports_list_since`; a key written twice may
+        come twice."""
+        raise NotImplementedError(f"the {self.name} backend has no index of its keys")
 
     async def get_versioned(self, key: str) -> tuple[str | None, int]:
         """The value of `key` and its version (0 when absent), for a later `cas`."""

@@ -55,6 +55,18 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'n', 1)
 """
 
+#: `put` of a key under an indexed prefix: the index (a list) gets the key when it is new, in the
+#: same script, so `list_since` never misses a key that exists
+_PUT_INDEXED = """
+local new = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+if new then redis.call('RPUSH', KEYS[2], ARGV[2]) end
+return n
+"""
+#: the prefixes whose keys are indexed (the sweeper lists them on every pass)
+INDEXED_PREFIXES = ("comment:",)
+
 _CAS = """
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
 if n ~= tonumber(ARGV[1]) then return 0 end
@@ -193,6 +205,7 @@ class RedisKV(KV):
     supports_cas = True
     supports_update = True
     supports_cache_script = True
+    supports_list_since = True
     name = "redis"
 
     def __init__(
@@ -219,6 +232,7 @@ class RedisKV(KV):
         )
         self._redis = aioredis.Redis.from_pool(pool)
         self._put = self._redis.register_script(_PUT)
+        self._put_indexed = self._redis.register_script(_PUT_INDEXED)
         self._cas = self._redis.register_script(_CAS)
         self._unlock = self._redis.register_script(_UNLOCK)
         self._cache_add = self._redis.register_script(_CACHE_ADD)
@@ -243,7 +257,12 @@ class RedisKV(KV):
     async def put(self, key: str, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"KV values are str, not {type(value).__name__}")
-        await self._guard(self._put(keys=[self._key(key)], args=[value]))
+        prefix = next((p for p in INDEXED_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            await self._guard(self._put(keys=[self._key(key)], args=[value]))
+        else:
+            index = self._key("index:" + prefix)
+            await self._guard(self._put_indexed(keys=[self._key(key), index], args=[value, key]))
 
     async def list(self, prefix: str) -> list[str]:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self._key(prefix)) + "*"
@@ -254,6 +273,23 @@ class RedisKV(KV):
         keys = await self._guard(scan(), deadline=60 * self.timeout)
         cut = len(self.namespace)
         return sorted({key[cut:] for key in keys if not key.startswith(self.namespace + "lock:")})
+
+    async def list_since(self, prefix: str, cursor: int | None) -> tuple[list[str], int, bool]:
+        if prefix not in INDEXED_PREFIXES:
+            raise ValueError(f"{prefix!r} is not an indexed prefix (indexed: {', '.join(INDEXED_PREFIXES)})")
+        index = self._key("index:" + prefix)
+        if cursor is not None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.llen(index)
+                pipe.lrange(index, cursor, -1)
+                length, new = await self._guard(pipe.execute())
+            if length >= cursor:
+                return list(new), cursor + len(new), False
+        # the first listing, or the index is shorter than the cursor (a restore from an older
+        # snapshot, a wipe): every key, and the index's length before the scan (a key written
+        # during the scan is in both; one written before is in the scan)
+        length = await self._guard(self._redis.llen(index))
+        return await self.list(prefix), length, True
 
     async def get_versioned(self, key: str) -> tuple[str | None, int]:
         value, version = await self._guard(self._redis.hmget(self._key(key), "v", "n"))

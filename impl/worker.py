@@ -454,10 +454,16 @@ class Sweeper:
     that floor rises (a heap of the other known keys by timestamp feeds it); if the floor falls
     (the cache lost entries), `outside` is rebuilt from what is remembered. Every pass still
     checks every listed key, so anything missing within the window is repaired on the next pass.
+    On a store that indexes its `comment:` keys (Redis: `put` appends a new key to an index in
+    the same script) the listing itself is incremental: the keys known so far plus those the
+    index gained since the last pass (`_list`); listing 50,000 keys through SCAN alone costs
+    Redis about 160 ms.
     """
 
     #: bodies remembered between passes (oldest forgotten first)
     memo_size = 10_000
+    #: with an indexed store, a full listing every this many passes all the same
+    full_every = 100
     #: timestamps remembered (keys beyond this are forgotten, oldest learned first, and read again)
     timestamps_size = 2_000_000
 
@@ -469,6 +475,8 @@ class Sweeper:
         self._inside: list[tuple[int, str]] = []  # heap of known keys not in `_outside`
         self._outside: set[str] = set()  # known keys older than the floor
         self._floor: int | None = None
+        self._listed: set[str] | None = None  # with an indexed store: every key listed so far
+        self._cursor: int | None = None
         self._task: asyncio.Task | None = None
         self.passes = 0
 
@@ -477,7 +485,7 @@ class Sweeper:
         token = set_request(RequestContext(f"sweep-{new_request_id()}", "sweep"))
         try:
             self.passes += 1
-            keys = await self.kv.list(COMMENT_PREFIX)
+            keys = await self._list()
             if self.config.atomic_cache:
                 return await self._pass_cas(keys)
             entries = decode_cache(await self.kv.get(CACHE_KEY))
@@ -489,8 +497,24 @@ class Sweeper:
         finally:
             reset_request(token)
 
+    async def _list(self) -> list[str] | set[str]:
+        """Every stored `comment:` key: the store's listing, or, where the store keeps an index
+        of them (`supports_list_since`: Redis), the keys known so far plus those written since
+        the last pass (a full listing on the first pass, every `full_every` passes, and when
+        the index shrank). Keys are never deleted (a wipe of the store is a new deployment)."""
+        if not getattr(self.kv, "supports_list_since", False):
+            return await self.kv.list(COMMENT_PREFIX)
+        if self._cursor is not None and self.passes % self.full_every == 0:
+            self._cursor = None
+        new, self._cursor, full = await self.kv.list_since(COMMENT_PREFIX, self._cursor)
+        if full or self._listed is None:
+            self._listed = set(new)
+        else:
+            self._listed.update(new)
+        return self._listed
+
     async def _repair(
-        self, keys: list[str], entries: list[dict]
+        self, keys: list[str] | set[str], entries: list[dict]
     ) -> tuple[tuple[str, ...], int, list[dict] | None]:
         """The listed ids missing from `entries` (but those known to be older than a full cache,
         when the config skips no-op writes), how many those were, and the cache value that adds
@@ -517,7 +541,7 @@ class Sweeper:
             return missing, outside, None
         return missing, outside, updated
 
-    async def _pass_cas(self, keys: list[str]) -> SweepResult:
+    async def _pass_cas(self, keys: list[str] | set[str]) -> SweepResult:
         limit = self.config.max_cas_attempts
         attempt = 0
         while limit is None or attempt < limit:

@@ -533,3 +533,68 @@ async def test_cache_add_all_batches_match_adding_one_by_one(kv):
                     reference, wrote = updated, True
         assert results == expected, b
         assert decode_cache(await kv.get("cache")) == reference, (b, wrote)
+
+
+async def test_redis_lists_the_comment_keys_written_since_a_cursor(redis_url):
+    """`list_since`: the first call lists every key (those written before the index existed
+    too) and returns the index's length; later calls return only the keys written since; an
+    index shorter than the cursor (a restore from an older snapshot) gives a full listing."""
+    from kvheal.impl.redis_kv import RedisKV
+
+    kv = RedisKV(redis_url, namespace=f"since-{uuid.uuid4().hex[:6]}:")
+    try:
+        await kv._redis.hset(kv._key("comment:old"), mapping={"v": "{}", "n": 1})  # not indexed
+        await kv.put("comment:a", "{}")
+        await kv.put("recent:comments", "[]")  # not an indexed prefix
+        keys, cursor, full = await kv.list_since("comment:", None)
+        assert (sorted(keys), cursor, full) == (["comment:a", "comment:old"], 1, True)
+        assert await kv.list_since("comment:", cursor) == ([], 1, False)
+        await kv.put("comment:b", "{}")
+        await kv.put("comment:b", "{}")  # written again: indexed once
+        await kv.put("comment:c", "{}")
+        assert await kv.list_since("comment:", cursor) == (["comment:b", "comment:c"], 3, False)
+        await kv._redis.delete(kv._key("index:comment:"))  # the index lost (an older snapshot)
+        keys, cursor, full = await kv.list_since("comment:", 3)
+        assert (keys, cursor, full) == (["comment:a", "comment:b", "comment:c", "comment:old"], 0, True)
+        with pytest.raises(ValueError, match="not an indexed prefix"):
+            await kv.list_since("status:", None)
+    finally:
+        await kv.clear()
+        await kv.aclose()
+
+
+async def test_the_sweeper_on_redis_reads_only_the_new_keys(redis_url):
+    """A sweeper pass on Redis lists every key once, then reads the index's new entries: a
+    message stored but not cached is still repaired, without another listing of the store."""
+    from kvheal.impl.config import WorkerConfig
+    from kvheal.impl.messages import CACHE_KEY, decode_cache, encode_cache, encode_message
+    from kvheal.impl.redis_kv import RedisKV
+    from kvheal.impl.worker import Sweeper
+
+    kv = RedisKV(redis_url, namespace=f"sweepidx-{uuid.uuid4().hex[:6]}:")
+    listings = []
+    plain_list = kv.list
+
+    async def counted(prefix):
+        listings.append(prefix)
+        return await plain_list(prefix)
+
+    kv.list = counted
+    try:
+        a = {"id": "a", "text": "a", "timestamp": 1}
+        await kv.put("comment:a", encode_message(a))
+        await kv.put(CACHE_KEY, encode_cache([a]))
+        sweeper = Sweeper(kv, WorkerConfig(variants="dedupe,sweeper", cap=10))
+        first = await sweeper.run_once()
+        assert (first.missing, first.written, listings) == ((), False, ["comment:"])
+        b = {"id": "b", "text": "b", "timestamp": 2}
+        await kv.put("comment:b", encode_message(b))  # stored, never cached
+        second = await sweeper.run_once()
+        assert (second.missing, second.written, listings) == (("b",), True, ["comment:"])
+        assert [e["id"] for e in decode_cache(await kv.get(CACHE_KEY))] == ["a", "b"]
+        sweeper.full_every = 1  # every pass lists the store again
+        await sweeper.run_once()
+        assert listings == ["comment:", "comment:"]
+    finally:
+        await kv.clear()
+        await kv.aclose()
