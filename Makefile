@@ -38,7 +38,7 @@ spin:
 # Lint and format check first (seconds), then the suite; doctests run inside it
 # (tests/test_doctests.py runs every installed module's examples).
 test: $(STAMP) redis chromium spin lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
