@@ -272,7 +272,8 @@ class RedisKV(KV):
 
         keys = await self._guard(scan(), deadline=60 * self.timeout)
         cut = len(self.namespace)
-        return sorted({key[cut:] for key in keys if not key.startswith(self.namespace + "lock:")})
+        internal = (self.namespace + "lock:", self.namespace + "index:")  # the store's own keys
+        return sorted({key[cut:] for key in keys if not key.startswith(internal)})
 
     async def list_since(self, prefix: str, cursor: int | None) -> tuple[list[str], int, bool]:
         if prefix not in INDEXED_PREFIXES:

@@ -548,6 +548,7 @@ async def test_redis_lists_the_comment_keys_written_since_a_cursor(redis_url):
         await kv.put("recent:comments", "[]")  # not an indexed prefix
         keys, cursor, full = await kv.list_since("comment:", None)
         assert (sorted(keys), cursor, full) == (["comment:a", "comment:old"], 1, True)
+        assert await kv.list("") == ["comment:a", "comment:old", "recent:comments"]  # not the index
         assert await kv.list_since("comment:", cursor) == ([], 1, False)
         await kv.put("comment:b", "{}")
         await kv.put("comment:b", "{}")  # written again: indexed once
