@@ -208,14 +208,19 @@ def encode_cache(entries: list[dict]) -> str:
     return json.dumps(entries, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_message(raw: str | bytes | None) -> dict | None:
-    """The message stored at a `comment:<id>` key, or None if absent or unreadable."""
+def json_or_none(raw: str | bytes | None) -> Any:
+    """The JSON value of a stored text, or None if absent or unreadable."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def decode_message(raw: str | bytes | None) -> dict | None:
+    """The message stored at a `comment:<id>` key, or None if absent or unreadable."""
+    value = json_or_none(raw)
     return value if _valid_entry(value) else None
 
 

@@ -59,7 +59,7 @@ from starlette.routing import Route
 
 from .config import WorkerConfig
 from .kv import KV, KVError
-from .messages import CACHE_KEY, MAX_ID_LENGTH, BadInput, decode_cache, encode_cache
+from .messages import CACHE_KEY, MAX_ID_LENGTH, BadInput, decode_cache, encode_cache, json_or_none
 from .openapi import MAX_SCAN_LIMIT, STATUSES
 from .ratelimit import RateLimiter
 from .worker import Refused, Worker, _enter, _error, _int_param, _limit, _read_json, cas_backoff
@@ -103,12 +103,7 @@ def bot_token(secret: bytes) -> str:
 
 def decode_status(raw: str | bytes | None) -> dict | None:
     """The value of a `status:<id>` key, or None if absent or unreadable."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    value = json_or_none(raw)
     if not isinstance(value, dict) or value.get("status") not in STATUSES:
         return None
     return value

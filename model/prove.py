@@ -849,6 +849,20 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
     )
 
 
+def _poll_helper(sym: Any, conv: Any, i: int, s: State, waiting: Any) -> z3.BoolRef | None:
+    """The helpful steps of a ranking that waits on polls: the convergence argument's, and once
+    the cache has converged, a tab's PollRead/PollDone while it has something ``waiting(t)``
+    for (a pending id, an id its page has not shown)."""
+    inst = sym.instances[i]
+    d = conv.helper(i, s)
+    if inst.name in ("PollRead", "PollDone"):
+        t = inst.args["t"]
+        want = s[f"poll[{t}]"] if inst.name == "PollDone" else z3.Not(s[f"poll[{t}]"])
+        mine = z3.And(want, conv.stable(s), z3.Or(waiting(t)))
+        return mine if d is None else z3.Or(d, mine)
+    return d
+
+
 def drain_argument(sym: SymbolicModel) -> Argument | None:
     """``PendingDrains`` where :func:`heal_argument` proves ``Converges`` and the tabs drop the
     ids they see (no keep_verifying): first the cache converges, then each poll clears its
@@ -881,14 +895,7 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
         return z3.And(conv.stable(s), *[z3.Not(pending(s, m)) for m in range(M)])
 
     def helper(i: int, s: State) -> z3.BoolRef | None:
-        inst = sym.instances[i]
-        d = conv.helper(i, s)
-        if inst.name in ("PollRead", "PollDone"):
-            t = inst.args["t"]
-            want = s[f"poll[{t}]"] if inst.name == "PollDone" else z3.Not(s[f"poll[{t}]"])
-            mine = z3.And(want, conv.stable(s), z3.Or([pending(s, m) for m in sym.own[t]]))
-            return mine if d is None else z3.Or(d, mine)
-        return d
+        return _poll_helper(sym, conv, i, s, lambda t: [pending(s, m) for m in sym.own[t]])
 
     return Argument(
         "drain-ranking",
@@ -943,14 +950,7 @@ def everyone_argument(sym: SymbolicModel) -> Argument | None:
         return z3.And(conv.stable(s), *[z3.Not(unshown(s, t, m)) for t in range(T) for m in range(M)])
 
     def helper(i: int, s: State) -> z3.BoolRef | None:
-        inst = sym.instances[i]
-        d = conv.helper(i, s)
-        if inst.name in ("PollRead", "PollDone"):
-            t = inst.args["t"]
-            want = s[f"poll[{t}]"] if inst.name == "PollDone" else z3.Not(s[f"poll[{t}]"])
-            mine = z3.And(want, conv.stable(s), z3.Or([unshown(s, t, m) for m in range(M)]))
-            return mine if d is None else z3.Or(d, mine)
-        return d
+        return _poll_helper(sym, conv, i, s, lambda t: [unshown(s, t, m) for m in range(M)])
 
     return Argument(
         "shown-ranking",
