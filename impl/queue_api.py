@@ -62,7 +62,7 @@ from .kv import KV, KVError
 from .messages import CACHE_KEY, MAX_ID_LENGTH, BadInput, decode_cache, encode_cache, json_or_none
 from .openapi import MAX_SCAN_LIMIT, STATUSES
 from .ratelimit import RateLimiter
-from .worker import Refused, Worker, _enter, _error, _int_param, _limit, _read_json, cas_backoff
+from .worker import Refused, Worker, _enter, _error, _int_param, _limit, _read_json, _refusal, cas_backoff
 
 __all__ = [
     "STATUS_PREFIX",
@@ -343,11 +343,11 @@ def queue_routes(worker: Worker) -> list[Route]:
         if not bot_auth(request):
             raise Refused(401, "this endpoint needs the bot token (Authorization: Bearer <token>)")
 
-    async def run(endpoint: str, message_id: str | None, operation, work):
-        """Check compare-and-swap, run `work`, map store failures to 503."""
+    async def run(endpoint: str, message_id: str | None, work):
+        """Check compare-and-swap for `endpoint`, run `work`, map store failures to 503."""
         _enter(endpoint, message_id)
         try:
-            queue.check_cas(operation)
+            queue.check_cas(endpoint)
             return await work()
         except NeedsCas as exc:
             return _error(501, str(exc))
@@ -371,10 +371,8 @@ def queue_routes(worker: Worker) -> list[Route]:
                     raise Refused(403, "heal token does not match this message")
                 if status != "pending":
                     raise Refused(403, "a poster may only set pending (the bot sets the others)")
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
 
         async def work() -> JSONResponse:
             message = await worker.read_message(message_id)
@@ -388,7 +386,7 @@ def queue_routes(worker: Worker) -> list[Route]:
             patched = await queue.set_status(message_id, status)
             return JSONResponse({"success": True, "id": message_id, "status": status, "patched": patched})
 
-        return await run("status", message_id, "status", work)
+        return await run("status", message_id, work)
 
     async def pending(request: Request) -> JSONResponse:
         _enter("scan")
@@ -397,16 +395,14 @@ def queue_routes(worker: Worker) -> list[Route]:
             limit = _int_param(request, "limit", 1)
             if limit is not None and limit > MAX_SCAN_LIMIT:
                 raise BadInput(f"limit must be at most {MAX_SCAN_LIMIT}")
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
 
         async def work() -> JSONResponse:
             result = await queue.scan(limit or DEFAULT_SCAN_LIMIT)
             return JSONResponse({"pending": result.pending, "written": result.written})
 
-        return await run("scan", None, "scan", work)
+        return await run("scan", None, work)
 
     async def claim(request: Request) -> JSONResponse:
         _enter("claim")
@@ -414,10 +410,8 @@ def queue_routes(worker: Worker) -> list[Route]:
             need_bot(request)
             body = _object(await _read_json(request, config))
             message_id, bot = _message_id(body), _optional_name(body, "bot")
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
 
         async def work() -> JSONResponse:
             outcome = await queue.claim(message_id, bot)
@@ -427,7 +421,7 @@ def queue_routes(worker: Worker) -> list[Route]:
                 return _error(409, "the message is not pending (already claimed or done)")
             return JSONResponse({"success": True, "claimed": True, "id": message_id})
 
-        return await run("claim", message_id, "claim", work)
+        return await run("claim", message_id, work)
 
     async def complete(request: Request) -> JSONResponse:
         _enter("complete")
@@ -436,10 +430,8 @@ def queue_routes(worker: Worker) -> list[Route]:
             body = _object(await _read_json(request, config))
             message_id, bot = _message_id(body), _optional_name(body, "bot")
             reply_id = _optional_name(body, "replyId")
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
 
         async def work() -> JSONResponse:
             outcome, patched = await queue.complete(message_id, bot, reply_id)
@@ -449,7 +441,7 @@ def queue_routes(worker: Worker) -> list[Route]:
                 return _error(409, "the message is not claimed (pending, or already final)")
             return JSONResponse({"success": True, "id": message_id, "status": "complete", "patched": patched})
 
-        return await run("complete", message_id, "complete", work)
+        return await run("complete", message_id, work)
 
     return [
         Route("/api/comments/{id}", patch_status, methods=["PATCH"]),

@@ -638,6 +638,13 @@ def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
 
+def _refusal(exc: Refused | BadInput) -> JSONResponse:
+    """The 4xx answer of a request refused before any KV call (bad input is a 400)."""
+    if isinstance(exc, Refused):
+        return _error(exc.status, exc.reason, exc.headers)
+    return _error(400, str(exc))
+
+
 def _is_json_type(content_type: str | None) -> bool:
     if not content_type:
         return False
@@ -730,10 +737,8 @@ def _routes(worker: Worker) -> list[Route]:
                 max_future_ms=config.max_future_ms,
                 now_ms=None if worker.clock is None else int(worker.clock()),
             )
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
         timestamp_given = body.get("timestamp") is not None
         _enter("post", message["id"])
         try:
@@ -794,10 +799,8 @@ def _routes(worker: Worker) -> list[Route]:
         try:
             _limit(heal_limiter, request, "heals")
             message_id, token = validate_heal(await _read_json(request, config))
-        except Refused as exc:
-            return _error(exc.status, exc.reason, exc.headers)
-        except BadInput as exc:
-            return _error(400, str(exc))
+        except (Refused, BadInput) as exc:
+            return _refusal(exc)
         if not worker.check_heal_token(message_id, token):
             return _error(403, "heal token does not match this message")
         _enter("heal", message_id)
