@@ -464,11 +464,12 @@ def HealCacheFail(cfg, s, x, h, v="heal"):
     return heal.is_("KeyRead") & ~s.put_failed, _heal_ends(cfg, s, x, h, v, {s.put_failed: True})
 
 
-def _second(body):
-    """The same heal step, of the second heal in flight (``heal2``, with ``fire_and_forget``)."""
+def _twin(body, v):
+    """The same step, of ``body``'s twin variable ``v``: ``heal2``, the second heal in flight
+    (``fire_and_forget``), or ``claim2``, the overlapping bot poll (``bot_claims``)."""
 
-    def step(cfg, s, x, h):
-        return body(cfg, s, x, h, v="heal2")
+    def step(cfg, s, x, arg):
+        return body(cfg, s, x, arg, v=v)
 
     step.__name__ = step.__qualname__ = body.__name__ + "2"
     step.__doc__ = body.__doc__
@@ -566,17 +567,6 @@ def ClaimCas(cfg, s, x, m, v="claim"):
     }
 
 
-def _other(body):
-    """The same claim step, of the overlapping bot poll (``claim2``)."""
-
-    def step(cfg, s, x, m):
-        return body(cfg, s, x, m, v="claim2")
-
-    step.__name__ = step.__qualname__ = body.__name__ + "2"
-    step.__doc__ = body.__doc__
-    return step
-
-
 def Crash(cfg, s, x, t):
     effects = {s.alive: s.alive.without(t), s.poll[t]: POLL.Idle()}
     if cfg.has("shared_pending"):
@@ -661,21 +651,21 @@ ACTIONS = [
               fair=False, when=_both(_fails, _heal_plain), group=3, kv="put cache"),
     ActionDef("HealCacheFail", "heal", "heal", HealCacheFail, "the heal's atomic update fails", fair=False,
               when=_both(_fails, _heal_atomic), group=3, kv="cas cache"),
-    ActionDef("HealKey2", "heal", "heal", _second(HealKey), "the second heal's get comment:<id>",
+    ActionDef("HealKey2", "heal", "heal", _twin(HealKey, "heal2"), "the second heal's get comment:<id>",
               when=_ff, group=3, kv="get comment"),
-    ActionDef("HealRead2", "heal", "heal", _second(HealRead), "the second heal's get recent:comments",
+    ActionDef("HealRead2", "heal", "heal", _twin(HealRead, "heal2"), "the second heal's get recent:comments",
               when=_both(_ff, _heal_plain), group=3, kv="get cache"),
-    ActionDef("HealWrite2", "heal", "heal", _second(HealWrite), "the second heal's put recent:comments",
+    ActionDef("HealWrite2", "heal", "heal", _twin(HealWrite, "heal2"), "the second heal's put recent:comments",
               when=_both(_ff, _heal_plain), group=3, kv="put cache"),
-    ActionDef("HealCache2", "heal", "heal", _second(HealCache), "the second heal's atomic cache update",
+    ActionDef("HealCache2", "heal", "heal", _twin(HealCache, "heal2"), "the second heal's atomic cache update",
               when=_both(_ff, _heal_atomic), group=3, kv="cas cache"),
-    ActionDef("HealReadStale2", "heal", "heal", _second(HealReadStale),
+    ActionDef("HealReadStale2", "heal", "heal", _twin(HealReadStale, "heal2"),
               "the second heal's get recent:comments, served an older value", fair=False,
               when=lambda cfg: _ff(cfg) and _stale(cfg) and _heal_plain(cfg), group=3, kv="get cache"),
-    ActionDef("HealWriteFail2", "heal", "heal", _second(HealWriteFail), "the second heal's put fails",
+    ActionDef("HealWriteFail2", "heal", "heal", _twin(HealWriteFail, "heal2"), "the second heal's put fails",
               fair=False, when=lambda cfg: _ff(cfg) and _fails(cfg) and _heal_plain(cfg), group=3,
               kv="put cache"),
-    ActionDef("HealCacheFail2", "heal", "heal", _second(HealCacheFail),
+    ActionDef("HealCacheFail2", "heal", "heal", _twin(HealCacheFail, "heal2"),
               "the second heal's atomic update fails", fair=False,
               when=lambda cfg: _ff(cfg) and _fails(cfg) and _heal_atomic(cfg), group=3, kv="cas cache"),
     ActionDef("SweepList", "", "sweeper", SweepList, "list comment:*", when=_sweeper, group=4,
@@ -696,11 +686,11 @@ ACTIONS = [
               when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="put comment"),
     ActionDef("ClaimCas", "m", "bot", ClaimCas, "the claim as one compare-and-swap of the key",
               when=_has("claim_cas"), group=4, kv="cas comment"),
-    ActionDef("ClaimRead2", "m", "bot", _other(ClaimRead), "the overlapping poll gets comment:<id>",
+    ActionDef("ClaimRead2", "m", "bot", _twin(ClaimRead, "claim2"), "the overlapping poll gets comment:<id>",
               when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="get comment"),
-    ActionDef("ClaimWrite2", "m", "bot", _other(ClaimWrite), "the overlapping poll puts it claimed",
+    ActionDef("ClaimWrite2", "m", "bot", _twin(ClaimWrite, "claim2"), "the overlapping poll puts it claimed",
               when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="put comment"),
-    ActionDef("ClaimCas2", "m", "bot", _other(ClaimCas), "the overlapping poll's compare-and-swap",
+    ActionDef("ClaimCas2", "m", "bot", _twin(ClaimCas, "claim2"), "the overlapping poll's compare-and-swap",
               when=_has("claim_cas"), group=4, kv="cas comment"),
     ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
               when=_has("tab_crash"), group=5),
