@@ -433,13 +433,20 @@ def modelled_only(design: str) -> list[str]:
     return sorted(config_of(design, 1).variants & MODELLED_ONLY)
 
 
+def _not_replayable(design: str) -> str:
+    """Why a design's counterexamples cannot be replayed on the real system ('' if they can)."""
+    flags = modelled_only(design)
+    return "not replayable: " + ", ".join(flags) + " modelled only" if flags else ""
+
+
 def _replayed(rec: Mapping[str, Any]) -> str:
     """How many of a design's counterexamples the real system reproduced, in a few words."""
     violated = [p for p, v in rec["properties"].items() if v["status"] == "violated"]
     if not violated:
         return "—"
-    if modelled_only(rec["design"]):
-        return "not replayable: " + ", ".join(modelled_only(rec["design"])) + " modelled only"
+    blocked = _not_replayable(rec["design"])
+    if blocked:
+        return blocked
     replay = rec.get("replay") or {}
     if not replay:
         return "not replayed"
@@ -452,9 +459,7 @@ def _replay_cell(rec: Mapping[str, Any], prop: str) -> str:
     text = replay_text(rec, prop)
     if r and r.get("evidence"):
         text += ": " + r["evidence"]
-    if not text and modelled_only(rec["design"]):
-        return "not replayable: " + ", ".join(modelled_only(rec["design"])) + " modelled only"
-    return text or "not replayed"
+    return text or _not_replayable(rec["design"]) or "not replayed"
 
 
 def _claim_cell(dec: Mapping[str, Any], claim: Any, by: Mapping[str, Any] | None = None) -> list[Any]:
