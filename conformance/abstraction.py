@@ -60,6 +60,7 @@ from functools import lru_cache
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.impl.queue_api import STATUS_PREFIX, decode_status
 from kvheal.model.config import Config
 from kvheal.model.definition import HORIZON, KVHEAL, heal_bound
 from kvheal.model.trace import flatten
@@ -284,8 +285,6 @@ def _claims(snap: SystemSnapshot, view: dict[str, Any], current: dict, sorted_id
     pending (get then put; with ``claim_cas`` the claim is one step: Idle until it is over),
     Done once its task is over; ``claimed``: the messages whose status key is past pending;
     ``replies[m]``: the claims of m that succeeded (each poll replies once it has one)."""
-    from kvheal.impl.queue_api import STATUS_PREFIX, decode_status
-
     M, cas = len(snap.ids), "claim_cas" in snap.variants
     replies = [0] * M
     for k, name in ((0, "claim"), (1, "claim2")):

@@ -187,9 +187,6 @@ class _Checker:
     def add(self, s: tuple, ms: Iterable[int]) -> tuple:
         return tuple(sorted(s + tuple(ms)))[-self.cap :]
 
-    def _status_writer(self, r, op, key, endpoint, phase, cache, version, read_cache):
-        return _status_writer_step(self, r, op, key, endpoint, phase, cache, version, read_cache)
-
     def step(self, st: _State, r: Mapping) -> _State:
         """The state after record `r`, or _Illegal with the reason."""
         op, key, rid, endpoint = (
@@ -383,8 +380,8 @@ class _Checker:
             else:
                 raise _Illegal(f"the sweeper makes a call the design has no step for ({op} {key})")
         elif endpoint in _STATUS_WRITERS:
-            cache, version, phase = self._status_writer(
-                r, op, key, endpoint, phase, cache, version, read_cache
+            cache, version, phase = _status_writer_step(
+                self, r, op, key, endpoint, phase, cache, version, read_cache
             )
         else:
             raise _Illegal(f"a call outside any request ({endpoint!r})")
