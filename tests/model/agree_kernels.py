@@ -42,18 +42,15 @@ def _slot(tkey, tinst, i, key):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def new_keys(states, lo, hi, masks, tkey, tinst, tres, found):  # pragma: no cover - compiled
+def new_keys(states, lo, hi, masks, tkey, tinst, tres, found, used):  # pragma: no cover - compiled
     """Record every (instance, key) of rows lo..hi the table lacks, as PENDING; ``found`` gets
-    (instance, row) of each, the row being the first that has it. Returns how many, and the
+    (instance, row) of each, the row being the first that has it; ``used`` is how many entries
+    the table holds already (the caller's count, not a scan of the table). Returns how many, and the
     row where it stopped: ``hi``, or an earlier one when the table would pass half full or
     ``found`` is full (the caller handles what was found, grows the table, and goes on from
     that row: the keys of that row already recorded are in ``found``)."""
     ni, nw = masks.shape
     key = np.empty(nw, np.int64)
-    used = 0
-    for j in range(len(tinst)):
-        if tinst[j] != EMPTY:
-            used += 1
     k = 0
     for r in range(lo, hi):
         for i in range(ni):

@@ -281,19 +281,22 @@ class CompiledAgreement(Agreement):
             np.zeros(cap, np.int32),
         )
         enabled, value = [], []
+        en, val = np.zeros(0, np.bool_), np.zeros((0, nw), np.int64)
         memo: list[dict] = [{} for _ in range(ni)]
         found = np.empty((chunk * ni, 2), np.int64)
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
             pos = lo
             while pos < hi:
-                k, pos = ak.new_keys(states, pos, hi, masks, tkey, tinst, tres, found)
+                # every entry has its result by now: the table holds len(enabled) of them
+                k, pos = ak.new_keys(states, pos, hi, masks, tkey, tinst, tres, found, len(enabled))
                 self._results(
                     ak, states, found[:k], pk, memo, rep, (tkey, tinst, tres), masks, enabled, value
                 )
                 if pos < hi:
                     tkey, tinst, tres = ak.regrow(tkey, tinst, tres, 2 * len(tinst))
-            en, val = np.array(enabled, np.bool_), np.array(value, np.int64).reshape(len(value), nw)
+            if len(enabled) != len(en):  # new results this chunk
+                en, val = np.array(enabled, np.bool_), np.array(value, np.int64).reshape(len(value), nw)
             out, src, labs = ck.mod.expand_many(states, lo, hi, *ck.targs)
             bad = ak.compare(states, lo, hi, masks, wmasks, tkey, tinst, tres, en, val, out, src, labs)
             if bad >= 0:
