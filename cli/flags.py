@@ -75,8 +75,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("sweeper", "worker", "a server-side reconciler re-adds stored ids the cache lacks"),
     Flag("tab_crash", "fault", "a tab may die at any time (injected by tests)"),
     Flag("shared_pending", "client", "one pending list for all tabs of a browser, read-modify-written"),
-    # SPEC §6, the app as deployed: tab_view, found_in_response, reload, put_fails, post_fails (the
-    # as_built preset) and stale_reads are implemented, the others are in the model only, so far
+    # SPEC §6, the app as deployed: those marked modelled_only are in the model only, so far
     Flag(
         "tab_view",
         "client",
@@ -152,7 +151,6 @@ FLAGS: tuple[Flag, ...] = (
         "fire_and_forget",
         "client",
         "heals are sent without waiting for the previous one: two heals of one id may be in flight",
-        modelled_only=True,
     ),
 )
 

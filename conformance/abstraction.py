@@ -23,8 +23,9 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
   is over, or with shared_pending the tab has read the list).
 * ``heal``: per message (per (tab, message) with shared_pending): Requested from the moment
   the tab marks the id `healing` until the heal's ``get comment:<id>``; then KeyRead, CacheRead(s)
-  (not with atomic_cache), and Idle when the worker answers. Two heals of one slot in flight at
-  once are the phase ``("Overlap", n)``, which the model never has.
+  (not with atomic_cache), and Idle when the worker answers. With ``fire_and_forget``
+  ``heal2`` is the newer of two heals of the slot in flight (``heal`` the older). More heals of
+  one slot in flight at once than that are the phase ``("Overlap", n)``, which the model never has.
 * ``lists[t]`` (shared_pending): Write(P) while tab t has a store write of P parked.
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
@@ -213,13 +214,8 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         polls.append(phase)
     view["poll"] = tuple(polls)
 
-    def heal_phase(slot: Any, message: int, marked: bool) -> tuple:
-        live = heals.get(slot, [])
-        if len(live) > 1:
-            return ("Overlap", len(live))
-        if not live:
-            return ("Requested",) if marked else ("Idle",)
-        kv = live[0].kv_calls()
+    def request_phase(record: ActorRecord, message: int) -> tuple:
+        kv = record.kv_calls()
         key_at = next((i for i, c in enumerate(kv) if c.key == COMMENT_PREFIX + snap.ids[message]), None)
         if key_at is None:
             return ("Requested",)
@@ -230,12 +226,26 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
             return ("Idle",)
         return phase or ("KeyRead",)
 
+    # With fire_and_forget a slot holds two heals (heal: the older in flight, heal2: the newer)
+    slots_of = 2 if "fire_and_forget" in snap.variants else 1
+
+    def heal_phases(slot: Any, message: int, marked: bool) -> list[tuple]:
+        live = [p for p in (request_phase(r, message) for r in heals.get(slot, [])) if p != ("Idle",)]
+        if not live and marked:
+            live = [("Requested",)]
+        if len(live) > slots_of:
+            return [("Overlap", len(live))] * slots_of
+        return live + [("Idle",)] * (slots_of - len(live))
+
     if shared:
-        view["heal"] = {
-            (t, m): heal_phase((t, m), m, snap.ids[m] in snap.healing[t]) for t in range(T) for m in range(M)
+        phases = {
+            (t, m): heal_phases((t, m), m, snap.ids[m] in snap.healing[t]) for t in range(T) for m in range(M)
         }
     else:
-        view["heal"] = {m: heal_phase(m, m, any(snap.ids[m] in h for h in snap.healing)) for m in range(M)}
+        phases = {m: heal_phases(m, m, any(snap.ids[m] in h for h in snap.healing)) for m in range(M)}
+    view["heal"] = {h: p[0] for h, p in phases.items()}
+    if slots_of == 2:
+        view["heal2"] = {h: p[1] for h, p in phases.items()}
     view["alive"] = tuple(snap.alive)
 
     sweep: tuple = ("Idle",)

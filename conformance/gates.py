@@ -4,7 +4,8 @@ test lets it through, so the test owns the interleaving.
 A call parks *before* it reaches the real backend; `Gatekeeper.release(gate)` lets it run, and
 the call records what it did (`Call`) on the actor that made it the moment it returns, before
 its caller resumes. An *actor* is whoever makes calls: a post of message m (`("post", m)`), a
-poll of tab t (`("poll", t)`), a heal of message m sent by tab t (`("heal", t, m)`), the sweeper
+poll of tab t (`("poll", t)`), the n-th heal of message m sent by tab t (`("heal", t, m, n)`;
+with fire_and_forget two of them may be in flight), the sweeper
 (`("sweep",)`). The actor is a context variable: the driver sets it when it starts a post,
 poll or sweep task, and `TabTransport` sets it for each heal request it carries, so a call is
 attributed without the worker's help (any ASGI worker can be put under the gates).
@@ -39,7 +40,7 @@ __all__ = [
     "ActorRecord",
 ]
 
-#: the actor making the current call: ("post", m) | ("poll", t) | ("heal", t, m) | ("sweep",)
+#: the actor making the current call: ("post", m) | ("poll", t) | ("heal", t, m, n) | ("sweep",)
 ACTOR: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("kvheal_actor", default=None)
 
 
@@ -95,8 +96,8 @@ class ActorRecord:
 class Gatekeeper:
     """The parked calls, and the actors they belong to.
 
-    `actors[key]` is the current record of each actor key (a finished heal's record is
-    replaced when the same tab heals the same message again); `history` keeps every record.
+    `actors[key]` is the current record of each actor key (a post's record is replaced when
+    its tab sends it again, SPEC §6 repost); `history` keeps every record.
     """
 
     def __init__(self) -> None:
@@ -273,7 +274,8 @@ class TabTransport(httpx2.AsyncBaseTransport):
                 m = self.message_of(json.loads(request.content)["messageId"])
             except (ValueError, KeyError, TypeError):
                 m = None
-            key = ("heal", self.tab, m)
+            n = sum(1 for r in self.keeper.history if r.key[:3] == ("heal", self.tab, m))
+            key = ("heal", self.tab, m, n)  # the n-th heal of m by this tab: one actor each
             self.keeper.actor(key, fresh=True).task = asyncio.current_task()
             token = ACTOR.set(key)
         try:

@@ -73,7 +73,20 @@ __all__ = ["LockstepMachine", "lockstep_machine", "Divergence", "Step", "diverge
 #: rule name -> the SPEC §4 action names it performs
 RULE_GROUPS: dict[str, tuple[str, ...]] = {
     "start_post": ("PostKey",),
-    "worker_step": ("PostRead", "PostWrite", "PostCache", "HealKey", "HealRead", "HealWrite", "HealCache"),
+    "worker_step": (
+        "PostRead",
+        "PostWrite",
+        "PostCache",
+        "HealKey",
+        "HealRead",
+        "HealWrite",
+        "HealCache",
+        # the second heal of an id in flight (fire_and_forget)
+        "HealKey2",
+        "HealRead2",
+        "HealWrite2",
+        "HealCache2",
+    ),
     "poll": ("PollRead",),
     "deliver_ack": ("PostAck",),
     "check_pending": ("PollDone",),
@@ -83,8 +96,16 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
     # the as-built app (SPEC §6): the clock, reloads, and the injected failures
     "tick": ("Tick",),
     "reload": ("Reload",),
-    "fail": ("PostWriteFail", "PostCacheFail", "HealWriteFail", "HealCacheFail", "PostFail"),
-    "stale": ("PostReadStale", "PollReadStale", "HealReadStale"),
+    "fail": (
+        "PostWriteFail",
+        "PostCacheFail",
+        "HealWriteFail",
+        "HealCacheFail",
+        "HealWriteFail2",
+        "HealCacheFail2",
+        "PostFail",
+    ),
+    "stale": ("PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"),
     # the bot (bot_scan, bot_claims): its pending scan and its two polls' claims
     "bot": (
         "ScanRead",

@@ -157,7 +157,7 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
         counts: dict[tuple[int, int], int] = {}
         for record in system.keeper.history:
             if record.key[0] == "heal" and record.key[2] is not None:
-                counts[record.key[1:]] = counts.get(record.key[1:], 0) + 1
+                counts[record.key[1:3]] = counts.get(record.key[1:3], 0) + 1
         over = sorted((k, n) for k, n in counts.items() if n > bound)
         if over:
             (t, m), n = over[0]

@@ -57,11 +57,13 @@ LAG_MS = 6000
 #: the model's actions that are the test's own moves, not an actor's parked call
 _MOVES = frozenset({"Crash", "Tick", "Reload"})
 #: the reads served the value before the last write (SPEC §6 stale_reads)
-_STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale"})
-#: the failing cache writes (SPEC §6 put_fails)
+_STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"})
 #: the bot's actions that start a claim (the rest of a claim is its parked put)
 _CLAIM_STARTS = frozenset({"ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2"})
-_PUT_FAILS = frozenset({"PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail"})
+#: the failing cache writes (SPEC §6 put_fails; the second heal's too, with fire_and_forget)
+_PUT_FAILS = frozenset(
+    {"PostWriteFail", "HealWriteFail", "PostCacheFail", "HealCacheFail", "HealWriteFail2", "HealCacheFail2"}
+)
 
 
 class Blocked(Exception):
@@ -185,6 +187,8 @@ class InProcessSystem:
             )
             if isinstance(getattr(client, "_lock", None), asyncio.Lock):
                 client._lock = GatedLock(t, self.keeper)  # see GatedLock: the test picks the order
+            if "fire_and_forget" in self.variants:
+                client.heals_in_flight = 2  # the model's bound of heals of one id in flight
             if self.view_on:
                 self._as_built_tab(client, t, browser)
             self.clients.append(client)
@@ -366,7 +370,16 @@ class InProcessSystem:
             return ("poll", args["t"])
         if name.startswith("Heal"):
             m = args["m"]
-            return ("heal", args.get("t", m % self.T), m)
+            t = args.get("t", m % self.T)
+            # the heals of (t, m) in flight, oldest first: the model's heal, then heal2
+            # (fire_and_forget); an action of a slot with no heal in flight has no actor
+            live = [
+                key
+                for key, record in self.keeper.actors.items()
+                if key[:3] == ("heal", t, m) and not record.done
+            ]
+            k = 1 if name.endswith("2") else 0
+            return sorted(live, key=lambda key: key[3])[k] if k < len(live) else ("heal", t, m, None)
         if name.startswith("Sweep"):
             return ("sweep",)
         if name == "PendingWrite":
@@ -411,7 +424,11 @@ class InProcessSystem:
         cache writes nothing, so there is no put to refuse. The model lets that write fail
         (its step only sets put_failed); the implementation cannot, which is sound: it has
         fewer behaviours (SPEC §6)."""
-        if "dedupe" not in self.variants or action.name not in ("PostCacheFail", "HealCacheFail"):
+        if "dedupe" not in self.variants or action.name not in (
+            "PostCacheFail",
+            "HealCacheFail",
+            "HealCacheFail2",
+        ):
             return False
         return self.ids[action.args["m"]] in self.cache_ids()
 

@@ -11,7 +11,7 @@ them with the original's schedule:
                         than one response); returns the cache snapshot it saw      PollRead
     poll_done(snap)     for each pending id: found -> leaves the list (unless
                         keep_verifying); missing -> a heal, at most one in flight   PollDone
-                        per id per client
+                        per id per client (`heals_in_flight`; None with fire_and_forget)
     heal(id)            POST /api/admin/add-to-cache with the id's heal token; an id the worker
                         answers "not found" (404: the store lost it) or "outside the cache's
                         window" (older than a full cache) is given up with `give_up_hopeless`
@@ -29,6 +29,9 @@ page over: the cursor restarts at the load time, the shown set is emptied, the s
 retaken, the pending list (the store) survives, and an answer to a poll of the old page is
 dropped. `full_poll` reads the whole cache without a cursor. `lose_answer(id)` injects SPEC §6's
 lost POST answer (`post_fails`): the tab drops the message as if the request had failed.
+`fire_and_forget` (SPEC §6): `heals_in_flight=None` sends a heal for every missing id on every
+poll, without waiting for the answers to earlier ones (the deployed app); a number bounds the
+heals of one id in flight (1, the default: wait for the answer; the model's bound is 2).
 
 The pending store plays localStorage: it survives restarts (SQLite or JSON file), and several
 clients may share one (`shared_pending`). Reading the list and writing it back are two
@@ -287,6 +290,10 @@ class Client:
     shown: set[str] = field(default_factory=set)
     #: ids with a heal in flight from this tab
     healing: set[str] = field(default_factory=set)
+    #: most heals of one id this tab has in flight at once: 1 waits for the answer before
+    #: healing the id again; None sends one on every poll that misses it (SPEC §6
+    #: fire_and_forget, the deployed app)
+    heals_in_flight: int | None = 1
     heals_sent: int = 0
     post_retries_sent: int = 0
     polls: int = 0
@@ -330,7 +337,9 @@ class Client:
                 **pool,
             )
         self._lock = asyncio.Lock()
-        self._heal_tasks: dict[str, asyncio.Task] = {}
+        self._heal_tasks: set[asyncio.Task] = set()
+        #: heals in flight per id (`healing` holds the ids with at least one)
+        self._in_flight: Counter = Counter()
         self._requests = 0
         self._session = uuid.uuid4().hex[:6]
 
@@ -514,19 +523,23 @@ class Client:
             keep = self.still_pending(entries, present)
             if self.abandoned:
                 keep = [entry for entry in keep if entry.id not in self.abandoned]
+            room = self.heals_in_flight
             heals = [
-                entry for entry in missing if entry.id not in self.healing and entry.id not in self.abandoned
+                entry
+                for entry in missing
+                if (room is None or self._in_flight[entry.id] < room) and entry.id not in self.abandoned
             ]
             self.healing.update(entry.id for entry in heals)
+            self._in_flight.update(entry.id for entry in heals)
             self.heal_counts.update(entry.id for entry in heals)
             # Heals go out before the list is written back, as the original sent them (and as
             # the model's PollDone requests them): a tab that dies before its write-back has
             # still sent its heals.
             if start_heals:
                 for entry in heals:
-                    self._heal_tasks[entry.id] = asyncio.get_running_loop().create_task(
-                        self.heal(entry.id, entry.token)
-                    )
+                    task = asyncio.get_running_loop().create_task(self.heal(entry.id, entry.token))
+                    self._heal_tasks.add(task)
+                    task.add_done_callback(self._heal_tasks.discard)
             if self.tab_view:  # the page shows the response; the cursor follows the clock
                 self.shown.update(response)
                 if self.cursor is not None:
@@ -564,13 +577,17 @@ class Client:
                     self.abandoned[message_id] = "outside the cache's window"
             return response.status_code
         finally:
-            self.healing.discard(message_id)
-            self._heal_tasks.pop(message_id, None)
+            left = self._in_flight[message_id] - 1
+            if left > 0:
+                self._in_flight[message_id] = left
+            else:
+                self._in_flight.pop(message_id, None)
+                self.healing.discard(message_id)
 
     async def wait_heals(self) -> None:
         """Wait until every heal this client started in the background has finished."""
         while self._heal_tasks:
-            await asyncio.gather(*list(self._heal_tasks.values()), return_exceptions=True)
+            await asyncio.gather(*list(self._heal_tasks), return_exceptions=True)
 
     async def poll_once(self) -> PollResult:
         """One poll: `poll_read`, then `poll_done` with background heals."""

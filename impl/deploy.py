@@ -138,8 +138,9 @@ def tab_client(
     max_connections: int | None = None,
 ) -> Client:
     """One tab of stress or chaos: a `Client` with its own connection pool (at most
-    `max_connections`; httpx's default when None), keep_verifying as the design says, and
-    `give_up_hopeless` (`Client.abandoned` says which ids it gave up, and why)."""
+    `max_connections`; httpx's default when None), keep_verifying and fire_and_forget (no
+    limit on heals of one id in flight) as the design says, and `give_up_hopeless`
+    (`Client.abandoned` says which ids it gave up, and why)."""
     limits = (
         httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         if max_connections
@@ -150,6 +151,7 @@ def tab_client(
         tab=tab,
         store=store,
         keep_verifying="keep_verifying" in variants,
+        heals_in_flight=None if "fire_and_forget" in variants else 1,
         schedule=schedule,
         timeout=timeout,
         limits=limits,

@@ -372,3 +372,27 @@ async def test_a_lost_answer_drops_the_post_and_a_500_too():
             await tab.post("hi", id="m0")
         assert (tab.shown, tab.failed_posts, await tab.pending_ids()) == (set(), {"m0"}, [])
         assert await kv.get("comment:m0") is not None  # stored all the same
+
+
+async def test_fire_and_forget_heals_without_waiting():
+    """heals_in_flight=None (SPEC §6 fire_and_forget, as deployed): every poll that misses an id
+    sends a heal for it, however many are in flight; a bound of 2 stops at two."""
+    app = create_app(MemoryKV(), WorkerConfig())
+    empty = Snapshot((), ())
+    async with make(app, 0, MemoryPendingStore(), heals_in_flight=None) as tab:
+        await tab.post("hi", id="m1", timestamp=1)
+        for _ in range(3):
+            assert (await tab.poll_done(empty, start_heals=False)).heals == ("m1",)
+        assert tab.healing == {"m1"} and tab.heal_counts["m1"] == 3
+        for _ in range(3):
+            assert await tab.heal("m1") == 200
+        assert tab.healing == set()
+    async with make(app, 1, MemoryPendingStore(), heals_in_flight=2) as tab:
+        await tab.post("hi", id="m2", timestamp=2)
+        assert [(await tab.poll_done(empty, start_heals=False)).heals for _ in range(3)] == [
+            ("m2",),
+            ("m2",),
+            (),
+        ]
+        assert await tab.heal("m2") == 200
+        assert (await tab.poll_done(empty, start_heals=False)).heals == ("m2",)

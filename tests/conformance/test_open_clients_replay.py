@@ -1,0 +1,149 @@
+"""The open clients of SPEC §6 on the real worker and clients: heals sent without waiting
+(``fire_and_forget``), a failed POST sent again with the same id (``repost``), a tab on the AI
+channel (``ai_channel``) and a tab whose clock is one lag behind (``clock_skew``).
+
+For each flag the model's counterexamples at a small size replay call by call on real SQLite
+and show the same violation there, and the lockstep machine drives the flag's actions (a
+scripted run through the new steps, and a short Hypothesis run).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from kvheal.conformance.lockstep import lockstep_machine
+from kvheal.conformance.replay import replay
+from kvheal.model import Config, KVHealModel, check
+
+ID0, ID1 = "1761868800000-5feceb", "1761868801000-6b86b2"
+
+
+@functools.cache
+def _checked(tabs: int, per_tab: int, variants: str):
+    config = Config.make(tabs=tabs, per_tab=per_tab, variants=variants)
+    return config, check(KVHealModel(config))
+
+
+def _replays(tabs: int, per_tab: int, variants: str, expected: dict, tmp_path) -> None:
+    """Every violated property of the design: (trace length, steps replayed, evidence) as
+    `expected` says, reproduced on real SQLite without leaving the model's path."""
+    config, result = _checked(tabs, per_tab, variants)
+    violated = {n: p for n, p in result.properties.items() if str(p.status) == "violated"}
+    assert {n: len(p.trace) for n, p in violated.items()} == {n: e[0] for n, e in expected.items()}
+    for name, p in violated.items():
+        r = replay(config, name, p.trace, path=str(tmp_path / f"{name}.sqlite3"))
+        assert (r.status, r.diverged, r.backend) == ("violated", "", "sqlite"), (name, r.diverged)
+        assert (len(r.steps), expected[name][2] in r.evidence) == (expected[name][1], True), (
+            name,
+            r.evidence,
+        )
+
+
+def _script(config: Config, steps: list[tuple[str, dict]]) -> dict:
+    """Take `steps` in lockstep (Divergence as soon as the two sides differ); the last view."""
+    machine = lockstep_machine(config)()
+    try:
+        machine.start()
+        for name, args in steps:
+            machine.do(name, **args)
+        view = machine.system.view()
+        assert view == machine.model.view(machine.state)
+        return view
+    finally:
+        machine.teardown()
+
+
+def _hypothesis(config: Config, examples: int) -> None:
+    run_state_machine_as_test(
+        lockstep_machine(config), settings=settings(settings.default, max_examples=examples)
+    )
+
+
+# -- fire_and_forget: two heals of one id in flight ------------------------------------------
+
+#: property -> (trace length, steps replayed (a lasso's loop twice; HealOnlyMissing's faulty
+#: step taken), a piece of the evidence read off the real system)
+FIRE_AND_FORGET_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "Converges": (16, 20, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (22, 29, f"live tab 0's pending store still holds ['{ID0}']"),
+}
+AS_BUILT_FIRE_AND_FORGET_T1 = {
+    "HealOnlyMissing": (8, 9, f"tab 0 sent a heal request for {ID0}, which the cache its poll read holds"),
+    "HealsTerminate": (19, 19, f"tab 0 sent 4 heal requests for {ID0} (the bound is 3)"),
+    "Converges": (10, 12, f"acknowledged {ID0} absent from the real cache []"),
+    "PendingDrains": (29, 39, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (10, 12, f"live tab 0 has not shown {ID0} (its page shows [])"),
+}
+
+
+def test_fire_and_forget_counterexamples_replay_at_tabs_2(tmp_path):
+    """fire_and_forget at tabs 2 (153,798 states): the seed design's violations, on real SQLite."""
+    _replays(2, 1, "fire_and_forget", FIRE_AND_FORGET_T2, tmp_path)
+
+
+def test_as_built_fire_and_forget_counterexamples_replay_at_one_tab(tmp_path):
+    """as_built,fire_and_forget (2,826 states at one tab; past the budget at tabs 2, SPEC §6): a
+    fourth heal of one id, with two of them in flight (PendingDrains' lasso takes HealKey2)."""
+    _replays(1, 1, "as_built,fire_and_forget", AS_BUILT_FIRE_AND_FORGET_T1, tmp_path)
+    _, result = _checked(1, 1, "as_built,fire_and_forget")
+    assert "HealKey2" in [s.action for s in result.properties["PendingDrains"].trace]
+
+
+FAILED_PUT = [
+    ("PostKey", {"m": 0}),
+    ("PostRead", {"m": 0}),
+    ("PostWriteFail", {"m": 0}),
+    ("PostAck", {"m": 0}),
+]
+TWO_HEALS = FAILED_PUT + [("PollRead", {"t": 0}), ("PollDone", {"t": 0})] * 2
+
+
+@pytest.mark.parametrize("newer_first", [False, True])
+def test_two_heals_of_one_id_in_flight_in_lockstep(newer_first):
+    """Two polls miss m0 (its cache put failed): the tab sends a second heal while the first is
+    in flight. Either may finish first; when the older does, the newer becomes the model's
+    ``heal`` (``heal := heal2``). The one left reads the cache the first wrote: a duplicate."""
+    config = Config.make(tabs=1, cap=2, variants="fire_and_forget,put_fails")
+    keyed = [("HealKey", {"m": 0}), ("HealKey2", {"m": 0})]
+    view = _script(config, TWO_HEALS + keyed)
+    assert (view["heal"], view["heal2"]) == ({0: ("KeyRead",)}, {0: ("KeyRead",)})
+    first = (
+        [("HealRead2", {"m": 0}), ("HealWrite2", {"m": 0})]
+        if newer_first
+        else [("HealRead", {"m": 0}), ("HealWrite", {"m": 0})]
+    )
+    view = _script(config, TWO_HEALS + keyed + first)
+    assert (view["cache"], view["heal"], view["heal2"]) == ((0,), {0: ("KeyRead",)}, {0: ("Idle",)})
+    view = _script(config, TWO_HEALS + keyed + first + [("HealRead", {"m": 0}), ("HealWrite", {"m": 0})])
+    assert (view["cache"], view["heal"], view["heal2"], view["pending"]) == (
+        (0, 0),
+        {0: ("Idle",)},
+        {0: ("Idle",)},
+        ((0,),),
+    )
+
+
+def test_a_third_heal_waits_for_a_slot():
+    """With two heals of m0 in flight a third poll that misses m0 sends none (the model's
+    bound; the deployed app's client has none: ``heals_in_flight=None``)."""
+    config = Config.make(tabs=1, cap=2, variants="fire_and_forget,put_fails")
+    view = _script(config, TWO_HEALS + [("PollRead", {"t": 0}), ("PollDone", {"t": 0})])
+    assert (view["heal"], view["heal2"]) == ({0: ("Requested",)}, {0: ("Requested",)})
+
+
+@pytest.mark.parametrize(
+    "tabs, variants",
+    [
+        (2, "fire_and_forget"),
+        (2, "dedupe,fire_and_forget"),
+        (2, "as_built,fire_and_forget"),
+        (1, "fire_and_forget,put_fails"),
+    ],
+)
+def test_lockstep_fire_and_forget(tabs, variants):
+    _hypothesis(Config.make(tabs=tabs, variants=variants), 30)
