@@ -9,10 +9,12 @@ slot values; this module emits the same expressions (in the kernel's ``NUMBA`` d
   (``atomic_cache,dedupe``) and two for the largest ones; ``expand`` unpacks a state into
   locals, runs every guard and writes each successor's words with masks and shifts;
 * **the visited set**: open addressing over an ``int32`` table of state numbers (linear
-  probing, load at most 3/4, the hash a multiply-xorshift of the words); the states
-  themselves live once, in BFS order, in an ``int64`` array that is also the queue; per
-  state the parent's number (``int32``). The label of each tree edge is not stored: a trace
-  is rebuilt by expanding each parent again. Exact state identity: no hash compaction;
+  probing, between half and 3/4 full: it grows by half; the hash a multiply-xorshift of the words); the
+  states themselves live once, in BFS order, in an ``int64`` array that is also the queue.
+  No parent links: only where each depth starts. A trace finds each state's parent again,
+  the lowest-numbered state of the depth before with an edge to it (see
+  :class:`CompiledGraph`). Exact state identity: no hash compaction. So the visited set
+  costs 8 bytes per word of state plus 5.3-8 for the table;
 * **the graph** for liveness, only when an eventually-always goal is checked: CSR rows
   (``int64``), targets (``int32``) and labels (``int16``), as the Python engine keeps;
 * the search runs in chunks of expansions so the caller gets progress, the memory budget is
@@ -31,6 +33,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -173,7 +176,7 @@ def generate(kernel: Any, pk: Packing) -> str:
         "from numba import njit",
         "",
         "# the same hash for every configuration: compiled once, in numba's cache of fastpar",
-        f"from {__package__}.fastpar import hash_rows, rehash  # noqa: F401",
+        f"from {__package__}.fastpar import hash_rows, rehash, slot_of  # noqa: F401",
         "",
         "I64 = np.int64",
         "",
@@ -266,10 +269,11 @@ _RUNTIME = """
 W = @W@
 NI = @NI@
 
+# levels[d]: the number of the first state at depth d (states are numbered level by level)
 # ctl: 0 head, 1 states, 2 transitions, 3 depth, 4 level end, 5 state bound, 6 status
 #      (0 done, 1 chunk used up, 2 arrays full: grow, 3 state bound reached)
 @njit(cache=True, nogil=True)
-def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
+def run(ctl, states, levels, table, rowptr, dst, elab, counts, graph, chunk,
         ADD, IDS, DUP, UNION, NEWEST):
     head = ctl[0]
     n = ctl[1]
@@ -277,7 +281,7 @@ def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
     depth = ctl[3]
     level_end = ctl[4]
     bound = ctl[5]
-    mask = table.shape[0] - 1
+    tcap = table.shape[0]
     ncap = states.shape[0]
     ecap = dst.shape[0]
     out = np.empty((NI, W), np.int64)
@@ -288,17 +292,21 @@ def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
         if done >= chunk:
             status = 1
             break
-        if n + NI > ncap or 4 * (n + NI) > 3 * (mask + 1) or (graph and e + NI > ecap):
+        if n + NI > ncap or 4 * (n + NI) > 3 * tcap or (graph and e + NI > ecap):
             status = 2
             break
         if head == level_end:
+            if depth + 2 >= levels.shape[0]:
+                status = 2
+                break
             depth += 1
+            levels[depth] = head
             level_end = n
         row = head
         @EXPAND@
         e0 = e
         for i in range(k):
-            h = np.int64(hash_row(out, i) & np.uint64(mask))
+            h = slot_of(hash_row(out, i), tcap)
             while True:
                 num = table[h]
                 if num < 0:
@@ -309,12 +317,13 @@ def run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, chunk,
                     table[h] = n
                     for j in range(W):
                         states[n, j] = out[i, j]
-                    parent[n] = head
                     n += 1
                     break
                 if same(states, num, out, i):
                     break
-                h = (h + 1) & mask
+                h += 1
+                if h == tcap:
+                    h = 0
             if status == 3:
                 break
             if graph:
@@ -375,6 +384,23 @@ def _cache_dir() -> Path:
     return Path(base) / "kernels"
 
 
+def _reap(pid: int | None, timeout: float = 120.0) -> None:
+    """Wait for a compiling child; one that outlives ``timeout`` is killed (the parent then
+    compiles the function itself, as it does when the child failed)."""
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.005)
+
+
 class CompiledKernel:
     """A configuration's compiled module and tables."""
 
@@ -421,7 +447,40 @@ class CompiledKernel:
 
     def _compile(self, parallel: bool) -> None:
         states = self.states_array([self.kernel.init_state])
+        # The property rows compile in a forked child while this process compiles the search
+        # (numba compiles on one core; a cold compile is most of a small check's time). The
+        # child leaves its result in numba's cache, which the call below then loads.
+        child = self._fork(lambda: self.mod.failing_rows(states, 0, 1, *self.targs), "failing_rows")
+        try:
+            self._compile_search(parallel, states)
+        finally:
+            _reap(child)
         self.mod.failing_rows(states, 0, 1, *self.targs)
+
+    def _fork(self, compile_one: Callable[[], Any], name: str) -> int | None:
+        """Run ``compile_one`` in a forked child (its pid), or None where that cannot help or
+        is unsafe: no fork, other threads running (a lock held by one would stay held in the
+        child), or the function already in numba's cache."""
+        if not hasattr(os, "fork") or threading.active_count() > 1 or os.environ.get("KVHEAL_NO_FORK"):
+            return None
+        mod_file = Path(self.mod.__file__)
+        if any((mod_file.parent / "__pycache__").glob(f"{mod_file.stem}.{name}-*.nbi")):
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            return None
+        if pid == 0:  # pragma: no cover - the child: compile, leave it in the cache, exit
+            code = 1
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                compile_one()
+                code = 0
+            finally:
+                os._exit(code)
+        return pid
+
+    def _compile_search(self, parallel: bool, states: np.ndarray) -> None:
         ni, W = len(self.kernel.instances), self.packing.words
         if parallel:
             from . import fastpar as fp
@@ -437,8 +496,9 @@ class CompiledKernel:
             fp.owner_counts(hs, one * 0, one * 0, 1)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
-            fp.insert_part(0, 1, states, table, states, hs, one, one * 0, one * 0, res, new, one, one)
-            fp.settle_part(0, 0, table, states, np.zeros(1, np.int32), new, one, one)
+            fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1)
+            fp.fill_pending(table, new, 0, one)
+            fp.settle_part(0, 0, table, states, new, one)
             fp.edges_of(0, 0, res, hs, one, 1, np.zeros(1, np.int32), np.zeros(1, np.int32),
                         np.zeros(1, np.int16), 0)  # fmt: skip
             return
@@ -448,7 +508,7 @@ class CompiledKernel:
             self.mod.run(
                 ctl,
                 states,
-                np.zeros(1, np.int32),
+                np.zeros(4, np.int64),
                 table,
                 np.zeros(2, np.int64),
                 np.zeros(1, np.int32),
@@ -473,31 +533,133 @@ class CompiledKernel:
 
 class CompiledGraph:
     """The explored graph in the Python engine's shape (``n``, ``parent``, ``rowptr``,
-    ``dst``, ``label``), states packed; tree-edge labels found again by expanding parents."""
+    ``dst``, ``label``), states packed.
+
+    No parent links are stored while searching: the BFS parent of a state at depth d is the
+    lowest-numbered state of depth d - 1 with an edge to it (the first to reach it, in both
+    the one-worker order and the partitioned one), found when a trace asks for it: in the
+    graph's edges of that level when the graph is kept, else by expanding that level again
+    (compiled, in blocks, stopping at the first match). ``levels[d]`` is the first state
+    of depth d, ``levels[-1]`` the number of states. Tree-edge labels are found again the
+    same way."""
 
     def __init__(
-        self, ck: CompiledKernel, states, parent, rowptr, dst, label, counts, transitions: int
+        self, ck: CompiledKernel, states, levels, rowptr, dst, label, counts, transitions: int
     ) -> None:
         self.ck, self.transitions = ck, transitions
-        self.states, self.parent = states, parent
+        self.states, self.levels = states, levels
         self.rowptr, self.dst, self.label = rowptr, dst, label
         self.label_counts = counts
+        self._parent: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return len(self.states)
 
+    def depth_of(self, num: int) -> int:
+        return int(np.searchsorted(self.levels, num, side="right")) - 1
+
+    def _has_graph(self) -> bool:
+        return len(self.rowptr) > 1
+
+    def parent_step(self, num: int) -> tuple[int, int]:
+        """(parent, label of the tree edge) of state ``num`` (``(-1, -1)`` for an initial
+        state)."""
+        d = self.depth_of(num)
+        if d <= 0:
+            return -1, -1
+        lo, hi = int(self.levels[d - 1]), int(self.levels[d])
+        if self._has_graph() and hi < len(self.rowptr):
+            e0, e1 = int(self.rowptr[lo]), int(self.rowptr[hi])
+            hits = np.flatnonzero(self.dst[e0:e1] == num)
+            if len(hits):
+                e = e0 + int(hits[0])
+                return int(np.searchsorted(self.rowptr, e, side="right")) - 1, int(self.label[e])
+        return self._expand_for(lo, hi, num)
+
+    def _expand_for(self, lo: int, hi: int, num: int) -> tuple[int, int]:
+        """The first row of ``lo..hi`` with state ``num`` among its successors, by expanding
+        the rows again in blocks."""
+        ck = self.ck
+        mod = ck.mod
+        target = self.states[num]
+        ni, W = len(ck.kernel.instances), ck.packing.words
+        step = 1 << 14
+        out = np.empty((step * ni, W), np.int64)
+        lab = np.empty(step * ni, np.int32)
+        src = np.empty(step * ni, np.int64)
+        hs = np.empty(step * ni, np.uint64)
+        rowcnt = np.empty(step, np.int64)
+        ck.ready(parallel=True)
+        for a in range(lo, hi, step):
+            b = min(hi, a + step)
+            k = mod.expand_block(self.states, a, b, *ck.targs, out, lab, src, hs, rowcnt, 0)
+            match = np.flatnonzero((out[:k] == target).all(axis=1))
+            if len(match):
+                i = int(match[0])
+                return int(src[i]), int(lab[i])
+        raise AssertionError(f"state {num} has no predecessor at the level before its own")
+
+    @property
+    def parent(self) -> np.ndarray:
+        """Every state's BFS parent (int32), computed on first use: among the edges (in
+        source order) from depth d - 1 into each state of depth d, the first."""
+        if self._parent is None:
+            n = self.n
+            depth = np.repeat(np.arange(len(self.levels) - 1, dtype=np.int32), np.diff(self.levels))
+            if self._has_graph() and len(self.rowptr) == n + 1:
+                src = np.repeat(np.arange(n, dtype=np.int32), np.diff(self.rowptr))
+                dst = self.dst
+            else:
+                src, dst = self._all_edges()
+            keep = depth[src] == depth[dst] - 1
+            targets, first = np.unique(dst[keep], return_index=True)
+            par = np.full(n, -1, np.int32)
+            par[targets] = src[keep][first]
+            self._parent = par
+        return self._parent
+
+    def _all_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sources, targets) of every edge, found by expanding every state again."""
+        ck = self.ck
+        order = np.argsort(_row_keys(self.states), kind="stable")
+        keys = _row_keys(self.states)[order]
+        srcs, dsts = [], []
+        ni, W = len(ck.kernel.instances), ck.packing.words
+        step = 1 << 14
+        out = np.empty((step * ni, W), np.int64)
+        lab = np.empty(step * ni, np.int32)
+        src = np.empty(step * ni, np.int64)
+        hs = np.empty(step * ni, np.uint64)
+        rowcnt = np.empty(step, np.int64)
+        ck.ready(parallel=True)
+        for a in range(0, self.n, step):
+            b = min(self.n, a + step)
+            k = ck.mod.expand_block(self.states, a, b, *ck.targs, out, lab, src, hs, rowcnt, 0)
+            at = np.searchsorted(keys, _row_keys(out[:k]))
+            at = np.minimum(at, len(keys) - 1)
+            found = keys[at] == _row_keys(out[:k])
+            srcs.append(src[:k][found].astype(np.int32))
+            dsts.append(order[at[found]].astype(np.int32))
+        return np.concatenate(srcs), np.concatenate(dsts)
+
     def path_labels(self, num: int) -> list[int]:
-        nums = []
-        while num >= 0:
-            nums.append(num)
-            num = int(self.parent[num])
-        nums.reverse()
         labels = []
-        for a, b in zip(nums, nums[1:]):
-            target = tuple(int(x) for x in self.states[b])
-            labels.append(next(lab for lab, t in self.ck.successors(self.states[a]) if t == target))
+        while True:
+            p, lab = self.parent_step(num)
+            if p < 0:
+                break
+            labels.append(lab)
+            num = p
+        labels.reverse()
         return labels
+
+
+def _row_keys(words: np.ndarray) -> np.ndarray:
+    """One sortable key per row of packed words (the row itself when it is one word)."""
+    if words.shape[1] == 1:
+        return words[:, 0]
+    return np.ascontiguousarray(words).view(np.dtype((np.void, 8 * words.shape[1]))).ravel()
 
 
 def explore(
@@ -525,9 +687,8 @@ def explore(
     cap_n = 1 << 16
     states = np.empty((cap_n, W), np.int64)
     states[:n0] = ck.states_array(init)
-    parent = np.empty(cap_n, np.int32)  # parents of later states are written as found
-    parent[:n0] = -1
-    table = mod.rehash(states, n0, 1 << 17)
+    levels = np.zeros(1 << 10, np.int64)  # levels[d]: the first state at depth d
+    table = mod.rehash(states, n0, _table_len(n0))
     rowptr = np.zeros(cap_n + 1 if graph else 1, np.int64)
     dst = np.empty(1 << 18 if graph else 0, np.int32)
     elab = np.empty(1 << 18 if graph else 0, np.int16)
@@ -539,7 +700,7 @@ def explore(
     peak_queue = 0
     try:
         while True:
-            mod.run(ctl, states, parent, table, rowptr, dst, elab, counts, graph, CHUNK, *ck.targs)
+            mod.run(ctl, states, levels, table, rowptr, dst, elab, counts, graph, CHUNK, *ck.targs)
             head, n, e, status = int(ctl[0]), int(ctl[1]), int(ctl[2]), int(ctl[6])
             peak_queue = max(peak_queue, n - head)
             if status == 0:
@@ -549,6 +710,8 @@ def explore(
                 reason = f"the state bound (--max-states {max_states:,}) was reached"
                 break
             if status == 2:
+                if int(ctl[3]) + 2 >= len(levels):
+                    levels = _grow(levels, 2 * len(levels))
                 grow = _growth(states, table, dst, n, e, ni, graph)
                 if budget is not None:
                     # numpy's fresh arrays are not resident until written: count what the
@@ -561,7 +724,7 @@ def explore(
                         break
                 if "states" in grow:
                     size = grow["states"]
-                    states, parent = _grow(states, size), _grow(parent, size)
+                    states = _grow(states, size)
                     if graph:
                         rowptr = _grow(rowptr, size + 1)
                 if "table" in grow:
@@ -577,19 +740,26 @@ def explore(
         complete = False
         reason = "the process ran out of memory"
     head, n, e, depth = int(ctl[0]), int(ctl[1]), int(ctl[2]), int(ctl[3])
-    visited = states.itemsize * W * n + 4 * n + table.nbytes  # states, parents, table
+    visited = states.itemsize * W * n + table.nbytes  # states, table (no parent links)
     table = None
-    states, parent = states[:n], parent[:n]
+    states = states[:n]
     if graph:
         rowptr = rowptr[: head + 1]
         e = int(rowptr[-1]) if not complete else e
         dst, elab = dst[:e], elab[:e]
     else:
         rowptr = np.zeros(1, np.int64)
-    g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    g = CompiledGraph(ck, states, _levels(levels[: depth + 1], int(ctl[4]), n), rowptr, dst, elab, counts, e)
     g.figures = _figures(visited, g)
     fails = _fails(model, ck, props, states)
     return g, fails, complete, peak_queue, reason, depth
+
+
+def _levels(starts: np.ndarray, level_end: int, n: int) -> np.ndarray:
+    """Level boundaries: the first state of each depth expanded, the first of the next
+    depth (states found but not expanded) when there are any, then ``n``."""
+    tail = [level_end, n] if level_end < n else [n]
+    return np.append(starts, np.array(tail, np.int64))
 
 
 class _Pacer:
@@ -614,7 +784,7 @@ class _Pacer:
 
 
 def _figures(visited: int, g: CompiledGraph) -> dict[str, float]:
-    """Bytes per state of the visited set (states, parents, table) and of the graph kept for
+    """Bytes per state of the visited set (states, table) and of the graph kept for
     liveness (rows, targets, labels)."""
     n = max(g.n, 1)
     graph = g.rowptr.nbytes + g.dst.nbytes + g.label.nbytes if len(g.rowptr) > 1 else 0
@@ -622,10 +792,9 @@ def _figures(visited: int, g: CompiledGraph) -> dict[str, float]:
 
 
 def _table_len(n: int) -> int:
-    cap = 1 << 10
-    while 3 * cap < 4 * n:
-        cap <<= 1
-    return cap
+    """Slots for ``n`` states: the table is then half full (it grows when 3/4 full, by half,
+    so it always holds between 4/3 and 2 slots a state: 5.3-8 bytes)."""
+    return max(1 << 10, 2 * n)
 
 
 def _growth(states, table, dst, n: int, e: int, ni: int, graph: bool) -> dict[str, int]:
@@ -635,7 +804,7 @@ def _growth(states, table, dst, n: int, e: int, ni: int, graph: bool) -> dict[st
     if n + ni > len(states):
         out["states"] = max(_more(len(states)), n + ni)
     if 4 * (n + ni) > 3 * len(table):
-        out["table"] = 2 * _table_len(n + ni)
+        out["table"] = _table_len(n + ni)
     if graph and e + ni > len(dst):
         out["dst"] = max(_more(len(dst)), e + ni)
     return out
@@ -648,9 +817,9 @@ def _more(size: int) -> int:
 
 
 def _nbytes(kind: str, size: int, words: int) -> int:
-    """Bytes the grown array(s) of ``kind`` take: states with parents and rows, the table,
-    edge targets with labels."""
-    return size * {"states": 8 * words + 4 + 8, "table": 4, "dst": 6}[kind]
+    """Bytes the grown array(s) of ``kind`` take: states with rows, the table, edge targets
+    with labels."""
+    return size * {"states": 8 * words + 8, "table": 4, "dst": 6}[kind]
 
 
 def _grow(a: np.ndarray, size: int) -> np.ndarray:
@@ -709,10 +878,9 @@ def explore_parallel(
     n = n0 = len(init)
     states = np.empty((1 << 16, W), np.int64)
     states[:n0] = ck.states_array(init)
-    parent = np.empty(len(states), np.int32)
-    parent[:n0] = -1
+    levels = [0]  # the first state of each depth
     hs0 = mod.hash_rows(states[:n0])
-    tables = [np.full(1 << 12, -1, np.int32) for _ in range(P)]
+    tables = [np.full(_table_len(n0), -1, np.int32) for _ in range(P)]
     sizes = np.zeros(P, np.int64)
     for p in range(P):
         fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P)
@@ -736,6 +904,7 @@ def explore_parallel(
         while head < n:
             if head == level_end:
                 depth, level_end = depth + 1, n
+                levels.append(head)
             hi = min(level_end, head + BLOCK_ROWS)
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
@@ -760,46 +929,58 @@ def explore_parallel(
             )
             took = np.array(ends, np.int64) - starts
             owned = fp.owner_counts(hs, starts, took, P)
-            # room: each partition's table for all it may add, the states for all of them
-            if any(4 * (sizes[p] + owned[p]) > 3 * len(tables[p]) for p in range(P)):
-                all_hs = mod.hash_rows(states[:n])
-                nums = np.arange(n, dtype=np.int32)
-                for p in range(P):
-                    if 4 * (sizes[p] + owned[p]) > 3 * len(tables[p]):
-                        tables[p] = None
-                        tables[p] = np.full(2 * _table_len(int(sizes[p] + owned[p])), -1, np.int32)
-                        fp.fill_part(tables[p], all_hs, nums, p, P)
-                del all_hs, nums
             news = [np.empty((int(owned[p]), W), np.int64) for p in range(P)]
-            new_src = [np.empty(int(owned[p]), np.int64) for p in range(P)]
             new_slot = [np.empty(int(owned[p]), np.int64) for p in range(P)]
-            found = _all(
-                pool,
-                fp.insert_part,
-                [
-                    (
-                        p,
-                        P,
-                        states,
-                        tables[p],
-                        out,
-                        hs,
-                        src,
-                        starts,
-                        took,
-                        res,
-                        news[p],
-                        new_src[p],
-                        new_slot[p],
-                    )
-                    for p in range(P)
-                ],
-            )
+            # each partition inserts its successors; one whose table would pass 3/4 full
+            # stops, its table doubles (the block's pending states entered again), it resumes
+            found = [0] * P
+            where = [(0, int(starts[0]))] * P
+            todo = list(range(P))
+            while todo:
+                got = _all(
+                    pool,
+                    fp.insert_part,
+                    [
+                        (
+                            p,
+                            P,
+                            states,
+                            tables[p],
+                            out,
+                            hs,
+                            starts,
+                            took,
+                            res,
+                            news[p],
+                            new_slot[p],
+                            where[p][0],
+                            where[p][1],
+                            found[p],
+                            3 * len(tables[p]) // 4 - int(sizes[p]),
+                        )
+                        for p in todo
+                    ],
+                )
+                short = []
+                for p, (c, t, i) in zip(todo, got):
+                    found[p], where[p] = int(c), (int(t), int(i))
+                    if t < P:
+                        short.append(p)
+                if short:
+                    all_hs = mod.hash_rows(states[:n])
+                    nums = np.arange(n, dtype=np.int32)
+                    for p in short:
+                        tables[p] = None
+                        tables[p] = np.full(_table_len(int(sizes[p]) + found[p] + 1), -1, np.int32)
+                        fp.fill_part(tables[p], all_hs, nums, p, P)
+                        fp.fill_pending(tables[p], news[p], found[p], new_slot[p])
+                    del all_hs, nums
+                todo = short
             added = int(sum(found))
             bases = n + np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
             if n + added > len(states):
                 size = max(_more(len(states)), n + added)
-                states, parent = _grow(states, size), _grow(parent, size)
+                states = _grow(states, size)
                 if graph:
                     rowptr = _grow(rowptr, size + 1)
             _all(
@@ -811,15 +992,13 @@ def explore_parallel(
                         found[p],
                         tables[p],
                         states,
-                        parent,
                         news[p],
-                        new_src[p],
                         new_slot[p],
                     )
                     for p in range(P)
                 ],
             )
-            del news, new_src, new_slot
+            del news, new_slot
             sizes += np.array(found, np.int64)
             n += added
             block_edges = int(took.sum())
@@ -863,9 +1042,9 @@ def explore_parallel(
         complete, reason = False, "the process ran out of memory"
     finally:
         pool.shutdown()
-    visited = states.itemsize * W * n + 4 * n + sum(t.nbytes for t in tables)
+    visited = states.itemsize * W * n + sum(t.nbytes for t in tables)  # no parent links
     tables = None
-    states, parent = states[:n], parent[:n]
+    states = states[:n]
     if graph:
         rowptr = rowptr[: head + 1]
         e = int(rowptr[-1])
@@ -875,7 +1054,9 @@ def explore_parallel(
     if not complete:
         # keep states whose parent was expanded: all of them (blocks end whole)
         pass
-    g = CompiledGraph(ck, states, parent, rowptr, dst, elab, counts, e)
+    g = CompiledGraph(
+        ck, states, _levels(np.array(levels, np.int64), level_end, n), rowptr, dst, elab, counts, e
+    )
     g.figures = _figures(visited, g)
     fails = _fails(model, ck, props, states)
     return g, fails, complete, peak_queue, reason, depth

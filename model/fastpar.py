@@ -41,14 +41,22 @@ def hash_rows(a):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def slot_of(h, cap):  # pragma: no cover - compiled
+    """The home slot of hash ``h`` in a table of ``cap`` slots (any size below 2**32: the
+    top 32 bits scaled, so tables grow by half and stay at least half full)."""
+    return np.int64(((h >> np.uint64(32)) * np.uint64(cap)) >> np.uint64(32))
+
+
+@njit(cache=True, nogil=True)
 def rehash(states, n, cap):  # pragma: no cover - compiled
     """A visited table of ``cap`` slots holding the first ``n`` states' numbers."""
     table = np.full(cap, -1, np.int32)
-    mask = cap - 1
     for r in range(n):
-        h = np.int64(hash_row(states, r) & np.uint64(mask))
+        h = slot_of(hash_row(states, r), cap)
         while table[h] >= 0:
-            h = (h + 1) & mask
+            h += 1
+            if h == cap:
+                h = 0
         table[h] = r
     return table
 
@@ -69,25 +77,29 @@ def owner_counts(hs, starts, counts, parts):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def insert_part(
-    p, parts, states, table, out, hs, src, starts, counts, res, new, new_src, new_slot
+    p, parts, states, table, out, hs, starts, counts, res, new, new_slot, t0, i0, c, limit
 ):  # pragma: no cover
-    """Insert partition ``p``'s successors of the block; returns how many are new."""
-    mask = table.shape[0] - 1
+    """Insert partition ``p``'s successors of the block, from successor ``i0`` of thread
+    ``t0`` on, with ``c`` new states found so far; stops before a new state past ``limit``
+    (the table must grow first). Returns (new states found, where it stopped: thread,
+    successor); the thread is ``len(starts)`` when the block is done."""
+    cap = table.shape[0]
     W = states.shape[1]
-    c = 0
-    for t in range(starts.shape[0]):
-        for i in range(starts[t], starts[t] + counts[t]):
+    for t in range(t0, starts.shape[0]):
+        lo = i0 if t == t0 else starts[t]
+        for i in range(lo, starts[t] + counts[t]):
             h = hs[i]
             if owner_of(h, parts) != p:
                 continue
-            slot = np.int64(h & np.uint64(mask))
+            slot = slot_of(h, cap)
             while True:
                 num = table[slot]
                 if num == -1:
+                    if c >= limit:
+                        return c, t, i
                     table[slot] = -(c + 2)
                     for j in range(W):
                         new[c, j] = out[i, j]
-                    new_src[c] = src[i]
                     new_slot[c] = slot
                     res[i] = -(c + 2)
                     c += 1
@@ -106,18 +118,33 @@ def insert_part(
                 if same:
                     res[i] = num
                     break
-                slot = (slot + 1) & mask
-    return c
+                slot += 1
+                if slot == cap:
+                    slot = 0
+    return c, starts.shape[0], 0
 
 
 @njit(cache=True, nogil=True)
-def settle_part(base, c, table, states, parent, new, new_src, new_slot):  # pragma: no cover
-    """Number partition's ``c`` new states from ``base`` on: into the states, parents, table."""
+def fill_pending(table, new, c, new_slot):  # pragma: no cover - compiled
+    """Enter a block's ``c`` pending new states (as ``-(j + 2)``) into a fresh ``table``."""
+    cap = table.shape[0]
+    for j in range(c):
+        slot = slot_of(hash_row(new, j), cap)
+        while table[slot] != -1:
+            slot += 1
+            if slot == cap:
+                slot = 0
+        table[slot] = -(j + 2)
+        new_slot[j] = slot
+
+
+@njit(cache=True, nogil=True)
+def settle_part(base, c, table, states, new, new_slot):  # pragma: no cover
+    """Number partition's ``c`` new states from ``base`` on: into the states and the table."""
     W = states.shape[1]
     for j in range(c):
         for w in range(W):
             states[base + j, w] = new[j, w]
-        parent[base + j] = new_src[j]
         table[new_slot[j]] = base + j
 
 
@@ -135,12 +162,14 @@ def edges_of(lo, hi, res, hs, bases, parts, dst, lab_in, lab_out, at):  # pragma
 @njit(cache=True, nogil=True)
 def fill_part(table, hs, nums, p, parts):  # pragma: no cover - compiled
     """Enter states ``nums`` (hashes ``hs``) owned by ``p`` into ``table``."""
-    mask = table.shape[0] - 1
+    cap = table.shape[0]
     for i in range(nums.shape[0]):
         h = hs[i]
         if owner_of(h, parts) != p:
             continue
-        slot = np.int64(h & np.uint64(mask))
+        slot = slot_of(h, cap)
         while table[slot] != -1:
-            slot = (slot + 1) & mask
+            slot += 1
+            if slot == cap:
+                slot = 0
         table[slot] = nums[i]

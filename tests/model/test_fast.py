@@ -158,3 +158,39 @@ def test_two_workers_on_states_of_several_words(monkeypatch):
     assert model.compiled().packing.words > 1
     r = check(model, engine="compiled", workers=2)
     assert (r.states, r.transitions, r.depth) == (3_329, 11_786, 23)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parents_are_found_again_without_the_graph(workers, monkeypatch):
+    """No parent links are stored: a safety-only search (no graph) finds each parent by
+    expanding the level before again, a full one in the graph; both are the interpreted
+    search's parents, and the traces are its traces."""
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 512)
+    model = KVHealModel(Config.make(tabs=2))
+    props = model.properties()
+    g1, *_ = engine.explore(model, props)
+    if workers == 1:
+        bare, *_ = fast.explore(model, props, graph=False)
+        full, *_ = fast.explore(model, props)
+    else:
+        bare, *_ = fast.explore_parallel(model, props, 2, graph=False)
+        full, *_ = fast.explore_parallel(model, props, 2)
+    assert len(bare.rowptr) == 1 and len(full.rowptr) == full.n + 1
+    assert np.array_equal(bare.parent, full.parent)
+    assert list(bare.levels) == list(full.levels) and bare.levels[-1] == 7_070 and len(bare.levels) == 35
+    if workers == 1:  # the same numbering as the interpreted search
+        assert np.array_equal(np.frombuffer(g1.parent, np.int32), bare.parent)
+        for num in (7_069, 3_000, 5):
+            assert bare.path_labels(num) == engine.path_labels(g1, num)
+    r = check(model, engine="compiled", workers=workers, only={"NoDuplicates", "AckedIsStored"})
+    assert len(r.properties["NoDuplicates"].trace.steps) == 9
+
+
+def test_the_visited_set_takes_at_most_16_bytes_a_state():
+    """One-word states: 8 bytes each, and a table between half and 3/4 full (4 bytes a
+    slot); no parent links."""
+    model = KVHealModel(Config.make(tabs=2, variants="sweeper"))
+    for workers in (1, 2):
+        r = check(model, engine="compiled", workers=workers)
+        assert r.states == 307_038
+        assert 8 + 4 * 4 / 3 - 0.1 <= r.figures["visited_bytes_per_state"] <= 16
