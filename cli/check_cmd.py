@@ -220,6 +220,15 @@ def render(console: Console, model: KVHealModel, result: CheckResult) -> None:
     "worker processes here; else Ray's address (HOST:6379, ray://HOST:10001, auto). Needs "
     "pip install 'kvheal[cluster]'. Same counts and verdicts (docs/cluster.md).",
 )
+@click.option(
+    "--fingerprint",
+    "fingerprint",
+    is_flag=True,
+    help="Hash compaction: tell states apart by a 64-bit hash alone (8 bytes a state "
+    "whatever its width, the words kept only for the levels not yet expanded), for spaces "
+    "whose states take more than one word. A collision would hide a state: the odds are "
+    'printed, as TLC prints them (in --json: a "fingerprint" object).',
+)
 def check(
     tabs: int,
     per_tab: int,
@@ -239,6 +248,7 @@ def check(
     engine: str = "auto",
     workers: int | None = None,
     cluster: str | None = None,
+    fingerprint: bool = False,
 ) -> int:
     """Explore every reachable state and decide each SPEC §7 property.
 
@@ -253,6 +263,22 @@ def check(
         raise click.UsageError(f"property {unknown[0]!r} does not apply here; choose from {', '.join(names)}")
     if simulate_runs is not None and cluster is not None:
         raise click.UsageError("--cluster explores every state; --simulate takes random walks: choose one")
+    if fingerprint:
+        clash = [
+            opt
+            for opt, given in (
+                ("--simulate", simulate_runs is not None),
+                ("--cluster", cluster is not None),
+                ("--max-states", max_states is not None),
+                ("--engine python", engine == "python"),
+            )
+            if given
+        ]
+        if clash:
+            raise click.UsageError(
+                f"--fingerprint runs the compiled search over the whole space; drop {clash[0]}"
+            )
+        engine_for(model, "compiled", 2)
     if simulate_runs is not None:
         from kvheal.model.engine import simulate
 
@@ -273,6 +299,7 @@ def check(
             with_coverage=show_coverage,
             engine=engine_for(model, engine, workers or os.cpu_count() or 1),
             workers=workers or os.cpu_count() or 1,
+            fingerprint=fingerprint,
         )
         printer.close()
         if result.stop_reason:
@@ -290,9 +317,17 @@ def check(
         out = result.as_json()
         out["config"] = config_json(cfg)
         out["reduction"] = "none"
+        if fingerprint:
+            out["fingerprint"] = collision_odds(result)
         click.echo(json.dumps(out))
     else:
         render(Console(), model, result)
+        if fingerprint:
+            odds = collision_odds(result)
+            click.echo(
+                "hash compaction: the probability that a collision hid a state is "
+                f"{odds['calculated']:.2g} (from the counts), {odds['observed']:.2g} (from the hashes)"
+            )
     return exit_status(result.properties.values())
 
 
@@ -318,6 +353,15 @@ def cluster_check(model: Any, address: str, max_states, quiet, only, memory, sho
     elif result.stop_reason:
         click.echo(stop_message(result), err=True)
     return result
+
+
+def collision_odds(result: Any) -> dict[str, float]:
+    """TLC's two estimates, from a --fingerprint check's figures."""
+    f = result.figures
+    return {
+        "calculated": f["fingerprint_collision_calculated"],
+        "observed": f["fingerprint_collision_observed"],
+    }
 
 
 def engine_for(model: Any, engine: str, workers: int = 1) -> str:

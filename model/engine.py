@@ -483,6 +483,7 @@ def check(
     with_coverage: bool = False,
     engine: str = "auto",
     workers: int = 1,
+    fingerprint: bool = False,
 ) -> CheckResult:
     """Explore every reachable state of ``model`` and decide each of its properties.
 
@@ -493,20 +494,28 @@ def check(
     ``engine`` is ``"compiled"`` (:mod:`kvheal.model.fast`), ``"python"`` (this module's
     search) or ``"auto"``: compiled for a model that has it, when numba can run it.
     ``workers`` > 1 runs the compiled search on that many threads (the same counts, depths
-    and verdicts; the interpreted search ignores it).
+    and verdicts; the interpreted search ignores it). ``fingerprint`` runs the compiled
+    search with hash compaction (states told apart by a 64-bit hash; the figures give the
+    odds that a collision hid a state); it takes no ``max_states``.
     """
     t0 = time.perf_counter()
     props = [p for p in model.properties() if only is None or p.name in only]
     invariants = [p for p in props if p.kind == "invariant"]
     goals = [p for p in props if p.kind == "eventually_always"]
     props = invariants + goals
-    search = pick_engine(model, engine, workers)
+    search = pick_engine(model, "compiled" if fingerprint else engine, 2 if fingerprint else workers)
     kwargs = {"graph": bool(goals)} if search is not explore else {}
-    if workers > 1 and search is not explore:
+    if (workers > 1 or fingerprint) and search is not explore:
         from . import fast
 
-        kwargs["workers"] = workers
+        kwargs["workers"] = max(workers, 1)
         search = fast.explore_parallel if search is fast.explore else search
+        if fingerprint:
+            if max_states is not None:
+                raise ValueError(
+                    "--fingerprint takes no --max-states (hash compaction searches the whole space)"
+                )
+            kwargs["fingerprint"] = True
     g, fails, complete, peak_queue, reason, depth = search(
         model, props, max_states=max_states, progress=progress, budget=budget, **kwargs
     )

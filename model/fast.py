@@ -497,7 +497,7 @@ class CompiledKernel:
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
             fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1)
-            fp.fill_pending(table, new, 0, one)
+            fp.fill_pending(table, hs, 0, one)
             fp.settle_part(0, 0, table, states, new, one)
             fp.edges_of(0, 0, res, hs, one, 1, np.zeros(1, np.int32), np.zeros(1, np.int32),
                         np.zeros(1, np.int16), 0)  # fmt: skip
@@ -860,32 +860,35 @@ def explore_parallel(
     progress_every: float = 1.0,
     budget: Any = None,
     graph: bool = True,
+    fingerprint: bool = False,
 ) -> tuple[CompiledGraph, np.ndarray, bool, int, str, int]:
     """:func:`explore` on ``workers`` threads (:mod:`kvheal.model.fastpar`): the same states,
     transitions, depths and verdicts; within a level, states are numbered partition by
     partition. A state bound needs one worker's order: with ``max_states`` this is
-    :func:`explore`."""
+    :func:`explore`. ``fingerprint`` tells states apart by their 64-bit hash alone (hash
+    compaction, any number of workers): see :class:`_FingerprintStore`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import fastpar as fp
 
-    if max_states is not None or workers <= 1:
+    if fingerprint and max_states is not None:
+        raise ValueError("hash compaction (fingerprint) takes no state bound")
+    if not fingerprint and (max_states is not None or workers <= 1):
         return explore(model, props, max_states, progress, progress_every, budget, graph)
     ck = model.compiled().ready(parallel=True)
     mod, targs = ck.mod, ck.targs
     W, ni, P = ck.packing.words, len(model.instances), workers
     init = list(dict.fromkeys(model.init_states()))
     n = n0 = len(init)
-    states = np.empty((1 << 16, W), np.int64)
-    states[:n0] = ck.states_array(init)
+    store = (_FingerprintStore if fingerprint else _ExactStore)(ck, init, graph, props, model)
     levels = [0]  # the first state of each depth
-    hs0 = mod.hash_rows(states[:n0])
+    hs0 = store.hashes(n0)
     tables = [np.full(_table_len(n0), -1, np.int32) for _ in range(P)]
     sizes = np.zeros(P, np.int64)
     for p in range(P):
         fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P)
         sizes[p] = sum(1 for h in hs0 if int(fp.owner_of(h, P)) == p)
-    rowptr = np.zeros(len(states) + 1 if graph else 1, np.int64)
+    rowptr = np.zeros(store.capacity() + 1 if graph else 1, np.int64)
     dst = np.empty(1 << 18 if graph else 0, np.int32)
     elab = np.empty(1 << 18 if graph else 0, np.int16)
     counts = np.zeros(ni, np.int64)
@@ -905,17 +908,19 @@ def explore_parallel(
             if head == level_end:
                 depth, level_end = depth + 1, n
                 levels.append(head)
+                store.new_level(head, n)
             hi = min(level_end, head + BLOCK_ROWS)
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
+            rows, qb = store.rows()
             ends = _all(
                 pool,
                 mod.expand_block,
                 [
                     (
-                        states,
-                        cuts[t],
-                        cuts[t + 1],
+                        rows,
+                        cuts[t] - qb,
+                        cuts[t + 1] - qb,
                         *targs,
                         out,
                         lab,
@@ -929,30 +934,27 @@ def explore_parallel(
             )
             took = np.array(ends, np.int64) - starts
             owned = fp.owner_counts(hs, starts, took, P)
-            news = [np.empty((int(owned[p]), W), np.int64) for p in range(P)]
-            new_slot = [np.empty(int(owned[p]), np.int64) for p in range(P)]
+            pend = [store.pending(int(owned[p])) for p in range(P)]
             # each partition inserts its successors; one whose table would pass 3/4 full
-            # stops, its table doubles (the block's pending states entered again), it resumes
+            # stops, its table grows (the block's pending states entered again), it resumes
             found = [0] * P
             where = [(0, int(starts[0]))] * P
             todo = list(range(P))
             while todo:
                 got = _all(
                     pool,
-                    fp.insert_part,
+                    store.insert,
                     [
                         (
                             p,
                             P,
-                            states,
                             tables[p],
                             out,
                             hs,
                             starts,
                             took,
                             res,
-                            news[p],
-                            new_slot[p],
+                            pend[p],
                             where[p][0],
                             where[p][1],
                             found[p],
@@ -967,38 +969,28 @@ def explore_parallel(
                     if t < P:
                         short.append(p)
                 if short:
-                    all_hs = mod.hash_rows(states[:n])
+                    all_hs = store.hashes(n)
                     nums = np.arange(n, dtype=np.int32)
                     for p in short:
                         tables[p] = None
                         tables[p] = np.full(_table_len(int(sizes[p]) + found[p] + 1), -1, np.int32)
                         fp.fill_part(tables[p], all_hs, nums, p, P)
-                        fp.fill_pending(tables[p], news[p], found[p], new_slot[p])
+                        fp.fill_pending(
+                            tables[p], store.pending_hashes(pend[p], found[p]), found[p], pend[p][-1]
+                        )
                     del all_hs, nums
                 todo = short
             added = int(sum(found))
             bases = n + np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
-            if n + added > len(states):
-                size = max(_more(len(states)), n + added)
-                states = _grow(states, size)
-                if graph:
-                    rowptr = _grow(rowptr, size + 1)
+            if store.make_room(n + added) and graph:
+                rowptr = _grow(rowptr, store.capacity() + 1)
             _all(
                 pool,
-                fp.settle_part,
-                [
-                    (
-                        bases[p],
-                        found[p],
-                        tables[p],
-                        states,
-                        news[p],
-                        new_slot[p],
-                    )
-                    for p in range(P)
-                ],
+                store.settle,
+                [(bases[p], found[p], tables[p], pend[p], out, src, head) for p in range(P)],
             )
-            del news, new_slot
+            del pend
+            store.block_done(n, n + added, head)
             sizes += np.array(found, np.int64)
             n += added
             block_edges = int(took.sum())
@@ -1042,24 +1034,231 @@ def explore_parallel(
         complete, reason = False, "the process ran out of memory"
     finally:
         pool.shutdown()
-    visited = states.itemsize * W * n + sum(t.nbytes for t in tables)  # no parent links
+    visited = store.nbytes(n) + sum(t.nbytes for t in tables)
     tables = None
-    states = states[:n]
     if graph:
         rowptr = rowptr[: head + 1]
         e = int(rowptr[-1])
         dst, elab = dst[:e], elab[:e]
     else:
         rowptr = np.zeros(1, np.int64)
-    if not complete:
-        # keep states whose parent was expanded: all of them (blocks end whole)
-        pass
-    g = CompiledGraph(
-        ck, states, _levels(np.array(levels, np.int64), level_end, n), rowptr, dst, elab, counts, e
-    )
+    lv = _levels(np.array(levels, np.int64), level_end, n)
+    g, fails = store.finish(n, lv, rowptr, dst, elab, counts, e)
     g.figures = _figures(visited, g)
-    fails = _fails(model, ck, props, states)
+    if fingerprint:
+        g.figures.update(store.collision_odds(n, e))
     return g, fails, complete, peak_queue, reason, depth
+
+
+class _ExactStore:
+    """The visited states of :func:`explore_parallel`, exactly: every state's words, in BFS
+    order (also the queue)."""
+
+    def __init__(
+        self, ck: CompiledKernel, init: list[Any], graph: bool, props: list[Any], model: Any
+    ) -> None:
+        from . import fastpar
+
+        self.ck, self.fp, self.model, self.props = ck, fastpar, model, props
+        self.W = ck.packing.words
+        self.states = np.empty((1 << 16, self.W), np.int64)
+        self.states[: len(init)] = ck.states_array(init)
+
+    def capacity(self) -> int:
+        return len(self.states)
+
+    def hashes(self, n: int) -> np.ndarray:
+        return self.ck.mod.hash_rows(self.states[:n])
+
+    def new_level(self, head: int, n: int) -> None:
+        pass
+
+    def rows(self) -> tuple[np.ndarray, int]:
+        return self.states, 0
+
+    def pending(self, owned: int) -> tuple[np.ndarray, ...]:
+        return np.empty((owned, self.W), np.int64), np.empty(owned, np.int64)
+
+    def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
+        return self.ck.mod.hash_rows(pend[0][:c])
+
+    def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
+        new, new_slot = pend
+        return self.fp.insert_part(
+            p, parts, self.states, table, out, hs, starts, took, res, new, new_slot, t0, i0, c, limit
+        )
+
+    def make_room(self, n: int) -> bool:
+        if n <= len(self.states):
+            return False
+        self.states = _grow(self.states, max(_more(len(self.states)), n))
+        return True
+
+    def settle(self, base, c, table, pend, out, src, head) -> None:  # noqa: ANN001
+        self.fp.settle_part(base, c, table, self.states, pend[0], pend[1])
+
+    def block_done(self, lo: int, hi: int, head: int) -> None:
+        pass
+
+    def nbytes(self, n: int) -> int:
+        return self.states.itemsize * self.W * n  # no parent links
+
+    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+        states = self.states[:n]
+        self.states = None
+        g = CompiledGraph(self.ck, states, levels, rowptr, dst, elab, counts, e)
+        return g, _fails(self.model, self.ck, self.props, states)
+
+
+class _FingerprintStore(_ExactStore):
+    """Hash compaction (``check --fingerprint``): per state only its 64-bit hash (8 bytes
+    whatever the width of the state), the words kept just for the levels not yet expanded
+    (the queue); properties evaluated as states are found; without the graph, each
+    state's parent as a 2-byte offset into its block. Two states with one hash are taken
+    for one, so a state may be missed: :meth:`collision_odds` says how likely that was.
+    A trace is found again by replaying from an initial state, at each step the successor
+    with the next state's hash."""
+
+    def __init__(
+        self, ck: CompiledKernel, init: list[Any], graph: bool, props: list[Any], model: Any
+    ) -> None:
+        super().__init__(ck, init, graph, props, model)
+        n0 = len(init)
+        self.init = self.states[:n0].copy()
+        self.queue, self.qbase = self.states, 0
+        self.fps = np.empty(1 << 16, np.uint64)
+        self.fps[:n0] = ck.mod.hash_rows(self.init)
+        self.graph = graph
+        self.par = np.empty(0 if graph else 1 << 16, np.uint16)
+        self.blocks: list[tuple[int, int]] = []  # (first new state, first row) per block
+        self.fails = np.empty(1 << 16, np.uint64)
+        self.fails[:n0] = _fails(model, ck, props, self.init)
+
+    def capacity(self) -> int:
+        return len(self.fps)
+
+    def hashes(self, n: int) -> np.ndarray:
+        return self.fps[:n]
+
+    def new_level(self, head: int, n: int) -> None:
+        # the rows before head are expanded: the queue keeps the level about to be expanded
+        rows = self.queue[head - self.qbase : n - self.qbase]
+        self.queue = np.empty((max(2 * len(rows), 1 << 16), self.W), np.int64)
+        self.queue[: len(rows)] = rows
+        self.qbase = head
+
+    def rows(self) -> tuple[np.ndarray, int]:
+        return self.queue, self.qbase
+
+    def pending(self, owned: int) -> tuple[np.ndarray, ...]:
+        return np.empty(owned, np.uint64), np.empty(owned, np.int64), np.empty(owned, np.int64)
+
+    def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
+        return pend[0][:c]
+
+    def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
+        new_fp, new_idx, new_slot = pend
+        return self.fp.insert_part_fp(
+            p, parts, self.fps, table, hs, starts, took, res, new_fp, new_idx, new_slot, t0, i0, c, limit
+        )
+
+    def make_room(self, n: int) -> bool:
+        if n - self.qbase > len(self.queue):
+            self.queue = _grow(self.queue, max(2 * len(self.queue), n - self.qbase))
+        if n <= len(self.fps):
+            return False
+        size = max(_more(len(self.fps)), n)
+        self.fps, self.fails = _grow(self.fps, size), _grow(self.fails, size)
+        if not self.graph:
+            self.par = _grow(self.par, size)
+        return True
+
+    def settle(self, base, c, table, pend, out, src, head) -> None:  # noqa: ANN001
+        new_fp, new_idx, new_slot = pend
+        self.fp.settle_part_fp(
+            base,
+            c,
+            table,
+            self.fps,
+            self.queue,
+            self.qbase,
+            out,
+            src,
+            new_fp,
+            new_idx,
+            new_slot,
+            self.par,
+            head,
+        )
+
+    def block_done(self, lo: int, hi: int, head: int) -> None:
+        if hi > lo:
+            self.fails[lo:hi] = _fails(
+                self.model, self.ck, self.props, self.queue[lo - self.qbase : hi - self.qbase]
+            )
+            if not self.graph:
+                self.blocks.append((lo, head))
+
+    def nbytes(self, n: int) -> int:
+        return (8 + (0 if self.graph else 2)) * n  # hashes, parent offsets (the queue apart)
+
+    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+        self.queue = None
+        g = FingerprintGraph(self.ck, self.fps[:n], self.init, levels, rowptr, dst, elab, counts, e)
+        g.par, g.blocks = self.par[:n], np.array(self.blocks or [(n, 0)], np.int64).reshape(-1, 2)
+        return g, self.fails[:n]
+
+    def collision_odds(self, n: int, transitions: int) -> dict[str, float]:
+        """TLC's two estimates of the probability that two states shared a hash: from the
+        counts, n * (transitions - n) / 2**64, and from the hashes themselves, 1 / (the
+        least gap between two sorted hashes)."""
+        calculated = n * max(transitions - n, 0) / 2.0**64
+        fps = np.sort(self.fps[:n])
+        gap = int(np.diff(fps).min()) if n > 1 else 0
+        return {
+            "fingerprint_collision_calculated": calculated,
+            "fingerprint_collision_observed": 1.0 / gap if gap else 1.0,
+        }
+
+
+class FingerprintGraph(CompiledGraph):
+    """A :class:`CompiledGraph` of hashes: no state's words are kept (``fps[i]`` is state
+    i's hash). A parent comes from the graph as there, or else from the 2-byte offset kept
+    per state; a trace's states and labels come from replaying it from its initial state,
+    at each step the successor whose hash is the next state's."""
+
+    def __init__(self, ck, fps, init, levels, rowptr, dst, label, counts, transitions) -> None:  # noqa: ANN001
+        super().__init__(ck, fps.reshape(-1, 1), levels, rowptr, dst, label, counts, transitions)
+        self.fps, self.init = fps, init
+
+    def _expand_for(self, lo: int, hi: int, num: int) -> tuple[int, int]:
+        j = int(np.searchsorted(self.blocks[:, 0], num, side="right")) - 1
+        return int(self.blocks[j, 1]) + int(self.par[num]), -1
+
+    @property
+    def parent(self) -> np.ndarray:
+        if self._parent is None:
+            self._parent = np.array([self.parent_step(i)[0] for i in range(self.n)], np.int32)
+        return self._parent
+
+    def path_labels(self, num: int) -> list[int]:
+        nums = [num]
+        while True:
+            p, _ = self.parent_step(nums[-1])
+            if p < 0:
+                break
+            nums.append(p)
+        nums.reverse()
+        ck = self.ck
+        words = self.init[nums[0]]
+        labels = []
+        for nxt in nums[1:]:
+            succ = ck.successors(words)
+            hashes = ck.mod.hash_rows(np.array([t for _, t in succ], np.int64).reshape(len(succ), -1))
+            k = int(np.flatnonzero(hashes == self.fps[nxt])[0])
+            labels.append(succ[k][0])
+            words = np.array(succ[k][1], np.int64)
+        return labels
 
 
 def _all(pool: Any, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:

@@ -125,17 +125,73 @@ def insert_part(
 
 
 @njit(cache=True, nogil=True)
-def fill_pending(table, new, c, new_slot):  # pragma: no cover - compiled
-    """Enter a block's ``c`` pending new states (as ``-(j + 2)``) into a fresh ``table``."""
+def fill_pending(table, hashes, c, new_slot):  # pragma: no cover - compiled
+    """Enter a block's ``c`` pending new states (hashes ``hashes``, entered as ``-(j + 2)``)
+    into a fresh ``table``."""
     cap = table.shape[0]
     for j in range(c):
-        slot = slot_of(hash_row(new, j), cap)
+        slot = slot_of(hashes[j], cap)
         while table[slot] != -1:
             slot += 1
             if slot == cap:
                 slot = 0
         table[slot] = -(j + 2)
         new_slot[j] = slot
+
+
+@njit(cache=True, nogil=True)
+def insert_part_fp(
+    p, parts, fps, table, hs, starts, counts, res, new_fp, new_idx, new_slot, t0, i0, c, limit
+):  # pragma: no cover
+    """:func:`insert_part` with hash compaction (``--fingerprint``): states are told apart
+    by their 64-bit hash alone (``fps``, per state number), so two states with one hash are
+    one. ``new_idx`` records which successor each new state is."""
+    cap = table.shape[0]
+    for t in range(t0, starts.shape[0]):
+        lo = i0 if t == t0 else starts[t]
+        for i in range(lo, starts[t] + counts[t]):
+            h = hs[i]
+            if owner_of(h, parts) != p:
+                continue
+            slot = slot_of(h, cap)
+            while True:
+                num = table[slot]
+                if num == -1:
+                    if c >= limit:
+                        return c, t, i
+                    table[slot] = -(c + 2)
+                    new_fp[c] = h
+                    new_idx[c] = i
+                    new_slot[c] = slot
+                    res[i] = -(c + 2)
+                    c += 1
+                    break
+                if (fps[num] if num >= 0 else new_fp[-num - 2]) == h:
+                    res[i] = num
+                    break
+                slot += 1
+                if slot == cap:
+                    slot = 0
+    return c, starts.shape[0], 0
+
+
+@njit(cache=True, nogil=True)
+def settle_part_fp(
+    base, c, table, fps, queue, qbase, out, src, new_fp, new_idx, new_slot, par, head
+):  # pragma: no cover
+    """:func:`settle_part` with hash compaction: each new state's hash into ``fps``, its
+    words into the queue (rows from ``qbase`` on), and when ``par`` is not empty its
+    parent as an offset from the block's first row ``head`` (a block has < 2**16 rows)."""
+    W = queue.shape[1]
+    for j in range(c):
+        num = base + j
+        i = new_idx[j]
+        fps[num] = new_fp[j]
+        for w in range(W):
+            queue[num - qbase, w] = out[i, w]
+        if par.shape[0] > 0:
+            par[num] = np.uint16(src[i] + qbase - head)
+        table[new_slot[j]] = num
 
 
 @njit(cache=True, nogil=True)

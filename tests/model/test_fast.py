@@ -194,3 +194,81 @@ def test_the_visited_set_takes_at_most_16_bytes_a_state():
         r = check(model, engine="compiled", workers=workers)
         assert r.states == 307_038
         assert 8 + 4 * 4 / 3 - 0.1 <= r.figures["visited_bytes_per_state"] <= 16
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("only", [None, {"NoDuplicates", "AckedIsStored"}])
+def test_hash_compaction_finds_what_exact_identity_finds(workers, only):
+    """--fingerprint: no state's words kept, the graph or a 2-byte parent offset per state
+    for the way back, traces replayed by hash. On the seed design at tabs 2 (no collision)
+    the counts, depths, verdicts and traces are the exact search's."""
+    model = KVHealModel(Config.make(tabs=2))
+    exact = check(model, engine="compiled", workers=workers, only=only)
+    fpr = check(model, workers=workers, only=only, fingerprint=True)
+    assert (fpr.states, fpr.transitions, fpr.depth, fpr.complete) == (7_070, 23_756, 33, True)
+    assert (exact.states, exact.transitions, exact.depth) == (7_070, 23_756, 33)
+    for name, p in exact.properties.items():
+        q = fpr.properties[name]
+        assert q.status == p.status
+        if p.trace is not None:
+            assert len(q.trace.steps) == len(p.trace.steps)
+            if workers == 1:  # one numbering: the very same trace
+                assert q.trace == p.trace
+    assert len(fpr.properties["NoDuplicates"].trace.steps) == 9
+    odds = fpr.figures
+    assert odds["fingerprint_collision_calculated"] == 7_070 * (23_756 - 7_070) / 2.0**64
+    assert 0 < odds["fingerprint_collision_observed"] < 1e-6
+
+
+def test_hash_compaction_merges_states_with_one_hash():
+    """Two different successors with the same hash are one state to --fingerprint (what
+    the collision odds are about); exact identity keeps both."""
+    from kvheal.model import fastpar as fp
+
+    hs = np.array([7 << 40, 7 << 40, 9 << 40], np.uint64)
+    table = np.full(16, -1, np.int32)
+    fps = np.zeros(1, np.uint64)
+    res = np.empty(3, np.int64)
+    new_fp, new_idx, new_slot = np.empty(3, np.uint64), np.empty(3, np.int64), np.empty(3, np.int64)
+    one = np.array([0], np.int64)
+    c, t, _ = fp.insert_part_fp(
+        0, 1, fps, table, hs, one * 0, one + 3, res, new_fp, new_idx, new_slot, 0, 0, 0, 12
+    )
+    assert (c, t) == (2, 1) and list(res) == [-2, -2, -3] and list(new_idx[:2]) == [0, 2]
+    words = np.array([[1], [2], [3]], np.int64)
+    table = np.full(16, -1, np.int32)
+    new = np.empty((3, 1), np.int64)
+    c, t, _ = fp.insert_part(
+        0, 1, words[:0], table, words, hs, one * 0, one + 3, res, new, new_slot, 0, 0, 0, 12
+    )
+    assert (c, t) == (3, 1)
+
+
+def test_hash_compaction_pays_for_states_of_several_words(monkeypatch):
+    """Words of 16 bits: the sweeper design at tabs 2 takes 3 words a state (24 bytes
+    exactly); hashed, 8 bytes and a 2-byte parent offset."""
+    monkeypatch.setattr(fast, "WORD_BITS", 16)
+    model = KVHealModel(Config.make(tabs=2, variants="sweeper"))
+    assert model.compiled().packing.words == 3
+    only = {"NoDuplicates"}
+    exact = check(model, engine="compiled", workers=2, only=only)
+    fpr = check(model, workers=2, only=only, fingerprint=True)
+    assert (fpr.states, fpr.transitions) == (exact.states, exact.transitions) == (307_038, 1_378_217)
+    assert exact.figures["visited_bytes_per_state"] >= 24 + 4 * 4 / 3 - 0.1
+    assert fpr.figures["visited_bytes_per_state"] <= 10 + 8
+
+
+def test_fingerprint_on_the_command_line():
+    import json
+    import subprocess
+    import sys
+
+    def kvheal(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kvheal", *args], capture_output=True, text=True)
+
+    run = kvheal("check", "--tabs", "2", "--fingerprint", "--json", "-q")
+    assert run.returncode == 1
+    out = json.loads(run.stdout)
+    assert out["states"] == 7_070 and set(out["fingerprint"]) == {"calculated", "observed"}
+    bad = kvheal("check", "--tabs", "2", "--fingerprint", "--max-states", "10")
+    assert bad.returncode == 2 and "drop --max-states" in bad.stderr and "Traceback" not in bad.stderr
