@@ -120,6 +120,27 @@ def _cursor(cfg):
     return cfg.has("tab_view") and not cfg.has("full_poll")
 
 
+def _ordered(cfg):
+    """Whether the cache's order is by timestamp, then id (SPEC §6), rather than by id: with the
+    tab's view timestamps come from the clock, and a full cache drops its oldest entry. The
+    order decides something only when a duplicate makes a cache of cap >= M overflow, so only
+    without ``dedupe``; there the timestamps are kept even with ``full_poll``."""
+    return cfg.has("tab_view") and not cfg.has("dedupe")
+
+
+def _stamped(cfg):
+    """Whether a message's timestamp is state (``ts``): read by the cursor or by the order."""
+    return _cursor(cfg) or _ordered(cfg)
+
+
+def _late(cfg, s, x):
+    """The ids stamped at the later time (the clock has two values, HORIZON 1), which a full
+    cache keeps over the others (``add(m, late)``); None when the order is by id."""
+    if not _ordered(cfg):
+        return None
+    return x.let(x.ids("m", {m: s.ts[m] >= HORIZON for m in range(cfg.messages)}))
+
+
 def _frozen(cfg):
     return cfg.has("found_in_response") and cfg.has("reload")
 
@@ -179,8 +200,8 @@ def validate(cfg):
     """Configurations the definition cannot honour: :class:`ConfigError`, one line."""
     if cfg.has("tab_view") and cfg.cap < cfg.messages:
         raise ConfigError(
-            f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (the cache orders by id, "
-            f"timestamps come from the clock); got cap {cfg.cap}"
+            f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (Converges and EveryoneSees "
+            f"take the newest ids as the newest messages); got cap {cfg.cap}"
         )
 
 
@@ -209,8 +230,9 @@ VARIABLES = [
         when=_has("shared_pending")),
     Var("clock", TIME, doc="the time, in lags (0..HORIZON)", when=_view),
     Var("ts", TIME, "m",
-        "m's timestamp: the poster's clock at PostKey (0 before); only the cursor " "reads it, so it exists only with one (not with full_poll)",
-        when=_cursor),
+        "m's timestamp: the poster's clock at PostKey (0 before); read by the cursor and by the "
+        "cache's order, so it exists with either (not with full_poll and dedupe)",
+        when=_stamped),
     Var("cursor", TIME, "t", "tab t's cursor: a poll returns the messages with timestamp >= it",
         when=_cursor),
     Var("shown", MSGS, "t", "the messages tab t's page has shown since it was loaded", when=_view),
@@ -259,10 +281,12 @@ DERIVED = [
 # ---------------------------------------------------------------------------- actions (SPEC §4)
 def cache_write(cfg, s, x, snap, m):
     """What a writer that read ``snap`` puts: ``add(snap, m)``; with ``dedupe``, nothing new
-    (the cache keeps its current value) when ``m`` is already in ``snap``."""
+    (the cache keeps its current value) when ``m`` is already in ``snap``. With the tab's view
+    the cache orders by timestamp, then id (:func:`_ordered`)."""
     if cfg.has("dedupe"):
         return x.ite(snap.has(m), s.cache, snap.add(m))
-    return snap.add(m)
+    late = _late(cfg, s, x)
+    return snap.add(m) if late is None else snap.add(m, late)
 
 
 def _aged(cfg, s, x, effects):
@@ -279,7 +303,7 @@ def PostKey(cfg, s, x, m):
     effects = {s.post[m]: POST.KeyWritten()}
     if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
         owner = cfg.owner(m)
-        if _cursor(cfg):
+        if _stamped(cfg):
             effects[s.ts[m]] = _local_clock(cfg, s, owner)
         effects[s.shown[owner]] = s.shown[owner].with_(m)
     return s.post[m].is_("Unsent") & s.alive.has(cfg.owner(m)), effects
@@ -506,22 +530,28 @@ def SweepRead(cfg, s, x):
     return s.sweep.is_("Listed"), {s.sweep: SWEEP.Read(list=listed, snap=s.cache)}
 
 
-def _sweep_write(s, x, listed, snap):
+def _add_all(cfg, s, x, snap, ids):
+    """``snap`` plus each of ``ids`` once, in the cache's order (:func:`_ordered`)."""
+    late = _late(cfg, s, x)
+    return snap.add_all(ids) if late is None else snap.add_all(ids, late)
+
+
+def _sweep_write(cfg, s, x, listed, snap):
     missing = x.let(listed.minus(snap.ids()))
-    return x.ite(missing.is_empty(), s.cache, snap.add_all(missing))
+    return x.ite(missing.is_empty(), s.cache, _add_all(cfg, s, x, snap, missing))
 
 
 def SweepWrite(cfg, s, x):
     read = s.sweep.of("Read")
     return s.sweep.is_("Read"), _aged(
-        cfg, s, x, {s.cache: _sweep_write(s, x, read.list, read.snap), s.sweep: SWEEP.Idle()}
+        cfg, s, x, {s.cache: _sweep_write(cfg, s, x, read.list, read.snap), s.sweep: SWEEP.Idle()}
     )
 
 
 def SweepCache(cfg, s, x):
     listed = s.sweep.of("Listed").list
     return s.sweep.is_("Listed"), _aged(
-        cfg, s, x, {s.cache: _sweep_write(s, x, listed, s.cache), s.sweep: SWEEP.Idle()}
+        cfg, s, x, {s.cache: _sweep_write(cfg, s, x, listed, s.cache), s.sweep: SWEEP.Idle()}
     )
 
 
@@ -831,7 +861,7 @@ def _scan_writes_nothing(cfg, s, x):
         read = s.sweep.of("Read")
         busy, listed, snap = s.sweep.is_("Read"), read.list, read.snap
     missing = listed.minus(snap.ids())
-    return ~busy | missing.is_empty() | ~snap.add_all(missing).eq(snap)
+    return ~busy | missing.is_empty() | ~_add_all(cfg, s, x, snap, missing).eq(snap)
 
 
 # The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
@@ -868,4 +898,5 @@ KVHEAL = Definition(
     heal_slots=_heal_slots,
     doc=__doc__ or "",
     validate=validate,
+    cache_order=_ordered,
 )

@@ -18,7 +18,9 @@ state; it combines state values with their methods and with :class:`Ops` (``x``)
   ``minus(other)``, ``union(other)``, ``is_empty()``, ``subset(other)``, ``eq(other)``,
   ``newest(k)`` (the ``k`` largest ids: the newest, since timestamps are ids).
 * the cache value (:class:`CacheType`: a sorted tuple of ids, trimmed to the capacity):
-  ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``, ``eq(other)``.
+  ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``, ``eq(other)``; with the
+  definition's ``cache_order``, ``add(m, late)`` and ``add_all(ids, late)`` order by timestamp
+  then id, ``late`` the ids stamped at the later of two times (a full cache drops the first).
 * bounded integers (:class:`IntType`: a clock, a cursor, a timestamp): ``a + k`` and
   ``a - k`` for a constant ``k`` (saturating at the type's bounds), ``a < b``, ``a <= b``,
   ``a > b``, ``a >= b`` and ``a.eq(b)`` against another integer or a constant.
@@ -272,6 +274,8 @@ class Definition:
     doc: str = ""
     #: raises ConfigError for a configuration the definition cannot honour (every engine asks)
     validate: Callable[[Any], None] = lambda cfg: None
+    #: whether the cache orders by timestamp, then id (``add(m, late)``), not by id alone
+    cache_order: Callable[[Any], bool] = lambda cfg: False
     _by_name: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -323,6 +327,7 @@ class Definition:
             self.heal_slots,
             self.doc,
             self.validate,
+            self.cache_order,
         )
 
     def variables_of(self, cfg: Any) -> list[Var]:

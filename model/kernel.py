@@ -54,31 +54,47 @@ class CacheValues:
     ``ids[c]`` the bitmask of ids in ``c``, ``dup[c]`` whether an id occurs twice. With
     ``dedupe`` no writer adds an id its snapshot holds, so those entries are never used
     (and not enumerated: they keep ``c``).
+
+    ``ordered``: the cache's order is by timestamp, then id, with two timestamps (SPEC §6's
+    clock, HORIZON 1), not by id. A value is still the sorted tuple of its ids (its order
+    follows from the timestamps, which never change once a message is stored), but which
+    entry a full cache drops depends on which ids are *late* (stamped at the later time):
+    ``add`` has one block of rows per late mask, row ``c + len(values) * late``. The tables
+    keep their shapes (a row per code, a column per id), so every engine reads them as
+    before; the extra rows are never a state's value.
     """
 
-    def __init__(self, messages: int, cap: int, dedupe: bool) -> None:
+    def __init__(self, messages: int, cap: int, dedupe: bool, ordered: bool = False) -> None:
         self.cap = cap
         self.values: list[tuple[int, ...]] = [()]
         self.code: dict[tuple[int, ...], int] = {(): 0}
-        self.add: list[list[int]] = []
+        masks = 1 << messages if ordered else 1
+        rows: dict[tuple[int, int], int] = {}
         i = 0
         while i < len(self.values):
             value = self.values[i]
-            row = []
-            for m in range(messages):
-                if dedupe and m in value:
-                    row.append(i)
-                    continue
-                row.append(self._intern(self.trim(value + (m,))))
-            self.add.append(row)
+            for late in range(masks):
+                for m in range(messages):
+                    if dedupe and m in value:
+                        rows[(late, i * messages + m)] = i
+                        continue
+                    rows[(late, i * messages + m)] = self._intern(self.trim(value + (m,), late))
             i += 1
-        self.ids = [sum(1 << m for m in set(v)) for v in self.values]
-        self.dup = [len(set(v)) != len(v) for v in self.values]
+        n = len(self.values)
+        self.add: list[list[int]] = [
+            [rows[(late, i * messages + m)] for m in range(messages)]
+            for late in range(masks)
+            for i in range(n)
+        ]
+        self.ids = [sum(1 << m for m in set(v)) for v in self.values] * masks
+        self.dup = [len(set(v)) != len(v) for v in self.values] * masks
         self._union: dict[tuple[int, int], int] = {}
 
-    def trim(self, value: tuple[int, ...]) -> tuple[int, ...]:
-        """SPEC's ``add`` without the append: sort (stable) and keep the last ``cap``."""
-        return tuple(sorted(value))[-self.cap :]
+    def trim(self, value: tuple[int, ...], late: int = 0) -> tuple[int, ...]:
+        """SPEC's ``add`` without the append: sort (stable) by timestamp, keep the last ``cap``
+        (late ids after the others, then by id), stored sorted by id."""
+        kept = sorted(value, key=lambda m: (late >> m & 1, m))[-self.cap :]
+        return tuple(sorted(kept))
 
     def _intern(self, value: tuple[int, ...]) -> int:
         c = self.code.get(value)
@@ -89,18 +105,21 @@ class CacheValues:
 
     def union(self, c: int, missing: int) -> int:
         """``c`` plus each id of bitmask ``missing`` once, sorted, trimmed (the sweeper's
-        write): equal to adding them one by one, since trimming keeps the largest entries."""
+        write): equal to adding them one by one, since trimming keeps the largest entries.
+        An ordered row ``c`` (see the class) adds them under its late mask."""
         key = (c, missing)
         got = self._union.get(key)
         if got is None:
-            got = c
+            n = len(self.values)
+            base = c - c % n
+            got = c % n
             for m in bits(missing):
-                got = self.add[got][m]
+                got = self.add[base + got][m]
             self._union[key] = got
         return got
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.add)
 
 
 # ---------------------------------------------------------------------------- layout
@@ -351,11 +370,23 @@ class Val:
         return self._ids(self.k.lookup("NEWEST", self.code, count))
 
     # -- cache
-    def add(self, m: int) -> Val:
-        return Val(self.k, "cache", self.k.lookup("ADD", self.code, m))
+    def add(self, m: int, late: Val | None = None) -> Val:
+        return Val(self.k, "cache", self.k.lookup("ADD", self._row(late), m))
 
-    def add_all(self, ids: Val) -> Val:
-        return Val(self.k, "cache", self.k.lookup("UNION", self.code, ids.code))
+    def add_all(self, ids: Val, late: Val | None = None) -> Val:
+        return Val(self.k, "cache", self.k.lookup("UNION", self._row(late), ids.code))
+
+    def _row(self, late: Val | None) -> str:
+        """The table row of this cache value added to with the ids of ``late`` stamped at the
+        later time (:class:`CacheValues`' ordered rows)."""
+        if late is None:
+            return self.code
+        cv = self.k.lay.cv
+        if len(cv) == len(cv.values):
+            raise DefinitionError("an add ordered by timestamp needs the definition's cache_order")
+        if late.const == 0:
+            return self.code
+        return f"({self.code} + {self.k.dialect.scale.format(x=late.code, n=len(cv.values))})"
 
     def ids(self) -> Val:
         return Val(self.k, "ids", self.k.lookup("IDS", self.code))
@@ -535,8 +566,8 @@ class Kernel:
 
         self.definition, self.config = definition, cfg
         definition.validate(cfg)
-        self.cv = CacheValues(cfg.messages, cfg.cap, cfg.has("dedupe"))
-        sizes = {"cache": len(self.cv), "ids_m": 1 << cfg.messages, "ids_t": 1 << cfg.tabs}
+        self.cv = CacheValues(cfg.messages, cfg.cap, cfg.has("dedupe"), definition.cache_order(cfg))
+        sizes = {"cache": len(self.cv.values), "ids_m": 1 << cfg.messages, "ids_t": 1 << cfg.tabs}
         self.vars = definition.variables_of(cfg)
         self.slot: dict[tuple[str, Any], int] = {}
         self.slot_var: list[tuple[Any, Any]] = []

@@ -192,14 +192,13 @@ class _Z:
             out[m] = z3.And(v, newer < count)
         return self._ids(out)
 
-    def add(self, m: int) -> _Z:
-        return _Z(self.sym, "cache", self.sym.add(self.t, m))
+    def add(self, m: int, late: _Z | None = None) -> _Z:
+        return _Z(self.sym, "cache", self.sym.add(self.t, m, None if late is None else late.t))
 
-    def add_all(self, ids: _Z) -> _Z:
+    def add_all(self, ids: _Z, late: _Z | None = None) -> _Z:
         f = z3.BoolVal(False)
-        return _Z(
-            self.sym, "cache", self.sym.trim([c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)])
-        )
+        counts = [c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)]
+        return _Z(self.sym, "cache", self.sym.trim(counts, None if late is None else late.t))
 
     def ids(self) -> _Z:
         return self._ids({j: c >= 1 for j, c in enumerate(self.t)})
@@ -451,18 +450,36 @@ class SymbolicModel:
         return s[f"post[{m}]"] == ACKED
 
     # ------------------------------------------------------------------ cache values
-    def trim(self, counts: list[z3.ArithRef]) -> list[z3.ArithRef]:
-        """Keep the C largest entries of a multiset given as counts per id."""
+    def trim(self, counts: list[z3.ArithRef], late: dict | None = None) -> list[z3.ArithRef]:
+        """Keep the C largest entries of a multiset given as counts per id: by id, or with
+        ``late`` (per id, whether it is stamped at the later time) by timestamp, then id."""
         out = []
         for j in range(self.M):
-            above = _sum(counts[j + 1 :])
+            if late is None:
+                above = _sum(counts[j + 1 :])
+            else:
+                f = z3.BoolVal(False)
+                lj = late.get(j, f)
+                above = _sum(
+                    [
+                        z3.If(
+                            z3.And(late.get(i, f), z3.Not(lj))
+                            if i < j
+                            else z3.Or(late.get(i, f), z3.Not(lj)),
+                            c,
+                            0,
+                        )
+                        for i, c in enumerate(counts)
+                        if i != j
+                    ]
+                )
             room = z3.If(above >= self.C, 0, self.C - above)
             out.append(z3.If(counts[j] <= room, counts[j], room))
         return out
 
-    def add(self, snap: list[z3.ArithRef], m: int) -> list[z3.ArithRef]:
-        """SPEC §3 ``add(s, m)``."""
-        return self.trim([c + 1 if j == m else c for j, c in enumerate(snap)])
+    def add(self, snap: list[z3.ArithRef], m: int, late: dict | None = None) -> list[z3.ArithRef]:
+        """SPEC §3 ``add(s, m)`` (ordered by timestamp then id with ``late``: see :meth:`trim`)."""
+        return self.trim([c + 1 if j == m else c for j, c in enumerate(snap)], late)
 
     def is_fair(self, i: int) -> bool:
         """Weak fairness covers instance ``i`` (the definition marks every action but ``Crash``)."""

@@ -51,7 +51,7 @@ def test_the_fixture_holds_the_six_counterexamples():
         "cap": 2,
         "variant": ["found_in_response", "post_fails", "put_fails", "reload", "tab_view"],
     }
-    assert DATA["states"] == 11_395_743
+    assert DATA["states"] == 11_474_320
     model = KVHealModel(CONFIG)
     assert {n: len(p["trace"]) for n, p in DATA["properties"].items()} == {
         n: e[0] for n, e in EXPECTED.items()
@@ -110,7 +110,7 @@ def test_every_stale_reads_counterexample_replays_on_real_sqlite(name, tmp_path)
 
 
 def test_the_stale_fixture_reads_stale():
-    assert STALE["states"] == 3_460_340
+    assert STALE["states"] == 3_517_270
     actions = [s["action"] for s in STALE["properties"]["HealsTerminate"]["trace"]]
     assert actions.count("PollReadStale") == 3
 

@@ -83,15 +83,17 @@ AS_BUILT_CASES = {
         78692,
         ["HealOnlyMissing", "HealsTerminate"],
     ),
-    (1, 2, "tab_view,sweeper"): (786141, 2759792, ["NoDuplicates", "HealsTerminate", "ScanWritesNothing"]),
+    (1, 2, "tab_view,sweeper"): (809257, 2839995, ["NoDuplicates", "HealsTerminate", "ScanWritesNothing"]),
     (2, 1, "dedupe,post_fails,repost,fire_and_forget"): (16572, 75566, []),
     (2, 1, "dedupe,keep_verifying,bot_scan"): (14026, 64856, []),
     (2, 1, "atomic_cache,dedupe,bot_claims"): (59136, 338728, ["ClaimedOnce"]),
     (2, 1, "atomic_cache,dedupe,bot_claims,claim_cas"): (9936, 52688, []),
     (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe"): (580, 1594, []),
+    # the cache ordered by timestamp, then id: a late id keeps its place when a duplicate trims
+    (2, 1, "tab_view,clock_skew"): (183123, 617552, ["NoDuplicates", "HealsTerminate"]),
     (2, 1, "tab_view,found_in_response,ai_channel"): (
-        206863,
-        698403,
+        210857,
+        708961,
         ["NoDuplicates", "HealOnlyMissing", "HealsTerminate"],
     ),
 }
