@@ -124,7 +124,6 @@ FLAGS: tuple[Flag, ...] = (
         "repost",
         "fault",
         "a client posts an id that already exists (it resends a failed POST with the same id)",
-        modelled_only=True,
     ),
     Flag(
         "bot_scan",

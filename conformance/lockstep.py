@@ -1,7 +1,7 @@
 """Lockstep testing: a Hypothesis state machine that runs the model and the real system side by
 side and fails, with a side-by-side table, the first time they disagree.
 
-Each rule is a group of SPEC §4 actions: `start_post` (PostKey), `worker_step` (the worker's
+Each rule is a group of SPEC §4 actions: `start_post` (PostKey; PostAgain, a resend), `worker_step` (the worker's
 PostRead/PostWrite/PostCache and Heal* steps: release its parked KV call), `poll` (PollRead),
 `deliver_ack` (PostAck), `check_pending` (PollDone), `write_pending` (PendingWrite, with
 shared_pending), `crash` (Crash, with tab_crash), `sweep` (Sweep*, with sweeper), and for the
@@ -72,7 +72,7 @@ __all__ = ["LockstepMachine", "lockstep_machine", "Divergence", "Step", "diverge
 
 #: rule name -> the SPEC §4 action names it performs
 RULE_GROUPS: dict[str, tuple[str, ...]] = {
-    "start_post": ("PostKey",),
+    "start_post": ("PostKey", "PostAgain"),
     "worker_step": (
         "PostRead",
         "PostWrite",

@@ -154,7 +154,9 @@ class InProcessSystem:
         self.heal_requests: list[tuple[int, str, tuple[str, ...]]] = []
         self.kv = GatedKV(inner, self.keeper)
         self.worker_config = WorkerConfig(
-            variants=self.variants & (WORKER_VARIANTS | QUEUE_VARIANTS),
+            # repost (with post_fails, which it needs): the worker as deployed, which never
+            # checks whether a posted id exists
+            variants=self.variants & (WORKER_VARIANTS | QUEUE_VARIANTS | {"repost", "post_fails"}),
             cap=config.cap,
             secret=b"kvheal-conformance",
             max_cas_attempts=1_000_000,
@@ -303,6 +305,11 @@ class InProcessSystem:
         stamp = None if self.view_on else self.timestamp(m)  # with the tab view: the tab's clock
         self._start(("post", m), lambda: client.post(text, id=self.ids[m], timestamp=stamp))
 
+    def start_repost(self, m: int) -> None:
+        """Tab m mod T sends the failed POST of message m again (SPEC §6 repost)."""
+        client = self.clients[m % self.T]
+        self._start(("post", m), lambda: client.repost(self.ids[m]))
+
     def start_poll(self, t: int) -> None:
         """Tab t polls once (read, then check its pending list and heal)."""
         self._start(("poll", t), self.clients[t].poll_once)
@@ -400,6 +407,10 @@ class InProcessSystem:
             return True
         if name == "PostKey":
             return ("post", action.args["m"]) not in self.keeper.actors
+        if name == "PostAgain":  # the owner, alive, saw the POST fail
+            m = action.args["m"]
+            client = self.clients[self.config.owner(m)]
+            return client.alive and self.ids[m] in client.failed_posts and not self._running(("post", m))
         if name in ("PollRead", "PollReadStale"):
             return not self._running(("poll", action.args["t"]))
         if name == "PostFail":  # a lost answer is dropped when the tab takes its list lock
@@ -519,6 +530,8 @@ class InProcessSystem:
         name, args = action.name, action.args
         if name == "PostKey":
             self.start_post(args["m"])
+        elif name == "PostAgain":
+            self.start_repost(args["m"])
         elif name in ("PollRead", "PollReadStale"):
             self.start_poll(args["t"])
         elif name == "SweepList":

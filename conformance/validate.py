@@ -15,7 +15,8 @@ without shared_pending only from m's owner.
 Per call (m is the request's message, `cache` the state's cache, `add` SPEC §3's):
 
     post  get comment:m        the ownership check (a stutter: a repost is refused or a retry)
-          put comment:m        PostKey(m): m not yet posted
+          put comment:m        PostKey(m): m not yet posted (with repost, PostAgain(m) when it
+                               was: a new request sends a failed POST again)
           get recent:comments  PostRead(m): reads `cache`
           put recent:comments  PostWrite(m): writes add(s, m) for the s it read (with dedupe,
                                never when m was in s)
@@ -171,6 +172,7 @@ class _Checker:
             "sweep": "cas cache" in calls.get("sweeper", ()),
         }
         self.shared = "shared_pending" in variants
+        self.repost = "repost" in variants
 
     def m(self, real: Any) -> int:
         if real not in self.index:
@@ -302,7 +304,7 @@ class _Checker:
                         f"post read comment:{mid} as {r.get('value')!r}, stored is {sorted(stored)}"
                     )
             elif op == "put" and key == COMMENT_PREFIX + str(mid):
-                if phase is not None or m in stored:
+                if phase is not None or (m in stored and not self.repost):
                     raise _Illegal(f"message {m} is posted twice")
                 stored.add(m)
                 phase = ("key",)

@@ -28,7 +28,8 @@ ids the browser's local store, `local_store`, held when the page loaded). `reloa
 page over: the cursor restarts at the load time, the shown set is emptied, the snapshot is
 retaken, the pending list (the store) survives, and an answer to a poll of the old page is
 dropped. `full_poll` reads the whole cache without a cursor. `lose_answer(id)` injects SPEC §6's
-lost POST answer (`post_fails`): the tab drops the message as if the request had failed.
+lost POST answer (`post_fails`): the tab drops the message as if the request had failed, and
+`repost(id)` sends a failed POST again, the same id, text and timestamp (SPEC §6 `repost`).
 `fire_and_forget` (SPEC §6): `heals_in_flight=None` sends a heal for every missing id on every
 poll, without waiting for the answers to earlier ones (the deployed app); a number bounds the
 heals of one id in flight (1, the default: wait for the answer; the model's bound is 2).
@@ -325,6 +326,8 @@ class Client:
         self.tab = str(self.tab)
         self._page = 0
         self._lost_answers: set[str] = set()
+        #: the text and timestamp of each post this tab sent (`repost` sends one again)
+        self._sent: dict[str, tuple[str, int | None]] = {}
         self.start_page()
         self._owns_http = self.http is None
         if self.http is None:
@@ -418,6 +421,7 @@ class Client:
         if timestamp is not None:
             body["timestamp"] = timestamp
         self.local_store.add(id)
+        self._sent[id] = (text, timestamp)
         response = await self._post_with_retries(body, request_id)
         if response.status_code != 200:
             self.shown.discard(id)
@@ -427,6 +431,15 @@ class Client:
         ack = Ack(data["comment"]["id"], data["healToken"], data["comment"], bool(data.get("cached")))
         await self.record_ack(ack)
         return ack
+
+    async def repost(self, message_id: str, *, request_id: str | None = None) -> Ack:
+        """Send the POST of `message_id`, which failed as this tab saw it, again: the same id,
+        text and timestamp (SPEC §6 `repost`; the page shows it again at once)."""
+        if message_id not in self.failed_posts or message_id not in self._sent:
+            raise ClientError(f"tab {self.tab} has no failed post {message_id} to send again")
+        text, timestamp = self._sent[message_id]
+        self.failed_posts.discard(message_id)
+        return await self.post(text, id=message_id, timestamp=timestamp, request_id=request_id)
 
     async def _post_with_retries(self, body: dict, request_id: str | None) -> httpx2.Response:
         delay = self.retry_delay

@@ -221,7 +221,12 @@ class Worker:
         One `get comment:<id>` (a step that changes nothing). Two posts of one free id in the
         same process are serialised (`claimed`); across processes a race needs the id before it
         is stored, which nobody but its poster has (ids become public through GET only after).
+
+        With ``repost`` (SPEC §6, the worker as deployed) there is no check and no call: every
+        POST is "new", so a POST of an id that exists writes its key and caches it again.
         """
+        if "repost" in self.config.variants:
+            return "new", None
         stored = decode_message(await self.kv.get(comment_key(message["id"])))
         if stored is None:
             return "new", None

@@ -10,11 +10,14 @@ scripted run through the new steps, and a short Hypothesis run).
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from kvheal.cli import main
 from kvheal.conformance.lockstep import lockstep_machine
 from kvheal.conformance.replay import replay
 from kvheal.model import Config, KVHealModel, check
@@ -147,3 +150,99 @@ def test_a_third_heal_waits_for_a_slot():
 )
 def test_lockstep_fire_and_forget(tabs, variants):
     _hypothesis(Config.make(tabs=tabs, variants=variants), 30)
+
+
+# -- repost: a failed POST sent again with the same id ---------------------------------------
+
+REPOST_ATOMIC_T2 = {
+    "NoDuplicates": (5, 5, f"id {ID0} occurs 2 times in the real cache"),
+    "Converges": (17, 26, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (17, 26, f"live tab 0's pending store still holds ['{ID0}']"),
+}
+REPOST_T2 = {
+    "NoDuplicates": (7, 7, f"id {ID0} occurs 2 times in the real cache"),
+    "Converges": (14, 18, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (20, 31, f"live tab 0's pending store still holds ['{ID0}']"),
+}
+AS_BUILT_REPOST_T1_K2 = {
+    "NoDuplicates": (7, 7, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (8, 9, f"tab 0 sent a heal request for {ID0}, which the cache its poll read holds"),
+    "HealsTerminate": (17, 17, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (13, 17, f"acknowledged {ID0} absent from the real cache []"),
+    "PendingDrains": (27, 36, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (13, 17, f"live tab 0 has not shown {ID0} (its page shows ['{ID1}'])"),
+}
+
+
+@pytest.mark.parametrize(
+    "tabs, per_tab, variants, expected",
+    [
+        (2, 1, "atomic_cache,post_fails,repost", REPOST_ATOMIC_T2),  # 4,352 states
+        (2, 1, "post_fails,repost", REPOST_T2),  # 26,867 states
+        (1, 2, "as_built,repost", AS_BUILT_REPOST_T1_K2),  # 834,605 states (compiled: about 1 s)
+    ],
+    ids=["atomic_cache", "seed", "as_built"],
+)
+def test_repost_counterexamples_replay(tabs, per_tab, variants, expected, tmp_path):
+    """The worker as deployed (`repost`) writes a resent id's key and caches it again: with an
+    atomic update the answer lost after the cache write makes the resend a duplicate in 5 steps."""
+    _replays(tabs, per_tab, variants, expected, tmp_path)
+    _, result = _checked(tabs, per_tab, variants)
+    assert "PostAgain" in [s.action for s in result.properties["NoDuplicates"].trace]
+
+
+def test_a_resent_post_in_lockstep():
+    """The answer to m0's POST is lost after its cache update; the tab sends it again: the worker
+    writes comment:<id> again, caches m0 a second time, and the tab records it as pending."""
+    config = Config.make(tabs=2, variants="atomic_cache,post_fails,repost")
+    posted = [("PostKey", {"m": 0}), ("PostCache", {"m": 0}), ("PostFail", {"m": 0})]
+    view = _script(config, posted)
+    assert (view["post"][0], view["cache"], view["pending"]) == (("Failed",), (0,), ((), ()))
+    view = _script(config, posted + [("PostAgain", {"m": 0}), ("PostCache", {"m": 0}), ("PostAck", {"m": 0})])
+    assert (view["post"][0], view["cache"], view["pending"]) == (("Acked",), (0, 0), ((0,), ()))
+
+
+@pytest.mark.parametrize(
+    "variants", ["post_fails,repost", "atomic_cache,post_fails,repost", "as_built,repost"]
+)
+def test_lockstep_repost(variants):
+    _hypothesis(Config.make(tabs=2, variants=variants), 30)
+
+
+def test_validate_accepts_a_resent_post():
+    """`kvheal validate` reads a second put comment:<id> by a new request as PostAgain."""
+    from kvheal.conformance.validate import OK, validate_records
+
+    from .test_validate import logged_run
+
+    puts = 0
+    for seed in range(6):
+        records, ids, config = logged_run("atomic_cache,post_fails,repost", seed)
+        puts += sum(r.get("op") == "put" and r.get("key", "").startswith("comment:") for r in records)
+        v = validate_records(records, tabs=2, variants=config.variants, ids=ids)
+        assert v.status == OK, (seed, v.reason)
+    assert puts > 12  # some message was posted again
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, violated",
+    [
+        (["--tabs", "1", "--variant", "as_built,fire_and_forget"], list(AS_BUILT_FIRE_AND_FORGET_T1)),
+        (["--tabs", "2", "--variant", "atomic_cache,post_fails,repost"], list(REPOST_ATOMIC_T2)),
+    ],
+    ids=["fire_and_forget", "repost"],
+)
+def test_cli_checks_then_replays(args, violated, tmp_path):
+    """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
+    runner = CliRunner()
+    checked = runner.invoke(main, ["check", *args, "--json"])
+    assert checked.exit_code == 1, checked.output
+    path = tmp_path / "check.json"
+    path.write_text(checked.output)
+    result = runner.invoke(main, ["replay", str(path), "--backend", "memory", "--json"])
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.output)
+    assert [(r["property"], r["status"]) for r in data["results"]] == [(n, "violated") for n in violated]

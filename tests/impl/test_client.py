@@ -396,3 +396,23 @@ async def test_fire_and_forget_heals_without_waiting():
         ]
         assert await tab.heal("m2") == 200
         assert (await tab.poll_done(empty, start_heals=False)).heals == ("m2",)
+
+
+async def test_repost_sends_a_failed_post_again():
+    """SPEC §6 repost: a POST whose answer was lost is sent again with the same id, text and
+    timestamp. The worker as deployed (`repost`) writes the key and caches the message again (a
+    duplicate); the default worker answers the repeat with its first acknowledgement."""
+    for variants, cache in (("post_fails,repost", ["m1", "m1"]), ("", ["m1"])):
+        kv = MemoryKV()
+        app = create_app(kv, WorkerConfig(variants=variants))
+        async with make(app, 0, MemoryPendingStore()) as tab:
+            with pytest.raises(ClientError, match="no failed post m1"):
+                await tab.repost("m1")
+            tab.lose_answer("m1")
+            with pytest.raises(ClientError, match="was lost"):
+                await tab.post("hi", id="m1", timestamp=7)
+            assert (tab.failed_posts, tab.shown, await tab.pending_ids()) == ({"m1"}, set(), [])
+            ack = await tab.repost("m1")
+            assert (ack.comment["timestamp"], ack.comment["text"]) == (7, "hi")
+            assert (tab.failed_posts, tab.shown, await tab.pending_ids()) == (set(), {"m1"}, ["m1"])
+            assert [e["id"] for e in json.loads(await kv.get("recent:comments"))] == cache

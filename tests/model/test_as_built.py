@@ -918,7 +918,7 @@ def test_tab_view_needs_a_cache_that_evicts_nothing():
 
 def test_modelled_only_flags_stay_out_of_the_implementation():
     # both presets are implemented (the worker, the client and fault injection: SPEC §6)
-    assert MODELLED_ONLY == {"clock_skew", "repost", "ai_channel"}
+    assert MODELLED_ONLY == {"clock_skew", "ai_channel"}
     assert not MODELLED_ONLY & (WORKER_VARIANTS | CLIENT_VARIANTS | FAULT_VARIANTS)
     assert IMPL_VARIANTS == (
         "dedupe",
@@ -935,6 +935,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "put_fails",
         "stale_reads",
         "post_fails",
+        "repost",
         "bot_scan",
         "bot_claims",
         "claim_cas",
