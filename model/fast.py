@@ -492,13 +492,13 @@ class CompiledKernel:
             )  # fmt: skip
             one = np.ones(1, np.int64)
             table = np.full(4, -1, np.int32)
-            fp.fill_part(table, hs, np.zeros(1, np.int32), 0, 1)
+            fp.fill_part(table, hs, np.zeros(1, np.int32), 0, 1, True)
             fp.owner_counts(hs, one * 0, one * 0, 1)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
-            fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1)
-            fp.fill_pending(table, hs, 0, one)
-            fp.settle_part(0, 0, table, states, new, one)
+            fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1, True)
+            fp.fill_pending(table, hs, 0, one, True)
+            fp.settle_part(0, 0, table, states, new, one, True)
             fp.edges_of(0, 0, res, hs, one, 1, np.zeros(1, np.int32), np.zeros(1, np.int32),
                         np.zeros(1, np.int16), 0)  # fmt: skip
             return
@@ -886,7 +886,7 @@ def explore_parallel(
     tables = [np.full(_table_len(n0), -1, np.int32) for _ in range(P)]
     sizes = np.zeros(P, np.int64)
     for p in range(P):
-        fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P)
+        fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P, store.tagged)
         sizes[p] = sum(1 for h in hs0 if int(fp.owner_of(h, P)) == p)
     rowptr = np.zeros(store.capacity() + 1 if graph else 1, np.int64)
     dst = np.empty(1 << 18 if graph else 0, np.int32)
@@ -910,6 +910,16 @@ def explore_parallel(
                 levels.append(head)
                 store.new_level(head, n)
             hi = min(level_end, head + BLOCK_ROWS)
+            if store.tagged and n + (hi - head) * ni >= fp.TAGGED_STATES:
+                # numbers past 27 bits: every table again, untagged
+                store.tagged = False
+                all_hs = store.hashes(n)
+                nums = np.arange(n, dtype=np.int32)
+                for p in range(P):
+                    tables[p] = None
+                    tables[p] = np.full(_table_len(int(sizes[p])), -1, np.int32)
+                    fp.fill_part(tables[p], all_hs, nums, p, P, False)
+                del all_hs, nums
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
             rows, qb = store.rows()
@@ -973,11 +983,21 @@ def explore_parallel(
                     nums = np.arange(n, dtype=np.int32)
                     for p in short:
                         tables[p] = None
-                        tables[p] = np.full(_table_len(int(sizes[p]) + found[p] + 1), -1, np.int32)
-                        fp.fill_part(tables[p], all_hs, nums, p, P)
-                        fp.fill_pending(
-                            tables[p], store.pending_hashes(pend[p], found[p]), found[p], pend[p][-1]
+                    calls = [
+                        (
+                            _table_len(int(sizes[p]) + found[p] + 1),
+                            all_hs,
+                            nums,
+                            p,
+                            P,
+                            store.pending_hashes(pend[p], found[p]),
+                            pend[p][-1],
+                            store.tagged,
                         )
+                        for p in short
+                    ]
+                    for p, table in zip(short, _all(pool, _refill, calls)):
+                        tables[p] = table
                     del all_hs, nums
                 todo = short
             added = int(sum(found))
@@ -1061,6 +1081,7 @@ class _ExactStore:
 
         self.ck, self.fp, self.model, self.props = ck, fastpar, model, props
         self.W = ck.packing.words
+        self.tagged = True  # table entries carry 4 bits of hash (fastpar.NUM_BITS)
         self.states = np.empty((1 << 16, self.W), np.int64)
         self.states[: len(init)] = ck.states_array(init)
 
@@ -1085,7 +1106,22 @@ class _ExactStore:
     def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
         new, new_slot = pend
         return self.fp.insert_part(
-            p, parts, self.states, table, out, hs, starts, took, res, new, new_slot, t0, i0, c, limit
+            p,
+            parts,
+            self.states,
+            table,
+            out,
+            hs,
+            starts,
+            took,
+            res,
+            new,
+            new_slot,
+            t0,
+            i0,
+            c,
+            limit,
+            self.tagged,
         )
 
     def make_room(self, n: int) -> bool:
@@ -1095,7 +1131,7 @@ class _ExactStore:
         return True
 
     def settle(self, base, c, table, pend, out, src, head) -> None:  # noqa: ANN001
-        self.fp.settle_part(base, c, table, self.states, pend[0], pend[1])
+        self.fp.settle_part(base, c, table, self.states, pend[0], pend[1], self.tagged)
 
     def block_done(self, lo: int, hi: int, head: int) -> None:
         pass
@@ -1159,7 +1195,22 @@ class _FingerprintStore(_ExactStore):
     def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
         new_fp, new_idx, new_slot = pend
         return self.fp.insert_part_fp(
-            p, parts, self.fps, table, hs, starts, took, res, new_fp, new_idx, new_slot, t0, i0, c, limit
+            p,
+            parts,
+            self.fps,
+            table,
+            hs,
+            starts,
+            took,
+            res,
+            new_fp,
+            new_idx,
+            new_slot,
+            t0,
+            i0,
+            c,
+            limit,
+            self.tagged,
         )
 
     def make_room(self, n: int) -> bool:
@@ -1189,6 +1240,7 @@ class _FingerprintStore(_ExactStore):
             new_slot,
             self.par,
             head,
+            self.tagged,
         )
 
     def block_done(self, lo: int, hi: int, head: int) -> None:
@@ -1259,6 +1311,17 @@ class FingerprintGraph(CompiledGraph):
             labels.append(succ[k][0])
             words = np.array(succ[k][1], np.int64)
         return labels
+
+
+def _refill(size, all_hs, nums, p, parts, pending, new_slot, tagged) -> np.ndarray:  # noqa: ANN001
+    """Partition ``p``'s table grown to ``size`` slots: its numbered states, then the
+    block's pending ones (their slots into ``new_slot``)."""
+    from . import fastpar as fp
+
+    table = np.full(size, -1, np.int32)
+    fp.fill_part(table, all_hs, nums, p, parts, tagged)
+    fp.fill_pending(table, pending, len(pending), new_slot, tagged)
+    return table
 
 
 def _all(pool: Any, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:

@@ -2,7 +2,7 @@
 
 A frontier block is expanded by N threads at once (the generated ``expand_block``, which
 releases the GIL), each into its own region of shared buffers, with each successor's hash.
-Each state belongs to one partition (its hash's top bits modulo N), and each partition has
+Each state belongs to one partition (its hash's low bits modulo N), and each partition has
 its own visited table: the N insertion steps then run at once without locks, each thread
 scanning the block's successors in order and inserting those it owns. New states are
 numbered after the block, partition by partition; numbers still grow level by level, so
@@ -63,7 +63,38 @@ def rehash(states, n, cap):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def owner_of(h, parts):  # pragma: no cover - compiled
-    return np.int64((h >> np.uint64(40)) % np.uint64(parts))
+    """The partition of hash ``h``: from its low 32 bits (a table slot comes from the top
+    32: were they shared, a partition's states would fill only some of its home slots)."""
+    return np.int64((h & np.uint64(0xFFFFFFFF)) % np.uint64(parts))
+
+
+# A partition's table entry (int32): -1 empty; a state number ``num`` as
+# ``tag << NUM_BITS | num``; a state found in the current block, not yet numbered (the
+# ``j``-th new one of the partition), as ``-2 - (tag << PEND_BITS | j)``. The tag is four
+# bits of the hash that neither the slot nor the partition uses: a probe past an entry of
+# another tag (15 in 16 of them) does not read that state's words. Past 2**27 states the
+# tables go untagged (``tagged`` false: tag 0, the number in all 31 bits).
+NUM_BITS = 27
+PEND_BITS = 24
+NUM_MASK = (1 << NUM_BITS) - 1
+PEND_MASK = (1 << PEND_BITS) - 1
+TAGGED_STATES = 1 << NUM_BITS
+AHEAD = 8
+
+
+@njit(cache=True, nogil=True)
+def tag_of(h, tagged):  # pragma: no cover - compiled
+    return np.int64((h >> np.uint64(28)) & np.uint64(15)) if tagged else np.int64(0)
+
+
+@njit(cache=True, nogil=True)
+def entry(num, tag):  # pragma: no cover - compiled
+    return np.int32((tag << NUM_BITS) | num)
+
+
+@njit(cache=True, nogil=True)
+def pending_entry(j, tag):  # pragma: no cover - compiled
+    return np.int32(-2 - ((tag << PEND_BITS) | j))
 
 
 @njit(cache=True, nogil=True)
@@ -77,57 +108,74 @@ def owner_counts(hs, starts, counts, parts):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def insert_part(
-    p, parts, states, table, out, hs, starts, counts, res, new, new_slot, t0, i0, c, limit
+    p, parts, states, table, out, hs, starts, counts, res, new, new_slot, t0, i0, c, limit, tagged
 ):  # pragma: no cover
     """Insert partition ``p``'s successors of the block, from successor ``i0`` of thread
     ``t0`` on, with ``c`` new states found so far; stops before a new state past ``limit``
     (the table must grow first). Returns (new states found, where it stopped: thread,
-    successor); the thread is ``len(starts)`` when the block is done."""
+    successor); the thread is ``len(starts)`` when the block is done. ``res[i]`` becomes
+    successor i's number, or ``-(j + 2)`` for the partition's j-th new state."""
     cap = table.shape[0]
     W = states.shape[1]
+    warm = np.int64(0)
     for t in range(t0, starts.shape[0]):
         lo = i0 if t == t0 else starts[t]
-        for i in range(lo, starts[t] + counts[t]):
+        end = starts[t] + counts[t]
+        for i in range(lo, end):
             h = hs[i]
             if owner_of(h, parts) != p:
                 continue
+            # read ahead: the slot of a successor further on, so its cache miss overlaps
+            if i + AHEAD < end:
+                warm += table[slot_of(hs[i + AHEAD], cap)]
+            tag = tag_of(h, tagged)
             slot = slot_of(h, cap)
             while True:
-                num = table[slot]
-                if num == -1:
+                v = table[slot]
+                if v == -1:
                     if c >= limit:
                         return c, t, i
-                    table[slot] = -(c + 2)
+                    table[slot] = pending_entry(c, tag)
                     for j in range(W):
                         new[c, j] = out[i, j]
                     new_slot[c] = slot
                     res[i] = -(c + 2)
                     c += 1
                     break
-                same = True
-                if num >= 0:
-                    for j in range(W):
-                        if states[num, j] != out[i, j]:
-                            same = False
+                if v >= 0:
+                    if not tagged or (v >> NUM_BITS) == tag:
+                        num = v & NUM_MASK if tagged else v
+                        same = True
+                        for j in range(W):
+                            if states[num, j] != out[i, j]:
+                                same = False
+                                break
+                        if same:
+                            res[i] = num
                             break
                 else:
-                    for j in range(W):
-                        if new[-num - 2, j] != out[i, j]:
-                            same = False
+                    pv = -v - 2
+                    if not tagged or (pv >> PEND_BITS) == tag:
+                        k = pv & PEND_MASK if tagged else pv
+                        same = True
+                        for j in range(W):
+                            if new[k, j] != out[i, j]:
+                                same = False
+                                break
+                        if same:
+                            res[i] = -(k + 2)
                             break
-                if same:
-                    res[i] = num
-                    break
                 slot += 1
                 if slot == cap:
                     slot = 0
+    if warm == 12345678901:  # never: keeps the reads ahead from being optimised away
+        c = -1
     return c, starts.shape[0], 0
 
 
 @njit(cache=True, nogil=True)
-def fill_pending(table, hashes, c, new_slot):  # pragma: no cover - compiled
-    """Enter a block's ``c`` pending new states (hashes ``hashes``, entered as ``-(j + 2)``)
-    into a fresh ``table``."""
+def fill_pending(table, hashes, c, new_slot, tagged):  # pragma: no cover - compiled
+    """Enter a block's ``c`` pending new states (hashes ``hashes``) into a fresh ``table``."""
     cap = table.shape[0]
     for j in range(c):
         slot = slot_of(hashes[j], cap)
@@ -135,13 +183,13 @@ def fill_pending(table, hashes, c, new_slot):  # pragma: no cover - compiled
             slot += 1
             if slot == cap:
                 slot = 0
-        table[slot] = -(j + 2)
+        table[slot] = pending_entry(j, tag_of(hashes[j], tagged))
         new_slot[j] = slot
 
 
 @njit(cache=True, nogil=True)
 def insert_part_fp(
-    p, parts, fps, table, hs, starts, counts, res, new_fp, new_idx, new_slot, t0, i0, c, limit
+    p, parts, fps, table, hs, starts, counts, res, new_fp, new_idx, new_slot, t0, i0, c, limit, tagged
 ):  # pragma: no cover
     """:func:`insert_part` with hash compaction (``--fingerprint``): states are told apart
     by their 64-bit hash alone (``fps``, per state number), so two states with one hash are
@@ -153,22 +201,30 @@ def insert_part_fp(
             h = hs[i]
             if owner_of(h, parts) != p:
                 continue
+            tag = tag_of(h, tagged)
             slot = slot_of(h, cap)
             while True:
-                num = table[slot]
-                if num == -1:
+                v = table[slot]
+                if v == -1:
                     if c >= limit:
                         return c, t, i
-                    table[slot] = -(c + 2)
+                    table[slot] = pending_entry(c, tag)
                     new_fp[c] = h
                     new_idx[c] = i
                     new_slot[c] = slot
                     res[i] = -(c + 2)
                     c += 1
                     break
-                if (fps[num] if num >= 0 else new_fp[-num - 2]) == h:
-                    res[i] = num
-                    break
+                if v >= 0:
+                    if (not tagged or (v >> NUM_BITS) == tag) and fps[v & NUM_MASK if tagged else v] == h:
+                        res[i] = v & NUM_MASK if tagged else v
+                        break
+                else:
+                    pv = -v - 2
+                    k = pv & PEND_MASK if tagged else pv
+                    if (not tagged or (pv >> PEND_BITS) == tag) and new_fp[k] == h:
+                        res[i] = -(k + 2)
+                        break
                 slot += 1
                 if slot == cap:
                     slot = 0
@@ -177,7 +233,7 @@ def insert_part_fp(
 
 @njit(cache=True, nogil=True)
 def settle_part_fp(
-    base, c, table, fps, queue, qbase, out, src, new_fp, new_idx, new_slot, par, head
+    base, c, table, fps, queue, qbase, out, src, new_fp, new_idx, new_slot, par, head, tagged
 ):  # pragma: no cover
     """:func:`settle_part` with hash compaction: each new state's hash into ``fps``, its
     words into the queue (rows from ``qbase`` on), and when ``par`` is not empty its
@@ -191,17 +247,23 @@ def settle_part_fp(
             queue[num - qbase, w] = out[i, w]
         if par.shape[0] > 0:
             par[num] = np.uint16(src[i] + qbase - head)
-        table[new_slot[j]] = num
+        table[new_slot[j]] = settled(table[new_slot[j]], num, tagged)
 
 
 @njit(cache=True, nogil=True)
-def settle_part(base, c, table, states, new, new_slot):  # pragma: no cover
+def settled(v, num, tagged):  # pragma: no cover - compiled
+    """The entry of a pending entry ``v`` once its state is numbered ``num`` (same tag)."""
+    return entry(num, ((-v - 2) >> PEND_BITS) if tagged else 0)
+
+
+@njit(cache=True, nogil=True)
+def settle_part(base, c, table, states, new, new_slot, tagged):  # pragma: no cover
     """Number partition's ``c`` new states from ``base`` on: into the states and the table."""
     W = states.shape[1]
     for j in range(c):
         for w in range(W):
             states[base + j, w] = new[j, w]
-        table[new_slot[j]] = base + j
+        table[new_slot[j]] = settled(table[new_slot[j]], base + j, tagged)
 
 
 @njit(cache=True, nogil=True)
@@ -216,7 +278,7 @@ def edges_of(lo, hi, res, hs, bases, parts, dst, lab_in, lab_out, at):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def fill_part(table, hs, nums, p, parts):  # pragma: no cover - compiled
+def fill_part(table, hs, nums, p, parts, tagged):  # pragma: no cover - compiled
     """Enter states ``nums`` (hashes ``hs``) owned by ``p`` into ``table``."""
     cap = table.shape[0]
     for i in range(nums.shape[0]):
@@ -228,4 +290,4 @@ def fill_part(table, hs, nums, p, parts):  # pragma: no cover - compiled
             slot += 1
             if slot == cap:
                 slot = 0
-        table[slot] = nums[i]
+        table[slot] = entry(np.int64(nums[i]), tag_of(h, tagged))

@@ -232,14 +232,14 @@ def test_hash_compaction_merges_states_with_one_hash():
     new_fp, new_idx, new_slot = np.empty(3, np.uint64), np.empty(3, np.int64), np.empty(3, np.int64)
     one = np.array([0], np.int64)
     c, t, _ = fp.insert_part_fp(
-        0, 1, fps, table, hs, one * 0, one + 3, res, new_fp, new_idx, new_slot, 0, 0, 0, 12
+        0, 1, fps, table, hs, one * 0, one + 3, res, new_fp, new_idx, new_slot, 0, 0, 0, 12, True
     )
     assert (c, t) == (2, 1) and list(res) == [-2, -2, -3] and list(new_idx[:2]) == [0, 2]
     words = np.array([[1], [2], [3]], np.int64)
     table = np.full(16, -1, np.int32)
     new = np.empty((3, 1), np.int64)
     c, t, _ = fp.insert_part(
-        0, 1, words[:0], table, words, hs, one * 0, one + 3, res, new, new_slot, 0, 0, 0, 12
+        0, 1, words[:0], table, words, hs, one * 0, one + 3, res, new, new_slot, 0, 0, 0, 12, True
     )
     assert (c, t) == (3, 1)
 
@@ -272,3 +272,21 @@ def test_fingerprint_on_the_command_line():
     assert out["states"] == 7_070 and set(out["fingerprint"]) == {"calculated", "observed"}
     bad = kvheal("check", "--tabs", "2", "--fingerprint", "--max-states", "10")
     assert bad.returncode == 2 and "drop --max-states" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_tables_go_untagged_past_the_tagged_bound(monkeypatch):
+    """Table entries carry 4 bits of hash while state numbers fit 27 bits; past that the
+    tables are rebuilt untagged mid-search (here past 2,000 states) with the same result."""
+    from kvheal.model import fastpar
+
+    monkeypatch.setattr(fast, "BLOCK_ROWS", 256)
+    model = KVHealModel(Config.make(tabs=2, variants="sweeper"))
+    tagged = check(model, engine="compiled", workers=2)
+    monkeypatch.setattr(fastpar, "TAGGED_STATES", 2_000)
+    untagged = check(model, engine="compiled", workers=2)
+    hashed = check(model, workers=2, fingerprint=True)
+    for r in (untagged, hashed):
+        assert (r.states, r.transitions, r.depth) == (tagged.states, tagged.transitions, tagged.depth)
+        assert {k: (p.status, len(p.trace or ())) for k, p in r.properties.items()} == {
+            k: (p.status, len(p.trace or ())) for k, p in tagged.properties.items()
+        }
