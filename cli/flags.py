@@ -134,7 +134,6 @@ FLAGS: tuple[Flag, ...] = (
         "ai_channel",
         "client",
         "the last tab's page shows the AI channel: its polls ask for AI messages only (tabs post human ones)",
-        modelled_only=True,
     ),
     Flag(
         "bot_claims",

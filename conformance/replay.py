@@ -146,7 +146,8 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
     if name == "EveryoneSees":
         newest = sorted(acked)[-system.config.cap :]
         for t, client in enumerate(system.clients):
-            lacks = [ids[m] for m in newest if ids[m] not in client.shown]
+            # a page on a channel (ai_channel) is due only that channel's messages
+            lacks = [ids[m] for m in newest if ids[m] not in client.shown and system.due(t, m)]
             if view["alive"][t] and lacks:
                 return (
                     f"live tab {t} has not shown {', '.join(lacks)} (its page shows {sorted(client.shown)})"

@@ -36,7 +36,7 @@ from kvheal.impl.client import Client, MemoryPendingStore
 from kvheal.impl.config import QUEUE_VARIANTS, WORKER_VARIANTS, WorkerConfig
 from kvheal.impl.emulate import RequestFailure, StaleReadKV, WriteLimitKV
 from kvheal.impl.kv import KV, MemoryKV
-from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
+from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX, decode_message, message_type
 from kvheal.impl.queue_api import STATUS_PREFIX, bot_token, encode_status, status_key
 from kvheal.impl.worker import create_app
 from kvheal.model import Action, Config
@@ -219,10 +219,11 @@ class InProcessSystem:
         return self.clock_ms + self.offset_ms
 
     def tab_clock(self, t: int):
-        """Tab t's clock: the system's, or with clock_skew one lag behind for the last tab
-        (floored at the start, as the model's)."""
+        """Tab t's clock: the system's, or with clock_skew one lag behind for the last tab:
+        its tick is one less, floored at the first as the model's, and the offset within the
+        tick is the system's (so its stamps still order by id within a tick, see `now`)."""
         if "clock_skew" in self.variants and t == self.T - 1:
-            return lambda: max(BASE_TIMESTAMP, self.now() - LAG_MS)
+            return lambda: max(BASE_TIMESTAMP, self.clock_ms - LAG_MS) + self.offset_ms
         return self.now
 
     def _as_built_tab(self, client: Client, t: int, browser: set[str]) -> None:
@@ -230,6 +231,8 @@ class InProcessSystem:
         client.tab_view = True
         client.found_in_response = "found_in_response" in self.variants
         client.full_poll = "full_poll" in self.variants
+        if "ai_channel" in self.variants:  # the last tab's page shows the AI channel
+            client.channel = "ai" if t == self.T - 1 else "human"
         client.lag_ms = LAG_MS
         if "shared_pending" in self.variants:
             client.local_store = browser
@@ -605,6 +608,15 @@ class InProcessSystem:
     def view(self) -> dict[str, Any]:
         """The abstraction of the current state (`KVHealModel.view`'s shape)."""
         return abstract(self.snapshot())
+
+    def due(self, t: int, m: int) -> bool:
+        """Whether tab t's page shows message m when a poll returns it: always, or on a page
+        with a channel (ai_channel) when m's stored type is that channel's."""
+        channel = getattr(self.clients[t], "channel", None)
+        if channel is None:
+            return True
+        stored = decode_message(self.run(self._kv_contents()).get(COMMENT_PREFIX + self.ids[m]))
+        return stored is not None and message_type(stored) == channel
 
     def cache_ids(self) -> list[str]:
         """The real ids in the real cache, in stored order."""

@@ -156,6 +156,7 @@ class Bot:
             "text": self.make_reply(message),
             "timestamp": now,
             "username": self.name,
+            "type": "ai",  # an AI message: the AI channel's pages show it (SPEC §6 ai_channel)
         }
         response = await self._send("POST", "/api/comments", auth=False, json=body)
         if response.status_code != 200:

@@ -27,7 +27,9 @@ counts as found when it is in that response or in the page-load snapshot (`page_
 ids the browser's local store, `local_store`, held when the page loaded). `reload()` starts the
 page over: the cursor restarts at the load time, the shown set is emptied, the snapshot is
 retaken, the pending list (the store) survives, and an answer to a poll of the old page is
-dropped. `full_poll` reads the whole cache without a cursor. `lose_answer(id)` injects SPEC §6's
+dropped. `full_poll` reads the whole cache without a cursor. A page on a channel (`channel`,
+"human" or "ai", SPEC §6 `ai_channel`) shows only that channel's messages and with
+`found_in_response` asks only for them (`?type=`). `lose_answer(id)` injects SPEC §6's
 lost POST answer (`post_fails`): the tab drops the message as if the request had failed, and
 `repost(id)` sends a failed POST again, the same id, text and timestamp (SPEC §6 `repost`).
 `fire_and_forget` (SPEC §6): `heals_in_flight=None` sends a heal for every missing id on every
@@ -311,6 +313,10 @@ class Client:
     found_in_response: bool = False
     #: `full_poll`: a poll reads (and shows) the whole cache, no cursor
     full_poll: bool = False
+    #: the page's channel, "human" or "ai" (SPEC §6 `ai_channel`): its polls show only messages
+    #: of that type, and with `found_in_response` ask the worker only for them (`?type=`);
+    #: None shows every message
+    channel: str | None = None
     #: after a poll the cursor becomes the clock minus this (the deployed app: 6 s)
     lag_ms: int = 6000
     #: the browser's local store of the messages it posted (IndexedDB; share one set between
@@ -485,6 +491,8 @@ class Client:
             params = {"limit": self.poll_limit}
             if self.found_in_response and self.cursor is not None:
                 params["after"] = max(self.cursor, 0)  # only what is newer than the cursor
+            if self.found_in_response and self.channel is not None:
+                params["type"] = self.channel  # only the page's channel
             if page:
                 params["offset"] = len(newest_first)
             response = await self._send(
@@ -509,11 +517,16 @@ class Client:
         return snapshot
 
     def response_of(self, snapshot: Snapshot) -> tuple[str, ...]:
-        """The ids a poll's answer shows the page: with the tab view those newer than the
-        cursor (the whole cache with full_poll), else all of it."""
-        if self.cursor is None:
+        """The ids a poll's answer shows the page: with the tab view those of its channel newer
+        than the cursor (the whole cache with full_poll), else all of it."""
+        if self.cursor is None and self.channel is None:
             return snapshot.ids
-        return tuple(c["id"] for c in snapshot.comments if c["timestamp"] > self.cursor)
+        return tuple(
+            c["id"]
+            for c in snapshot.comments
+            if (self.cursor is None or c["timestamp"] > self.cursor)
+            and (self.channel is None or (c.get("type") or "human") == self.channel)
+        )
 
     async def poll_done(self, snapshot: Snapshot, *, start_heals: bool = True) -> PollResult:
         """Check the pending list against `snapshot` (PollDone) and write the rest back.

@@ -1,7 +1,8 @@
 """Messages and the cache value: validation, encoding, and SPEC §3's `add`.
 
 A message is a dict `{"id": str, "text": str, "timestamp": int}` (plus an optional
-`"username"`). `comment:<id>` holds one message as JSON; `recent:comments` holds a JSON array
+`"username"`, and an optional `"type"`, "human" or "ai": the channel it belongs to, human when
+absent, SPEC §6 ai_channel). `comment:<id>` holds one message as JSON; `recent:comments` holds a JSON array
 of messages sorted by timestamp ascending and trimmed to the cache capacity. `add` is the one
 definition of the cache update that every writer (post, heal, sweeper) uses, so the designs
 differ only in how they read and write the cache, never in what they compute.
@@ -37,6 +38,8 @@ __all__ = [
     "body_digest",
     "same_message",
     "TOKEN_PATTERN",
+    "MESSAGE_TYPES",
+    "message_type",
 ]
 
 CACHE_KEY = "recent:comments"
@@ -50,6 +53,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 #: heal tokens are lowercase hex (see `Worker.heal_token`)
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{1,128}")
 MAX_TIMESTAMP = 2**53 - 1  # the largest integer a JavaScript client can send exactly
+#: a message's type, the channel a page shows (SPEC §6 ai_channel); absent means human
+MESSAGE_TYPES = ("human", "ai")
 
 
 class BadInput(ValueError):
@@ -123,7 +128,18 @@ def validate_post(
             raise BadInput(f"username must be a string of at most {MAX_USERNAME_LENGTH} characters")
         _check_unicode(username, "username")
         message["username"] = username
+    kind = body.get("type")
+    if kind is not None:
+        if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+            raise BadInput(f"type must be one of {', '.join(MESSAGE_TYPES)}")
+        message["type"] = kind
     return message
+
+
+def message_type(message: dict) -> str:
+    """The channel `message` belongs to: its type, human when it has none."""
+    kind = message.get("type")
+    return kind if kind in MESSAGE_TYPES else "human"
 
 
 def validate_heal(body: Any) -> tuple[str, str]:
@@ -146,6 +162,7 @@ def same_message(stored: dict, message: dict, *, timestamp_given: bool) -> bool:
         stored.get("id") == message["id"]
         and stored.get("text") == message["text"]
         and stored.get("username") == message.get("username")
+        and stored.get("type") == message.get("type")
         and (not timestamp_given or stored.get("timestamp") == message["timestamp"])
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import WorkerConfig
-from .messages import MAX_ID_LENGTH, MAX_TIMESTAMP, MAX_USERNAME_LENGTH
+from .messages import MAX_ID_LENGTH, MAX_TIMESTAMP, MAX_USERNAME_LENGTH, MESSAGE_TYPES
 
 #: a message's statuses and the pending scan's largest limit (kvheal.impl.queue_api uses these)
 STATUSES = ("pending", "processing", "complete", "failed")
@@ -53,6 +53,7 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
             "text": {"type": "string"},
             "timestamp": timestamp,
             "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
+            "type": {"enum": list(MESSAGE_TYPES), "description": "the message's channel (human when absent)"},
             "status": {
                 "enum": list(STATUSES),
                 "description": "the copy of the message's status (bot work only)",
@@ -101,6 +102,13 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP},
                             "description": "skip this many of the newest (paging through a large cache)",
                         },
+                        {
+                            "name": "type",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": list(MESSAGE_TYPES)},
+                            "description": "only messages of this channel (a message without a type is human)",
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -141,6 +149,7 @@ def openapi_schema(config: WorkerConfig | None = None) -> dict[str, Any]:
                                         "id": message_id,
                                         "timestamp": timestamp,
                                         "username": {"type": "string", "maxLength": MAX_USERNAME_LENGTH},
+                                        "type": {"enum": list(MESSAGE_TYPES)},
                                     },
                                 }
                             }

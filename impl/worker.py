@@ -100,6 +100,7 @@ from .messages import (
     CACHE_KEY,
     COMMENT_PREFIX,
     MAX_TIMESTAMP,
+    MESSAGE_TYPES,
     BadInput,
     body_digest,
     cache_add,
@@ -110,6 +111,7 @@ from .messages import (
     decode_message,
     encode_cache,
     encode_message,
+    message_type,
     same_message,
     validate_heal,
     validate_post,
@@ -786,6 +788,9 @@ def _routes(worker: Worker) -> list[Route]:
             after = _int_param(request, "after", 0)
             limit = _int_param(request, "limit", 1)
             offset = _int_param(request, "offset", 0) or 0
+            kind = request.query_params.get("type")
+            if kind is not None and kind not in MESSAGE_TYPES:
+                raise BadInput(f"type must be one of {', '.join(MESSAGE_TYPES)}")
         except BadInput as exc:
             return _error(400, str(exc))
         limit = min(limit or config.default_limit, config.max_limit)
@@ -796,6 +801,8 @@ def _routes(worker: Worker) -> list[Route]:
             return _error(503, "store unavailable")
         if after is not None:
             entries = [entry for entry in entries if entry["timestamp"] > after]
+        if kind is not None:  # the page's channel (SPEC §6 ai_channel)
+            entries = [entry for entry in entries if message_type(entry) == kind]
         newest_first = entries[::-1]
         return JSONResponse({"comments": newest_first[offset : offset + limit], "total": len(entries)})
 

@@ -33,9 +33,9 @@ def path(name: str) -> Path:
     return DATA / f"{name}.json"
 
 
-def generate(name: str) -> dict:
-    """Fixture `name`'s content, from a fresh check."""
-    command = ["check", *FIXTURES[name], "--workers", "1", "--json"]
+def generate(name: str, args: list[str] | None = None) -> dict:
+    """Fixture `name`'s content, from a fresh check (of `args`, default `FIXTURES[name]`)."""
+    command = ["check", *(args or FIXTURES[name]), "--workers", "1", "--json"]
     out = subprocess.run(
         [sys.executable, "-m", "kvheal", *command], capture_output=True, text=True, check=False
     )

@@ -22,6 +22,8 @@ from kvheal.conformance.lockstep import lockstep_machine
 from kvheal.conformance.replay import replay
 from kvheal.model import Config, KVHealModel, check
 
+from .make_open_clients_traces import FIXTURES, generate, path
+
 ID0, ID1 = "1761868800000-5feceb", "1761868801000-6b86b2"
 
 
@@ -224,6 +226,85 @@ def test_validate_accepts_a_resent_post():
     assert puts > 12  # some message was posted again
 
 
+# -- ai_channel: the last tab's page shows the AI channel --------------------------------------
+
+#: tab 1 is on the AI channel: its polls return none of the (human) messages
+AI_CHANNEL_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealsTerminate": (19, 19, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (17, 21, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (35, 42, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (17, 21, f"live tab 0 has not shown {ID1} (its page shows ['{ID0}'])"),
+}
+AI_FOUND_IN_RESPONSE_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (5, 6, f"tab 1 sent a heal request for {ID1}, which the cache its poll read holds"),
+    "HealsTerminate": (16, 16, f"tab 1 sent 3 heal requests for {ID1} (the bound is 2)"),
+    "Converges": (30, 37, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (30, 37, f"live tab 1's pending store still holds ['{ID1}']"),
+    "EveryoneSees": (30, 37, f"live tab 0 has not shown {ID1} (its page shows ['{ID0}'])"),
+}
+AS_BUILT_AI = json.loads(path("as_built_ai_channel_t2").read_text())
+AS_BUILT_AI_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (5, 6, f"tab 1 sent a heal request for {ID1}, which the cache its poll read holds"),
+    "HealsTerminate": (16, 16, f"tab 1 sent 3 heal requests for {ID1} (the bound is 2)"),
+    "Converges": (15, 19, f"acknowledged {ID0} absent from the real cache []"),
+    "PendingDrains": (27, 34, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (15, 19, f"live tab 0 has not shown {ID0} (its page shows [])"),
+}
+
+
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ("tab_view,ai_channel", AI_CHANNEL_T2),  # 263,647 states
+        ("tab_view,found_in_response,ai_channel", AI_FOUND_IN_RESPONSE_T2),  # 210,857 states
+    ],
+    ids=["tab_view", "found_in_response"],
+)
+def test_ai_channel_counterexamples_replay_at_tabs_2(variants, expected, tmp_path):
+    """With found_in_response the AI tab's own (human) posts are never in its answers
+    (`GET ?type=ai`): it heals them though the cache its poll read holds them (5 steps)."""
+    _replays(2, 1, variants, expected, tmp_path)
+
+
+@pytest.mark.parametrize("name", list(AS_BUILT_AI_T2))
+def test_as_built_ai_channel_counterexamples_replay_at_tabs_2(name, tmp_path):
+    """All six as_built,ai_channel counterexamples at tabs 2 (data/as_built_ai_channel_t2.json)."""
+    assert AS_BUILT_AI["states"] == 6_451_652
+    config = Config.make(tabs=2, variants="as_built,ai_channel")
+    trace = AS_BUILT_AI["properties"][name]["trace"]
+    length, steps, evidence = AS_BUILT_AI_T2[name]
+    assert len(trace) == length
+    r = replay(config, name, trace, path=str(tmp_path / "kv.sqlite3"))
+    assert (r.status, r.diverged, len(r.steps)) == ("violated", "", steps)
+    assert evidence in r.evidence
+
+
+def test_the_ai_tab_shows_nothing_and_heals_its_own_post():
+    """In lockstep: tab 1 (AI channel) posts m1 and shows it at once; its poll asks the worker
+    for AI messages only, so the answer is empty, m1 is missing, and the tab heals it although
+    the cache its poll read holds it. Tab 0 (human) shows m1."""
+    config = Config.make(tabs=2, variants="tab_view,found_in_response,ai_channel")
+    posted = [("PostKey", {"m": 1}), ("PostRead", {"m": 1}), ("PostWrite", {"m": 1}), ("PostAck", {"m": 1})]
+    polls = [("PollRead", {"t": 1}), ("PollDone", {"t": 1}), ("PollRead", {"t": 0}), ("PollDone", {"t": 0})]
+    view = _script(config, posted + polls)
+    assert (view["cache"], view["shown"], view["pending"], view["heal"]) == (
+        (1,),
+        ((1,), (1,)),
+        ((), (1,)),
+        {0: ("Idle",), 1: ("Requested",)},
+    )
+
+
+@pytest.mark.parametrize(
+    "variants", ["tab_view,ai_channel", "as_built,ai_channel", "as_built_fixed,ai_channel"]
+)
+def test_lockstep_ai_channel(variants):
+    _hypothesis(Config.make(tabs=2, variants=variants), 30)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
@@ -232,8 +313,12 @@ def test_validate_accepts_a_resent_post():
     [
         (["--tabs", "1", "--variant", "as_built,fire_and_forget"], list(AS_BUILT_FIRE_AND_FORGET_T1)),
         (["--tabs", "2", "--variant", "atomic_cache,post_fails,repost"], list(REPOST_ATOMIC_T2)),
+        (
+            ["--tabs", "2", "--variant", "tab_view,found_in_response,ai_channel"],
+            list(AI_FOUND_IN_RESPONSE_T2),
+        ),
     ],
-    ids=["fire_and_forget", "repost"],
+    ids=["fire_and_forget", "repost", "ai_channel"],
 )
 def test_cli_checks_then_replays(args, violated, tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
@@ -246,3 +331,9 @@ def test_cli_checks_then_replays(args, violated, tmp_path):
     assert result.exit_code == 1, result.output
     data = json.loads(result.output)
     assert [(r["property"], r["status"]) for r in data["results"]] == [(n, "violated") for n in violated]
+
+
+@pytest.mark.slow  # the checks: 30-100 s each on two cores
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_the_open_clients_fixtures_are_what_check_finds(name):
+    assert generate(name) == json.loads(path(name).read_text())

@@ -465,3 +465,21 @@ async def test_stale_read_emulation():
     assert (served, later) == ({"a", "b"}, {"b"})
     app = create_app(MemoryKV(), WorkerConfig(variants=frozenset({"tab_view", "stale_reads", "put_fails"})))
     assert isinstance(app.state.worker.kv.inner, StaleReadKV)
+
+
+async def test_get_filters_by_message_type():
+    """SPEC §6 ai_channel: GET /api/comments?type= returns one channel's messages (a message
+    without a type is human); a bad type, posted or asked for, is a one-line 400."""
+    app = create_app(MemoryKV(), WorkerConfig())
+    async with asgi_client(app) as http:
+        for i, kind in enumerate((None, "ai", "human")):
+            body = {**msg(i), **({"type": kind} if kind else {})}
+            assert (await http.post("/api/comments", json=body)).status_code == 200
+        bad = await http.post("/api/comments", json={**msg(9), "type": "bot"})
+        assert (bad.status_code, bad.json()["error"]) == (400, "type must be one of human, ai")
+        got = {}
+        for kind in ("ai", "human"):
+            got[kind] = [c["id"] for c in (await http.get(f"/api/comments?type={kind}")).json()["comments"]]
+        assert got == {"ai": ["m1"], "human": ["m2", "m0"]}
+        refused = await http.get("/api/comments?type=bot")
+        assert (refused.status_code, refused.json()["error"]) == (400, "type must be one of human, ai")
