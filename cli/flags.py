@@ -113,7 +113,6 @@ FLAGS: tuple[Flag, ...] = (
         "clock_skew",
         "fault",
         "the last tab's clock is one lag behind the others (its timestamps and its cursor)",
-        modelled_only=True,
     ),
     Flag(
         "post_fails",

@@ -28,9 +28,8 @@ __all__ = [
 # type are the registry's (kvheal.flags), shared with the model and the command line.
 
 
-#: modelled-only flags (SPEC §6) the worker has nonetheless: the bot's pending scan and claims
-#: (`kvheal.impl.queue_api`); conformance does not drive them yet, so the registry keeps them
-#: modelled only and out of WORKER_VARIANTS
+#: the bot's flags (SPEC §6): its pending scan and claims (`kvheal.impl.queue_api`), which the
+#: queue endpoints read
 QUEUE_VARIANTS = frozenset({"bot_scan", "bot_claims", "claim_cas"})
 
 

@@ -305,6 +305,78 @@ def test_lockstep_ai_channel(variants):
     _hypothesis(Config.make(tabs=2, variants=variants), 30)
 
 
+# -- clock_skew: the last tab's clock is one lag behind ----------------------------------------
+
+#: tab 1's clock is one lag behind: its messages are stamped a tick early, its cursor lags
+CLOCK_SKEW_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealsTerminate": (19, 19, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (17, 21, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (35, 42, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (17, 21, f"live tab 0 has not shown {ID1} (its page shows ['{ID0}'])"),
+}
+SKEW_FOUND_IN_RESPONSE_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (8, 9, f"tab 0 sent a heal request for {ID0}, which the cache its poll read holds"),
+    "HealsTerminate": (17, 17, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (17, 21, f"acknowledged {ID0} absent from the real cache"),
+    "PendingDrains": (30, 37, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (17, 21, f"live tab 0 has not shown {ID1} (its page shows ['{ID0}'])"),
+}
+
+
+@pytest.mark.parametrize(
+    "variants, expected",
+    [
+        ("tab_view,clock_skew", CLOCK_SKEW_T2),  # 183,123 states
+        ("tab_view,found_in_response,clock_skew", SKEW_FOUND_IN_RESPONSE_T2),  # 184,932 states
+    ],
+    ids=["tab_view", "found_in_response"],
+)
+def test_clock_skew_counterexamples_replay_at_tabs_2(variants, expected, tmp_path):
+    """The skewed tab's stamps within a tick keep the system's offset (SPEC §6), so its
+    messages still order by id in the real cache, as in the model's (timestamp, id) order:
+    PendingDrains' lasso, which trims a duplicate among equal timestamps, replays."""
+    _replays(2, 1, variants, expected, tmp_path)
+
+
+def test_a_skewed_message_is_behind_the_other_tabs_cursor():
+    """In lockstep: tab 0 polls in tick 1 (its cursor moves to 1); then tab 1, whose clock is
+    one lag behind, posts m1, stamped 0. m1 reaches the cache, but tab 0's polls never show
+    it; tab 1's own cursor lags too, so its polls do."""
+    config = Config.make(tabs=2, variants="tab_view,clock_skew")
+    steps = [("Tick", {}), ("PollRead", {"t": 0}), ("PollDone", {"t": 0})]
+    steps += [("PostKey", {"m": 1}), ("PostRead", {"m": 1}), ("PostWrite", {"m": 1}), ("PostAck", {"m": 1})]
+    steps += [("PollRead", {"t": 0}), ("PollDone", {"t": 0}), ("PollRead", {"t": 1}), ("PollDone", {"t": 1})]
+    view = _script(config, steps)
+    assert (view["clock"], view["cache"], view["ts"], view["cursor"], view["shown"]) == (
+        1,
+        (1,),
+        (0, 0),
+        (1, 0),
+        ((), (1,)),
+    )
+
+
+@pytest.mark.parametrize(
+    "tabs, variants",
+    [
+        (2, "tab_view,clock_skew"),
+        (2, "as_built,clock_skew"),
+        (2, "as_built_fixed,clock_skew"),
+        (3, "tab_view,clock_skew"),
+    ],
+)
+def test_lockstep_clock_skew(tabs, variants):
+    _hypothesis(Config.make(tabs=tabs, variants=variants), 30)
+
+
+def test_lockstep_every_open_client_flag_at_once():
+    """as_built with all four flags at tabs 3: heals without waiting, resends, the AI tab, the
+    skewed clock (the last tab is both the AI tab and the skewed one)."""
+    _hypothesis(Config.make(tabs=3, variants="as_built,fire_and_forget,repost,ai_channel,clock_skew"), 30)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
