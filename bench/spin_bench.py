@@ -61,6 +61,11 @@ def run(tabs: int, variants: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--no-memory-limit",
+        action="store_true",
+        help="skip the runs under a 4 GiB address-space limit (a few minutes)",
+    )
     args = parser.parse_args()
     if shutil.which("spin") is None or shutil.which("gcc") is None:
         print("skipped: spin and gcc are not installed (make spin)")
@@ -107,6 +112,8 @@ def main() -> int:
             f"{f.get('visited_bytes_per_state', '?')} B/state, graph {f.get('graph_bytes_per_state', '?')} B/state"
         )
         met += targets(tabs, variants, f, s)
+    if not args.quick and not args.no_memory_limit:
+        met += memory_limit_rows()
     if met:
         print("\nissue 9's targets:")
         for line in met:
@@ -127,11 +134,53 @@ def targets(tabs: int, variants: str, f: dict, s: dict) -> list[str]:
             f"seed tabs 3: full verdict {f['seconds']:.0f} s vs SPIN safety {s['seconds']:.0f} s, "
             f"peak {gib:.1f} GiB <= 8: {'met' if ok else 'missed'}"
         )
+    vb = f.get("visited_bytes_per_state")
+    if vb is not None:
+        out.append(
+            f"tabs {tabs} {variants or 'seed'}: visited set {vb} bytes/state (states, table; no "
+            f"parent links) <= 16: {'met' if vb <= 16 else 'missed'}"
+        )
     rate = f["states_per_s_exploring"]
     if f["states"] >= 1_000_000 and f.get("workers", 1) >= 2:
         out.append(
             f"tabs {tabs} {variants or 'seed'}: {rate:,} states/s exploring on {f['workers']} workers "
             f">= 2,000,000: {'met' if rate >= 2_000_000 else 'missed'}"
+        )
+    return out
+
+
+def memory_limit_rows() -> list[str]:
+    """``kvheal check --tabs 4`` (the seed design: billions of states) under a 4 GiB
+    address-space limit, as `ulimit -v 4194304` sets it: it must end with a one-line
+    message and no traceback: exit 3 when nothing was found violated before the budget,
+    1 when a counterexample was (a verdict, the CLI's contract); and the same for one
+    liveness goal alone, which nothing decides before the budget (exit 3)."""
+    import resource
+    import time
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    out = []
+    for extra in ([], ["--property", "Converges"]):
+        cmd = [sys.executable, "-m", "kvheal", "check", "--tabs", "4", "-q", "--json", *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limit)
+        secs = time.perf_counter() - t0
+        err = proc.stderr.strip().splitlines()
+        clean = "Traceback" not in proc.stderr and len(err) == 1
+        try:
+            res = json.loads(proc.stdout)
+            statuses = {n: p["status"] for n, p in res["properties"].items()}
+        except (ValueError, KeyError):
+            statuses = {}
+        violated = any(v == "violated" for v in statuses.values())
+        ok = clean and proc.returncode == (1 if violated else 3)
+        label = "kvheal check --tabs 4" + (" " + " ".join(extra) if extra else "")
+        out.append(
+            f"{label} under a 4 GiB address-space limit: exit {proc.returncode} after {secs:.0f} s, "
+            f"{'one-line message' if clean else 'NOT one clean line'}: {err[-1] if err else '(none)'}; "
+            f"verdicts {statuses}: {'met' if ok else 'missed'}"
         )
     return out
 

@@ -126,6 +126,11 @@ class StateGraph:
         return len(self.rowptr) - 1
 
     @property
+    def found(self) -> int:
+        """States found, expanded or not (a stopped search's queue)."""
+        return len(self.parent)
+
+    @property
     def transitions(self) -> int:
         return len(self.dst)
 
@@ -520,10 +525,13 @@ def check(
         model, props, max_states=max_states, progress=progress, budget=budget, **kwargs
     )
     explore_seconds = time.perf_counter() - t0
-    masks = _np(fails, np.uint64)
+    # one bit a property, in the smallest unsigned type that holds them (fast.mask_dtype);
+    # None when the search could not evaluate them (out of memory): every verdict unknown
+    masks = fails if isinstance(fails, np.ndarray) or fails is None else _np(fails, np.uint64)
+    bit_of = (lambda b: masks.dtype.type(1 << b)) if masks is not None else None
     results: dict[str, PropertyResult] = {}
     for bit, p in enumerate(invariants):
-        hits = np.flatnonzero(masks & np.uint64(1 << bit))
+        hits = np.flatnonzero(masks & bit_of(bit)) if masks is not None else ()
         if len(hits):
             num = int(hits[0])
             results[p.name] = PropertyResult(
@@ -544,8 +552,8 @@ def check(
             )
     if goals and complete:
         try:
-            bits = {p.name: 1 << i for i, p in enumerate(goals, start=len(invariants))}
-            results.update(goal_verdicts(model, g, goals, lambda p: (masks & np.uint64(bits[p.name])) != 0))
+            bits = {p.name: i for i, p in enumerate(goals, start=len(invariants))}
+            results.update(goal_verdicts(model, g, goals, lambda p: (masks & bit_of(bits[p.name])) != 0))
         except MemoryError:
             complete, reason = False, "the process ran out of memory in the liveness analysis"
             results = {n: r for n, r in results.items() if r.kind == "invariant"}
@@ -553,7 +561,7 @@ def check(
         results.setdefault(p.name, PropertyResult(p.name, p.kind, UNKNOWN))
     ordered = {p.name: results[p.name] for p in props}
     return CheckResult(
-        states=g.n if not reason else len(g.parent),
+        states=g.n if not reason else g.found,
         transitions=g.transitions,
         seconds=time.perf_counter() - t0,
         explore_seconds=explore_seconds,

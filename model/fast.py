@@ -492,7 +492,8 @@ class CompiledKernel:
             )  # fmt: skip
             one = np.ones(1, np.int64)
             table = np.full(4, -1, np.int32)
-            fp.fill_part(table, hs, np.zeros(1, np.int32), 0, 1, True)
+            fp.fill_part(table, hs, 0, 1, True)
+            fp.fill_part_rows(table, states, 1, 0, 1, True)
             fp.owner_counts(hs, one * 0, one * 0, 1)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
@@ -556,6 +557,15 @@ class CompiledGraph:
     def n(self) -> int:
         return len(self.states)
 
+    @property
+    def found(self) -> int:
+        """States found (a stopped search's last ones not expanded): all of them."""
+        return len(self.states)
+
+    def depths(self) -> np.ndarray:
+        """Every state's depth (int32), from where each depth starts."""
+        return np.repeat(np.arange(len(self.levels) - 1, dtype=np.int32), np.diff(self.levels))
+
     def depth_of(self, num: int) -> int:
         return int(np.searchsorted(self.levels, num, side="right")) - 1
 
@@ -606,7 +616,7 @@ class CompiledGraph:
         source order) from depth d - 1 into each state of depth d, the first."""
         if self._parent is None:
             n = self.n
-            depth = np.repeat(np.arange(len(self.levels) - 1, dtype=np.int32), np.diff(self.levels))
+            depth = self.depths()
             if self._has_graph() and len(self.rowptr) == n + 1:
                 src = np.repeat(np.arange(n, dtype=np.int32), np.diff(self.rowptr))
                 dst = self.dst
@@ -751,8 +761,15 @@ def explore(
         rowptr = np.zeros(1, np.int64)
     g = CompiledGraph(ck, states, _levels(levels[: depth + 1], int(ctl[4]), n), rowptr, dst, elab, counts, e)
     g.figures = _figures(visited, g)
-    fails = _fails(model, ck, props, states)
+    try:
+        fails = _fails(model, ck, props, states)
+    except MemoryError:
+        fails, complete, reason = None, False, OUT_OF_MEMORY_AFTER
     return g, fails, complete, peak_queue, reason, depth
+
+
+#: Why a search that ended could not say which properties its states violate.
+OUT_OF_MEMORY_AFTER = "the process ran out of memory evaluating the properties on the states found"
 
 
 def _levels(starts: np.ndarray, level_end: int, n: int) -> np.ndarray:
@@ -830,20 +847,29 @@ def _grow(a: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def mask_dtype(nprops: int) -> np.dtype:
+    """The smallest unsigned integer type with a bit for each of ``nprops`` properties."""
+    for t in (np.uint8, np.uint16, np.uint32):
+        if nprops <= 8 * np.dtype(t).itemsize:
+            return np.dtype(t)
+    return np.dtype(np.uint64)
+
+
 def _fails(model: Any, ck: CompiledKernel, props: list[Any], states: np.ndarray) -> np.ndarray:
-    """Per state the bitmask of ``props`` false in it (bits in ``props``' order)."""
-    raw = np.empty(len(states), np.uint64)
-    step = 1 << 22
-    for lo in range(0, len(states), step):
-        hi = min(lo + step, len(states))
-        raw[lo:hi] = ck.mod.failing_rows(states, lo, hi, *ck.targs).view(np.uint64)
+    """Per state the bitmask of ``props`` false in it (bits in ``props``' order), in the
+    smallest unsigned type that holds them (one byte a state for up to 8 properties)."""
     order = [p.name for p in model.properties()]
     remap = [order.index(p.name) for p in props]
-    if remap == list(range(len(order))):
-        return raw
-    out = np.zeros(len(states), np.uint64)
-    for i, j in enumerate(remap):
-        out |= ((raw >> np.uint64(j)) & np.uint64(1)) << np.uint64(i)
+    out = np.zeros(len(states), mask_dtype(len(props)))
+    step = 1 << 20
+    for lo in range(0, len(states), step):
+        hi = min(lo + step, len(states))
+        raw = ck.mod.failing_rows(states, lo, hi, *ck.targs).view(np.uint64)
+        if remap == list(range(len(order))):
+            out[lo:hi] = raw
+            continue
+        for i, j in enumerate(remap):
+            out[lo:hi] |= (((raw >> np.uint64(j)) & np.uint64(1)) << np.uint64(i)).astype(out.dtype)
     return out
 
 
@@ -882,11 +908,11 @@ def explore_parallel(
     n = n0 = len(init)
     store = (_FingerprintStore if fingerprint else _ExactStore)(ck, init, graph, props, model)
     levels = [0]  # the first state of each depth
-    hs0 = store.hashes(n0)
+    hs0 = mod.hash_rows(ck.states_array(init))
     tables = [np.full(_table_len(n0), -1, np.int32) for _ in range(P)]
     sizes = np.zeros(P, np.int64)
     for p in range(P):
-        fp.fill_part(tables[p], hs0, np.arange(n0, dtype=np.int32), p, P, store.tagged)
+        store.fill(tables[p], n0, p, P)
         sizes[p] = sum(1 for h in hs0 if int(fp.owner_of(h, P)) == p)
     rowptr = np.zeros(store.capacity() + 1 if graph else 1, np.int64)
     dst = np.empty(1 << 18 if graph else 0, np.int32)
@@ -913,13 +939,16 @@ def explore_parallel(
             if store.tagged and n + (hi - head) * ni >= fp.TAGGED_STATES:
                 # numbers past 27 bits: every table again, untagged
                 store.tagged = False
-                all_hs = store.hashes(n)
-                nums = np.arange(n, dtype=np.int32)
                 for p in range(P):
                     tables[p] = None
                     tables[p] = np.full(_table_len(int(sizes[p])), -1, np.int32)
-                    fp.fill_part(tables[p], all_hs, nums, p, P, False)
-                del all_hs, nums
+                    store.fill(tables[p], n, p, P)
+            if budget is not None:
+                need = _block_need(store, tables, (hi - head) * ni, n, e, len(dst), W, graph)
+                if budget.room() < need:
+                    complete = False
+                    reason = f"the memory budget ({budget.describe()}) was reached"
+                    break
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
             rows, qb = store.rows()
@@ -979,26 +1008,22 @@ def explore_parallel(
                     if t < P:
                         short.append(p)
                 if short:
-                    all_hs = store.hashes(n)
-                    nums = np.arange(n, dtype=np.int32)
                     for p in short:
                         tables[p] = None
                     calls = [
                         (
+                            store,
                             _table_len(int(sizes[p]) + found[p] + 1),
-                            all_hs,
-                            nums,
+                            n,
                             p,
                             P,
                             store.pending_hashes(pend[p], found[p]),
                             pend[p][-1],
-                            store.tagged,
                         )
                         for p in short
                     ]
                     for p, table in zip(short, _all(pool, _refill, calls)):
                         tables[p] = table
-                    del all_hs, nums
                 todo = short
             added = int(sum(found))
             bases = n + np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
@@ -1063,7 +1088,11 @@ def explore_parallel(
     else:
         rowptr = np.zeros(1, np.int64)
     lv = _levels(np.array(levels, np.int64), level_end, n)
-    g, fails = store.finish(n, lv, rowptr, dst, elab, counts, e)
+    try:
+        g, fails = store.finish(n, lv, rowptr, dst, elab, counts, e)
+    except MemoryError:
+        g, fails = store.graph_only(n, lv, rowptr, dst, elab, counts, e), None
+        complete, reason = False, OUT_OF_MEMORY_AFTER
     g.figures = _figures(visited, g)
     if fingerprint:
         g.figures.update(store.collision_odds(n, e))
@@ -1088,8 +1117,12 @@ class _ExactStore:
     def capacity(self) -> int:
         return len(self.states)
 
-    def hashes(self, n: int) -> np.ndarray:
-        return self.ck.mod.hash_rows(self.states[:n])
+    def fill(self, table: np.ndarray, n: int, p: int, parts: int) -> None:
+        """Enter the first ``n`` states owned by partition ``p`` into ``table``."""
+        self.fp.fill_part_rows(table, self.states, n, p, parts, self.tagged)
+
+    def bytes_per_state(self) -> int:
+        return 8 * self.W
 
     def new_level(self, head: int, n: int) -> None:
         pass
@@ -1139,11 +1172,14 @@ class _ExactStore:
     def nbytes(self, n: int) -> int:
         return self.states.itemsize * self.W * n  # no parent links
 
-    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+    def graph_only(self, n, levels, rowptr, dst, elab, counts, e) -> Any:  # noqa: ANN001
         states = self.states[:n]
         self.states = None
-        g = CompiledGraph(self.ck, states, levels, rowptr, dst, elab, counts, e)
-        return g, _fails(self.model, self.ck, self.props, states)
+        return CompiledGraph(self.ck, states, levels, rowptr, dst, elab, counts, e)
+
+    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+        g = self.graph_only(n, levels, rowptr, dst, elab, counts, e)
+        return g, _fails(self.model, self.ck, self.props, g.states)
 
 
 class _FingerprintStore(_ExactStore):
@@ -1167,14 +1203,17 @@ class _FingerprintStore(_ExactStore):
         self.graph = graph
         self.par = np.empty(0 if graph else 1 << 16, np.uint16)
         self.blocks: list[tuple[int, int]] = []  # (first new state, first row) per block
-        self.fails = np.empty(1 << 16, np.uint64)
+        self.fails = np.empty(1 << 16, mask_dtype(len(props)))
         self.fails[:n0] = _fails(model, ck, props, self.init)
 
     def capacity(self) -> int:
         return len(self.fps)
 
-    def hashes(self, n: int) -> np.ndarray:
-        return self.fps[:n]
+    def fill(self, table: np.ndarray, n: int, p: int, parts: int) -> None:
+        self.fp.fill_part(table, self.fps[:n], p, parts, self.tagged)
+
+    def bytes_per_state(self) -> int:
+        return 8 + self.fails.itemsize + (0 if self.graph else 2)
 
     def new_level(self, head: int, n: int) -> None:
         # the rows before head are expanded: the queue keeps the level about to be expanded
@@ -1254,11 +1293,14 @@ class _FingerprintStore(_ExactStore):
     def nbytes(self, n: int) -> int:
         return (8 + (0 if self.graph else 2)) * n  # hashes, parent offsets (the queue apart)
 
-    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+    def graph_only(self, n, levels, rowptr, dst, elab, counts, e) -> Any:  # noqa: ANN001
         self.queue = None
         g = FingerprintGraph(self.ck, self.fps[:n], self.init, levels, rowptr, dst, elab, counts, e)
         g.par, g.blocks = self.par[:n], np.array(self.blocks or [(n, 0)], np.int64).reshape(-1, 2)
-        return g, self.fails[:n]
+        return g
+
+    def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
+        return self.graph_only(n, levels, rowptr, dst, elab, counts, e), self.fails[:n]
 
     def collision_odds(self, n: int, transitions: int) -> dict[str, float]:
         """TLC's two estimates of the probability that two states shared a hash: from the
@@ -1313,15 +1355,26 @@ class FingerprintGraph(CompiledGraph):
         return labels
 
 
-def _refill(size, all_hs, nums, p, parts, pending, new_slot, tagged) -> np.ndarray:  # noqa: ANN001
-    """Partition ``p``'s table grown to ``size`` slots: its numbered states, then the
-    block's pending ones (their slots into ``new_slot``)."""
+def _refill(store, size, n, p, parts, pending, new_slot) -> np.ndarray:  # noqa: ANN001
+    """Partition ``p``'s table grown to ``size`` slots: its numbered states (the first
+    ``n``), then the block's pending ones (their slots into ``new_slot``)."""
     from . import fastpar as fp
 
     table = np.full(size, -1, np.int32)
-    fp.fill_part(table, all_hs, nums, p, parts, tagged)
-    fp.fill_pending(table, pending, len(pending), new_slot, tagged)
+    store.fill(table, n, p, parts)
+    fp.fill_pending(table, pending, len(pending), new_slot, store.tagged)
     return table
+
+
+def _block_need(store, tables, bound, n, e, ecap, W, graph) -> int:  # noqa: ANN001
+    """Bytes one more block may allocate: its pending states (at most ``bound``), every
+    table grown by half, the stored states (and rows) and the edges grown once each."""
+    need = bound * (8 * W + 24) + sum(len(t) for t in tables) * 6
+    if n + bound > store.capacity():
+        need += _more(store.capacity()) * (store.bytes_per_state() + (8 if graph else 0))
+    if graph and e + bound > ecap:
+        need += _more(ecap) * 6
+    return need
 
 
 def _all(pool: Any, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:

@@ -83,6 +83,15 @@ AHEAD = 8
 
 
 @njit(cache=True, nogil=True)
+def same_row(a, r, b, i):  # pragma: no cover - compiled
+    """Whether row ``r`` of ``a`` and row ``i`` of ``b`` hold the same words."""
+    for j in range(a.shape[1]):
+        if a[r, j] != b[i, j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def tag_of(h, tagged):  # pragma: no cover - compiled
     return np.int64((h >> np.uint64(28)) & np.uint64(15)) if tagged else np.int64(0)
 
@@ -143,28 +152,16 @@ def insert_part(
                     c += 1
                     break
                 if v >= 0:
-                    if not tagged or (v >> NUM_BITS) == tag:
-                        num = v & NUM_MASK if tagged else v
-                        same = True
-                        for j in range(W):
-                            if states[num, j] != out[i, j]:
-                                same = False
-                                break
-                        if same:
-                            res[i] = num
-                            break
+                    num = v & NUM_MASK if tagged else v
+                    if (not tagged or (v >> NUM_BITS) == tag) and same_row(states, num, out, i):
+                        res[i] = num
+                        break
                 else:
                     pv = -v - 2
-                    if not tagged or (pv >> PEND_BITS) == tag:
-                        k = pv & PEND_MASK if tagged else pv
-                        same = True
-                        for j in range(W):
-                            if new[k, j] != out[i, j]:
-                                same = False
-                                break
-                        if same:
-                            res[i] = -(k + 2)
-                            break
+                    k = pv & PEND_MASK if tagged else pv
+                    if (not tagged or (pv >> PEND_BITS) == tag) and same_row(new, k, out, i):
+                        res[i] = -(k + 2)
+                        break
                 slot += 1
                 if slot == cap:
                     slot = 0
@@ -278,16 +275,29 @@ def edges_of(lo, hi, res, hs, bases, parts, dst, lab_in, lab_out, at):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def fill_part(table, hs, nums, p, parts, tagged):  # pragma: no cover - compiled
-    """Enter states ``nums`` (hashes ``hs``) owned by ``p`` into ``table``."""
+def enter(table, h, num, tagged):  # pragma: no cover - compiled
+    """Enter state ``num`` (hash ``h``) into the first free slot from its home slot."""
     cap = table.shape[0]
-    for i in range(nums.shape[0]):
-        h = hs[i]
-        if owner_of(h, parts) != p:
-            continue
-        slot = slot_of(h, cap)
-        while table[slot] != -1:
-            slot += 1
-            if slot == cap:
-                slot = 0
-        table[slot] = entry(np.int64(nums[i]), tag_of(h, tagged))
+    slot = slot_of(h, cap)
+    while table[slot] != -1:
+        slot += 1
+        if slot == cap:
+            slot = 0
+    table[slot] = entry(np.int64(num), tag_of(h, tagged))
+
+
+@njit(cache=True, nogil=True)
+def fill_part(table, hs, p, parts, tagged):  # pragma: no cover - compiled
+    """Enter every state ``i`` (hash ``hs[i]``) owned by ``p`` into ``table``."""
+    for i in range(hs.shape[0]):
+        if owner_of(hs[i], parts) == p:
+            enter(table, hs[i], i, tagged)
+
+
+@njit(cache=True, nogil=True)
+def fill_part_rows(table, states, n, p, parts, tagged):  # pragma: no cover - compiled
+    """:func:`fill_part` over the first ``n`` rows of words, each hashed as it is read."""
+    for i in range(n):
+        h = hash_row(states, i)
+        if owner_of(h, parts) == p:
+            enter(table, h, i, tagged)

@@ -117,17 +117,6 @@ def compare(
 
 
 @njit(cache=True, nogil=True)
-def depths(parent):  # pragma: no cover - compiled
-    """Each state's BFS depth from the parent links (parents come first in BFS order)."""
-    d = np.zeros(len(parent), np.int32)
-    for r in range(len(parent)):
-        p = parent[r]
-        if p >= 0:
-            d[r] = d[p] + 1
-    return d
-
-
-@njit(cache=True, nogil=True)
 def regrow(tkey, tinst, tres, cap):  # pragma: no cover - compiled
     """The table moved into one of ``cap`` slots (every key, instance and result kept)."""
     nk = np.zeros((cap, tkey.shape[1]), np.int64)

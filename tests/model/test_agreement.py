@@ -262,7 +262,7 @@ class CompiledAgreement(Agreement):
         states = g.states
         n, nw = states.shape
         rep = Report(self.cfg.variant_label(), states=n, transitions=g.transitions)
-        depth = ak.depths(g.parent)
+        depth = g.depths()
         for bit, p in enumerate(props):
             if p.kind == "invariant":
                 rows = np.flatnonzero((fails >> np.uint64(bit)) & np.uint64(1))
