@@ -145,13 +145,12 @@ def test_a_third_heal_waits_for_a_slot():
     "tabs, variants",
     [
         (2, "fire_and_forget"),
-        (2, "dedupe,fire_and_forget"),
         (2, "as_built,fire_and_forget"),
         (1, "fire_and_forget,put_fails"),
     ],
 )
 def test_lockstep_fire_and_forget(tabs, variants):
-    _hypothesis(Config.make(tabs=tabs, variants=variants), 30)
+    _hypothesis(Config.make(tabs=tabs, variants=variants), 20)
 
 
 # -- repost: a failed POST sent again with the same id ---------------------------------------
@@ -204,11 +203,9 @@ def test_a_resent_post_in_lockstep():
     assert (view["post"][0], view["cache"], view["pending"]) == (("Acked",), (0, 0), ((0,), ()))
 
 
-@pytest.mark.parametrize(
-    "variants", ["post_fails,repost", "atomic_cache,post_fails,repost", "as_built,repost"]
-)
+@pytest.mark.parametrize("variants", ["atomic_cache,post_fails,repost", "as_built,repost"])
 def test_lockstep_repost(variants):
-    _hypothesis(Config.make(tabs=2, variants=variants), 30)
+    _hypothesis(Config.make(tabs=2, variants=variants), 20)
 
 
 def test_validate_accepts_a_resent_post():
@@ -298,11 +295,9 @@ def test_the_ai_tab_shows_nothing_and_heals_its_own_post():
     )
 
 
-@pytest.mark.parametrize(
-    "variants", ["tab_view,ai_channel", "as_built,ai_channel", "as_built_fixed,ai_channel"]
-)
+@pytest.mark.parametrize("variants", ["as_built,ai_channel", "as_built_fixed,ai_channel"])
 def test_lockstep_ai_channel(variants):
-    _hypothesis(Config.make(tabs=2, variants=variants), 30)
+    _hypothesis(Config.make(tabs=2, variants=variants), 20)
 
 
 # -- clock_skew: the last tab's clock is one lag behind ----------------------------------------
@@ -340,6 +335,30 @@ def test_clock_skew_counterexamples_replay_at_tabs_2(variants, expected, tmp_pat
     _replays(2, 1, variants, expected, tmp_path)
 
 
+AS_BUILT_SKEW = json.loads(path("as_built_clock_skew_t2").read_text())
+AS_BUILT_SKEW_T2 = {
+    "NoDuplicates": (9, 9, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (8, 9, f"tab 0 sent a heal request for {ID0}, which the cache its poll read holds"),
+    "HealsTerminate": (17, 17, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (14, 18, f"acknowledged {ID0} absent from the real cache []"),
+    "PendingDrains": (28, 35, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (14, 18, f"live tab 0 has not shown {ID0} (its page shows [])"),
+}
+
+
+@pytest.mark.parametrize("name", list(AS_BUILT_SKEW_T2))
+def test_as_built_clock_skew_counterexamples_replay_at_tabs_2(name, tmp_path):
+    """All six as_built,clock_skew counterexamples at tabs 2 (data/as_built_clock_skew_t2.json)."""
+    assert AS_BUILT_SKEW["states"] == 5_425_394
+    config = Config.make(tabs=2, variants="as_built,clock_skew")
+    trace = AS_BUILT_SKEW["properties"][name]["trace"]
+    length, steps, evidence = AS_BUILT_SKEW_T2[name]
+    assert len(trace) == length
+    r = replay(config, name, trace, path=str(tmp_path / "kv.sqlite3"))
+    assert (r.status, r.diverged, len(r.steps)) == ("violated", "", steps)
+    assert evidence in r.evidence
+
+
 def test_a_skewed_message_is_behind_the_other_tabs_cursor():
     """In lockstep: tab 0 polls in tick 1 (its cursor moves to 1); then tab 1, whose clock is
     one lag behind, posts m1, stamped 0. m1 reaches the cache, but tab 0's polls never show
@@ -361,14 +380,13 @@ def test_a_skewed_message_is_behind_the_other_tabs_cursor():
 @pytest.mark.parametrize(
     "tabs, variants",
     [
-        (2, "tab_view,clock_skew"),
         (2, "as_built,clock_skew"),
         (2, "as_built_fixed,clock_skew"),
         (3, "tab_view,clock_skew"),
     ],
 )
 def test_lockstep_clock_skew(tabs, variants):
-    _hypothesis(Config.make(tabs=tabs, variants=variants), 30)
+    _hypothesis(Config.make(tabs=tabs, variants=variants), 20)
 
 
 def test_lockstep_every_open_client_flag_at_once():
