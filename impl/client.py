@@ -332,7 +332,8 @@ class Client:
         self.tab = str(self.tab)
         self._page = 0
         self._lost_answers: set[str] = set()
-        #: the text and timestamp of each post this tab sent (`repost` sends one again)
+        #: the text and timestamp of each post this tab sent and saw no acknowledgement of
+        #: (`repost` sends one again)
         self._sent: dict[str, tuple[str, int | None]] = {}
         self.start_page()
         self._owns_http = self.http is None
@@ -436,6 +437,7 @@ class Client:
         data = response.json()
         ack = Ack(data["comment"]["id"], data["healToken"], data["comment"], bool(data.get("cached")))
         await self.record_ack(ack)
+        self._sent.pop(id, None)  # acknowledged: only a failed post is ever sent again
         return ack
 
     async def repost(self, message_id: str, *, request_id: str | None = None) -> Ack:
