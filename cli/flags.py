@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, bot_claims, claim_cas, fire_and_forget (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, bot_claims, claim_cas, fire_and_forget, statuses (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails,post_fails'
 """
@@ -148,6 +148,12 @@ FLAGS: tuple[Flag, ...] = (
         "fire_and_forget",
         "client",
         "heals are sent without waiting for the previous one: two heals of one id may be in flight",
+    ),
+    Flag(
+        "statuses",
+        "worker",
+        "a status per message in its key and in each cache copy; the bot completes messages, its scan patches copies",
+        modelled_only=True,
     ),
 )
 

@@ -20,7 +20,9 @@ reload per tab (``reload``: ``Reload(t)``, ``frozen[t]``), one failed cache put
 flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...) and the bot's pending scan as a cache
 writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``) and a tab on the AI channel
 (``ai_channel``), the bot's claims (``bot_claims``: two overlapping polls, ``claim``,
-``claim2``, ``claimed``, the ghost ``replies``; ``claim_cas``); their readings are in SPEC §6. With
+``claim2``, ``claimed``, the ghost ``replies``; ``claim_cas``) and statuses (``statuses``: ``done``,
+a final-or-open status per cache copy, ``Complete``, ``ScanPatch``, the as-built scan patching
+the first copy of each id; ``StatusesConverge``); their readings are in SPEC §6. With
 the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
 ``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``;
 with ``bot_claims``, ``ClaimedOnce``.
@@ -141,6 +143,11 @@ def _late(cfg, s, x):
     return x.let(x.ids("m", {m: s.ts[m] >= HORIZON for m in range(cfg.messages)}))
 
 
+def _statuses(cfg):
+    """Whether messages have statuses (SPEC §6 ``statuses``): the key's and each cache copy's."""
+    return cfg.has("statuses")
+
+
 def _frozen(cfg):
     return cfg.has("found_in_response") and cfg.has("reload")
 
@@ -198,6 +205,11 @@ def _local_clock(cfg, s, t):
 
 def validate(cfg):
     """Configurations the definition cannot honour: :class:`ConfigError`, one line."""
+    if cfg.has("statuses") and cfg.has("bot_scan") and cfg.has("atomic_cache"):
+        raise ConfigError(
+            "statuses with bot_scan needs the scan's put (no atomic_cache): the as-built scan's "
+            "compare-and-swap of the patched array is not modelled"
+        )
     if cfg.has("tab_view") and cfg.cap < cfg.messages:
         raise ConfigError(
             f"tab_view needs cap >= tabs*per_tab = {cfg.messages} (Converges and EveryoneSees "
@@ -249,6 +261,7 @@ VARIABLES = [
     Var("claim2", CLAIM, "m", "an overlapping bot poll's claim of m", when=_has("bot_claims"),
         unused=lambda cfg: ("Free",) if cfg.has("claim_cas") else ()),
     Var("claimed", MSGS, doc="the messages whose key says claimed", when=_has("bot_claims")),
+    Var("done", MSGS, doc="the messages whose status key is final (the bot completed them)", when=_statuses),
     Var("replies", IntType(0, 2), "m", "ghost: the claims of m that succeeded (the bot replies to each)",
         when=_has("bot_claims")),
     Var("heals", IntType(0, HEAL_BOUND + 2), "heal",
@@ -566,7 +579,33 @@ def ScanWrite(cfg, s, x):
     (statuses are not modelled), so whatever reached the cache since is lost. With an atomic
     cache update the patch is a compare-and-swap that keeps the ids: no step of the model."""
     snap = s.scan.of("Read").snap
+    if _statuses(cfg):  # the first copy of each id read open whose key is final, patched
+        snap = snap.patch_first(_scan_finals(cfg, s, x, snap))
     return s.scan.is_("Read"), _aged(cfg, s, x, {s.cache: snap, s.scan: SCAN.Idle()})
+
+
+def _scan_finals(cfg, s, x, value):
+    """The ids a pending scan of ``value`` finds to patch: those whose first copy's status is
+    open (the scan reads the key of the first copy of each id only) and whose key is final."""
+    first = value.open_first()
+    return x.let(x.ids("m", {m: first.has(m) & s.done.has(m) for m in range(cfg.messages)}))
+
+
+def ScanPatch(cfg, s, x):
+    """``statuses`` without ``bot_scan``: the pending scan's atomic cache patch, every copy of
+    the ids it found behind their keys, only when there is one (a scan with nothing to change
+    writes nothing: no step)."""
+    found = _scan_finals(cfg, s, _Inline(x), s.cache)  # the guard reads it: no x.let
+    return ~found.is_empty(), _aged(cfg, s, x, {s.cache: s.cache.patch_all(found)})
+
+
+def Complete(cfg, s, x, m):
+    """``statuses``: the bot completes a message it found pending in the cache: ``put
+    status:<id>`` final, then the cache patch of every copy (one atomic update, taken with the
+    put as one step)."""
+    return s.cache.has(m) & ~s.done.has(m), _aged(
+        cfg, s, x, {s.done: s.done.with_(m), s.cache: s.cache.patch_all(x.ids("m", {m: x.all([])}))}
+    )
 
 
 def ClaimRead(cfg, s, x, m, v="claim"):
@@ -633,6 +672,12 @@ _sweeper = _has("sweeper")
 _fails = _has("put_fails")
 _stale = _has("stale_reads")
 _ff = _has("fire_and_forget")
+
+
+def _scan_put(cfg):
+    """The as-built scan's read and put are steps (``bot_scan`` without ``atomic_cache``)."""
+    return cfg.has("bot_scan") and not cfg.has("atomic_cache")
+
 
 # The tables read as tables (one declaration a line or two), not as the formatter would lay them out.
 # fmt: off
@@ -710,6 +755,11 @@ ACTIONS = [
               when=_both(_has("bot_scan"), _plain), group=4, kv="get cache"),
     ActionDef("ScanWrite", "", "bot", ScanWrite, "the scan puts back the array it read",
               when=_both(_has("bot_scan"), _plain), group=4, kv="put cache"),
+    ActionDef("ScanPatch", "", "bot", ScanPatch,
+              "the fixed scan's atomic patch of the copies behind their keys (none: no write)",
+              when=_both(_statuses, _lacks("bot_scan")), group=4, kv="cas cache"),
+    ActionDef("Complete", "m", "bot", Complete, "the bot's completion: put status:<id> final, patch every copy",
+              when=_statuses, group=4, kv="put status"),
     ActionDef("ClaimRead", "m", "bot", ClaimRead, "a bot poll gets comment:<id> to claim m",
               when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="get comment"),
     ActionDef("ClaimWrite", "m", "bot", ClaimWrite, "it puts comment:<id> claimed, and replies",
@@ -780,6 +830,8 @@ FLAGS = [
             adds=("HealKey2", "HealRead2", "HealWrite2", "HealCache2", "HealReadStale2", "HealWriteFail2",
                   "HealCacheFail2"),
             changes=("PollDone",)),
+    FlagDef("statuses", "a status per message in its key and in each cache copy; the bot completes messages",
+            "worker", adds=("Complete", "ScanPatch"), changes=("ScanWrite",)),
 ]
 # fmt: on
 
@@ -854,7 +906,22 @@ def _heal_only_missing(cfg, s, x):
 
 def _scan_writes_nothing(cfg, s, x):
     """No sweeper write about to happen would put back the value it read unchanged (ids were
-    missing, but adding them and trimming gives the snapshot again)."""
+    missing, but adding them and trimming gives the snapshot again); with ``statuses`` and the
+    as-built ``bot_scan``, no scan is about to put back an array in which it patched nothing."""
+    parts = [_sweep_writes_nothing(cfg, s, x)] if _view(cfg) and cfg.has("sweeper") else []
+    if _statuses(cfg) and _scan_put(cfg):
+        read = s.scan.of("Read")
+        parts.append(~s.scan.is_("Read") | ~_scan_finals(cfg, s, _Inline(x), read.snap).is_empty())
+    return x.all(parts)
+
+
+def _statuses_converge(cfg, s, x):
+    """Every cache copy of a message whose key is final has the final status."""
+    open_ = s.cache.open_ids()
+    return x.all(~(open_.has(m) & s.done.has(m)) for m in range(cfg.messages))
+
+
+def _sweep_writes_nothing(cfg, s, x):
     if cfg.has("atomic_cache"):
         busy, listed, snap = s.sweep.is_("Listed"), s.sweep.of("Listed").list, s.cache
     else:
@@ -875,13 +942,17 @@ PROPERTIES = [
     PropertyDef("HealsTerminate", "invariant", _heals_terminate,
                 "a tab sends at most heal_bound heals for one message (2; 3 with fire_and_forget)", when=_counted),
     PropertyDef("ScanWritesNothing", "invariant", _scan_writes_nothing,
-                "a sweeper pass with nothing to change writes nothing", when=_both(_view, _has("sweeper"))),
+                "a sweeper pass or a bot's scan with nothing to change writes nothing",
+                when=lambda cfg: (_view(cfg) and cfg.has("sweeper")) or (_statuses(cfg) and _scan_put(cfg))),
     PropertyDef("ClaimedOnce", "invariant", _claimed_once, "each message is claimed (and replied to) once",
                 when=_has("bot_claims")),
     PropertyDef("Converges", "eventually_always", _converges,
                 "eventually always: the C newest acknowledged messages are in the cache"),
     PropertyDef("PendingDrains", "eventually_always", _pending_drains,
                 "eventually always: every live tab's pending list is empty", when=_lacks("keep_verifying")),
+    PropertyDef("StatusesConverge", "eventually_always", _statuses_converge,
+                "eventually always: every cache copy of a message whose key is final has the final status",
+                when=_statuses),
     PropertyDef("EveryoneSees", "eventually_always", _everyone_sees,
                 "eventually always: every live tab has shown every acknowledged message among the C newest",
                 when=_view),
@@ -899,4 +970,5 @@ KVHEAL = Definition(
     doc=__doc__ or "",
     validate=validate,
     cache_order=_ordered,
+    cache_statuses=_statuses,
 )

@@ -20,7 +20,11 @@ state; it combines state values with their methods and with :class:`Ops` (``x``)
 * the cache value (:class:`CacheType`: a sorted tuple of ids, trimmed to the capacity):
   ``has(m)``, ``add(m)``, ``add_all(ids)``, ``ids()``, ``no_dup()``, ``eq(other)``; with the
   definition's ``cache_order``, ``add(m, late)`` and ``add_all(ids, late)`` order by timestamp
-  then id, ``late`` the ids stamped at the later of two times (a full cache drops the first).
+  then id, ``late`` the ids stamped at the later of two times (a full cache drops the first);
+  with ``cache_statuses`` each copy's status is final or open (a new copy is open):
+  ``patch_all(ids)`` makes every copy of the ids final, ``patch_first(ids)`` the first copy
+  of each, ``open_first()`` is the ids whose first copy is open, ``open_ids()`` those with
+  an open copy.
 * bounded integers (:class:`IntType`: a clock, a cursor, a timestamp): ``a + k`` and
   ``a - k`` for a constant ``k`` (saturating at the type's bounds), ``a < b``, ``a <= b``,
   ``a > b``, ``a >= b`` and ``a.eq(b)`` against another integer or a constant.
@@ -276,6 +280,9 @@ class Definition:
     validate: Callable[[Any], None] = lambda cfg: None
     #: whether the cache orders by timestamp, then id (``add(m, late)``), not by id alone
     cache_order: Callable[[Any], bool] = lambda cfg: False
+    #: whether each cache copy carries a final-or-open status (``patch_all``, ``patch_first``,
+    #: ``open_first``, ``open_ids``)
+    cache_statuses: Callable[[Any], bool] = lambda cfg: False
     _by_name: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +335,7 @@ class Definition:
             self.doc,
             self.validate,
             self.cache_order,
+            self.cache_statuses,
         )
 
     def variables_of(self, cfg: Any) -> list[Var]:

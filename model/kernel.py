@@ -62,23 +62,41 @@ class CacheValues:
     ``add`` has one block of rows per late mask, row ``c + len(values) * late``. The tables
     keep their shapes (a row per code, a column per id), so every engine reads them as
     before; the extra rows are never a state's value.
+
+    ``statuses``: each copy carries whether its status is final (SPEC §6 ``statuses``). An
+    item is ``2*m`` for a final copy of m, ``2*m + 1`` for an open one; a value is the sorted
+    tuple of its items, so within an id the final copies come first, as they do in the cache
+    (a new copy is open and goes after the copies of its id; the writers make the first copy
+    final, or all of them; the trim drops the first). Two more blocks of rows follow the late
+    masks': ``union`` of block ``ALL`` makes every copy of the ids final, of block ``FIRST``
+    the first copy of each; ``ids`` of block ``ALL`` is the ids whose first copy is open, of
+    block ``FIRST`` those with an open copy.
     """
 
-    def __init__(self, messages: int, cap: int, dedupe: bool, ordered: bool = False) -> None:
-        self.cap = cap
+    def __init__(
+        self, messages: int, cap: int, dedupe: bool, ordered: bool = False, statuses: bool = False
+    ) -> None:
+        self.cap, self.statuses = cap, statuses
         self.values: list[tuple[int, ...]] = [()]
         self.code: dict[tuple[int, ...], int] = {(): 0}
         masks = 1 << messages if ordered else 1
+        #: the blocks of rows of the status operations (after the late masks')
+        self.ALL, self.FIRST = masks, masks + 1
         rows: dict[tuple[int, int], int] = {}
+        patched: dict[tuple[int, int, int], int] = {}
         i = 0
         while i < len(self.values):
             value = self.values[i]
             for late in range(masks):
                 for m in range(messages):
-                    if dedupe and m in value:
+                    if dedupe and m in self.id_set(value):
                         rows[(late, i * messages + m)] = i
                         continue
-                    rows[(late, i * messages + m)] = self._intern(self.trim(value + (m,), late))
+                    rows[(late, i * messages + m)] = self._intern(self.trim(value + (self.open(m),), late))
+            if statuses:
+                for m in range(messages):
+                    patched[(self.ALL, i, m)] = self._intern(self._patch(value, m, every=True))
+                    patched[(self.FIRST, i, m)] = self._intern(self._patch(value, m, every=False))
             i += 1
         n = len(self.values)
         self.add: list[list[int]] = [
@@ -86,14 +104,58 @@ class CacheValues:
             for late in range(masks)
             for i in range(n)
         ]
-        self.ids = [sum(1 << m for m in set(v)) for v in self.values] * masks
-        self.dup = [len(set(v)) != len(v) for v in self.values] * masks
+        self._patched = patched
+        ids = [sum(1 << m for m in self.id_set(v)) for v in self.values]
+        self.ids = ids * masks
+        self.dup = [len(self.id_set(v)) != len(v) for v in self.values] * masks
+        if statuses:
+            self.add += self.add[:n] * 2  # never read: add takes a late block's row
+            self.ids += [self._first_open(v) for v in self.values]
+            self.ids += [sum(1 << m for m in {x >> 1 for x in v if x & 1}) for v in self.values]
+            self.dup += self.dup[:n] * 2
         self._union: dict[tuple[int, int], int] = {}
+
+    # -- items
+    def open(self, m: int) -> int:
+        """The item of a new copy of m: open, with statuses."""
+        return 2 * m + 1 if self.statuses else m
+
+    def id_set(self, value: tuple[int, ...]) -> set[int]:
+        return {x >> 1 for x in value} if self.statuses else set(value)
+
+    def view(self, code: int) -> tuple:
+        """A value as views show it: its ids, a final copy (statuses) as ``"<id>*"``."""
+        value = self.values[code]
+        if not self.statuses:
+            return value
+        return tuple(x >> 1 if x & 1 else f"{x >> 1}*" for x in value)
+
+    def _first_open(self, value: tuple[int, ...]) -> int:
+        """The ids whose first copy is open (the items sort finals first within an id)."""
+        out, seen = 0, set()
+        for x in value:
+            if x >> 1 not in seen:
+                seen.add(x >> 1)
+                out |= (x & 1) << (x >> 1)
+        return out
+
+    def _patch(self, value: tuple[int, ...], m: int, every: bool) -> tuple[int, ...]:
+        """Every copy of m final, or the first (nothing if the first already is)."""
+        if every:
+            return tuple(sorted(x & ~1 if x >> 1 == m else x for x in value))
+        out = list(value)
+        for k, x in enumerate(out):
+            if x >> 1 == m:
+                out[k] = x & ~1
+                break
+        return tuple(sorted(out))
 
     def trim(self, value: tuple[int, ...], late: int = 0) -> tuple[int, ...]:
         """SPEC's ``add`` without the append: sort (stable) by timestamp, keep the last ``cap``
-        (late ids after the others, then by id), stored sorted by id."""
-        kept = sorted(value, key=lambda m: (late >> m & 1, m))[-self.cap :]
+        (late ids after the others, then by id; within an id in the value's order), stored
+        sorted by id."""
+        shift = 1 if self.statuses else 0
+        kept = sorted(value, key=lambda x: (late >> (x >> shift) & 1, x))[-self.cap :]
         return tuple(sorted(kept))
 
     def _intern(self, value: tuple[int, ...]) -> int:
@@ -106,15 +168,18 @@ class CacheValues:
     def union(self, c: int, missing: int) -> int:
         """``c`` plus each id of bitmask ``missing`` once, sorted, trimmed (the sweeper's
         write): equal to adding them one by one, since trimming keeps the largest entries.
-        An ordered row ``c`` (see the class) adds them under its late mask."""
+        An ordered row ``c`` (see the class) adds them under its late mask; a row of the
+        status blocks patches the ids instead."""
         key = (c, missing)
         got = self._union.get(key)
         if got is None:
             n = len(self.values)
-            base = c - c % n
-            got = c % n
+            block, got = divmod(c, n)
             for m in bits(missing):
-                got = self.add[base + got][m]
+                if self.statuses and block in (self.ALL, self.FIRST):
+                    got = self._patched[(block, got, m)]
+                else:
+                    got = self.add[block * n + got][m]
             self._union[key] = got
         return got
 
@@ -391,6 +456,25 @@ class Val:
     def ids(self) -> Val:
         return Val(self.k, "ids", self.k.lookup("IDS", self.code))
 
+    # -- statuses (CacheValues' status blocks)
+    def _block(self, name: str) -> str:
+        cv = self.k.lay.cv
+        if not cv.statuses:
+            raise DefinitionError("a copy's status needs the definition's cache_statuses")
+        return f"({self.code} + {len(cv.values) * getattr(cv, name)})"
+
+    def patch_all(self, ids: Val) -> Val:
+        return Val(self.k, "cache", self.k.lookup("UNION", self._block("ALL"), ids.code))
+
+    def patch_first(self, ids: Val) -> Val:
+        return Val(self.k, "cache", self.k.lookup("UNION", self._block("FIRST"), ids.code))
+
+    def open_first(self) -> Val:
+        return Val(self.k, "ids", self.k.lookup("IDS", self._block("ALL")))
+
+    def open_ids(self) -> Val:
+        return Val(self.k, "ids", self.k.lookup("IDS", self._block("FIRST")))
+
     def no_dup(self) -> Val:
         return self._b(self.k.dialect.zero.format(x=self.k.lookup("DUP", self.code)))
 
@@ -566,7 +650,13 @@ class Kernel:
 
         self.definition, self.config = definition, cfg
         definition.validate(cfg)
-        self.cv = CacheValues(cfg.messages, cfg.cap, cfg.has("dedupe"), definition.cache_order(cfg))
+        self.cv = CacheValues(
+            cfg.messages,
+            cfg.cap,
+            cfg.has("dedupe"),
+            definition.cache_order(cfg),
+            definition.cache_statuses(cfg),
+        )
         sizes = {"cache": len(self.cv.values), "ids_m": 1 << cfg.messages, "ids_t": 1 << cfg.tabs}
         self.vars = definition.variables_of(cfg)
         self.slot: dict[tuple[str, Any], int] = {}
@@ -731,7 +821,7 @@ class Kernel:
             pc = self.enums[v.name].phases[name]
             return (name, *(self._payload(f, x) for f, x in zip(pc.fields, payload)))
         if isinstance(t, CacheType):
-            return self.cv.values[code]
+            return self.cv.view(code)
         if isinstance(t, IntType):
             return code + t.lo
         if isinstance(t, IdsType):
@@ -742,7 +832,7 @@ class Kernel:
         return bool(code)
 
     def _payload(self, f: Field, x: int) -> Any:
-        return self.cv.values[x] if f.kind == "cache" else tuple(bits(x))
+        return self.cv.view(x) if f.kind == "cache" else tuple(bits(x))
 
 
 @dataclass(frozen=True)

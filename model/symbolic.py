@@ -197,14 +197,42 @@ class _Z:
 
     def add_all(self, ids: _Z, late: _Z | None = None) -> _Z:
         f = z3.BoolVal(False)
-        counts = [c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t)]
+        M = self.sym.M
+        counts = [c + z3.If(ids.t.get(j, f), 1, 0) for j, c in enumerate(self.t[:M])] + list(self.t[M:])
         return _Z(self.sym, "cache", self.sym.trim(counts, None if late is None else late.t))
 
     def ids(self) -> _Z:
-        return self._ids({j: c >= 1 for j, c in enumerate(self.t)})
+        return self._ids({j: c >= 1 for j, c in enumerate(self.t[: self.sym.M])})
 
     def no_dup(self) -> _Z:
-        return self._b(z3.And([c <= 1 for c in self.t]))
+        return self._b(z3.And([c <= 1 for c in self.t[: self.sym.M]]))
+
+    # -- statuses: counts, then final copies per id (a prefix of the id's copies)
+    def _split(self) -> tuple[list, list]:
+        M = self.sym.M
+        return list(self.t[:M]), list(self.t[M:])
+
+    def patch_all(self, ids: _Z) -> _Z:
+        c, a = self._split()
+        f = z3.BoolVal(False)
+        return _Z(self.sym, "cache", c + [z3.If(ids.t.get(j, f), c[j], a[j]) for j in range(len(c))])
+
+    def patch_first(self, ids: _Z) -> _Z:
+        c, a = self._split()
+        f = z3.BoolVal(False)
+        return _Z(
+            self.sym,
+            "cache",
+            c + [z3.If(z3.And(ids.t.get(j, f), c[j] >= 1, a[j] == 0), 1, a[j]) for j in range(len(c))],
+        )
+
+    def open_first(self) -> _Z:
+        c, a = self._split()
+        return self._ids({j: z3.And(c[j] >= 1, a[j] == 0) for j in range(len(c))})
+
+    def open_ids(self) -> _Z:
+        c, a = self._split()
+        return self._ids({j: a[j] < c[j] for j in range(len(c))})
 
     # -- phase
     def is_(self, phase: str) -> _Z:
@@ -283,6 +311,10 @@ class SymbolicModel:
         self.definition = d = definition or config.design or KVHEAL
         d.validate(cfg)
         self.T, self.M, self.C = cfg.tabs, cfg.messages, cfg.cap
+        #: with statuses a cache value is M counts, then M counts of final copies (a prefix of
+        #: each id's copies: ``CacheValues``' reading)
+        self.S = d.cache_statuses(cfg)
+        self.W = 2 * self.M if self.S else self.M
         self.dedupe = cfg.has("dedupe")
         self.keep_verifying = cfg.has("keep_verifying")
         self.atomic = cfg.has("atomic_cache")
@@ -340,7 +372,7 @@ class SymbolicModel:
         base = var.name + _suffix(idx)
         t = var.type
         if isinstance(t, CacheType):
-            return {"elems": [f"{base}[{j}]" for j in range(self.M)]}
+            return {"elems": self._cache_names(base)}
         if isinstance(t, IdsType):
             return {"elems": {e: f"{base}[{e}]" for e in self._domain(t, idx)}}
         out: dict[str, Any] = {"": base}
@@ -351,10 +383,15 @@ class SymbolicModel:
                     continue
                 fb = f"{var.name}{f}{_suffix(idx)}"
                 if isinstance(ft, CacheType):
-                    out[f] = [f"{fb}[{j}]" for j in range(self.M)]
+                    out[f] = self._cache_names(fb)
                 else:
                     out[f] = {e: f"{fb}[{e}]" for e in self._domain(ft)}
         return out
+
+    def _cache_names(self, base: str) -> list[str]:
+        """A cache value's names: a count per id, then (statuses) the final copies per id."""
+        fin = [f"{base}fin[{j}]" for j in range(self.M)] if self.S else []
+        return [f"{base}[{j}]" for j in range(self.M)] + fin
 
     def _declare(self) -> list[_Var]:
         d, cfg, C = self.definition, self.config, self.C
@@ -452,7 +489,10 @@ class SymbolicModel:
     # ------------------------------------------------------------------ cache values
     def trim(self, counts: list[z3.ArithRef], late: dict | None = None) -> list[z3.ArithRef]:
         """Keep the C largest entries of a multiset given as counts per id: by id, or with
-        ``late`` (per id, whether it is stamped at the later time) by timestamp, then id."""
+        ``late`` (per id, whether it is stamped at the later time) by timestamp, then id. With
+        statuses ``counts`` ends with the final copies per id, which come first among an id's
+        copies, so the dropped copies are final ones first."""
+        counts, fins = list(counts[: self.M]), list(counts[self.M :])
         out = []
         for j in range(self.M):
             if late is None:
@@ -475,10 +515,14 @@ class SymbolicModel:
                 )
             room = z3.If(above >= self.C, 0, self.C - above)
             out.append(z3.If(counts[j] <= room, counts[j], room))
+        for j, a in enumerate(fins):
+            dropped = counts[j] - out[j]
+            out.append(z3.If(a > dropped, a - dropped, 0))
         return out
 
     def add(self, snap: list[z3.ArithRef], m: int, late: dict | None = None) -> list[z3.ArithRef]:
-        """SPEC §3 ``add(s, m)`` (ordered by timestamp then id with ``late``: see :meth:`trim`)."""
+        """SPEC §3 ``add(s, m)`` (ordered by timestamp then id with ``late``: see :meth:`trim`);
+        the new copy's status is open."""
         return self.trim([c + 1 if j == m else c for j, c in enumerate(snap)], late)
 
     def is_fair(self, i: int) -> bool:
@@ -523,7 +567,7 @@ class SymbolicModel:
                         continue
                     v = given.get(f)
                     if isinstance(ft, CacheType):
-                        terms = v.t if v is not None else [z3.IntVal(0)] * self.M
+                        terms = v.t if v is not None else [z3.IntVal(0)] * self.W
                         out.update(zip(names[f], terms))
                     else:
                         fz = z3.BoolVal(False)
@@ -670,8 +714,14 @@ class SymbolicModel:
         names = self._names(var, idx)
         t = var.type
 
-        def tup(ns: list[str]) -> tuple[int, ...]:
-            return tuple(j for j, n in enumerate(ns) for _ in range(int(vals[n])))
+        def tup(ns: list[str]) -> tuple:
+            if not self.S:
+                return tuple(j for j, n in enumerate(ns) for _ in range(int(vals[n])))
+            out: list = []
+            for j in range(self.M):  # the final copies first, as CacheValues.view shows them
+                fin = int(vals[ns[self.M + j]])
+                out += [f"{j}*"] * fin + [j] * (int(vals[ns[j]]) - fin)
+            return tuple(out)
 
         def ids(ns: dict[int, str]) -> tuple[int, ...]:
             return tuple(e for e, n in ns.items() if vals[n])
@@ -722,9 +772,12 @@ class SymbolicModel:
         names = self._names(var, idx)
         t = var.type
 
-        def counts(ns: list[str], ids: tuple[int, ...]) -> None:
-            for j, n in enumerate(ns):
-                out[n] = tuple(ids).count(j)
+        def counts(ns: list[str], ids: tuple) -> None:
+            items = [int(str(x).rstrip("*")) for x in ids]
+            for j in range(self.M):
+                out[ns[j]] = items.count(j)
+                if self.S:
+                    out[ns[self.M + j]] = sum(1 for x in ids if x == f"{j}*")
 
         def bools(ns: dict[int, str], ids: tuple[int, ...]) -> None:
             for e, n in ns.items():

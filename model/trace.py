@@ -189,8 +189,9 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
     for key in ("claim", "claim2", "replies"):  # the bot's claims (bot_claims)
         for i, v in enumerate(view.get(key, ())):
             out[f"{key}[{i}]"] = fmt_value(v)
-    if "claimed" in view:
-        out["claimed"] = fmt_value(view["claimed"])
+    for key in ("claimed", "done"):  # the claims' keys (bot_claims); the final status keys (statuses)
+        if key in view:
+            out[key] = fmt_value(view[key])
     for key, p in view.get("heals", {}).items():
         out[f"heals[{key[0]},{key[1]}]" if isinstance(key, tuple) else f"heals[{key}]"] = fmt_value(p)
     return out

@@ -91,6 +91,9 @@ AS_BUILT_CASES = {
     (1, 2, "tab_view,full_poll,ai_channel,atomic_cache,dedupe"): (580, 1594, []),
     # the cache ordered by timestamp, then id: a late id keeps its place when a duplicate trims
     (2, 1, "tab_view,clock_skew"): (183123, 617552, ["NoDuplicates", "HealsTerminate"]),
+    # statuses: each cache copy final or open (the kernel's patch blocks of UNION and IDS)
+    (2, 1, "statuses"): (164178, 626954, ["NoDuplicates"]),
+    (2, 1, "dedupe,atomic_cache,statuses"): (5925, 23812, []),
     (2, 1, "tab_view,found_in_response,ai_channel"): (
         210857,
         708961,
