@@ -115,7 +115,7 @@ def _ids(values: Sequence[int], brackets: str = "[]") -> list[tuple[str, str | N
     for i, m in enumerate(values):
         if i:
             out.append((",", None))
-        out.append((str(m), colour(m)))
+        out.append((str(m), colour(int(str(m).rstrip("*")))))  # "0*": a copy with a final status
     out.append((brackets[1], None))
     return out
 

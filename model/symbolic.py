@@ -468,6 +468,9 @@ class SymbolicModel:
             if v.kind == "int":
                 parts.append(z3.And(s[v.name] >= v.lo, s[v.name] <= v.hi))
                 parts += [s[v.name] != h for h in v.holes]
+            if self.S and "fin[" in v.name:  # statuses: an id's final copies are among its copies
+                base, j = v.name.rsplit("fin[", 1)
+                parts.append(s[v.name] <= s[f"{base}[{j}"])
         return z3.And(parts)
 
     # ------------------------------------------------------------------ readable accessors

@@ -172,3 +172,25 @@ def test_bmc_finds_the_scans_write_of_nothing_at_the_bfs_length():
     assert {n: got[n][0] for n in names} == {"ScanWritesNothing": 1, "NoDuplicates": 9}
     result = check(KVHealModel(cfg), only=set(names))
     assert {n: len(result.properties[n].trace) for n in names} == {"ScanWritesNothing": 1, "NoDuplicates": 9}
+
+
+def test_a_counterexample_with_final_copies_draws():
+    """The sequence diagram shows a final copy as ``0*`` in its message's colour."""
+    from kvheal.model import render
+
+    model, result = checked(1, 1, 2, "statuses,bot_scan")
+    trace = result.properties["StatusesConverge"].trace
+    svg = render.sequence_svg(trace, render.trace_views(model, trace), title="StatusesConverge")
+    assert "0*" in svg and svg.startswith("<svg")
+
+
+def test_z3_domain_bounds_the_final_copies_by_the_copies():
+    """dom: an id's final copies are at most its copies (what induction may assume)."""
+    sym = SymbolicModel(Config.make(tabs=1, cap=2, variants="statuses"))
+    s = sym.fresh("s")
+    solver = z3.Solver()
+    solver.add(sym.dom(s), s["cachefin[0]"] > s["cache[0]"])
+    assert solver.check() == z3.unsat
+    solver = z3.Solver()
+    solver.add(sym.dom(s), s["cachefin[0]"] == s["cache[0]"], s["cache[0]"] == 2)
+    assert solver.check() == z3.sat
