@@ -63,9 +63,11 @@ def rehash(states, n, cap):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def owner_of(h, parts):  # pragma: no cover - compiled
-    """The partition of hash ``h``: from its low 32 bits (a table slot comes from the top
-    32: were they shared, a partition's states would fill only some of its home slots)."""
-    return np.int64((h & np.uint64(0xFFFFFFFF)) % np.uint64(parts))
+    """The partition of hash ``h``: its low 32 bits scaled to ``parts`` (a multiply, not a
+    division: every successor of a block is asked on every thread). A table slot comes from
+    the top 32 bits: were they shared, a partition's states would fill only some of its
+    home slots."""
+    return np.int64(((h & np.uint64(0xFFFFFFFF)) * np.uint64(parts)) >> np.uint64(32))
 
 
 # A partition's table entry (int32): -1 empty; a state number ``num`` as
@@ -93,7 +95,7 @@ def same_row(a, r, b, i):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def tag_of(h, tagged):  # pragma: no cover - compiled
-    return np.int64((h >> np.uint64(28)) & np.uint64(15)) if tagged else np.int64(0)
+    return np.int64((h >> np.uint64(16)) & np.uint64(15)) if tagged else np.int64(0)
 
 
 @njit(cache=True, nogil=True)
