@@ -8,9 +8,10 @@ engine, one worker: the same traces every run) and writes its violated propertie
 configuration to data/<name>.json, as make_as_built_traces.py does:
 
 * ``as_built_ai_channel_t2``: `--tabs 2 --variant as_built,ai_channel` (6.5M states);
-* ``as_built_clock_skew_t2``: `--tabs 2 --variant as_built,clock_skew` (5.4M states).
+* ``as_built_clock_skew_t2``: `--tabs 2 --variant as_built,clock_skew` (5.4M states);
+* ``as_built_repost_t2``: `--tabs 2 --variant as_built,repost` (43M states).
 
-Each takes some 10 s alone on two cores, more on a busy machine (up to 2 GiB).
+The first two take some 10 s alone on two cores, the third about 80 s (more on a busy machine).
 
 The slow test `test_the_open_clients_fixtures_are_what_check_finds` runs the same checks and
 compares.
@@ -26,6 +27,7 @@ from .make_as_built_traces import path
 FIXTURES = {
     "as_built_ai_channel_t2": ["--tabs", "2", "--variant", "as_built,ai_channel"],
     "as_built_clock_skew_t2": ["--tabs", "2", "--variant", "as_built,clock_skew"],
+    "as_built_repost_t2": ["--tabs", "2", "--variant", "as_built,repost"],
 }
 
 

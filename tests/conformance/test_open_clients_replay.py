@@ -192,6 +192,31 @@ def test_repost_counterexamples_replay(tabs, per_tab, variants, expected, tmp_pa
     assert "PostAgain" in [s.action for s in result.properties["NoDuplicates"].trace]
 
 
+AS_BUILT_REPOST = json.loads(path("as_built_repost_t2").read_text())
+AS_BUILT_REPOST_T2 = {
+    "NoDuplicates": (7, 7, f"id {ID0} occurs 2 times in the real cache"),
+    "HealOnlyMissing": (8, 9, f"tab 0 sent a heal request for {ID0}, which the cache its poll read holds"),
+    "HealsTerminate": (17, 17, f"tab 0 sent 3 heal requests for {ID0} (the bound is 2)"),
+    "Converges": (16, 22, f"acknowledged {ID0} absent from the real cache []"),
+    "PendingDrains": (30, 41, f"live tab 0's pending store still holds ['{ID0}']"),
+    "EveryoneSees": (15, 21, f"live tab 1 has not shown {ID0} (its page shows ['{ID1}'])"),
+}
+
+
+@pytest.mark.parametrize("name", list(AS_BUILT_REPOST_T2))
+def test_as_built_repost_counterexamples_replay_at_tabs_2(name, tmp_path):
+    """All six as_built,repost counterexamples at tabs 2 (data/as_built_repost_t2.json, 43M
+    states); four of them resend a failed POST (PostAgain)."""
+    assert AS_BUILT_REPOST["states"] == 43_155_719
+    config = Config.make(tabs=2, variants="as_built,repost")
+    trace = AS_BUILT_REPOST["properties"][name]["trace"]
+    length, steps, evidence = AS_BUILT_REPOST_T2[name]
+    assert len(trace) == length
+    r = replay(config, name, trace, path=str(tmp_path / "kv.sqlite3"))
+    assert (r.status, r.diverged, len(r.steps)) == ("violated", "", steps)
+    assert evidence in r.evidence
+
+
 def test_a_resent_post_in_lockstep():
     """The answer to m0's POST is lost after its cache update; the tab sends it again: the worker
     writes comment:<id> again, caches m0 a second time, and the tab records it as pending."""
