@@ -20,8 +20,9 @@ How it works, and why:
   is *fair*: it has a cycle (an internal edge, or a single state with no enabled action,
   which stutters) and every fair action instance enabled in all its states is taken on an
   edge inside it (the cycle through all its states and edges is then fair; otherwise no
-  cycle in it is). SCCs come from ``scipy.sparse.csgraph`` (C code, linear time); the
-  per-component bookkeeping is vectorised with numpy.
+  cycle in it is). The components and which are fair come from one compiled depth-first
+  search (:mod:`kvheal.model.fastlive`, linear time); without numba, from
+  ``scipy.sparse.csgraph`` (C code, linear time) and bookkeeping vectorised with numpy.
 * A lasso's cycle starts at the bad state and makes detours, each a shortest path inside
   the component, until every fair action instance enabled throughout the cycle is either
   taken on it or disabled at one of its states; then it returns to the start.
@@ -292,23 +293,15 @@ def _steps(model: Any, labels: list[int], loop_from: int | None = None) -> list[
     return steps
 
 
-def _scc_compiled(rowptr: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """Strongly connected components by :mod:`kvheal.model.fastlive` (None without numba)."""
+def _live_compiled(rowptr, dst, lab, fair_label) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """Each state's strongly connected component, their number and which are fair, by
+    :mod:`kvheal.model.fastlive` (None without numba)."""
     try:
-        from .fastlive import strong_components
+        from .fastlive import fair_strong_components
     except ImportError:  # pragma: no cover - numba is a dependency
         return None
-    comp, n_comp = strong_components(rowptr, dst)
-    return comp, int(n_comp)
-
-
-def _fair_compiled(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray | None:
-    """Which components are fair, by :mod:`kvheal.model.fastlive` (None without numba)."""
-    try:
-        from .fastlive import fair_components
-    except ImportError:  # pragma: no cover - numba is a dependency
-        return None
-    return fair_components(rowptr, dst, lab, comp, n_comp, fair_label)
+    comp, n_comp, fair = fair_strong_components(rowptr, dst, lab, fair_label)
+    return comp, int(n_comp), fair
 
 
 def _fair_numpy(rowptr, dst, lab, comp, n_comp, fair_label) -> np.ndarray:
@@ -345,8 +338,6 @@ class LivenessAnalysis:
     """Strongly connected components of a complete graph and which of them are fair."""
 
     def __init__(self, model: Any, g: StateGraph) -> None:
-        from scipy.sparse.csgraph import connected_components
-
         n = g.n
         self.g = g
         rowptr = _np(g.rowptr, np.int64)
@@ -355,18 +346,18 @@ class LivenessAnalysis:
         self.rowptr, self.dst, self.lab = rowptr, dst, lab
         self.n = n
         self._matrix = None
-        found = _scc_compiled(rowptr, dst)
-        if found is None:
-            _, comp = connected_components(self.matrix, directed=True, connection="strong")
-            n_comp = int(comp.max()) + 1 if n else 0
-        else:
-            comp, n_comp = found
-        self.comp = comp
         n_labels = len(model.instances)
         fair_label = np.array([model.is_fair(i) for i in range(n_labels)], dtype=bool)
-        fair = _fair_compiled(rowptr, dst, lab, self.comp, n_comp, fair_label)
-        if fair is None:
-            fair = _fair_numpy(rowptr, dst, lab, self.comp, n_comp, fair_label)
+        found = _live_compiled(rowptr, dst, lab, fair_label)
+        if found is None:
+            from scipy.sparse.csgraph import connected_components
+
+            _, comp = connected_components(self.matrix, directed=True, connection="strong")
+            n_comp = int(comp.max()) + 1 if n else 0
+            fair = _fair_numpy(rowptr, dst, lab, comp, n_comp, fair_label)
+        else:
+            comp, n_comp, fair = found
+        self.comp = comp
         self.fair = fair
         self.n_labels = n_labels
         self.fair_label = fair_label
@@ -472,11 +463,20 @@ class LivenessAnalysis:
 #: the sweeper design at tabs 2 with room to spare.
 LIVENESS_BYTES_PER_STATE = 96
 LIVENESS_BYTES_PER_EDGE = 24
-#: The same with numba (kvheal.model.fastlive): Tarjan's arrays (29 bytes per state), the
-#: components' buckets (4 per state, 16 per component, at most one per state), the goal
-#: flags and the component of each (12), and no copy of the edges.
-COMPILED_LIVENESS_BYTES_PER_STATE = 64
+#: The same with numba (kvheal.model.fastlive): its search's arrays (47 bytes per state with
+#: up to 64 action instances, ``fastlive.bytes_per_state``), then the goal flags and the
+#: fair flag of each state's component (12), and no copy of the edges. (A lasso's scipy
+#: matrix, 1 byte per edge and 4 per state, comes after the search has freed its arrays.)
+COMPILED_LIVENESS_BYTES_PER_STATE = 59
 COMPILED_LIVENESS_BYTES_PER_EDGE = 0
+
+
+def compiled_liveness_bytes_per_state(n_labels: int) -> int:
+    """:data:`COMPILED_LIVENESS_BYTES_PER_STATE` for a model of ``n_labels`` action
+    instances (each further 64 add a word to the search's bit sets)."""
+    from .fastlive import bytes_per_state
+
+    return COMPILED_LIVENESS_BYTES_PER_STATE + bytes_per_state(n_labels) - bytes_per_state(1)
 
 
 def check(
@@ -541,7 +541,8 @@ def check(
             results[p.name] = PropertyResult(p.name, p.kind, HOLDS if complete else UNKNOWN)
     if goals and complete and budget is not None:
         compiled = hasattr(g, "ck")  # numba runs: the compiled bookkeeping too
-        per_state = COMPILED_LIVENESS_BYTES_PER_STATE if compiled else LIVENESS_BYTES_PER_STATE
+        n_labels = len(model.instances)
+        per_state = compiled_liveness_bytes_per_state(n_labels) if compiled else LIVENESS_BYTES_PER_STATE
         per_edge = COMPILED_LIVENESS_BYTES_PER_EDGE if compiled else LIVENESS_BYTES_PER_EDGE
         need = g.n * per_state + len(g.dst) * per_edge
         if budget.room() < need:

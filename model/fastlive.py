@@ -1,120 +1,183 @@
-"""The liveness analysis's per-component bookkeeping, compiled by numba (linear time).
+"""The liveness analysis's strongly connected components and their fairness, compiled by
+numba in one depth-first search (linear time).
 
-:class:`kvheal.model.engine.LivenessAnalysis` decides which strongly connected components
-are fair; with numpy that takes sorts over every edge (``np.unique``: most of a check's time
-at millions of states). Here the states are bucketed by component (a counting sort) and
-each component's edges are scanned once with a small per-label counter. The meaning is
-the engine's docstring's: a component is fair iff it has a cycle (an internal edge, or one
-state with no enabled action) and every fair action instance enabled in all its states is
-taken on an edge inside it.
+:class:`kvheal.model.engine.LivenessAnalysis` needs each state's component and which
+components are fair. The meaning is the engine's docstring's: a component is fair iff it
+has a cycle (an internal edge, or one state with no enabled action) and every fair action
+instance enabled in all its states is taken on an edge inside it.
+
+The search is Tarjan's as Pearce words it ("A space-efficient algorithm for finding
+strongly connected components", IPL 2016): one ``int32`` per state is its DFS index while
+the state is open and its component's number once the component is complete (components
+count down from ``n``, open indices stay below them, 0 is unvisited), so there are no
+separate low, on-stack and component arrays; the stack holds only states that are not
+roots. Components complete in the order Tarjan completes them (sinks first) and are
+numbered so, as before.
+
+The fairness is decided when a component completes, without another pass: when the edge
+``v -> w`` is looked at (a tree edge after ``w`` returns), ``w`` is in ``v``'s component
+iff it is still open. Each open call carries bit sets over the labels: the labels enabled
+at its state, the labels enabled at every state of the finished subtrees folded into it,
+and the labels taken on internal edges. A state that is not a root is in its parent's
+component, so it folds its sets into its parent's when it returns; a root's sets are then
+exactly its component's. Most components are single states that are not cyclic.
+
+The search is bound by memory latency (it jumps around the graph): when it enters a state
+it asks for the index and the row of every target at once (``_prefetch``), so those cache
+misses overlap instead of following one another.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: Bytes per state the search allocates, for one 64-label word of bit sets: the index /
+#: component (4), the stack (4), the call frames (state 4, next edge 8, root flag 1, three
+#: bit sets 24: frames are only touched as deep as the search goes, but a chain of states
+#: goes as deep as it is long) and the per-component flags with their copy (2).
+BYTES_PER_STATE = 47
+#: Bytes per state for each further 64 labels.
+BYTES_PER_STATE_PER_WORD = 24
+
+
+def bytes_per_state(n_labels: int) -> int:
+    """What :func:`fair_strong_components` allocates per state for ``n_labels`` labels."""
+    return BYTES_PER_STATE + BYTES_PER_STATE_PER_WORD * (max(1, (n_labels + 63) >> 6) - 1)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):  # pragma: no cover - compiled
+    """Ask the CPU to fetch the cache line of ``arr[i]`` (no fault if ``i`` is out of range)."""
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        # (LLVM renames the unmangled name to its overload for the pointer type)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch"
+        )
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
 
 
 @njit(cache=True, nogil=True)
-def fair_components(rowptr, dst, lab, comp, n_comp, fair_label):  # pragma: no cover - compiled
-    n = comp.shape[0]
-    n_labels = fair_label.shape[0]
-    start = np.zeros(n_comp + 1, np.int64)
-    for v in range(n):
-        start[comp[v] + 1] += 1
-    for c in range(n_comp):
-        start[c + 1] += start[c]
-    fill = start[:-1].copy()
-    members = np.empty(n, np.int32)
-    for v in range(n):
-        c = comp[v]
-        members[fill[c]] = v
-        fill[c] += 1
-    fair = np.zeros(n_comp, np.bool_)
-    enabled = np.zeros(n_labels, np.int64)
-    taken = np.zeros(n_labels, np.bool_)
-    for c in range(n_comp):
-        size = start[c + 1] - start[c]
-        cyclic = False
-        for i in range(start[c], start[c + 1]):
-            v = members[i]
-            if rowptr[v + 1] == rowptr[v]:
-                cyclic = True
-            for e in range(rowptr[v], rowptr[v + 1]):
-                lb = lab[e]
-                enabled[lb] += 1
-                if comp[dst[e]] == c:
-                    cyclic = True
-                    taken[lb] = True
-        ok = cyclic
-        for lb in range(n_labels):
-            if ok and fair_label[lb] and enabled[lb] == size and not taken[lb]:
-                ok = False
-            enabled[lb] = 0
-            taken[lb] = False
-        fair[c] = ok
-    return fair
+def fair_strong_components(rowptr, dst, lab, fair_label):  # pragma: no cover - compiled
+    """Per state its component's number (in the order Tarjan completes them, sinks first),
+    the number of components, and per component whether it is fair.
 
-
-@njit(cache=True, nogil=True)
-def strong_components(rowptr, dst):  # pragma: no cover - compiled
-    """Tarjan's algorithm, iterative: per state its component's number (components numbered
-    in the order Tarjan completes them, sinks first) and the number of components."""
+    ``rowptr`` (int64, n + 1), ``dst`` (int32) and ``lab`` (any integer type) are the graph
+    in CSR form; ``fair_label[l]`` says whether label ``l`` is a fair action instance."""
     n = rowptr.shape[0] - 1
-    # 29 bytes per state (state numbers fit int32: the search numbers states in int32)
-    index = np.full(n, -1, np.int32)
-    low = np.zeros(n, np.int32)
-    comp = np.full(n, -1, np.int32)
-    on_stack = np.zeros(n, np.bool_)
+    n_labels = fair_label.shape[0]
+    words = max(1, (n_labels + 63) >> 6)
+    fair_mask = np.zeros(words, np.int64)
+    for lb in range(n_labels):
+        if fair_label[lb]:
+            fair_mask[lb >> 6] |= np.int64(1) << (lb & 63)
+    # 0: unvisited; 1..c: the DFS index of an open state; above c: a complete component
+    rindex = np.zeros(n, np.int32)
     stack = np.empty(n, np.int32)
     call_v = np.empty(n, np.int32)
     call_e = np.empty(n, np.int64)
+    is_root = np.empty(n, np.bool_)
+    own = np.empty((n, words), np.int64)  # labels enabled at the call's state
+    sub = np.empty((n, words), np.int64)  # labels enabled at every state folded in
+    took = np.empty((n, words), np.int64)  # labels taken on internal edges
+    fair = np.empty(n, np.bool_)
     sp = 0
-    counter = 0
-    n_comp = 0
-    for root in range(n):
-        if index[root] >= 0:
+    index = 1
+    c = n
+    for r in range(n):
+        if rindex[r] != 0:
             continue
         depth = 0
-        call_v[0] = root
-        call_e[0] = rowptr[root]
-        index[root] = counter
-        low[root] = counter
-        counter += 1
-        stack[sp] = root
-        sp += 1
-        on_stack[root] = True
+        call_v[0] = r
+        call_e[0] = rowptr[r]
+        rindex[r] = index
+        index += 1
+        is_root[0] = True
+        for k in range(words):
+            own[0, k] = 0
+            sub[0, k] = -1
+            took[0, k] = 0
         while depth >= 0:
             v = call_v[depth]
             e = call_e[depth]
-            if e < rowptr[v + 1]:
-                call_e[depth] = e + 1
+            end = rowptr[v + 1]
+            rv = rindex[v]
+            descended = False
+            while e < end:
                 w = dst[e]
-                if index[w] < 0:
-                    index[w] = counter
-                    low[w] = counter
-                    counter += 1
-                    stack[sp] = w
-                    sp += 1
-                    on_stack[w] = True
+                lb = np.int64(lab[e])
+                word = lb >> 6
+                bit = np.int64(1) << (lb & 63)
+                own[depth, word] |= bit
+                rw = rindex[w]
+                if rw == 0:
+                    call_e[depth] = e  # this edge is looked at again when w returns
+                    rindex[v] = rv
                     depth += 1
                     call_v[depth] = w
-                    call_e[depth] = rowptr[w]
-                elif on_stack[w] and index[w] < low[v]:
-                    low[v] = index[w]
+                    ew = rowptr[w]
+                    call_e[depth] = ew
+                    # w's edges are looked at next, and the rows of its unvisited targets
+                    # soon after: fetch those lines together (30% less time at tabs 3)
+                    for f in range(ew, rowptr[w + 1]):
+                        x = dst[f]
+                        _prefetch(rindex, x)
+                        _prefetch(rowptr, x)
+                    rindex[w] = index
+                    index += 1
+                    is_root[depth] = True
+                    for k in range(words):
+                        own[depth, k] = 0
+                        sub[depth, k] = -1
+                        took[depth, k] = 0
+                    descended = True
+                    break
+                if rw <= c:  # open: w is in v's component
+                    took[depth, word] |= bit
+                    if rw < rv:
+                        rv = rw
+                        is_root[depth] = False
+                e += 1
+            if descended:
                 continue
-            if low[v] == index[v]:
-                while True:
+            rindex[v] = rv
+            if is_root[depth]:
+                cyclic = rowptr[v + 1] == rowptr[v]
+                ok = True
+                for k in range(words):
+                    t = took[depth, k]
+                    if t != 0:
+                        cyclic = True
+                    if own[depth, k] & sub[depth, k] & fair_mask[k] & ~t:
+                        ok = False
+                fair[n - c] = cyclic and ok
+                index -= 1
+                while sp > 0 and rindex[stack[sp - 1]] >= rv:
                     sp -= 1
-                    w = stack[sp]
-                    on_stack[w] = False
-                    comp[w] = n_comp
-                    if w == v:
-                        break
-                n_comp += 1
-            depth -= 1
-            if depth >= 0:
-                u = call_v[depth]
-                if low[v] < low[u]:
-                    low[u] = low[v]
-    return comp, n_comp
+                    rindex[stack[sp]] = c
+                    index -= 1
+                rindex[v] = c
+                c -= 1
+                depth -= 1
+            else:
+                stack[sp] = v
+                sp += 1
+                depth -= 1
+                for k in range(words):
+                    sub[depth, k] &= own[depth + 1, k] & sub[depth + 1, k]
+                    took[depth, k] |= took[depth + 1, k]
+    n_comp = n - c
+    for v in range(n):
+        rindex[v] = n - rindex[v]
+    return rindex, n_comp, fair[:n_comp].copy()
