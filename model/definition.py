@@ -575,9 +575,11 @@ def ScanRead(cfg, s, x):
 
 
 def ScanWrite(cfg, s, x):
-    """The scan puts back the array it read, statuses patched: the ids are the ones it read
-    (statuses are not modelled), so whatever reached the cache since is lost. With an atomic
-    cache update the patch is a compare-and-swap that keeps the ids: no step of the model."""
+    """The scan puts back the array it read, statuses patched: the ids are the ones it read, so
+    whatever reached the cache since is lost; with ``statuses`` the first copy of each id it read
+    open whose key is final is patched (the keys read at the put), without it statuses are not
+    modelled. With an atomic cache update the patch is a compare-and-swap that keeps the ids: no
+    step of the model."""
     snap = s.scan.of("Read").snap
     if _statuses(cfg):  # the first copy of each id read open whose key is final, patched
         snap = snap.patch_first(_scan_finals(cfg, s, x, snap))
