@@ -494,7 +494,7 @@ class CompiledKernel:
             table = np.full(4, -1, np.int32)
             fp.fill_part(table, hs, 0, 1, True)
             fp.fill_part_rows(table, states, 1, 0, 1, True)
-            fp.owner_counts(hs, one * 0, one * 0, 1)
+            fp.block_counts(hs, np.zeros(1, np.int32), 0, 0, 1, 1)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
             fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1, True)
@@ -828,9 +828,17 @@ def _growth(states, table, dst, n: int, e: int, ni: int, graph: bool) -> dict[st
 
 
 def _more(size: int) -> int:
-    """The next capacity: four times as much while small (fewer copies; pages not yet
-    written cost no memory), twice past 16 million."""
-    return size * (4 if size < 1 << 24 else 2)
+    """The next capacity: four times as much (fewer copies: growing the seed design's
+    arrays at tabs 3 by doubling copied gigabytes, a fifth of its search; pages not yet
+    written cost no memory), but twice past 16 million under an address-space limit
+    (``ulimit -v``), where what is allocated counts, written or not."""
+    return size * (4 if size < 1 << 24 or not _address_limited() else 2)
+
+
+def _address_limited() -> bool:
+    import resource
+
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
 def _nbytes(kind: str, size: int, words: int) -> int:
@@ -855,21 +863,35 @@ def mask_dtype(nprops: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def _fails(model: Any, ck: CompiledKernel, props: list[Any], states: np.ndarray) -> np.ndarray:
+def _fails(
+    model: Any, ck: CompiledKernel, props: list[Any], states: np.ndarray, workers: int = 1
+) -> np.ndarray:
     """Per state the bitmask of ``props`` false in it (bits in ``props``' order), in the
-    smallest unsigned type that holds them (one byte a state for up to 8 properties)."""
+    smallest unsigned type that holds them (one byte a state for up to 8 properties); in
+    chunks of a million states, on ``workers`` threads."""
     order = [p.name for p in model.properties()]
     remap = [order.index(p.name) for p in props]
     out = np.zeros(len(states), mask_dtype(len(props)))
     step = 1 << 20
-    for lo in range(0, len(states), step):
+
+    def chunk(lo: int) -> None:
         hi = min(lo + step, len(states))
         raw = ck.mod.failing_rows(states, lo, hi, *ck.targs).view(np.uint64)
         if remap == list(range(len(order))):
             out[lo:hi] = raw
-            continue
+            return
         for i, j in enumerate(remap):
             out[lo:hi] |= (((raw >> np.uint64(j)) & np.uint64(1)) << np.uint64(i)).astype(out.dtype)
+
+    starts = range(0, len(states), step)
+    if workers > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="kvheal-props") as pool:
+            list(pool.map(chunk, starts))
+    else:
+        for lo in starts:
+            chunk(lo)
     return out
 
 
@@ -907,6 +929,7 @@ def explore_parallel(
     init = list(dict.fromkeys(model.init_states()))
     n = n0 = len(init)
     store = (_FingerprintStore if fingerprint else _ExactStore)(ck, init, graph, props, model)
+    store.workers = P
     levels = [0]  # the first state of each depth
     hs0 = mod.hash_rows(ck.states_array(init))
     tables = [np.full(_table_len(n0), -1, np.int32) for _ in range(P)]
@@ -951,13 +974,13 @@ def explore_parallel(
                     break
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
-            rows, qb = store.rows()
+            qb = store.rows()[1]
             ends = _all(
                 pool,
                 mod.expand_block,
                 [
                     (
-                        rows,
+                        store.rows()[0],
                         cuts[t] - qb,
                         cuts[t + 1] - qb,
                         *targs,
@@ -972,8 +995,12 @@ def explore_parallel(
                 ],
             )
             took = np.array(ends, np.int64) - starts
-            owned = fp.owner_counts(hs, starts, took, P)
-            pend = [store.pending(int(owned[p])) for p in range(P)]
+            tallies = _all(
+                pool, fp.block_counts, [(hs, lab, starts[t], starts[t] + took[t], P, ni) for t in range(P)]
+            )
+            owned = sum(o for o, _ in tallies)
+            counts += sum(c for _, c in tallies)
+            pend = [store.pending(p, int(owned[p])) for p in range(P)]
             # each partition inserts its successors; one whose table would pass 3/4 full
             # stops, its table grows (the block's pending states entered again), it resumes
             found = [0] * P
@@ -1064,10 +1091,6 @@ def explore_parallel(
                     ],
                 )
                 rowptr[head + 1 : hi + 1] = e + np.cumsum(rowcnt[: hi - head])
-                counts += np.bincount(elab[e : e + block_edges], minlength=ni)
-            else:
-                for t in range(P):
-                    counts += np.bincount(lab[starts[t] : starts[t] + took[t]], minlength=ni)
             e += block_edges
             head = hi
             peak_queue = max(peak_queue, n - head)
@@ -1110,6 +1133,8 @@ class _ExactStore:
 
         self.ck, self.fp, self.model, self.props = ck, fastpar, model, props
         self.W = ck.packing.words
+        self.workers = 1  # threads for the property bits at the end
+        self._pend: dict[int, tuple[np.ndarray, ...]] = {}
         self.tagged = True  # table entries carry 4 bits of hash (fastpar.NUM_BITS)
         self.states = np.empty((1 << 16, self.W), np.int64)
         self.states[: len(init)] = ck.states_array(init)
@@ -1130,8 +1155,16 @@ class _ExactStore:
     def rows(self) -> tuple[np.ndarray, int]:
         return self.states, 0
 
-    def pending(self, owned: int) -> tuple[np.ndarray, ...]:
-        return np.empty((owned, self.W), np.int64), np.empty(owned, np.int64)
+    def pending(self, p: int, owned: int) -> tuple[np.ndarray, ...]:
+        """Room for partition ``p``'s new states of a block (at most ``owned``): buffers
+        kept from block to block (fresh pages cost a fault each on first write)."""
+        bufs = self._pend.get(p)
+        if bufs is None or len(bufs[0]) < owned:
+            bufs = self._pend[p] = self._pending_buffers(max(owned, 1 << 16))
+        return tuple(b[:owned] for b in bufs)
+
+    def _pending_buffers(self, size: int) -> tuple[np.ndarray, ...]:
+        return np.empty((size, self.W), np.int64), np.empty(size, np.int64)
 
     def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
         return self.ck.mod.hash_rows(pend[0][:c])
@@ -1179,7 +1212,7 @@ class _ExactStore:
 
     def finish(self, n, levels, rowptr, dst, elab, counts, e) -> tuple[Any, np.ndarray]:  # noqa: ANN001
         g = self.graph_only(n, levels, rowptr, dst, elab, counts, e)
-        return g, _fails(self.model, self.ck, self.props, g.states)
+        return g, _fails(self.model, self.ck, self.props, g.states, self.workers)
 
 
 class _FingerprintStore(_ExactStore):
@@ -1225,8 +1258,8 @@ class _FingerprintStore(_ExactStore):
     def rows(self) -> tuple[np.ndarray, int]:
         return self.queue, self.qbase
 
-    def pending(self, owned: int) -> tuple[np.ndarray, ...]:
-        return np.empty(owned, np.uint64), np.empty(owned, np.int64), np.empty(owned, np.int64)
+    def _pending_buffers(self, size: int) -> tuple[np.ndarray, ...]:
+        return np.empty(size, np.uint64), np.empty(size, np.int64), np.empty(size, np.int64)
 
     def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
         return pend[0][:c]
@@ -1370,10 +1403,13 @@ def _block_need(store, tables, bound, n, e, ecap, W, graph) -> int:  # noqa: ANN
     """Bytes one more block may allocate: its pending states (at most ``bound``), every
     table grown by half, the stored states (and rows) and the edges grown once each."""
     need = bound * (8 * W + 24) + sum(len(t) for t in tables) * 6
+    # a grown array takes its new length in address space, but in resident memory only
+    # the copy of what it holds (the rest is not written yet)
+    grown = _more if _address_limited() else (lambda size: size)
     if n + bound > store.capacity():
-        need += _more(store.capacity()) * (store.bytes_per_state() + (8 if graph else 0))
+        need += grown(store.capacity()) * (store.bytes_per_state() + (8 if graph else 0))
     if graph and e + bound > ecap:
-        need += _more(ecap) * 6
+        need += grown(ecap) * 6
     return need
 
 

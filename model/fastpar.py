@@ -109,12 +109,15 @@ def pending_entry(j, tag):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def owner_counts(hs, starts, counts, parts):  # pragma: no cover - compiled
-    out = np.zeros(parts, np.int64)
-    for t in range(starts.shape[0]):
-        for i in range(starts[t], starts[t] + counts[t]):
-            out[owner_of(hs[i], parts)] += 1
-    return out
+def block_counts(hs, lab, lo, hi, parts, nlabels):  # pragma: no cover - compiled
+    """Successors ``lo..hi`` of a block: how many each partition owns, and how many each
+    action instance produced (one thread's share, run on every thread at once)."""
+    owned = np.zeros(parts, np.int64)
+    per_label = np.zeros(nlabels, np.int64)
+    for i in range(lo, hi):
+        owned[owner_of(hs[i], parts)] += 1
+        per_label[lab[i]] += 1
+    return owned, per_label
 
 
 @njit(cache=True, nogil=True)
