@@ -49,8 +49,8 @@ injected clock's start (``BASE_TIMESTAMP``):
 * ``heals[h]``: the heal requests tab t sent for m (counted at the gates), stopping at the
   bound plus one, as the model's ghost.
 * The cache and every cache value a phase holds are sorted by message: with the tab view
-  timestamps come from the clock, not from ids, and the model's cache orders by id; ``tab_view``
-  needs a cache that evicts nothing, so the order decides nothing.
+  both caches order their entries by (timestamp, id) and drop the oldest timestamp when full,
+  but the model shows a cache value as its ids in ascending order, so they are compared so.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     view_on = "tab_view" in snap.variants
 
     def cache_of(raw: str | None) -> tuple:
-        if view_on:  # the model's cache orders by id (see the module docstring)
+        if view_on:  # the model shows a cache as its ids in order (see the module docstring)
             return sorted_ids(_cache_ids(raw))
         return ids(_cache_ids(raw))
 

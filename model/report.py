@@ -939,8 +939,14 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
                 "design here whose properties all hold, at this size (column z3: the strengthening "
                 "for the fix and the shown ranking, SPEC §6), not yet for every number of tabs. "
                 "Counterexamples are replayed on the real system where the worker and the client "
-                "have every flag of the design (column real system); a design with a flag the real "
-                "system lacks (" + ", ".join(sorted(MODELLED_ONLY)) + ") is decided by the model alone.",
+                "have every flag of the design (column real system)"
+                + (
+                    "; a design with a flag the real system lacks ("
+                    + ", ".join(sorted(MODELLED_ONLY))
+                    + ") is decided by the model alone."
+                    if MODELLED_ONLY
+                    else "; the real system has every flag."
+                ),
             ],
         ),
     ]
