@@ -30,7 +30,9 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
 * ``scan`` (``bot_scan``): Read(s) from the bot's pending scan's cache get until its put of the
-  array it read; ``claim``/``claim2``, ``claimed``, ``replies`` (``bot_claims``): see `_claims`
+  array it read; ``done`` (``statuses``): the messages whose ``status:<id>`` is final (complete
+  or failed), and in every cache value a copy whose entry's status is final shows as ``"m*"``,
+  the final copies of an id first (the model's canonical order, which the real writers keep); ``claim``/``claim2``, ``claimed``, ``replies`` (``bot_claims``): see `_claims`
   (the real claim gets and puts ``status:<id>``, the model's key of the claim).
 
 The as-built fields (SPEC §6, with ``tab_view``), in units of the lag (``LAG_MS``) from the
@@ -61,7 +63,7 @@ from functools import lru_cache
 from typing import Any
 
 from kvheal.impl.messages import CACHE_KEY, COMMENT_PREFIX
-from kvheal.impl.queue_api import STATUS_PREFIX, decode_status
+from kvheal.impl.queue_api import FINAL, STATUS_PREFIX, decode_status
 from kvheal.model.config import Config
 from kvheal.model.definition import HORIZON, KVHEAL, heal_bound
 from kvheal.model.trace import flatten
@@ -118,6 +120,17 @@ def _cache_ids(raw: str | None) -> list[str]:
     return [e.get("id") if isinstance(e, dict) else "?<entry>" for e in value]
 
 
+def _cache_finals(raw: str | None) -> list[bool]:
+    """Per entry of the cache's JSON (as `_cache_ids`), whether its status is final."""
+    try:
+        value = json.loads(raw) if raw is not None else []
+    except ValueError:
+        return [False]
+    if not isinstance(value, list):
+        return [False]
+    return [isinstance(e, dict) and e.get("status") in FINAL for e in value]
+
+
 @lru_cache(maxsize=64)
 def _cache_reads_are_steps(tabs: int, variants: frozenset[str]) -> dict[str, bool]:
     calls = KVHEAL.kv_calls(Config.make(tabs=tabs, variants=variants))
@@ -147,11 +160,32 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         return tuple(sorted(ids(reals), key=lambda x: (isinstance(x, str), x)))
 
     view_on = "tab_view" in snap.variants
+    statuses = "statuses" in snap.variants
 
     def cache_of(raw: str | None) -> tuple:
+        if statuses:
+            return _marked(raw)
         if view_on:  # the model shows a cache as its ids in order (see the module docstring)
             return sorted_ids(_cache_ids(raw))
         return ids(_cache_ids(raw))
+
+    def _marked(raw: str | None) -> tuple:
+        # statuses: a final copy is "m*" (the model's view of it); within an id the final
+        # copies come first (the model's canonical order: the real writers patch the first copy
+        # or every copy and put a new copy after its id's others, so this only names it)
+        entries = [(mid(r), f) for r, f in zip(_cache_ids(raw), _cache_finals(raw), strict=False)]
+        if view_on:
+            entries.sort(key=lambda e: (isinstance(e[0], str), e[0], not e[1]))
+        else:  # stored order; equal ids next to each other: finals first
+            out: list = []
+            for e in entries:
+                run = len(out)
+                while run > 0 and out[run - 1][0] == e[0]:
+                    run -= 1
+                out.append(e)
+                out[run:] = sorted(out[run:], key=lambda x: not x[1])
+            entries = out
+        return tuple(f"{m}*" if f and isinstance(m, int) else m for m, f in entries)
 
     stored = sorted_ids(k[len(COMMENT_PREFIX) :] for k in snap.kv if k.startswith(COMMENT_PREFIX))
     view: dict[str, Any] = {"stored": stored, "cache": cache_of(snap.kv.get(CACHE_KEY))}
@@ -280,6 +314,12 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         view["scan"] = scan
     if "bot_claims" in snap.variants:
         _claims(snap, view, current, sorted_ids)
+    if statuses:  # the messages whose status key is final
+        view["done"] = sorted_ids(
+            key[len(STATUS_PREFIX) :]
+            for key, raw in snap.kv.items()
+            if key.startswith(STATUS_PREFIX) and (decode_status(raw) or {}).get("status") in FINAL
+        )
     if view_on:
         _as_built(snap, view, index, sorted_ids)
     if "put_fails" in snap.variants:

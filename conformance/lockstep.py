@@ -106,10 +106,13 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
         "PostFail",
     ),
     "stale": ("PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"),
-    # the bot (bot_scan, bot_claims): its pending scan and its two polls' claims
+    # the bot (bot_scan, bot_claims, statuses): its pending scan, its two polls' claims, its
+    # completions and the fixed scan's patch
     "bot": (
         "ScanRead",
         "ScanWrite",
+        "ScanPatch",
+        "Complete",
         "ClaimRead",
         "ClaimWrite",
         "ClaimCas",
@@ -157,6 +160,8 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
         elif key[0] == "sweep" and a.name.startswith("Sweep"):
             out.add(a.label)
         elif key[0] == "scan" and a.name.startswith("Scan"):
+            out.add(a.label)
+        elif key[0] == "complete" and a.name == "Complete" and args["m"] == key[1]:
             out.add(a.label)
         elif (
             key[0] == "claim"

@@ -44,6 +44,7 @@ the trace without showing it, ``unknown`` when it could not follow the trace.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -190,16 +191,60 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
                 "succeeded (each poll replies)"
             )
         return ""
+    if name == "StatusesConverge":
+        return _open_copy(system)
+    if name == "ScanWritesNothing":
+        return _scan_wrote_nothing(system)
     raise ValueError(f"no real-system check for property {name!r}")
 
 
+def _open_copy(system: InProcessSystem) -> str:
+    """A real cache copy whose status is not final while its message's status key is."""
+    from kvheal.impl.messages import CACHE_KEY
+    from kvheal.impl.queue_api import FINAL, STATUS_PREFIX, decode_status
+
+    kv = system.run(system._kv_contents())
+    entries = json.loads(kv.get(CACHE_KEY) or "[]")
+    for i, entry in enumerate(entries):
+        key = (decode_status(kv.get(STATUS_PREFIX + entry["id"])) or {}).get("status")
+        if key in FINAL and entry.get("status") not in FINAL:
+            shown = [f"{e['id']}:{e.get('status', '-')}" for e in entries]
+            return (
+                f"status:{entry['id']} is {key} but copy {i + 1} of the real cache says "
+                f"{entry.get('status', 'nothing')} ({shown})"
+            )
+    return ""
+
+
+def _scan_wrote_nothing(system: InProcessSystem) -> str:
+    """The bot's last pending scan put back exactly the array it read (nothing patched)."""
+    from kvheal.impl.messages import CACHE_KEY
+
+    if "bot_scan" not in system.variants:
+        raise ValueError("no real-system check for ScanWritesNothing without bot_scan (the sweeper's)")
+    scans = [r for r in system.keeper.history if r.key == ("scan",)]
+    calls = scans[-1].kv_calls() if scans else []
+    reads = [c for c in calls if c.op == "get" and c.key == CACHE_KEY]
+    puts = [c for c in calls if c.op == "put" and c.key == CACHE_KEY]
+    if reads and puts and json.loads(reads[-1].value or "[]") == json.loads(puts[-1].value):
+        return (
+            f"the bot's pending scan put back recent:comments unchanged ({puts[-1].value}, the array "
+            "it read): a write with nothing to change"
+        )
+    return ""
+
+
 #: invariants stated of the state before a step (SPEC §7): the replay takes that step
-_STEP_PROPERTIES = frozenset({"HealOnlyMissing"})
+_STEP_PROPERTIES = frozenset({"HealOnlyMissing", "ScanWritesNothing"})
 
 
 def _faulty_step(model: KVHealModel, state, name: str) -> Step | None:
     """The step out of `state` that `name` is about: a PollDone that requests a heal for an id
-    the cache its poll read holds."""
+    the cache its poll read holds; for ``ScanWritesNothing``, the bot's ScanWrite (the sweeper's
+    write of nothing is not replayed)."""
+    if name == "ScanWritesNothing":
+        writes = [a for a in model.actions(state) if a.name == "ScanWrite"]
+        return Step.of("ScanWrite", {}) if writes else None
     before = model.view(state)
     for action in model.actions(state):
         if action.name != "PollDone":

@@ -179,6 +179,16 @@ class Bot:
             raise self._fail(f"completion of {message_id}", response)
         return True
 
+    async def set_status(self, message_id: str, status: str) -> bool:
+        """Set a message's status (PATCH /api/comments/<id> with the bot token: put
+        status:<id>, then the patch of every cache copy); whether the cache was written. The
+        model's ``Complete(m)`` (SPEC §6 ``statuses``) is ``set_status(m, "complete")``: the
+        completion without the claim before it."""
+        response = await self._send("PATCH", f"/api/comments/{message_id}", json={"status": status})
+        if response.status_code != 200:
+            raise self._fail(f"status of {message_id}", response)
+        return bool(response.json().get("patched"))
+
     async def read_cache(self) -> set[str]:
         """The ids in the whole cache (GET /api/comments, no cursor, page after page)."""
         ids: set[str] = set()

@@ -13,11 +13,14 @@ from kvheal.model import Config
 #: ones have no implementation)
 #: the bot's flags (bot_scan, bot_claims, claim_cas) have their own designs below (BOT)
 BOT_FLAGS = ("bot_scan", "bot_claims", "claim_cas")
-#: fire_and_forget has its own designs in test_open_clients_replay.py
+#: fire_and_forget has its own designs in test_open_clients_replay.py, statuses in
+#: test_statuses_replay.py
 VARIANTS = [
     v
     for v in IMPL_VARIANTS
-    if v not in PRESETS["as_built"] and v not in REQUIRES and v not in BOT_FLAGS + ("fire_and_forget",)
+    if v not in PRESETS["as_built"]
+    and v not in REQUIRES
+    and v not in BOT_FLAGS + ("fire_and_forget", "statuses")
 ]
 
 #: every flag alone and with dedupe, the seed design, and two larger combinations

@@ -71,8 +71,8 @@ def test_pinned_counts_and_verdicts(tabs, per_tab, cap, variants, check_countere
         check_counterexample(model, name, result.properties[name].trace)
 
 
-def test_the_flag_is_modelled_only_and_bad_combinations_fail_fast():
-    assert "statuses" in MODELLED_ONLY
+def test_the_real_system_has_the_flag_and_bad_combinations_fail_fast():
+    assert "statuses" not in MODELLED_ONLY  # tests/conformance/test_statuses_replay.py
     with pytest.raises(ConfigError) as err:
         KVHealModel(Config.make(tabs=1, cap=2, variants="statuses,bot_scan,atomic_cache"))
     assert str(err.value) == (
