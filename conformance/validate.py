@@ -383,7 +383,7 @@ class _Checker:
                 raise _Illegal(f"the sweeper makes a call the design has no step for ({op} {key})")
         elif endpoint in _STATUS_WRITERS:
             cache, version, phase = _status_writer_step(
-                self, r, op, key, endpoint, phase, cache, version, read_cache
+                self, r, op, key, endpoint, phase, cache, version, read_cache, stored
             )
         else:
             raise _Illegal(f"a call outside any request ({endpoint!r})")
@@ -406,15 +406,23 @@ class _Checker:
 _STATUS_WRITERS = frozenset({"status", "scan", "claim", "complete"})
 
 
-def _status_writer_step(checker, r, op, key, endpoint, phase, cache, version, read_cache):
+def _status_writer_step(checker, r, op, key, endpoint, phase, cache, version, read_cache, stored=()):
     """A call of a status writer (PATCH status, the pending scan, a claim, a completion): the
     cache state after it, or _Illegal. Status keys are the writers' own (a claim's get and put
-    or compare-and-swap, the scan's reads); a cache read is checked against the cache; a write
+    or compare-and-swap, the scan's reads); PATCH's read of ``comment:<id>`` (the bot's
+    completion with ``statuses``) is a stutter checked against the stored ids; a cache read is checked against the cache; a write
     of the cache (a plain put: the as-built scan's; a swap or an atomic update: a status patch)
     must hold exactly the ids its read saw, so a lost id is caught where it is lost."""
     from kvheal.impl.queue_api import STATUS_PREFIX
 
     if str(key).startswith(STATUS_PREFIX) or op == "list":
+        return cache, version, phase
+    if op == "get" and str(key).startswith(COMMENT_PREFIX):
+        # PATCH status (the bot's completion, statuses' Complete) reads the message first: a
+        # stutter, as the sweeper's reads of message keys
+        got, m = r.get("value"), checker.m(key[len(COMMENT_PREFIX) :])
+        if (got is not None) != (m in stored):
+            raise _Illegal(f"the {endpoint} request read {key} as {got!r}, stored is {sorted(stored)}")
         return cache, version, phase
     if key != CACHE_KEY:
         raise _Illegal(f"the {endpoint} request touches {key}, which no status writer does")

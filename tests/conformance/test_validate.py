@@ -18,8 +18,8 @@ from kvheal.impl.kv import LoggedKV
 from kvheal.impl.redis_server import redis_server_binary
 from kvheal.model import Config, KVHealModel
 
-#: the bot's actions that start a request (its scan, a claim)
-BOT_STARTS = ("ScanRead", "ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2")
+#: the bot's actions that start a request (its scan, a claim, a completion, the fixed scan)
+BOT_STARTS = ("ScanRead", "ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2", "Complete", "ScanPatch")
 
 
 def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 50):
@@ -80,6 +80,10 @@ def logged_run(variants: str, seed: int, fault: str | None = None, steps: int = 
         "dedupe,keep_verifying,bot_scan",
         "atomic_cache,bot_claims,claim_cas",
         "bot_scan,bot_claims",
+        # statuses: the bot's completions (PATCH status, then the patch of every copy), the
+        # as-built scan's put and the fixed scan's patch keep the ids they read
+        "statuses",
+        "statuses,bot_scan",
     ],
 )
 def test_in_process_runs_are_behaviours_of_the_model(variants):
