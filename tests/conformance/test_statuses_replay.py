@@ -2,8 +2,10 @@
 tests/model/test_statuses.py replay on real SQLite and show the same violation there (a cache
 copy that is not final while its message's ``status:<id>`` is; the as-built scan's put of the
 array it read with nothing patched), the as-built and the fixed scan patch a duplicate's copies
-as the model's ``ScanWrite`` and ``ScanPatch`` do, and a short Hypothesis lockstep run over the
-``statuses`` designs."""
+as the model's ``ScanWrite`` and ``ScanPatch`` do, a short Hypothesis lockstep run over the
+``statuses`` designs (and one from the duplicate, where the fixed scan has work), and the one
+interleaving the model leaves out (a completion between the as-built scan's key read and its
+put)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from hypothesis import settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import initialize, run_state_machine_as_test
 
 from kvheal.cli import main
-from kvheal.conformance.lockstep import lockstep_machine
+from kvheal.conformance.lockstep import LockstepMachine, lockstep_machine
 from kvheal.conformance.replay import replay
 from kvheal.conformance.system import InProcessSystem
 from kvheal.flags import MODELLED_ONLY, WORKER_VARIANTS
@@ -192,3 +194,46 @@ def test_cli_checks_then_replays(tmp_path):
     assert [(r["property"], r["status"]) for r in data["results"]] == [
         (n, "violated") for n in EXPECTED[(1, 2, "statuses,bot_scan")]
     ]
+
+
+@pytest.mark.parametrize("variants", ["statuses", "statuses,bot_scan"])
+def test_lockstep_from_the_duplicate(variants):
+    """Hypothesis from the state of the duplicate (the key final, both copies open): the fixed
+    scan's ScanPatch (or the as-built scan's patch of the first copy) is enabled there, which
+    a run from the start seldom reaches."""
+
+    @initialize()
+    def start(self) -> None:
+        LockstepMachine.start(self)
+        for name, args in _DUPLICATE:
+            self.do(name, **args)
+
+    machine = lockstep_machine(Config.make(tabs=1, cap=2, variants=variants), start=start)
+    run_state_machine_as_test(machine, settings=settings(settings.default, max_examples=10))
+
+
+def test_a_completion_between_the_scans_key_read_and_its_put_is_lost():
+    """What the model leaves out (SPEC §6 "What the real system has"): the as-built scan reads
+    status:<id> before its put, the model's ScanWrite at it. A completion in between is
+    patched into the cache and then overwritten by the put of the array read before it; the
+    model's ScanWrite would have patched the copy. The next scan repairs it."""
+    config = Config.make(tabs=1, cap=2, variants="statuses,bot_scan")
+    model = KVHealModel(config)
+    system = InProcessSystem(config)
+    try:
+        for name, args in [("PostKey", {"m": 0}), ("PostRead", {"m": 0}), ("PostWrite", {"m": 0})]:
+            system.perform(model.action(name, args))
+        system.perform(model.action("ScanRead", {}))
+        (gate,) = [g for g in system.keeper.parked if g.actor == ("scan",)]
+        assert system.describe(gate.call) == "get status:#0"  # hidden from lockstep's release_one
+        assert gate not in system.kv_gates()
+        system.release(gate)  # reads pending
+        system.perform(model.action("Complete", {"m": 0}))
+        assert (system.view()["cache"], system.view()["done"]) == (("0*",), (0,))
+        system.perform(model.action("ScanWrite", {}))
+        assert (system.view()["cache"], system.view()["done"]) == ((0,), (0,))  # the patch is lost
+        system.perform(model.action("ScanRead", {}))
+        system.perform(model.action("ScanWrite", {}))
+        assert system.view()["cache"] == ("0*",)
+    finally:
+        system.close()
