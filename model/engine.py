@@ -359,6 +359,7 @@ class LivenessAnalysis:
             comp, n_comp, fair = found
         self.comp = comp
         self.fair = fair
+        self._fair_states: np.ndarray | None = None
         self.n_labels = n_labels
         self.fair_label = fair_label
 
@@ -376,7 +377,9 @@ class LivenessAnalysis:
     def first_bad_state(self, flags: np.ndarray) -> int | None:
         """The smallest-numbered state where ``flags`` (the goal is false) is set inside a
         fair component."""
-        hits = np.flatnonzero(flags & self.fair[self.comp])
+        if self._fair_states is None:  # the same for every goal, and usually few
+            self._fair_states = np.flatnonzero(self.fair[self.comp])
+        hits = self._fair_states[flags[self._fair_states]]
         return int(hits[0]) if len(hits) else None
 
     def lasso_cycle(self, model: Any, start: int) -> list[int] | None:
