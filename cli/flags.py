@@ -8,10 +8,10 @@ with :func:`parse_variants` and reports a bad one with :class:`ConfigError`. Thi
 imports nothing of kvheal, so the model and the implementation can both use it and still
 never see each other.
 
-Some flags model the app as it was deployed (SPEC §6) and exist in the model only
-(``modelled_only``): the worker and the client do not implement them, so they are not in
-``WORKER_VARIANTS``/``CLIENT_VARIANTS``/``FAULT_VARIANTS`` and conformance leaves them out
-(``IMPL_VARIANTS``). A *preset* names a set of flags (``PRESETS``): ``as_built`` is the app as
+Some flags model the app as it was deployed (SPEC §6). A flag the worker and the client do
+not implement yet would be marked ``modelled_only``: it would not be in
+``WORKER_VARIANTS``/``CLIENT_VARIANTS``/``FAULT_VARIANTS`` and conformance would leave it out
+(``IMPL_VARIANTS``). Today the real system has every flag (``MODELLED_ONLY`` is empty). A *preset* names a set of flags (``PRESETS``): ``as_built`` is the app as
 deployed, ``as_built_fixed`` the smallest change found that makes every property hold;
 :func:`parse_variants` expands them.
 
