@@ -438,7 +438,7 @@ def test_lockstep_every_open_client_flag_at_once():
 def test_cli_checks_then_replays(args, violated, tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
     runner = CliRunner()
-    checked = runner.invoke(main, ["check", *args, "--json"])
+    checked = runner.invoke(main, ["check", *args, "--json", "-q"])  # no progress lines in the output
     assert checked.exit_code == 1, checked.output
     path = tmp_path / "check.json"
     path.write_text(checked.output)
