@@ -30,7 +30,8 @@ How each field is read (the worker's KV calls are those of `kvheal.impl.worker`'
 * ``sweep``: Listed(k) after the sweeper's list, Read(k, s) after its cache read (not with
   atomic_cache), Idle when the pass is over.
 * ``scan`` (``bot_scan``): Read(s) from the bot's pending scan's cache get until its put of the
-  array it read; ``done`` (``statuses``): the messages whose ``status:<id>`` is final (complete
+  array it read; with ``statuses`` Keyed(s, f) once it has read the status key of every id whose
+  first copy in s is not final (at once when there is none), f the ids it read final; ``done`` (``statuses``): the messages whose ``status:<id>`` is final (complete
   or failed), and in every cache value a copy whose entry's status is final shows as ``"m*"``,
   the final copies of an id first (the model's canonical order, which the real writers keep); ``claim``/``claim2``, ``claimed``, ``replies`` (``bot_claims``): see `_claims`
   (the real claim gets and puts ``status:<id>``, the model's key of the claim).
@@ -129,6 +130,15 @@ def _cache_finals(raw: str | None) -> list[bool]:
     if not isinstance(value, list):
         return [False]
     return [isinstance(e, dict) and e.get("status") in FINAL for e in value]
+
+
+def _open_first(raw: str | None) -> list[str]:
+    """The ids whose first entry in the cache's JSON is not final: the as-built scan reads
+    their status keys (SPEC §6 ``statuses``)."""
+    seen: dict[str, bool] = {}
+    for m, final in zip(_cache_ids(raw), _cache_finals(raw), strict=False):
+        seen.setdefault(m, final)
+    return [m for m, final in seen.items() if not final]
 
 
 @lru_cache(maxsize=64)
@@ -306,11 +316,22 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         scan: tuple = ("Idle",)
         record = current.get(("scan",))
         if record is not None and not record.done:
+            reading, read = False, None  # whether it holds a cache read (the key may be absent)
+            keys: dict[str, bool] = {}  # statuses: the status keys read since, final or not
             for call in record.kv_calls():
                 if call.key == CACHE_KEY and call.op == "get":
+                    reading, read, keys = True, call.value, {}
                     scan = ("Read", cache_of(call.value))
                 elif call.key == CACHE_KEY and call.op == "put":
-                    scan = ("Idle",)  # written back: its answer is on its way
+                    reading, scan = False, ("Idle",)  # written back: its answer is on its way
+                elif statuses and reading and str(call.key).startswith(STATUS_PREFIX):
+                    keys[call.key[len(STATUS_PREFIX) :]] = (decode_status(call.value) or {}).get(
+                        "status"
+                    ) in FINAL
+            if statuses and reading and len(keys) == len(_open_first(read)):
+                # every key of a first copy read open is read (none to read: at once): Keyed,
+                # with the ids whose key it read final (the model's ScanKeys)
+                scan = ("Keyed", cache_of(read), sorted_ids(m for m, final in keys.items() if final))
         view["scan"] = scan
     if "bot_claims" in snap.variants:
         _claims(snap, view, current, sorted_ids)

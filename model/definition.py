@@ -21,9 +21,9 @@ flight (``fire_and_forget``: ``heal2``, ``HealKey2``, ...) and the bot's pending
 writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``) and a tab on the AI channel
 (``ai_channel``), the bot's claims (``bot_claims``: two overlapping polls, ``claim``,
 ``claim2``, ``claimed``, the ghost ``replies``; ``claim_cas``) and statuses (``statuses``: ``done``,
-a final-or-open status per cache copy, ``Complete``, ``ScanPatch``, the as-built scan patching
-the first copy of each id; ``StatusesConverge``); their readings are in SPEC §6. With
-the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
+a final-or-open status per cache copy, ``Complete``, ``ScanPatch``, the as-built scan's key
+reads ``ScanKeys`` and its put patching the first copy of each id; ``StatusesConverge``); their
+readings are in SPEC §6. With the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
 ``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``;
 with ``bot_claims``, ``ClaimedOnce``.
 """
@@ -81,7 +81,14 @@ SWEEP = Enum(
     Phase("Read", (("list", MSGS), ("snap", CACHE))),
 )
 LIST = Enum("List", Phase("Idle"), Phase("Write", (("set", MSGS),)))
-SCAN = Enum("Scan", Phase("Idle"), Phase("Read", (("snap", CACHE),)))
+#: the pending scan: read the cache; with ``statuses`` then read the keys it will patch from
+#: (``found``: the ids whose first copy it read open and whose key it read final)
+SCAN = Enum(
+    "Scan",
+    Phase("Idle"),
+    Phase("Read", (("snap", CACHE),)),
+    Phase("Keyed", (("snap", CACHE), ("found", MSGS))),
+)
 #: one bot poll's claim of a message: not yet, read the key and found it unclaimed, finished
 CLAIM = Enum("Claim", Phase("Idle"), Phase("Free"), Phase("Done"))
 
@@ -255,7 +262,8 @@ VARIABLES = [
     Var("put_failed", BoolType(), doc="a cache put has failed (the write limit; at most once)",
         when=_has("put_fails")),
     Var("scan", SCAN, doc="the bot's pending scan: the cache value it read and will write back",
-        when=_both(_has("bot_scan"), _lacks("atomic_cache"))),
+        when=_both(_has("bot_scan"), _lacks("atomic_cache")),
+        unused=lambda cfg: () if _statuses(cfg) else ("Keyed",)),
     Var("claim", CLAIM, "m", "one bot poll's claim of m (get, then put comment:<id>)",
         when=_has("bot_claims"), unused=lambda cfg: ("Free",) if cfg.has("claim_cas") else ()),
     Var("claim2", CLAIM, "m", "an overlapping bot poll's claim of m", when=_has("bot_claims"),
@@ -569,20 +577,40 @@ def SweepCache(cfg, s, x):
 
 
 def ScanRead(cfg, s, x):
-    """The bot's pending scan (``GET /api/queue/pending``): the worker gets the cache (then the
-    key of each unfinished message: no step, a stored message never changes)."""
+    """The bot's pending scan (``GET /api/queue/pending``): the worker gets the cache. Without
+    ``statuses`` its gets of message keys that follow are no step; with it the scan then reads
+    the key of the first copy of each id read open (``ScanKeys``), and a cache with no open
+    first copy leaves no key to read: the scan has read them all."""
+    if _statuses(cfg):
+        return s.scan.is_("Idle"), {
+            s.scan: x.ite(
+                s.cache.open_first().is_empty(),
+                SCAN.Keyed(snap=s.cache, found=x.ids("m", {})),
+                SCAN.Read(snap=s.cache),
+            )
+        }
     return s.scan.is_("Idle"), {s.scan: SCAN.Read(snap=s.cache)}
+
+
+def ScanKeys(cfg, s, x):
+    """``statuses`` with ``bot_scan``: the scan gets ``status:<id>`` of the first copy of each
+    id it read open and remembers the ids whose key is final (one step: SPEC §6)."""
+    snap = s.scan.of("Read").snap
+    return s.scan.is_("Read"), {s.scan: SCAN.Keyed(snap=snap, found=_scan_finals(cfg, s, x, snap))}
 
 
 def ScanWrite(cfg, s, x):
     """The scan puts back the array it read, statuses patched: the ids are the ones it read, so
     whatever reached the cache since is lost; with ``statuses`` the first copy of each id it read
-    open whose key is final is patched (the keys read at the put), without it statuses are not
-    modelled. With an atomic cache update the patch is a compare-and-swap that keeps the ids: no
-    step of the model."""
+    open whose key it read final (at ``ScanKeys``) is patched, so a completion since the key
+    reads is lost too; without it statuses are not modelled. With an atomic cache update the
+    patch is a compare-and-swap that keeps the ids: no step of the model."""
+    if _statuses(cfg):
+        keyed = s.scan.of("Keyed")
+        return s.scan.is_("Keyed"), _aged(
+            cfg, s, x, {s.cache: keyed.snap.patch_first(keyed.found), s.scan: SCAN.Idle()}
+        )
     snap = s.scan.of("Read").snap
-    if _statuses(cfg):  # the first copy of each id read open whose key is final, patched
-        snap = snap.patch_first(_scan_finals(cfg, s, x, snap))
     return s.scan.is_("Read"), _aged(cfg, s, x, {s.cache: snap, s.scan: SCAN.Idle()})
 
 
@@ -755,6 +783,8 @@ ACTIONS = [
               when=_both(_sweeper, _atomic), group=4, kv="cas cache"),
     ActionDef("ScanRead", "", "bot", ScanRead, "the bot's pending scan: get recent:comments",
               when=_both(_has("bot_scan"), _plain), group=4, kv="get cache"),
+    ActionDef("ScanKeys", "", "bot", ScanKeys, "the scan gets status:<id> of each first copy it read open",
+              when=_both(_statuses, _scan_put), group=4, kv="get status"),
     ActionDef("ScanWrite", "", "bot", ScanWrite, "the scan puts back the array it read",
               when=_both(_has("bot_scan"), _plain), group=4, kv="put cache"),
     ActionDef("ScanPatch", "", "bot", ScanPatch,
@@ -833,7 +863,7 @@ FLAGS = [
                   "HealCacheFail2"),
             changes=("PollDone",)),
     FlagDef("statuses", "a status per message in its key and in each cache copy; the bot completes messages",
-            "worker", adds=("Complete", "ScanPatch"), changes=("ScanWrite",)),
+            "worker", adds=("Complete", "ScanPatch", "ScanKeys"), changes=("ScanRead", "ScanWrite")),
 ]
 # fmt: on
 
@@ -909,11 +939,11 @@ def _heal_only_missing(cfg, s, x):
 def _scan_writes_nothing(cfg, s, x):
     """No sweeper write about to happen would put back the value it read unchanged (ids were
     missing, but adding them and trimming gives the snapshot again); with ``statuses`` and the
-    as-built ``bot_scan``, no scan is about to put back an array in which it patched nothing."""
+    as-built ``bot_scan``, no scan that has read its keys is about to put back an array in which
+    it patches nothing."""
     parts = [_sweep_writes_nothing(cfg, s, x)] if _view(cfg) and cfg.has("sweeper") else []
     if _statuses(cfg) and _scan_put(cfg):
-        read = s.scan.of("Read")
-        parts.append(~s.scan.is_("Read") | ~_scan_finals(cfg, s, _Inline(x), read.snap).is_empty())
+        parts.append(~s.scan.is_("Keyed") | ~s.scan.of("Keyed").found.is_empty())
     return x.all(parts)
 
 
