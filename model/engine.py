@@ -374,6 +374,24 @@ class LivenessAnalysis:
             self._matrix = csr_matrix((data, self.dst, self.rowptr), shape=(n, n))
         return self._matrix
 
+    def component_matrix(self, members: np.ndarray) -> Any:
+        """``self.matrix[members][:, members]`` for the sorted states ``members``: the edges
+        between them, in the same order, as a scipy CSR matrix; without building the whole
+        graph's matrix (a byte per edge and a pass over all of them, for a few states)."""
+        from scipy.sparse import csr_matrix
+
+        starts = self.rowptr[members]
+        counts = self.rowptr[members + 1] - starts
+        edges = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        targets = self.dst[edges]
+        pos = np.searchsorted(members, targets)
+        inside = members[np.minimum(pos, len(members) - 1)] == targets
+        k = len(members)
+        indptr = np.zeros(k + 1, np.int64)
+        indptr[1:] = np.cumsum(np.bincount(np.repeat(np.arange(k), counts)[inside], minlength=k))
+        indices = pos[inside]
+        return csr_matrix((np.ones(len(indices), np.int8), indices, indptr), shape=(k, k))
+
     def first_bad_state(self, flags: np.ndarray) -> int | None:
         """The smallest-numbered state where ``flags`` (the goal is false) is set inside a
         fair component."""
@@ -394,7 +412,7 @@ class LivenessAnalysis:
             return None
         members = np.flatnonzero(self.comp == self.comp[start])
         local = {int(v): i for i, v in enumerate(members)}
-        sub = self.matrix[members][:, members]
+        sub = self.component_matrix(members)
 
         def enabled(v: int) -> set[int]:
             return {int(x) for x in lab[rowptr[v] : rowptr[v + 1]]}
@@ -468,8 +486,8 @@ LIVENESS_BYTES_PER_STATE = 96
 LIVENESS_BYTES_PER_EDGE = 24
 #: The same with numba (kvheal.model.fastlive): its search's arrays (47 bytes per state with
 #: up to 64 action instances, ``fastlive.bytes_per_state``), then the goal flags and the
-#: fair flag of each state's component (12), and no copy of the edges. (A lasso's scipy
-#: matrix, 1 byte per edge and 4 per state, comes after the search has freed its arrays.)
+#: fair flag of each state's component (12), and no copy of the edges (a lasso's matrix
+#: covers only its component).
 COMPILED_LIVENESS_BYTES_PER_STATE = 59
 COMPILED_LIVENESS_BYTES_PER_EDGE = 0
 

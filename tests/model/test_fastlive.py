@@ -146,6 +146,12 @@ def test_real_graphs_match_scipy_and_numpy(variant, n_comp, n_fair, fair_states)
     assert (got_comp, int(fair.sum()), int(fair[comp].sum())) == (n_comp, n_fair, fair_states)
     live = engine.LivenessAnalysis(model, g)  # int32 labels: the same
     assert np.array_equal(live.comp, comp) and np.array_equal(live.fair, fair)
+    # a lasso's component as scipy would slice it from the whole graph's matrix
+    size = np.bincount(comp)
+    for c in [int(np.argmax(size)), *np.flatnonzero(size > 1)[:30], *np.flatnonzero(size == 1)[:5]]:
+        members = np.flatnonzero(comp == c)
+        got, ref = live.component_matrix(members), live.matrix[members][:, members]
+        assert np.array_equal(got.indptr, ref.indptr) and np.array_equal(got.indices, ref.indices)
 
 
 def test_bytes_per_state():
