@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .fastlive import _prefetch
+
 
 @njit(cache=True, nogil=True, inline="always")
 def hash_row(a, r):  # pragma: no cover - compiled
@@ -131,7 +133,7 @@ def insert_part(
     successor i's number, or ``-(j + 2)`` for the partition's j-th new state."""
     cap = table.shape[0]
     W = states.shape[1]
-    warm = np.int64(0)
+    flat = states.reshape(-1)  # the words one after another, for _prefetch
     for t in range(t0, starts.shape[0]):
         lo = i0 if t == t0 else starts[t]
         end = starts[t] + counts[t]
@@ -139,9 +141,15 @@ def insert_part(
             h = hs[i]
             if owner_of(h, parts) != p:
                 continue
-            # read ahead: the slot of a successor further on, so its cache miss overlaps
+            # fetch ahead, so the cache misses of later successors overlap this one's: the
+            # home slot of the one 2*AHEAD on, and the state in the home slot of the one
+            # AHEAD on (that slot fetched AHEAD successors ago)
+            if i + 2 * AHEAD < end:
+                _prefetch(table, slot_of(hs[i + 2 * AHEAD], cap))
             if i + AHEAD < end:
-                warm += table[slot_of(hs[i + AHEAD], cap)]
+                v = table[slot_of(hs[i + AHEAD], cap)]
+                if v >= 0:
+                    _prefetch(flat, (v & NUM_MASK if tagged else v) * W)
             tag = tag_of(h, tagged)
             slot = slot_of(h, cap)
             while True:
@@ -170,8 +178,6 @@ def insert_part(
                 slot += 1
                 if slot == cap:
                     slot = 0
-    if warm == 12345678901:  # never: keeps the reads ahead from being optimised away
-        c = -1
     return c, starts.shape[0], 0
 
 
