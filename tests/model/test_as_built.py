@@ -946,7 +946,12 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
     )
     assert PRESETS["as_built"] <= set(IMPL_VARIANTS) and PRESETS["as_built_fixed"] <= set(IMPL_VARIANTS)
     assert set(NEW) <= set(KVHEAL.flag_names())
-    # combinations: a flag needing tab_view never comes without it
+
+
+@pytest.mark.slow
+def test_valid_combinations_count_and_requirements():
+    """Every valid flag combination (enumerating them takes about 9 s): their number, and a
+    flag needing tab_view or post_fails never comes without it."""
     combos = valid_combinations()
     assert len(combos) == COMBOS
     assert all(

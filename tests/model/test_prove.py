@@ -34,7 +34,16 @@ NO_DUP = {
 }
 
 
-@pytest.mark.parametrize("variant", list(NO_DUP), ids=lambda v: v or "seed")
+# the two longest (4-8 s each) run under -m slow; tests/model/test_agreement_bmc.py's slow
+# cases check BMC against BFS on every pinned design too
+BMC_SLOW = {"dedupe,sweeper", "dedupe,shared_pending"}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [pytest.param(v, marks=pytest.mark.slow) if v in BMC_SLOW else v for v in NO_DUP],
+    ids=lambda v: v or "seed",
+)
 def test_bmc_finds_the_bfs_shortest_counterexample(variant: str) -> None:
     from .test_verdicts import TABLE
 
