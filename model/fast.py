@@ -9,8 +9,8 @@ slot values; this module emits the same expressions (in the kernel's ``NUMBA`` d
   (``atomic_cache,dedupe``) and two for the largest ones; ``expand`` unpacks a state into
   locals, runs every guard and writes each successor's words with masks and shifts;
 * **the visited set**: open addressing over an ``int32`` table of state numbers (linear
-  probing, between half and 3/4 full: it grows by half; the hash a multiply-xorshift of the words); the
-  states themselves live once, in BFS order, in an ``int64`` array that is also the queue.
+  probing, between half and 3/4 full: it grows by half; the hash a multiply-xorshift of
+  the words); the states themselves live once, in BFS order, in an ``int64`` array that is also the queue.
   No parent links: only where each depth starts. A trace finds each state's parent again,
   the lowest-numbered state of the depth before with an edge to it (see
   :class:`CompiledGraph`). Exact state identity: no hash compaction. So the visited set
@@ -35,7 +35,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -587,12 +587,11 @@ class CompiledGraph:
                 return int(np.searchsorted(self.rowptr, e, side="right")) - 1, int(self.label[e])
         return self._expand_for(lo, hi, num)
 
-    def _expand_for(self, lo: int, hi: int, num: int) -> tuple[int, int]:
-        """The first row of ``lo..hi`` with state ``num`` among its successors, by expanding
-        the rows again in blocks."""
+    def _expanded(self, lo: int, hi: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The successors of rows ``lo..hi``, expanded again by the compiled kernel in blocks
+        of 16,384 rows: per block (words, source rows, labels), in row then kernel order
+        (views of buffers the next block reuses)."""
         ck = self.ck
-        mod = ck.mod
-        target = self.states[num]
         ni, W = len(ck.kernel.instances), ck.packing.words
         step = 1 << 14
         out = np.empty((step * ni, W), np.int64)
@@ -602,9 +601,17 @@ class CompiledGraph:
         rowcnt = np.empty(step, np.int64)
         ck.ready(parallel=True)
         for a in range(lo, hi, step):
-            b = min(hi, a + step)
-            k = mod.expand_block(self.states, a, b, *ck.targs, out, lab, src, hs, rowcnt, 0)
-            match = np.flatnonzero((out[:k] == target).all(axis=1))
+            k = ck.mod.expand_block(
+                self.states, a, min(hi, a + step), *ck.targs, out, lab, src, hs, rowcnt, 0
+            )
+            yield out[:k], src[:k], lab[:k]
+
+    def _expand_for(self, lo: int, hi: int, num: int) -> tuple[int, int]:
+        """The first row of ``lo..hi`` with state ``num`` among its successors, by expanding
+        the rows again."""
+        target = self.states[num]
+        for out, src, lab in self._expanded(lo, hi):
+            match = np.flatnonzero((out == target).all(axis=1))
             if len(match):
                 i = int(match[0])
                 return int(src[i]), int(lab[i])
@@ -631,38 +638,30 @@ class CompiledGraph:
 
     def _all_edges(self) -> tuple[np.ndarray, np.ndarray]:
         """(sources, targets) of every edge, found by expanding every state again."""
-        ck = self.ck
         order = np.argsort(_row_keys(self.states), kind="stable")
         keys = _row_keys(self.states)[order]
         srcs, dsts = [], []
-        ni, W = len(ck.kernel.instances), ck.packing.words
-        step = 1 << 14
-        out = np.empty((step * ni, W), np.int64)
-        lab = np.empty(step * ni, np.int32)
-        src = np.empty(step * ni, np.int64)
-        hs = np.empty(step * ni, np.uint64)
-        rowcnt = np.empty(step, np.int64)
-        ck.ready(parallel=True)
-        for a in range(0, self.n, step):
-            b = min(self.n, a + step)
-            k = ck.mod.expand_block(self.states, a, b, *ck.targs, out, lab, src, hs, rowcnt, 0)
-            at = np.searchsorted(keys, _row_keys(out[:k]))
-            at = np.minimum(at, len(keys) - 1)
-            found = keys[at] == _row_keys(out[:k])
-            srcs.append(src[:k][found].astype(np.int32))
+        for out, src, _ in self._expanded(0, self.n):
+            succ = _row_keys(out)
+            at = np.minimum(np.searchsorted(keys, succ), len(keys) - 1)
+            found = keys[at] == succ
+            srcs.append(src[found].astype(np.int32))
             dsts.append(order[at[found]].astype(np.int32))
         return np.concatenate(srcs), np.concatenate(dsts)
 
-    def path_labels(self, num: int) -> list[int]:
-        labels = []
-        while True:
-            p, lab = self.parent_step(num)
-            if p < 0:
-                break
-            labels.append(lab)
+    def path(self, num: int) -> list[tuple[int, int]]:
+        """The BFS-tree path to state ``num``: (state, label of the edge into it) from an
+        initial state (label -1) on."""
+        steps = []
+        while num >= 0:
+            p, into = self.parent_step(num)
+            steps.append((num, into))
             num = p
-        labels.reverse()
-        return labels
+        steps.reverse()
+        return steps
+
+    def path_labels(self, num: int) -> list[int]:
+        return [lab for _, lab in self.path(num)[1:]]
 
 
 def _row_keys(words: np.ndarray) -> np.ndarray:
@@ -1369,13 +1368,7 @@ class FingerprintGraph(CompiledGraph):
         return self._parent
 
     def path_labels(self, num: int) -> list[int]:
-        nums = [num]
-        while True:
-            p, _ = self.parent_step(nums[-1])
-            if p < 0:
-                break
-            nums.append(p)
-        nums.reverse()
+        nums = [m for m, _ in self.path(num)]
         ck = self.ck
         words = self.init[nums[0]]
         labels = []
