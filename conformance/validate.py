@@ -531,6 +531,50 @@ def _validate_run(
     return ILLEGAL, rec, best.get("reason", ""), _describe(checker, best["state"]) if rec else {}, dup_seen
 
 
+def _segments(records: Sequence[Mapping]) -> list[list[dict]]:
+    """The records of each fresh store, split at the ``clear`` records.
+
+    Processes append to the log when their calls end, so a line can land on the wrong side of
+    a clear written by another process (a sweeper's read of the emptied store, logged before
+    the harness wrote the clear). When every clear and every record carries its interval
+    (`t0`, `t1`), records go by time: before a clear when they ended before it began, after
+    it when they began after it ended; a call overlapping the clear goes after it when it read
+    nothing (a get of a missing key, an empty listing), otherwise before. Without times, by
+    line."""
+    clears = [r for r in records if r.get("op") == "clear"]
+    timed = all("t0" in r and "t1" in r for r in records)
+    if not clears or not timed:
+        runs: list[list[dict]] = [[]]
+        for r in records:
+            if r.get("op") == "clear":
+                runs.append([])
+            else:
+                runs[-1].append(dict(r))
+        return runs
+    bounds = sorted((int(c["t0"]), int(c["t1"])) for c in clears)
+    runs = [[] for _ in range(len(bounds) + 1)]
+    for r in records:
+        if r.get("op") == "clear":
+            continue
+        t0, t1 = int(r["t0"]), int(r["t1"])
+        k = 0
+        for c0, c1 in bounds:
+            if t1 <= c0:
+                break
+            if t0 >= c1 or _read_nothing(r):
+                k += 1
+            else:
+                break
+        runs[k].append(dict(r))
+    return runs
+
+
+def _read_nothing(record: Mapping) -> bool:
+    if record.get("op") == "list":
+        return not record.get("keys")
+    return record.get("op") in ("get", "get_versioned") and record.get("value") in (None, [], {})
+
+
 def validate_records(
     records: Sequence[Mapping],
     *,
@@ -545,13 +589,7 @@ def validate_records(
     `ids` are the messages in timestamp order (inferred per run when None); `cap` defaults to
     the number of messages."""
     variants = frozenset(variants)
-    runs: list[list[dict]] = [[]]
-    for r in records:
-        if r.get("op") == "clear":
-            runs.append([])
-        else:
-            runs[-1].append(dict(r))
-    runs = [run for run in runs if run]
+    runs = [run for run in _segments(records) if run]
     total = sum(len(run) for run in runs)
     result = Validation(OK, total, len(runs))
     for run in runs:

@@ -247,9 +247,10 @@ async def _runs(
         for run in range(config.runs):
             if time.monotonic() - started > config.timeout_s:
                 break
+            began = time.time_ns()
             await kv.clear()
             if config.op_log:
-                _mark_clear(config.op_log, run)
+                _mark_clear(config.op_log, run, began)
             result = await _one_run(
                 config, deployment.base_url, run, os.path.join(workdir, f"pending-{run}.sqlite3")
             )
@@ -260,12 +261,12 @@ async def _runs(
         await kv.aclose()
 
 
-def _mark_clear(path: str, run: int) -> None:
-    # The operation log's readers (trace validation) start a fresh store at this line.
-    now = time.time_ns()
+def _mark_clear(path: str, run: int, began: int) -> None:
+    # The operation log's readers (trace validation) start a fresh store at this record: a
+    # record goes after it when it began after the clear ended (t1), whatever its line.
     log = JsonlOpLog(path)
     try:
-        log({"op": "clear", "run": run, "t0": now, "t1": now})
+        log({"op": "clear", "run": run, "t0": began, "t1": time.time_ns()})
     finally:
         log.close()
 
