@@ -102,8 +102,18 @@ AS_BUILT_CASES = {
 }
 
 
+#: past this many states a case runs under -m slow (3-5 s each; the default run must stay under
+#: ten minutes on 2 cores)
+SPIN_DEFAULT_STATES = 150_000
+
+
 @pytest.mark.parametrize(
-    "tabs,per_tab,variants", list(AS_BUILT_CASES), ids=lambda v: v if isinstance(v, str) else None
+    "tabs,per_tab,variants",
+    [
+        pytest.param(*case, marks=pytest.mark.slow) if states > SPIN_DEFAULT_STATES else case
+        for case, (states, _, _) in AS_BUILT_CASES.items()
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_spin_on_the_as_built_flags(spin, tabs, per_tab, variants):
     cfg = Config.make(tabs=tabs, per_tab=per_tab, variants=variants)

@@ -34,9 +34,16 @@ NO_DUP = {
 }
 
 
-# the two longest (4-8 s each) run under -m slow; tests/model/test_agreement_bmc.py's slow
-# cases check BMC against BFS on every pinned design too
-BMC_SLOW = {"dedupe,sweeper", "dedupe,shared_pending"}
+# the longest (3-8 s each) run under -m slow (the default run must stay under ten minutes);
+# tests/model/test_agreement_bmc.py's slow cases check BMC against BFS on every pinned design too
+BMC_SLOW = {
+    "dedupe,sweeper",
+    "dedupe,shared_pending",
+    "sweeper",
+    "dedupe,keep_verifying",
+    "shared_pending",
+    "dedupe,tab_crash",
+}
 
 
 @pytest.mark.parametrize(
