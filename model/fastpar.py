@@ -84,6 +84,7 @@ NUM_MASK = (1 << NUM_BITS) - 1
 PEND_MASK = (1 << PEND_BITS) - 1
 TAGGED_STATES = 1 << NUM_BITS
 AHEAD = 8
+FILL_AHEAD = 32
 
 
 @njit(cache=True, nogil=True)
@@ -307,8 +308,20 @@ def fill_part(table, hs, p, parts, tagged):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def fill_part_rows(table, states, n, p, parts, tagged):  # pragma: no cover - compiled
-    """:func:`fill_part` over the first ``n`` rows of words, each hashed as it is read."""
+    """:func:`fill_part` over the first ``n`` rows of words, each hashed as it is read;
+    the home slot of row ``i + FILL_AHEAD`` is fetched while row ``i`` is entered (the
+    hashes in a ring in between), so the misses of the random writes overlap."""
+    cap = table.shape[0]
+    ring = np.empty(FILL_AHEAD, np.uint64)
+    for i in range(min(n, FILL_AHEAD)):
+        ring[i] = hash_row(states, i)
     for i in range(n):
-        h = hash_row(states, i)
+        h = ring[i % FILL_AHEAD]
+        j = i + FILL_AHEAD
+        if j < n:
+            hj = hash_row(states, j)
+            ring[j % FILL_AHEAD] = hj
+            if owner_of(hj, parts) == p:
+                _prefetch(table, slot_of(hj, cap))
         if owner_of(h, parts) == p:
             enter(table, h, i, tagged)
