@@ -22,7 +22,7 @@ deployed, ``as_built_fixed`` the smallest change found that makes every property
     >>> parse_variants("dedupe,bogus")
     Traceback (most recent call last):
     ...
-    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, bot_claims, claim_cas, fire_and_forget, statuses (presets: as_built, as_built_fixed)
+    kvheal.flags.ConfigError: unknown variant 'bogus'; known variants: dedupe, keep_verifying, atomic_cache, heal_atomic, sweeper, tab_crash, shared_pending, tab_view, found_in_response, reload, full_poll, put_fails, stale_reads, clock_skew, post_fails, repost, bot_scan, ai_channel, bot_claims, claim_cas, fire_and_forget, statuses, bot_replies (presets: as_built, as_built_fixed)
     >>> variant_label(parse_variants("as_built"))
     'tab_view,found_in_response,reload,put_fails,post_fails'
 """
@@ -153,6 +153,12 @@ FLAGS: tuple[Flag, ...] = (
         "statuses",
         "worker",
         "a status per message in its key and in each cache copy; the bot completes messages, its scan patches copies",
+    ),
+    Flag(
+        "bot_replies",
+        "worker",
+        "the bot posts an AI reply, keeps it in an in-memory list to verify against the whole cache "
+        "(healing it if missing), and may restart, forgetting the list",
     ),
 )
 

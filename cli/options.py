@@ -76,7 +76,10 @@ def config_options(func: Callable[..., Any] | None = None, *, tabs: int = 2, var
             "(see docs/designs.md); --variant then names its flags.",
         )(f)
         f = click.option(
-            "--cap", type=int, default=None, help="Cache capacity C (default T*K: no eviction)."
+            "--cap",
+            type=int,
+            default=None,
+            help="Cache capacity C (default M: T*K, plus one with bot_replies; no eviction).",
         )(f)
         f = click.option(
             "--per-tab",

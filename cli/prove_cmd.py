@@ -180,7 +180,9 @@ def report_markdown(result: Any) -> str:
 @click.option(
     "--per-tab", "per_tab", type=int, default=1, show_default=True, help="Messages each tab posts (K)."
 )
-@click.option("--cap", type=int, default=None, help="Cache capacity C (default T*K).")
+@click.option(
+    "--cap", type=int, default=None, help="Cache capacity C (default M: T*K, plus one with bot_replies)."
+)
 @click.option(
     "--variant", default="", metavar="FLAGS", help="Comma-separated SPEC §5 flags; empty is the seed design."
 )

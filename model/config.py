@@ -50,13 +50,13 @@ class Config:
             raise ConfigError(f"tabs must be at least 1, got {self.tabs}")
         if self.per_tab < 1:
             raise ConfigError(f"per_tab must be at least 1, got {self.per_tab}")
+        object.__setattr__(self, "variants", parse_variants(self.variants, self.known))
         if self.cap is None:
-            object.__setattr__(self, "cap", self.tabs * self.per_tab)
+            object.__setattr__(self, "cap", self.messages)
         elif isinstance(self.cap, bool) or not isinstance(self.cap, int):
             raise ConfigError(f"cap must be an integer, got {self.cap!r}")
         elif self.cap < 1:
             raise ConfigError(f"cap must be at least 1, got {self.cap}")
-        object.__setattr__(self, "variants", parse_variants(self.variants, self.known))
         if self.messages > MAX_MESSAGES:
             raise ConfigError(
                 f"tabs*per_tab = {self.messages} messages is beyond the encoding's limit of {MAX_MESSAGES}"
@@ -100,11 +100,25 @@ class Config:
 
     @property
     def messages(self) -> int:
-        """M = T·K, the number of messages; message ids are ``0..M-1``."""
+        """M, the number of messages; message ids are ``0..M-1``: T·K, and with ``bot_replies``
+        one more, the bot's reply (SPEC §6), whose id is T·K."""
+        return self.tab_messages + (1 if "bot_replies" in self.variants else 0)
+
+    @property
+    def tab_messages(self) -> int:
+        """T·K, the messages the tabs post (ids ``0..T·K-1``)."""
         return self.tabs * self.per_tab
 
-    def owner(self, m: int) -> int:
-        """The tab that posts message ``m`` (SPEC §2: ``m mod T``)."""
+    @property
+    def reply(self) -> int | None:
+        """The id of the bot's reply (``bot_replies``, SPEC §6): T·K; None without the flag."""
+        return self.tab_messages if "bot_replies" in self.variants else None
+
+    def owner(self, m: int) -> int | None:
+        """The tab that posts message ``m`` (SPEC §2: ``m mod T``); None for the bot's reply,
+        which no tab posts."""
+        if m == self.reply:
+            return None
         return m % self.tabs
 
     def has(self, flag: str) -> bool:

@@ -22,7 +22,9 @@ writer (``bot_scan``: ``scan``, ``ScanRead``, ``ScanWrite``) and a tab on the AI
 (``ai_channel``), the bot's claims (``bot_claims``: two overlapping polls, ``claim``,
 ``claim2``, ``claimed``, the ghost ``replies``; ``claim_cas``) and statuses (``statuses``: ``done``,
 a final-or-open status per cache copy, ``Complete``, ``ScanPatch``, the as-built scan's key
-reads ``ScanKeys`` and its put patching the first copy of each id; ``StatusesConverge``); their
+reads ``ScanKeys`` and its put patching the first copy of each id; ``StatusesConverge``) and the
+bot's reply (``bot_replies``: one more message, id T·K, posted by the bot through the post
+actions, ``verify``, ``BotVerify``, ``BotRestart``); their
 readings are in SPEC §6. With the tab's view three more properties are decided (SPEC §7): ``HealOnlyMissing``,
 ``HealsTerminate`` (over the ghost count ``heals``) and, with the sweeper, ``ScanWritesNothing``;
 with ``bot_claims``, ``ClaimedOnce``.
@@ -195,12 +197,32 @@ def _browser(cfg, t):
 
 
 def _channel(cfg, t):
-    """The messages tab t's polls may return: its channel's type. Every message is a human one
-    (the bot's AI replies are not modelled); with ``ai_channel`` the last tab shows the AI
-    channel, so its polls return none."""
-    if cfg.has("ai_channel") and t == cfg.tabs - 1:
-        return []
-    return list(range(cfg.messages))
+    """The messages tab t's polls may return: its channel's type. The tabs' messages are human
+    ones, the bot's reply (``bot_replies``) an AI one. With ``ai_channel`` the last tab shows
+    the AI channel (the reply, or no message without ``bot_replies``) and the others the human
+    one; without it every page shows every channel (the implementation's page without a
+    channel)."""
+    if not cfg.has("ai_channel"):
+        return list(range(cfg.messages))
+    if t == cfg.tabs - 1:
+        return [] if cfg.reply is None else [cfg.reply]
+    return list(range(cfg.tab_messages))
+
+
+def _replies(cfg):
+    """Whether the bot posts a reply and verifies it (SPEC §6 ``bot_replies``)."""
+    return cfg.has("bot_replies")
+
+
+def _is_reply(cfg, m):
+    """Whether message m is the bot's reply (no tab posts it, no tab tracks it)."""
+    return m == cfg.reply
+
+
+def _never(x):
+    """The guard of an action instance that does not exist for its argument (the bot's reply
+    is never completed, claimed or resent)."""
+    return x.any([])
 
 
 def _local_clock(cfg, s, t):
@@ -216,6 +238,16 @@ def validate(cfg):
         raise ConfigError(
             "statuses with bot_scan needs the scan's put (no atomic_cache): the as-built scan's "
             "compare-and-swap of the patched array is not modelled"
+        )
+    if cfg.has("bot_replies") and cfg.has("shared_pending"):
+        raise ConfigError(
+            "bot_replies with shared_pending is not modelled (the shared list's heal slots are per "
+            "tab and message; the bot's reply has no tab)"
+        )
+    if cfg.has("bot_replies") and cfg.cap < cfg.messages:
+        raise ConfigError(
+            f"bot_replies needs cap >= tabs*per_tab + 1 = {cfg.messages} (a reply trimmed out of "
+            f"the cache, which the bot gives up on, is not modelled); got cap {cfg.cap}"
         )
     if cfg.has("tab_view") and cfg.cap < cfg.messages:
         raise ConfigError(
@@ -270,6 +302,9 @@ VARIABLES = [
         unused=lambda cfg: ("Free",) if cfg.has("claim_cas") else ()),
     Var("claimed", MSGS, doc="the messages whose key says claimed", when=_has("bot_claims")),
     Var("done", MSGS, doc="the messages whose status key is final (the bot completed them)", when=_statuses),
+    Var("verify", IdsType("m", universe=lambda cfg, _: [cfg.reply]),
+        doc="the bot's in-memory list of replies to verify (its reply joins at the POST's 200)",
+        when=_replies),
     Var("replies", IntType(0, 2), "m", "ghost: the claims of m that succeeded (the bot replies to each)",
         when=_has("bot_claims")),
     Var("heals", IntType(0, HEAL_BOUND + 2), "heal",
@@ -321,6 +356,11 @@ def _aged(cfg, s, x, effects):
 
 
 def PostKey(cfg, s, x, m):
+    if _is_reply(cfg, m):  # the bot replies to message 0 once its scan lists it (in the cache)
+        effects = {s.post[m]: POST.KeyWritten()}
+        if _stamped(cfg):  # stamped with the bot's clock (the worker's time, never skewed)
+            effects[s.ts[m]] = s.clock
+        return s.post[m].is_("Unsent") & s.cache.has(0), effects
     effects = {s.post[m]: POST.KeyWritten()}
     if cfg.has("tab_view"):  # stamped with the poster's clock; the page shows it at once
         owner = cfg.owner(m)
@@ -348,6 +388,8 @@ def PostCache(cfg, s, x, m):
 
 
 def PostAck(cfg, s, x, m):
+    if _is_reply(cfg, m):  # the bot's reply joins its list of replies to verify
+        return s.post[m].is_("CacheWritten"), {s.post[m]: POST.Acked(), s.verify: s.verify.with_(m)}
     owner = cfg.owner(m)
     live = s.alive.has(owner)
     if cfg.has("shared_pending"):  # the owner reads the shared list, to write it back with m
@@ -526,7 +568,7 @@ def PostFail(cfg, s, x, m):
     the write limit and the worker answers 500) or after it (the answer is lost). The message is
     stored; the client removes its optimistic copy and tracks nothing."""
     effects = {s.post[m]: POST.Failed()}
-    if cfg.has("tab_view"):
+    if cfg.has("tab_view") and not _is_reply(cfg, m):  # the bot has no page
         owner = cfg.owner(m)
         effects[s.shown[owner]] = s.shown[owner].without(m)
     return s.post[m].is_("KeyWritten") | s.post[m].is_("CacheWritten"), effects
@@ -535,6 +577,8 @@ def PostFail(cfg, s, x, m):
 def PostAgain(cfg, s, x, m):
     """A client posts an id that already exists: the owner sends its failed POST again, same id
     and timestamp; the worker writes ``comment:<id>`` again and pushes the message again."""
+    if _is_reply(cfg, m):  # the bot never resends a reply (a new attempt would have a new id)
+        return _never(x), {s.post[m]: POST.KeyWritten()}
     owner = cfg.owner(m)
     effects = {s.post[m]: POST.KeyWritten()}
     if cfg.has("tab_view"):  # shown at once again (optimistic)
@@ -632,7 +676,9 @@ def ScanPatch(cfg, s, x):
 def Complete(cfg, s, x, m):
     """``statuses``: the bot completes a message it found pending in the cache: ``put
     status:<id>`` final, then the cache patch of every copy (one atomic update, taken with the
-    put as one step)."""
+    put as one step). The bot's reply has no status key (plain chat): never completed."""
+    if _is_reply(cfg, m):
+        return _never(x), {s.done: s.done.with_(m)}
     return s.cache.has(m) & ~s.done.has(m), _aged(
         cfg, s, x, {s.done: s.done.with_(m), s.cache: s.cache.patch_all(x.ids("m", {m: x.all([])}))}
     )
@@ -642,6 +688,8 @@ def ClaimRead(cfg, s, x, m, v="claim"):
     """A bot poll claims a message its pending scan listed (one in the cache): it gets
     ``comment:<id>``; a claimed one it leaves."""
     claim = getattr(s, v)[m]
+    if _is_reply(cfg, m):  # the reply has no status: the scan never lists it for a claim
+        return _never(x), {claim: CLAIM.Done()}
     return claim.is_("Idle") & s.cache.has(m), {claim: x.ite(s.claimed.has(m), CLAIM.Done(), CLAIM.Free())}
 
 
@@ -659,11 +707,34 @@ def ClaimCas(cfg, s, x, m, v="claim"):
     """``claim_cas``: the claim is one compare-and-swap of the key, which only an unclaimed
     message passes."""
     claim, free = getattr(s, v)[m], ~s.claimed.has(m)
+    if _is_reply(cfg, m):
+        return _never(x), {claim: CLAIM.Done()}
     return claim.is_("Idle") & s.cache.has(m), {
         claim: CLAIM.Done(),
         s.claimed: s.claimed.with_(m),
         s.replies[m]: x.ite(free, s.replies[m] + 1, s.replies[m]),
     }
+
+
+def BotVerify(cfg, s, x):
+    """``bot_replies``: the bot's verification pass reads the whole cache (no cursor, no page):
+    its reply, if found, leaves the list; if missing, the bot sends a heal through the tabs'
+    endpoint (the reply's heal slot) and awaits its answer: no pass while that heal is in
+    flight, and a pass is a step only when it changes something (the bot's other passes are
+    stutters)."""
+    r = cfg.reply
+    seen = x.let(s.cache.has(r))
+    heal = s.heal[r]
+    return s.verify.has(r) & heal.is_("Idle"), {
+        s.verify: x.ite(seen, s.verify.without(r), s.verify),
+        heal: x.ite(seen, heal, HEAL.Requested()),
+    }
+
+
+def BotRestart(cfg, s, x):
+    """``bot_replies``: the bot restarts (a fault, never forced) and has forgotten its list of
+    replies to verify (it was in memory only). Only a restart that forgets something is a step."""
+    return ~s.verify.is_empty(), {s.verify: x.ids("m", {})}
 
 
 def Crash(cfg, s, x, t):
@@ -804,6 +875,12 @@ ACTIONS = [
               when=_both(_has("bot_claims"), _lacks("claim_cas")), group=4, kv="put comment"),
     ActionDef("ClaimCas2", "m", "bot", _twin(ClaimCas, "claim2"), "the overlapping poll's compare-and-swap",
               when=_has("claim_cas"), group=4, kv="cas comment"),
+    ActionDef("BotVerify", "", "bot", BotVerify,
+              "the bot reads the whole cache: its reply seen leaves its list, missing is healed",
+              when=_replies, group=4, kv="get cache"),
+    ActionDef("BotRestart", "", "fault", BotRestart,
+              "the bot restarts and forgets its list of replies to verify (never forced)", fair=False,
+              when=_replies, group=5),
     ActionDef("Crash", "t", "fault", Crash, "the tab dies (never forced: no fairness)", fair=False,
               when=_has("tab_crash"), group=5),
     ActionDef("Reload", "t", "tab", Reload, "the user reloads the tab, once (never forced: no fairness)",
@@ -864,6 +941,8 @@ FLAGS = [
             changes=("PollDone",)),
     FlagDef("statuses", "a status per message in its key and in each cache copy; the bot completes messages",
             "worker", adds=("Complete", "ScanPatch", "ScanKeys"), changes=("ScanRead", "ScanWrite")),
+    FlagDef("bot_replies", "the bot posts an AI reply to message 0 and verifies it from memory; it may restart",
+            "worker", adds=("BotVerify", "BotRestart"), changes=("PostKey", "PostAck", "PollDone")),
 ]
 # fmt: on
 

@@ -1233,9 +1233,11 @@ def prove(
     wanted = [n for n in [*invs, *goals] if properties is None or n in properties]
     out: dict[str, PropertyProof] = {}
 
-    # The named strengthenings and ranking arguments are written for kvheal's own definition;
-    # a user's design gets BMC, plain induction and the lasso search.
-    own = sym.definition is KVHEAL
+    # The named strengthenings and ranking arguments are written for kvheal's own definition
+    # with every message a tab's (each has an owner tab: not with the bot's reply,
+    # ``bot_replies``); a user's design, and that flag, get BMC, plain induction over the
+    # strengthenings that can be stated (Houdini keeps the inductive ones) and the lasso search.
+    own = sym.definition is KVHEAL and not config.has("bot_replies")
     say = progress or (lambda _msg: None)
     say("strengthening invariants (Houdini)")
     strengthening, h_queries = houdini(sym, None if own else _candidates_that_apply(sym))

@@ -88,6 +88,8 @@ def _lanes(
         v["sweep"] != ("Idle",) for v in views
     )
     lanes = [Lane(f"tab{t}", f"tab {t}", "browser", "tab") for t in range(tabs)]
+    if "verify" in first:  # bot_replies: the bot posts its reply and verifies it from memory
+        lanes.append(Lane("bot", "bot", "replies to verify: memory", "sweeper", colour(msgs - 1)))
     if shared:
         lanes.append(Lane("pending", "pendingMessages", "localStorage (shared)", "store"))
     lanes += [Lane(f"post{m}", f"POST m{m}", "worker request", "request", colour(m)) for m in range(msgs)]
@@ -171,6 +173,16 @@ def _phase_ids(phase: Any, index: int = 1) -> tuple[int, ...]:
     return tuple(phase[index]) if isinstance(phase, tuple) and len(phase) > index else ()
 
 
+def _reply(view: Mapping[str, Any]) -> int | None:
+    """The bot's reply (``bot_replies``: the views carry ``verify``): the last message id."""
+    return len(view["post"]) - 1 if "verify" in view else None
+
+
+def _sender(view: Mapping[str, Any], m: int) -> str:
+    """The lane that posts message m: its tab's, or the bot's for its reply."""
+    return "bot" if m == _reply(view) else f"tab{m % len(view['poll'])}"
+
+
 def _mark(
     step: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any], dedupe: bool | None = None
 ) -> Mark:
@@ -181,7 +193,10 @@ def _mark(
     mk = Mark(colour=colour(m) if m is not None else NEUTRAL)
     cache_after = list(after["cache"])
     wrote = before["cache"] != after["cache"]
-    if name == "PostKey":
+    if name == "PostKey" and m == _reply(before):
+        mk.arrows.append(("bot", f"post{m}", [(f"POST reply m{m} (AI)", None)], True))
+        mk.arrows.append((f"post{m}", f"key{m}", [(f"put comment:{m}", None)], False))
+    elif name == "PostKey":
         mk.arrows.append((f"tab{m % tabs}", f"post{m}", [(f"POST m{m}", None)], True))
         mk.arrows.append((f"post{m}", f"key{m}", [(f"put comment:{m}", None)], False))
         if "shown" in after and m not in _shown_of(before, m % tabs):
@@ -206,6 +221,8 @@ def _mark(
             mk.arrows.append((lane, "cache", [(verb, None), *_ids(cache_after)], False))
         else:
             mk.notes.append((lane, [(f"m{m} already cached: no write", None)]))
+    elif name == "PostAck" and m == _reply(before):
+        mk.arrows.append((f"post{m}", "bot", [(f"200 OK; verify += m{m}", None)], True))
     elif name == "PostAck":
         owner = m % tabs
         got = _pending_of(after, owner) != _pending_of(before, owner) or "lists" in after
@@ -266,7 +283,20 @@ def _mark(
     elif name == "PendingWrite":
         mk.arrows.append((f"tab{t}", "pending", [("write ", None), *_ids(after["pending"], "{}")], False))
     elif name == "PostFail":
-        mk.arrows.append((f"post{m}", f"tab{m % tabs}", [("POST fails (key stored): not acked", None)], True))
+        mk.arrows.append(
+            (f"post{m}", _sender(before, m), [("POST fails (key stored): not acked", None)], True)
+        )
+    elif name == "BotVerify":
+        r = _reply(before)
+        mk.colour = colour(r)
+        mk.arrows.append(("cache", "bot", [("GET whole cache → ", None), *_ids(after["cache"])], False))
+        if r in after["verify"]:
+            mk.arrows.append(("bot", f"heal{r}", [(f"m{r} missing: heal m{r}", colour(r))], True))
+        else:
+            mk.notes.append(("bot", [(f"m{r} seen: verify ", None), *_ids(after["verify"], "{}")]))
+    elif name == "BotRestart":
+        mk.crosses.append("bot")
+        mk.notes.append(("bot", [("restarts: forgets ", None), *_ids(before["verify"], "{}")]))
     elif name == STUTTER:
         mk.notes.append(("tab0", [("no action enabled: the state repeats", None)]))
     else:  # an action this renderer does not draw (a newer flag's): its name on its actor's lane
@@ -331,7 +361,7 @@ DRAWN = frozenset(
         "PostWriteFail", "PostCacheFail", "PollRead", "PollReadStale", "PollDone", "HealKey",
         "HealRead", "HealReadStale", "HealWrite", "HealCache", "HealWriteFail", "HealCacheFail",
         "SweepList", "SweepRead", "SweepWrite", "SweepCache", "Crash", "PendingWrite", "Tick",
-        "Reload", STUTTER,
+        "Reload", "BotVerify", "BotRestart", STUTTER,
     }
 )  # fmt: skip
 
@@ -376,6 +406,8 @@ def _state_line(view: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     else:
         for t, p in enumerate(view["pending"]):
             out += [(f"  pending t{t} ", None), *_ids(p, "{}")]
+    if "verify" in view:
+        out += [("  bot verifies ", None), *_ids(view["verify"], "{}")]
     return out
 
 

@@ -189,7 +189,8 @@ def flatten(view: dict[str, Any]) -> dict[str, str]:
     for key in ("claim", "claim2", "replies"):  # the bot's claims (bot_claims)
         for i, v in enumerate(view.get(key, ())):
             out[f"{key}[{i}]"] = fmt_value(v)
-    for key in ("claimed", "done"):  # the claims' keys (bot_claims); the final status keys (statuses)
+    # the claims' keys (bot_claims); the final status keys (statuses); the bot's list (bot_replies)
+    for key in ("claimed", "done", "verify"):
         if key in view:
             out[key] = fmt_value(view[key])
     for key, p in view.get("heals", {}).items():

@@ -14,13 +14,13 @@ from kvheal.model import Config
 #: the bot's flags (bot_scan, bot_claims, claim_cas) have their own designs below (BOT)
 BOT_FLAGS = ("bot_scan", "bot_claims", "claim_cas")
 #: fire_and_forget has its own designs in test_open_clients_replay.py, statuses in
-#: test_statuses_replay.py
+#: test_statuses_replay.py, bot_replies in test_bot_replies_replay.py
 VARIANTS = [
     v
     for v in IMPL_VARIANTS
     if v not in PRESETS["as_built"]
     and v not in REQUIRES
-    and v not in BOT_FLAGS + ("fire_and_forget", "statuses")
+    and v not in BOT_FLAGS + ("fire_and_forget", "statuses", "bot_replies")
 ]
 
 #: every flag alone and with dedupe, the seed design, and two larger combinations

@@ -19,13 +19,13 @@ from ..model.test_verdicts import TABLE
 
 #: SPEC §5's flags (the as-built ones: tests/conformance/test_as_built_replay.py; the bot's:
 #: test_bot_replay.py; fire_and_forget's: test_open_clients_replay.py; statuses':
-#: test_statuses_replay.py)
+#: test_statuses_replay.py; bot_replies': test_bot_replies_replay.py)
 VARIANTS = [
     v
     for v in IMPL_VARIANTS
     if v not in PRESETS["as_built"]
     and v not in REQUIRES
-    and v not in ("bot_scan", "bot_claims", "claim_cas", "fire_and_forget", "statuses")
+    and v not in ("bot_scan", "bot_claims", "claim_cas", "fire_and_forget", "statuses", "bot_replies")
 ]
 
 # shared_pending alone has its own slow test below: its 6.2M states take over a minute and

@@ -943,6 +943,7 @@ def test_modelled_only_flags_stay_out_of_the_implementation():
         "claim_cas",
         "fire_and_forget",
         "statuses",
+        "bot_replies",
     )
     assert PRESETS["as_built"] <= set(IMPL_VARIANTS) and PRESETS["as_built_fixed"] <= set(IMPL_VARIANTS)
     assert set(NEW) <= set(KVHEAL.flag_names())
