@@ -107,6 +107,8 @@ class SystemSnapshot:
     puts_refused: int = 0
     #: the cache value a stale read is served now (stale_reads' emulation)
     stale_prev: str | None = None
+    #: the ids on the bot's list of replies to verify (bot_replies)
+    verify: tuple[str, ...] = ()
 
 
 def _cache_ids(raw: str | None) -> list[str]:
@@ -223,6 +225,9 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
                 phase = ("CacheRead", cache_of(call.value))
         return phase
 
+    # bot_replies: the last message is the bot's reply; its POST failed when the bot's task ended
+    # without the 200 (an error answer raised, or the answer lost: the task cancelled)
+    reply = M - 1 if "bot_replies" in snap.variants else None
     posts = []
     for m in range(M):
         record = current.get(("post", m))
@@ -233,6 +238,8 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
         if record is None or key_at is None:
             posts.append(("Unsent",))
         elif snap.failed_posts and snap.ids[m] in snap.failed_posts[m % T]:
+            posts.append(("Failed",))
+        elif m == reply and record.done and not _succeeded(record):
             posts.append(("Failed",))
         elif record.responded and (record.done or (shared and _read_list(record))):
             posts.append(("Acked",))
@@ -341,6 +348,8 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
             for key, raw in snap.kv.items()
             if key.startswith(STATUS_PREFIX) and (decode_status(raw) or {}).get("status") in FINAL
         )
+    if reply is not None:
+        view["verify"] = sorted_ids(snap.verify)
     if view_on:
         _as_built(snap, view, index, sorted_ids)
     if "put_fails" in snap.variants:
@@ -348,6 +357,12 @@ def abstract(snap: SystemSnapshot) -> dict[str, Any]:
     if "stale_reads" in snap.variants:
         view["prev"] = cache_of(snap.stale_prev)
     return view
+
+
+def _succeeded(record: ActorRecord) -> bool:
+    """Whether an actor's task ended with a result (not cancelled, no exception)."""
+    task = record.task
+    return task is not None and task.done() and not task.cancelled() and task.exception() is None
 
 
 def _claims(snap: SystemSnapshot, view: dict[str, Any], current: dict, sorted_ids) -> None:
@@ -393,7 +408,8 @@ def _tick(ms: int) -> int:
 def _as_built(snap: SystemSnapshot, view: dict[str, Any], index: dict[str, int], sorted_ids) -> None:
     """The SPEC §6 fields of the view (see the module docstring)."""
     T, M, variants = snap.tabs, len(snap.ids), snap.variants
-    config = Config.make(tabs=T, per_tab=max(M // T, 1), variants=variants)
+    tab_messages = M - 1 if "bot_replies" in variants else M
+    config = Config.make(tabs=T, per_tab=max(tab_messages // T, 1), variants=variants)
     view["clock"] = min(_tick(snap.clock_ms), HORIZON)
     if "full_poll" not in variants:
         ts = []
@@ -419,8 +435,8 @@ def _as_built(snap: SystemSnapshot, view: dict[str, Any], index: dict[str, int],
     bound = heal_bound(config)
     sent: dict[Any, int] = {}
     for record in snap.actors:
-        if record.key[0] == "heal" and record.key[2] is not None:
-            t, m = record.key[1], record.key[2]
+        if record.key[0] == "heal" and record.key[2] is not None and record.key[1] != "bot":
+            t, m = record.key[1], record.key[2]  # the bot's heals are no tab's (bot_replies)
             slot = (t, m) if shared else m
             sent[slot] = sent.get(slot, 0) + 1
     slots = [(t, m) for t in range(T) for m in range(M)] if shared else range(M)

@@ -37,6 +37,7 @@ __all__ = [
     "GatedPendingStore",
     "GatedLock",
     "TabTransport",
+    "BotTransport",
     "ActorRecord",
 ]
 
@@ -293,3 +294,22 @@ class TabTransport(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class BotTransport(TabTransport):
+    """The bot's connection (SPEC §6 ``bot_replies``): its heal requests are actors
+    ``("heal", "bot", m, n)``, and the answer to its POST of a reply parks (a ``store ack``
+    call of the post's actor) until the test releases it: the bot's recording of the reply in
+    its list to verify is the model's ``PostAck``, a step of its own, as the tab's handling of
+    its answer is."""
+
+    POST_PATH = "/api/comments"
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, keeper: Gatekeeper, message_of) -> None:
+        super().__init__(inner, "bot", keeper, message_of)  # type: ignore[arg-type]
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await super().handle_async_request(request)
+        if request.method == "POST" and request.url.path == self.POST_PATH and response.status_code == 200:
+            await self.keeper.through(Call("store", "ack", tab=None), _nothing)
+        return response

@@ -119,6 +119,9 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
         "ClaimRead2",
         "ClaimWrite2",
         "ClaimCas2",
+        # bot_replies: its verification pass and its restart (the reply is posted by start_post)
+        "BotVerify",
+        "BotRestart",
     ),
 }
 
@@ -162,6 +165,8 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
         elif key[0] == "scan" and a.name.startswith("Scan"):
             out.add(a.label)
         elif key[0] == "complete" and a.name == "Complete" and args["m"] == key[1]:
+            out.add(a.label)
+        elif key[0] == "verify" and a.name == "BotVerify":
             out.add(a.label)
         elif (
             key[0] == "claim"

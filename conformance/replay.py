@@ -158,7 +158,7 @@ def real_violation(name: str, system: InProcessSystem, view: dict[str, Any]) -> 
         bound = heal_bound(system.config)
         counts: dict[tuple[int, int], int] = {}
         for record in system.keeper.history:
-            if record.key[0] == "heal" and record.key[2] is not None:
+            if record.key[0] == "heal" and record.key[2] is not None and record.key[1] != "bot":
                 counts[record.key[1:3]] = counts.get(record.key[1:3], 0) + 1
         over = sorted((k, n) for k, n in counts.items() if n > bound)
         if over:

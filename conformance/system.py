@@ -44,7 +44,7 @@ from kvheal.model.definition import HORIZON
 
 from .abstraction import SystemSnapshot, abstract
 from .abstraction import _cache_ids as _cache_real_ids
-from .gates import ACTOR, Gate, GatedKV, GatedLock, GatedPendingStore, Gatekeeper, TabTransport
+from .gates import ACTOR, BotTransport, Gate, GatedKV, GatedLock, GatedPendingStore, Gatekeeper, TabTransport
 
 __all__ = ["InProcessSystem", "Blocked", "message_ids", "BASE_TIMESTAMP", "LAG_MS"]
 
@@ -55,7 +55,7 @@ BASE_TIMESTAMP = 1_761_868_800_000
 LAG_MS = 6000
 
 #: the model's actions that are the test's own moves, not an actor's parked call
-_MOVES = frozenset({"Crash", "Tick", "Reload"})
+_MOVES = frozenset({"Crash", "Tick", "Reload", "BotRestart"})
 #: the reads served the value before the last write (SPEC §6 stale_reads)
 _STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"})
 #: the bot's actions that start a claim (the rest of a claim is its parked put)
@@ -203,12 +203,35 @@ class InProcessSystem:
         self.bots: list[Bot] = []
         if self.variants & {"bot_scan", "bot_claims", "statuses"}:
             if self.variants & {"bot_scan", "bot_claims"}:
-                for real in self.ids:
+                for real in self.ids[: config.tab_messages]:  # the bot's reply has no status
                     self.loop.run_until_complete(self.backend.put(status_key(real), encode_status("pending")))
             token = bot_token(self.worker_config.secret)
             self._bot_http = httpx2.AsyncClient(base_url="http://worker", transport=asgi)
             self.bots = [Bot("http://worker", token, name=f"bot{k}", http=self._bot_http) for k in range(2)]
+        #: bot_replies (SPEC §6): the bot that posts its reply to message 0 (id `reply`) and
+        #: verifies it; a restart replaces it with a new `Bot` (an empty list to verify), and
+        #: `bot_gen` counts the restarts (its verification passes are actors ("verify", gen))
+        self.reply = config.reply
+        self.reply_bot: Bot | None = None
+        self.bot_gen = 0
+        if self.reply is not None:
+            self._reply_http = httpx2.AsyncClient(
+                base_url="http://worker", transport=BotTransport(asgi, self.keeper, self.index.get)
+            )
+            self.reply_bot = self._new_reply_bot()
         self.steps = 0
+
+    def _new_reply_bot(self) -> Bot:
+        r = self.reply
+        clock = self.now if self.view_on else (lambda: self.timestamp(r))
+        return Bot(
+            "http://worker",
+            bot_token(self.worker_config.secret),
+            name="bot",
+            http=self._reply_http,
+            clock=clock,
+            reply_id=lambda _now: self.ids[r],
+        )
 
     def now(self) -> int:
         """The injected clock, in ms: the tick's start plus where in the tick the step falls.
@@ -307,7 +330,11 @@ class InProcessSystem:
 
     # -- starting actors ---------------------------------------------------------------------
     def start_post(self, m: int) -> None:
-        """Tab m mod T posts message m (its calls park at the gates)."""
+        """Tab m mod T posts message m (its calls park at the gates); the bot posts its reply."""
+        if m == self.reply:
+            message = {"id": self.ids[0], "text": "hello"}
+            self._start(("post", m), lambda: self.reply_bot.reply(message))
+            return
         client = self.clients[m % self.T]
         text = "hello"  # the same text for every message, as in a real chat
         stamp = None if self.view_on else self.timestamp(m)  # with the tab view: the tab's clock
@@ -338,6 +365,18 @@ class InProcessSystem:
         """Bot poll k (0, or 1: the overlapping one) claims message m (POST /api/queue/claim)."""
         self._start(("claim", k, m), lambda: self.bots[k].claim(self.ids[m]))
 
+    def start_verify(self) -> None:
+        """The bot's verification pass (bot_replies): the whole cache read, a heal if its reply
+        is missing (awaited)."""
+        self._start(("verify", self.bot_gen), self.reply_bot.verify_once)
+
+    def restart_bot(self) -> None:
+        """The bot restarts: a new `Bot` with an empty list to verify. The old one's requests the
+        worker is handling run on (nothing observes the old object again)."""
+        self.bot_gen += 1
+        self.reply_bot = self._new_reply_bot()
+        self.settle()
+
     def timestamp(self, m: int) -> int:
         """The timestamp (ms) message m is posted with."""
         return BASE_TIMESTAMP + 1000 * m
@@ -365,7 +404,9 @@ class InProcessSystem:
         for key, record in list(self.keeper.actors.items()):
             if record.done or record.task is None:
                 continue
-            mine = (key[0] == "poll" and key[1] == t) or (key[0] == "post" and key[1] % self.T == t)
+            mine = (key[0] == "poll" and key[1] == t) or (
+                key[0] == "post" and key[1] != self.reply and key[1] % self.T == t
+            )
             if not mine:
                 continue
             untouched = not record.kv_calls()
@@ -383,6 +424,8 @@ class InProcessSystem:
             return ("scan",)
         if name == "Complete":
             return ("complete", args["m"])
+        if name == "BotVerify":
+            return ("verify", self.bot_gen)
         if name.startswith("Claim"):
             return ("claim", 1 if name.endswith("2") else 0, args["m"])
         if name.startswith("Post") and name != "PendingWrite":
@@ -391,7 +434,7 @@ class InProcessSystem:
             return ("poll", args["t"])
         if name.startswith("Heal"):
             m = args["m"]
-            t = args.get("t", m % self.T)
+            t = args.get("t", "bot" if m == self.reply else m % self.T)
             # the heals of (t, m) in flight, oldest first: the model's heal, then heal2
             # (fire_and_forget); an action of a slot with no heal in flight has no actor
             live = [
@@ -423,18 +466,24 @@ class InProcessSystem:
             return ("post", action.args["m"]) not in self.keeper.actors
         if name == "PostAgain":  # the owner, alive, saw the POST fail
             m = action.args["m"]
+            if m == self.reply:  # the bot never resends a reply
+                return False
             client = self.clients[self.config.owner(m)]
             return client.alive and self.ids[m] in client.failed_posts and not self._running(("post", m))
         if name in ("PollRead", "PollReadStale"):
             return not self._running(("poll", action.args["t"]))
         if name == "PostFail":  # a lost answer is dropped when the tab takes its list lock
             gate = self.keeper.parked_of(self.actor_of(action))
+            if action.args["m"] == self.reply:
+                return gate is not None
             lock = getattr(self.clients[self.config.owner(action.args["m"])], "_lock", None)
             if gate is not None and gate.call.target == "store" and lock is not None and lock.locked():
                 return False
             return gate is not None
         if name == "SweepList":
             return not self._running(("sweep",))
+        if name == "BotVerify":
+            return self.reply_bot is not None and not self._running(("verify", self.bot_gen))
         if name in ("ScanRead", "ScanPatch"):
             return bool(self.bots) and not self._running(("scan",))
         if name == "Complete":
@@ -493,6 +542,15 @@ class InProcessSystem:
             self.offset_ms = 0
             self.reload(args["t"])
             return [f"tab {args['t']} reloads"]
+        if name == "BotRestart":
+            self.restart_bot()
+            return ["the bot restarts (its list to verify is forgotten)"]
+        if name == "PostFail" and args["m"] == self.reply:
+            gate = self.keeper.parked_of(("post", args["m"]))
+            if gate is not None and gate.call.target == "store":  # the answer is lost: no 200
+                self.keeper.actors[("post", args["m"])].task.cancel()
+                self.settle()
+                return ["the answer to the bot's POST is lost"]
         if name == "PostKey":
             self.offset_ms = args["m"]
         elif name == "PollDone":
@@ -556,6 +614,8 @@ class InProcessSystem:
             self.start_sweep()
         elif name in ("ScanRead", "ScanPatch"):
             self.start_scan()
+        elif name == "BotVerify":
+            self.start_verify()
         elif name == "Complete":
             self.start_complete(args["m"])
         elif name in _CLAIM_STARTS:
@@ -620,6 +680,7 @@ class InProcessSystem:
             page_snapshots=tuple(frozenset(getattr(c, "page_snapshot", ())) for c in self.clients),
             reloads=tuple(getattr(c, "reloads", 0) for c in self.clients),
             failed_posts=tuple(frozenset(getattr(c, "failed_posts", ())) for c in self.clients),
+            verify=tuple(self.reply_bot.to_verify) if self.reply_bot is not None else (),
             puts_refused=self.limit.refused if self.limit is not None else 0,
             stale_prev=self.stale.previous(CACHE_KEY) if self.stale is not None else None,
         )
@@ -654,6 +715,8 @@ class InProcessSystem:
                 await client.aclose()
             if self.bots:
                 await self._bot_http.aclose()
+            if self.reply_bot is not None:
+                await self._reply_http.aclose()
             await self.backend.aclose()
 
         try:

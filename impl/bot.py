@@ -85,6 +85,8 @@ class Bot:
     make_reply: Callable[[dict], str] = default_reply
     #: milliseconds since 1970 (the reply's timestamp and id); tests inject their own
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    #: a reply's id from its timestamp (None: ``<ms>-<name>-<random hex>``); tests inject their own
+    reply_id: Callable[[int], str] | None = None
     #: reply id -> heal token: the replies not yet seen in the cache (in memory only)
     to_verify: dict[str, str] = field(default_factory=dict)
     #: (message id, reply id) of every reply this bot posted
@@ -152,7 +154,7 @@ class Bot:
         `to_verify` with its heal token)."""
         now = self.clock()
         body = {
-            "id": f"{now}-{self.name}-{secrets.token_hex(3)}",
+            "id": self.reply_id(now) if self.reply_id else f"{now}-{self.name}-{secrets.token_hex(3)}",
             "text": self.make_reply(message),
             "timestamp": now,
             "username": self.name,
