@@ -859,24 +859,59 @@ def _grow(a: np.ndarray, size: int, huge: bool = True) -> np.ndarray:
 
 def _empty(shape: tuple[int, ...] | int, dtype: Any, huge: bool = True) -> np.ndarray:
     """An array not written yet: numpy's (which asks the kernel for 2 MiB pages past 4 MiB)
-    or, not ``huge``, an anonymous mapping of 4 KiB pages, zeros. The graph's arrays are
-    written once, in order, and read in order: huge pages do not spare them TLB misses,
-    and this machine (a VM whose free memory goes back to the host) faults a fresh huge
-    page in far more slowly than 512 small ones: at tabs 4 ``atomic_cache,dedupe`` the
-    edges (330 MB) took 0.74-0.85 s of CPU to write in huge pages, 0.35-0.40 s in small
-    ones (kernel time 1.3-1.7 s -> 0.4 s over the search)."""
+    or, not ``huge``, one in an anonymous mapping of 4 KiB pages (zeros). The graph's
+    arrays are written once, in order, and read in order: huge pages do not spare them TLB
+    misses, and this machine (a VM whose free memory goes back to the host) faults a fresh
+    huge page in far more slowly than 512 small ones: at tabs 4 ``atomic_cache,dedupe``
+    the edges (330 MB) took 0.61-0.79 s of CPU to write in huge pages, 0.41-0.42 s in
+    small ones."""
     if huge:
         return np.empty(shape, dtype)
-    dt = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    count = int(np.prod(shape))
+    return _Mapped(int(np.prod(shape)), dtype).array().reshape(shape)
+
+
+def _map(nbytes: int) -> mmap.mmap:
+    """A private anonymous mapping of ``nbytes`` (MemoryError when there is no room)."""
     try:
-        buf = mmap.mmap(-1, max(count * dt.itemsize, 1))
+        return mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE)
     except OSError as exc:  # out of address space: what numpy raises
         if exc.errno == errno.ENOMEM:
-            raise MemoryError(f"cannot map {count * dt.itemsize:,} bytes") from exc
+            raise MemoryError(f"cannot map {nbytes:,} bytes") from exc
         raise
-    return np.frombuffer(buf, dt, count).reshape(shape)
+
+
+class _Mapped:
+    """A 1-D array in a private anonymous mapping of 4 KiB pages (see :func:`_empty`) that
+    grows in place: the kernel moves its pages (mremap), nothing is copied and no fresh
+    page is written for what it holds, and under an address-space limit it needs the new
+    length only, not the old one beside it. Growing the graph's arrays by copying took
+    most of the 6.9 s the seed design at tabs 3 spent growing arrays (2.1 GB of edges
+    copied)."""
+
+    def __init__(self, size: int, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        self.size = size
+        self.buf = _map(size * self.dtype.itemsize)
+
+    def array(self) -> np.ndarray:
+        """The array (a view: drop every one before :meth:`grow`)."""
+        return np.frombuffer(self.buf, self.dtype, self.size)
+
+    def grow(self, size: int) -> None:
+        """``size`` elements, the first ones kept; the rest unwritten (zeros)."""
+        nbytes = max(size * self.dtype.itemsize, 1)
+        try:
+            self.buf.resize(nbytes)
+        except BufferError:  # a view of the array is still held: copy instead
+            buf = _map(nbytes)
+            np.frombuffer(buf, self.dtype, self.size)[:] = self.array()
+            self.buf = buf
+        except OSError as exc:
+            if exc.errno == errno.ENOMEM:
+                raise MemoryError(f"cannot map {nbytes:,} bytes") from exc
+            raise
+        self.size = size
 
 
 def mask_dtype(nprops: int) -> np.dtype:
@@ -961,9 +996,10 @@ def explore_parallel(
     for p in range(P):
         store.fill(tables[p], n0, p, P)
         sizes[p] = sum(1 for h in hs0 if int(fp.owner_of(h, P)) == p)
-    rowptr = _empty(store.capacity() + 1 if graph else 1, np.int64, huge=False)
-    dst = _empty(1 << 18 if graph else 0, np.int32, huge=False)
-    elab = _empty(1 << 18 if graph else 0, np.int16, huge=False)
+    # the graph's arrays grow in place (_Mapped): no view of them outlives a block
+    rowptr_m = _Mapped(store.capacity() + 1 if graph else 1, np.int64)
+    dst_m, elab_m = _Mapped(1 << 18 if graph else 0, np.int32), _Mapped(1 << 18 if graph else 0, np.int16)
+    rowptr, dst, elab = rowptr_m.array(), dst_m.array(), elab_m.array()
     counts = np.zeros(ni, np.int64)
     cap = BLOCK_ROWS * ni
     out = np.empty((cap, W), np.int64)
@@ -1079,7 +1115,9 @@ def explore_parallel(
             added = int(sum(found))
             bases = n + np.concatenate([[0], np.cumsum(found)[:-1]]).astype(np.int64)
             if store.make_room(n + added) and graph:
-                rowptr = _grow(rowptr, store.capacity() + 1, huge=False)
+                rowptr = None
+                rowptr_m.grow(store.capacity() + 1)
+                rowptr = rowptr_m.array()
             _all(
                 pool,
                 store.settle,
@@ -1093,7 +1131,10 @@ def explore_parallel(
             if graph:
                 if e + block_edges > len(dst):
                     size = max(_more(len(dst)), e + block_edges)
-                    dst, elab = _grow(dst, size, False), _grow(elab, size, False)
+                    dst = elab = None
+                    dst_m.grow(size)
+                    elab_m.grow(size)
+                    dst, elab = dst_m.array(), elab_m.array()
                 at = e + np.concatenate([[0], np.cumsum(took)[:-1]]).astype(np.int64)
                 _all(
                     pool,
