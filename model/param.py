@@ -1693,7 +1693,8 @@ def _rank_premises(
     ``hyp`` holds (over s) and the step does not reach ``goal2`` (over s'), no schema raises
     ``rank`` (``<tag>-no-increase-*``); in every such state with ``not_done`` some designated
     step's condition holds (``<tag>-designated``); each designated step (action label ->
-    (condition, its parameter, the value it takes)) is weakly fair in the definition, enabled
+    (condition, its parameter, the value it takes)) is weakly fair in the definition (else
+    :class:`DefinitionError`), enabled
     where designated (``<tag>-enabled-*``) and lowers the rank or reaches the goal
     (``<tag>-helps-*``). Every query is recorded in ``log``."""
     s, s2 = enc.s, enc.s2
@@ -1724,7 +1725,8 @@ def _rank_premises(
     )
     for label, (cond, var, val) in designated.items():
         st = steps[label]
-        ok &= st.fair  # weak fairness is what forces the designated step: the definition's
+        if not st.fair:  # weak fairness is what forces a designated step: the definition's word
+            raise DefinitionError(f"the {tag} ranking designates {label}, which the definition makes unfair")
         guard, rel = (z3.substitute(x, (var, val)) for x in (st.guard, st.rel))
         ok &= _ask_unsat(
             log,

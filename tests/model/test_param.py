@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections import Counter
@@ -266,6 +267,22 @@ def test_as_built_fixed_takes_only_its_faults_as_unforced(monkeypatch: pytest.Mo
     monkeypatch.setattr(param, "FIXED_UNFORCED", ("PostCacheFail", "PostFail", "HealCacheFail"))
     with pytest.raises(DefinitionError, match=r"assumes weak fairness, but \['Reload'\] are unfair"):
         param.encoding("as_built_fixed").steps()
+
+
+def test_as_built_fixed_rankings_lean_on_fair_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ranking whose designated step the definition did not make fair is refused."""
+    orig = param.name_steps
+
+    def poll_done_unfair(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        out["PollDone"] = dataclasses.replace(out["PollDone"], fair=False)
+        return out
+
+    monkeypatch.setattr(param, "name_steps", poll_done_unfair)
+    with pytest.raises(
+        DefinitionError, match=r"heal ranking designates PollDone\(t1\), which the definition"
+    ):
+        prove_all_tabs({"as_built_fixed"})
 
 
 def test_other_variants_are_unknown_not_proved() -> None:
