@@ -1677,6 +1677,18 @@ class _Fixed(_Encoding):
             "HealsTerminate": z3.ForAll([m], z3.Not(self.at_least(st, m, self.BOUND + 1))),
         }
 
+    def goals(self, st: dict) -> dict[str, z3.BoolRef]:
+        """The §7 eventually-always goals of as_built_fixed, for the sets: with a cap of at
+        least the number of messages the C newest acknowledged are all of them, every tab is
+        alive and shows every channel. :func:`_fixed` proves each per message (per tab and
+        message): the goal is the conjunction over the finitely many of a run."""
+        m, t, acked = self.m, self.t, st["post"](self.m) == self.ACKED
+        return {
+            "Converges": z3.ForAll([m], z3.Implies(acked, st["cache"](m))),
+            "PendingDrains": z3.ForAll([m], z3.Not(st["pending"](m))),
+            "EveryoneSees": z3.ForAll([t, m], z3.Implies(acked, st["shown"](t, m))),
+        }
+
 
 def _rank_premises(
     log: list[Query],

@@ -455,7 +455,8 @@ def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int
     of its parameter, the explicit instance of that action with that argument is enabled iff
     the schema's guard holds, and then the schema relates the state to the explicit successor
     (with ``test_all_tabs_steps_are_deterministic``: to it alone); ``Init`` holds in the initial
-    state. The sizes of ``SLOW_SIZES`` (tabs 3; ``dedupe,sweeper`` at tabs 2: 60k-430k states) are
+    state; where the encoding states the §7 properties (``as_built_fixed``), each statement is
+    the definition's property in every reachable state. The sizes of ``SLOW_SIZES`` (tabs 3; ``dedupe,sweeper`` at tabs 2: 60k-430k states) are
     ``slow``: ``pytest -m slow tests/model/test_param.py`` checks them, every state too."""
     from kvheal.model import Config, KVHealModel
     from kvheal.model.dsl import args_of
@@ -471,6 +472,11 @@ def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int
         name = str(st.param) if st.param is not None else None
         steps.append((st, name, finite(st.guard, sizes), finite(st.rel, sizes), list(zip(values, labels))))
     inv = {name: finite(f(enc.s), sizes) for name, f in enc.invariant().items()}
+    stated = {}  # the §7 properties as the encoding states them (as_built_fixed): the definition's
+    if hasattr(enc, "goals"):
+        stated = {n: finite(f, sizes) for n, f in {**enc.properties(enc.s), **enc.goals(enc.s)}.items()}
+        props = {p.name: p.holds for p in model.properties()}
+        assert set(stated) | {"NoDuplicates"} == set(props)
     (s0,) = model.init_states()
     assert finite(enc.init(), sizes)({**owner, **tables(enc, model.view(s0), cfg)})
     primed: dict = {}  # state -> its tables as s' (computed once per state)
@@ -487,6 +493,8 @@ def test_all_tabs_encoding_agrees_with_the_explicit_model(design: str, tabs: int
         V = {**owner, **{k[:-1]: v for k, v in after(s).items()}}
         bad = [name for name, holds in inv.items() if not holds(V)]
         assert not bad, (bad, model.view(s))
+        differ = [name for name, holds in stated.items() if holds(V) != props[name](s)]
+        assert not differ, (differ, model.view(s))
         for st, name, guard, rel, instances in steps:
             for value, label in instances:
                 if name is not None:
