@@ -496,10 +496,13 @@ class CompiledKernel:
             table = np.full(4, -1, np.int32)
             fp.fill_part(table, hs, 0, 1, True)
             fp.fill_part_rows(table, states, 1, 0, 1, True)
-            fp.block_counts(hs, np.zeros(1, np.int32), 0, 0, 1, 1)
+            own = np.zeros((1, 1), np.int32)
+            fp.block_counts(hs, np.zeros(1, np.int32), 0, 0, 1, 1, own)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
-            fp.insert_part(0, 1, states, table, states, hs, one * 0, one * 0, res, new, one, 0, 0, 0, 1, True)
+            fp.insert_part(
+                0, states, table, states, hs, own, one * 0, one * 0, res, new, one, 0, 0, 0, 1, True
+            )
             fp.fill_pending(table, hs, 0, one, True)
             fp.settle_part(0, 0, table, states, new, one, True)
             fp.edges_of(0, 0, res, hs, one, 1, np.zeros(1, np.int32), np.zeros(1, np.int32),
@@ -1007,6 +1010,7 @@ def explore_parallel(
     src = np.empty(cap, np.int64)
     hs = np.empty(cap, np.uint64)
     res = np.empty(cap, np.int64)
+    own = np.empty((P, cap), np.int32)  # per partition, the indices of its successors
     rowcnt = np.empty(BLOCK_ROWS, np.int64)
     head, e, depth, level_end = 0, 0, 0, n0
     complete, reason, peak_queue = True, "", 0
@@ -1056,15 +1060,19 @@ def explore_parallel(
             )
             took = np.array(ends, np.int64) - starts
             tallies = _all(
-                pool, fp.block_counts, [(hs, lab, starts[t], starts[t] + took[t], P, ni) for t in range(P)]
+                pool,
+                fp.block_counts,
+                [(hs, lab, starts[t], starts[t] + took[t], P, ni, own) for t in range(P)],
             )
-            owned = sum(o for o, _ in tallies)
+            # mine[p][t]: how many of thread t's successors partition p owns
+            mine = np.array([o for o, _ in tallies], np.int64).T.copy()
+            owned = mine.sum(axis=1)
             counts += sum(c for _, c in tallies)
             pend = [store.pending(p, int(owned[p])) for p in range(P)]
             # each partition inserts its successors; one whose table would pass 3/4 full
             # stops, its table grows (the block's pending states entered again), it resumes
             found = [0] * P
-            where = [(0, int(starts[0]))] * P
+            where = [(0, int(starts[0]))] * P  # (thread, position in own[p])
             todo = list(range(P))
             while todo:
                 got = _all(
@@ -1073,12 +1081,12 @@ def explore_parallel(
                     [
                         (
                             p,
-                            P,
                             tables[p],
                             out,
                             hs,
+                            own,
                             starts,
-                            took,
+                            mine[p],
                             res,
                             pend[p],
                             where[p][0],
@@ -1234,17 +1242,17 @@ class _ExactStore:
     def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
         return self.ck.mod.hash_rows(pend[0][:c])
 
-    def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
+    def insert(self, p, table, out, hs, own, starts, counts, res, pend, t0, i0, c, limit):  # noqa: ANN001
         new, new_slot = pend
         return self.fp.insert_part(
             p,
-            parts,
             self.states,
             table,
             out,
             hs,
+            own,
             starts,
-            took,
+            counts,
             res,
             new,
             new_slot,
@@ -1329,16 +1337,16 @@ class _FingerprintStore(_ExactStore):
     def pending_hashes(self, pend: tuple[np.ndarray, ...], c: int) -> np.ndarray:
         return pend[0][:c]
 
-    def insert(self, p, parts, table, out, hs, starts, took, res, pend, t0, i0, c, limit):  # noqa: ANN001
+    def insert(self, p, table, out, hs, own, starts, counts, res, pend, t0, i0, c, limit):  # noqa: ANN001
         new_fp, new_idx, new_slot = pend
         return self.fp.insert_part_fp(
             p,
-            parts,
             self.fps,
             table,
             hs,
+            own,
             starts,
-            took,
+            counts,
             res,
             new_fp,
             new_idx,

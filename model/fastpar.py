@@ -112,52 +112,58 @@ def pending_entry(j, tag):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def block_counts(hs, lab, lo, hi, parts, nlabels):  # pragma: no cover - compiled
-    """Successors ``lo..hi`` of a block: how many each partition owns, and how many each
-    action instance produced (one thread's share, run on every thread at once)."""
+def block_counts(hs, lab, lo, hi, parts, nlabels, own):  # pragma: no cover - compiled
+    """Successors ``lo..hi`` of a block (one thread's share, run on every thread at once):
+    how many each partition owns, how many each action instance produced; the indices of
+    those partition ``q`` owns, in order, into ``own[q, lo:]`` (stored without a branch:
+    the owner of a successor is a coin toss the CPU cannot predict)."""
     owned = np.zeros(parts, np.int64)
     per_label = np.zeros(nlabels, np.int64)
     for i in range(lo, hi):
-        owned[owner_of(hs[i], parts)] += 1
+        q = owner_of(hs[i], parts)
+        own[q, lo + owned[q]] = i
+        owned[q] += 1
         per_label[lab[i]] += 1
     return owned, per_label
 
 
 @njit(cache=True, nogil=True)
 def insert_part(
-    p, parts, states, table, out, hs, starts, counts, res, new, new_slot, t0, i0, c, limit, tagged
+    p, states, table, out, hs, own, starts, counts, res, new, new_slot, t0, x0, c, limit, tagged
 ):  # pragma: no cover
-    """Insert partition ``p``'s successors of the block, from successor ``i0`` of thread
-    ``t0`` on, with ``c`` new states found so far; stops before a new state past ``limit``
-    (the table must grow first). Returns (new states found, where it stopped: thread,
-    successor); the thread is ``len(starts)`` when the block is done. ``res[i]`` becomes
-    successor i's number, or ``-(j + 2)`` for the partition's j-th new state."""
+    """Insert partition ``p``'s successors of the block: those of thread ``t`` are
+    ``own[p, starts[t]:starts[t] + counts[t]]`` (:func:`block_counts`). From position
+    ``x0`` of thread ``t0`` on, with ``c`` new states found so far; stops before a new state
+    past ``limit`` (the table must grow first). Returns (new states found, where it
+    stopped: thread, position); the thread is ``len(starts)`` when the block is done.
+    ``res[i]`` becomes successor i's number, or ``-(j + 2)`` for the partition's j-th new
+    state."""
     cap = table.shape[0]
     W = states.shape[1]
     flat = states.reshape(-1)  # the words one after another, for _prefetch
+    mine = own[p]
     for t in range(t0, starts.shape[0]):
-        lo = i0 if t == t0 else starts[t]
+        lo = x0 if t == t0 else starts[t]
         end = starts[t] + counts[t]
-        for i in range(lo, end):
-            h = hs[i]
-            if owner_of(h, parts) != p:
-                continue
+        for x in range(lo, end):
             # fetch ahead, so the cache misses of later successors overlap this one's: the
             # home slot of the one 2*AHEAD on, and the state in the home slot of the one
             # AHEAD on (that slot fetched AHEAD successors ago)
-            if i + 2 * AHEAD < end:
-                _prefetch(table, slot_of(hs[i + 2 * AHEAD], cap))
-            if i + AHEAD < end:
-                v = table[slot_of(hs[i + AHEAD], cap)]
+            if x + 2 * AHEAD < end:
+                _prefetch(table, slot_of(hs[mine[x + 2 * AHEAD]], cap))
+            if x + AHEAD < end:
+                v = table[slot_of(hs[mine[x + AHEAD]], cap)]
                 if v >= 0:
                     _prefetch(flat, (v & NUM_MASK if tagged else v) * W)
+            i = mine[x]
+            h = hs[i]
             tag = tag_of(h, tagged)
             slot = slot_of(h, cap)
             while True:
                 v = table[slot]
                 if v == -1:
                     if c >= limit:
-                        return c, t, i
+                        return c, t, x
                     table[slot] = pending_entry(c, tag)
                     for j in range(W):
                         new[c, j] = out[i, j]
@@ -198,25 +204,32 @@ def fill_pending(table, hashes, c, new_slot, tagged):  # pragma: no cover - comp
 
 @njit(cache=True, nogil=True)
 def insert_part_fp(
-    p, parts, fps, table, hs, starts, counts, res, new_fp, new_idx, new_slot, t0, i0, c, limit, tagged
+    p, fps, table, hs, own, starts, counts, res, new_fp, new_idx, new_slot, t0, x0, c, limit, tagged
 ):  # pragma: no cover
     """:func:`insert_part` with hash compaction (``--fingerprint``): states are told apart
     by their 64-bit hash alone (``fps``, per state number), so two states with one hash are
     one. ``new_idx`` records which successor each new state is."""
     cap = table.shape[0]
+    mine = own[p]
     for t in range(t0, starts.shape[0]):
-        lo = i0 if t == t0 else starts[t]
-        for i in range(lo, starts[t] + counts[t]):
+        lo = x0 if t == t0 else starts[t]
+        end = starts[t] + counts[t]
+        for x in range(lo, end):
+            if x + 2 * AHEAD < end:
+                _prefetch(table, slot_of(hs[mine[x + 2 * AHEAD]], cap))
+            if x + AHEAD < end:
+                v = table[slot_of(hs[mine[x + AHEAD]], cap)]
+                if v >= 0:
+                    _prefetch(fps, v & NUM_MASK if tagged else v)
+            i = mine[x]
             h = hs[i]
-            if owner_of(h, parts) != p:
-                continue
             tag = tag_of(h, tagged)
             slot = slot_of(h, cap)
             while True:
                 v = table[slot]
                 if v == -1:
                     if c >= limit:
-                        return c, t, i
+                        return c, t, x
                     table[slot] = pending_entry(c, tag)
                     new_fp[c] = h
                     new_idx[c] = i
