@@ -204,6 +204,23 @@ def test_as_built_fixed_for_every_number_of_tabs() -> None:
     )
 
 
+def test_as_built_fixed_premises_say_something() -> None:
+    """Each query asked again without its last assertion (the negated conclusion): only three
+    hold vacuously, and for a reason: with an acknowledged id missing the one failed put has
+    happened, so no put can fail (two no-increase premises), and HealCache(m0) always caches m0."""
+    from kvheal.model.smtlib import capture, paired, qualified_enums
+
+    with qualified_enums(), capture() as calls:
+        proof = prove_all_tabs({"as_built_fixed"})
+    qs = paired(proof, calls)
+    assert len(qs) == 108 and all(q["answer"] == "unsat" for q in qs)
+    assert sorted(q["name"] for q in qs if q["premises"] != "sat") == [
+        "heal-helps-HealCache(m1)",
+        "heal-no-increase-HealCacheFail(m1)",
+        "heal-no-increase-PostCacheFail(m1)",
+    ]
+
+
 def _without(monkeypatch: pytest.MonkeyPatch, part: str) -> None:
     orig = param._Fixed.invariant
 
