@@ -231,15 +231,16 @@ def test_hash_compaction_merges_states_with_one_hash():
     res = np.empty(3, np.int64)
     new_fp, new_idx, new_slot = np.empty(3, np.uint64), np.empty(3, np.int64), np.empty(3, np.int64)
     one = np.array([0], np.int64)
+    own = np.array([[0, 1, 2]], np.int32)  # partition 0 owns every successor
     c, t, _ = fp.insert_part_fp(
-        0, 1, fps, table, hs, one * 0, one + 3, res, new_fp, new_idx, new_slot, 0, 0, 0, 12, True
+        0, fps, table, hs, own, one * 0, one + 3, res, new_fp, new_idx, new_slot, 0, 0, 0, 12, True
     )
     assert (c, t) == (2, 1) and list(res) == [-2, -2, -3] and list(new_idx[:2]) == [0, 2]
     words = np.array([[1], [2], [3]], np.int64)
     table = np.full(16, -1, np.int32)
     new = np.empty((3, 1), np.int64)
     c, t, _ = fp.insert_part(
-        0, 1, words[:0], table, words, hs, one * 0, one + 3, res, new, new_slot, 0, 0, 0, 12, True
+        0, words[:0], table, words, hs, own, one * 0, one + 3, res, new, new_slot, 0, 0, 0, 12, True
     )
     assert (c, t) == (3, 1)
 
