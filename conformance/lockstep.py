@@ -105,7 +105,7 @@ RULE_GROUPS: dict[str, tuple[str, ...]] = {
         "HealCacheFail2",
         "PostFail",
     ),
-    "stale": ("PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"),
+    "stale": ("PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2", "BotVerifyStale"),
     # the bot (bot_scan, bot_claims, statuses): its pending scan, its two polls' claims, its
     # completions and the fixed scan's patch
     "bot": (
@@ -166,7 +166,7 @@ def _actor_labels(model: KVHealModel, key: tuple | None, tab: int | None = None)
             out.add(a.label)
         elif key[0] == "complete" and a.name == "Complete" and args["m"] == key[1]:
             out.add(a.label)
-        elif key[0] == "verify" and a.name == "BotVerify":
+        elif key[0] == "verify" and a.name.startswith("BotVerify"):
             out.add(a.label)
         elif (
             key[0] == "claim"

@@ -57,7 +57,7 @@ LAG_MS = 6000
 #: the model's actions that are the test's own moves, not an actor's parked call
 _MOVES = frozenset({"Crash", "Tick", "Reload", "BotRestart"})
 #: the reads served the value before the last write (SPEC §6 stale_reads)
-_STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2"})
+_STALE = frozenset({"PostReadStale", "PollReadStale", "HealReadStale", "HealReadStale2", "BotVerifyStale"})
 #: the bot's actions that start a claim (the rest of a claim is its parked put)
 _CLAIM_STARTS = frozenset({"ClaimRead", "ClaimRead2", "ClaimCas", "ClaimCas2"})
 #: the failing cache writes (SPEC §6 put_fails; the second heal's too, with fire_and_forget)
@@ -424,7 +424,7 @@ class InProcessSystem:
             return ("scan",)
         if name == "Complete":
             return ("complete", args["m"])
-        if name == "BotVerify":
+        if name in ("BotVerify", "BotVerifyStale"):
             return ("verify", self.bot_gen)
         if name.startswith("Claim"):
             return ("claim", 1 if name.endswith("2") else 0, args["m"])
@@ -482,7 +482,7 @@ class InProcessSystem:
             return gate is not None
         if name == "SweepList":
             return not self._running(("sweep",))
-        if name == "BotVerify":
+        if name in ("BotVerify", "BotVerifyStale"):
             return self.reply_bot is not None and not self._running(("verify", self.bot_gen))
         if name in ("ScanRead", "ScanPatch"):
             return bool(self.bots) and not self._running(("scan",))
@@ -614,7 +614,7 @@ class InProcessSystem:
             self.start_sweep()
         elif name in ("ScanRead", "ScanPatch"):
             self.start_scan()
-        elif name == "BotVerify":
+        elif name in ("BotVerify", "BotVerifyStale"):
             self.start_verify()
         elif name == "Complete":
             self.start_complete(args["m"])

@@ -716,19 +716,24 @@ def ClaimCas(cfg, s, x, m, v="claim"):
     }
 
 
-def BotVerify(cfg, s, x):
+def BotVerify(cfg, s, x, stale=False):
     """``bot_replies``: the bot's verification pass reads the whole cache (no cursor, no page):
     its reply, if found, leaves the list; if missing, the bot sends a heal through the tabs'
     endpoint (the reply's heal slot) and awaits its answer: no pass while that heal is in
     flight, and a pass is a step only when it changes something (the bot's other passes are
-    stutters)."""
+    stutters). With ``stale`` (``BotVerifyStale``) its read is served the value before the last
+    write (``stale_reads``)."""
     r = cfg.reply
-    seen = x.let(s.cache.has(r))
+    seen = x.let((s.prev if stale else s.cache).has(r))
     heal = s.heal[r]
     return s.verify.has(r) & heal.is_("Idle"), {
         s.verify: x.ite(seen, s.verify.without(r), s.verify),
         heal: x.ite(seen, heal, HEAL.Requested()),
     }
+
+
+def BotVerifyStale(cfg, s, x):
+    return BotVerify(cfg, s, x, stale=True)
 
 
 def BotRestart(cfg, s, x):
@@ -878,6 +883,9 @@ ACTIONS = [
     ActionDef("BotVerify", "", "bot", BotVerify,
               "the bot reads the whole cache: its reply seen leaves its list, missing is healed",
               when=_replies, group=4, kv="get cache"),
+    ActionDef("BotVerifyStale", "", "bot", BotVerifyStale,
+              "the bot's whole-cache read is served an older value (never forced)", fair=False,
+              when=_both(_replies, _stale), group=4, kv="get cache"),
     ActionDef("BotRestart", "", "fault", BotRestart,
               "the bot restarts and forgets its list of replies to verify (never forced)", fair=False,
               when=_replies, group=5),
@@ -921,7 +929,7 @@ FLAGS = [
             changes=("PostKey", "PollDone", "Reload")),
     FlagDef("stale_reads",
             "fault: a cache read may be served the value before the last write, until the next tick",
-            "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale"),
+            "fault", adds=("PostReadStale", "PollReadStale", "HealReadStale", "BotVerifyStale"),
             changes=("PostWrite", "PostCache", "HealWrite", "HealCache", "SweepWrite", "SweepCache", "Tick")),
     FlagDef("post_fails", "fault: a POST may fail after put comment:<id>; the client tracks nothing", "fault",
             adds=("PostFail",)),
@@ -942,7 +950,7 @@ FLAGS = [
     FlagDef("statuses", "a status per message in its key and in each cache copy; the bot completes messages",
             "worker", adds=("Complete", "ScanPatch", "ScanKeys"), changes=("ScanRead", "ScanWrite")),
     FlagDef("bot_replies", "the bot posts an AI reply to message 0 and verifies it from memory; it may restart",
-            "worker", adds=("BotVerify", "BotRestart"), changes=("PostKey", "PostAck", "PollDone")),
+            "worker", adds=("BotVerify", "BotVerifyStale", "BotRestart"), changes=("PostKey", "PostAck", "PollDone")),
 ]
 # fmt: on
 

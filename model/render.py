@@ -286,10 +286,13 @@ def _mark(
         mk.arrows.append(
             (f"post{m}", _sender(before, m), [("POST fails (key stored): not acked", None)], True)
         )
-    elif name == "BotVerify":
+    elif name in ("BotVerify", "BotVerifyStale"):
         r = _reply(before)
         mk.colour = colour(r)
-        mk.arrows.append(("cache", "bot", [("GET whole cache → ", None), *_ids(after["cache"])], False))
+        stale = name.endswith("Stale")
+        read = before["prev"] if stale else before["cache"]
+        verb = "stale GET whole cache → " if stale else "GET whole cache → "
+        mk.arrows.append(("cache", "bot", [(verb, None), *_ids(read)], False))
         if r in after["verify"]:
             mk.arrows.append(("bot", f"heal{r}", [(f"m{r} missing: heal m{r}", colour(r))], True))
         else:
@@ -361,7 +364,7 @@ DRAWN = frozenset(
         "PostWriteFail", "PostCacheFail", "PollRead", "PollReadStale", "PollDone", "HealKey",
         "HealRead", "HealReadStale", "HealWrite", "HealCache", "HealWriteFail", "HealCacheFail",
         "SweepList", "SweepRead", "SweepWrite", "SweepCache", "Crash", "PendingWrite", "Tick",
-        "Reload", "BotVerify", "BotRestart", STUTTER,
+        "Reload", "BotVerify", "BotVerifyStale", "BotRestart", STUTTER,
     }
 )  # fmt: skip
 
