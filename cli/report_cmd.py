@@ -42,8 +42,6 @@ CACHE = ".kvheal-cache.json"
 #: 5: z3 at the report's size, 6: its SMT-LIB queries), so
 #: older caches are not reused.
 RECORD_VERSION = 6
-#: Designs with a parameterized (all-tabs) proof: cheap, so every report includes them.
-ALL_TABS_DESIGNS = ("atomic_cache,dedupe", "dedupe,keep_verifying", "dedupe,sweeper")
 #: Model modules that only present results: editing them does not stale a cached verdict.
 PRESENTATION = frozenset({"render.py", "itf.py", "report.py", "claims.py"})
 
@@ -261,13 +259,15 @@ def report(
                         fixed = prove(config_of(d, tabs))
                     rec["z3"] = z3_record(fixed)
                     rec["z3_queries"] = paired(fixed, calls)
-                if d in ALL_TABS_DESIGNS:
-                    from kvheal.model.param import prove_all_tabs
+                from kvheal.model import param  # z3: imported once a design is checked
+
+                # the designs with a parameterized (all-tabs) proof: cheap, so every report has them
+                if d in param.ALL_TABS_DESIGNS:
                     from kvheal.model.smtlib import capture, paired, qualified_enums
 
                     progress.update(task, description=f"z3: {d} for every number of tabs")
                     with qualified_enums(), capture() as calls:
-                        proof = prove_all_tabs(config_of(d, 1).variants)
+                        proof = param.prove_all_tabs(config_of(d, 1).variants)
                     rec["all_tabs"] = all_tabs_record(proof)
                     rec["all_tabs"]["queries"] = paired(proof, calls)
                 records.append(rec)

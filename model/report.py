@@ -646,7 +646,7 @@ def assemble(
             continue
         proofs = by[d]["all_tabs"]["properties"]
         assumptions[d] = by[d]["all_tabs"]["assumptions"]
-        for prop in PROPERTIES:
+        for prop in properties_of([by[d]], REPORT_PROPERTIES):
             if prop not in by[d]["properties"]:
                 continue  # not decided for this design at any size (n/a)
             pf = proofs.get(prop)
@@ -727,7 +727,7 @@ def assemble(
         )
         blocks.append(("table", ["design", "property", "verdict", "method", "queries"], z3rows))
         for d, items in assumptions.items():
-            blocks.append(("p", [("b", f"Assumed for {d}: "), " ".join(items)]))
+            blocks.append(("p", [("b", f"Assumed for {d}:"), " " + " ".join(items)]))
         smt_rows = _smt_rows(
             [d for d in designs if (by[d].get("all_tabs") or {}).get("queries")],
             lambda d: by[d]["all_tabs"]["queries"],
@@ -937,7 +937,13 @@ def as_built_blocks(records: Sequence[Mapping[str, Any]], tabs: int) -> list[Any
                 "out; SPEC §6 records that at one tab with two messages as_built,shared_pending is "
                 "violated like as_built and as_built_fixed,shared_pending holds. z3 decides every "
                 "design here whose properties all hold, at this size (column z3: the strengthening "
-                "for the fix and the shown ranking, SPEC §6), not yet for every number of tabs. "
+                "for the fix and the shown ranking, SPEC §6)"
+                + (
+                    ", and the fix for every number of tabs too (below)"
+                    if any(r.get("all_tabs") for r in records if r["design"] == FIXED)
+                    else ", not yet for every number of tabs"
+                )
+                + ". "
                 "Counterexamples are replayed on the real system where the worker and the client "
                 "have every flag of the design (column real system)"
                 + (
