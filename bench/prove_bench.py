@@ -24,10 +24,12 @@ def _one(tabs: int, variant: str, queue: mp.Queue) -> None:
 
 
 def _all_tabs(variant: str, queue: mp.Queue) -> None:
+    from kvheal.model import Config
     from kvheal.model.param import prove_all_tabs
 
     t0 = time.perf_counter()
-    p = prove_all_tabs(variant.split(","), properties={"Converges"}).properties["Converges"]
+    flags = Config.make(tabs=1, variants=variant).variants  # a preset names its flags
+    p = prove_all_tabs(flags, properties={"Converges"}).properties["Converges"]
     queue.put((p.status, len(p.queries), time.perf_counter() - t0))
 
 
@@ -59,7 +61,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--limit", type=float, default=120.0)
     ap.add_argument("--tabs", default="2-8")
-    ap.add_argument("--variants", default="atomic_cache,dedupe;dedupe,keep_verifying;dedupe,sweeper")
+    ap.add_argument(
+        "--variants", default="atomic_cache,dedupe;dedupe,keep_verifying;dedupe,sweeper;as_built_fixed"
+    )
     ap.add_argument("--no-lasso", action="store_true")
     a = ap.parse_args()
     lo, _, hi = a.tabs.partition("-")
