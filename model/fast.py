@@ -178,7 +178,7 @@ def generate(kernel: Any, pk: Packing) -> str:
         "from numba import njit",
         "",
         "# the same hash for every configuration: compiled once, in numba's cache of fastpar",
-        f"from {__package__}.fastpar import hash_rows, owner_of, rehash, slot_of  # noqa: F401",
+        f"from {__package__}.fastpar import hash_rows, rehash, slot_of  # noqa: F401",
         "",
         "I64 = np.int64",
         "",
@@ -240,14 +240,9 @@ def _runtime_words(W: int) -> str:
             f"    return {eq}",
             "",
             "@njit(cache=True, nogil=True)",
-            "def expand_block(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST, out, lab, src, hs, rowcnt, at,",
-            "                 own, owned, per_label):",
+            "def expand_block(states, lo, hi, ADD, IDS, DUP, UNION, NEWEST, out, lab, src, hs, rowcnt, at):",
             "    # rows lo..hi expanded into out/lab from index at on; per successor its source",
-            "    # row and hash, per row its successor count; returns the index after the last.",
-            "    # With partitions (own has rows): the successors partition q owns, in order, into",
-            "    # own[q, at:] (stored without a branch: the owner is a coin toss), how many into",
-            "    # owned[q], and per action instance how many successors it produced",
-            "    parts = own.shape[0]",
+            "    # row and hash, per row its successor count; returns the index after the last",
             "    k = at",
             "    for row in range(lo, hi):",
             "        k0 = k",
@@ -255,13 +250,7 @@ def _runtime_words(W: int) -> str:
             "        rowcnt[row - lo] = k - k0",
             "        for i in range(k0, k):",
             "            src[i] = row",
-            "            h = hash_row(out, i)",
-            "            hs[i] = h",
-            "            if parts > 0:",
-            "                q = owner_of(h, parts)",
-            "                own[q, at + owned[q]] = i",
-            "                owned[q] += 1",
-            "                per_label[lab[i]] += 1",
+            "            hs[i] = hash_row(out, i)",
             "    return k",
             "",
             "@njit(cache=True, nogil=True)",
@@ -499,16 +488,16 @@ class CompiledKernel:
             from . import fastpar as fp
 
             hs = self.mod.hash_rows(states)
-            own = np.zeros((1, ni), np.int32)
             self.mod.expand_block(
                 states, 0, 0, *self.targs, np.empty((ni, W), np.int64), np.empty(ni, np.int32),
                 np.empty(ni, np.int64), np.empty(ni, np.uint64), np.empty(1, np.int64), 0,
-                own, np.zeros(1, np.int64), np.zeros(ni, np.int64),
             )  # fmt: skip
             one = np.ones(1, np.int64)
             table = np.full(4, -1, np.int32)
             fp.fill_part(table, hs, 0, 1, True)
             fp.fill_part_rows(table, states, 1, 0, 1, True)
+            own = np.zeros((1, 1), np.int32)
+            fp.block_counts(hs, np.zeros(1, np.int32), 0, 0, 1, 1, own)
             res = np.zeros(1, np.int64)
             new = np.empty((1, W), np.int64)
             fp.insert_part(
@@ -615,11 +604,10 @@ class CompiledGraph:
         src = np.empty(step * ni, np.int64)
         hs = np.empty(step * ni, np.uint64)
         rowcnt = np.empty(step, np.int64)
-        none, zero = np.zeros((0, 0), np.int32), np.zeros(0, np.int64)  # no partitions
         ck.ready(parallel=True)
         for a in range(lo, hi, step):
             k = ck.mod.expand_block(
-                self.states, a, min(hi, a + step), *ck.targs, out, lab, src, hs, rowcnt, 0, none, zero, zero
+                self.states, a, min(hi, a + step), *ck.targs, out, lab, src, hs, rowcnt, 0
             )
             yield out[:k], src[:k], lab[:k]
 
@@ -1051,9 +1039,6 @@ def explore_parallel(
             cuts = np.linspace(head, hi, P + 1).astype(np.int64)
             starts = (cuts[:-1] - head) * ni
             qb = store.rows()[1]
-            # each thread its rows; per partition, the successors it owns (own)
-            tally = np.zeros((P, P), np.int64)  # tally[t, q]: thread t's successors q owns
-            per_label = np.zeros((P, ni), np.int64)
             ends = _all(
                 pool,
                 mod.expand_block,
@@ -1069,17 +1054,20 @@ def explore_parallel(
                         hs,
                         rowcnt[cuts[t] - head :],
                         starts[t],
-                        own,
-                        tally[t],
-                        per_label[t],
                     )
                     for t in range(P)
                 ],
             )
             took = np.array(ends, np.int64) - starts
-            mine = tally.T.copy()  # mine[p][t]: how many of thread t's successors p owns
+            tallies = _all(
+                pool,
+                fp.block_counts,
+                [(hs, lab, starts[t], starts[t] + took[t], P, ni, own) for t in range(P)],
+            )
+            # mine[p][t]: how many of thread t's successors partition p owns
+            mine = np.array([o for o, _ in tallies], np.int64).T.copy()
             owned = mine.sum(axis=1)
-            counts += per_label.sum(axis=0)
+            counts += sum(c for _, c in tallies)
             pend = [store.pending(p, int(owned[p])) for p in range(P)]
             # each partition inserts its successors; one whose table would pass 3/4 full
             # stops, its table grows (the block's pending states entered again), it resumes

@@ -112,11 +112,27 @@ def pending_entry(j, tag):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def block_counts(hs, lab, lo, hi, parts, nlabels, own):  # pragma: no cover - compiled
+    """Successors ``lo..hi`` of a block (one thread's share, run on every thread at once):
+    how many each partition owns, how many each action instance produced; the indices of
+    those partition ``q`` owns, in order, into ``own[q, lo:]`` (stored without a branch:
+    the owner of a successor is a coin toss the CPU cannot predict)."""
+    owned = np.zeros(parts, np.int64)
+    per_label = np.zeros(nlabels, np.int64)
+    for i in range(lo, hi):
+        q = owner_of(hs[i], parts)
+        own[q, lo + owned[q]] = i
+        owned[q] += 1
+        per_label[lab[i]] += 1
+    return owned, per_label
+
+
+@njit(cache=True, nogil=True)
 def insert_part(
     p, states, table, out, hs, own, starts, counts, res, new, new_slot, t0, x0, c, limit, tagged
 ):  # pragma: no cover
     """Insert partition ``p``'s successors of the block: those of thread ``t`` are
-    ``own[p, starts[t]:starts[t] + counts[t]]`` (the generated ``expand_block``). From position
+    ``own[p, starts[t]:starts[t] + counts[t]]`` (:func:`block_counts`). From position
     ``x0`` of thread ``t0`` on, with ``c`` new states found so far; stops before a new state
     past ``limit`` (the table must grow first). Returns (new states found, where it
     stopped: thread, position); the thread is ``len(starts)`` when the block is done.
