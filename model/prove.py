@@ -616,6 +616,7 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     if sym.config.has("heal_atomic"):  # written for plain or all-atomic cache updates only
         return None
     M = sym.M
+    R = sym.config.reply  # the bot's reply (bot_replies), or None
     B = 1
     S = 1 if sym.sweeper else 0  # the sweeper is one more writer slot
     fails = sym.config.has("post_fails")
@@ -650,6 +651,11 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
 
     def never_posted(s: State, m: int) -> z3.BoolRef:
         # with tab_crash: unsent, and its tab is dead, so it never will be (and is never acked)
+        if m == R:  # the bot's reply, posted once message 0 is cached: never when nothing will
+            # cache 0 (its POST failed before its cache update, and no sweeper repairs)
+            if fails and not sym.sweeper:
+                return z3.And(s[f"post[{m}]"] == 0, s["post[0]"] == FAILED, missing(s, 0))
+            return z3.BoolVal(False)
         return z3.And(s[f"post[{m}]"] == 0, z3.Not(sym.alive(s, sym.owner[m])))
 
     def sweep_effective(s: State) -> z3.BoolRef:
@@ -667,6 +673,15 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
 
     def acked_missing(s: State) -> z3.BoolRef:
         return z3.Or([z3.And(sym.acked(s, m), missing(s, m)) for m in range(M)])
+
+    def repairs(s: State) -> z3.BoolRef:
+        # the sweeper's loop matters while an acknowledged id is missing, and (bot_replies)
+        # while the bot's reply waits for message 0, stored and missing, which the sweeper
+        # lists and caches
+        if R is None:
+            return acked_missing(s)
+        waits = z3.And(s[f"post[{R}]"] == 0, s["post[0]"] != 0, missing(s, 0))
+        return z3.Or(acked_missing(s), waits)
 
     def phi(s: State) -> z3.ArithRef:
         if sym.atomic:
@@ -691,9 +706,12 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
 
     def dist(s: State, m: int) -> z3.ArithRef:
         hv = s[f"heal[{m}]"]
-        o = sym.owner[m]
-        poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
-        idle = z3.If(poll, z3.If(seen, 5, 3), 4)
+        if m == R:  # the bot's reply: its BotVerify requests the heal
+            idle: z3.ArithRef = z3.IntVal(3)
+        else:
+            o = sym.owner[m]
+            poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
+            idle = z3.If(poll, z3.If(seen, 5, 3), 4)
         noop = z3.IntVal(6) if not sym.atomic else z3.IntVal(0)
         eff = effective(s, m)
         return z3.If(
@@ -717,7 +735,7 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
     def rank(s: State) -> list[z3.ArithRef]:
         posts = z3.Sum([z3.If(never_posted(s, m), 0, to_come(s, m)) for m in range(M)])
         if sym.sweeper:  # the sweeper repairs: its loop is the chain
-            chain = z3.If(acked_missing(s), sweep_dist(s), 0)
+            chain = z3.If(repairs(s), sweep_dist(s), 0)
         else:
             chain = z3.Sum([z3.If(z3.And(missing(s, m), sym.acked(s, m)), dist(s, m), 0) for m in range(M)])
         if reloads:  # a reload ends a poll in flight: the reloads still possible come first
@@ -756,13 +774,15 @@ def heal_argument(sym: SymbolicModel) -> Argument | None:
                 "SweepCache": SWEEP_LISTED,
                 "SweepWrite": SWEEP_READ,
             }[inst.name]
-            return z3.And(s["sweep"] == phase, z3.Or(acked_missing(s), sweep_effective(s)))
+            return z3.And(s["sweep"] == phase, z3.Or(repairs(s), sweep_effective(s)))
         if sym.sweeper:  # the tabs' heals only matter as writers: an effective one is designated
             return (
                 z3.And(s[f"heal[{a['m']}]"] == HEAL_CACHE_READ, effective(s, a["m"]))
                 if inst.name == "HealWrite"
                 else None
             )
+        if inst.name == "BotVerify":  # the bot's pass while its reply is missing
+            return z3.And(s[f"verify[{R}]"], s[f"heal[{R}]"] == IDLE, missing(s, R))
         if inst.name == "PollRead":
             return z3.And(z3.Not(s[f"poll[{a['t']}]"]), waiting(s, a["t"]))
         if inst.name == "PollDone":
@@ -823,12 +843,12 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
         # an acked id may be missing (a failed put), a POST may fail, a reload may end a poll:
         # drain_argument's rank covers those
         return None
-    M = sym.M
+    M, N = sym.M, sym.config.tab_messages  # the tabs' messages: every one but the bot's reply
 
     def rank(s: State) -> list[z3.ArithRef]:
         posts = z3.Sum([4 - s[f"post[{m}]"] for m in range(M)])
         terms = []
-        for m in range(M):
+        for m in range(N):
             o = sym.owner[m]
             poll, seen = s[f"poll[{o}]"], s[f"pollsnap[{o}][{m}]"] >= 1
             terms.append(z3.If(s[f"pending[{o}][{m}]"], z3.If(poll, z3.If(seen, 1, 3), 2), 0))
@@ -837,7 +857,7 @@ def pending_argument(sym: SymbolicModel) -> Argument | None:
     def stable(s: State) -> z3.BoolRef:
         return z3.And(
             [sym.acked(s, m) for m in range(M)]
-            + [z3.Not(s[f"pending[{sym.owner[m]}][{m}]"]) for m in range(M)]
+            + [z3.Not(s[f"pending[{sym.owner[m]}][{m}]"]) for m in range(N)]
         )
 
     return Argument(
@@ -878,7 +898,7 @@ def drain_argument(sym: SymbolicModel) -> Argument | None:
     conv = heal_argument(sym)
     if conv is None or sym.keep_verifying or sym.tab_crash or conv.helper is None:
         return None
-    M = sym.M
+    M = sym.config.tab_messages  # the bot's reply is on no tab's pending list
 
     def pending(s: State, m: int) -> z3.BoolRef:
         return s[f"pending[{sym.owner[m]}][{m}]"]
@@ -1233,14 +1253,16 @@ def prove(
     wanted = [n for n in [*invs, *goals] if properties is None or n in properties]
     out: dict[str, PropertyProof] = {}
 
-    # The named strengthenings and ranking arguments are written for kvheal's own definition
-    # with every message a tab's (each has an owner tab: not with the bot's reply,
-    # ``bot_replies``); a user's design, and that flag, get BMC, plain induction over the
-    # strengthenings that can be stated (Houdini keeps the inductive ones) and the lasso search.
-    own = sym.definition is KVHEAL and not config.has("bot_replies")
+    # The named strengthenings and ranking arguments are written for kvheal's own definition;
+    # a user's design gets BMC, plain induction and the lasso search. With the bot's reply
+    # (``bot_replies``: a message no tab owns) only the strengthenings that can be stated over
+    # it are candidates (Houdini keeps the inductive ones), and the ranking arguments treat
+    # the reply as the bot's (healed after its BotVerify, no tab's pending list).
+    own = sym.definition is KVHEAL
+    named = own and sym.config.reply is None
     say = progress or (lambda _msg: None)
     say("strengthening invariants (Houdini)")
-    strengthening, h_queries = houdini(sym, None if own else _candidates_that_apply(sym))
+    strengthening, h_queries = houdini(sym, None if named else _candidates_that_apply(sym))
     inv_names = [c.name for c in strengthening]
 
     inv_wanted = {n: invs[n] for n in wanted if n in invs}

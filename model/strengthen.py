@@ -133,13 +133,18 @@ def written_is_cached(sym: SymbolicModel, s: State) -> z3.BoolRef:
     )
 
 
+def _tabs_messages(sym: SymbolicModel) -> range:
+    """The messages a tab posts and tracks: all but the bot's reply (``bot_replies``)."""
+    return range(sym.config.tab_messages)
+
+
 def acked_is_pending(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
         [
             z3.Implies(
                 z3.And(sym.acked(s, m), sym.alive(s, sym.owner[m])), s[f"pending[{sym.owner[m]}][{m}]"]
             )
-            for m in range(sym.M)
+            for m in _tabs_messages(sym)
         ]
     )
 
@@ -217,6 +222,8 @@ def last_heal_polls_see(sym: SymbolicModel, s: State) -> z3.BoolRef:
     parts = []
     for h in sym.heal_keys:
         m = sym.heal_msg(h)
+        if m == sym.config.reply:  # the bot's heals are not counted (heals stays 0)
+            continue
         o = sym.owner[m]
         parts.append(
             z3.Implies(z3.And(_heals(sym, s, h) >= bound, s[f"poll[{o}]"]), s[f"pollsnap[{o}][{m}]"] >= 1)
@@ -234,13 +241,18 @@ def polls_read_the_cache(sym: SymbolicModel, s: State) -> z3.BoolRef:
     )
 
 
+def verify_is_acked(sym: SymbolicModel, s: State) -> z3.BoolRef:
+    r = sym.config.reply
+    return z3.Implies(s[f"verify[{r}]"], sym.acked(s, r))
+
+
 def uncached_ack_is_pending(sym: SymbolicModel, s: State) -> z3.BoolRef:
     return z3.And(
         [
             z3.Implies(
                 z3.And(sym.acked(s, m), z3.Not(sym.in_cache(s, m))), s[f"pending[{sym.owner[m]}][{m}]"]
             )
-            for m in range(sym.M)
+            for m in _tabs_messages(sym)
         ]
     )
 
@@ -354,6 +366,13 @@ CANDIDATES: tuple[Strengthening, ...] = (
         "id missing from the cache is still pending.",
         uncached_ack_is_pending,
         lambda sym: _counted(sym) and _grows(sym) and not sym.tab_crash,
+    ),
+    Strengthening(
+        "VerifyIsAcked",
+        "the bot's reply joins its list to verify only at its PostAck (bot_replies), so a reply "
+        "on the list is acknowledged (and a heal the bot requests, HealsAreAcked, is for one).",
+        verify_is_acked,
+        lambda sym: sym.config.reply is not None,
     ),
 )
 

@@ -142,8 +142,8 @@ def test_the_ai_tab_shows_the_reply_and_the_human_tab_does_not():
 @pytest.mark.parametrize(
     "tabs,variants,examples",
     [
-        (1, "bot_replies", 10),
-        (1, "atomic_cache,dedupe,put_fails,bot_replies", 10),
+        (1, "bot_replies", 6),
+        (1, "atomic_cache,dedupe,put_fails,bot_replies", 6),
         (1, "dedupe,sweeper,bot_replies", 6),
         (1, "as_built,bot_replies", 6),
         (1, "tab_view,stale_reads,dedupe,keep_verifying,bot_replies", 6),

@@ -39,8 +39,6 @@ PINNED = {
     # the reply's put fails (the write limit), the POST answers 200, the bot restarts: lost
     (1, "atomic_cache,dedupe,put_fails,bot_replies"): (316, 913, {"Converges": 11}),
     (2, "atomic_cache,dedupe,put_fails,bot_replies"): (17171, 80171, {"Converges": 18}),
-    # ... unless the sweeper repairs the cache from the stored keys
-    (2, "atomic_cache,dedupe,put_fails,sweeper,bot_replies"): (168755, 983839, {}),
     # dedupe,keep_verifying converges at tabs 2 (1,318 states); the reply's post loses a race
     # with message 1's, the bot restarts
     (2, "dedupe,keep_verifying,bot_replies"): (33426, 156013, {"Converges": 17}),
@@ -76,8 +74,12 @@ PINNED = {
 }
 #: past the default run's budget (seconds each): ``pytest -m slow``
 SLOW = {
+    # the reply lost to a failed put and a restart: unless the sweeper repairs the cache
+    (2, "atomic_cache,dedupe,put_fails,sweeper,bot_replies"): (168755, 983839, {}),
     (2, "dedupe,sweeper,bot_replies"): (11255845, 66043691, {}),
     (2, "as_built_fixed,bot_replies"): (2879956, 16314816, {"Converges": 18, "EveryoneSees": 18}),
+    # the fix with a sweeper keeps every property with the reply (kvheal prove proves it too)
+    (2, "as_built_fixed,sweeper,bot_replies"): (27510388, 192675636, {}),
 }
 
 
@@ -266,6 +268,34 @@ def test_bmc_and_the_lasso_search_find_the_checkers_lengths():
     from .conftest import assert_counterexample
 
     assert_counterexample(model, "Converges", pf.trace)
+
+
+#: kvheal prove (lasso search off): the designs that hold are proved, with the reply healed
+#: after the bot's BotVerify (heal-ranking) or by the sweeper; those that fail are not
+PROVED = {
+    (2, "atomic_cache,dedupe,bot_replies"): ("Converges", "PendingDrains"),
+    (2, "atomic_cache,dedupe,put_fails,sweeper,bot_replies"): ("Converges", "PendingDrains"),  # slow
+    (1, "as_built_fixed,sweeper,bot_replies"): ("Converges", "PendingDrains", "EveryoneSees"),
+    (1, "as_built_fixed,bot_replies"): ("HealsTerminate",),
+}
+
+
+@pytest.mark.parametrize(
+    "tabs,variants",
+    [pytest.param(*k, marks=pytest.mark.slow) if "sweeper,bot" in k[1] and k[0] == 2 else k for k in PROVED],
+    ids=lambda v: str(v),
+)
+def test_prove_decides_what_the_checker_does(tabs, variants):
+    from kvheal.model.prove import prove
+
+    res = prove(Config.make(tabs=tabs, variants=variants), lasso_depth=0)
+    pinned = {**PINNED, **SLOW}
+    violated = set(pinned[(tabs, variants)][2]) if (tabs, variants) in pinned else set()
+    proved = {n for n, p in res.properties.items() if str(p.status) == "holds"}
+    assert proved & violated == set()
+    goals = {"Converges", "PendingDrains", "EveryoneSees", "HealsTerminate"} & set(res.properties)
+    assert proved & goals == set(PROVED[(tabs, variants)])
+    assert "VerifyIsAcked" in res.invariant  # the bot's list holds only acknowledged replies
 
 
 @pytest.mark.slow  # a gcc -O2 of pan.c per configuration, some seconds each
