@@ -156,6 +156,25 @@ def test_lockstep_bot_replies(tabs, variants, examples):
     )
 
 
+@pytest.mark.slow  # some seconds each: two tabs, the reply and more examples
+@pytest.mark.parametrize(
+    "variants",
+    [
+        "bot_replies",
+        "atomic_cache,dedupe,put_fails,bot_replies",
+        "dedupe,sweeper,tab_crash,bot_replies",
+        "as_built_fixed,ai_channel,bot_replies",
+        "fire_and_forget,post_fails,repost,bot_replies",
+        "tab_view,stale_reads,dedupe,keep_verifying,bot_replies",
+    ],
+)
+def test_lockstep_bot_replies_at_tabs_2(variants):
+    run_state_machine_as_test(
+        lockstep_machine(Config.make(tabs=2, variants=variants)),
+        settings=settings(settings.default, max_examples=40),
+    )
+
+
 def test_cli_checks_then_replays(tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
     runner = CliRunner()
