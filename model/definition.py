@@ -209,6 +209,11 @@ def _channel(cfg, t):
     return list(range(cfg.tab_messages))
 
 
+def channel(cfg, t) -> list[int]:
+    """The messages of tab t's channel (what EveryoneSees asks it to show; SPEC §6)."""
+    return list(_channel(cfg, t))
+
+
 def _replies(cfg):
     """Whether the bot posts a reply and verifies it (SPEC §6 ``bot_replies``)."""
     return cfg.has("bot_replies")

@@ -21,7 +21,7 @@ the step table gains the same columns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -432,10 +432,13 @@ def view_cell(view: Mapping[str, Any], t: int) -> str:
 
 
 def never_shown(
-    trace: Sequence[Mapping[str, Any]], views: Sequence[Mapping[str, Any]]
+    trace: Sequence[Mapping[str, Any]],
+    views: Sequence[Mapping[str, Any]],
+    channels: Sequence[Collection[int]] | None = None,
 ) -> dict[int, list[int]]:
-    """For a lasso over the tab view: per live tab, the acknowledged messages it shows in no
-    state of the loop (what ``EveryoneSees`` waits for in vain); empty otherwise."""
+    """For a lasso over the tab view: per live tab, the acknowledged messages of its channel
+    (``channels[t]``; every message when None) it shows in no state of the loop (what
+    ``EveryoneSees`` waits for in vain); empty otherwise."""
     loop = loop_start(list(trace))
     if loop is None or "shown" not in views[0]:
         return {}
@@ -445,6 +448,8 @@ def never_shown(
         if not all(v["alive"][t] for v in cycle):
             continue
         acked = set.intersection(*({m for m, p in enumerate(v["post"]) if p[0] == "Acked"} for v in cycle))
+        if channels is not None:
+            acked &= set(channels[t])
         missing = sorted(m for m in acked if all(m not in _shown_of(v, t) for v in cycle))
         if missing:
             out[t] = missing
@@ -458,6 +463,7 @@ def sequence_svg(
     violated: str = "",
     ident: str = "",
     dedupe: bool | None = None,
+    channels: Sequence[Collection[int]] | None = None,
 ) -> str:
     """A counterexample as an SVG sequence diagram (see the module's docstring).
 
@@ -637,7 +643,7 @@ def sequence_svg(
         out.append(
             _text(8, foot, f"✗ {violated}: {what}", anchor="start", size=12, weight="bold", fill="#b00020")
         )
-        unseen = never_shown(trace, views) if violated == "EveryoneSees" else {}
+        unseen = never_shown(trace, views, channels) if violated == "EveryoneSees" else {}
         if unseen:
             cycle = views[loop + 1 :] if loop is not None else views[-1:]
             said = "; ".join(

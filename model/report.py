@@ -39,6 +39,7 @@ from .claims import (
     decide,
 )
 from .config import Config
+from .definition import channel
 from .itf import dumps as itf_dumps
 from .itf import to_itf
 from .render import PALETTE, line_chart_svg, sequence_svg, state_table_md, step_table_md, trace_views
@@ -804,8 +805,15 @@ def assemble(
             stem = slug(d, prop)
             kind = "lasso" if any(s.get("loop") for s in trace) else "path"
             title = f"{d}: {prop} violated ({kind} of {len(trace)} steps, tabs {rec['tabs']})"
+            cfg = model.config
             svg = sequence_svg(
-                trace, views, title=title, violated=prop, ident=stem, dedupe="dedupe" in model.config.variants
+                trace,
+                views,
+                title=title,
+                violated=prop,
+                ident=stem,
+                dedupe="dedupe" in cfg.variants,
+                channels=[channel(cfg, t) for t in range(cfg.tabs)],
             )
             table = step_table_md(trace, views)
             files[f"cex/{stem}.svg"] = svg

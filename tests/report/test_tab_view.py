@@ -81,6 +81,11 @@ def test_everyone_sees_diagram_shows_what_each_tab_has_shown():
     assert "response [0,1]; shows +{0}; cursor → 1; found {1}" in words  # step 13, tab 1
     assert words.count("response []; found {}") == 2  # the loop's polls return nothing new
     assert undrawn(svg) == []
+    # a tab is due only its channel's messages (ai_channel): with m1 outside tab 0's channel
+    # the note names nothing for it
+    assert never_shown(trace, views, [[0], [0, 1]]) == {}
+    other = sequence_svg(trace, views, violated="EveryoneSees", channels=[[0], [0, 1]])
+    assert not any("never shows" in "".join(t.itertext()) for t in ET.fromstring(other).iter(f"{SVG}text"))
 
 
 def undrawn(svg: str) -> list[str]:
