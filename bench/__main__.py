@@ -10,6 +10,7 @@ BENCHES = [
     "bench.cluster_bench",
     "bench.spin_bench",
     "bench.prove_bench",
+    "bench.as_built_bench",
     "bench.impl_bench",
     "bench.audit_bench",
     "bench.chaos_bench",
