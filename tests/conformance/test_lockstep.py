@@ -37,12 +37,17 @@ DESIGNS = (
 AT_THREE = {"", "dedupe,atomic_cache,sweeper,tab_crash"}
 
 
+#: pairs whose flags each run alone by default
+SLOW_PAIRS = {"keep_verifying,shared_pending", "shared_pending,tab_crash"}
+
+
 def _slow(variants: str, tabs: int) -> bool:
-    """Under -m slow: tabs 3 but for AT_THREE, and at tabs 2 each flag with dedupe (the flag
-    alone and the larger combination with dedupe stay in the default run)."""
+    """Under -m slow: tabs 3 but for AT_THREE, and at tabs 2 each flag with dedupe and the
+    pairs of SLOW_PAIRS (each flag alone and the larger combination with dedupe stay in the
+    default run)."""
     if tabs == 3:
         return variants not in AT_THREE
-    return variants.startswith("dedupe,") and variants not in AT_THREE
+    return (variants.startswith("dedupe,") or variants in SLOW_PAIRS) and variants not in AT_THREE
 
 
 @pytest.mark.parametrize(
@@ -54,7 +59,15 @@ def test_lockstep(variants, tabs):
     run_state_machine_as_test(lockstep_machine(Config.make(tabs=tabs, variants=variants)))
 
 
-@pytest.mark.parametrize("variants", ["", "atomic_cache", "dedupe,sweeper"], ids=lambda v: v or "seed")
+@pytest.mark.parametrize(
+    "variants",
+    [
+        pytest.param("", marks=pytest.mark.slow),
+        "atomic_cache",
+        pytest.param("dedupe,sweeper", marks=pytest.mark.slow),
+    ],
+    ids=lambda v: v or "seed",
+)
 def test_lockstep_with_eviction_and_two_posts_per_tab(variants):
     """cap < messages: the cache trims; each tab posts twice."""
     run_state_machine_as_test(lockstep_machine(Config.make(tabs=2, per_tab=2, cap=2, variants=variants)))
@@ -139,7 +152,13 @@ def test_lockstep_bot(variants):
     )
 
 
-@pytest.mark.parametrize("variants", list(AS_BUILT))
+#: under -m slow (the default run must stay under ten minutes): their flags run alone above
+AS_BUILT_SLOW = {"as_built,dedupe", "as_built,shared_pending", "as_built,stale_reads"}
+
+
+@pytest.mark.parametrize(
+    "variants", [pytest.param(v, marks=pytest.mark.slow) if v in AS_BUILT_SLOW else v for v in AS_BUILT]
+)
 def test_lockstep_as_built(variants):
     from hypothesis import settings
 

@@ -172,8 +172,19 @@ def test_infer_ids():
     assert infer_ids(recs) == ["r0-t1-m1", "r0-t2-m2", "r0-t2-m10"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-@pytest.mark.parametrize("variants", ["", "dedupe", "atomic_cache", "sweeper"], ids=lambda v: v or "seed")
+#: in the default run: each design once, each backend twice (the rest under -m slow)
+FREE_RUN_DEFAULT = {("", "redis"), ("dedupe", "sqlite"), ("atomic_cache", "sqlite"), ("sweeper", "redis")}
+
+
+@pytest.mark.parametrize(
+    "variants,backend",
+    [
+        pytest.param(v, b, marks=[] if (v, b) in FREE_RUN_DEFAULT else [pytest.mark.slow])
+        for v in ("", "dedupe", "atomic_cache", "sweeper")
+        for b in ("sqlite", "redis")
+    ],
+    ids=lambda v: v or "seed",
+)
 def test_free_run_is_a_behaviour_of_the_model(tmp_path, backend, variants):
     """Served worker: 3 uvicorn processes, 8 tabs posting at once, real SQLite / Redis, no gates."""
     if backend == "redis" and redis_server_binary() is None:

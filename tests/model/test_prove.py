@@ -43,6 +43,7 @@ BMC_SLOW = {
     "dedupe,keep_verifying",
     "shared_pending",
     "dedupe,tab_crash",
+    "dedupe",
 }
 
 
