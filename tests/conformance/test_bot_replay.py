@@ -4,20 +4,18 @@ SQLite, showing the same violations."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 
 from kvheal.conformance.lockstep import lockstep_machine
 from kvheal.conformance.replay import replay
-from kvheal.model import Config, KVHealModel, check
+from kvheal.model import Config
 from kvheal.model.results import VIOLATED
 
+from .replaying import checked
 
-@functools.cache
+
 def _checked(variants: str):
-    cfg = Config.make(tabs=2, variants=variants)
-    return cfg, check(KVHealModel(cfg))
+    return checked(2, variants=variants)
 
 
 def _script(variants: str, steps: list[tuple[str, dict]]) -> dict:

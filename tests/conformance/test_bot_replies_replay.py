@@ -8,29 +8,26 @@ Hypothesis drives the bot in lockstep with the model."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from kvheal.cli import main
 from kvheal.conformance.lockstep import lockstep_machine
 from kvheal.conformance.replay import replay
 from kvheal.conformance.system import message_ids
 from kvheal.impl.messages import message_type
-from kvheal.model import Config, KVHealModel, check
+from kvheal.model import Config
 from kvheal.model.results import VIOLATED
+
+from .replaying import assert_cli_replays, checked
 
 IDS = message_ids(3)
 
 
-@functools.cache
 def _checked(tabs: int, variants: str):
-    cfg = Config.make(tabs=tabs, variants=variants)
-    return cfg, check(KVHealModel(cfg))
+    return checked(tabs, variants=variants)
 
 
 def _script(tabs: int, variants: str, steps: list[tuple[str, dict]]):
@@ -177,15 +174,4 @@ def test_lockstep_bot_replies_at_tabs_2(variants):
 
 def test_cli_checks_then_replays(tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
-    runner = CliRunner()
-    checked = runner.invoke(main, ["check", "--tabs", "1", "--variant", "bot_replies", "--json"])
-    assert checked.exit_code == 1, checked.output
-    path = tmp_path / "check.json"
-    path.write_text(checked.output)
-    result = runner.invoke(main, ["replay", str(path), "--json"])
-    assert result.exit_code == 1, result.output
-    data = json.loads(result.output)
-    assert [(r["property"], r["status"]) for r in data["results"]] == [
-        ("NoDuplicates", "violated"),
-        ("Converges", "violated"),
-    ]
+    assert_cli_replays(["--tabs", "1", "--variant", "bot_replies"], ["NoDuplicates", "Converges"], tmp_path)

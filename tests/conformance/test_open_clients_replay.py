@@ -9,43 +9,29 @@ scripted run through the new steps, and a short Hypothesis run).
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from kvheal.cli import main
 from kvheal.conformance.lockstep import lockstep_machine
 from kvheal.conformance.replay import replay
-from kvheal.model import Config, KVHealModel, check
+from kvheal.model import Config
 
 from .make_open_clients_traces import FIXTURES, generate, path
+from .replaying import assert_cli_replays, assert_replays, checked
 
 ID0, ID1 = "1761868800000-5feceb", "1761868801000-6b86b2"
 
 
-@functools.cache
 def _checked(tabs: int, per_tab: int, variants: str):
-    config = Config.make(tabs=tabs, per_tab=per_tab, variants=variants)
-    return config, check(KVHealModel(config))
+    return checked(tabs, per_tab, variants=variants)
 
 
 def _replays(tabs: int, per_tab: int, variants: str, expected: dict, tmp_path) -> None:
-    """Every violated property of the design: (trace length, steps replayed, evidence) as
-    `expected` says, reproduced on real SQLite without leaving the model's path."""
-    config, result = _checked(tabs, per_tab, variants)
-    violated = {n: p for n, p in result.properties.items() if str(p.status) == "violated"}
-    assert {n: len(p.trace) for n, p in violated.items()} == {n: e[0] for n, e in expected.items()}
-    for name, p in violated.items():
-        r = replay(config, name, p.trace, path=str(tmp_path / f"{name}.sqlite3"))
-        assert (r.status, r.diverged, r.backend) == ("violated", "", "sqlite"), (name, r.diverged)
-        assert (len(r.steps), expected[name][2] in r.evidence) == (expected[name][1], True), (
-            name,
-            r.evidence,
-        )
+    """Every violated property of the design reproduced on real SQLite (`assert_replays`)."""
+    assert_replays(*_checked(tabs, per_tab, variants), expected, tmp_path)
 
 
 def _script(config: Config, steps: list[tuple[str, dict]]) -> dict:
@@ -437,15 +423,8 @@ def test_lockstep_every_open_client_flag_at_once():
 )
 def test_cli_checks_then_replays(args, violated, tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
-    runner = CliRunner()
-    checked = runner.invoke(main, ["check", *args, "--json", "-q"])  # no progress lines in the output
-    assert checked.exit_code == 1, checked.output
-    path = tmp_path / "check.json"
-    path.write_text(checked.output)
-    result = runner.invoke(main, ["replay", str(path), "--backend", "memory", "--json"])
-    assert result.exit_code == 1, result.output
-    data = json.loads(result.output)
-    assert [(r["property"], r["status"]) for r in data["results"]] == [(n, "violated") for n in violated]
+    # -q: no progress lines in the output
+    assert_cli_replays([*args, "-q"], violated, tmp_path, replay_args=("--backend", "memory"))
 
 
 @pytest.mark.slow  # the checks: 30-100 s each on two cores

@@ -9,30 +9,26 @@ real system."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import settings
 from hypothesis.stateful import initialize, run_state_machine_as_test
 
-from kvheal.cli import main
 from kvheal.conformance.lockstep import LockstepMachine, lockstep_machine
-from kvheal.conformance.replay import replay
 from kvheal.conformance.system import InProcessSystem
 from kvheal.flags import MODELLED_ONLY, WORKER_VARIANTS
-from kvheal.model import Config, KVHealModel, check
+from kvheal.model import Config
+
+from .replaying import assert_cli_replays, assert_replays, checked
 
 ID0 = "1761868800000-5feceb"
 #: the real cache's copies of message 0, as the evidence prints them
 OPEN, DONE = f"{ID0}:-", f"{ID0}:complete"
 
 
-@functools.cache
 def _checked(tabs: int, cap: int | None, variants: str):
-    config = Config.make(tabs=tabs, cap=cap, variants=variants)
-    return config, check(KVHealModel(config))
+    return checked(tabs, cap=cap, variants=variants)
 
 
 #: (tabs, cap, design) -> property -> (trace length, steps replayed (a lasso's loop twice;
@@ -85,17 +81,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("tabs,cap,variants", list(EXPECTED), ids=lambda v: str(v))
 def test_the_pinned_counterexamples_replay_on_real_sqlite(tabs, cap, variants, tmp_path):
-    config, result = _checked(tabs, cap, variants)
-    expected = EXPECTED[(tabs, cap, variants)]
-    violated = {n: p for n, p in result.properties.items() if str(p.status) == "violated"}
-    assert {n: len(p.trace) for n, p in violated.items()} == {n: e[0] for n, e in expected.items()}
-    for name, p in violated.items():
-        r = replay(config, name, p.trace, path=str(tmp_path / f"{name}.sqlite3"))
-        assert (r.status, r.diverged, r.backend) == ("violated", "", "sqlite"), (name, r.diverged)
-        assert (len(r.steps), expected[name][2] in r.evidence) == (expected[name][1], True), (
-            name,
-            r.evidence,
-        )
+    assert_replays(*_checked(tabs, cap, variants), EXPECTED[(tabs, cap, variants)], tmp_path)
 
 
 def test_the_flag_is_the_real_systems():
@@ -181,19 +167,11 @@ def test_lockstep_statuses(tabs, cap, variants, examples):
 
 def test_cli_checks_then_replays(tmp_path):
     """`kvheal check ... --json > f; kvheal replay f` exits 1: every violation reproduced."""
-    runner = CliRunner()
-    checked = runner.invoke(
-        main, ["check", "--tabs", "1", "--cap", "2", "--variant", "statuses,bot_scan", "--json"]
+    assert_cli_replays(
+        ["--tabs", "1", "--cap", "2", "--variant", "statuses,bot_scan"],
+        list(EXPECTED[(1, 2, "statuses,bot_scan")]),
+        tmp_path,
     )
-    assert checked.exit_code == 1, checked.output
-    path = tmp_path / "check.json"
-    path.write_text(checked.output)
-    result = runner.invoke(main, ["replay", str(path), "--json"])
-    assert result.exit_code == 1, result.output
-    data = json.loads(result.output)
-    assert [(r["property"], r["status"]) for r in data["results"]] == [
-        (n, "violated") for n in EXPECTED[(1, 2, "statuses,bot_scan")]
-    ]
 
 
 @pytest.mark.parametrize("variants", ["statuses", "statuses,bot_scan"])
