@@ -1486,6 +1486,24 @@ class _Fixed(_Encoding):
         upd, same, step, owner = self.upd, self.same, self._step, self.owner
         added = z3.Not(s["cache"](m1))  # dedupe: the atomic update adds m1 only when absent
         post, heal = s["post"](m1), s["heal"](m1)
+
+        def cache_put(var: str, before: z3.ExprRef, after: z3.ExprRef, fails: bool):
+            """The atomic cache update of `var`'s step (a post's or a heal's) for m1: from
+            phase `before` to `after`, m1 added (an effective write when it was absent), or,
+            with `fails`, the one failed put (nothing written)."""
+            guard = s[var](m1) == before
+            if fails:
+                return (
+                    *step(
+                        z3.And(guard, z3.Not(s["put_failed"])),
+                        upd(var, m1, after),
+                        s2["put_failed"],
+                        *same(var, "put_failed"),
+                    ),
+                    F,
+                )
+            return (*step(guard, upd(var, m1, after), upd("cache", m1, T), *same(var, "cache")), added)
+
         return {
             "PostKey": (
                 *step(
@@ -1498,21 +1516,8 @@ class _Fixed(_Encoding):
                 ),
                 F,
             ),
-            "PostCache": (
-                *step(
-                    post == self.KEYW, upd("post", m1, self.CW), upd("cache", m1, T), *same("post", "cache")
-                ),
-                added,
-            ),
-            "PostCacheFail": (
-                *step(
-                    z3.And(post == self.KEYW, z3.Not(s["put_failed"])),
-                    upd("post", m1, self.CW),
-                    s2["put_failed"],
-                    *same("post", "put_failed"),
-                ),
-                F,
-            ),
+            "PostCache": cache_put("post", self.KEYW, self.CW, fails=False),
+            "PostCacheFail": cache_put("post", self.KEYW, self.CW, fails=True),
             "PostFail": (
                 *step(
                     z3.Or(post == self.KEYW, post == self.CW),
@@ -1578,21 +1583,8 @@ class _Fixed(_Encoding):
                 ),
                 F,
             ),
-            "HealCache": (
-                *step(
-                    heal == self.KEYR, upd("heal", m1, self.IDLE), upd("cache", m1, T), *same("heal", "cache")
-                ),
-                added,
-            ),
-            "HealCacheFail": (
-                *step(
-                    z3.And(heal == self.KEYR, z3.Not(s["put_failed"])),
-                    upd("heal", m1, self.IDLE),
-                    s2["put_failed"],
-                    *same("heal", "put_failed"),
-                ),
-                F,
-            ),
+            "HealCache": cache_put("heal", self.KEYR, self.IDLE, fails=False),
+            "HealCacheFail": cache_put("heal", self.KEYR, self.IDLE, fails=True),
             "Reload": (
                 *step(
                     z3.Not(s["reloaded"](t1)),
