@@ -196,22 +196,17 @@ def _browser(cfg, t):
     return range(cfg.messages) if cfg.has("shared_pending") else _own(cfg, t)
 
 
-def _channel(cfg, t):
-    """The messages tab t's polls may return: its channel's type. The tabs' messages are human
-    ones, the bot's reply (``bot_replies``) an AI one. With ``ai_channel`` the last tab shows
-    the AI channel (the reply, or no message without ``bot_replies``) and the others the human
-    one; without it every page shows every channel (the implementation's page without a
-    channel)."""
+def channel(cfg, t) -> list[int]:
+    """The messages of tab t's channel, which its polls may return and EveryoneSees asks it to
+    show: its channel's type. The tabs' messages are human ones, the bot's reply
+    (``bot_replies``) an AI one. With ``ai_channel`` the last tab shows the AI channel (the
+    reply, or no message without ``bot_replies``) and the others the human one; without it
+    every page shows every channel (the implementation's page without a channel)."""
     if not cfg.has("ai_channel"):
         return list(range(cfg.messages))
     if t == cfg.tabs - 1:
         return [] if cfg.reply is None else [cfg.reply]
     return list(range(cfg.tab_messages))
-
-
-def channel(cfg, t) -> list[int]:
-    """The messages of tab t's channel (what EveryoneSees asks it to show; SPEC §6)."""
-    return list(_channel(cfg, t))
 
 
 def _replies(cfg):
@@ -459,12 +454,12 @@ def _poll_view(cfg, s, x, t, effects):
     shows them; the cursor moves to ``clock - LAG + 1``. Returns what counts as found: the
     cache (the design), or the response and the page-load snapshot (``found_in_response``)."""
     snap = s.poll[t].of("Read").snap
-    if cfg.has("full_poll") and len(_channel(cfg, t)) == cfg.messages:
+    if cfg.has("full_poll") and len(channel(cfg, t)) == cfg.messages:
         resp = x.let(snap.ids())
     elif cfg.has("full_poll"):
-        resp = x.let(x.ids("m", {m: snap.has(m) for m in _channel(cfg, t)}))
+        resp = x.let(x.ids("m", {m: snap.has(m) for m in channel(cfg, t)}))
     else:
-        resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in _channel(cfg, t)}))
+        resp = x.let(x.ids("m", {m: snap.has(m) & (s.ts[m] >= s.cursor[t]) for m in channel(cfg, t)}))
         effects[s.cursor[t]] = _local_clock(cfg, s, t) - (LAG - 1)
     effects[s.shown[t]] = s.shown[t].union(resp)
     if not cfg.has("found_in_response"):
@@ -992,7 +987,7 @@ def _everyone_sees(cfg, s, x):
     newest = s.acked.newest(cfg.cap)
     parts = []
     for t in range(cfg.tabs):
-        mine = _channel(cfg, t)
+        mine = channel(cfg, t)
         due = newest if len(mine) == cfg.messages else x.ids("m", {m: newest.has(m) for m in mine})
         parts.append(~s.alive.has(t) | due.subset(s.shown[t]))
     return x.all(parts)

@@ -41,7 +41,7 @@ import z3
 
 from .config import Config
 from .definition import KVHEAL, POST
-from .definition import _channel as channel_of  # the ids a tab's channel shows (SPEC §6)
+from .definition import channel as channel_of  # the ids a tab's channel shows (SPEC §6)
 from .results import Trace, Verdict
 from .strengthen import Strengthening, candidates_for
 from .symbolic import (
